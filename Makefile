@@ -1,0 +1,56 @@
+# Every target documents itself: `make help`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA_PORT ?= 19092
+export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
+
+.DEFAULT_GOAL := help
+.PHONY: help install test unit integration lint format typecheck schema kafka kafka-stop kafka-status demo clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/journey: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/journey ## Create .venv and install the project with its `journey` command
+
+test: install kafka ## Unit, contract and integration tests (starts a real local Kafka if none runs)
+	$(BIN)/pytest tests
+
+unit: install ## Fast tests only: no Kafka, no services
+	$(BIN)/pytest tests -m "not kafka and not kcat"
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy
+
+schema: install ## Re-export the JSON Schemas into docs/schema/
+	$(BIN)/journey schema --out docs/schema
+
+kafka: ## Start a single-node Apache Kafka (KRaft) on 127.0.0.1:$(KAFKA_PORT); idempotent
+	bash scripts/kafka.sh start
+
+kafka-stop: ## Stop the local Kafka started by `make kafka` (by its pid)
+	bash scripts/kafka.sh stop
+
+kafka-status: ## Say whether the local Kafka runs
+	bash scripts/kafka.sh status
+
+demo: install ## The main job on the embedded log: emit the seed stories and show them
+	$(BIN)/journey demo
+
+clean: ## Remove caches and the embedded demo log (keeps .venv and the Kafka jar cache)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache journey.db journey.db-*

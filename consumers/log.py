@@ -1,0 +1,187 @@
+"""The log port: the small surface every log adapter (Kafka, embedded SQLite) offers.
+
+Everything above this module (emitter, runners, query service) talks only to these
+protocols, so the same code runs on Apache Kafka and on the embedded log.
+
+Semantics every adapter honours (the contract suite in ``tests/contract`` checks them):
+
+* a topic has a fixed number of partitions; a message's partition is chosen from its key
+  with Kafka's default partitioner (murmur2), so a key lands in the same partition number on
+  both logs and one customer's events are totally ordered;
+* offsets in a partition start at 0 and grow by one per message;
+* the *high-water mark* of a partition is the offset the next message will get;
+* a consumer belongs to a group; it reads from the group's committed offset (or the
+  beginning, when nothing was committed) and commits explicitly, never automatically;
+* committed offsets are "the next offset to read", as in Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from domain.errors import JourneyError
+
+__all__ = [
+    "Log",
+    "LogConsumer",
+    "LogError",
+    "Message",
+    "OnAssign",
+    "OutgoingMessage",
+    "Position",
+    "TopicPartition",
+]
+
+
+class LogError(JourneyError):
+    """The log could not do what was asked (broker unreachable, unknown topic, ...)."""
+
+
+@dataclass(frozen=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a message sits on the log. Returned to emitters as the read-your-writes token."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    def token(self) -> str:
+        """Compact text form, ``topic:partition:offset``; see :meth:`parse`."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @classmethod
+    def parse(cls, token: str) -> Position:
+        topic, sep, rest = token.rpartition(":")
+        topic, sep2, partition = topic.rpartition(":")
+        if not sep or not sep2 or not topic:
+            raise LogError(f"malformed position token {token!r}: expected topic:partition:offset")
+        try:
+            part, off = int(partition), int(rest)
+        except ValueError:
+            raise LogError(
+                f"malformed position token {token!r}: partition and offset must be integers"
+            ) from None
+        if part < 0 or off < 0:
+            raise LogError(f"malformed position token {token!r}: negative partition or offset")
+        return cls(topic, part, off)
+
+
+Headers = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    key: bytes
+    value: bytes
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message read from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    headers: Headers = field(default=())
+
+    @property
+    def position(self) -> Position:
+        return Position(self.topic, self.partition, self.offset)
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+# Called when partitions are (re)assigned to a consumer. It may return the offsets to start
+# from (e.g. positions kept transactionally in a projection store); partitions it leaves
+# out start from the group's committed offset, or the beginning.
+OnAssign = Callable[[frozenset[TopicPartition]], Mapping[TopicPartition, int]]
+
+
+@runtime_checkable
+class LogConsumer(Protocol):
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Message]:
+        """Next messages in offset order per partition; [] when none arrived in time."""
+        ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit the given next-offsets-to-read for the group, or the current positions."""
+        ...
+
+    def committed(self, tp: TopicPartition) -> int | None: ...
+
+    def assignment(self) -> frozenset[TopicPartition]: ...
+
+    def seek(self, tp: TopicPartition, offset: int) -> None: ...
+
+    def seek_to_beginning(self) -> None:
+        """Every assigned partition reads again from offset 0 (the earliest retained)."""
+        ...
+
+    def seek_to_timestamp(self, timestamp_ms: int) -> None:
+        """Every assigned partition reads from the first message at or after the time
+        (or from the high-water mark when there is none)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Log(Protocol):
+    url: str
+
+    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        """Create the topics that do not exist yet (infinite retention)."""
+        ...
+
+    def partitions(self, topic: str) -> list[int]: ...
+
+    def partition_for(self, topic: str, key: bytes) -> int: ...
+
+    def produce(self, topic: str, messages: Sequence[OutgoingMessage]) -> list[Position]:
+        """Append messages; positions come back in input order. Per key, order is kept."""
+        ...
+
+    def high_watermarks(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next message will get."""
+        ...
+
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        on_assign: OnAssign | None = None,
+    ) -> LogConsumer: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,491 @@
+"""The touchpoint catalogue: one frozen pydantic model per touchpoint type and version.
+
+Every model is the ``data`` body of an envelope (see :mod:`domain.envelope`). Names are in
+the past tense: a touchpoint is a fact that already happened. Each class declares its wire
+``type`` and ``schema_version``; the registry below maps both to the model. Old versions stay
+registered so that old events still validate; :mod:`domain.upcasting` lifts them to the
+current version on read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CATALOGUE",
+    "CURRENT",
+    "Channel",
+    "IdentityKind",
+    "TouchpointData",
+    "current_model",
+    "model_for",
+]
+
+Channel = Literal["email", "phone", "chat", "web_form", "social", "store", "letter", "sms", "app"]
+IdentityKind = Literal[
+    "email", "phone", "social_handle", "order_number", "serial_number", "customer_id"
+]
+Text = str
+ShortText = str
+
+# (type name, version) -> model
+CATALOGUE: dict[tuple[str, int], type[TouchpointData]] = {}
+# type name -> current version
+CURRENT: dict[str, int] = {}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+
+class TouchpointData(_Frozen):
+    """Base of every touchpoint body. Subclasses register themselves by type and version."""
+
+    type_name: ClassVar[str]
+    schema_version: ClassVar[int]
+    summary: ClassVar[str]
+
+    def __init_subclass__(
+        cls,
+        *,
+        type_name: str | None = None,
+        version: int = 1,
+        current: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if type_name is None:
+            return
+        if (type_name, version) in CATALOGUE:
+            raise TypeError(f"touchpoint {type_name} v{version} registered twice")
+        cls.type_name = type_name
+        cls.schema_version = version
+        cls.summary = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        CATALOGUE[(type_name, version)] = cls
+        if current:
+            if CURRENT.get(type_name, 0) > version:
+                raise TypeError(f"{type_name}: current version must be the highest")
+            CURRENT[type_name] = version
+
+
+def model_for(type_name: str, version: int) -> type[TouchpointData] | None:
+    return CATALOGUE.get((type_name, version))
+
+
+def current_model(type_name: str) -> type[TouchpointData] | None:
+    version = CURRENT.get(type_name)
+    return None if version is None else CATALOGUE[(type_name, version)]
+
+
+# --------------------------------------------------------------------------- shared parts
+
+
+class Money(_Frozen):
+    amount: Decimal = Field(ge=0, description="Decimal amount, e.g. 499.00")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. SEK")
+
+
+class OrderLine(_Frozen):
+    sku: ShortText = Field(min_length=1)
+    name: ShortText = Field(min_length=1, description="Product name as the customer saw it")
+    quantity: int = Field(ge=1, default=1)
+    unit_price: Money
+    serial_number: ShortText | None = None
+    batch: ShortText | None = Field(
+        default=None, description="Production batch, used to find owners of a known defect"
+    )
+    warranty_terms_shown: Text | None = Field(
+        default=None, description="The warranty text shown to the customer at purchase, verbatim"
+    )
+
+
+# --------------------------------------------------------------------------- orders & delivery
+
+
+class OrderPlaced(TouchpointData, type_name="OrderPlaced", version=1):
+    """The customer placed an order: items, price and what was promised at checkout.
+
+    ``promised_delivery_by`` is an implied promise: it is kept by ``Delivered`` before that
+    time and broken otherwise.
+    """
+
+    order_id: ShortText = Field(min_length=1)
+    lines: list[OrderLine] = Field(min_length=1)
+    total: Money
+    channel: Channel = "web_form"
+    promised_delivery_by: AwareDatetime | None = None
+    delivery_address: Text | None = None
+
+
+class OrderShipped(TouchpointData, type_name="OrderShipped", version=1):
+    """The order (or a shipment of it) was handed to a carrier."""
+
+    order_id: ShortText = Field(min_length=1)
+    shipment_id: ShortText = Field(min_length=1)
+    carrier: ShortText
+    tracking_number: ShortText | None = None
+    expected_delivery_by: AwareDatetime | None = None
+
+
+class DeliveryAttempted(TouchpointData, type_name="DeliveryAttempted", version=1):
+    """The carrier tried to deliver a shipment."""
+
+    shipment_id: ShortText = Field(min_length=1)
+    carrier: ShortText
+    location: Text | None = None
+
+
+class DeliveryFailed(TouchpointData, type_name="DeliveryFailed", version=1):
+    """A delivery attempt failed (nobody home, wrong address, ...)."""
+
+    shipment_id: ShortText = Field(min_length=1)
+    carrier: ShortText
+    reason: Text
+    notified_customer_by: Channel | None = Field(
+        default=None, description="How the customer was told, e.g. sms after a failed attempt"
+    )
+
+
+class DeliveryRescheduled(TouchpointData, type_name="DeliveryRescheduled", version=1):
+    """A new delivery was agreed: a new time and/or place.
+
+    When ``deliver_by`` is given it is a promise, kept only by ``Delivered`` at that place
+    before that time.
+    """
+
+    shipment_id: ShortText = Field(min_length=1)
+    carrier: ShortText
+    new_location: Text | None = None
+    deliver_by: AwareDatetime | None = None
+    agreed_by: ShortText | None = Field(
+        default=None, description="Who agreed to it, e.g. 'customer service, central office'"
+    )
+    promise_id: ShortText | None = Field(
+        default=None, description="Set to track the reschedule as a promise"
+    )
+
+
+class Delivered(TouchpointData, type_name="Delivered", version=1):
+    """The shipment reached the customer (or the agreed pick-up point)."""
+
+    shipment_id: ShortText = Field(min_length=1)
+    carrier: ShortText
+    location: Text | None = None
+
+
+# --------------------------------------------------------------------------- identity & forms
+
+
+class SignupRequested(TouchpointData, type_name="SignupRequested", version=1):
+    """The customer asked to become a customer through a form; the fields are kept verbatim.
+
+    It opens a case that needs a first reply like any inquiry.
+    """
+
+    case_id: ShortText = Field(min_length=1)
+    channel: Channel = "web_form"
+    form: ShortText = Field(description="Which form, e.g. 'become-a-customer'")
+    products: list[ShortText] = Field(
+        default_factory=list, description="What the customer asked for, e.g. mortgage, car loan"
+    )
+    fields: dict[str, Text] = Field(
+        description="Every field the customer submitted, exactly as typed"
+    )
+
+
+class IdentityLinked(TouchpointData, type_name="IdentityLinked", version=1):
+    """An identifier was shown to belong to this customer.
+
+    With ``kind = customer_id`` the two customer ids are one person: their views merge.
+    """
+
+    kind: IdentityKind
+    value: ShortText = Field(min_length=1)
+    verified: bool = False
+
+
+class ErasureRequested(TouchpointData, type_name="ErasureRequested", version=1):
+    """The customer asked to be forgotten: views erase their personal data."""
+
+    channel: Channel | None = None
+    reason: Text | None = None
+
+
+# --------------------------------------------------------------------------- cases
+
+
+class InquiryReceived(TouchpointData, type_name="InquiryReceived", version=1):
+    """The customer contacted us. A new ``case_id`` opens a case; a known one is a follow-up."""
+
+    case_id: ShortText = Field(min_length=1)
+    channel: Channel
+    subject: Text | None = None
+    body: Text | None = None
+    product: ShortText | None = None
+
+
+class ComplaintFiledV1(TouchpointData, type_name="ComplaintFiled", version=1, current=False):
+    """A complaint or warranty claim (version 1, superseded: the serial was not marked as
+    given by the customer). Upcast to version 2 on read."""
+
+    case_id: ShortText = Field(min_length=1)
+    channel: Channel
+    product: ShortText
+    serial_number: ShortText | None = None
+    description: Text | None = None
+
+
+class ComplaintFiled(TouchpointData, type_name="ComplaintFiled", version=2):
+    """The customer filed a complaint or warranty claim about a product.
+
+    ``serial_number_as_given`` is what the customer wrote, right or wrong; a later
+    ``SerialNumberCorrected`` records the corrected one.
+    """
+
+    case_id: ShortText = Field(min_length=1)
+    channel: Channel
+    product: ShortText
+    serial_number_as_given: ShortText | None = None
+    description: Text | None = None
+    warranty_claim: bool = False
+    purchase_place: ShortText | None = None
+    purchase_date: dt.date | None = None
+    order_id: ShortText | None = None
+
+
+class AutoAcknowledgementSent(TouchpointData, type_name="AutoAcknowledgementSent", version=1):
+    """An automatic "we received your message" went out. It is NOT an answer."""
+
+    case_id: ShortText = Field(min_length=1)
+    channel: Channel
+
+
+class ReplySent(TouchpointData, type_name="ReplySent", version=1):
+    """A person answered the customer.
+
+    ``awaiting_customer`` pauses the service clock until the customer writes again.
+    """
+
+    case_id: ShortText = Field(min_length=1)
+    channel: Channel
+    agent: ShortText
+    team: ShortText
+    country: ShortText = Field(description="ISO 3166 alpha-2 country of the answering team")
+    body: Text | None = None
+    copied_to: list[ShortText] = Field(default_factory=list)
+    awaiting_customer: bool = False
+
+
+class CaseHandedOff(TouchpointData, type_name="CaseHandedOff", version=1):
+    """The case moved to another team (and maybe country), possibly with copies."""
+
+    case_id: ShortText = Field(min_length=1)
+    from_team: ShortText
+    from_country: ShortText
+    to_team: ShortText
+    to_country: ShortText
+    copied_to: list[ShortText] = Field(default_factory=list)
+    escalation: bool = False
+    reason: Text | None = None
+
+
+class CaseResolved(TouchpointData, type_name="CaseResolved", version=1):
+    """The case was resolved."""
+
+    case_id: ShortText = Field(min_length=1)
+    resolution: Text
+    resolved_by: ShortText | None = None
+
+
+class CaseReopened(TouchpointData, type_name="CaseReopened", version=1):
+    """A resolved case was opened again."""
+
+    case_id: ShortText = Field(min_length=1)
+    reason: Text | None = None
+
+
+class SatisfactionRated(TouchpointData, type_name="SatisfactionRated", version=1):
+    """The customer rated the service (1 = very poor, 5 = excellent)."""
+
+    case_id: ShortText | None = None
+    score: int = Field(ge=1, le=5)
+    comment: Text | None = None
+
+
+# --------------------------------------------------------------------------- promises
+
+
+class PromiseMade(TouchpointData, type_name="PromiseMade", version=1):
+    """Someone promised the customer something by a deadline (a callback, a delivery...)."""
+
+    promise_id: ShortText = Field(min_length=1)
+    case_id: ShortText | None = None
+    what: Text
+    kind: Literal["callback", "reply", "delivery", "refund", "replacement", "visit", "other"] = (
+        "other"
+    )
+    due_by: AwareDatetime
+    made_by: ShortText
+    made_to: ShortText | None = Field(default=None, description="Name of the person promised to")
+
+
+class PromiseKept(TouchpointData, type_name="PromiseKept", version=1):
+    """The promise was fulfilled."""
+
+    promise_id: ShortText = Field(min_length=1)
+    kept_by: ShortText | None = None
+    note: Text | None = None
+
+
+class PromiseBroken(TouchpointData, type_name="PromiseBroken", version=1):
+    """Derived by the promise keeper: the deadline passed and the promise was not kept."""
+
+    promise_id: ShortText = Field(min_length=1)
+    due_by: AwareDatetime
+    what: Text | None = None
+
+
+class ReplyOverdue(TouchpointData, type_name="ReplyOverdue", version=1):
+    """Derived by the promise keeper: a reply target passed without a real answer."""
+
+    case_id: ShortText = Field(min_length=1)
+    target: Literal["first_reply", "next_reply"]
+    due_by: AwareDatetime
+
+
+# --------------------------------------------------------------------------- products & repairs
+
+
+class SerialNumberCorrected(TouchpointData, type_name="SerialNumberCorrected", version=1):
+    """We worked out the right serial number; it waits for the customer's confirmation."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    serial_number_as_given: ShortText | None = None
+    corrected_serial_number: ShortText = Field(min_length=1)
+    corrected_by: ShortText | None = None
+
+
+class SerialConfirmationRequested(
+    TouchpointData, type_name="SerialConfirmationRequested", version=1
+):
+    """We asked the customer to confirm a (corrected) serial number."""
+
+    case_id: ShortText | None = None
+    serial_number: ShortText = Field(min_length=1)
+    channel: Channel = "email"
+
+
+class SerialNumberConfirmed(TouchpointData, type_name="SerialNumberConfirmed", version=1):
+    """The customer confirmed the serial number."""
+
+    case_id: ShortText | None = None
+    serial_number: ShortText = Field(min_length=1)
+
+
+class RepairCompleted(TouchpointData, type_name="RepairCompleted", version=1):
+    """A repair of the product was completed."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    serial_number: ShortText | None = None
+    description: Text | None = None
+    repaired_by: ShortText | None = None
+
+
+class ReplacementShipped(TouchpointData, type_name="ReplacementShipped", version=1):
+    """A replacement product was sent to the customer."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    serial_number: ShortText | None = None
+    carrier: ShortText | None = None
+    tracking_number: ShortText | None = None
+    before_proof: bool = Field(
+        default=False, description="Shipped before the customer proved purchase or defect"
+    )
+
+
+class PickupBooked(TouchpointData, type_name="PickupBooked", version=1):
+    """Collection of a product from the customer was booked."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    serial_number: ShortText | None = None
+    carrier: ShortText | None = None
+    pickup_at: AwareDatetime | None = None
+
+
+class ReturnReceived(TouchpointData, type_name="ReturnReceived", version=1):
+    """A returned or collected product arrived at our warehouse."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    serial_number: ShortText | None = None
+    condition: Text | None = None
+
+
+class RefundIssued(TouchpointData, type_name="RefundIssued", version=1):
+    """Money was paid back."""
+
+    case_id: ShortText | None = None
+    order_id: ShortText | None = None
+    amount: Money
+    reason: Text | None = None
+
+
+class GoodwillGranted(TouchpointData, type_name="GoodwillGranted", version=1):
+    """A gesture of goodwill: gift card, voucher, discount."""
+
+    case_id: ShortText | None = None
+    defect_id: ShortText | None = None
+    kind: Literal["gift_card", "voucher", "discount", "free_shipping", "other"]
+    value: Money | None = None
+    reason: Text | None = None
+
+
+class KnownDefectRegistered(TouchpointData, type_name="KnownDefectRegistered", version=1):
+    """A defect affecting a product (and batch) became known.
+
+    Every owner of a matching product is flagged for proactive outreach until one is sent.
+    ``customer_id`` of this envelope is the registering organisation's id (e.g. ``company``).
+    """
+
+    defect_id: ShortText = Field(min_length=1)
+    product: ShortText
+    batch: ShortText | None = Field(default=None, description="None means every batch")
+    description: Text
+    remedy: Text | None = None
+
+
+class ProactiveOutreachSent(TouchpointData, type_name="ProactiveOutreachSent", version=1):
+    """We contacted the customer about a known defect before they complained."""
+
+    defect_id: ShortText = Field(min_length=1)
+    channel: Channel
+    message: Text | None = None
+
+
+# --------------------------------------------------------------------------- public voice
+
+
+class PublicReviewPosted(TouchpointData, type_name="PublicReviewPosted", version=1):
+    """The customer posted a public review."""
+
+    review_id: ShortText = Field(min_length=1)
+    platform: ShortText
+    rating: int | None = Field(default=None, ge=1, le=5)
+    text: Text | None = None
+    url: Text | None = None
+
+
+class ReviewAnswered(TouchpointData, type_name="ReviewAnswered", version=1):
+    """We answered a public review."""
+
+    review_id: ShortText = Field(min_length=1)
+    answered_by: ShortText
+    text: Text | None = None
