@@ -1,0 +1,155 @@
+"""Emitting touchpoints: the typed Python emitter and the batch parser behind `journey emit`.
+
+Everything in a batch is validated before anything is produced: a batch with one bad line
+produces nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+import structlog
+
+from consumers.log import Log, OutgoingMessage, Position
+from domain.catalogue import TouchpointData
+from domain.envelope import Touchpoint, encode, new_touchpoint, parse_envelope
+from domain.errors import InvalidEvent, JourneyError
+
+__all__ = ["BatchError", "Emitter", "parse_batch", "to_message"]
+
+logger = structlog.get_logger(__name__)
+
+
+class BatchError(JourneyError):
+    """A line of an emit batch is invalid; nothing of the batch was produced."""
+
+    def __init__(self, line: int, error: InvalidEvent, origin: str) -> None:
+        where = f"{origin}:{line}" if origin else f"line {line}"
+        super().__init__(f"{where}: {error.message} — nothing of this batch was emitted")
+        self.line = line
+        self.error = error
+
+
+def parse_batch(text: str, origin: str = "") -> list[Touchpoint]:
+    """Parse one JSON envelope, a JSON array of envelopes, or JSON lines.
+
+    Raises BatchError naming the (1-based) line and the field of the first bad event.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise BatchError(1, InvalidEvent("not_json", "no input: expected a JSON envelope"), origin)
+    if stripped.startswith("[") or ("\n" in stripped and _is_single_json(stripped)):
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise BatchError(exc.lineno, InvalidEvent("not_json", f"not JSON: {exc.msg}"), origin)
+        items = obj if isinstance(obj, list) else [obj]
+        out = []
+        for index, item in enumerate(items, start=1):
+            try:
+                out.append(_one(item))
+            except InvalidEvent as exc:
+                raise BatchError(index, exc, origin) from None
+        return out
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BatchError(number, InvalidEvent("not_json", f"not JSON: {exc.msg}"), origin)
+        try:
+            out.append(_one(obj))
+        except InvalidEvent as exc:
+            raise BatchError(number, exc, origin) from None
+    return out
+
+
+def _is_single_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _one(obj: object) -> Touchpoint:
+    if not isinstance(obj, dict):
+        raise InvalidEvent("invalid_envelope", "an envelope must be a JSON object")
+    return parse_envelope(obj)
+
+
+def to_message(tp: Touchpoint) -> OutgoingMessage:
+    return OutgoingMessage(
+        key=tp.customer_id.encode(),
+        value=encode(tp),
+        headers=(
+            ("journey-type", tp.type.encode()),
+            ("journey-event-id", str(tp.event_id).encode()),
+        ),
+    )
+
+
+class Emitter:
+    """Validates and produces touchpoints to the log of record.
+
+    >>> emitter = Emitter(log, topic="journey.touchpoints", source="helpdesk")
+    >>> emitter.emit(ReplySent(...), customer_id="c-1", occurred_at=now)
+    Position(topic='journey.touchpoints', partition=3, offset=41)
+    """
+
+    def __init__(self, log: Log, *, topic: str, source: str, partitions: int = 6) -> None:
+        self.log = log
+        self.topic = topic
+        self.source = source
+        log.ensure_topics([topic, f"{topic}.dlq"], partitions)
+
+    def emit(
+        self,
+        data: TouchpointData,
+        *,
+        customer_id: str,
+        occurred_at: datetime,
+        event_id: uuid.UUID | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        source: str | None = None,
+    ) -> Position:
+        tp = new_touchpoint(
+            data,
+            customer_id=customer_id,
+            occurred_at=occurred_at,
+            source=source or self.source,
+            event_id=event_id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        return self.emit_touchpoints([tp])[0]
+
+    def emit_touchpoints(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
+        if not touchpoints:
+            return []
+        positions = self.log.produce(self.topic, [to_message(tp) for tp in touchpoints])
+        for tp, pos in zip(touchpoints, positions, strict=True):
+            logger.info(
+                "touchpoint emitted",
+                event_id=str(tp.event_id),
+                customer_id=tp.customer_id,
+                type=tp.type,
+                topic=pos.topic,
+                partition=pos.partition,
+                offset=pos.offset,
+            )
+        return positions
+
+    def emit_text(self, text: str, origin: str = "") -> list[Position]:
+        """Validate every envelope in ``text`` first, then produce them all."""
+        return self.emit_touchpoints(parse_batch(text, origin))
+
+    def emit_all(self, texts: Iterable[tuple[str, str]]) -> list[Position]:
+        batches = [parse_batch(text, origin) for text, origin in texts]
+        return self.emit_touchpoints([tp for batch in batches for tp in batch])
