@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "CATALOGUE",
     "CURRENT",
     "Channel",
     "IdentityKind",
+    "Instant",
     "TouchpointData",
     "current_model",
     "model_for",
@@ -31,6 +33,21 @@ IdentityKind = Literal[
 ]
 Text = str
 ShortText = str
+
+
+def _time_as_text(value: Any) -> Any:
+    # pydantic would read a JSON number as Unix seconds (or milliseconds): a producer's
+    # epoch or a mistyped field would pass as a wrong time. The contract is RFC 3339 text.
+    if isinstance(value, str | dt.datetime):
+        return value
+    raise PydanticCustomError(
+        "time_not_rfc3339",
+        "a time must be an RFC 3339 string with a zone offset, e.g. 2026-11-23T10:00:00+01:00",
+    )
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_time_as_text)]
+"""A point in time on the wire: RFC 3339 text with a zone offset (``Z`` or ``+01:00``)."""
 
 # (type name, version) -> model
 CATALOGUE: dict[tuple[str, int], type[TouchpointData]] = {}
@@ -64,7 +81,7 @@ class TouchpointData(_Frozen):
             raise TypeError(f"touchpoint {type_name} v{version} registered twice")
         cls.type_name = type_name
         cls.schema_version = version
-        cls.summary = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        cls.summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
         CATALOGUE[(type_name, version)] = cls
         if current:
             if CURRENT.get(type_name, 0) > version:
@@ -117,7 +134,7 @@ class OrderPlaced(TouchpointData, type_name="OrderPlaced", version=1):
     lines: list[OrderLine] = Field(min_length=1)
     total: Money
     channel: Channel = "web_form"
-    promised_delivery_by: AwareDatetime | None = None
+    promised_delivery_by: Instant | None = None
     delivery_address: Text | None = None
 
 
@@ -128,7 +145,7 @@ class OrderShipped(TouchpointData, type_name="OrderShipped", version=1):
     shipment_id: ShortText = Field(min_length=1)
     carrier: ShortText
     tracking_number: ShortText | None = None
-    expected_delivery_by: AwareDatetime | None = None
+    expected_delivery_by: Instant | None = None
 
 
 class DeliveryAttempted(TouchpointData, type_name="DeliveryAttempted", version=1):
@@ -160,7 +177,7 @@ class DeliveryRescheduled(TouchpointData, type_name="DeliveryRescheduled", versi
     shipment_id: ShortText = Field(min_length=1)
     carrier: ShortText
     new_location: Text | None = None
-    deliver_by: AwareDatetime | None = None
+    deliver_by: Instant | None = None
     agreed_by: ShortText | None = Field(
         default=None, description="Who agreed to it, e.g. 'customer service, central office'"
     )
@@ -328,7 +345,7 @@ class PromiseMade(TouchpointData, type_name="PromiseMade", version=1):
     kind: Literal["callback", "reply", "delivery", "refund", "replacement", "visit", "other"] = (
         "other"
     )
-    due_by: AwareDatetime
+    due_by: Instant
     made_by: ShortText
     made_to: ShortText | None = Field(default=None, description="Name of the person promised to")
 
@@ -345,7 +362,7 @@ class PromiseBroken(TouchpointData, type_name="PromiseBroken", version=1):
     """Derived by the promise keeper: the deadline passed and the promise was not kept."""
 
     promise_id: ShortText = Field(min_length=1)
-    due_by: AwareDatetime
+    due_by: Instant
     what: Text | None = None
 
 
@@ -354,7 +371,7 @@ class ReplyOverdue(TouchpointData, type_name="ReplyOverdue", version=1):
 
     case_id: ShortText = Field(min_length=1)
     target: Literal["first_reply", "next_reply"]
-    due_by: AwareDatetime
+    due_by: Instant
 
 
 # --------------------------------------------------------------------------- products & repairs
@@ -417,7 +434,7 @@ class PickupBooked(TouchpointData, type_name="PickupBooked", version=1):
     product: ShortText
     serial_number: ShortText | None = None
     carrier: ShortText | None = None
-    pickup_at: AwareDatetime | None = None
+    pickup_at: Instant | None = None
 
 
 class ReturnReceived(TouchpointData, type_name="ReturnReceived", version=1):

@@ -12,9 +12,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
-from domain.catalogue import CATALOGUE, CURRENT, TouchpointData, current_model
+from domain.catalogue import CATALOGUE, CURRENT, Instant, TouchpointData, current_model
 from domain.errors import InvalidEvent, UnknownEventType
 from domain.upcasting import upcast
 
@@ -41,9 +41,7 @@ class _EnvelopeFields(BaseModel):
         pattern=_ID_PATTERN,
         description="Whose touchpoint; also the Kafka message key (1-200 chars)",
     )
-    occurred_at: AwareDatetime = Field(
-        description="When it happened, RFC 3339 with a time zone offset"
-    )
+    occurred_at: Instant = Field(description="When it happened, RFC 3339 with a time zone offset")
     source: str = Field(min_length=1, description="Emitting system, e.g. helpdesk, webshop")
     correlation_id: str | None = Field(
         default=None, description="Groups touchpoints of one conversation or flow"
@@ -111,15 +109,15 @@ def parse_envelope(obj: Any) -> Touchpoint:
     try:
         body = model.model_validate(env.data)
         if env.schema_version != target:
-            lifted = upcast(
-                env.type, env.schema_version, body.model_dump(mode="json"), target
-            )
+            lifted = upcast(env.type, env.schema_version, body.model_dump(mode="json"), target)
             current = current_model(env.type)
             assert current is not None
             body = current.model_validate(lifted)
     except ValidationError as exc:
         field, msg = validation_message(exc, "data.")
-        raise InvalidEvent("invalid_data", f"{env.type} v{env.schema_version} {msg}", field) from None
+        raise InvalidEvent(
+            "invalid_data", f"{env.type} v{env.schema_version} {msg}", field
+        ) from None
     fields = env.model_dump(exclude={"data", "schema_version"})
     return Touchpoint(**fields, schema_version=target, data=body)
 
