@@ -43,9 +43,11 @@ def parse_batch(text: str, origin: str = "") -> list[Touchpoint]:
         raise BatchError(1, InvalidEvent("not_json", "no input: expected a JSON envelope"), origin)
     if stripped.startswith("[") or ("\n" in stripped and _is_single_json(stripped)):
         try:
-            obj = json.loads(stripped)
+            # parse ``text``, not ``stripped``: error line numbers must count leading blank lines
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise BatchError(exc.lineno, InvalidEvent("not_json", f"not JSON: {exc.msg}"), origin)
+            error = InvalidEvent("not_json", f"not JSON: {exc.msg}")
+            raise BatchError(exc.lineno, error, origin) from None
         items = obj if isinstance(obj, list) else [obj]
         out = []
         for index, item in enumerate(items, start=1):
@@ -61,7 +63,8 @@ def parse_batch(text: str, origin: str = "") -> list[Touchpoint]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise BatchError(number, InvalidEvent("not_json", f"not JSON: {exc.msg}"), origin)
+            error = InvalidEvent("not_json", f"not JSON: {exc.msg}")
+            raise BatchError(number, error, origin) from None
         try:
             out.append(_one(obj))
         except InvalidEvent as exc:
