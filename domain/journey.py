@@ -1,0 +1,614 @@
+"""The journey model: touchpoints folded into what we know about one customer.
+
+Pure: no I/O, no clock. ``Journey.apply`` takes one decoded touchpoint and updates the
+state; everything time-related uses the touchpoint's ``occurred_at``. Deadlines that depend
+on configurable service rules are computed later, at read time, by :mod:`domain.rules`.
+
+Cases and promises live inside the customer's journey rather than in aggregates of their
+own: the log orders touchpoints per customer (the Kafka key), not per case, so the customer
+is the natural consistency boundary and one fold sees every fact about a case in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from domain import catalogue as c
+from domain.envelope import Touchpoint
+
+__all__ = [
+    "Anomaly",
+    "Case",
+    "Handoff",
+    "Identity",
+    "Journey",
+    "Product",
+    "Promise",
+    "Reply",
+    "Shipment",
+    "Step",
+    "Submission",
+    "TimelineEntry",
+]
+
+CaseKind = Literal["inquiry", "complaint", "signup"]
+PromiseStatus = Literal["pending", "kept", "broken"]
+
+
+@dataclass
+class Identity:
+    kind: str
+    value: str
+    seen_at: datetime
+    note: str | None = None
+
+
+@dataclass
+class Submission:
+    """What the customer typed, verbatim."""
+
+    case_id: str
+    form: str
+    channel: str
+    products: list[str]
+    fields: dict[str, str]
+    submitted_at: datetime
+
+
+@dataclass
+class Reply:
+    at: datetime
+    agent: str
+    team: str
+    country: str
+    channel: str
+    awaiting_customer: bool
+
+
+@dataclass
+class Handoff:
+    at: datetime
+    from_team: str
+    from_country: str
+    to_team: str
+    to_country: str
+    copied_to: list[str]
+    escalation: bool
+    reason: str | None
+
+
+@dataclass
+class Step:
+    """A fulfilment step of a case: repair, replacement, pickup, return, refund, goodwill."""
+
+    at: datetime
+    kind: str
+    detail: str
+
+
+@dataclass
+class Case:
+    case_id: str
+    kind: CaseKind
+    channel: str
+    opened_at: datetime
+    subject: str | None = None
+    product: str | None = None
+    team: str | None = None
+    country: str | None = None
+    copied_to: list[str] = field(default_factory=list)
+    handoffs: list[Handoff] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    auto_acknowledgements: list[datetime] = field(default_factory=list)
+    customer_messages: list[datetime] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    status: Literal["open", "resolved"] = "open"
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    reopened: int = 0
+    satisfaction: int | None = None
+    # The reply clock: which target runs and since when; None while nothing is owed
+    # (after a reply, and while waiting on the customer).
+    reply_owed: Literal["first_reply", "next_reply"] | None = "first_reply"
+    reply_owed_since: datetime | None = None
+    awaiting_customer_since: datetime | None = None
+    overdue_recorded: list[tuple[str, datetime]] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.replies)
+
+
+@dataclass
+class Promise:
+    promise_id: str
+    what: str
+    kind: str
+    due_by: datetime
+    made_by: str
+    made_at: datetime
+    case_id: str | None = None
+    made_to: str | None = None
+    implied: bool = False
+    status: PromiseStatus = "pending"
+    settled_at: datetime | None = None
+    kept_late: bool = False
+
+
+@dataclass
+class Product:
+    """A product the customer owns, keyed by the best serial we have (or its name)."""
+
+    name: str
+    serial_as_given: str | None = None
+    serial_corrected: str | None = None
+    serial_confirmation_requested: bool = False
+    serial_confirmed: bool = False
+    batch: str | None = None
+    order_id: str | None = None
+    warranty_terms_shown: str | None = None
+    repairs: int = 0
+    replacements: int = 0
+    complaints: int = 0
+
+    @property
+    def serial(self) -> str | None:
+        return self.serial_corrected or self.serial_as_given
+
+
+@dataclass
+class Shipment:
+    shipment_id: str
+    carrier: str
+    order_id: str | None = None
+    attempts: int = 0
+    failures: list[str] = field(default_factory=list)
+    rescheduled_to: str | None = None
+    delivered_at: datetime | None = None
+    delivered_location: str | None = None
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    type: str
+    summary: str
+    event_id: str
+    case_id: str | None = None
+
+
+@dataclass
+class Anomaly:
+    at: datetime
+    event_id: str
+    type: str
+    problem: str
+
+
+_CONTACT_TYPES = (c.InquiryReceived, c.ComplaintFiled, c.SignupRequested)
+
+
+@dataclass
+class Journey:
+    """Everything we know about one customer id, folded from its touchpoints."""
+
+    customer_id: str
+    identities: list[Identity] = field(default_factory=list)
+    submissions: list[Submission] = field(default_factory=list)
+    cases: dict[str, Case] = field(default_factory=dict)
+    promises: dict[str, Promise] = field(default_factory=dict)
+    products: list[Product] = field(default_factory=list)
+    shipments: dict[str, Shipment] = field(default_factory=dict)
+    orders: dict[str, str] = field(default_factory=dict)  # order id -> summary
+    linked_customers: list[str] = field(default_factory=list)
+    outreach: dict[str, datetime] = field(default_factory=dict)  # defect id -> sent at
+    defects_registered: list[str] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    contacts: int = 0
+    reviews: dict[str, str] = field(default_factory=dict)  # review id -> status
+    erased_at: datetime | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _identity(self, kind: str, value: str | None, at: datetime, note: str | None = None) -> None:
+        if not value:
+            return
+        for ident in self.identities:
+            if ident.kind == kind and ident.value == value:
+                return
+        self.identities.append(Identity(kind, value, at, note))
+
+    def _case(self, tp: Touchpoint, case_id: str | None, what: str) -> Case | None:
+        if case_id is None:
+            return None
+        case = self.cases.get(case_id)
+        if case is None:
+            self._anomaly(tp, f"{what} for unknown case {case_id}")
+        return case
+
+    def _anomaly(self, tp: Touchpoint, problem: str) -> None:
+        self.anomalies.append(Anomaly(tp.occurred_at, str(tp.event_id), tp.type, problem))
+
+    def _product(self, name: str, serial: str | None = None) -> Product:
+        for product in self.products:
+            if serial and serial in (product.serial_as_given, product.serial_corrected):
+                return product
+        for product in self.products:
+            if product.name == name and (serial is None or product.serial is None):
+                if serial and product.serial_as_given is None:
+                    product.serial_as_given = serial
+                return product
+        product = Product(name=name, serial_as_given=serial)
+        self.products.append(product)
+        return product
+
+    def _step(self, tp: Touchpoint, case_id: str | None, kind: str, detail: str) -> None:
+        case = self._case(tp, case_id, kind)
+        if case is not None:
+            case.steps.append(Step(tp.occurred_at, kind, detail))
+        elif case_id is None and not any(k.kind == "complaint" for k in self.cases.values()):
+            self._anomaly(tp, f"{kind} before any complaint or case")
+
+    def _settle(self, promise_id: str, at: datetime, status: PromiseStatus) -> bool:
+        promise = self.promises.get(promise_id)
+        if promise is None or promise.status != "pending":
+            return False
+        promise.status = status
+        promise.settled_at = at
+        promise.kept_late = status == "kept" and at > promise.due_by
+        return True
+
+    def _open_case(self, tp: Touchpoint, case_id: str, kind: CaseKind, channel: str) -> Case:
+        case = self.cases.get(case_id)
+        if case is None:
+            case = Case(case_id, kind, channel, tp.occurred_at, reply_owed_since=tp.occurred_at)
+            self.cases[case_id] = case
+        else:
+            # The customer wrote again on an existing case: a reply is owed again.
+            if case.status == "resolved":
+                case.status = "open"
+                case.reopened += 1
+            if case.reply_owed is None:
+                case.reply_owed = "next_reply" if case.replies else "first_reply"
+                case.reply_owed_since = tp.occurred_at
+            case.awaiting_customer_since = None
+        case.customer_messages.append(tp.occurred_at)
+        return case
+
+    # ------------------------------------------------------------------ the fold
+
+    def apply(self, tp: Touchpoint) -> str:
+        """Fold one touchpoint in; return a one-line summary for the timeline."""
+        if self.first_seen is None or tp.occurred_at < self.first_seen:
+            self.first_seen = tp.occurred_at
+        if self.last_seen is None or tp.occurred_at > self.last_seen:
+            self.last_seen = tp.occurred_at
+        data = tp.data
+        if isinstance(data, _CONTACT_TYPES):
+            self.contacts += 1
+        summary, case_id = self._fold(tp, data)
+        self.timeline.append(
+            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id)
+        )
+        return summary
+
+    def _fold(self, tp: Touchpoint, d: c.TouchpointData) -> tuple[str, str | None]:
+        at = tp.occurred_at
+        match d:
+            case c.OrderPlaced():
+                items = ", ".join(f"{ln.quantity}× {ln.name}" for ln in d.lines)
+                self.orders[d.order_id] = f"{items} — {d.total.amount} {d.total.currency}"
+                self._identity("order_number", d.order_id, at)
+                for line in d.lines:
+                    product = self._product(line.name, line.serial_number)
+                    product.order_id = d.order_id
+                    product.batch = line.batch or product.batch
+                    product.warranty_terms_shown = (
+                        line.warranty_terms_shown or product.warranty_terms_shown
+                    )
+                    self._identity("serial_number", line.serial_number, at)
+                if d.promised_delivery_by is not None:
+                    self.promises[f"delivery:{d.order_id}"] = Promise(
+                        f"delivery:{d.order_id}",
+                        f"deliver order {d.order_id}",
+                        "delivery",
+                        d.promised_delivery_by,
+                        made_by="checkout",
+                        made_at=at,
+                        implied=True,
+                    )
+                return f"Order {d.order_id}: {items}", None
+            case c.OrderShipped():
+                self.shipments[d.shipment_id] = Shipment(d.shipment_id, d.carrier, d.order_id)
+                if d.order_id not in self.orders:
+                    self._anomaly(tp, f"shipment of unknown order {d.order_id}")
+                return f"Order {d.order_id} handed to {d.carrier}", None
+            case c.DeliveryAttempted():
+                ship = self._shipment(tp, d.shipment_id, d.carrier)
+                ship.attempts += 1
+                return f"{d.carrier} tried to deliver {d.shipment_id}", None
+            case c.DeliveryFailed():
+                ship = self._shipment(tp, d.shipment_id, d.carrier)
+                ship.failures.append(d.reason)
+                return f"Delivery of {d.shipment_id} failed: {d.reason}", None
+            case c.DeliveryRescheduled():
+                ship = self._shipment(tp, d.shipment_id, d.carrier)
+                ship.rescheduled_to = d.new_location or ship.rescheduled_to
+                if d.deliver_by is not None:
+                    pid = d.promise_id or f"reschedule:{d.shipment_id}:{at.isoformat()}"
+                    self.promises[pid] = Promise(
+                        pid,
+                        f"deliver {d.shipment_id}"
+                        + (f" to {d.new_location}" if d.new_location else ""),
+                        "delivery",
+                        d.deliver_by,
+                        made_by=d.agreed_by or d.carrier,
+                        made_at=at,
+                    )
+                where = f" to {d.new_location}" if d.new_location else ""
+                return f"Delivery of {d.shipment_id} rescheduled{where}", None
+            case c.Delivered():
+                ship = self._shipment(tp, d.shipment_id, d.carrier)
+                ship.delivered_at = at
+                ship.delivered_location = d.location
+                for promise in self.promises.values():
+                    if promise.kind == "delivery" and promise.status == "pending" and (
+                        d.shipment_id in promise.what
+                        or (ship.order_id and promise.promise_id == f"delivery:{ship.order_id}")
+                    ):
+                        self._settle(promise.promise_id, at, "kept")
+                return f"{d.shipment_id} delivered" + (f" at {d.location}" if d.location else ""), None
+            case c.SignupRequested():
+                self.submissions.append(
+                    Submission(d.case_id, d.form, d.channel, list(d.products), dict(d.fields), at)
+                )
+                for key, value in d.fields.items():
+                    kind = _identity_kind_of_field(key)
+                    if kind:
+                        self._identity(kind, value.strip(), at, "from form")
+                case = self._open_case(tp, d.case_id, "signup", d.channel)
+                case.subject = "Signup: " + (", ".join(d.products) or d.form)
+                return f"Signup request via {d.form}: {', '.join(d.products)}", d.case_id
+            case c.IdentityLinked():
+                self._identity(d.kind, d.value, at)
+                if d.kind == "customer_id" and d.value != self.customer_id:
+                    if d.value not in self.linked_customers:
+                        self.linked_customers.append(d.value)
+                return f"Identity linked: {d.kind} {d.value}", None
+            case c.ErasureRequested():
+                self._erase(at)
+                return "Customer asked to be forgotten", None
+            case c.InquiryReceived():
+                known = d.case_id in self.cases
+                case = self._open_case(tp, d.case_id, "inquiry", d.channel)
+                if not known:
+                    case.subject = d.subject
+                    case.product = d.product
+                verb = "wrote again" if known else "inquiry"
+                return f"{d.channel} {verb}: {d.subject or d.body or ''}".strip(), d.case_id
+            case c.ComplaintFiled():
+                case = self._open_case(tp, d.case_id, "complaint", d.channel)
+                case.subject = case.subject or f"Complaint: {d.product}"
+                case.product = d.product
+                product = self._product(d.product, d.serial_number_as_given)
+                product.complaints += 1
+                self._identity("serial_number", d.serial_number_as_given, at, "as given")
+                claim = "warranty claim" if d.warranty_claim else "complaint"
+                return f"{d.channel} {claim} about {d.product}", d.case_id
+            case c.AutoAcknowledgementSent():
+                case = self._case(tp, d.case_id, "auto-acknowledgement")
+                if case is not None:
+                    case.auto_acknowledgements.append(at)
+                return "Automatic acknowledgement sent (not an answer)", d.case_id
+            case c.ReplySent():
+                case = self._case(tp, d.case_id, "reply")
+                if case is not None:
+                    case.replies.append(
+                        Reply(at, d.agent, d.team, d.country, d.channel, d.awaiting_customer)
+                    )
+                    case.team = case.team or d.team
+                    case.country = case.country or d.country
+                    for copy in d.copied_to:
+                        if copy not in case.copied_to:
+                            case.copied_to.append(copy)
+                    case.reply_owed = None
+                    case.reply_owed_since = None
+                    case.awaiting_customer_since = at if d.awaiting_customer else None
+                return f"Reply by {d.agent} ({d.team}, {d.country}) via {d.channel}", d.case_id
+            case c.CaseHandedOff():
+                case = self._case(tp, d.case_id, "handoff")
+                if case is not None:
+                    case.handoffs.append(
+                        Handoff(at, d.from_team, d.from_country, d.to_team, d.to_country,
+                                list(d.copied_to), d.escalation, d.reason)
+                    )
+                    case.team, case.country = d.to_team, d.to_country
+                    for copy in d.copied_to:
+                        if copy not in case.copied_to:
+                            case.copied_to.append(copy)
+                verb = "escalated" if d.escalation else "handed off"
+                copy = f", copy to {', '.join(d.copied_to)}" if d.copied_to else ""
+                return (
+                    f"Case {verb} {d.from_team} ({d.from_country}) → {d.to_team} ({d.to_country}){copy}",
+                    d.case_id,
+                )
+            case c.CaseResolved():
+                case = self._case(tp, d.case_id, "resolution")
+                if case is not None:
+                    case.status = "resolved"
+                    case.resolved_at = at
+                    case.resolution = d.resolution
+                    case.reply_owed = None
+                return f"Resolved: {d.resolution}", d.case_id
+            case c.CaseReopened():
+                case = self._case(tp, d.case_id, "reopening")
+                if case is not None:
+                    case.status = "open"
+                    case.reopened += 1
+                    case.reply_owed = "next_reply"
+                    case.reply_owed_since = at
+                return f"Reopened: {d.reason or ''}".strip(), d.case_id
+            case c.SatisfactionRated():
+                case = self._case(tp, d.case_id, "rating")
+                if case is not None:
+                    case.satisfaction = d.score
+                return f"Rated the service {d.score}/5", d.case_id
+            case c.PromiseMade():
+                if d.case_id is not None:
+                    self._case(tp, d.case_id, "promise")
+                self.promises[d.promise_id] = Promise(
+                    d.promise_id, d.what, d.kind, d.due_by, d.made_by, at, d.case_id, d.made_to
+                )
+                return f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat()}", d.case_id
+            case c.PromiseKept():
+                if d.promise_id not in self.promises:
+                    self._anomaly(tp, f"kept an unknown promise {d.promise_id}")
+                elif not self._settle(d.promise_id, at, "kept"):
+                    self._anomaly(tp, f"promise {d.promise_id} was already settled")
+                promise = self.promises.get(d.promise_id)
+                late = " (late)" if promise and promise.kept_late else ""
+                return f"Promise kept{late}: {promise.what if promise else d.promise_id}", (
+                    promise.case_id if promise else None
+                )
+            case c.PromiseBroken():
+                if d.promise_id not in self.promises:
+                    self._anomaly(tp, f"broken promise {d.promise_id} was never made")
+                else:
+                    self._settle(d.promise_id, at, "broken")
+                promise = self.promises.get(d.promise_id)
+                return f"Promise broken: {d.what or d.promise_id}", (
+                    promise.case_id if promise else None
+                )
+            case c.ReplyOverdue():
+                case = self._case(tp, d.case_id, "overdue reply")
+                if case is not None:
+                    case.overdue_recorded.append((d.target, d.due_by))
+                label = "first reply" if d.target == "first_reply" else "reply"
+                return f"No {label} by {d.due_by.isoformat()}: target missed", d.case_id
+            case c.SerialNumberCorrected():
+                product = self._product(d.product, d.serial_number_as_given)
+                product.serial_corrected = d.corrected_serial_number
+                product.serial_confirmed = False
+                self._identity("serial_number", d.corrected_serial_number, at, "corrected")
+                if d.case_id:
+                    self._case(tp, d.case_id, "serial correction")
+                return (
+                    f"Serial corrected {d.serial_number_as_given or '?'} → "
+                    f"{d.corrected_serial_number}, awaits the customer's confirmation",
+                    d.case_id,
+                )
+            case c.SerialConfirmationRequested():
+                for product in self.products:
+                    if d.serial_number in (product.serial_corrected, product.serial_as_given):
+                        product.serial_confirmation_requested = True
+                if d.case_id:
+                    case = self._case(tp, d.case_id, "serial confirmation request")
+                    if case is not None:
+                        case.awaiting_customer_since = at
+                return f"Asked the customer to confirm serial {d.serial_number}", d.case_id
+            case c.SerialNumberConfirmed():
+                found = False
+                for product in self.products:
+                    if d.serial_number in (product.serial_corrected, product.serial_as_given):
+                        product.serial_confirmed = True
+                        found = True
+                if not found:
+                    self._anomaly(tp, f"confirmed serial {d.serial_number} that we never had")
+                if d.case_id and (case := self.cases.get(d.case_id)):
+                    case.awaiting_customer_since = None
+                return f"Customer confirmed serial {d.serial_number}", d.case_id
+            case c.RepairCompleted():
+                product = self._product(d.product, d.serial_number)
+                product.repairs += 1
+                self._step(tp, d.case_id, "repair", f"repair #{product.repairs} of {d.product}")
+                return f"Repair #{product.repairs} of {d.product} completed", d.case_id
+            case c.ReplacementShipped():
+                product = self._product(d.product, None)
+                product.replacements += 1
+                proof = " before proof was asked" if d.before_proof else ""
+                self._step(tp, d.case_id, "replacement", f"replacement {d.product} shipped{proof}")
+                if d.serial_number:
+                    self.products.append(Product(name=d.product, serial_as_given=d.serial_number))
+                    self._identity("serial_number", d.serial_number, at, "replacement")
+                return f"Replacement {d.product} shipped{proof}", d.case_id
+            case c.PickupBooked():
+                when = f" for {d.pickup_at.isoformat()}" if d.pickup_at else ""
+                self._step(tp, d.case_id, "pickup", f"pickup of {d.product} booked{when}")
+                return f"Pickup of {d.product} booked{when}", d.case_id
+            case c.ReturnReceived():
+                self._step(tp, d.case_id, "return", f"{d.product} received back")
+                return f"Return of {d.product} received", d.case_id
+            case c.RefundIssued():
+                money = f"{d.amount.amount} {d.amount.currency}"
+                self._step(tp, d.case_id, "refund", f"refund {money}")
+                return f"Refund of {money} issued", d.case_id
+            case c.GoodwillGranted():
+                value = f" {d.value.amount} {d.value.currency}" if d.value else ""
+                if d.case_id:
+                    case = self._case(tp, d.case_id, "goodwill")
+                    if case is not None:
+                        case.steps.append(Step(at, "goodwill", f"{d.kind}{value}"))
+                return f"Goodwill: {d.kind.replace('_', ' ')}{value}", d.case_id
+            case c.KnownDefectRegistered():
+                self.defects_registered.append(d.defect_id)
+                batch = f" batch {d.batch}" if d.batch else ""
+                return f"Known defect {d.defect_id} registered: {d.product}{batch}", None
+            case c.ProactiveOutreachSent():
+                self.outreach.setdefault(d.defect_id, at)
+                return f"Proactive outreach about {d.defect_id} via {d.channel}", None
+            case c.PublicReviewPosted():
+                self.reviews[d.review_id] = "unanswered"
+                stars = f" {d.rating}/5" if d.rating else ""
+                return f"Public review on {d.platform}{stars}", None
+            case c.ReviewAnswered():
+                if d.review_id not in self.reviews:
+                    self._anomaly(tp, f"answered unknown review {d.review_id}")
+                self.reviews[d.review_id] = "answered"
+                return f"Review answered by {d.answered_by}", None
+        self._anomaly(tp, f"no fold rule for {tp.type}")
+        return tp.type, None
+
+    def _shipment(self, tp: Touchpoint, shipment_id: str, carrier: str) -> Shipment:
+        ship = self.shipments.get(shipment_id)
+        if ship is None:
+            self._anomaly(tp, f"{tp.type} for unknown shipment {shipment_id}")
+            ship = Shipment(shipment_id, carrier)
+            self.shipments[shipment_id] = ship
+        return ship
+
+    def _erase(self, at: datetime) -> None:
+        """Keep the shape (counts, dates, statuses); drop what identifies or was said."""
+        self.erased_at = at
+        self.identities.clear()
+        self.submissions.clear()
+        self.orders = {k: "(erased)" for k in self.orders}
+        for case in self.cases.values():
+            case.subject = None
+            case.replies = [
+                Reply(r.at, "(erased)", r.team, r.country, r.channel, r.awaiting_customer)
+                for r in case.replies
+            ]
+        for promise in self.promises.values():
+            promise.made_to = None
+        for product in self.products:
+            product.serial_as_given = product.serial_corrected = None
+        for ship in self.shipments.values():
+            ship.delivered_location = ship.rescheduled_to = None
+        self.timeline = [
+            TimelineEntry(e.at, e.type, "(erased)", e.event_id, e.case_id) for e in self.timeline
+        ]
+        self.anomalies = [Anomaly(a.at, a.event_id, a.type, "(erased)") for a in self.anomalies]
+
+
+def _identity_kind_of_field(name: str) -> str | None:
+    key = name.lower().replace("-", "_")
+    if "mail" in key:
+        return "email"
+    if "phone" in key or "mobile" in key or key in ("tel", "telefon", "telefonnummer"):
+        return "phone"
+    return None

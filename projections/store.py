@@ -1,0 +1,472 @@
+"""The projection store: aggregates, query tables and log positions in ONE SQLite file.
+
+A poll batch of one partition is processed in one transaction that records
+* the aggregates' new events (eventsourcing's SQLite process recorder),
+* the partition position as eventsourcing ``Tracking("<topic>:<partition>", offset)``,
+* the rows of the query tables (identities, deadlines, products, defects, outreach) and the
+  ids of the processed events (de-duplication),
+so a crash leaves either all of a batch or none of it (exactly-once effect).
+
+Nothing here is SQLite-only in spirit: the tables are plain SQL that PostgreSQL runs too,
+and eventsourcing has the matching PostgreSQL recorder to subclass when it is added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+
+from consumers.log import TopicPartition
+from domain import catalogue as c
+from domain.aggregates import CustomerJourney, journey_id
+from domain.envelope import Touchpoint
+from domain.errors import JourneyError
+from domain.journey import Journey
+
+__all__ = ["BatchResult", "JourneyStore", "StoreError", "active_store_path", "swap_store"]
+
+logger = structlog.get_logger(__name__)
+
+_VIEW_TABLES = [
+    """CREATE TABLE IF NOT EXISTS processed_events (
+        event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, topic TEXT NOT NULL,
+        partition INTEGER NOT NULL, "offset" INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS customers (
+        customer_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, name TEXT, email TEXT,
+        phone TEXT, touchpoints INTEGER NOT NULL, first_seen TEXT, last_seen TEXT,
+        erased_at TEXT, topic TEXT NOT NULL, partition INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS identities (
+        kind TEXT NOT NULL, value TEXT NOT NULL, norm TEXT NOT NULL, customer_id TEXT NOT NULL,
+        PRIMARY KEY (kind, value, customer_id))""",
+    "CREATE INDEX IF NOT EXISTS identities_norm ON identities (norm)",
+    """CREATE TABLE IF NOT EXISTS links (
+        customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
+    """CREATE TABLE IF NOT EXISTS clocks (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
+        team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
+        PRIMARY KEY (customer_id, kind, ref))""",
+    """CREATE TABLE IF NOT EXISTS breaches (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL, channel TEXT, team TEXT,
+        PRIMARY KEY (customer_id, kind, ref, due_at))""",
+    """CREATE TABLE IF NOT EXISTS owned_products (
+        customer_id TEXT NOT NULL, product TEXT NOT NULL, batch TEXT, serial TEXT)""",
+    "CREATE INDEX IF NOT EXISTS owned_products_product ON owned_products (product)",
+    """CREATE TABLE IF NOT EXISTS defects (
+        defect_id TEXT PRIMARY KEY, product TEXT NOT NULL, batch TEXT, description TEXT,
+        remedy TEXT, registered_at TEXT NOT NULL, registered_by TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS outreach (
+        customer_id TEXT NOT NULL, defect_id TEXT NOT NULL, sent_at TEXT NOT NULL,
+        PRIMARY KEY (customer_id, defect_id))""",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+        reason TEXT NOT NULL, PRIMARY KEY (topic, partition, "offset"))""",
+]
+
+Statement = tuple[str, Sequence[Any]]
+
+
+class StoreError(JourneyError):
+    pass
+
+
+class ViewsRecorder(SQLiteProcessRecorder):
+    """eventsourcing's SQLite process recorder, plus the query tables in the same
+    transaction as the events and the tracking record."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *_VIEW_TABLES]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        for sql, params in kwargs.get("view_writes", ()):
+            c.execute(sql, params)
+        return returning
+
+
+class _Views(Application[Any]):
+    """The eventsourcing application holding the CustomerJourney aggregates."""
+
+    name = "journey"
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    duplicates: int = 0
+    already_processed: bool = False
+
+
+def active_store_path(base: Path) -> Path:
+    """The file currently serving ``base`` (blue-green: ``<base>.current`` names it)."""
+    pointer = base.with_name(base.name + ".current")
+    try:
+        name = pointer.read_text().strip()
+    except FileNotFoundError:
+        return base
+    return base.with_name(name) if name else base
+
+
+def swap_store(base: Path, new_file: Path) -> None:
+    """Atomically make ``new_file`` the active store for ``base``."""
+    pointer = base.with_name(base.name + ".current")
+    tmp = pointer.with_name(pointer.name + f".tmp{os.getpid()}")
+    tmp.write_text(new_file.name + "\n")
+    os.replace(tmp, pointer)
+
+
+def _norm(value: str) -> str:
+    return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
+
+
+class JourneyStore:
+    """Opens (and creates) the projection store at ``path``."""
+
+    def __init__(self, path: Path | str, *, cache_size: int = 2000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.app = _Views(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.path),
+                "SQLITE_LOCK_TIMEOUT": "30",
+                "PROCESS_RECORDER_TOPIC": "projections.store:ViewsRecorder",
+                "AGGREGATE_CACHE_MAXSIZE": str(cache_size),
+                "IS_SNAPSHOTTING_ENABLED": "n",
+            }
+        )
+        self.recorder: ViewsRecorder = self.app.recorder  # type: ignore[assignment]
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.app.close()
+
+    # ------------------------------------------------------------------ reads
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.recorder.datastore.transaction(commit=False) as cur:
+            cur.execute(sql, params)
+            return [tuple(row) for row in cur.fetchall()]
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """Last processed offset per partition (from eventsourcing's tracking table)."""
+        out: dict[TopicPartition, int] = {}
+        for name, offset in self.query("SELECT application_name, notification_id FROM tracking"):
+            topic, sep, part = str(name).rpartition(":")
+            if sep and part.isdigit():
+                out[TopicPartition(topic, int(part))] = int(offset)
+        return out
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self.recorder.max_tracking_id(f"{tp.topic}:{tp.partition}")
+
+    def wait_for(self, tp: TopicPartition, offset: int, timeout_s: float) -> bool:
+        """True once the store has processed ``offset`` of ``tp``; tight poll (2 ms)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = self.position(tp)
+            if current is not None and current >= offset:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+
+    def journey(self, customer_id: str) -> CustomerJourney | None:
+        rows = self.query(
+            "SELECT generation FROM customers WHERE customer_id = ?", (customer_id,)
+        )
+        if not rows:
+            return None
+        agg = self.app.repository.get(journey_id(customer_id, int(rows[0][0])))
+        assert isinstance(agg, CustomerJourney)
+        return agg
+
+    # ------------------------------------------------------------------ writes
+
+    def process(
+        self,
+        tp: TopicPartition,
+        items: Sequence[tuple[int, Touchpoint]],
+        last_offset: int,
+        dead_letters: Sequence[tuple[int, str]] = (),
+    ) -> BatchResult:
+        """Fold a batch of one partition and record it with its position atomically.
+
+        ``items`` are (offset, touchpoint) in offset order; ``last_offset`` is the offset of
+        the last message of the batch (dead letters included) and becomes the position;
+        ``dead_letters`` (offset, reason) are counted in the same transaction.
+        """
+        with self._lock:
+            try:
+                return self._process(tp, items, last_offset, dead_letters)
+            except IntegrityError:
+                # The tracking row says this batch (or a later one) is already recorded:
+                # a re-delivery after a crash between store commit and group commit.
+                self.app.repository.cache.clear() if self.app.repository.cache else None
+                return BatchResult(already_processed=True)
+            except Exception:
+                if self.app.repository.cache:
+                    self.app.repository.cache.clear()
+                raise
+
+    def _process(
+        self,
+        tp: TopicPartition,
+        items: Sequence[tuple[int, Touchpoint]],
+        last_offset: int,
+        dead_letters: Sequence[tuple[int, str]],
+    ) -> BatchResult:
+        result = BatchResult()
+        known = self._known_event_ids([str(t.event_id) for _, t in items])
+        aggregates: dict[str, CustomerJourney] = {}
+        generations = self._generations({t.customer_id for _, t in items})
+        writes: list[Statement] = []
+        retired: list[str] = []
+        for offset, touchpoint in items:
+            event_id = str(touchpoint.event_id)
+            if event_id in known:
+                result.duplicates += 1
+                continue
+            known.add(event_id)
+            cid = touchpoint.customer_id
+            agg = aggregates.get(cid)
+            if agg is None:
+                agg = self._load_or_start(cid, generations)
+                aggregates[cid] = agg
+            if isinstance(touchpoint.data, c.ErasureRequested):
+                retired.append(agg.id.hex)
+                old_gen = generations.get(cid, 0)
+                generations[cid] = old_gen + 1
+                agg = CustomerJourney(cid, old_gen + 1, touchpoint.occurred_at.isoformat())
+                aggregates[cid] = agg
+            agg.record(envelope=touchpoint.to_envelope().model_dump(mode="json"))
+            writes.append(
+                (
+                    'INSERT INTO processed_events (event_id, customer_id, topic, partition, "offset")'
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (event_id, cid, tp.topic, tp.partition, offset),
+                )
+            )
+            writes.extend(_fact_writes(touchpoint))
+            result.applied += 1
+            logger.debug(
+                "touchpoint folded",
+                event_id=event_id,
+                customer_id=cid,
+                type=touchpoint.type,
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offset,
+            )
+        for offset, reason in dead_letters:
+            writes.append(
+                (
+                    'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", reason)'
+                    " VALUES (?, ?, ?, ?)",
+                    (tp.topic, tp.partition, offset, reason),
+                )
+            )
+        for old_id in retired:
+            # Erasure: the customer's earlier events leave the store for good.
+            writes.append(("DELETE FROM stored_events WHERE originator_id = ?", (old_id,)))
+        for cid, agg in aggregates.items():
+            writes.extend(_customer_writes(agg, generations.get(cid, 0), tp))
+        processing = ProcessingEvent[Any](
+            tracking=Tracking(f"{tp.topic}:{tp.partition}", last_offset)
+        )
+        processing.collect_events(*aggregates.values(), view_writes=writes)
+        self.app._record(processing)
+        return result
+
+    def _known_event_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.query(
+                f"SELECT event_id FROM processed_events WHERE event_id IN ({marks})", chunk
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def _generations(self, customer_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(customer_ids)
+        out: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, gen in self.query(
+                f"SELECT customer_id, generation FROM customers WHERE customer_id IN ({marks})",
+                chunk,
+            ):
+                out[str(cid)] = int(gen)
+        return out
+
+    def _load_or_start(self, customer_id: str, generations: dict[str, int]) -> CustomerJourney:
+        gen = generations.get(customer_id)
+        if gen is None:
+            generations[customer_id] = 0
+            return CustomerJourney(customer_id, 0)
+        agg = self.app.repository.get(journey_id(customer_id, gen))
+        assert isinstance(agg, CustomerJourney)
+        return agg
+
+
+# ---------------------------------------------------------------------- query-table rows
+
+
+def _fact_writes(tp: Touchpoint) -> list[Statement]:
+    """Rows that come straight from one touchpoint, whoever's journey it is in."""
+    d = tp.data
+    at = tp.occurred_at.isoformat()
+    if isinstance(d, c.KnownDefectRegistered):
+        return [
+            (
+                "INSERT OR REPLACE INTO defects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (d.defect_id, d.product, d.batch, d.description, d.remedy, at, tp.customer_id),
+            )
+        ]
+    if isinstance(d, c.ProactiveOutreachSent):
+        return [
+            (
+                "INSERT OR IGNORE INTO outreach VALUES (?, ?, ?)",
+                (tp.customer_id, d.defect_id, at),
+            )
+        ]
+    if isinstance(d, c.ReplyOverdue):
+        return [
+            (
+                "INSERT OR IGNORE INTO breaches (customer_id, kind, ref, due_at, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (tp.customer_id, d.target, d.case_id, d.due_by.isoformat(), at),
+            )
+        ]
+    if isinstance(d, c.PromiseBroken):
+        return [
+            (
+                "INSERT OR IGNORE INTO breaches (customer_id, kind, ref, due_at, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (tp.customer_id, "promise", d.promise_id, d.due_by.isoformat(), at),
+            )
+        ]
+    return []
+
+
+_NAME_FIELDS = ("name", "full_name", "fullname", "navn", "namn", "fornavn", "förnamn")
+
+
+def display_name(journey: Journey) -> str | None:
+    for sub in reversed(journey.submissions):
+        for key, value in sub.fields.items():
+            if key.lower().replace(" ", "_") in _NAME_FIELDS and value.strip():
+                return value.strip()
+        first = sub.fields.get("first_name") or sub.fields.get("fornavn")
+        last = sub.fields.get("last_name") or sub.fields.get("etternavn")
+        if first or last:
+            return " ".join(p for p in (first, last) if p)
+    return None
+
+
+def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) -> list[Statement]:
+    j = agg.journey
+    cid = j.customer_id
+    first_of = {kind: None for kind in ("email", "phone")}
+    for ident in j.identities:
+        if ident.kind in first_of and first_of[ident.kind] is None:
+            first_of[ident.kind] = ident.value  # type: ignore[assignment]
+    writes: list[Statement] = [
+        (
+            "INSERT OR REPLACE INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cid,
+                generation,
+                display_name(j),
+                first_of["email"],
+                first_of["phone"],
+                agg.touchpoints,
+                j.first_seen.isoformat() if j.first_seen else None,
+                j.last_seen.isoformat() if j.last_seen else None,
+                j.erased_at.isoformat() if j.erased_at else None,
+                tp.topic,
+                tp.partition,
+            ),
+        ),
+        ("DELETE FROM identities WHERE customer_id = ?", (cid,)),
+        ("DELETE FROM clocks WHERE customer_id = ?", (cid,)),
+        ("DELETE FROM owned_products WHERE customer_id = ?", (cid,)),
+    ]
+    for ident in j.identities:
+        writes.append(
+            (
+                "INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)",
+                (ident.kind, ident.value, _norm(ident.value), cid),
+            )
+        )
+    for other in j.linked_customers:
+        writes.append(("INSERT OR IGNORE INTO links VALUES (?, ?)", (cid, other)))
+        writes.append(("INSERT OR IGNORE INTO links VALUES (?, ?)", (other, cid)))
+    for case in j.cases.values():
+        if case.status == "open" and case.reply_owed and case.reply_owed_since:
+            writes.append(
+                (
+                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cid,
+                        case.reply_owed,
+                        case.case_id,
+                        case.channel,
+                        case.team,
+                        case.country,
+                        case.reply_owed_since.isoformat(),
+                        None,
+                        None if j.erased_at else case.subject,
+                    ),
+                )
+            )
+    for promise in j.promises.values():
+        if promise.status == "pending":
+            case = j.cases.get(promise.case_id) if promise.case_id else None
+            writes.append(
+                (
+                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cid,
+                        "promise",
+                        promise.promise_id,
+                        case.channel if case else None,
+                        case.team if case else None,
+                        case.country if case else None,
+                        promise.made_at.isoformat(),
+                        promise.due_by.isoformat(),
+                        promise.what,
+                    ),
+                )
+            )
+    for product in j.products:
+        writes.append(
+            (
+                "INSERT INTO owned_products VALUES (?, ?, ?, ?)",
+                (cid, product.name, product.batch, product.serial),
+            )
+        )
+    return writes
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
