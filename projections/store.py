@@ -43,9 +43,11 @@ _VIEW_TABLES = [
         event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, topic TEXT NOT NULL,
         partition INTEGER NOT NULL, "offset" INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS customers (
-        customer_id TEXT PRIMARY KEY, generation INTEGER NOT NULL, name TEXT, email TEXT,
+        customer_id TEXT PRIMARY KEY, id_norm TEXT NOT NULL, generation INTEGER NOT NULL,
+        name TEXT, email TEXT,
         phone TEXT, touchpoints INTEGER NOT NULL, first_seen TEXT, last_seen TEXT,
         erased_at TEXT, topic TEXT NOT NULL, partition INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS customers_id_norm ON customers (id_norm)",
     """CREATE TABLE IF NOT EXISTS identities (
         kind TEXT NOT NULL, value TEXT NOT NULL, norm TEXT NOT NULL, customer_id TEXT NOT NULL,
         PRIMARY KEY (kind, value, customer_id))""",
@@ -55,6 +57,7 @@ _VIEW_TABLES = [
     """CREATE TABLE IF NOT EXISTS clocks (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
         team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
+        case_kind TEXT,
         PRIMARY KEY (customer_id, kind, ref))""",
     """CREATE TABLE IF NOT EXISTS breaches (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
@@ -131,7 +134,7 @@ def swap_store(base: Path, new_file: Path) -> None:
     os.replace(tmp, pointer)
 
 
-def _norm(value: str) -> str:
+def norm_identity(value: str) -> str:
     return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
 
 
@@ -392,9 +395,10 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
             first_of[ident.kind] = ident.value  # type: ignore[assignment]
     writes: list[Statement] = [
         (
-            "INSERT OR REPLACE INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cid,
+                norm_identity(cid),
                 generation,
                 display_name(j),
                 first_of["email"],
@@ -415,7 +419,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
         writes.append(
             (
                 "INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)",
-                (ident.kind, ident.value, _norm(ident.value), cid),
+                (ident.kind, ident.value, norm_identity(ident.value), cid),
             )
         )
     for other in j.linked_customers:
@@ -425,7 +429,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
         if case.status == "open" and case.reply_owed and case.reply_owed_since:
             writes.append(
                 (
-                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         cid,
                         case.reply_owed,
@@ -436,6 +440,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
                         case.reply_owed_since.isoformat(),
                         None,
                         None if j.erased_at else case.subject,
+                        case.kind,
                     ),
                 )
             )
@@ -444,7 +449,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
             case = j.cases.get(promise.case_id) if promise.case_id else None
             writes.append(
                 (
-                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         cid,
                         "promise",
@@ -455,6 +460,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
                         promise.made_at.isoformat(),
                         promise.due_by.isoformat(),
                         promise.what,
+                        case.kind if case else None,
                     ),
                 )
             )

@@ -1,0 +1,122 @@
+"""Service levels across customers: who still waits for an answer, what is due soon,
+what was breached, and counts by team and channel."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+
+from domain.rules import ServiceRules
+from projections.store import JourneyStore
+
+__all__ = ["ServiceItem", "ServiceLevels", "build_service_levels"]
+
+
+class ServiceItem(BaseModel):
+    customer_id: str
+    name: str | None
+    kind: str = Field(description="first_reply, next_reply or promise")
+    ref: str = Field(description="case id or promise id")
+    case_kind: str | None
+    label: str | None
+    channel: str | None
+    team: str | None
+    country: str | None
+    started_at: datetime
+    warn_at: datetime
+    due_at: datetime
+    age_seconds: float
+    state: str = Field(description="ok, warning or breached")
+    recorded: bool = Field(False, description="The breach is on the log as a fact")
+
+
+class ServiceLevels(BaseModel):
+    computed_at: datetime
+    due_within_hours: float
+    unanswered: list[ServiceItem] = Field(description="Contacts without a real answer, oldest first")
+    due_soon: list[ServiceItem]
+    breached: list[ServiceItem]
+    by_team: dict[str, dict[str, int]]
+    by_channel: dict[str, dict[str, int]]
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def open_items(store: JourneyStore, rules: ServiceRules, now: datetime) -> list[ServiceItem]:
+    """Every running clock (reply targets and pending promises) with its deadline today."""
+    rows = store.query(
+        "SELECT k.customer_id, c.name, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
+        " k.country, k.started_at, k.due_at, c.erased_at FROM clocks k"
+        " JOIN customers c USING (customer_id)"
+    )
+    recorded = {
+        (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+        for r in store.query("SELECT customer_id, kind, ref, due_at FROM breaches")
+    }
+    items = []
+    for cid, name, kind, ref, case_kind, label, channel, team, country, started, due, erased in rows:
+        start = _parse(started)
+        if due is None:
+            target = rules.target(kind, channel or "default")
+            due_at = start + target
+        else:
+            due_at = _parse(due)
+        warn_at = start + (due_at - start) * rules.warn_at_fraction
+        state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
+        items.append(
+            ServiceItem(
+                customer_id=cid, name=None if erased else name, kind=kind, ref=ref,
+                case_kind=case_kind, label=None if erased else label, channel=channel,
+                team=team, country=country, started_at=start, warn_at=warn_at, due_at=due_at,
+                age_seconds=(now - start).total_seconds(), state=state,
+                recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
+            )
+        )
+    return items
+
+
+def build_service_levels(
+    store: JourneyStore,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    due_within_hours: float = 24,
+    team: str | None = None,
+    channel: str | None = None,
+) -> ServiceLevels:
+    items = [
+        i for i in open_items(store, rules, now)
+        if (team is None or i.team == team) and (channel is None or i.channel == channel)
+    ]
+    horizon = now + timedelta(hours=due_within_hours)
+    unanswered = sorted(
+        (i for i in items if i.kind == "first_reply"), key=lambda i: i.started_at
+    )
+    due_soon = sorted(
+        (i for i in items if i.state != "breached" and i.due_at <= horizon),
+        key=lambda i: i.due_at,
+    )
+    breached = sorted((i for i in items if i.state == "breached"), key=lambda i: i.due_at)
+    by_team: dict[str, Counter[str]] = {}
+    by_channel: dict[str, Counter[str]] = {}
+    for item in items:
+        for table, key in ((by_team, item.team or "(unassigned)"),
+                           (by_channel, item.channel or "(none)")):
+            counter = table.setdefault(key, Counter())
+            counter["open"] += 1
+            counter[item.state] += 1
+            if item.kind == "first_reply":
+                counter["unanswered"] += 1
+    return ServiceLevels(
+        computed_at=now,
+        due_within_hours=due_within_hours,
+        unanswered=unanswered,
+        due_soon=due_soon,
+        breached=breached,
+        by_team={k: dict(v) for k, v in sorted(by_team.items())},
+        by_channel={k: dict(v) for k, v in sorted(by_channel.items())},
+    )
