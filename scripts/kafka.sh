@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# A single-node Apache Kafka (KRaft, broker+controller in one JVM) for development and tests.
+#
+#   scripts/kafka.sh start    start it (idempotent), wait until it answers the Kafka protocol
+#   scripts/kafka.sh stop     stop the broker this script started (by the pid in its pid file)
+#   scripts/kafka.sh status   say whether it runs; exit 0 if it does, 3 if not
+#
+# Listens on 127.0.0.1:$KAFKA_PORT (default 19092); the controller on KAFKA_PORT+1.
+# The broker jars come from Maven Central through scripts/kafka/pom.xml (first run only,
+# needs java >= 17 and mvn); everything else lives under .cache/kafka/ (git-ignored):
+# libs/, data/ (infinite retention, auto topic creation off), broker.log, broker.pid, and
+# VERSION (the version the running broker logged, e.g. 4.1.1).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HOST=127.0.0.1
+PORT=${KAFKA_PORT:-19092}
+STATE=$ROOT/.cache/kafka
+LIBS=$STATE/libs
+DATA=$STATE/data
+CONF=$STATE/server.properties
+PIDFILE=$STATE/broker.pid
+LOG=$STATE/broker.log
+OUT=$STATE/broker.out
+VERSION_FILE=$STATE/VERSION
+POM=$ROOT/scripts/kafka/pom.xml
+LOG4J=$ROOT/scripts/kafka/log4j2.xml
+START_TIMEOUT_S=${KAFKA_START_TIMEOUT:-60}
+STOP_TIMEOUT_S=30
+
+if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1024 || PORT > 65534)); then
+    echo "kafka: KAFKA_PORT=$PORT is not a port number in 1024..65534" >&2
+    exit 2
+fi
+CPORT=$((PORT + 1))
+ADDRESS=$HOST:$PORT
+WANTED_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
+
+say() { echo "kafka: $*"; }
+die() {
+    echo "kafka: $*" >&2
+    exit 1
+}
+
+# ---- prerequisites -------------------------------------------------------------------------
+
+check_java() {
+    command -v java >/dev/null 2>&1 ||
+        die "java not found. Kafka $WANTED_VERSION needs Java 17 or newer: apt-get install -y default-jdk-headless (or openjdk-17-jre-headless)"
+    local line major
+    line=$(java -version 2>&1 | head -n 1)
+    major=$(sed -n 's/.*version "\([0-9]*\).*/\1/p' <<<"$line")
+    if [[ -z $major ]] || ((major < 17)); then
+        die "found $line, but Kafka $WANTED_VERSION needs Java 17 or newer: apt-get install -y default-jdk-headless"
+    fi
+}
+
+# The jars are resolved once per pom: libs/.pom holds the checksum of the pom they came from.
+ensure_libs() {
+    local sum
+    sum=$(sha256sum "$POM" | cut -d' ' -f1)
+    if [[ -f $LIBS/.pom && $(cat "$LIBS/.pom") == "$sum" ]]; then
+        return
+    fi
+    command -v mvn >/dev/null 2>&1 ||
+        die "mvn not found; it fetches the Kafka jars on the first run: apt-get install -y maven"
+    say "resolving Apache Kafka $WANTED_VERSION jars with Maven (first run only, ~30 s) ..."
+    local tmp=$STATE/libs.tmp
+    rm -rf "$tmp"
+    if ! mvn -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+        -DoutputDirectory="$tmp" -DincludeScope=runtime >"$STATE/mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        tail -n 30 "$STATE/mvn.log" >&2
+        die "mvn could not resolve the Kafka jars (above; full log $STATE/mvn.log)." \
+            "Is Maven Central reachable?"
+    fi
+    echo "$sum" >"$tmp/.pom"
+    rm -rf "$LIBS"
+    mv "$tmp" "$LIBS"
+}
+
+# ---- the broker's process and protocol -----------------------------------------------------
+
+# The pid in the pid file, if that process is alive and is our broker (pids get reused).
+broker_pid() {
+    [[ -f $PIDFILE ]] || return 1
+    local pid
+    pid=$(cat "$PIDFILE")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    echo "$pid"
+}
+
+# True when a broker on ADDRESS answers a metadata request (an open port is not enough: the
+# socket opens before the broker has registered with its controller).
+answers() {
+    local address=$1
+    if command -v kcat >/dev/null 2>&1; then
+        kcat -b "$address" -L -t __probe -m 3 2>/dev/null | grep -q "broker [0-9]* at $address"
+    elif [[ -x $ROOT/.venv/bin/python ]]; then
+        "$ROOT/.venv/bin/python" - "$address" >/dev/null 2>&1 <<'PY'
+import sys
+from kafka import KafkaAdminClient
+admin = KafkaAdminClient(bootstrap_servers=[sys.argv[1]], request_timeout_ms=3000,
+                         bootstrap_timeout_ms=3000)
+try:
+    assert admin.describe_cluster()["brokers"]
+finally:
+    admin.close()
+PY
+    else
+        die "cannot probe the broker: install kcat (apt-get install -y kcat) or run 'make install' first"
+    fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# The version the running broker logged at start-up ("Kafka version: 4.1.1").
+logged_version() {
+    [[ -f $LOG ]] || return 0
+    sed -n 's/.*Kafka version: \([^ ]*\).*/\1/p' "$LOG" | tail -n 1
+}
+
+show_log_tail() {
+    echo "---- last lines of $LOG ----" >&2
+    tail -n 40 "$LOG" >&2 2>/dev/null || echo "(no broker log)" >&2
+    if [[ -s $OUT ]]; then
+        echo "---- last lines of $OUT (JVM stdout/stderr) ----" >&2
+        tail -n 20 "$OUT" >&2
+    fi
+}
+
+write_config() {
+    cat >"$CONF" <<EOF
+# Written by scripts/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CPORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CPORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA
+num.partitions=6
+# the log of record keeps everything
+log.retention.ms=-1
+log.retention.bytes=-1
+# topics are created explicitly (KafkaLog.ensure_topics), never by a typo
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# a single test broker: let consumer groups form at once
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+java_cmd() {
+    java -Xmx1g -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
+        -cp "$LIBS/*" "$@"
+}
+
+format_storage() {
+    [[ -f $DATA/meta.properties ]] && return
+    local cluster_id
+    cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid 2>>"$OUT" | tail -n 1)
+    [[ -n $cluster_id ]] || { show_log_tail; die "could not make a cluster id"; }
+    say "formatting $DATA (cluster id $cluster_id)"
+    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >>"$OUT" 2>&1 ||
+        { show_log_tail; die "formatting the storage failed"; }
+}
+
+# ---- commands ------------------------------------------------------------------------------
+
+report_running() {
+    local pid=$1 version
+    version=$(logged_version)
+    [[ -n $version ]] && echo "$version" >"$VERSION_FILE"
+    say "Apache Kafka ${version:-?} running at $ADDRESS (pid $pid, log $LOG)"
+}
+
+start() {
+    mkdir -p "$STATE"
+    local pid started=""
+    if pid=$(broker_pid); then
+        if answers "$ADDRESS"; then
+            report_running "$pid"
+            say "already running; nothing to do"
+            return 0
+        fi
+        say "pid $pid is alive but $ADDRESS does not answer yet; waiting"
+    else
+        rm -f "$PIDFILE"
+        local p
+        for p in "$PORT" "$CPORT"; do
+            if port_open "$p"; then
+                die "$HOST:$p is already in use by a process this script did not start" \
+                    "(no live pid in $PIDFILE). Stop it, or pick other ports: KAFKA_PORT=<port> make kafka" \
+                    "(uses <port> and <port>+1)."
+            fi
+        done
+        check_java
+        ensure_libs
+        write_config
+        format_storage
+        : >"$OUT"
+        # Rotate rather than truncate: the previous run's log explains the previous failure.
+        [[ -f $LOG ]] && mv -f "$LOG" "$LOG.1"
+        started=$SECONDS
+        # setsid + nohup: the broker outlives the make (or CI step) that started it.
+        (cd "$STATE" && exec nohup setsid java -Xmx1g -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+            -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
+            -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >>"$OUT" 2>&1) &
+        pid=$!
+        echo "$pid" >"$PIDFILE"
+        say "starting Apache Kafka $WANTED_VERSION on $ADDRESS (controller $HOST:$CPORT), pid $pid"
+    fi
+
+    local deadline=$((SECONDS + START_TIMEOUT_S))
+    until answers "$ADDRESS"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$PIDFILE"
+            show_log_tail
+            die "the broker exited during start-up (see above)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log_tail
+            die "the broker did not answer on $ADDRESS within ${START_TIMEOUT_S}s; it still runs as" \
+                "pid $pid ('make kafka-stop' stops it)"
+        fi
+        sleep 0.5
+    done
+    local version
+    version=$(logged_version)
+    if [[ -n $version && $version != "$WANTED_VERSION" ]]; then
+        die "the broker logged version $version, expected $WANTED_VERSION (stale .cache/kafka/libs?)"
+    fi
+    report_running "$pid"
+    if [[ -n $started ]]; then
+        say "ready in $((SECONDS - started)) s"
+    fi
+}
+
+stop() {
+    local pid
+    if ! pid=$(broker_pid); then
+        rm -f "$PIDFILE"
+        say "not running (no live broker pid in $PIDFILE); nothing to stop"
+        return 0
+    fi
+    say "stopping pid $pid"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + STOP_TIMEOUT_S))
+    while kill -0 "$pid" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            say "pid $pid still alive after ${STOP_TIMEOUT_S}s; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.2
+    done
+    rm -f "$PIDFILE"
+    say "stopped"
+}
+
+status() {
+    local pid
+    if pid=$(broker_pid); then
+        if answers "$ADDRESS"; then
+            report_running "$pid"
+            return 0
+        fi
+        say "pid $pid is alive but $ADDRESS does not answer (starting, or wrong KAFKA_PORT?)"
+        return 3
+    fi
+    if port_open "$PORT"; then
+        say "not started by this script, but something listens on $ADDRESS"
+    else
+        say "not running"
+    fi
+    return 3
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*)
+    echo "usage: $0 start|stop|status   (env KAFKA_PORT, default 19092)" >&2
+    exit 2
+    ;;
+esac
