@@ -1,0 +1,689 @@
+"""The Kafka log: the :class:`~consumers.log.Log` port on Apache Kafka (kafka-python 3).
+
+What this adapter adds to plain kafka-python, so the same code and the same contract suite
+run on Kafka and on the embedded log:
+
+* one idempotent producer (``acks="all"``) per log, created on first use; a produce sends
+  the whole batch, flushes, and returns the positions the broker acknowledged, in input
+  order. The partition is chosen by kafka-python's default partitioner (murmur2 of the
+  key, as the Java client), which :meth:`KafkaLog.partition_for` reproduces exactly;
+* topics are never created by accident: producing to a topic that does not exist raises
+  :class:`LogError` at once (metadata is checked first) instead of blocking for
+  ``max_block_ms``; :meth:`KafkaLog.ensure_topics` creates them with infinite retention;
+* every kafka-python error becomes a :class:`LogError` that names the topic or the
+  bootstrap servers and says what to do.
+
+Consumers commit only explicitly. ``on_assign`` runs on the caller's thread inside
+:meth:`KafkaConsumerAdapter.poll`, never on kafka-python's IO thread (where a rebalance
+listener runs and must not block heartbeats): a newly assigned partition is paused until
+``on_assign`` has said where it starts, so no message of it is returned before that.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+)
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka import errors as kafka_errors
+from kafka.partitioner.default import murmur2
+
+from consumers.log import (
+    Log,
+    LogConsumer,
+    LogError,
+    Message,
+    OnAssign,
+    OutgoingMessage,
+    Position,
+    TopicPartition,
+)
+
+__all__ = ["KafkaConsumerAdapter", "KafkaLog"]
+
+logger = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+# Kafka error codes met in topic administration.
+_NO_ERROR = 0
+_UNKNOWN_TOPIC_OR_PARTITION = 3
+_TOPIC_ALREADY_EXISTS = 36
+
+# With on_assign, poll waits in slices this long so that partitions assigned during a poll
+# are started within the same call.
+_ASSIGN_CHECK_MS = 100
+
+# Topics of the log of record keep everything: views are rebuilt by replaying from offset 0.
+_INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def partition_for_key(key: bytes, num_partitions: int) -> int:
+    """Kafka's default partitioner for a keyed message (the Java client's and kafka-python's
+    ``DefaultPartitioner``)."""
+    return (int(murmur2(bytes(key))) & 0x7FFFFFFF) % num_partitions
+
+
+def _to_kafka(tp: TopicPartition) -> Any:
+    return KafkaTopicPartition(tp.topic, tp.partition)
+
+
+def _from_kafka(tp: Any) -> TopicPartition:
+    return TopicPartition(str(tp.topic), int(tp.partition))
+
+
+class KafkaLog:
+    """The :class:`~consumers.log.Log` port on Apache Kafka.
+
+    >>> log = KafkaLog(["127.0.0.1:19092"])  # doctest: +SKIP
+    >>> log.ensure_topics(["journey.touchpoints", "journey.touchpoints.dlq"], partitions=6)
+    ... # doctest: +SKIP
+
+    ``timeout_s`` bounds every blocking call to the broker (bootstrap, metadata, produce
+    acknowledgements, offset look-ups). Clients are created on first use, so constructing a
+    ``KafkaLog`` never touches the network.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: list[str],
+        *,
+        client_id: str = "journey",
+        timeout_s: float = 10.0,
+        session_timeout_s: float = 10.0,
+        fetch_max_wait_ms: int = 20,
+    ) -> None:
+        if not bootstrap_servers:
+            raise LogError("KafkaLog needs at least one bootstrap server (host:port)")
+        if timeout_s <= 0:
+            raise LogError(f"timeout_s must be positive, got {timeout_s}")
+        self.bootstrap_servers = list(bootstrap_servers)
+        self.url = "kafka://" + ",".join(self.bootstrap_servers)
+        self.client_id = client_id
+        self.timeout_ms = int(timeout_s * 1000)
+        self.session_timeout_ms = int(session_timeout_s * 1000)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self._lock = threading.RLock()
+        self._closed = False
+        self._producer: Any = None
+        self._admin: Any = None
+        self._offsets_reader: Any = None
+        self._partition_counts: dict[str, int] = {}
+        self._consumers: weakref.WeakSet[KafkaConsumerAdapter] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return f"KafkaLog({self.url!r})"
+
+    # -- clients -----------------------------------------------------------------------
+
+    def _client_config(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "request_timeout_ms": self.timeout_ms,
+            "bootstrap_timeout_ms": self.timeout_ms,
+        }
+
+    def _unreachable(self, exc: BaseException) -> LogError:
+        return LogError(
+            f"Kafka at {', '.join(self.bootstrap_servers)} did not answer ({exc}). "
+            "Is the broker running and the address right? `make kafka` starts a local one."
+        )
+
+    def _create(self, what: str, factory: Callable[[], _T]) -> _T:
+        if self._closed:
+            raise LogError(f"{self!r} is closed")
+        try:
+            return factory()
+        except (kafka_errors.KafkaConnectionError, kafka_errors.KafkaTimeoutError) as exc:
+            raise self._unreachable(exc) from None
+        except kafka_errors.KafkaError as exc:
+            raise LogError(f"cannot create the Kafka {what} for {self.url}: {exc}") from None
+
+    def _get_admin(self) -> Any:
+        with self._lock:
+            if self._admin is None:
+                self._admin = self._create(
+                    "admin client",
+                    lambda: KafkaAdminClient(
+                        client_id=f"{self.client_id}-admin", **self._client_config()
+                    ),
+                )
+            return self._admin
+
+    def _get_producer(self) -> Any:
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._create(
+                    "producer",
+                    lambda: KafkaProducer(
+                        client_id=f"{self.client_id}-producer",
+                        enable_idempotence=True,
+                        acks="all",
+                        linger_ms=0,
+                        max_block_ms=self.timeout_ms,
+                        delivery_timeout_ms=max(self.timeout_ms * 3, 30_000),
+                        **self._client_config(),
+                    ),
+                )
+            return self._producer
+
+    def _get_offsets_reader(self) -> Any:
+        """A consumer outside any group, only for offset look-ups (high-water marks)."""
+        with self._lock:
+            if self._offsets_reader is None:
+                self._offsets_reader = self._create(
+                    "offset reader",
+                    lambda: KafkaConsumer(
+                        client_id=f"{self.client_id}-offsets",
+                        group_id=None,
+                        enable_auto_commit=False,
+                        allow_auto_create_topics=False,
+                        **self._client_config(),
+                    ),
+                )
+            return self._offsets_reader
+
+    def _call(self, what: str, fn: Callable[[], _T]) -> _T:
+        """Run a broker call, turning kafka-python's errors into LogError."""
+        try:
+            return fn()
+        except LogError:
+            raise
+        except kafka_errors.KafkaConnectionError as exc:
+            raise self._unreachable(exc) from None
+        except kafka_errors.KafkaTimeoutError as exc:
+            raise LogError(
+                f"{what} on {self.url} timed out after {self.timeout_ms / 1000:g}s ({exc}); "
+                "is the broker overloaded or gone?"
+            ) from None
+        except kafka_errors.KafkaError as exc:
+            raise LogError(f"{what} on {self.url} failed: {exc}") from None
+
+    @property
+    def producer_id(self) -> int | None:
+        """The producer id the broker gave the idempotent producer (None before the first
+        produce). Diagnostics: a broker that granted idempotence hands out an id >= 0."""
+        producer = self._producer
+        manager = getattr(producer, "_transaction_manager", None)
+        if manager is None:
+            return None
+        pid = int(manager.producer_id_and_epoch.producer_id)
+        return pid if pid >= 0 else None
+
+    # -- topics ------------------------------------------------------------------------
+
+    def _describe(self, topics: Sequence[str]) -> dict[str, dict[str, Any]]:
+        admin = self._get_admin()
+        described = self._call("describing topics", lambda: admin.describe_topics(list(topics)))
+        return {str(t["name"]): t for t in described}
+
+    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
+        """Create the topics that do not exist yet, with infinite retention; existing ones
+        keep their partitions and settings. Returns once the broker's metadata shows every
+        topic with a leader for each partition."""
+        if partitions < 1:
+            raise LogError(f"a topic needs at least one partition, got {partitions}")
+        wanted = list(dict.fromkeys(topics))
+        if not wanted:
+            return
+        existing = self._describe(wanted)
+        missing = [
+            t
+            for t in wanted
+            if existing.get(t, {}).get("error_code", _UNKNOWN_TOPIC_OR_PARTITION)
+            == _UNKNOWN_TOPIC_OR_PARTITION
+        ]
+        if missing:
+            admin = self._get_admin()
+            request = {
+                t: {
+                    "num_partitions": partitions,
+                    "replication_factor": -1,  # the broker's default.replication.factor
+                    "configs": dict(_INFINITE_RETENTION),
+                }
+                for t in missing
+            }
+            result = self._call(
+                "creating topics",
+                lambda: admin.create_topics(
+                    request, timeout_ms=self.timeout_ms, raise_errors=False
+                ),
+            )
+            for topic in result["topics"]:
+                code = topic["error_code"]
+                if code == _NO_ERROR:
+                    logger.info(
+                        "topic created", topic=topic["name"], partitions=partitions, log=self.url
+                    )
+                elif code != _TOPIC_ALREADY_EXISTS:  # someone else was quicker: fine
+                    reason = topic.get("error_message") or kafka_errors.for_code(code).__name__
+                    raise LogError(f"cannot create topic {topic['name']!r} on {self.url}: {reason}")
+        admin = self._get_admin()
+        self._call(
+            "waiting for topics to appear in metadata",
+            lambda: admin.wait_for_topics(wanted, timeout_ms=self.timeout_ms),
+        )
+        for name, info in self._describe(wanted).items():
+            if info.get("error_code") == _NO_ERROR and info.get("partitions"):
+                self._partition_counts[name] = len(info["partitions"])
+                if len(info["partitions"]) != partitions and name not in missing:
+                    logger.warning(
+                        "topic exists with another partition count; kept as it is",
+                        topic=name,
+                        partitions=len(info["partitions"]),
+                        requested=partitions,
+                    )
+
+    def _partition_count(self, topic: str) -> int:
+        # Partitions of our topics never change (a key must keep its partition), so the
+        # count is safe to remember.
+        count = self._partition_counts.get(topic)
+        if count is not None:
+            return count
+        info = self._describe([topic]).get(topic)
+        code = _UNKNOWN_TOPIC_OR_PARTITION if info is None else info.get("error_code")
+        if code == _UNKNOWN_TOPIC_OR_PARTITION:
+            raise LogError(
+                f"topic {topic!r} does not exist on {self.url}: create it first "
+                "(ensure_topics, or emit once through the Emitter); this broker does not "
+                "create topics on first use"
+            )
+        if code != _NO_ERROR or info is None or not info.get("partitions"):
+            reason = kafka_errors.for_code(int(code or 0)).__name__ if code else "no partitions"
+            raise LogError(f"topic {topic!r} on {self.url} is not usable: {reason}")
+        count = len(info["partitions"])
+        self._partition_counts[topic] = count
+        return count
+
+    def partitions(self, topic: str) -> list[int]:
+        return list(range(self._partition_count(topic)))
+
+    def partition_for(self, topic: str, key: bytes) -> int:
+        return partition_for_key(key, self._partition_count(topic))
+
+    # -- producing ---------------------------------------------------------------------
+
+    def produce(self, topic: str, messages: Sequence[OutgoingMessage]) -> list[Position]:
+        """Send the batch, wait until the broker acknowledged all of it (acks=all), return
+        the positions in input order. On error, some messages may have been written: the
+        idempotent producer keeps retries from duplicating them, and consumers de-duplicate
+        by event_id."""
+        if not messages:
+            return []
+        self._partition_count(topic)  # unknown topic -> LogError now, not after max_block_ms
+        producer = self._get_producer()
+
+        def send_all() -> list[Any]:
+            futures = [
+                producer.send(
+                    topic,
+                    key=msg.key,
+                    value=msg.value,
+                    headers=list(msg.headers),
+                    timestamp_ms=msg.timestamp_ms,
+                )
+                for msg in messages
+            ]
+            producer.flush(timeout=self.timeout_ms / 1000)
+            return [future.get(timeout=self.timeout_ms / 1000) for future in futures]
+
+        acked = self._call(f"producing {len(messages)} message(s) to topic {topic!r}", send_all)
+        positions = [Position(str(md.topic), int(md.partition), int(md.offset)) for md in acked]
+        logger.debug(
+            "produced",
+            topic=topic,
+            count=len(positions),
+            first=positions[0].token(),
+            last=positions[-1].token(),
+        )
+        return positions
+
+    # -- offsets -----------------------------------------------------------------------
+
+    def high_watermarks(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next message will get (0 for empty partitions)."""
+        tps = [KafkaTopicPartition(topic, p) for p in self.partitions(topic)]
+        with self._lock:  # a KafkaConsumer is not meant for concurrent callers
+            reader = self._get_offsets_reader()
+            ends = self._call(
+                f"reading the high-water marks of topic {topic!r}",
+                lambda: reader.end_offsets(tps, timeout_ms=self.timeout_ms),
+            )
+        return {int(tp.partition): int(offset) for tp, offset in ends.items()}
+
+    # -- consuming ---------------------------------------------------------------------
+
+    def consumer(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        on_assign: OnAssign | None = None,
+    ) -> KafkaConsumerAdapter:
+        """A member of ``group_id`` subscribed to ``topics``; it joins the group on its first
+        ``poll``. Topics that do not exist yet are picked up once they do."""
+        if not group_id:
+            raise LogError("a consumer needs a non-empty group_id")
+        if not topics:
+            raise LogError("a consumer needs at least one topic to subscribe to")
+        consumer = KafkaConsumerAdapter(self, group_id, sorted(set(topics)), on_assign)
+        self._consumers.add(consumer)
+        return consumer
+
+    def close(self) -> None:
+        """Close the consumers still open (they leave their groups), flush and close the
+        producer, close the admin and offset clients. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            clients = [self._producer, self._offsets_reader, self._admin]
+            self._producer = self._offsets_reader = self._admin = None
+        for consumer in list(self._consumers):
+            consumer.close()
+        for client in clients:
+            if client is None:
+                continue
+            try:
+                if isinstance(client, KafkaProducer):
+                    client.close(timeout=self.timeout_ms / 1000)
+                else:
+                    client.close()
+            except Exception as exc:  # closing must not hide the caller's own error
+                logger.warning("closing a Kafka client failed", log=self.url, error=str(exc))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka is untyped
+    """Runs on kafka-python's IO thread: only records what changed and pauses new
+    partitions; :meth:`KafkaConsumerAdapter.poll` does the rest on the caller's thread."""
+
+    def __init__(self, owner: KafkaConsumerAdapter) -> None:
+        self._owner = weakref.ref(owner)
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        owner = self._owner()
+        if owner is not None:
+            owner._revoked({_from_kafka(tp) for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        owner = self._owner()
+        if owner is not None:
+            owner._assigned({_from_kafka(tp) for tp in assigned}, assigned)
+
+
+class KafkaConsumerAdapter:
+    """A consumer-group member on Kafka: the :class:`~consumers.log.LogConsumer` port."""
+
+    def __init__(
+        self,
+        log: KafkaLog,
+        group_id: str,
+        topics: list[str],
+        on_assign: OnAssign | None,
+    ) -> None:
+        self._log = log
+        self.group_id = group_id
+        self.topics = topics
+        self._on_assign = on_assign
+        self._closed = False
+        self._state_lock = threading.Lock()
+        # Assigned partitions whose start offset on_assign has not given yet (paused).
+        self._pending: set[TopicPartition] = set()
+        self.member_id = f"{log.client_id}-{uuid.uuid4().hex[:12]}"
+        self._log_ctx = logger.bind(group_id=group_id, member_id=self.member_id)
+        self._consumer: Any = log._create(
+            "consumer",
+            lambda: KafkaConsumer(
+                client_id=self.member_id,
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                allow_auto_create_topics=False,
+                fetch_max_wait_ms=log.fetch_max_wait_ms,
+                session_timeout_ms=log.session_timeout_ms,
+                heartbeat_interval_ms=max(100, log.session_timeout_ms // 10),
+                **log._client_config(),
+            ),
+        )
+        self._consumer.subscribe(topics=topics, listener=_Listener(self))
+
+    def __repr__(self) -> str:
+        return f"KafkaConsumerAdapter(group_id={self.group_id!r}, topics={self.topics!r})"
+
+    # -- rebalance callbacks (kafka-python's IO thread) ----------------------------------
+
+    def _revoked(self, revoked: set[TopicPartition]) -> None:
+        with self._state_lock:
+            self._pending -= revoked
+        if revoked:
+            self._log_ctx.info("partitions revoked", revoked=[str(tp) for tp in sorted(revoked)])
+
+    def _assigned(self, assigned: set[TopicPartition], kafka_tps: Any) -> None:
+        if self._on_assign is not None and assigned:
+            # Nothing of these partitions may be returned before on_assign chose the start.
+            self._consumer.pause(*kafka_tps)
+            with self._state_lock:
+                self._pending |= assigned
+        if assigned:
+            self._log_ctx.info(
+                "partitions assigned", assigned=[str(tp) for tp in sorted(assigned)]
+            )
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogError(f"consumer {self.member_id} of group {self.group_id!r} is closed")
+
+    def _start_pending(self) -> None:
+        """Ask on_assign where newly assigned partitions start, seek there, resume them.
+        If on_assign raises, they stay paused and the next poll asks again."""
+        with self._state_lock:
+            pending = frozenset(self._pending)
+        if not pending or self._on_assign is None:
+            return
+        chosen = self._on_assign(pending)
+        with self._state_lock:
+            still = pending & self._pending  # a rebalance may have taken some meanwhile
+            self._pending -= still
+        current = {_from_kafka(tp) for tp in self._consumer.assignment()}
+        for tp in sorted(still & current):
+            offset = chosen.get(tp)
+            if offset is not None:
+                if offset < 0:
+                    raise LogError(f"on_assign gave negative offset {offset} for {tp}")
+                self._consumer.seek(_to_kafka(tp), offset)
+                self._log_ctx.info(
+                    "partition starts where on_assign said",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                )
+            self._consumer.resume(_to_kafka(tp))
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Message]:
+        """Next messages, in offset order per partition (sorted by topic, partition,
+        offset); [] when none arrived within ``timeout_s``. The first poll joins the group,
+        which on a local broker takes a few hundred milliseconds."""
+        self._check_open()
+        if max_records < 1:
+            raise LogError(f"max_records must be at least 1, got {max_records}")
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            self._start_pending()
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if self._on_assign is not None:
+                # Short slices, so partitions assigned meanwhile get on_assign soon.
+                remaining_ms = min(remaining_ms, _ASSIGN_CHECK_MS)
+            batch = self._log._call(
+                f"polling {', '.join(self.topics)} for group {self.group_id!r}",
+                functools.partial(
+                    self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records
+                ),
+            )
+            messages = [
+                Message(
+                    topic=str(record.topic),
+                    partition=int(record.partition),
+                    offset=int(record.offset),
+                    key=record.key,
+                    value=record.value,
+                    timestamp_ms=int(record.timestamp),
+                    headers=tuple((str(k), bytes(v)) for k, v in (record.headers or ())),
+                )
+                for records in batch.values()
+                for record in records
+            ]
+            if messages:
+                messages.sort(key=lambda m: (m.topic, m.partition, m.offset))
+                return messages
+            if time.monotonic() >= deadline:
+                return []
+
+    # -- offsets -----------------------------------------------------------------------
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit the given next-offsets-to-read for the group, or the current position of
+        every assigned partition. Fails with LogError when the group rebalanced meanwhile
+        (the new owner re-reads from the last successful commit)."""
+        self._check_open()
+        if offsets is None:
+            self._log._call(f"committing for group {self.group_id!r}", self._consumer.commit)
+            return
+        to_commit: dict[Any, Any] = {}
+        for tp, offset in offsets.items():
+            if offset < 0:
+                raise LogError(f"cannot commit negative offset {offset} for {tp}")
+            to_commit[_to_kafka(tp)] = OffsetAndMetadata(offset, "", -1)
+        if not to_commit:
+            return
+        self._log._call(
+            f"committing {len(to_commit)} offset(s) for group {self.group_id!r}",
+            lambda: self._consumer.commit(offsets=to_commit, timeout_ms=self._log.timeout_ms),
+        )
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        self._check_open()
+        offset = self._log._call(
+            f"reading the committed offset of {tp} for group {self.group_id!r}",
+            lambda: self._consumer.committed(_to_kafka(tp), timeout_ms=self._log.timeout_ms),
+        )
+        return None if offset is None or offset < 0 else int(offset)
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        if self._closed:
+            return frozenset()
+        return frozenset(_from_kafka(tp) for tp in self._consumer.assignment())
+
+    def position(self, tp: TopicPartition) -> int | None:
+        """The next offset ``poll`` will return for ``tp`` (None when not assigned)."""
+        self._check_open()
+        if tp not in self.assignment():
+            return None
+        return int(
+            self._log._call(
+                f"reading the position of {tp}",
+                lambda: self._consumer.position(_to_kafka(tp), timeout_ms=self._log.timeout_ms),
+            )
+        )
+
+    # -- seeking -----------------------------------------------------------------------
+
+    def _assigned_or_fail(self, tp: TopicPartition) -> None:
+        owned = self.assignment()
+        if tp not in owned:
+            raise LogError(
+                f"cannot seek {tp}: not assigned to this consumer "
+                f"(assigned: {', '.join(str(t) for t in sorted(owned)) or 'none yet'})"
+            )
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        with self._state_lock:
+            was_pending = tp in self._pending
+            self._pending.discard(tp)
+        self._consumer.seek(_to_kafka(tp), offset)
+        if was_pending:  # an explicit seek answers the question on_assign was to answer
+            self._consumer.resume(_to_kafka(tp))
+        self._log_ctx.info("seek", topic=tp.topic, partition=tp.partition, offset=offset)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._check_open()
+        if offset < 0:
+            raise LogError(f"cannot seek {tp} to negative offset {offset}")
+        self._assigned_or_fail(tp)
+        self._seek(tp, offset)
+
+    def seek_to_beginning(self) -> None:
+        """Every assigned partition reads again from its earliest retained offset (0: our
+        topics keep everything)."""
+        self._check_open()
+        owned = sorted(self.assignment())
+        if not owned:
+            return
+        starts = self._log._call(
+            "reading the earliest offsets",
+            lambda: self._consumer.beginning_offsets(
+                [_to_kafka(tp) for tp in owned], timeout_ms=self._log.timeout_ms
+            ),
+        )
+        for tp in owned:
+            self._seek(tp, int(starts[_to_kafka(tp)]))
+
+    def seek_to_timestamp(self, timestamp_ms: int) -> None:
+        """Every assigned partition reads from its first message whose timestamp is at or
+        after ``timestamp_ms``, or from its high-water mark when there is none."""
+        self._check_open()
+        owned = sorted(self.assignment())
+        if not owned:
+            return
+        if timestamp_ms < 0:
+            raise LogError(f"cannot seek to negative timestamp {timestamp_ms}")
+        kafka_tps = [_to_kafka(tp) for tp in owned]
+        found = self._log._call(
+            "looking up offsets by time",
+            lambda: self._consumer.offsets_for_times(
+                dict.fromkeys(kafka_tps, timestamp_ms), timeout_ms=self._log.timeout_ms
+            ),
+        )
+        missing = [ktp for ktp in kafka_tps if found.get(ktp) is None]
+        ends: dict[Any, int] = {}
+        if missing:
+            ends = self._log._call(
+                "reading the high-water marks",
+                lambda: self._consumer.end_offsets(missing, timeout_ms=self._log.timeout_ms),
+            )
+        for tp, ktp in zip(owned, kafka_tps, strict=True):
+            hit = found.get(ktp)
+            self._seek(tp, int(hit.offset) if hit is not None else int(ends[ktp]))
+
+    def close(self) -> None:
+        """Leave the group at once (the other members take over without waiting for the
+        session timeout). Does not commit."""
+        if self._closed:
+            return
+        self._closed = True
+        owned = sorted(_from_kafka(tp) for tp in self._consumer.assignment())
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=self._log.timeout_ms)
+        except Exception as exc:  # closing must not hide the caller's own error
+            self._log_ctx.warning("closing the Kafka consumer failed", error=str(exc))
+        self._log_ctx.info("group member left", released=[str(tp) for tp in owned])
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the adapter fits the port; nothing runs.
+    def _fits_the_port(log: KafkaLog, consumer: KafkaConsumerAdapter) -> tuple[Log, LogConsumer]:
+        return log, consumer
