@@ -466,10 +466,14 @@ class Journey:
                 )
                 return f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat()}", d.case_id
             case c.PromiseKept():
-                if d.promise_id not in self.promises:
+                known = self.promises.get(d.promise_id)
+                if known is None:
                     self._anomaly(tp, f"kept an unknown promise {d.promise_id}")
+                elif known.status == "broken":
+                    # Kept after the deadline broke it: it stays broken, and we say it came late.
+                    known.kept_late = True
                 elif not self._settle(d.promise_id, at, "kept"):
-                    self._anomaly(tp, f"promise {d.promise_id} was already settled")
+                    self._anomaly(tp, f"promise {d.promise_id} was already kept")
                 promise = self.promises.get(d.promise_id)
                 late = " (late)" if promise and promise.kept_late else ""
                 return f"Promise kept{late}: {promise.what if promise else d.promise_id}", (
