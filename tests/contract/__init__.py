@@ -1,0 +1,1 @@
+"""Contract tests: one suite, run against every log adapter through the ``log`` fixture."""
