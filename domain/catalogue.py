@@ -79,13 +79,14 @@ class TouchpointData(_Frozen):
             return
         if (type_name, version) in CATALOGUE:
             raise TypeError(f"touchpoint {type_name} v{version} registered twice")
+        # check before registering: a refused class must not stay half-registered
+        if current and CURRENT.get(type_name, 0) > version:
+            raise TypeError(f"{type_name}: current version must be the highest")
         cls.type_name = type_name
         cls.schema_version = version
         cls.summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
         CATALOGUE[(type_name, version)] = cls
         if current:
-            if CURRENT.get(type_name, 0) > version:
-                raise TypeError(f"{type_name}: current version must be the highest")
             CURRENT[type_name] = version
 
 
