@@ -29,7 +29,7 @@ __all__ = [
 
 Channel = Literal["email", "phone", "chat", "web_form", "social", "store", "letter", "sms", "app"]
 IdentityKind = Literal[
-    "email", "phone", "social_handle", "order_number", "serial_number", "customer_id"
+    "name", "email", "phone", "social_handle", "order_number", "serial_number", "customer_id"
 ]
 Text = str
 ShortText = str
@@ -213,6 +213,10 @@ class SignupRequested(TouchpointData, type_name="SignupRequested", version=1):
     fields: dict[str, Text] = Field(
         description="Every field the customer submitted, exactly as typed"
     )
+    team: ShortText | None = Field(
+        default=None, description="Team the contact was routed to at intake, if known"
+    )
+    country: ShortText | None = Field(default=None, description="Country of that team")
 
 
 class IdentityLinked(TouchpointData, type_name="IdentityLinked", version=1):
@@ -244,6 +248,10 @@ class InquiryReceived(TouchpointData, type_name="InquiryReceived", version=1):
     subject: Text | None = None
     body: Text | None = None
     product: ShortText | None = None
+    team: ShortText | None = Field(
+        default=None, description="Team the contact was routed to at intake, if known"
+    )
+    country: ShortText | None = Field(default=None, description="Country of that team")
 
 
 class ComplaintFiledV1(TouchpointData, type_name="ComplaintFiled", version=1, current=False):
@@ -273,6 +281,10 @@ class ComplaintFiled(TouchpointData, type_name="ComplaintFiled", version=2):
     purchase_place: ShortText | None = None
     purchase_date: dt.date | None = None
     order_id: ShortText | None = None
+    team: ShortText | None = Field(
+        default=None, description="Team the contact was routed to at intake, if known"
+    )
+    country: ShortText | None = Field(default=None, description="Country of that team")
 
 
 class AutoAcknowledgementSent(TouchpointData, type_name="AutoAcknowledgementSent", version=1):

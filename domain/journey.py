@@ -267,6 +267,8 @@ class Journey:
         case = self.cases.get(case_id)
         if case is None:
             case = Case(case_id, kind, channel, tp.occurred_at, reply_owed_since=tp.occurred_at)
+            case.team = getattr(tp.data, "team", None)
+            case.country = getattr(tp.data, "country", None)
             self.cases[case_id] = case
         else:
             # The customer wrote again on an existing case: a reply is owed again.

@@ -77,12 +77,12 @@ def _bank(t0: datetime) -> list[Step]:
     return [
         Step(0 * H, erik, c.SignupRequested(
             case_id="nordbank-signup-1", form="become-a-full-customer", products=products,
-            fields=form), "nordbank-web"),
+            fields=form, team="Nordbank private customers", country="NO"), "nordbank-web"),
         Step(1 * M, erik, c.AutoAcknowledgementSent(
             case_id="nordbank-signup-1", channel="email"), "nordbank-mailer"),
         Step(10 * M, erik, c.SignupRequested(
             case_id="fokus-signup-1", form="bli-totalkunde", products=products,
-            fields=form), "fokus-web"),
+            fields=form, team="Fokus Bank customer centre", country="NO"), "fokus-web"),
         Step(3 * D, erik, c.ReplySent(
             case_id="fokus-signup-1", channel="phone", agent="Adviser Lund",
             team="Fokus Bank customer centre", country="NO",
@@ -97,12 +97,13 @@ def _dell(t0: datetime) -> list[Step]:
     to confirm, books the pickup."""
     sven = "cust-sven"
     return [
+        Step(0 * H, sven, c.IdentityLinked(kind="name", value="Sven Berg"), "dell-crm"),
         Step(0 * H, sven, c.IdentityLinked(kind="email", value="sven.berg@example.se"), "dell-crm"),
         Step(1 * M, sven, c.ComplaintFiled(
             case_id="dell-4711", channel="email", product="Dell U2719D monitor",
             serial_number_as_given="CN-0X1Y2Z", warranty_claim=True,
             description="Screen went black, five days before Christmas",
-            purchase_place="dell.se"), "dell-support-mail"),
+            purchase_place="dell.se", team="Dell support", country="PL"), "dell-support-mail"),
         Step(2 * M, sven, c.AutoAcknowledgementSent(case_id="dell-4711", channel="email"),
              "dell-support-mail"),
         Step(20 * H, sven, c.ReplySent(
@@ -131,7 +132,8 @@ def _dell(t0: datetime) -> list[Step]:
              "dell-warehouse"),
         # He writes again from his phone: the message is keyed by the number only.
         Step(4 * D, "+46 70 123 45 67", c.InquiryReceived(
-            case_id="dell-sms-1", channel="sms", body="Will DHL call before the pickup?"),
+            case_id="dell-sms-1", channel="sms", body="Will DHL call before the pickup?",
+            team="Dell support SE", country="SE"),
              "dell-sms"),
         Step(4 * D + 1 * M, sven, c.IdentityLinked(kind="phone", value="+46 70 123 45 67"),
              "dell-crm"),
@@ -144,6 +146,7 @@ def _tv(t0: datetime) -> list[Step]:
     lina = "cust-lina"
     tv = "LG OLED55C1"
     steps = [
+        Step(0 * D, lina, c.IdentityLinked(kind="name", value="Lina Ek"), "elshop-web"),
         Step(0 * D, lina, c.OrderPlaced(
             order_id="EL-88231", channel="web_form", total=_sek("14990.00"),
             lines=[c.OrderLine(sku="OLED55C1", name=tv, unit_price=_sek("14990.00"),
@@ -156,7 +159,8 @@ def _tv(t0: datetime) -> list[Step]:
         steps += [
             Step(day * D, lina, c.ComplaintFiled(
                 case_id=case, channel="phone", product=tv, serial_number_as_given="LG55-301",
-                warranty_claim=True, description="No picture, clicking sound"), "elshop-phone"),
+                warranty_claim=True, description="No picture, clicking sound",
+                team="Elshop service", country="SE"), "elshop-phone"),
             Step(day * D + 2 * H, lina, c.ReplySent(
                 case_id=case, channel="phone", agent="Service desk", team="Elshop service",
                 country="SE"), "elshop-phone"),
@@ -168,7 +172,8 @@ def _tv(t0: datetime) -> list[Step]:
         ]
     steps.append(Step(200 * D, lina, c.ComplaintFiled(
         case_id="tv-4", channel="email", product=tv, serial_number_as_given="LG55-301",
-        warranty_claim=True, description="Broken again. Fourth time. I want a new TV."),
+        warranty_claim=True, description="Broken again. Fourth time. I want a new TV.",
+        team="Elshop service", country="SE"),
         "elshop-mail"))
     return steps
 
@@ -178,8 +183,10 @@ def _amex(t0: datetime) -> list[Step]:
     office with no authority."""
     anders = "cust-anders"
     return [
+        Step(0 * H, anders, c.IdentityLinked(kind="name", value="Anders Vik"), "amex-crm"),
         Step(0 * H, anders, c.InquiryReceived(
-            case_id="amex-77", channel="phone", subject="Wrong annual fee charged"),
+            case_id="amex-77", channel="phone", subject="Wrong annual fee charged",
+            team="Card services", country="SE"),
              "amex-phone"),
         Step(5 * M, anders, c.ReplySent(
             case_id="amex-77", channel="phone", agent="Agent 114", team="Card services",
@@ -205,6 +212,8 @@ def _parcel(t0: datetime) -> list[Step]:
     mari = "cust-mari"
     jonas = "cust-jonas"
     return [
+        Step(0 * H, mari, c.IdentityLinked(kind="name", value="Mari Dahl"), "webshop"),
+        Step(0 * H, jonas, c.IdentityLinked(kind="name", value="Jonas Moe"), "fedex"),
         Step(0 * H, mari, c.OrderPlaced(
             order_id="WEB-5521", total=_sek("899.00", "NOK"),
             promised_delivery_by=t0 + 3 * D,
@@ -218,7 +227,7 @@ def _parcel(t0: datetime) -> list[Step]:
             shipment_id="PN-70012", carrier="Posten", reason="Nobody at home"), "posten"),
         Step(2 * D + 3 * H, mari, c.DeliveryRescheduled(
             shipment_id="PN-70012", carrier="Posten", new_location="Post office Majorstuen",
-            deliver_by=t0 + 4 * D, agreed_by="Posten central customer service",
+            deliver_by=t0 + 3 * D, agreed_by="Posten central customer service",
             promise_id="posten-majorstuen"), "posten"),
         Step(3 * D + 2 * H, mari, c.DeliveryAttempted(
             shipment_id="PN-70012", carrier="Posten", location="home address"), "posten"),
@@ -245,7 +254,12 @@ def _flust(t0: datetime) -> list[Step]:
     defect, before anyone complained."""
     sofa = "Hagesett Oslo"
     owners = ["cust-per", "cust-siri", "cust-ali"]
+    names = ["Per Lie", "Siri Nilsen", "Ali Khan"]
     steps = [
+        Step(0 * H, cid, c.IdentityLinked(kind="name", value=name), "flust-web")
+        for cid, name in zip(owners, names, strict=True)
+    ]
+    steps += [
         Step(i * H, cid, c.OrderPlaced(
             order_id=f"FL-{100 + i}", total=_sek("6490.00", "NOK"),
             lines=[c.OrderLine(sku="HS-OSLO", name=sofa, unit_price=_sek("6490.00", "NOK"),
@@ -271,6 +285,7 @@ def _returns(t0: datetime) -> list[Step]:
     """001/004: Asos-style return with a status at every step."""
     emma = "cust-emma"
     return [
+        Step(0 * H, emma, c.IdentityLinked(kind="name", value="Emma Stone"), "shop"),
         Step(0 * H, emma, c.OrderPlaced(
             order_id="AS-300", total=_sek("599.00"), promised_delivery_by=t0 + 2 * D,
             lines=[c.OrderLine(sku="DRS-9", name="Dress, size 38", unit_price=_sek("599.00"))]),
@@ -279,7 +294,8 @@ def _returns(t0: datetime) -> list[Step]:
                                          carrier="PostNord"), "shop"),
         Step(2 * D - H, emma, c.Delivered(shipment_id="AS-300-1", carrier="PostNord"), "postnord"),
         Step(3 * D, emma, c.InquiryReceived(case_id="ret-300", channel="web_form",
-                                            subject="Return: wrong size"), "shop"),
+                                            subject="Return: wrong size", team="Returns",
+                                            country="GB"), "shop"),
         Step(3 * D + H, emma, c.ReplySent(case_id="ret-300", channel="email", agent="Nina",
                                           team="Returns", country="GB"), "shop"),
         Step(5 * D, emma, c.ReturnReceived(case_id="ret-300", product="Dress, size 38",
@@ -308,8 +324,14 @@ STORIES: dict[str, Story] = {
 }
 
 
-def all_touchpoints(t0: datetime) -> list[Touchpoint]:
-    """Every story's touchpoints in time order (what the demo emits)."""
-    tps = [tp for story in STORIES.values() for tp in story.touchpoints(t0)]
+def all_touchpoints(now: datetime, stories: list[str] | None = None) -> list[Touchpoint]:
+    """Every story's touchpoints in time order, each story ending an hour before ``now``
+    (so the demo shows deadlines as they stand today)."""
+    tps = []
+    for story in STORIES.values():
+        if stories is not None and story.name not in stories:
+            continue
+        span = max(step.after for step in story.steps(now))
+        tps.extend(story.touchpoints(now - span - H))
     tps.sort(key=lambda tp: tp.occurred_at)
     return tps

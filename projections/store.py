@@ -375,6 +375,9 @@ _NAME_FIELDS = ("name", "full_name", "fullname", "navn", "namn", "fornavn", "fö
 
 
 def display_name(journey: Journey) -> str | None:
+    for ident in journey.identities:
+        if ident.kind == "name":
+            return ident.value
     for sub in reversed(journey.submissions):
         for key, value in sub.fields.items():
             if key.lower().replace(" ", "_") in _NAME_FIELDS and value.strip():

@@ -1,0 +1,141 @@
+"""The whole pipeline in one object: emit → runner → store → keeper → views.
+
+Used by `journey run`, the demo and the scenario tests, so they all exercise the same path.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from consumers.keeper import PromiseKeeper
+from consumers.log import Log, Position
+from consumers.runner import Runner, RunnerStats
+from domain.envelope import Touchpoint
+from domain.rules import ServiceRules
+from journey.emitter import Emitter
+from projections.customer_view import CustomerView, build_customer_view, resolve_customer
+from projections.defect_outreach import DefectOutreach, build_defect_outreach
+from projections.service_levels import ServiceLevels, build_service_levels
+from projections.store import JourneyStore
+
+__all__ = ["ManualClock", "Pipeline", "system_clock"]
+
+logger = structlog.get_logger(__name__)
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ManualClock:
+    """A clock that only moves when told: tests and time-lapse replays."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, now: datetime) -> None:
+        self.now = now
+
+
+class Pipeline:
+    def __init__(
+        self,
+        log: Log,
+        store_path: Path,
+        *,
+        topic: str,
+        rules: ServiceRules | None = None,
+        clock: Callable[[], datetime] = system_clock,
+        group: str = "journey-views",
+        partitions: int = 6,
+    ) -> None:
+        self.log = log
+        self.topic = topic
+        self.rules = rules or ServiceRules()
+        self.clock = clock
+        self.emitter = Emitter(log, topic=topic, source="pipeline", partitions=partitions)
+        self.runner = Runner(
+            log, store_path, topic=topic, dlq_topic=f"{topic}.dlq", group=group
+        )
+        self.keeper = PromiseKeeper(
+            log, lambda: self.runner.store, topic=topic, rules=self.rules, clock=clock
+        )
+
+    @property
+    def store(self) -> JourneyStore:
+        return self.runner.store
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
+        return self.emitter.emit_touchpoints(touchpoints)
+
+    def catch_up(self, timeout_s: float = 120) -> RunnerStats:
+        """Fold everything on the log, let the keeper record passed deadlines, fold those."""
+        stats = self.runner.run_until_caught_up(timeout_s)
+        if self.keeper.tick():
+            stats = self.runner.run_until_caught_up(timeout_s)
+        return stats
+
+    def play(self, touchpoints: Sequence[Touchpoint], clock: ManualClock, end: datetime) -> None:
+        """Emit touchpoints as time passes: before each one the clock moves to its time and
+        the keeper records every deadline that passed meanwhile, as it would have live."""
+        for tp in sorted(touchpoints, key=lambda t: t.occurred_at):
+            if tp.occurred_at > clock.now:
+                clock.set(tp.occurred_at)
+                self.catch_up()
+            self.emit([tp])
+        clock.set(max(end, clock.now))
+        self.catch_up()
+
+    # ------------------------------------------------------------------ queries
+
+    def customer(self, key: str, *, page: int = 1, page_size: int = 50) -> CustomerView | None:
+        cid = resolve_customer(self.store, key)
+        if cid is None:
+            return None
+        return build_customer_view(
+            self.store, cid, rules=self.rules, now=self.clock(), page=page, page_size=page_size
+        )
+
+    def service_levels(self, **filters: str | float | None) -> ServiceLevels:
+        return build_service_levels(
+            self.store, rules=self.rules, now=self.clock(), **filters  # type: ignore[arg-type]
+        )
+
+    def defects(self) -> list[DefectOutreach]:
+        return build_defect_outreach(self.store)
+
+    # ------------------------------------------------------------------ serving
+
+    def run(self, stop: threading.Event | None = None, keeper_interval_s: float = 1.0) -> None:
+        """Run the runner and the promise keeper until SIGTERM/SIGINT (or ``stop``)."""
+        stop = stop or threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            logger.info("stopping", signal=signal.Signals(signum).name)
+            stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+        next_tick = 0.0
+        while not stop.is_set():
+            self.runner.step()
+            now = time.monotonic()
+            if now >= next_tick:
+                self.keeper.tick()
+                next_tick = now + keeper_interval_s
+        logger.info("pipeline stopped", applied=self.runner.stats.applied)
