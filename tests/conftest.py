@@ -7,12 +7,14 @@ the Kafka tests FAIL rather than skip: CI must never go green without them.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
 
 from consumers.log import Log
 
@@ -52,3 +54,78 @@ def log(request: pytest.FixtureRequest) -> Log:
     """The log under test: every test using it runs once per adapter."""
     fixture: Log = request.getfixturevalue(f"{request.param}_log")
     return fixture
+
+
+# -- the real broker: named in the test log, and its absence is a failure ----------------------
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@functools.cache
+def _kafka_broker_check() -> tuple[str | None, str | None]:
+    """(description, error) of the broker JOURNEY_TEST_KAFKA names; asked once per session.
+
+    The version comes from .cache/kafka/VERSION when that broker is the one `make kafka`
+    started (same cluster id as .cache/kafka/data); otherwise only the protocol generation
+    kafka-python negotiated is known.
+    """
+    bootstrap = kafka_bootstrap()
+    result: tuple[str | None, str | None]
+    if bootstrap is None:
+        result = (None, None)
+    else:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=[bootstrap],
+                client_id="journey-tests-probe",
+                bootstrap_timeout_ms=5_000,
+                request_timeout_ms=5_000,
+            )
+            try:
+                cluster = admin.describe_cluster()
+                protocol = ".".join(map(str, admin._manager.broker_version))
+            finally:
+                admin.close()
+        except Exception as exc:
+            result = (
+                None,
+                f"JOURNEY_TEST_KAFKA={bootstrap} is set but no Kafka broker answers there "
+                f"({exc}). Start one with `make kafka` (or unset the variable to skip the "
+                "Kafka tests outside CI).",
+            )
+        else:
+            state = _REPO / ".cache" / "kafka"
+            meta = state / "data" / "meta.properties"
+            version_file = state / "VERSION"
+            ours = meta.is_file() and f"cluster.id={cluster['cluster_id']}" in meta.read_text()
+            if ours and version_file.is_file():
+                name = f"Apache Kafka {version_file.read_text().strip()}"
+            else:
+                name = f"Kafka (protocol {protocol}; not started by `make kafka`, release unknown)"
+            result = (f"{name} at {bootstrap}, cluster {cluster['cluster_id']}", None)
+    return result
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    described, error = _kafka_broker_check()
+    if described:
+        return f"kafka broker: {described}"
+    return f"kafka broker: NONE ({error or 'JOURNEY_TEST_KAFKA not set: Kafka tests skip'})"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A Kafka or kcat test FAILS when its broker does not answer, and in CI also when
+    JOURNEY_TEST_KAFKA is missing: a green run must have run them."""
+    if item.get_closest_marker("kafka") is None and item.get_closest_marker("kcat") is None:
+        return
+    if kafka_bootstrap() is None:
+        if _in_ci():
+            pytest.fail("CI=true but JOURNEY_TEST_KAFKA is not set: run the tests with `make test`")
+        return
+    _, error = _kafka_broker_check()
+    if error:
+        pytest.fail(error)
