@@ -466,7 +466,7 @@ class Journey:
                 self.promises[d.promise_id] = Promise(
                     d.promise_id, d.what, d.kind, d.due_by, d.made_by, at, d.case_id, d.made_to
                 )
-                return f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat()}", d.case_id
+                return f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat(timespec='minutes')}", d.case_id
             case c.PromiseKept():
                 known = self.promises.get(d.promise_id)
                 if known is None:
@@ -495,7 +495,7 @@ class Journey:
                 if case is not None:
                     case.overdue_recorded.append((d.target, d.due_by))
                 label = "first reply" if d.target == "first_reply" else "reply"
-                return f"No {label} by {d.due_by.isoformat()}: target missed", d.case_id
+                return f"No {label} by {d.due_by.isoformat(timespec='minutes')}: target missed", d.case_id
             case c.SerialNumberCorrected():
                 product = self._product(d.product, d.serial_number_as_given)
                 product.serial_corrected = d.corrected_serial_number
@@ -543,7 +543,7 @@ class Journey:
                     self._identity("serial_number", d.serial_number, at, "replacement")
                 return f"Replacement {d.product} shipped{proof}", d.case_id
             case c.PickupBooked():
-                when = f" for {d.pickup_at.isoformat()}" if d.pickup_at else ""
+                when = f" for {d.pickup_at.isoformat(timespec='minutes')}" if d.pickup_at else ""
                 self._step(tp, d.case_id, "pickup", f"pickup of {d.product} booked{when}")
                 return f"Pickup of {d.product} booked{when}", d.case_id
             case c.ReturnReceived():

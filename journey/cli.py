@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import structlog
 import typer
@@ -13,6 +13,10 @@ import typer
 from domain.errors import JourneyError
 from journey.logs import configure_logging
 from journey.settings import Settings
+
+if TYPE_CHECKING:
+    from domain.rules import ServiceRules
+    from journey.pipeline import Pipeline
 
 app = typer.Typer(
     help="Event-sourced customer-journey engine: touchpoints on a log, folded into CRM views.",
@@ -109,23 +113,188 @@ def schema(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas into")] = Path(
         "docs/schema"
     ),
+    docs: Annotated[
+        Path,
+        typer.Option(
+            help="Markdown file whose part between the GENERATED markers is regenerated "
+            "(skipped when the file does not exist)"
+        ),
+    ] = Path("docs/events.md"),
 ) -> None:
-    """Write the JSON Schema of the envelope and of every touchpoint type and version."""
-    from journey.schema import export_schemas
+    """Write the JSON Schema of the envelope and of every touchpoint type and version,
+    and regenerate the per-type sections of docs/events.md."""
+    from journey.schema import export_schemas, write_events_markdown
 
-    written = export_schemas(out)
-    typer.echo(f"wrote {len(written)} schemas to {out}")
+    try:
+        written = export_schemas(out)
+        typer.echo(f"wrote {len(written)} schemas to {out}")
+        if docs.exists():
+            changed = write_events_markdown(docs)
+            typer.echo(f"{'updated' if changed else 'unchanged'}: {docs}")
+        else:
+            typer.echo(f"skipped {docs}: no such file", err=True)
+    except JourneyError as exc:
+        raise fail(str(exc), code=1) from None
 
 
 @app.command()
-def demo() -> None:
-    """The main job: run the seed stories on the (embedded) log and show what an agent sees."""
+def demo(
+    customer: Annotated[
+        str, typer.Option(help="Whose view to show (id, e-mail, phone, order or serial)")
+    ] = "cust-sven",
+) -> None:
+    """The main job: run the seed stories through the whole pipeline on the (embedded) log
+    and show what an agent sees."""
     from journey.demo import run_demo
 
+    if State.settings.log_level == "info":
+        # The demo prints views; per-event log lines would bury them. --log-level shows them.
+        configure_logging("json" if State.settings.log_format == "json" else "console", "warning")
     try:
-        run_demo(State.settings)
+        run_demo(State.settings, customer=customer).close()
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
+
+
+def _pipeline() -> Pipeline:
+    from consumers import open_log
+    from journey.pipeline import Pipeline
+
+    settings = State.settings
+    return Pipeline(open_log(settings.broker), settings.store_path(), topic=settings.topic,
+                    rules=load_rules(), partitions=settings.partitions)
+
+
+def load_rules() -> ServiceRules:
+    """Service rules: defaults, or the JSON file named by JOURNEY_RULES."""
+    import os
+
+    from domain.rules import ServiceRules
+
+    path = os.environ.get("JOURNEY_RULES")
+    if not path:
+        return ServiceRules()
+    try:
+        return ServiceRules.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise fail(f"JOURNEY_RULES={path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise fail(f"JOURNEY_RULES={path} is not valid service rules: {exc}") from None
+
+
+@app.command()
+def run() -> None:
+    """Run the projection runner and the promise keeper until SIGTERM/SIGINT."""
+    try:
+        pipeline = _pipeline()
+        try:
+            pipeline.run()
+        finally:
+            pipeline.close()
+    except JourneyError as exc:
+        raise fail(str(exc), code=1) from None
+
+
+PROJECTIONS = ("all", "customer-view", "service-levels", "defect-outreach")
+
+
+@app.command()
+def rebuild(
+    projection: Annotated[
+        str, typer.Argument(help="customer-view, service-levels, defect-outreach or all")
+    ] = "all",
+) -> None:
+    """Replay the log from the beginning into a fresh store, then swap it in atomically.
+
+    The three projections share one store (one fold feeds them all), so rebuilding one
+    rebuilds all; queries and a running `journey run` keep working during the rebuild.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from consumers import open_log
+    from consumers.rebuild import rebuild as do_rebuild
+
+    if projection not in PROJECTIONS:
+        raise fail(f"unknown projection {projection!r}: use one of {', '.join(PROJECTIONS)}")
+    settings = State.settings
+    log = open_log(settings.broker)
+    try:
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            "[progress.percentage]{task.percentage:>3.0f}%", TimeRemainingColumn(),
+            transient=False,
+        ) as progress:
+            task = progress.add_task(f"rebuilding {projection}", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total or None)
+
+            new_file, stats, seconds = do_rebuild(
+                log, settings.store_path(), topic=settings.topic,
+                dlq_topic=settings.dlq_topic, progress=report,
+            )
+    except JourneyError as exc:
+        raise fail(str(exc), code=1) from None
+    finally:
+        log.close()
+    rate = stats.processed / seconds if seconds else 0.0
+    typer.echo(json.dumps({
+        "store": str(new_file), "events": stats.processed, "applied": stats.applied,
+        "duplicates": stats.duplicates, "dead_letters": stats.dead_letters,
+        "seconds": round(seconds, 3), "events_per_second": round(rate, 1),
+    }))
+
+
+@app.command()
+def view(
+    key: Annotated[str, typer.Argument(help="Customer id, e-mail, phone, order or serial")],
+    page: Annotated[int, typer.Option(min=1, help="Timeline page")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON")] = False,
+) -> None:
+    """Show one customer's view (catches up with the log first)."""
+    from rich.console import Console
+
+    from journey.render import render_customer
+
+    pipeline = _pipeline()
+    try:
+        pipeline.runner.run_until_caught_up(60)
+        result = pipeline.customer(key, page=page)
+    except JourneyError as exc:
+        raise fail(str(exc), code=1) from None
+    finally:
+        pipeline.close()
+    if result is None:
+        raise fail(f"no customer found for {key!r} (tried customer id and every identity)", 1)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        Console().print(render_customer(result))
+
+
+@app.command("service-levels")
+def service_levels(
+    team: Annotated[str | None, typer.Option(help="Only this team")] = None,
+    channel: Annotated[str | None, typer.Option(help="Only this channel")] = None,
+    due_within_hours: Annotated[float, typer.Option(help="Horizon of 'due soon'")] = 24,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """Unanswered contacts by age, deadlines due soon, breaches, counts by team/channel."""
+    from rich.console import Console
+
+    from journey.render import render_service_levels
+
+    pipeline = _pipeline()
+    try:
+        pipeline.runner.run_until_caught_up(60)
+        levels = pipeline.service_levels(team=team, channel=channel,
+                                         due_within_hours=due_within_hours)
+    finally:
+        pipeline.close()
+    if as_json:
+        typer.echo(levels.model_dump_json(indent=2))
+    else:
+        Console().print(render_service_levels(levels))
 
 
 def main() -> None:

@@ -1,0 +1,217 @@
+"""Terminal rendering (rich) of the views, for the demo and `journey view`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from projections.customer_view import CustomerView, DeadlineOut
+from projections.defect_outreach import DefectOutreach
+from projections.service_levels import ServiceLevels
+
+__all__ = ["human_duration", "render_customer", "render_defects", "render_service_levels"]
+
+_STATE_STYLE = {"ok": "green", "warning": "bold yellow", "breached": "bold red"}
+
+
+def human_duration(seconds: float) -> str:
+    sign = "-" if seconds < 0 else ""
+    delta = timedelta(seconds=abs(int(seconds)))
+    days, rest = delta.days, delta.seconds
+    hours, minutes = rest // 3600, (rest % 3600) // 60
+    if days:
+        return f"{sign}{days}d {hours}h"
+    if hours:
+        return f"{sign}{hours}h {minutes}m"
+    return f"{sign}{minutes}m"
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M")
+
+
+def _deadline(d: DeadlineOut | None) -> Text:
+    if d is None:
+        return Text("—", style="dim")
+    label = d.kind.replace("_", " ")
+    if d.state == "breached":
+        return Text(f"{label}: MISSED {human_duration(-d.remaining_seconds)} ago", "bold red")
+    text = f"{label}: due in {human_duration(d.remaining_seconds)} ({_when(d.due_at)})"
+    return Text(("⚠ " if d.state == "warning" else "") + text, _STATE_STYLE[d.state])
+
+
+def render_customer(view: CustomerView) -> RenderableType:
+    parts: list[RenderableType] = []
+    flags = view.flags
+    badges = Text()
+    if flags.erased:
+        badges.append(" ASKED TO BE FORGOTTEN ", "bold white on grey30")
+        badges.append(" ")
+    if flags.unanswered_for_seconds is not None:
+        badges.append(
+            f" UNANSWERED FOR {human_duration(flags.unanswered_for_seconds)} ", "bold white on red"
+        )
+        badges.append(" ")
+    if flags.deadline_breached:
+        badges.append(" TARGET MISSED ", "bold white on red")
+        badges.append(" ")
+    if flags.deadline_warning:
+        badges.append(" DEADLINE SOON ", "bold black on yellow")
+        badges.append(" ")
+    if flags.promise_broken:
+        badges.append(" PROMISE BROKEN ", "bold white on dark_red")
+        badges.append(" ")
+    if flags.replace_dont_repair:
+        badges.append(" REPLACE, DON'T REPAIR ", "bold black on orange1")
+        badges.append(" ")
+    for defect in flags.known_defects:
+        badges.append(f" KNOWN DEFECT {defect}: REACH OUT ", "bold black on magenta")
+        badges.append(" ")
+    if flags.anomalies:
+        badges.append(f" {flags.anomalies} ANOMALIES ", "black on cyan")
+    head = Text()
+    head.append(view.name or view.customer_id, "bold")
+    head.append(f"   id {view.customer_id}", "dim")
+    if view.linked_customer_ids:
+        head.append(f" (+ linked {', '.join(view.linked_customer_ids)})", "dim")
+    head.append(
+        f"\ncontacted us {view.contacts}× · {view.touchpoints} touchpoints", "italic"
+    )
+    parts.append(head)
+    if badges:
+        parts.append(badges)
+    if view.identities:
+        ids = Table(title="Identities", title_justify="left", show_edge=False, expand=False)
+        ids.add_column("kind")
+        ids.add_column("value")
+        ids.add_column("note", style="dim")
+        for ident in view.identities:
+            ids.add_row(ident.kind, ident.value, ident.note or "")
+        parts.append(ids)
+    for sub in view.submissions:
+        table = Table(
+            title=f"What they submitted — {sub.form} ({_when(sub.submitted_at)}, "
+            f"{'answered' if sub.answered else 'NOT ANSWERED'})",
+            title_justify="left",
+            title_style="bold red" if not sub.answered else "bold",
+            show_edge=False,
+        )
+        table.add_column("field")
+        table.add_column("exactly as typed", style="bold cyan")
+        for key, value in sub.fields.items():
+            table.add_row(key, value)
+        parts.append(table)
+    if view.open_cases:
+        cases = Table(title="Open cases", title_justify="left", expand=True)
+        for col in ("case", "what", "owner", "next deadline", "steps"):
+            cases.add_column(col)
+        for case in view.open_cases:
+            owner = f"{case.owner_team or 'unassigned'}" + (
+                f" ({case.owner_country})" if case.owner_country else ""
+            )
+            if case.copied_to:
+                owner += f"\ncc {', '.join(case.copied_to)}"
+            if case.handoffs:
+                owner += "\n" + " → ".join(
+                    [case.handoffs[0].from_country] + [h.to_country for h in case.handoffs]
+                )
+            what = f"{case.kind} via {case.channel}\n{case.subject or ''}"
+            if case.waiting_on_customer:
+                what += "\n(waiting on customer)"
+            cases.add_row(case.case_id, what, owner, _deadline(case.next_deadline),
+                          "\n".join(case.steps[-4:]))
+        parts.append(cases)
+    if view.promises:
+        promises = Table(title="Promises", title_justify="left", expand=True)
+        for col in ("what", "made by", "due", "status"):
+            promises.add_column(col)
+        for p in view.promises:
+            style = {"kept": "green", "broken": "bold red", "overdue": "bold red"}.get(
+                p.status, "yellow")
+            status = p.status + (" (kept late)" if p.kept_late else "")
+            promises.add_row(p.what + (" (implied)" if p.implied else ""), p.made_by,
+                             _when(p.due_by), Text(status, style))
+        parts.append(promises)
+    if view.products:
+        products = Table(title="Products", title_justify="left", expand=True)
+        for col in ("product", "serial", "repairs", "warranty as shown"):
+            products.add_column(col)
+        for prod in view.products:
+            serial = prod.serial_corrected or prod.serial_as_given or "—"
+            if prod.serial_corrected and prod.serial_as_given:
+                serial = f"{prod.serial_as_given} → {prod.serial_corrected}"
+            serial += f" ({prod.serial_status})"
+            repairs = Text(str(prod.repairs),
+                           "bold red" if prod.replace_dont_repair else "")
+            products.add_row(prod.name, serial, repairs, prod.warranty_terms_shown or "—")
+        parts.append(products)
+    if view.anomalies:
+        anomalies = Table(title="Anomalies (kept, not dropped)", title_justify="left")
+        anomalies.add_column("when")
+        anomalies.add_column("problem")
+        for a in view.anomalies:
+            anomalies.add_row(_when(a.at), a.problem)
+        parts.append(anomalies)
+    timeline = Table(
+        title=f"Timeline (newest first, {len(view.timeline.entries)} of {view.timeline.total})",
+        title_justify="left",
+        expand=True,
+    )
+    timeline.add_column("when", no_wrap=True)
+    timeline.add_column("what")
+    for entry in view.timeline.entries:
+        timeline.add_row(_when(entry.at), entry.summary)
+    parts.append(timeline)
+    return Panel(Group(*parts), title="Customer view", border_style="blue")
+
+
+def render_service_levels(levels: ServiceLevels) -> RenderableType:
+    table = Table(title="Service levels: still without an answer, due soon, breached",
+                  title_justify="left", expand=True)
+    for col in ("customer", "what", "team", "channel", "age", "deadline"):
+        table.add_column(col)
+    seen: set[tuple[str, str, str]] = set()
+    for item in [*levels.breached, *levels.unanswered, *levels.due_soon]:
+        key = (item.customer_id, item.kind, item.ref)
+        if key in seen:
+            continue
+        seen.add(key)
+        due = item.due_at - levels.computed_at
+        deadline = (
+            Text(f"MISSED {human_duration(-due.total_seconds())} ago"
+                 + (" (on the log)" if item.recorded else ""), "bold red")
+            if item.state == "breached"
+            else Text(f"in {human_duration(due.total_seconds())}", _STATE_STYLE[item.state])
+        )
+        table.add_row(
+            item.name or item.customer_id,
+            f"{item.kind.replace('_', ' ')}: {item.label or item.ref}",
+            item.team or "—",
+            item.channel or "—",
+            human_duration(item.age_seconds),
+            deadline,
+        )
+    counts = Table(title="By team", title_justify="left")
+    for col in ("team", "open", "unanswered", "warning", "breached"):
+        counts.add_column(col)
+    for team, c in levels.by_team.items():
+        counts.add_row(team, *(str(c.get(k, 0)) for k in ("open", "unanswered", "warning",
+                                                            "breached")))
+    return Group(table, counts)
+
+
+def render_defects(defects: list[DefectOutreach]) -> RenderableType:
+    table = Table(title="Known defects: proactive outreach", title_justify="left", expand=True)
+    for col in ("defect", "customer", "product / batch", "reached"):
+        table.add_column(col)
+    for d in defects:
+        for a in d.affected:
+            table.add_row(
+                d.defect_id, a.name or a.customer_id, f"{a.product} / {a.batch or '—'}",
+                Text(_when(a.reached_at), "green") if a.reached_at else Text("NOT YET", "bold red"),
+            )
+    return table
