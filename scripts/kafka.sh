@@ -4,6 +4,7 @@
 #   scripts/kafka.sh start    start it (idempotent), wait until it answers the Kafka protocol
 #   scripts/kafka.sh stop     stop the broker this script started (by the pid in its pid file)
 #   scripts/kafka.sh status   say whether it runs; exit 0 if it does, 3 if not
+#   scripts/kafka.sh reset    stop it and delete its data (every topic; tests leave many)
 #
 # Listens on 127.0.0.1:$KAFKA_PORT (default 19092); the controller on KAFKA_PORT+1.
 # The broker jars come from Maven Central through scripts/kafka/pom.xml (first run only,
@@ -287,12 +288,19 @@ status() {
     return 3
 }
 
+reset() {
+    stop
+    rm -rf "$DATA" "$VERSION_FILE"
+    say "deleted $DATA; the next start formats it anew"
+}
+
 case ${1:-} in
 start) start ;;
 stop) stop ;;
 status) status ;;
+reset) reset ;;
 *)
-    echo "usage: $0 start|stop|status   (env KAFKA_PORT, default 19092)" >&2
+    echo "usage: $0 start|stop|status|reset   (env KAFKA_PORT, default 19092)" >&2
     exit 2
     ;;
 esac
