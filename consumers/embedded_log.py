@@ -164,7 +164,7 @@ class EmbeddedLog:
         self.url = f"embedded://{path}"
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[int, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
         self._partition_counts: dict[str, int] = {}
@@ -200,7 +200,7 @@ class EmbeddedLog:
             return cached[1]
         conn = self._connect()
         with self._lock:
-            self._connections.append(conn)
+            self._connections.append((pid, conn))
         self._local.conn = (pid, conn)
         return conn
 
@@ -212,27 +212,29 @@ class EmbeddedLog:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise LogError(f"embedded log {self.path!r} is busy: {exc}") from None
+            raise LogError(f"embedded log {self.path!r} is busy or unwritable: {exc}") from None
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
-            raise LogError(f"embedded log {self.path!r}: commit failed: {exc}") from None
+            raise LogError(f"embedded log {self.path!r}: write failed: {exc}") from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: several SELECTs see one snapshot."""
         conn = self._conn()
-        conn.execute("BEGIN")
         try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise LogError(f"embedded log {self.path!r}: read failed: {exc}") from None
 
     def _create_schema(self) -> None:
         with self._write() as conn:
@@ -383,8 +385,11 @@ class EmbeddedLog:
         self._closed = True
         with self._lock:
             connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        pid = os.getpid()
+        for owner, conn in connections:
+            # A connection inherited through fork belongs to the parent: leave it alone.
+            if owner == pid:
+                conn.close()
 
 
 @dataclass(frozen=True)
@@ -643,6 +648,25 @@ class EmbeddedConsumer:
         if not to_commit:
             return
         with self._log._write() as conn:
+            # Like Kafka's fencing of a stale generation: a member dropped for silence must
+            # not overwrite the progress of the member that took its partitions over.
+            taken = [
+                (tp, str(row[0]))
+                for tp in sorted(to_commit)
+                for row in conn.execute(
+                    "SELECT member_id FROM group_owners WHERE group_id = ? AND topic = ? "
+                    "AND partition = ? AND member_id != ?",
+                    (self.group_id, tp.topic, tp.partition, self.member_id),
+                )
+            ]
+            if taken:
+                raise LogError(
+                    f"commit refused for group {self.group_id!r}: "
+                    + ", ".join(f"{tp} now belongs to member {owner}" for tp, owner in taken)
+                    + " (this member was dropped after not polling for "
+                    f"{self._log.session_timeout_ms / 1000:g} s, or never owned them); "
+                    "poll again to rejoin"
+                )
             conn.executemany(
                 "INSERT INTO group_offsets (group_id, topic, partition, next_offset) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (group_id, topic, partition) "
@@ -651,6 +675,7 @@ class EmbeddedConsumer:
             )
 
     def committed(self, tp: TopicPartition) -> int | None:
+        self._check_open()
         row = (
             self._log._conn()
             .execute(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from consumers.embedded_log import EmbeddedLog
-from consumers.log import LogConsumer, Message, OutgoingMessage, TopicPartition
+from consumers.log import LogConsumer, LogError, Message, OutgoingMessage, TopicPartition
 
 PARTITIONS = 6
 DEADLINE_S = 30.0
@@ -198,6 +198,8 @@ def test_a_silent_member_is_dropped_after_the_session_timeout(tmp_path: Path) ->
         # a stops polling (a stuck worker); b keeps polling and inherits a's partitions.
         wait_until(lambda: b.assignment() == all_partitions(topic), b, deadline_s=3.0)
         assert time.monotonic() - started >= 0.4, "not before the session timeout"
+        with pytest.raises(LogError, match="now belongs to member"):
+            a.commit({tp: 0 for tp in a.assignment()})  # a stale member is fenced off
 
         # a comes back: it rejoins and the partitions are split again, without overlap.
         wait_until(lambda: len(a.assignment()) == len(b.assignment()) == 3, a, b)
