@@ -149,6 +149,21 @@ def render_customer(view: CustomerView) -> RenderableType:
                            "bold red" if prod.replace_dont_repair else "")
             products.add_row(prod.name, serial, repairs, prod.warranty_terms_shown or "—")
         parts.append(products)
+    if view.shipments:
+        ships = Table(title="Deliveries", title_justify="left", expand=True)
+        for col in ("shipment", "carrier", "attempts", "what happened"):
+            ships.add_column(col)
+        for sh in view.shipments:
+            events = [f"failed: {f}" for f in sh.failures]
+            if sh.rescheduled_to:
+                events.append(f"rescheduled to {sh.rescheduled_to}")
+            if sh.delivered_at:
+                events.append(
+                    f"delivered {_when(sh.delivered_at)}"
+                    + (f" at {sh.delivered_location}" if sh.delivered_location else "")
+                )
+            ships.add_row(sh.shipment_id, sh.carrier, str(sh.attempts), "\n".join(events) or "—")
+        parts.append(ships)
     if view.anomalies:
         anomalies = Table(title="Anomalies (kept, not dropped)", title_justify="left")
         anomalies.add_column("when")

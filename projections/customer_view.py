@@ -111,6 +111,18 @@ class ProductOut(BaseModel):
     replace_dont_repair: bool
 
 
+class ShipmentOut(BaseModel):
+    customer_id: str
+    shipment_id: str
+    order_id: str | None
+    carrier: str
+    attempts: int
+    failures: list[str]
+    rescheduled_to: str | None
+    delivered_at: datetime | None
+    delivered_location: str | None
+
+
 class Flags(BaseModel):
     unanswered_for_seconds: float | None = Field(
         None, description="Age of the oldest contact still without a real answer"
@@ -157,6 +169,8 @@ class CustomerView(BaseModel):
     closed_cases: list[CaseOut]
     promises: list[PromiseOut]
     products: list[ProductOut]
+    shipments: list[ShipmentOut]
+    orders: dict[str, str] = Field(description="Order id -> what was ordered")
     flags: Flags
     contacts: int = Field(description="How many times the customer had to contact us")
     touchpoints: int
@@ -344,6 +358,16 @@ def build_customer_view(
                     and p.replacements == 0,
                 )
             )
+    shipments = [
+        ShipmentOut(
+            customer_id=j.customer_id, shipment_id=sh.shipment_id, order_id=sh.order_id,
+            carrier=sh.carrier, attempts=sh.attempts, failures=list(sh.failures),
+            rescheduled_to=sh.rescheduled_to, delivered_at=sh.delivered_at,
+            delivered_location=sh.delivered_location,
+        )
+        for j in journeys
+        for sh in j.shipments.values()
+    ]
     entries: list[tuple[TimelineEntry, str]] = [
         (e, j.customer_id) for j in journeys for e in j.timeline
     ]
@@ -396,6 +420,8 @@ def build_customer_view(
         closed_cases=[k for k in cases if k.status != "open"],
         promises=promises,
         products=products,
+        shipments=shipments,
+        orders={k: v for j in journeys for k, v in j.orders.items()},
         flags=flags,
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
