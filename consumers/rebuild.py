@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -35,7 +35,7 @@ def rebuild(
     batch_size: int = 2000,
 ) -> tuple[Path, RunnerStats, float]:
     """Returns (new store file, stats, seconds)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     new_file = base.with_name(f"{base.name}.{stamp}")
     total = sum(log.high_watermarks(topic).values()) if topic in _topics(log, topic) else 0
 

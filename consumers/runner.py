@@ -158,14 +158,14 @@ class Runner:
             if touchpoint.customer_id.encode() != msg.key:
                 # The key decides the partition, hence the order; a mismatch would fold
                 # this customer's facts out of order.
-                exc = InvalidEvent(
+                mismatch = InvalidEvent(
                     "key_mismatch",
                     f"message key {msg.key!r} differs from customer_id "
                     f"{touchpoint.customer_id!r}; the key must be the customer_id",
                     "customer_id",
                 )
-                self._dead_letter(msg, exc)
-                dead.append((msg.offset, exc.reason))
+                self._dead_letter(msg, mismatch)
+                dead.append((msg.offset, mismatch.reason))
                 continue
             if _FOLD_DELAY_S:
                 time.sleep(_FOLD_DELAY_S)
@@ -202,7 +202,8 @@ class Runner:
         """Per partition, messages on the log not yet in the store."""
         positions = self.store.positions()
         return {
-            TopicPartition(self.topic, p): hwm - (positions.get(TopicPartition(self.topic, p), -1) + 1)
+            TopicPartition(self.topic, p): hwm
+            - (positions.get(TopicPartition(self.topic, p), -1) + 1)
             for p, hwm in self.log.high_watermarks(self.topic).items()
         }
 
@@ -221,10 +222,14 @@ class Runner:
         raise TimeoutError(f"not caught up with {self.topic} within {timeout_s} s")
 
     def run_forever(self, stop: threading.Event) -> RunnerStats:
-        logger.info("runner started", topic=self.topic, group=self.group, store=str(self._store_file))
+        logger.info(
+            "runner started", topic=self.topic, group=self.group, store=str(self._store_file)
+        )
         while not stop.is_set():
             self.step()
-        logger.info("runner stopped", applied=self.stats.applied, dead_letters=self.stats.dead_letters)
+        logger.info(
+            "runner stopped", applied=self.stats.applied, dead_letters=self.stats.dead_letters
+        )
         return self.stats
 
 

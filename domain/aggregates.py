@@ -33,9 +33,7 @@ class CustomerJourney(Aggregate):
         return journey_id(customer_id, generation)
 
     @event("Started")
-    def __init__(
-        self, customer_id: str, generation: int = 0, erased_at: str | None = None
-    ) -> None:
+    def __init__(self, customer_id: str, generation: int = 0, erased_at: str | None = None) -> None:
         self.customer_id = customer_id
         self.generation = generation
         self.journey = Journey(customer_id)

@@ -215,7 +215,9 @@ class Journey:
 
     # ------------------------------------------------------------------ helpers
 
-    def _identity(self, kind: str, value: str | None, at: datetime, note: str | None = None) -> None:
+    def _identity(
+        self, kind: str, value: str | None, at: datetime, note: str | None = None
+    ) -> None:
         if not value:
             return
         for ident in self.identities:
@@ -301,6 +303,8 @@ class Journey:
 
     def _fold(self, tp: Touchpoint, d: c.TouchpointData) -> tuple[str, str | None]:
         at = tp.occurred_at
+        case: Case | None
+        promise: Promise | None
         match d:
             case c.OrderPlaced():
                 items = ", ".join(f"{ln.quantity}× {ln.name}" for ln in d.lines)
@@ -359,12 +363,18 @@ class Journey:
                 ship.delivered_at = at
                 ship.delivered_location = d.location
                 for promise in self.promises.values():
-                    if promise.kind == "delivery" and promise.status == "pending" and (
-                        d.shipment_id in promise.what
-                        or (ship.order_id and promise.promise_id == f"delivery:{ship.order_id}")
+                    if (
+                        promise.kind == "delivery"
+                        and promise.status == "pending"
+                        and (
+                            d.shipment_id in promise.what
+                            or (ship.order_id and promise.promise_id == f"delivery:{ship.order_id}")
+                        )
                     ):
                         self._settle(promise.promise_id, at, "kept")
-                return f"{d.shipment_id} delivered" + (f" at {d.location}" if d.location else ""), None
+                return f"{d.shipment_id} delivered" + (
+                    f" at {d.location}" if d.location else ""
+                ), None
             case c.SignupRequested():
                 self.submissions.append(
                     Submission(d.case_id, d.form, d.channel, list(d.products), dict(d.fields), at)
@@ -378,9 +388,12 @@ class Journey:
                 return f"Signup request via {d.form}: {', '.join(d.products)}", d.case_id
             case c.IdentityLinked():
                 self._identity(d.kind, d.value, at)
-                if d.kind == "customer_id" and d.value != self.customer_id:
-                    if d.value not in self.linked_customers:
-                        self.linked_customers.append(d.value)
+                if (
+                    d.kind == "customer_id"
+                    and d.value != self.customer_id
+                    and d.value not in self.linked_customers
+                ):
+                    self.linked_customers.append(d.value)
                 return f"Identity linked: {d.kind} {d.value}", None
             case c.ErasureRequested():
                 self._erase(at)
@@ -426,8 +439,16 @@ class Journey:
                 case = self._case(tp, d.case_id, "handoff")
                 if case is not None:
                     case.handoffs.append(
-                        Handoff(at, d.from_team, d.from_country, d.to_team, d.to_country,
-                                list(d.copied_to), d.escalation, d.reason)
+                        Handoff(
+                            at,
+                            d.from_team,
+                            d.from_country,
+                            d.to_team,
+                            d.to_country,
+                            list(d.copied_to),
+                            d.escalation,
+                            d.reason,
+                        )
                     )
                     case.team, case.country = d.to_team, d.to_country
                     for copy in d.copied_to:
@@ -436,7 +457,8 @@ class Journey:
                 verb = "escalated" if d.escalation else "handed off"
                 copy = f", copy to {', '.join(d.copied_to)}" if d.copied_to else ""
                 return (
-                    f"Case {verb} {d.from_team} ({d.from_country}) → {d.to_team} ({d.to_country}){copy}",
+                    f"Case {verb} {d.from_team} ({d.from_country}) → "
+                    f"{d.to_team} ({d.to_country}){copy}",
                     d.case_id,
                 )
             case c.CaseResolved():
@@ -466,14 +488,17 @@ class Journey:
                 self.promises[d.promise_id] = Promise(
                     d.promise_id, d.what, d.kind, d.due_by, d.made_by, at, d.case_id, d.made_to
                 )
-                return f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat(timespec='minutes')}", d.case_id
+                return (
+                    f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat(timespec='minutes')}",
+                    d.case_id,
+                )
             case c.PromiseKept():
-                known = self.promises.get(d.promise_id)
-                if known is None:
+                promise = self.promises.get(d.promise_id)
+                if promise is None:
                     self._anomaly(tp, f"kept an unknown promise {d.promise_id}")
-                elif known.status == "broken":
+                elif promise.status == "broken":
                     # Kept after the deadline broke it: it stays broken, and we say it came late.
-                    known.kept_late = True
+                    promise.kept_late = True
                 elif not self._settle(d.promise_id, at, "kept"):
                     self._anomaly(tp, f"promise {d.promise_id} was already kept")
                 promise = self.promises.get(d.promise_id)
@@ -495,7 +520,10 @@ class Journey:
                 if case is not None:
                     case.overdue_recorded.append((d.target, d.due_by))
                 label = "first reply" if d.target == "first_reply" else "reply"
-                return f"No {label} by {d.due_by.isoformat(timespec='minutes')}: target missed", d.case_id
+                return (
+                    f"No {label} by {d.due_by.isoformat(timespec='minutes')}: target missed",
+                    d.case_id,
+                )
             case c.SerialNumberCorrected():
                 product = self._product(d.product, d.serial_number_as_given)
                 product.serial_corrected = d.corrected_serial_number

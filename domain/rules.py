@@ -31,14 +31,30 @@ class ServiceRules(BaseModel):
 
     first_reply_hours: dict[str, float] = Field(
         default_factory=lambda: _hours(
-            default=24, email=24, web_form=24, letter=72, chat=0.25, phone=1, social=4,
-            store=24, sms=24, app=24,
+            default=24,
+            email=24,
+            web_form=24,
+            letter=72,
+            chat=0.25,
+            phone=1,
+            social=4,
+            store=24,
+            sms=24,
+            app=24,
         )
     )
     next_reply_hours: dict[str, float] = Field(
         default_factory=lambda: _hours(
-            default=24, email=24, web_form=24, letter=72, chat=0.25, phone=4, social=8,
-            store=24, sms=24, app=24,
+            default=24,
+            email=24,
+            web_form=24,
+            letter=72,
+            chat=0.25,
+            phone=4,
+            social=8,
+            store=24,
+            sms=24,
+            app=24,
         )
     )
     warn_at_fraction: float = Field(

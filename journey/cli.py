@@ -45,9 +45,7 @@ def main_options(
         ),
     ] = None,
     topic: Annotated[str | None, typer.Option(help="Log of record topic [JOURNEY_TOPIC]")] = None,
-    store: Annotated[
-        str | None, typer.Option(help="Projection store URL [JOURNEY_STORE]")
-    ] = None,
+    store: Annotated[str | None, typer.Option(help="Projection store URL [JOURNEY_STORE]")] = None,
     log_format: Annotated[
         str | None, typer.Option("--log-format", help="console or json [JOURNEY_LOG_FORMAT]")
     ] = None,
@@ -98,7 +96,9 @@ def emit(
     try:
         log = open_log(settings.broker)
         try:
-            emitter = Emitter(log, topic=settings.topic, source="cli", partitions=settings.partitions)
+            emitter = Emitter(
+                log, topic=settings.topic, source="cli", partitions=settings.partitions
+            )
             positions = emitter.emit_touchpoints(touchpoints)
         finally:
             log.close()
@@ -161,8 +161,13 @@ def _pipeline() -> Pipeline:
     from journey.pipeline import Pipeline
 
     settings = State.settings
-    return Pipeline(open_log(settings.broker), settings.store_path(), topic=settings.topic,
-                    rules=load_rules(), partitions=settings.partitions)
+    return Pipeline(
+        open_log(settings.broker),
+        settings.store_path(),
+        topic=settings.topic,
+        rules=load_rules(),
+        partitions=settings.partitions,
+    )
 
 
 def load_rules() -> ServiceRules:
@@ -220,8 +225,11 @@ def rebuild(
     log = open_log(settings.broker)
     try:
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            "[progress.percentage]{task.percentage:>3.0f}%", TimeRemainingColumn(),
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "[progress.percentage]{task.percentage:>3.0f}%",
+            TimeRemainingColumn(),
             transient=False,
         ) as progress:
             task = progress.add_task(f"rebuilding {projection}", total=None)
@@ -230,19 +238,30 @@ def rebuild(
                 progress.update(task, completed=done, total=total or None)
 
             new_file, stats, seconds = do_rebuild(
-                log, settings.store_path(), topic=settings.topic,
-                dlq_topic=settings.dlq_topic, progress=report,
+                log,
+                settings.store_path(),
+                topic=settings.topic,
+                dlq_topic=settings.dlq_topic,
+                progress=report,
             )
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
     finally:
         log.close()
     rate = stats.processed / seconds if seconds else 0.0
-    typer.echo(json.dumps({
-        "store": str(new_file), "events": stats.processed, "applied": stats.applied,
-        "duplicates": stats.duplicates, "dead_letters": stats.dead_letters,
-        "seconds": round(seconds, 3), "events_per_second": round(rate, 1),
-    }))
+    typer.echo(
+        json.dumps(
+            {
+                "store": str(new_file),
+                "events": stats.processed,
+                "applied": stats.applied,
+                "duplicates": stats.duplicates,
+                "dead_letters": stats.dead_letters,
+                "seconds": round(seconds, 3),
+                "events_per_second": round(rate, 1),
+            }
+        )
+    )
 
 
 @app.command()
@@ -287,8 +306,9 @@ def service_levels(
     pipeline = _pipeline()
     try:
         pipeline.runner.run_until_caught_up(60)
-        levels = pipeline.service_levels(team=team, channel=channel,
-                                         due_within_hours=due_within_hours)
+        levels = pipeline.service_levels(
+            team=team, channel=channel, due_within_hours=due_within_hours
+        )
     finally:
         pipeline.close()
     if as_json:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -33,14 +33,16 @@ def run_demo(settings: Settings, customer: str = "cust-sven", fresh: bool = True
             shutil.rmtree(DEMO_DIR)
         DEMO_DIR.mkdir(exist_ok=True)
         broker, store = f"embedded://{DEMO_DIR / 'log.db'}", DEMO_DIR / "views.db"
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     touchpoints = all_touchpoints(now)
     clock = ManualClock(touchpoints[0].occurred_at)
     log = open_log(broker)
-    pipeline = Pipeline(log, store, topic=settings.topic, clock=clock,
-                        partitions=settings.partitions)
-    with console.status(f"Playing {len(touchpoints)} touchpoints of {len(STORIES)} stories "
-                        f"through {broker} …"):
+    pipeline = Pipeline(
+        log, store, topic=settings.topic, clock=clock, partitions=settings.partitions
+    )
+    with console.status(
+        f"Playing {len(touchpoints)} touchpoints of {len(STORIES)} stories through {broker} …"
+    ):
         pipeline.play(touchpoints, clock, now)
     stats = pipeline.runner.stats
     console.print(

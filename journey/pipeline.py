@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -32,7 +32,7 @@ logger = structlog.get_logger(__name__)
 
 
 def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ManualClock:
@@ -65,9 +65,7 @@ class Pipeline:
         self.rules = rules or ServiceRules()
         self.clock = clock
         self.emitter = Emitter(log, topic=topic, source="pipeline", partitions=partitions)
-        self.runner = Runner(
-            log, store_path, topic=topic, dlq_topic=f"{topic}.dlq", group=group
-        )
+        self.runner = Runner(log, store_path, topic=topic, dlq_topic=f"{topic}.dlq", group=group)
         self.keeper = PromiseKeeper(
             log, lambda: self.runner.store, topic=topic, rules=self.rules, clock=clock
         )
@@ -112,7 +110,10 @@ class Pipeline:
 
     def service_levels(self, **filters: str | float | None) -> ServiceLevels:
         return build_service_levels(
-            self.store, rules=self.rules, now=self.clock(), **filters  # type: ignore[arg-type]
+            self.store,
+            rules=self.rules,
+            now=self.clock(),
+            **filters,  # type: ignore[arg-type]
         )
 
     def defects(self) -> list[DefectOutreach]:

@@ -78,9 +78,7 @@ def render_customer(view: CustomerView) -> RenderableType:
     head.append(f"   id {view.customer_id}", "dim")
     if view.linked_customer_ids:
         head.append(f" (+ linked {', '.join(view.linked_customer_ids)})", "dim")
-    head.append(
-        f"\ncontacted us {view.contacts}× · {view.touchpoints} touchpoints", "italic"
-    )
+    head.append(f"\ncontacted us {view.contacts}× · {view.touchpoints} touchpoints", "italic")
     parts.append(head)
     if badges:
         parts.append(badges)
@@ -122,8 +120,9 @@ def render_customer(view: CustomerView) -> RenderableType:
             what = f"{case.kind} via {case.channel}\n{case.subject or ''}"
             if case.waiting_on_customer:
                 what += "\n(waiting on customer)"
-            cases.add_row(case.case_id, what, owner, _deadline(case.next_deadline),
-                          "\n".join(case.steps[-4:]))
+            cases.add_row(
+                case.case_id, what, owner, _deadline(case.next_deadline), "\n".join(case.steps[-4:])
+            )
         parts.append(cases)
     if view.promises:
         promises = Table(title="Promises", title_justify="left", expand=True)
@@ -131,10 +130,15 @@ def render_customer(view: CustomerView) -> RenderableType:
             promises.add_column(col)
         for p in view.promises:
             style = {"kept": "green", "broken": "bold red", "overdue": "bold red"}.get(
-                p.status, "yellow")
+                p.status, "yellow"
+            )
             status = p.status + (" (kept late)" if p.kept_late else "")
-            promises.add_row(p.what + (" (implied)" if p.implied else ""), p.made_by,
-                             _when(p.due_by), Text(status, style))
+            promises.add_row(
+                p.what + (" (implied)" if p.implied else ""),
+                p.made_by,
+                _when(p.due_by),
+                Text(status, style),
+            )
         parts.append(promises)
     if view.products:
         products = Table(title="Products", title_justify="left", expand=True)
@@ -145,8 +149,7 @@ def render_customer(view: CustomerView) -> RenderableType:
             if prod.serial_corrected and prod.serial_as_given:
                 serial = f"{prod.serial_as_given} → {prod.serial_corrected}"
             serial += f" ({prod.serial_status})"
-            repairs = Text(str(prod.repairs),
-                           "bold red" if prod.replace_dont_repair else "")
+            repairs = Text(str(prod.repairs), "bold red" if prod.replace_dont_repair else "")
             products.add_row(prod.name, serial, repairs, prod.warranty_terms_shown or "—")
         parts.append(products)
     if view.shipments:
@@ -185,8 +188,11 @@ def render_customer(view: CustomerView) -> RenderableType:
 
 
 def render_service_levels(levels: ServiceLevels) -> RenderableType:
-    table = Table(title="Service levels: still without an answer, due soon, breached",
-                  title_justify="left", expand=True)
+    table = Table(
+        title="Service levels: still without an answer, due soon, breached",
+        title_justify="left",
+        expand=True,
+    )
     for col in ("customer", "what", "team", "channel", "age", "deadline"):
         table.add_column(col)
     seen: set[tuple[str, str, str]] = set()
@@ -197,8 +203,11 @@ def render_service_levels(levels: ServiceLevels) -> RenderableType:
         seen.add(key)
         due = item.due_at - levels.computed_at
         deadline = (
-            Text(f"MISSED {human_duration(-due.total_seconds())} ago"
-                 + (" (on the log)" if item.recorded else ""), "bold red")
+            Text(
+                f"MISSED {human_duration(-due.total_seconds())} ago"
+                + (" (on the log)" if item.recorded else ""),
+                "bold red",
+            )
             if item.state == "breached"
             else Text(f"in {human_duration(due.total_seconds())}", _STATE_STYLE[item.state])
         )
@@ -214,8 +223,9 @@ def render_service_levels(levels: ServiceLevels) -> RenderableType:
     for col in ("team", "open", "unanswered", "warning", "breached"):
         counts.add_column(col)
     for team, c in levels.by_team.items():
-        counts.add_row(team, *(str(c.get(k, 0)) for k in ("open", "unanswered", "warning",
-                                                            "breached")))
+        counts.add_row(
+            team, *(str(c.get(k, 0)) for k in ("open", "unanswered", "warning", "breached"))
+        )
     return Group(table, counts)
 
 
@@ -226,7 +236,9 @@ def render_defects(defects: list[DefectOutreach]) -> RenderableType:
     for d in defects:
         for a in d.affected:
             table.add_row(
-                d.defect_id, a.name or a.customer_id, f"{a.product} / {a.batch or '—'}",
+                d.defect_id,
+                a.name or a.customer_id,
+                f"{a.product} / {a.batch or '—'}",
                 Text(_when(a.reached_at), "green") if a.reached_at else Text("NOT YET", "bold red"),
             )
     return table

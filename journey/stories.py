@@ -75,19 +75,52 @@ def _bank(t0: datetime) -> list[Step]:
     }
     products = ["mortgage", "car loan", "salary account", "savings account", "insurance"]
     return [
-        Step(0 * H, erik, c.SignupRequested(
-            case_id="nordbank-signup-1", form="become-a-full-customer", products=products,
-            fields=form, team="Nordbank private customers", country="NO"), "nordbank-web"),
-        Step(1 * M, erik, c.AutoAcknowledgementSent(
-            case_id="nordbank-signup-1", channel="email"), "nordbank-mailer"),
-        Step(10 * M, erik, c.SignupRequested(
-            case_id="fokus-signup-1", form="bli-totalkunde", products=products,
-            fields=form, team="Fokus Bank customer centre", country="NO"), "fokus-web"),
-        Step(3 * D, erik, c.ReplySent(
-            case_id="fokus-signup-1", channel="phone", agent="Adviser Lund",
-            team="Fokus Bank customer centre", country="NO",
-            body="Called about a fixed-rate loan for a DnB Nor customer who spoke to an "
-                 "adviser yesterday"), "fokus-phone"),
+        Step(
+            0 * H,
+            erik,
+            c.SignupRequested(
+                case_id="nordbank-signup-1",
+                form="become-a-full-customer",
+                products=products,
+                fields=form,
+                team="Nordbank private customers",
+                country="NO",
+            ),
+            "nordbank-web",
+        ),
+        Step(
+            1 * M,
+            erik,
+            c.AutoAcknowledgementSent(case_id="nordbank-signup-1", channel="email"),
+            "nordbank-mailer",
+        ),
+        Step(
+            10 * M,
+            erik,
+            c.SignupRequested(
+                case_id="fokus-signup-1",
+                form="bli-totalkunde",
+                products=products,
+                fields=form,
+                team="Fokus Bank customer centre",
+                country="NO",
+            ),
+            "fokus-web",
+        ),
+        Step(
+            3 * D,
+            erik,
+            c.ReplySent(
+                case_id="fokus-signup-1",
+                channel="phone",
+                agent="Adviser Lund",
+                team="Fokus Bank customer centre",
+                country="NO",
+                body="Called about a fixed-rate loan for a DnB Nor customer who spoke to an "
+                "adviser yesterday",
+            ),
+            "fokus-phone",
+        ),
     ]
 
 
@@ -99,44 +132,125 @@ def _dell(t0: datetime) -> list[Step]:
     return [
         Step(0 * H, sven, c.IdentityLinked(kind="name", value="Sven Berg"), "dell-crm"),
         Step(0 * H, sven, c.IdentityLinked(kind="email", value="sven.berg@example.se"), "dell-crm"),
-        Step(1 * M, sven, c.ComplaintFiled(
-            case_id="dell-4711", channel="email", product="Dell U2719D monitor",
-            serial_number_as_given="CN-0X1Y2Z", warranty_claim=True,
-            description="Screen went black, five days before Christmas",
-            purchase_place="dell.se", team="Dell support", country="PL"), "dell-support-mail"),
-        Step(2 * M, sven, c.AutoAcknowledgementSent(case_id="dell-4711", channel="email"),
-             "dell-support-mail"),
-        Step(20 * H, sven, c.ReplySent(
-            case_id="dell-4711", channel="email", agent="Tomasz K.", team="Dell support",
-            country="PL", copied_to=["Dell support SE"],
-            body="We are sorry. The Swedish team will take over."), "dell-helpdesk"),
-        Step(21 * H, sven, c.CaseHandedOff(
-            case_id="dell-4711", from_team="Dell support", from_country="PL",
-            to_team="Dell support SE", to_country="SE", copied_to=["Tomasz K."],
-            reason="Replacement must ship from the Nordic warehouse"), "dell-helpdesk"),
-        Step(1 * D + 2 * H, sven, c.ReplacementShipped(
-            case_id="dell-4711", product="Dell U2719D monitor", carrier="DHL",
-            tracking_number="JD0146", before_proof=True), "dell-warehouse"),
-        Step(2 * D, sven, c.SerialNumberCorrected(
-            case_id="dell-4711", product="Dell U2719D monitor",
-            serial_number_as_given="CN-0X1Y2Z", corrected_serial_number="CN-0X1Y2Z-74210",
-            corrected_by="Dell support SE"), "dell-helpdesk"),
-        Step(2 * D + 5 * M, sven, c.SerialConfirmationRequested(
-            case_id="dell-4711", serial_number="CN-0X1Y2Z-74210", channel="email"),
-             "dell-helpdesk"),
-        Step(3 * D, sven, c.SerialNumberConfirmed(
-            case_id="dell-4711", serial_number="CN-0X1Y2Z-74210"), "dell-helpdesk"),
-        Step(3 * D + 1 * H, sven, c.PickupBooked(
-            case_id="dell-4711", product="Dell U2719D monitor",
-            serial_number="CN-0X1Y2Z-74210", carrier="DHL", pickup_at=t0 + 6 * D),
-             "dell-warehouse"),
+        Step(
+            1 * M,
+            sven,
+            c.ComplaintFiled(
+                case_id="dell-4711",
+                channel="email",
+                product="Dell U2719D monitor",
+                serial_number_as_given="CN-0X1Y2Z",
+                warranty_claim=True,
+                description="Screen went black, five days before Christmas",
+                purchase_place="dell.se",
+                team="Dell support",
+                country="PL",
+            ),
+            "dell-support-mail",
+        ),
+        Step(
+            2 * M,
+            sven,
+            c.AutoAcknowledgementSent(case_id="dell-4711", channel="email"),
+            "dell-support-mail",
+        ),
+        Step(
+            20 * H,
+            sven,
+            c.ReplySent(
+                case_id="dell-4711",
+                channel="email",
+                agent="Tomasz K.",
+                team="Dell support",
+                country="PL",
+                copied_to=["Dell support SE"],
+                body="We are sorry. The Swedish team will take over.",
+            ),
+            "dell-helpdesk",
+        ),
+        Step(
+            21 * H,
+            sven,
+            c.CaseHandedOff(
+                case_id="dell-4711",
+                from_team="Dell support",
+                from_country="PL",
+                to_team="Dell support SE",
+                to_country="SE",
+                copied_to=["Tomasz K."],
+                reason="Replacement must ship from the Nordic warehouse",
+            ),
+            "dell-helpdesk",
+        ),
+        Step(
+            1 * D + 2 * H,
+            sven,
+            c.ReplacementShipped(
+                case_id="dell-4711",
+                product="Dell U2719D monitor",
+                carrier="DHL",
+                tracking_number="JD0146",
+                before_proof=True,
+            ),
+            "dell-warehouse",
+        ),
+        Step(
+            2 * D,
+            sven,
+            c.SerialNumberCorrected(
+                case_id="dell-4711",
+                product="Dell U2719D monitor",
+                serial_number_as_given="CN-0X1Y2Z",
+                corrected_serial_number="CN-0X1Y2Z-74210",
+                corrected_by="Dell support SE",
+            ),
+            "dell-helpdesk",
+        ),
+        Step(
+            2 * D + 5 * M,
+            sven,
+            c.SerialConfirmationRequested(
+                case_id="dell-4711", serial_number="CN-0X1Y2Z-74210", channel="email"
+            ),
+            "dell-helpdesk",
+        ),
+        Step(
+            3 * D,
+            sven,
+            c.SerialNumberConfirmed(case_id="dell-4711", serial_number="CN-0X1Y2Z-74210"),
+            "dell-helpdesk",
+        ),
+        Step(
+            3 * D + 1 * H,
+            sven,
+            c.PickupBooked(
+                case_id="dell-4711",
+                product="Dell U2719D monitor",
+                serial_number="CN-0X1Y2Z-74210",
+                carrier="DHL",
+                pickup_at=t0 + 6 * D,
+            ),
+            "dell-warehouse",
+        ),
         # He writes again from his phone: the message is keyed by the number only.
-        Step(4 * D, "+46 70 123 45 67", c.InquiryReceived(
-            case_id="dell-sms-1", channel="sms", body="Will DHL call before the pickup?",
-            team="Dell support SE", country="SE"),
-             "dell-sms"),
-        Step(4 * D + 1 * M, sven, c.IdentityLinked(kind="phone", value="+46 70 123 45 67"),
-             "dell-crm"),
+        Step(
+            4 * D,
+            "+46 70 123 45 67",
+            c.InquiryReceived(
+                case_id="dell-sms-1",
+                channel="sms",
+                body="Will DHL call before the pickup?",
+                team="Dell support SE",
+                country="SE",
+            ),
+            "dell-sms",
+        ),
+        Step(
+            4 * D + 1 * M,
+            sven,
+            c.IdentityLinked(kind="phone", value="+46 70 123 45 67"),
+            "dell-crm",
+        ),
     ]
 
 
@@ -147,34 +261,91 @@ def _tv(t0: datetime) -> list[Step]:
     tv = "LG OLED55C1"
     steps = [
         Step(0 * D, lina, c.IdentityLinked(kind="name", value="Lina Ek"), "elshop-web"),
-        Step(0 * D, lina, c.OrderPlaced(
-            order_id="EL-88231", channel="web_form", total=_sek("14990.00"),
-            lines=[c.OrderLine(sku="OLED55C1", name=tv, unit_price=_sek("14990.00"),
-                               serial_number="LG55-301", warranty_terms_shown=
-                               "5 years panel warranty (shown on product page)")]),
-             "elshop-web"),
+        Step(
+            0 * D,
+            lina,
+            c.OrderPlaced(
+                order_id="EL-88231",
+                channel="web_form",
+                total=_sek("14990.00"),
+                lines=[
+                    c.OrderLine(
+                        sku="OLED55C1",
+                        name=tv,
+                        unit_price=_sek("14990.00"),
+                        serial_number="LG55-301",
+                        warranty_terms_shown="5 years panel warranty (shown on product page)",
+                    )
+                ],
+            ),
+            "elshop-web",
+        ),
     ]
     for n, day in enumerate((40, 95, 160), start=1):
         case = f"tv-{n}"
         steps += [
-            Step(day * D, lina, c.ComplaintFiled(
-                case_id=case, channel="phone", product=tv, serial_number_as_given="LG55-301",
-                warranty_claim=True, description="No picture, clicking sound",
-                team="Elshop service", country="SE"), "elshop-phone"),
-            Step(day * D + 2 * H, lina, c.ReplySent(
-                case_id=case, channel="phone", agent="Service desk", team="Elshop service",
-                country="SE"), "elshop-phone"),
-            Step((day + 12) * D, lina, c.RepairCompleted(
-                case_id=case, product=tv, serial_number="LG55-301",
-                description=f"repair {n}: main board"), "lg-service"),
-            Step((day + 12) * D + H, lina, c.CaseResolved(case_id=case, resolution="repaired"),
-                 "elshop-phone"),
+            Step(
+                day * D,
+                lina,
+                c.ComplaintFiled(
+                    case_id=case,
+                    channel="phone",
+                    product=tv,
+                    serial_number_as_given="LG55-301",
+                    warranty_claim=True,
+                    description="No picture, clicking sound",
+                    team="Elshop service",
+                    country="SE",
+                ),
+                "elshop-phone",
+            ),
+            Step(
+                day * D + 2 * H,
+                lina,
+                c.ReplySent(
+                    case_id=case,
+                    channel="phone",
+                    agent="Service desk",
+                    team="Elshop service",
+                    country="SE",
+                ),
+                "elshop-phone",
+            ),
+            Step(
+                (day + 12) * D,
+                lina,
+                c.RepairCompleted(
+                    case_id=case,
+                    product=tv,
+                    serial_number="LG55-301",
+                    description=f"repair {n}: main board",
+                ),
+                "lg-service",
+            ),
+            Step(
+                (day + 12) * D + H,
+                lina,
+                c.CaseResolved(case_id=case, resolution="repaired"),
+                "elshop-phone",
+            ),
         ]
-    steps.append(Step(200 * D, lina, c.ComplaintFiled(
-        case_id="tv-4", channel="email", product=tv, serial_number_as_given="LG55-301",
-        warranty_claim=True, description="Broken again. Fourth time. I want a new TV.",
-        team="Elshop service", country="SE"),
-        "elshop-mail"))
+    steps.append(
+        Step(
+            200 * D,
+            lina,
+            c.ComplaintFiled(
+                case_id="tv-4",
+                channel="email",
+                product=tv,
+                serial_number_as_given="LG55-301",
+                warranty_claim=True,
+                description="Broken again. Fourth time. I want a new TV.",
+                team="Elshop service",
+                country="SE",
+            ),
+            "elshop-mail",
+        )
+    )
     return steps
 
 
@@ -184,24 +355,68 @@ def _amex(t0: datetime) -> list[Step]:
     anders = "cust-anders"
     return [
         Step(0 * H, anders, c.IdentityLinked(kind="name", value="Anders Vik"), "amex-crm"),
-        Step(0 * H, anders, c.InquiryReceived(
-            case_id="amex-77", channel="phone", subject="Wrong annual fee charged",
-            team="Card services", country="SE"),
-             "amex-phone"),
-        Step(5 * M, anders, c.ReplySent(
-            case_id="amex-77", channel="phone", agent="Agent 114", team="Card services",
-            country="SE", awaiting_customer=False), "amex-phone"),
-        Step(6 * M, anders, c.PromiseMade(
-            promise_id="amex-77-callback", case_id="amex-77", kind="callback",
-            what="A supervisor calls back about the fee", due_by=t0 + 2 * D,
-            made_by="Agent 114, Card services", made_to="Anders"), "amex-phone"),
-        Step(31 * D, anders, c.ReplySent(
-            case_id="amex-77", channel="phone", agent="Outsourced office",
-            team="Partner call centre", country="IE",
-            body="No authority to refund the fee"), "amex-phone"),
-        Step(31 * D + M, anders, c.PromiseKept(
-            promise_id="amex-77-callback", kept_by="Partner call centre",
-            note="Called back a month late"), "amex-phone"),
+        Step(
+            0 * H,
+            anders,
+            c.InquiryReceived(
+                case_id="amex-77",
+                channel="phone",
+                subject="Wrong annual fee charged",
+                team="Card services",
+                country="SE",
+            ),
+            "amex-phone",
+        ),
+        Step(
+            5 * M,
+            anders,
+            c.ReplySent(
+                case_id="amex-77",
+                channel="phone",
+                agent="Agent 114",
+                team="Card services",
+                country="SE",
+                awaiting_customer=False,
+            ),
+            "amex-phone",
+        ),
+        Step(
+            6 * M,
+            anders,
+            c.PromiseMade(
+                promise_id="amex-77-callback",
+                case_id="amex-77",
+                kind="callback",
+                what="A supervisor calls back about the fee",
+                due_by=t0 + 2 * D,
+                made_by="Agent 114, Card services",
+                made_to="Anders",
+            ),
+            "amex-phone",
+        ),
+        Step(
+            31 * D,
+            anders,
+            c.ReplySent(
+                case_id="amex-77",
+                channel="phone",
+                agent="Outsourced office",
+                team="Partner call centre",
+                country="IE",
+                body="No authority to refund the fee",
+            ),
+            "amex-phone",
+        ),
+        Step(
+            31 * D + M,
+            anders,
+            c.PromiseKept(
+                promise_id="amex-77-callback",
+                kept_by="Partner call centre",
+                note="Called back a month late",
+            ),
+            "amex-phone",
+        ),
     ]
 
 
@@ -214,38 +429,99 @@ def _parcel(t0: datetime) -> list[Step]:
     return [
         Step(0 * H, mari, c.IdentityLinked(kind="name", value="Mari Dahl"), "webshop"),
         Step(0 * H, jonas, c.IdentityLinked(kind="name", value="Jonas Moe"), "fedex"),
-        Step(0 * H, mari, c.OrderPlaced(
-            order_id="WEB-5521", total=_sek("899.00", "NOK"),
-            promised_delivery_by=t0 + 3 * D,
-            lines=[c.OrderLine(sku="JKT-1", name="Winter jacket",
-                               unit_price=_sek("899.00", "NOK"))]), "webshop"),
-        Step(1 * D, mari, c.OrderShipped(
-            order_id="WEB-5521", shipment_id="PN-70012", carrier="Posten"), "webshop"),
-        Step(2 * D, mari, c.DeliveryAttempted(shipment_id="PN-70012", carrier="Posten"),
-             "posten"),
-        Step(2 * D + M, mari, c.DeliveryFailed(
-            shipment_id="PN-70012", carrier="Posten", reason="Nobody at home"), "posten"),
-        Step(2 * D + 3 * H, mari, c.DeliveryRescheduled(
-            shipment_id="PN-70012", carrier="Posten", new_location="Post office Majorstuen",
-            deliver_by=t0 + 3 * D, agreed_by="Posten central customer service",
-            promise_id="posten-majorstuen"), "posten"),
-        Step(3 * D + 2 * H, mari, c.DeliveryAttempted(
-            shipment_id="PN-70012", carrier="Posten", location="home address"), "posten"),
-        Step(3 * D + 2 * H + M, mari, c.DeliveryFailed(
-            shipment_id="PN-70012", carrier="Posten",
-            reason="Local office tried the house again"), "posten"),
-        Step(0 * H, jonas, c.OrderShipped(
-            order_id="FX-1", shipment_id="FDX-99", carrier="FedEx"), "fedex"),
-        Step(1 * D, jonas, c.DeliveryFailed(
-            shipment_id="FDX-99", carrier="FedEx", reason="Nobody at home",
-            notified_customer_by="sms"), "fedex"),
-        Step(1 * D + H, jonas, c.DeliveryRescheduled(
-            shipment_id="FDX-99", carrier="FedEx", new_location="Shell petrol station, Ring 3",
-            deliver_by=t0 + 1 * D + 6 * H, agreed_by="FedEx driver by sms",
-            promise_id="fedex-petrol"), "fedex"),
-        Step(1 * D + 3 * H, jonas, c.Delivered(
-            shipment_id="FDX-99", carrier="FedEx", location="Shell petrol station, Ring 3"),
-             "fedex"),
+        Step(
+            0 * H,
+            mari,
+            c.OrderPlaced(
+                order_id="WEB-5521",
+                total=_sek("899.00", "NOK"),
+                promised_delivery_by=t0 + 3 * D,
+                lines=[
+                    c.OrderLine(sku="JKT-1", name="Winter jacket", unit_price=_sek("899.00", "NOK"))
+                ],
+            ),
+            "webshop",
+        ),
+        Step(
+            1 * D,
+            mari,
+            c.OrderShipped(order_id="WEB-5521", shipment_id="PN-70012", carrier="Posten"),
+            "webshop",
+        ),
+        Step(2 * D, mari, c.DeliveryAttempted(shipment_id="PN-70012", carrier="Posten"), "posten"),
+        Step(
+            2 * D + M,
+            mari,
+            c.DeliveryFailed(shipment_id="PN-70012", carrier="Posten", reason="Nobody at home"),
+            "posten",
+        ),
+        Step(
+            2 * D + 3 * H,
+            mari,
+            c.DeliveryRescheduled(
+                shipment_id="PN-70012",
+                carrier="Posten",
+                new_location="Post office Majorstuen",
+                deliver_by=t0 + 3 * D,
+                agreed_by="Posten central customer service",
+                promise_id="posten-majorstuen",
+            ),
+            "posten",
+        ),
+        Step(
+            3 * D + 2 * H,
+            mari,
+            c.DeliveryAttempted(shipment_id="PN-70012", carrier="Posten", location="home address"),
+            "posten",
+        ),
+        Step(
+            3 * D + 2 * H + M,
+            mari,
+            c.DeliveryFailed(
+                shipment_id="PN-70012",
+                carrier="Posten",
+                reason="Local office tried the house again",
+            ),
+            "posten",
+        ),
+        Step(
+            0 * H,
+            jonas,
+            c.OrderShipped(order_id="FX-1", shipment_id="FDX-99", carrier="FedEx"),
+            "fedex",
+        ),
+        Step(
+            1 * D,
+            jonas,
+            c.DeliveryFailed(
+                shipment_id="FDX-99",
+                carrier="FedEx",
+                reason="Nobody at home",
+                notified_customer_by="sms",
+            ),
+            "fedex",
+        ),
+        Step(
+            1 * D + H,
+            jonas,
+            c.DeliveryRescheduled(
+                shipment_id="FDX-99",
+                carrier="FedEx",
+                new_location="Shell petrol station, Ring 3",
+                deliver_by=t0 + 1 * D + 6 * H,
+                agreed_by="FedEx driver by sms",
+                promise_id="fedex-petrol",
+            ),
+            "fedex",
+        ),
+        Step(
+            1 * D + 3 * H,
+            jonas,
+            c.Delivered(
+                shipment_id="FDX-99", carrier="FedEx", location="Shell petrol station, Ring 3"
+            ),
+            "fedex",
+        ),
     ]
 
 
@@ -260,23 +536,59 @@ def _flust(t0: datetime) -> list[Step]:
         for cid, name in zip(owners, names, strict=True)
     ]
     steps += [
-        Step(i * H, cid, c.OrderPlaced(
-            order_id=f"FL-{100 + i}", total=_sek("6490.00", "NOK"),
-            lines=[c.OrderLine(sku="HS-OSLO", name=sofa, unit_price=_sek("6490.00", "NOK"),
-                               batch="2026-09" if i < 2 else "2026-10")]), "flust-web")
+        Step(
+            i * H,
+            cid,
+            c.OrderPlaced(
+                order_id=f"FL-{100 + i}",
+                total=_sek("6490.00", "NOK"),
+                lines=[
+                    c.OrderLine(
+                        sku="HS-OSLO",
+                        name=sofa,
+                        unit_price=_sek("6490.00", "NOK"),
+                        batch="2026-09" if i < 2 else "2026-10",
+                    )
+                ],
+            ),
+            "flust-web",
+        )
         for i, cid in enumerate(owners)
     ]
     steps += [
-        Step(20 * D, "flust.no", c.KnownDefectRegistered(
-            defect_id="paint-2026-09", product=sofa, batch="2026-09",
-            description="Paint flakes after rain", remedy="500 NOK gift card and repaint kit"),
-             "flust-quality"),
-        Step(21 * D, "cust-per", c.ProactiveOutreachSent(
-            defect_id="paint-2026-09", channel="email",
-            message="We found a paint defect in your set; here is a gift card"), "flust-crm"),
-        Step(21 * D + M, "cust-per", c.GoodwillGranted(
-            defect_id="paint-2026-09", kind="gift_card", value=_sek("500.00", "NOK"),
-            reason="Known paint defect"), "flust-crm"),
+        Step(
+            20 * D,
+            "flust.no",
+            c.KnownDefectRegistered(
+                defect_id="paint-2026-09",
+                product=sofa,
+                batch="2026-09",
+                description="Paint flakes after rain",
+                remedy="500 NOK gift card and repaint kit",
+            ),
+            "flust-quality",
+        ),
+        Step(
+            21 * D,
+            "cust-per",
+            c.ProactiveOutreachSent(
+                defect_id="paint-2026-09",
+                channel="email",
+                message="We found a paint defect in your set; here is a gift card",
+            ),
+            "flust-crm",
+        ),
+        Step(
+            21 * D + M,
+            "cust-per",
+            c.GoodwillGranted(
+                defect_id="paint-2026-09",
+                kind="gift_card",
+                value=_sek("500.00", "NOK"),
+                reason="Known paint defect",
+            ),
+            "flust-crm",
+        ),
     ]
     return steps
 
@@ -286,26 +598,63 @@ def _returns(t0: datetime) -> list[Step]:
     emma = "cust-emma"
     return [
         Step(0 * H, emma, c.IdentityLinked(kind="name", value="Emma Stone"), "shop"),
-        Step(0 * H, emma, c.OrderPlaced(
-            order_id="AS-300", total=_sek("599.00"), promised_delivery_by=t0 + 2 * D,
-            lines=[c.OrderLine(sku="DRS-9", name="Dress, size 38", unit_price=_sek("599.00"))]),
-             "shop"),
-        Step(1 * D, emma, c.OrderShipped(order_id="AS-300", shipment_id="AS-300-1",
-                                         carrier="PostNord"), "shop"),
+        Step(
+            0 * H,
+            emma,
+            c.OrderPlaced(
+                order_id="AS-300",
+                total=_sek("599.00"),
+                promised_delivery_by=t0 + 2 * D,
+                lines=[c.OrderLine(sku="DRS-9", name="Dress, size 38", unit_price=_sek("599.00"))],
+            ),
+            "shop",
+        ),
+        Step(
+            1 * D,
+            emma,
+            c.OrderShipped(order_id="AS-300", shipment_id="AS-300-1", carrier="PostNord"),
+            "shop",
+        ),
         Step(2 * D - H, emma, c.Delivered(shipment_id="AS-300-1", carrier="PostNord"), "postnord"),
-        Step(3 * D, emma, c.InquiryReceived(case_id="ret-300", channel="web_form",
-                                            subject="Return: wrong size", team="Returns",
-                                            country="GB"), "shop"),
-        Step(3 * D + H, emma, c.ReplySent(case_id="ret-300", channel="email", agent="Nina",
-                                          team="Returns", country="GB"), "shop"),
-        Step(5 * D, emma, c.ReturnReceived(case_id="ret-300", product="Dress, size 38",
-                                           condition="unused"), "warehouse"),
-        Step(5 * D + H, emma, c.RefundIssued(case_id="ret-300", order_id="AS-300",
-                                             amount=_sek("599.00")), "payments"),
-        Step(5 * D + 2 * H, emma, c.CaseResolved(case_id="ret-300", resolution="refunded"),
-             "shop"),
-        Step(6 * D, emma, c.SatisfactionRated(case_id="ret-300", score=5,
-                                              comment="Easy, and I knew every step"), "survey"),
+        Step(
+            3 * D,
+            emma,
+            c.InquiryReceived(
+                case_id="ret-300",
+                channel="web_form",
+                subject="Return: wrong size",
+                team="Returns",
+                country="GB",
+            ),
+            "shop",
+        ),
+        Step(
+            3 * D + H,
+            emma,
+            c.ReplySent(
+                case_id="ret-300", channel="email", agent="Nina", team="Returns", country="GB"
+            ),
+            "shop",
+        ),
+        Step(
+            5 * D,
+            emma,
+            c.ReturnReceived(case_id="ret-300", product="Dress, size 38", condition="unused"),
+            "warehouse",
+        ),
+        Step(
+            5 * D + H,
+            emma,
+            c.RefundIssued(case_id="ret-300", order_id="AS-300", amount=_sek("599.00")),
+            "payments",
+        ),
+        Step(5 * D + 2 * H, emma, c.CaseResolved(case_id="ret-300", resolution="refunded"), "shop"),
+        Step(
+            6 * D,
+            emma,
+            c.SatisfactionRated(case_id="ret-300", score=5, comment="Easy, and I knew every step"),
+            "survey",
+        ),
     ]
 
 
@@ -313,8 +662,9 @@ STORIES: dict[str, Story] = {
     s.name: s
     for s in (
         Story("bank", "The bank that never answered a signup request", "cust-erik", _bank),
-        Story("dell", "Dell: Poland → Sweden, serial corrected, replacement first", "cust-sven",
-              _dell),
+        Story(
+            "dell", "Dell: Poland → Sweden, serial corrected, replacement first", "cust-sven", _dell
+        ),
         Story("tv", "The TV replaced only after three repairs", "cust-lina", _tv),
         Story("amex", "The callback promised and broken", "cust-anders", _amex),
         Story("parcel", "Posten and FedEx: missed parcels", "cust-mari", _parcel),

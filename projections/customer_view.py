@@ -18,9 +18,9 @@ from projections.store import JourneyStore, display_name, norm_identity
 
 __all__ = [
     "CustomerView",
+    "build_customer_view",
     "related_customers",
     "resolve_customer",
-    "build_customer_view",
 ]
 
 
@@ -209,15 +209,26 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
     while frontier:
         cid = frontier.pop()
         found: set[str] = set()
-        found.update(str(r[0]) for r in store.query(
-            "SELECT other_id FROM links WHERE customer_id = ?", (cid,)))
+        found.update(
+            str(r[0])
+            for r in store.query("SELECT other_id FROM links WHERE customer_id = ?", (cid,))
+        )
         # Someone else's identifier equals this id (the touchpoint was keyed by it) ...
-        found.update(str(r[0]) for r in store.query(
-            "SELECT customer_id FROM identities WHERE norm = ?", (norm_identity(cid),)))
+        found.update(
+            str(r[0])
+            for r in store.query(
+                "SELECT customer_id FROM identities WHERE norm = ?", (norm_identity(cid),)
+            )
+        )
         # ... or this customer's identifiers are used as ids of other streams.
-        found.update(str(r[0]) for r in store.query(
-            "SELECT c.customer_id FROM identities i JOIN customers c ON c.id_norm = i.norm"
-            " WHERE i.customer_id = ?", (cid,)))
+        found.update(
+            str(r[0])
+            for r in store.query(
+                "SELECT c.customer_id FROM identities i JOIN customers c ON c.id_norm = i.norm"
+                " WHERE i.customer_id = ?",
+                (cid,),
+            )
+        )
         for other in sorted(found):
             if other not in seen:
                 seen.append(other)
@@ -255,8 +266,13 @@ def _case_out(cid: str, case: Case, rules: ServiceRules, now: datetime) -> CaseO
         copied_to=list(case.copied_to),
         handoffs=[
             HandoffOut(
-                at=h.at, from_team=h.from_team, from_country=h.from_country, to_team=h.to_team,
-                to_country=h.to_country, copied_to=list(h.copied_to), escalation=h.escalation,
+                at=h.at,
+                from_team=h.from_team,
+                from_country=h.from_country,
+                to_team=h.to_team,
+                to_country=h.to_country,
+                copied_to=list(h.copied_to),
+                escalation=h.escalation,
             )
             for h in case.handoffs
         ],
@@ -277,9 +293,18 @@ def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> Pr
     if status == "pending" and now >= p.due_by:
         status = "overdue"  # the promise keeper will record it as broken
     return PromiseOut(
-        customer_id=cid, promise_id=p.promise_id, what=p.what, kind=p.kind, made_by=p.made_by,
-        made_to=p.made_to, made_at=p.made_at, due_by=p.due_by, status=status, implied=p.implied,
-        kept_late=p.kept_late, deadline=_deadline_out(promise_deadline(p, rules), now),
+        customer_id=cid,
+        promise_id=p.promise_id,
+        what=p.what,
+        kind=p.kind,
+        made_by=p.made_by,
+        made_to=p.made_to,
+        made_at=p.made_at,
+        due_by=p.due_by,
+        status=status,
+        implied=p.implied,
+        kept_late=p.kept_late,
+        deadline=_deadline_out(promise_deadline(p, rules), now),
     )
 
 
@@ -324,8 +349,12 @@ def build_customer_view(
     ]
     submissions = [
         SubmissionOut(
-            case_id=s.case_id, form=s.form, channel=s.channel, products=s.products,
-            fields=s.fields, submitted_at=s.submitted_at,
+            case_id=s.case_id,
+            form=s.form,
+            channel=s.channel,
+            products=s.products,
+            fields=s.fields,
+            submitted_at=s.submitted_at,
             answered=bool(j.cases.get(s.case_id) and j.cases[s.case_id].answered),
         )
         for j in journeys
@@ -340,6 +369,7 @@ def build_customer_view(
     products = []
     for j in journeys:
         for p in j.products:
+            serial_status: Literal["as given", "awaiting confirmation", "confirmed", "unknown"]
             if p.serial_confirmed:
                 serial_status = "confirmed"
             elif p.serial_corrected:
@@ -350,19 +380,29 @@ def build_customer_view(
                 serial_status = "unknown"
             products.append(
                 ProductOut(
-                    name=p.name, serial_as_given=p.serial_as_given,
-                    serial_corrected=p.serial_corrected, serial_status=serial_status,  # type: ignore[arg-type]
-                    batch=p.batch, repairs=p.repairs, replacements=p.replacements,
-                    complaints=p.complaints, warranty_terms_shown=p.warranty_terms_shown,
+                    name=p.name,
+                    serial_as_given=p.serial_as_given,
+                    serial_corrected=p.serial_corrected,
+                    serial_status=serial_status,
+                    batch=p.batch,
+                    repairs=p.repairs,
+                    replacements=p.replacements,
+                    complaints=p.complaints,
+                    warranty_terms_shown=p.warranty_terms_shown,
                     replace_dont_repair=p.repairs >= rules.replace_after_repairs
                     and p.replacements == 0,
                 )
             )
     shipments = [
         ShipmentOut(
-            customer_id=j.customer_id, shipment_id=sh.shipment_id, order_id=sh.order_id,
-            carrier=sh.carrier, attempts=sh.attempts, failures=list(sh.failures),
-            rescheduled_to=sh.rescheduled_to, delivered_at=sh.delivered_at,
+            customer_id=j.customer_id,
+            shipment_id=sh.shipment_id,
+            order_id=sh.order_id,
+            carrier=sh.carrier,
+            attempts=sh.attempts,
+            failures=list(sh.failures),
+            rescheduled_to=sh.rescheduled_to,
+            delivered_at=sh.delivered_at,
             delivered_location=sh.delivered_location,
         )
         for j in journeys
@@ -379,8 +419,14 @@ def build_customer_view(
         page_size=page_size,
         total=len(entries),
         entries=[
-            TimelineOut(at=e.at, type=e.type, summary=e.summary, event_id=e.event_id,
-                        case_id=e.case_id, customer_id=cid)
+            TimelineOut(
+                at=e.at,
+                type=e.type,
+                summary=e.summary,
+                event_id=e.event_id,
+                case_id=e.case_id,
+                customer_id=cid,
+            )
             for e, cid in entries[start : start + page_size]
         ],
     )
@@ -390,9 +436,7 @@ def build_customer_view(
         for a in j.anomalies
     ]
     open_cases = [k for k in cases if k.status == "open"]
-    unanswered = [
-        now - k.opened_at for k in open_cases if not k.answered
-    ]
+    unanswered = [now - k.opened_at for k in open_cases if not k.answered]
     flags = Flags(
         unanswered_for_seconds=max(unanswered).total_seconds() if unanswered else None,
         promise_broken=any(p.status in ("broken", "overdue") for p in promises),
@@ -401,7 +445,8 @@ def build_customer_view(
         erased=erased_at is not None,
         deadline_warning=any(
             k.next_deadline and k.next_deadline.state == "warning" for k in open_cases
-        ) or any(p.deadline and p.deadline.state == "warning" for p in promises),
+        )
+        or any(p.deadline and p.deadline.state == "warning" for p in promises),
         deadline_breached=any(
             k.next_deadline and k.next_deadline.state == "breached" for k in open_cases
         ),
@@ -430,4 +475,3 @@ def build_customer_view(
         timeline=timeline,
         computed_at=now,
     )
-

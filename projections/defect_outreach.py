@@ -33,7 +33,9 @@ class DefectOutreach(BaseModel):
     not_reached: int
 
 
-def build_defect_outreach(store: JourneyStore, defect_id: str | None = None) -> list[DefectOutreach]:
+def build_defect_outreach(
+    store: JourneyStore, defect_id: str | None = None
+) -> list[DefectOutreach]:
     where, params = ("WHERE defect_id = ?", (defect_id,)) if defect_id else ("", ())
     defects = store.query(
         "SELECT defect_id, product, batch, description, remedy, registered_at FROM defects "
@@ -53,7 +55,11 @@ def build_defect_outreach(store: JourneyStore, defect_id: str | None = None) -> 
         )
         affected = [
             AffectedCustomer(
-                customer_id=r[0], name=r[1], product=r[2], batch=r[3], serial=r[4],
+                customer_id=r[0],
+                name=r[1],
+                product=r[2],
+                batch=r[3],
+                serial=r[4],
                 reached_at=datetime.fromisoformat(r[5]) if r[5] else None,
             )
             for r in rows
@@ -61,9 +67,15 @@ def build_defect_outreach(store: JourneyStore, defect_id: str | None = None) -> 
         reached = sum(1 for a in affected if a.reached_at)
         out.append(
             DefectOutreach(
-                defect_id=did, product=product, batch=batch, description=description,
-                remedy=remedy, registered_at=datetime.fromisoformat(registered),
-                affected=affected, reached=reached, not_reached=len(affected) - reached,
+                defect_id=did,
+                product=product,
+                batch=batch,
+                description=description,
+                remedy=remedy,
+                registered_at=datetime.fromisoformat(registered),
+                affected=affected,
+                reached=reached,
+                not_reached=len(affected) - reached,
             )
         )
     return out

@@ -35,7 +35,9 @@ class ServiceItem(BaseModel):
 class ServiceLevels(BaseModel):
     computed_at: datetime
     due_within_hours: float
-    unanswered: list[ServiceItem] = Field(description="Contacts without a real answer, oldest first")
+    unanswered: list[ServiceItem] = Field(
+        description="Contacts without a real answer, oldest first"
+    )
     due_soon: list[ServiceItem]
     breached: list[ServiceItem]
     by_team: dict[str, dict[str, int]]
@@ -58,7 +60,20 @@ def open_items(store: JourneyStore, rules: ServiceRules, now: datetime) -> list[
         for r in store.query("SELECT customer_id, kind, ref, due_at FROM breaches")
     }
     items = []
-    for cid, name, kind, ref, case_kind, label, channel, team, country, started, due, erased in rows:
+    for (
+        cid,
+        name,
+        kind,
+        ref,
+        case_kind,
+        label,
+        channel,
+        team,
+        country,
+        started,
+        due,
+        erased,
+    ) in rows:
         start = _parse(started)
         if due is None:
             target = rules.target(kind, channel or "default")
@@ -69,10 +84,20 @@ def open_items(store: JourneyStore, rules: ServiceRules, now: datetime) -> list[
         state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
         items.append(
             ServiceItem(
-                customer_id=cid, name=None if erased else name, kind=kind, ref=ref,
-                case_kind=case_kind, label=None if erased else label, channel=channel,
-                team=team, country=country, started_at=start, warn_at=warn_at, due_at=due_at,
-                age_seconds=(now - start).total_seconds(), state=state,
+                customer_id=cid,
+                name=None if erased else name,
+                kind=kind,
+                ref=ref,
+                case_kind=case_kind,
+                label=None if erased else label,
+                channel=channel,
+                team=team,
+                country=country,
+                started_at=start,
+                warn_at=warn_at,
+                due_at=due_at,
+                age_seconds=(now - start).total_seconds(),
+                state=state,
                 recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
             )
         )
@@ -89,13 +114,12 @@ def build_service_levels(
     channel: str | None = None,
 ) -> ServiceLevels:
     items = [
-        i for i in open_items(store, rules, now)
+        i
+        for i in open_items(store, rules, now)
         if (team is None or i.team == team) and (channel is None or i.channel == channel)
     ]
     horizon = now + timedelta(hours=due_within_hours)
-    unanswered = sorted(
-        (i for i in items if i.kind == "first_reply"), key=lambda i: i.started_at
-    )
+    unanswered = sorted((i for i in items if i.kind == "first_reply"), key=lambda i: i.started_at)
     due_soon = sorted(
         (i for i in items if i.state != "breached" and i.due_at <= horizon),
         key=lambda i: i.due_at,
@@ -104,8 +128,10 @@ def build_service_levels(
     by_team: dict[str, Counter[str]] = {}
     by_channel: dict[str, Counter[str]] = {}
     for item in items:
-        for table, key in ((by_team, item.team or "(unassigned)"),
-                           (by_channel, item.channel or "(none)")):
+        for table, key in (
+            (by_team, item.team or "(unassigned)"),
+            (by_channel, item.channel or "(none)"),
+        ):
             counter = table.setdefault(key, Counter())
             counter["open"] += 1
             counter[item.state] += 1

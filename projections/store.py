@@ -191,13 +191,10 @@ class JourneyStore:
             time.sleep(0.002)
 
     def journey(self, customer_id: str) -> CustomerJourney | None:
-        rows = self.query(
-            "SELECT generation FROM customers WHERE customer_id = ?", (customer_id,)
-        )
+        rows = self.query("SELECT generation FROM customers WHERE customer_id = ?", (customer_id,))
         if not rows:
             return None
-        agg = self.app.repository.get(journey_id(customer_id, int(rows[0][0])))
-        assert isinstance(agg, CustomerJourney)
+        agg: CustomerJourney = self.app.repository.get(journey_id(customer_id, int(rows[0][0])))
         return agg
 
     # ------------------------------------------------------------------ writes
@@ -221,12 +218,9 @@ class JourneyStore:
             except IntegrityError:
                 # The tracking row says this batch (or a later one) is already recorded:
                 # a re-delivery after a crash between store commit and group commit.
-                self.app.repository.cache.clear() if self.app.repository.cache else None
+                # (The aggregate cache is safe: it hands out copies and is only updated
+                # after a successful commit.)
                 return BatchResult(already_processed=True)
-            except Exception:
-                if self.app.repository.cache:
-                    self.app.repository.cache.clear()
-                raise
 
     def _process(
         self,
@@ -261,8 +255,8 @@ class JourneyStore:
             agg.record(envelope=touchpoint.to_envelope().model_dump(mode="json"))
             writes.append(
                 (
-                    'INSERT INTO processed_events (event_id, customer_id, topic, partition, "offset")'
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO processed_events"
+                    ' (event_id, customer_id, topic, partition, "offset") VALUES (?, ?, ?, ?, ?)',
                     (event_id, cid, tp.topic, tp.partition, offset),
                 )
             )
@@ -326,8 +320,7 @@ class JourneyStore:
         if gen is None:
             generations[customer_id] = 0
             return CustomerJourney(customer_id, 0)
-        agg = self.app.repository.get(journey_id(customer_id, gen))
-        assert isinstance(agg, CustomerJourney)
+        agg: CustomerJourney = self.app.repository.get(journey_id(customer_id, gen))
         return agg
 
 
@@ -449,7 +442,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
             )
     for promise in j.promises.values():
         if promise.status == "pending":
-            case = j.cases.get(promise.case_id) if promise.case_id else None
+            owner = j.cases.get(promise.case_id) if promise.case_id else None
             writes.append(
                 (
                     "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -457,13 +450,13 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
                         cid,
                         "promise",
                         promise.promise_id,
-                        case.channel if case else None,
-                        case.team if case else None,
-                        case.country if case else None,
+                        owner.channel if owner else None,
+                        owner.team if owner else None,
+                        owner.country if owner else None,
                         promise.made_at.isoformat(),
                         promise.due_by.isoformat(),
                         promise.what,
-                        case.kind if case else None,
+                        owner.kind if owner else None,
                     ),
                 )
             )

@@ -38,9 +38,7 @@ def _open_log(kind: str, tmp: Path) -> Log:
     return KafkaLog([bootstrap])
 
 
-@pytest.fixture(
-    scope="module", params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)]
-)
+@pytest.fixture(scope="module", params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
 def played(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
@@ -141,8 +139,14 @@ def test_dell_serial_corrected_and_confirmed(played: Pipeline) -> None:
 def test_dell_any_identity_finds_the_customer_and_the_sms_lands_in_his_view(
     played: Pipeline,
 ) -> None:
-    for key in ("sven.berg@example.se", "SVEN.BERG@example.se", "+46 70 123 45 67",
-                "+46701234567", "CN-0X1Y2Z", "CN-0X1Y2Z-74210"):
+    for key in (
+        "sven.berg@example.se",
+        "SVEN.BERG@example.se",
+        "+46 70 123 45 67",
+        "+46701234567",
+        "CN-0X1Y2Z",
+        "CN-0X1Y2Z-74210",
+    ):
         assert view(played, key).customer_id in ("cust-sven", "+46 70 123 45 67"), key
     sven = view(played, "cust-sven")
     assert "+46 70 123 45 67" in sven.linked_customer_ids
@@ -251,12 +255,24 @@ def test_identity_linked_merges_two_customer_ids_across_partitions(played: Pipel
         b = f"merge-b{n}"
     at = NOW - timedelta(hours=2)
     emitted = [
-        new_touchpoint(c.InquiryReceived(case_id="m-1", channel="chat", subject="hi"),
-                       customer_id=a, occurred_at=at, source="test"),
-        new_touchpoint(c.ComplaintFiled(case_id="m-2", channel="email", product="Kettle"),
-                       customer_id=b, occurred_at=at + timedelta(minutes=5), source="test"),
-        new_touchpoint(c.IdentityLinked(kind="customer_id", value=b),
-                       customer_id=a, occurred_at=at + timedelta(minutes=9), source="crm"),
+        new_touchpoint(
+            c.InquiryReceived(case_id="m-1", channel="chat", subject="hi"),
+            customer_id=a,
+            occurred_at=at,
+            source="test",
+        ),
+        new_touchpoint(
+            c.ComplaintFiled(case_id="m-2", channel="email", product="Kettle"),
+            customer_id=b,
+            occurred_at=at + timedelta(minutes=5),
+            source="test",
+        ),
+        new_touchpoint(
+            c.IdentityLinked(kind="customer_id", value=b),
+            customer_id=a,
+            occurred_at=at + timedelta(minutes=9),
+            source="crm",
+        ),
     ]
     played.emit(emitted)
     played.catch_up()
@@ -267,7 +283,8 @@ def test_identity_linked_merges_two_customer_ids_across_partitions(played: Pipel
     assert {(str(t.event_id), t.customer_id) for t in emitted} <= in_timeline
     # The chat inquiry waited two hours for a 15-minute target: the keeper recorded it.
     assert [e.type for e in merged.timeline.entries if e.customer_id == a].count(
-        "ReplyOverdue") == 1
+        "ReplyOverdue"
+    ) == 1
     assert view(played, b).customer_id == b
     assert {k.case_id for k in view(played, b).open_cases} == {"m-1", "m-2"}
 
@@ -275,14 +292,26 @@ def test_identity_linked_merges_two_customer_ids_across_partitions(played: Pipel
 def test_erasure_removes_personal_data_from_views_and_store(played: Pipeline) -> None:
     cid = "forget-me"
     at = NOW - timedelta(hours=3)
-    played.emit([
-        new_touchpoint(c.SignupRequested(case_id="f-1", form="newsletter",
-                                         fields={"email": "secret.person@example.org",
-                                                 "name": "Secret Person"}),
-                       customer_id=cid, occurred_at=at, source="web"),
-        new_touchpoint(c.ErasureRequested(channel="email"), customer_id=cid,
-                       occurred_at=at + timedelta(hours=1), source="privacy"),
-    ])
+    played.emit(
+        [
+            new_touchpoint(
+                c.SignupRequested(
+                    case_id="f-1",
+                    form="newsletter",
+                    fields={"email": "secret.person@example.org", "name": "Secret Person"},
+                ),
+                customer_id=cid,
+                occurred_at=at,
+                source="web",
+            ),
+            new_touchpoint(
+                c.ErasureRequested(channel="email"),
+                customer_id=cid,
+                occurred_at=at + timedelta(hours=1),
+                source="privacy",
+            ),
+        ]
+    )
     played.catch_up()
     forgotten = view(played, cid)
     assert forgotten.flags.erased is True
