@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from consumers import dead_letters
 from domain.catalogue import CATALOGUE, CURRENT
 from domain.envelope import decode, encode
 from domain.errors import InvalidEvent
@@ -235,6 +236,18 @@ def test_examples_are_fresh_copies() -> None:
     second = example_envelope("OrderPlaced", 1)
     assert second["data"]["total"]["currency"] == "SEK"
     assert second["data"]["lines"]
+
+
+def test_events_md_names_the_dead_letter_headers_the_runner_writes() -> None:
+    text = EVENTS_MD.read_text(encoding="utf-8")
+    headers = [
+        value
+        for name, value in vars(dead_letters).items()
+        if name.startswith("HEADER_") and isinstance(value, str)
+    ]
+    assert len(headers) >= 6
+    undocumented = [h for h in headers if f"`{h}`" not in text]
+    assert not undocumented, f"docs/events.md (dead letters) must name {undocumented}"
 
 
 def test_events_md_documents_every_type() -> None:
