@@ -640,9 +640,12 @@ class Journey:
 
 
 def _identity_kind_of_field(name: str) -> str | None:
-    key = name.lower().replace("-", "_")
-    if "mail" in key:
+    """Which identifier a form field holds, judged by its name (English and Nordic)."""
+    key = name.lower().replace("-", "_").replace(" ", "_")
+    if "mail" in key or key in ("e_post", "epost"):
         return "email"
-    if "phone" in key or "mobile" in key or key in ("tel", "telefon", "telefonnummer"):
+    if "phone" in key or "mobil" in key or key.startswith("tel"):
         return "phone"
+    if key in ("name", "full_name", "fullname", "navn", "namn", "fullt_navn"):
+        return "name"
     return None
