@@ -478,9 +478,7 @@ class KafkaConsumerAdapter:
             with self._state_lock:
                 self._pending |= assigned
         if assigned:
-            self._log_ctx.info(
-                "partitions assigned", assigned=[str(tp) for tp in sorted(assigned)]
-            )
+            self._log_ctx.info("partitions assigned", assigned=[str(tp) for tp in sorted(assigned)])
 
     # -- reading -----------------------------------------------------------------------
 
