@@ -28,7 +28,8 @@ __all__ = [
     "validation_message",
 ]
 
-_ID_PATTERN = r"^[^\s].{0,199}$"
+# 1-200 characters, no leading or trailing whitespace ("c-1" and "c-1 " would be two people)
+_ID_PATTERN = r"^\S(.{0,198}\S)?$"
 
 
 class _EnvelopeFields(BaseModel):
@@ -39,7 +40,8 @@ class _EnvelopeFields(BaseModel):
     schema_version: int = Field(ge=1, description="Version of the type's data schema")
     customer_id: str = Field(
         pattern=_ID_PATTERN,
-        description="Whose touchpoint; also the Kafka message key (1-200 chars)",
+        description="Whose touchpoint; also the Kafka message key "
+        "(1-200 chars, no leading or trailing whitespace)",
     )
     occurred_at: Instant = Field(description="When it happened, RFC 3339 with a time zone offset")
     source: str = Field(min_length=1, description="Emitting system, e.g. helpdesk, webshop")

@@ -217,7 +217,9 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
         found.update(
             str(r[0])
             for r in store.query(
-                "SELECT customer_id FROM identities WHERE norm = ?", (norm_identity(cid),)
+                # Names are not identifiers: two people may share one.
+                "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name'",
+                (norm_identity(cid),),
             )
         )
         # ... or this customer's identifiers are used as ids of other streams.
@@ -225,7 +227,7 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
             str(r[0])
             for r in store.query(
                 "SELECT c.customer_id FROM identities i JOIN customers c ON c.id_norm = i.norm"
-                " WHERE i.customer_id = ?",
+                " WHERE i.customer_id = ? AND i.kind != 'name'",
                 (cid,),
             )
         )
