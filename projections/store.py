@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,12 @@ class JourneyStore:
         )
         self.recorder: ViewsRecorder = self.app.recorder  # type: ignore[assignment]
         self._lock = threading.Lock()
+        # The writer's own cache of aggregates as last committed: no reload and no copy per
+        # batch. An entry is used only while the customers row (written in the same
+        # transaction) still shows its generation and touchpoint count, so another writer
+        # or a rebalance can never make it serve a stale aggregate.
+        self._live: OrderedDict[str, CustomerJourney] = OrderedDict()
+        self._live_size = cache_size
 
     def close(self) -> None:
         self.app.close()
@@ -229,10 +236,33 @@ class JourneyStore:
         last_offset: int,
         dead_letters: Sequence[tuple[int, str]],
     ) -> BatchResult:
+        aggregates: dict[str, CustomerJourney] = {}
+        try:
+            result = self._fold_and_record(tp, items, last_offset, dead_letters, aggregates)
+        except BaseException:
+            # Those aggregates were changed in memory but not committed.
+            for cid in aggregates:
+                self._live.pop(cid, None)
+            raise
+        for cid, agg in aggregates.items():
+            self._live[cid] = agg
+            self._live.move_to_end(cid)
+        while len(self._live) > self._live_size:
+            self._live.popitem(last=False)
+        return result
+
+    def _fold_and_record(
+        self,
+        tp: TopicPartition,
+        items: Sequence[tuple[int, Touchpoint]],
+        last_offset: int,
+        dead_letters: Sequence[tuple[int, str]],
+        aggregates: dict[str, CustomerJourney],
+    ) -> BatchResult:
         result = BatchResult()
         known = self._known_event_ids([str(t.event_id) for _, t in items])
-        aggregates: dict[str, CustomerJourney] = {}
-        generations = self._generations({t.customer_id for _, t in items})
+        stored = self._stored_state({t.customer_id for _, t in items})
+        generations = {cid: gen for cid, (gen, _) in stored.items()}
         writes: list[Statement] = []
         retired: list[str] = []
         for offset, touchpoint in items:
@@ -244,7 +274,7 @@ class JourneyStore:
             cid = touchpoint.customer_id
             agg = aggregates.get(cid)
             if agg is None:
-                agg = self._load_or_start(cid, generations)
+                agg = self._load_or_start(cid, stored, generations)
                 aggregates[cid] = agg
             if isinstance(touchpoint.data, c.ErasureRequested):
                 retired.append(agg.id.hex)
@@ -302,25 +332,35 @@ class JourneyStore:
             found.update(str(r[0]) for r in rows)
         return found
 
-    def _generations(self, customer_ids: Iterable[str]) -> dict[str, int]:
+    def _stored_state(self, customer_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """customer id -> (generation, touchpoints) as committed."""
         ids = list(customer_ids)
-        out: dict[str, int] = {}
+        out: dict[str, tuple[int, int]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for cid, gen in self.query(
-                f"SELECT customer_id, generation FROM customers WHERE customer_id IN ({marks})",
+            for cid, gen, count in self.query(
+                "SELECT customer_id, generation, touchpoints FROM customers"
+                f" WHERE customer_id IN ({marks})",
                 chunk,
             ):
-                out[str(cid)] = int(gen)
+                out[str(cid)] = (int(gen), int(count))
         return out
 
-    def _load_or_start(self, customer_id: str, generations: dict[str, int]) -> CustomerJourney:
-        gen = generations.get(customer_id)
-        if gen is None:
+    def _load_or_start(
+        self,
+        customer_id: str,
+        stored: dict[str, tuple[int, int]],
+        generations: dict[str, int],
+    ) -> CustomerJourney:
+        state = stored.get(customer_id)
+        if state is None:
             generations[customer_id] = 0
             return CustomerJourney(customer_id, 0)
-        agg: CustomerJourney = self.app.repository.get(journey_id(customer_id, gen))
+        cached = self._live.get(customer_id)
+        if cached is not None and (cached.generation, cached.touchpoints) == state:
+            return cached
+        agg: CustomerJourney = self.app.repository.get(journey_id(customer_id, state[0]))
         return agg
 
 
