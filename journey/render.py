@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -31,7 +31,8 @@ def human_duration(seconds: float) -> str:
 
 
 def _when(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M")
+    # One zone on one screen: everything in UTC, said so.
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _deadline(d: DeadlineOut | None) -> Text:
