@@ -142,6 +142,14 @@ def demo(
     customer: Annotated[
         str, typer.Option(help="Whose view to show (id, e-mail, phone, order or serial)")
     ] = "cust-sven",
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Then serve the agent console and API on the demo data until Ctrl-C",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the console with --serve")] = 8000,
 ) -> None:
     """The main job: run the seed stories through the whole pipeline on the (embedded) log
     and show what an agent sees."""
@@ -151,9 +159,16 @@ def demo(
         # The demo prints views; per-event log lines would bury them. --log-level shows them.
         configure_logging("json" if State.settings.log_format == "json" else "console", "warning")
     try:
-        run_demo(State.settings, customer=customer).close()
+        pipeline = run_demo(State.settings, customer=customer)
+        pipeline.close()
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
+    if serve:
+        settings = State.settings.model_copy(
+            update={"broker": pipeline.log.url, "store": f"sqlite:///{pipeline.runner.base}"}
+        )
+        pipeline.log.close()
+        _serve(settings, host="127.0.0.1", port=port, max_wait_ms=2000, runner=True)
 
 
 def _pipeline() -> Pipeline:
@@ -315,6 +330,49 @@ def service_levels(
         typer.echo(levels.model_dump_json(indent=2))
     else:
         Console().print(render_service_levels(levels))
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_wait_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Bound of every freshness wait; when hit the answer is 503 with the lag "
+            "(or 200 fresh:false when the client passes stale=true)",
+        ),
+    ] = 2000,
+    runner: Annotated[
+        bool,
+        typer.Option(
+            "--runner/--no-runner",
+            help="Run the projection runner and promise keeper in this process; "
+            "--no-runner only reads a store that a `journey run` writes",
+        ),
+    ] = True,
+) -> None:
+    """Serve the agents' query service (HTTP API, OpenAPI at /docs) and console (/)."""
+    _serve(State.settings, host=host, port=port, max_wait_ms=max_wait_ms, runner=runner)
+
+
+def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner: bool) -> None:
+    from journey.service import ServiceOptions, create_app
+    from journey.service.server import serve_forever
+
+    def ready(url: str) -> None:
+        typer.echo(f"Agent console: {url}/   API: {url}/docs   (Ctrl-C stops)")
+
+    app_ = create_app(
+        settings,
+        ServiceOptions(max_wait_ms=max_wait_ms, run_pipeline=runner),
+        rules=load_rules(),
+    )
+    try:
+        serve_forever(app_, host, port, on_ready=ready)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=1) from None
 
 
 def main() -> None:

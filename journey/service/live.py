@@ -1,0 +1,207 @@
+"""Live updates: a Server-Sent Events stream per customer.
+
+``GET /customers/{key}/events`` pushes an ``event: view`` whenever the customer's merged
+view changed (something of theirs was folded) and an ``event: freshness`` whenever only the
+view's freshness changed (the log moved on, or the runner stalls). It is event-driven: the
+stream sleeps on the freshness watcher until a partition the customer lives in advances.
+``format=json`` (default) sends the whole answer (the same JSON as ``GET /customers/{key}``);
+``format=html`` sends the console's rendered fragment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
+
+from consumers.log import TopicPartition
+from journey.service.freshness import Freshness
+from journey.service.models import ErrorOut
+from journey.service.runtime import NotFresh, Service
+from projections.customer_view import CustomerView, build_customer_view
+from projections.store import JourneyStore
+
+__all__ = ["register_live", "sse_event"]
+
+KEEPALIVE_S = 15.0
+RERENDER_S = 60.0  # deadlines move with the clock even when nothing is folded
+
+_view_adapter: TypeAdapter[CustomerView] = TypeAdapter(CustomerView)
+
+
+def sse_event(event: str, data: str) -> str:
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"event: {event}\n{lines}\n"
+
+
+def _signature(store: JourneyStore, ids: list[str]) -> tuple[tuple[object, ...], ...]:
+    marks = ",".join("?" * len(ids))
+    return tuple(
+        store.query(
+            "SELECT customer_id, generation, touchpoints, last_seen FROM customers"
+            f" WHERE customer_id IN ({marks}) ORDER BY customer_id",
+            ids,
+        )
+    )
+
+
+def register_live(app: FastAPI, svc: Callable[[], Service]) -> None:
+    @app.get(
+        "/customers/{key}/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "description": "Server-Sent Events: `view` (the whole answer, as "
+                "GET /customers/{key}) whenever the view changed, `freshness` when only "
+                "its freshness changed, `gone` when the customer was erased",
+            },
+            404: {"model": ErrorOut, "description": "Unknown customer"},
+            503: {"model": ErrorOut, "description": "The view is behind; cannot tell yet"},
+        },
+        tags=["customers"],
+        summary="Live: the customer's view, pushed whenever it changes",
+    )
+    async def customer_events(
+        *,
+        request: Request,
+        key: str,
+        format: Annotated[Literal["json", "html"], Query()] = "json",
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+        after: Annotated[str | None, Query()] = None,
+        x_journey_position: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        service = svc()
+        tokens = service.tokens(after, x_journey_position)
+        cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
+        if cid is None or tokens is not None:
+            freshness = await service.settle(tokens, partitions)
+            cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
+            if cid is None:
+                if not freshness.fresh:
+                    raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")
+                from journey.service.app import ServiceError
+
+                raise ServiceError(
+                    404, "unknown_customer", f"no customer found for {key!r}", key=key
+                )
+        stream = _stream(
+            service=service,
+            request=request,
+            customer_id=cid,
+            fmt=format,
+            page=page,
+            page_size=page_size,
+        )
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+
+async def _stream(
+    *,
+    service: Service,
+    request: Request,
+    customer_id: str,
+    fmt: str,
+    page: int,
+    page_size: int,
+) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    yield "retry: 1000\n\n"
+    last_signature: object = None
+    last_fresh: object = None
+    last_render = last_sent = -1e9
+    ids = [customer_id]
+    while not service.closing.is_set():
+        if await request.is_disconnected():
+            return
+        now = loop.time()
+        signature = await service.read(functools.partial(_signature, ids=ids))
+        if signature != last_signature or now - last_render > RERENDER_S:
+            freshness = await service.settle(None, _partitions(service, ids))
+            view = await service.read(
+                lambda s: build_customer_view(
+                    s,
+                    customer_id,
+                    rules=service.rules,
+                    now=service.clock(),
+                    page=page,
+                    page_size=page_size,
+                )
+            )
+            if view is None:
+                yield sse_event("gone", json.dumps({"customer_id": customer_id}))
+                return
+            ids = [customer_id, *view.linked_customer_ids]
+            signature = await service.read(functools.partial(_signature, ids=ids))
+            yield sse_event("view", _view_payload(fmt, view, freshness, page))
+            last_signature, last_render, last_sent = signature, now, now
+            last_fresh = _fresh_key(freshness)
+        else:
+            freshness = service.snapshot(_partitions(service, ids))
+            if _fresh_key(freshness) != last_fresh:
+                yield sse_event("freshness", _freshness_payload(fmt, freshness))
+                last_fresh, last_sent = _fresh_key(freshness), now
+            elif now - last_sent > KEEPALIVE_S:
+                yield ": keepalive\n\n"
+                last_sent = now
+        tps = [TopicPartition(service.topic, p) for p in _partitions(service, ids)]
+        before = service.watcher.read()
+
+        def advanced(
+            positions: Mapping[TopicPartition, int],
+            tps: list[TopicPartition] = tps,
+            before: Mapping[TopicPartition, int] = before,
+        ) -> bool:
+            return any(positions.get(tp, -1) > before.get(tp, -1) for tp in tps)
+
+        await service.watcher.wait_until(advanced, service.options.live_interval_s)
+
+
+def _partitions(service: Service, ids: list[str]) -> set[int]:
+    return {service.partition_of(c) for c in ids}
+
+
+def _fresh_key(freshness: Freshness) -> tuple[bool, int, int]:
+    return freshness.fresh, freshness.lag.events, int(freshness.lag.seconds)
+
+
+def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int) -> str:
+    if fmt == "html":
+        from journey.service.console import render_freshness, render_view
+
+        return json.dumps(
+            {
+                "html": render_view(view, page=page),
+                "badge": render_freshness(freshness),
+                "fresh": freshness.fresh,
+                "as_of_token": freshness.as_of_token,
+                "touchpoints": view.touchpoints,
+            }
+        )
+    head = freshness.model_dump_json()
+    return head[:-1] + ',"data":' + _view_adapter.dump_json(view).decode() + "}"
+
+
+def _freshness_payload(fmt: str, freshness: Freshness) -> str:
+    if fmt == "html":
+        from journey.service.console import render_freshness
+
+        return json.dumps(
+            {
+                "badge": render_freshness(freshness),
+                "fresh": freshness.fresh,
+                "as_of_token": freshness.as_of_token,
+            }
+        )
+    return freshness.model_dump_json()

@@ -1,0 +1,92 @@
+"""Queries the agents' service needs beyond the projections' own: search and case detail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.rules import ServiceRules
+from journey.service.models import CaseDetail, SearchHit
+from projections.customer_view import build_customer_view
+from projections.store import JourneyStore, norm_identity
+
+__all__ = ["case_detail", "search_customers"]
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[SearchHit]:
+    """Customers whose name (any word of it), e-mail, phone, serial, order number or other
+    identity, or customer id starts with ``query``; best known (most touchpoints) first.
+    Erased customers are never found by what they were."""
+    q = query.strip()
+    if not q:
+        return []
+    name_prefix = _like_prefix(q.lower())
+    norm = norm_identity(q)
+    rows: list[tuple[object, ...]] = []
+    rows += store.query(
+        "SELECT customer_id, name, email, phone, touchpoints, last_seen, 'name', name"
+        " FROM customers WHERE erased_at IS NULL AND name IS NOT NULL"
+        " AND (lower(name) LIKE ? ESCAPE '\\' OR lower(name) LIKE ? ESCAPE '\\')"
+        " ORDER BY touchpoints DESC LIMIT ?",
+        (name_prefix, "% " + name_prefix, limit),
+    )
+    if norm:
+        digits = norm.lstrip("+")
+        rows += store.query(
+            "SELECT c.customer_id, c.name, c.email, c.phone, c.touchpoints, c.last_seen,"
+            " i.kind, i.value FROM identities i JOIN customers c USING (customer_id)"
+            " WHERE c.erased_at IS NULL AND (i.norm LIKE ? ESCAPE '\\'"
+            " OR (i.kind = 'phone' AND ltrim(i.norm, '+') LIKE ? ESCAPE '\\'))"
+            " ORDER BY c.touchpoints DESC LIMIT ?",
+            (_like_prefix(norm), _like_prefix(digits or norm), limit),
+        )
+        rows += store.query(
+            "SELECT customer_id, name, email, phone, touchpoints, last_seen, 'customer_id',"
+            " customer_id FROM customers WHERE id_norm LIKE ? ESCAPE '\\'"
+            " ORDER BY touchpoints DESC LIMIT ?",
+            (_like_prefix(norm), limit),
+        )
+    hits: dict[str, SearchHit] = {}
+    for cid, name, email, phone, touchpoints, last_seen, kind, value in rows:
+        key = str(cid)
+        if key in hits:
+            continue
+        hits[key] = SearchHit(
+            customer_id=key,
+            name=None if name is None else str(name),
+            email=None if email is None else str(email),
+            phone=None if phone is None else str(phone),
+            matched=str(kind),
+            matched_value=str(value),
+            touchpoints=int(str(touchpoints)),
+            last_seen=datetime.fromisoformat(str(last_seen)) if last_seen else None,
+        )
+    ranked = sorted(hits.values(), key=lambda h: (-h.touchpoints, h.customer_id))
+    return ranked[:limit]
+
+
+def case_detail(
+    store: JourneyStore, customer_id: str, case_id: str, *, rules: ServiceRules, now: datetime
+) -> CaseDetail | None:
+    """One case of a customer (or of a customer linked to them) with its whole timeline."""
+    view = build_customer_view(store, customer_id, rules=rules, now=now, page=1, page_size=10**9)
+    if view is None:
+        return None
+    case = next((k for k in [*view.open_cases, *view.closed_cases] if k.case_id == case_id), None)
+    if case is None:
+        return None
+    submission = next((s for s in view.submissions if s.case_id == case_id), None)
+    return CaseDetail(
+        customer_id=customer_id,
+        case=case,
+        submission=submission,
+        timeline=[
+            e
+            for e in view.timeline.entries
+            if e.case_id == case_id and e.customer_id == case.customer_id
+        ],
+    )

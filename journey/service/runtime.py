@@ -1,0 +1,309 @@
+"""The running service: the log, the store it reads, the pipeline thread, and the freshness
+protocol every route goes through (:meth:`Service.settle`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from consumers import open_log
+from consumers.log import Log, LogError, Position, TopicPartition
+from domain.envelope import Touchpoint
+from domain.errors import JourneyError
+from domain.rules import ServiceRules
+from journey.emitter import Emitter
+from journey.pipeline import Pipeline, system_clock
+from journey.service.background import PipelineThread
+from journey.service.freshness import (
+    BadToken,
+    Freshness,
+    HeadTracker,
+    PositionWatcher,
+    StoreReader,
+    Targets,
+    describe,
+    parse_tokens,
+    reached,
+)
+from journey.service.metrics import ServiceMetrics
+from journey.settings import Settings
+from projections.customer_view import related_customers, resolve_customer
+from projections.store import JourneyStore
+
+__all__ = ["LogUnavailable", "NotFresh", "Service", "ServiceOptions"]
+
+logger = structlog.get_logger(__name__)
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How one service instance behaves (the CLI's `journey serve` options)."""
+
+    max_wait_ms: int = 2000
+    """Bound of every freshness wait; at the bound the answer is 503 (or fresh:false)."""
+    run_pipeline: bool = True
+    """Run the runner and the promise keeper in this process (False: `--no-runner`)."""
+    group: str = "journey-views"
+    keeper_interval_s: float = 1.0
+    sample_interval_s: float = 1.0
+    """How often the log's high-water marks are sampled for lag and /metrics."""
+    live_interval_s: float = 1.0
+    """How often a live stream (SSE) re-checks freshness when nothing was folded."""
+    read_threads: int = 8
+    """Concurrent store reads (below the store's connection pool of 15)."""
+
+
+class NotFresh(JourneyError):
+    """The view did not reach what the request needed within the bound."""
+
+    def __init__(self, freshness: Freshness, message: str) -> None:
+        super().__init__(message)
+        self.freshness = freshness
+
+
+class Service:
+    """Everything one running instance holds. Created and closed by the app's lifespan."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ServiceOptions,
+        *,
+        rules: ServiceRules,
+        clock: Callable[[], datetime] = system_clock,
+        log: Log | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.rules = rules
+        self.clock = clock
+        self.topic = settings.topic
+        self.max_wait_s = options.max_wait_ms / 1000
+        self._own_log = log is None
+        self.log: Log = log if log is not None else open_log(settings.broker)
+        self.metrics = ServiceMetrics()
+        self.heads = HeadTracker()
+        self.closing = threading.Event()
+        self.pipeline: Pipeline | None = None
+        self.thread: PipelineThread | None = None
+        self.emitter = Emitter(
+            self.log, topic=self.topic, source="http", partitions=settings.partitions
+        )
+        self.partition_count = len(self.log.partitions(self.topic))
+        if options.run_pipeline:
+            # The pipeline creates (or opens) the store before the reader opens it.
+            self.pipeline = Pipeline(
+                self.log,
+                settings.store_path(),
+                topic=self.topic,
+                rules=rules,
+                clock=clock,
+                group=options.group,
+                partitions=settings.partitions,
+            )
+        self.reader = StoreReader(settings.store_path())
+        self.watcher = PositionWatcher(self.reader.positions)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._sampler: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.watcher.start()
+        self._limiter = anyio.CapacityLimiter(self.options.read_threads)
+        await self.sample_heads()
+        self._sampler = asyncio.create_task(self._sample_forever())
+        if self.pipeline is not None:
+            self.thread = PipelineThread(
+                self.pipeline,
+                on_progress=self.watcher.poke,
+                keeper_interval_s=self.options.keeper_interval_s,
+            )
+            self.thread.start()
+        logger.info(
+            "query service started",
+            log=self.log.url,
+            topic=self.topic,
+            store=str(self.reader.path),
+            runner="in process" if self.pipeline else "none (--no-runner)",
+            max_wait_ms=self.options.max_wait_ms,
+        )
+
+    async def close(self) -> None:
+        self.closing.set()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        await self.watcher.stop()
+        if self.thread is not None:
+            await anyio.to_thread.run_sync(self.thread.stop)
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.reader.close()
+        if self._own_log:
+            self.log.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def read(self, fn: Callable[[JourneyStore], R]) -> R:
+        """Run a store query on a worker thread (bounded: the store's pool is finite)."""
+        store = self.reader.get()
+        return await anyio.to_thread.run_sync(fn, store, limiter=self._limiter)
+
+    def partition_of(self, customer_id: str) -> int:
+        return self.log.partition_for(self.topic, customer_id.encode())
+
+    def all_partitions(self) -> set[int]:
+        return set(range(self.partition_count))
+
+    async def high_watermarks(self) -> dict[int, int]:
+        marks = await anyio.to_thread.run_sync(self.log.high_watermarks, self.topic)
+        self.heads.observe_all({TopicPartition(self.topic, p): m for p, m in marks.items()})
+        return marks
+
+    async def sample_heads(self) -> None:
+        try:
+            await self.high_watermarks()
+        except JourneyError as exc:
+            logger.warning("sampling the log's high-water marks failed", error=str(exc))
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.sample_interval_s)
+            await self.sample_heads()
+
+    def tokens(self, *texts: str | None) -> Targets | None:
+        """Targets from ?after= and X-Journey-Position; BadToken when one is unusable."""
+        return parse_tokens(*texts, topic=self.topic, partitions=self.partition_count)
+
+    def customer_partitions(self, store: JourneyStore, key: str) -> tuple[str | None, set[int]]:
+        """(customer id, partitions its merged view depends on); unknown: (None, all)."""
+        cid = resolve_customer(store, key)
+        if cid is None:
+            return None, self.all_partitions()
+        return cid, {self.partition_of(c) for c in related_customers(store, cid)}
+
+    async def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
+        """Produce validated touchpoints (on a worker thread: producing blocks until the
+        broker acknowledged them); the head tracker learns the new positions at once."""
+        positions = await anyio.to_thread.run_sync(self.emitter.emit_touchpoints, touchpoints)
+        for pos in positions:
+            self.heads.observe(pos.topic_partition, pos.offset + 1)
+        return positions
+
+    # ------------------------------------------------------------------ the protocol
+
+    async def settle(self, tokens: Targets | None, partitions: set[int]) -> Freshness:
+        """Wait (bounded) until the view reached the tokens, or without tokens the log's head
+        of ``partitions`` read now; say how fresh it is. Never raises for staleness: the
+        caller decides between 503 and fresh:false."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if tokens is not None:
+            basis, targets = "token", tokens
+        else:
+            basis = "head"
+            try:
+                marks = await self.high_watermarks()
+            except LogError as exc:
+                raise LogUnavailable(str(exc)) from None
+            targets = {
+                TopicPartition(self.topic, p): marks[p] - 1
+                for p in partitions
+                if marks.get(p, 0) > 0
+            }
+        ok, positions = await self._wait(targets, basis)
+        waited = loop.time() - started
+        self.metrics.freshness_wait.observe(waited, basis=basis)
+        if not ok:
+            self.metrics.not_fresh.inc(basis=basis)
+        return describe(
+            topic=self.topic,
+            partitions=partitions,
+            targets=targets,
+            positions=positions,
+            heads=self.heads,
+            fresh=ok,
+            basis=basis,
+            waited_s=waited,
+        )
+
+    async def _wait(self, targets: Targets, basis: str) -> tuple[bool, dict[TopicPartition, int]]:
+        if basis != "token" or self.max_wait_s <= 0.05:
+            return await self.watcher.wait(targets, self.max_wait_s)
+        # A token past the end of the log would only time out: after a short while, look.
+        ok, positions = await self.watcher.wait(targets, 0.05)
+        if ok:
+            return ok, positions
+        try:
+            marks = await self.high_watermarks()
+        except LogError:
+            marks = {}
+        for tp, offset in sorted(targets.items()):
+            end = marks.get(tp.partition)
+            if end is not None and offset >= end and not reached(positions, {tp: offset}):
+                raise BadToken(
+                    f"position token {tp.topic}:{tp.partition}:{offset} is past the end of the "
+                    f"log (partition {tp.partition} holds offsets below {end}): it was not "
+                    "returned by this log"
+                )
+        return await self.watcher.wait(targets, self.max_wait_s - 0.05)
+
+    def snapshot(self, partitions: set[int]) -> Freshness:
+        """Freshness now, against the last known head: no broker call, no wait."""
+        targets: Targets = {}
+        for p in partitions:
+            tp = TopicPartition(self.topic, p)
+            hwm = self.heads.high_water_mark(tp)
+            if hwm:
+                targets[tp] = hwm - 1
+        positions = self.watcher.read()
+        return describe(
+            topic=self.topic,
+            partitions=partitions,
+            targets=targets,
+            positions=positions,
+            heads=self.heads,
+            fresh=reached(positions, targets),
+            basis="head",
+            waited_s=0.0,
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def runner_state(self) -> str:
+        if self.thread is None:
+            return "disabled"
+        if not self.thread.alive:
+            return "stopped"
+        return "paused" if self.thread.paused else "running"
+
+    def current_lag(self) -> tuple[int, float, dict[TopicPartition, tuple[int, int, float]]]:
+        """(events, seconds, per partition (position, events, seconds)) from what is known
+        (the last sample of the head); no broker call."""
+        positions = self.reader.positions()
+        rows: dict[TopicPartition, tuple[int, int, float]] = {}
+        for p in sorted(self.all_partitions()):
+            tp = TopicPartition(self.topic, p)
+            pos = positions.get(tp, -1)
+            events, seconds = self.heads.lag(tp, pos)
+            rows[tp] = (pos, events, seconds)
+        total = sum(r[1] for r in rows.values())
+        worst = max((r[2] for r in rows.values()), default=0.0)
+        return total, worst, rows
+
+
+class LogUnavailable(JourneyError):
+    """The log (broker) did not answer: the service cannot say how fresh the view is."""

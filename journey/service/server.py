@@ -1,0 +1,94 @@
+"""Running the app under uvicorn: in the foreground (`journey serve`, `journey demo --serve`)
+or on a background thread (tests, the latency benchmark)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+__all__ = ["RunningServer", "bind", "serve_forever", "start_in_thread"]
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_ready is not None and not self.should_exit:
+            self.on_ready()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket first, so a taken port fails before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # logging is configured by the entry point (structlog)
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,  # live streams (SSE) never end on their own
+        ws="none",
+    )
+
+
+def serve_forever(
+    app: FastAPI, host: str, port: int, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; ``on_ready`` gets the base URL once requests are taken."""
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{actual}"
+    server = _Server(_config(app, host, actual), (lambda: on_ready(url)) if on_ready else None)
+    server.run(sockets=[sock])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout_s)
+
+
+def start_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", timeout_s: float = 60.0
+) -> RunningServer:
+    """Serve on a free port on a background thread; returns once it takes requests."""
+    sock = bind(host, 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(_config(app, host, port))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="journey-http", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the query service did not start (see the log above)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the query service did not start within {timeout_s} s")
+        time.sleep(0.01)
+    return RunningServer(f"http://{host}:{port}", server, thread)
