@@ -22,14 +22,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
 import structlog
 from pydantic import BaseModel, Field
 
 from consumers.log import LogError, Position, TopicPartition
 from domain.errors import JourneyError
-from projections.store import JourneyStore, active_store_path
 
 __all__ = [
     "BadToken",
@@ -39,7 +37,6 @@ __all__ = [
     "PartitionLag",
     "PositionOut",
     "PositionWatcher",
-    "StoreReader",
     "Targets",
     "describe",
     "parse_tokens",
@@ -207,55 +204,6 @@ class HeadTracker:
                 return 0, 0.0
             first_seen = next(t for mark, t in samples if mark > position + 1)
             return events, max(0.0, now - first_seen)
-
-
-# ---------------------------------------------------------------------- the store
-
-
-class StoreReader:
-    """The service's read handle on the projection store; follows blue-green swaps.
-
-    A store of its own (not the runner's): reads never contend with the writer's cache, and
-    the same code serves ``--no-runner``, where another process writes the store.
-    """
-
-    _CHECK_EVERY_S = 0.05
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self._lock = threading.Lock()
-        self._file = active_store_path(base)
-        self._store = JourneyStore(self._file)
-        self._retired: list[JourneyStore] = []
-        self._checked = time.monotonic()
-
-    @property
-    def path(self) -> Path:
-        return self._file
-
-    def get(self) -> JourneyStore:
-        now = time.monotonic()
-        if now - self._checked < self._CHECK_EVERY_S:
-            return self._store
-        with self._lock:
-            self._checked = now
-            active = active_store_path(self.base)
-            if active != self._file:
-                logger.info("store swapped", old=str(self._file), new=str(active))
-                # Requests in flight may still read the old file: closed at shutdown.
-                self._retired.append(self._store)
-                self._store = JourneyStore(active)
-                self._file = active
-            return self._store
-
-    def positions(self) -> dict[TopicPartition, int]:
-        return self.get().positions()
-
-    def close(self) -> None:
-        with self._lock:
-            for store in [*self._retired, self._store]:
-                store.close()
-            self._retired = []
 
 
 # ---------------------------------------------------------------------- waiting

@@ -62,7 +62,9 @@ def register_live(app: FastAPI, svc: Callable[[], Service]) -> None:
                 "GET /customers/{key}) whenever the view changed, `freshness` when only "
                 "its freshness changed, `gone` when the customer was erased",
             },
+            400: {"model": ErrorOut, "description": "Malformed position token"},
             404: {"model": ErrorOut, "description": "Unknown customer"},
+            422: {"model": ErrorOut, "description": "Invalid parameter: names it"},
             503: {"model": ErrorOut, "description": "The view is behind; cannot tell yet"},
         },
         tags=["customers"],

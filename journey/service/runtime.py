@@ -28,13 +28,13 @@ from journey.service.freshness import (
     Freshness,
     HeadTracker,
     PositionWatcher,
-    StoreReader,
     Targets,
     describe,
     parse_tokens,
     reached,
 )
 from journey.service.metrics import ServiceMetrics
+from journey.service.reading import StoreReader
 from journey.settings import Settings
 from projections.customer_view import related_customers, resolve_customer
 from projections.store import JourneyStore

@@ -1,0 +1,147 @@
+"""The freshness protocol on the embedded log: read-your-writes, the default (no token) wait
+for the log head, and a stalled runner reported as lag — never passed off as fresh.
+The same protocol on a real Kafka: tests/integration/test_service_kafka.py."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from journey.pipeline import Pipeline
+from tests.service.helpers import TOPIC, Running, envelope, event_ids, inquiry
+
+
+def test_read_your_writes_with_the_token_post_events_returned(svc: Running) -> None:
+    waited = []
+    for i in range(60):
+        env = envelope(f"cust-ryw-{i % 7}", f"question {i}")
+        token = svc.http.post("/events", json=env).json()["token"]
+        if i % 2:
+            response = svc.get(f"/customers/{env['customer_id']}", params={"after": token})
+        else:
+            response = svc.get(
+                f"/customers/{env['customer_id']}", headers={"X-Journey-Position": token}
+            )
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["fresh"] is True and body["basis"] == "token"
+        assert env["event_id"] in event_ids(body), f"round {i}: own write not visible"
+        waited.append(body["waited_ms"])
+    # Event-driven, not 100 ms sleeps: typically a few milliseconds on the embedded log.
+    assert statistics.median(waited) < 100, waited
+
+
+def test_read_your_writes_with_an_emitters_token(svc: Running) -> None:
+    for i in range(40):
+        tp = inquiry("cust-sven", f"emitted directly {i}")
+        (pos,) = svc.emitter.emit_touchpoints([tp])
+        body = svc.get("/customers/sven.berg@example.se", params={"after": pos.token()}).json()
+        assert body["fresh"] is True
+        assert str(tp.event_id) in event_ids(body), f"round {i}"
+
+
+def test_default_wait_reads_the_head_at_request_time(svc: Running) -> None:
+    """No token: an event another backend produced just before the request is in the
+    answer, because the service read the partition's high-water mark when it arrived."""
+    for i in range(40):
+        tp = inquiry(f"cust-head-{i % 5}", f"behind the service's back {i}")
+        svc.emitter.emit_touchpoints([tp])
+        response = svc.get(f"/customers/{tp.customer_id}")
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["basis"] == "head" and body["fresh"] is True
+        assert str(tp.event_id) in event_ids(body), f"round {i}"
+
+
+def test_a_brand_new_customer_is_found_without_a_token(svc: Running) -> None:
+    tp = inquiry("cust-brand-new", "first contact ever")
+    svc.emitter.emit_touchpoints([tp])
+    body = svc.get("/customers/cust-brand-new").json()
+    assert body["data"]["customer_id"] == "cust-brand-new"
+
+
+def test_stalled_runner_reports_the_lag_instead_of_old_data(
+    make_service: Callable[..., Running],
+) -> None:
+    svc = make_service(max_wait_ms=300)
+    assert svc.service.thread is not None
+    before = svc.get("/customers/cust-sven").json()
+    assert before["fresh"] is True
+    svc.service.thread.pause()
+    assert svc.get("/healthz").json()["runner"] == "paused"
+    tp = inquiry("cust-sven", "while the runner is stalled")
+    (pos,) = svc.emitter.emit_touchpoints([tp])
+
+    # Default (no token): 503, with how far behind, and no customer data.
+    response = svc.get("/customers/cust-sven")
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["x-journey-fresh"] == "false"
+    body = response.json()
+    assert body["error"]["code"] == "not_fresh"
+    assert "1 event(s)" in body["error"]["message"]
+    assert body["fresh"] is False and body["basis"] == "head"
+    assert body["lag"]["events"] == 1
+    (row,) = [r for r in body["lag"]["partitions"] if r["partition"] == pos.partition]
+    assert row["events"] == 1 and row["target"] == pos.offset and row["position"] < pos.offset
+    assert body["waited_ms"] >= 290, "it did wait for the bound"
+    assert "data" not in body
+
+    # With a token: the same.
+    response = svc.get("/customers/cust-sven", params={"after": pos.token()})
+    assert response.status_code == 503 and response.json()["basis"] == "token"
+
+    # Lists depend on every partition: the same.
+    assert svc.get("/service-levels").status_code == 503
+
+    # Asked for explicitly: the old view, marked as such.
+    response = svc.get("/customers/cust-sven", params={"stale": "true"})
+    assert response.status_code == 200
+    stale = response.json()
+    assert stale["fresh"] is False and stale["lag"]["events"] == 1
+    assert response.headers["x-journey-fresh"] == "false"
+    assert str(tp.event_id) not in event_ids(stale)
+    assert stale["as_of"] == before["as_of"]
+
+    # The lag in seconds grows while the runner stays stalled.
+    time.sleep(1.1)
+    later = svc.get("/customers/cust-sven", params={"stale": "true"}).json()
+    assert later["lag"]["seconds"] >= 1.0, later["lag"]
+    health = svc.get("/healthz").json()
+    assert health["lag_events"] == 1 and health["lag_seconds"] >= 1.0
+
+    # A customer the view may simply not have folded yet: 503, not 404.
+    other = inquiry("cust-not-folded-yet", "hello")
+    svc.emitter.emit_touchpoints([other])
+    response = svc.get("/customers/cust-not-folded-yet", params={"stale": "true"})
+    assert response.status_code == 503, response.text
+
+    svc.service.thread.resume()
+    body = svc.get("/customers/cust-sven").json()
+    assert body["fresh"] is True and body["lag"]["events"] == 0
+    assert str(tp.event_id) in event_ids(body)
+
+
+def test_no_runner_reads_a_store_another_process_writes(
+    make_service: Callable[..., Running],
+) -> None:
+    """`journey serve --no-runner` beside a `journey run`: it only reads, and it is as
+    fresh as that runner (here: none yet → 503; once the other runner folded → fresh)."""
+    svc = make_service(run_pipeline=False, max_wait_ms=300)
+    assert svc.get("/healthz").json()["runner"] == "disabled"
+    tp = inquiry("cust-erik", "does anyone read these?")
+    (pos,) = svc.emitter.emit_touchpoints([tp])
+    assert svc.get("/customers/cust-erik").status_code == 503
+
+    store = Path(str(svc.service.reader.base))
+    other = Pipeline(svc.log, store, topic=TOPIC, group="the-other-runner")
+    try:
+        other.runner.run_until_caught_up(30)
+    finally:
+        other.close()
+    body = svc.get("/customers/cust-erik", params={"after": pos.token()}).json()
+    assert body["fresh"] is True
+    assert str(tp.event_id) in event_ids(body)
+    assert svc.get("/customers/cust-erik").json()["fresh"] is True
