@@ -165,6 +165,8 @@ async def _stream(
             tps: list[TopicPartition] = tps,
             before: Mapping[TopicPartition, int] = before,
         ) -> bool:
+            if service.closing.is_set():
+                return True
             return any(positions.get(tp, -1) > before.get(tp, -1) for tp in tps)
 
         await service.watcher.wait_until(advanced, service.options.live_interval_s)

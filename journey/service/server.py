@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,15 +16,30 @@ from fastapi import FastAPI
 __all__ = ["RunningServer", "bind", "serve_forever", "start_in_thread"]
 
 
+def _closing(app: FastAPI) -> None:
+    """Tell the service it is going down, so live streams end now instead of being cut off
+    when uvicorn's graceful-shutdown timeout runs out."""
+    service = getattr(app.state, "service", None)
+    if service is not None:
+        service.closing.set()
+
+
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: FastAPI, on_ready: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
+        self.app = app
         self.on_ready = on_ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.on_ready is not None and not self.should_exit:
             self.on_ready()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        _closing(self.app)
+        super().handle_exit(sig, frame)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -59,17 +75,19 @@ def serve_forever(
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{actual}"
-    server = _Server(_config(app, host, actual), (lambda: on_ready(url)) if on_ready else None)
+    server = _Server(_config(app, host, actual), app, (lambda: on_ready(url)) if on_ready else None)
     server.run(sockets=[sock])
 
 
 @dataclass
 class RunningServer:
     url: str
+    app: FastAPI
     server: uvicorn.Server
     thread: threading.Thread
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        _closing(self.app)
         self.server.should_exit = True
         self.thread.join(timeout_s)
 
@@ -80,7 +98,7 @@ def start_in_thread(
     """Serve on a free port on a background thread; returns once it takes requests."""
     sock = bind(host, 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_config(app, host, port))
+    server = _Server(_config(app, host, port), app)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="journey-http", daemon=True
     )
@@ -93,4 +111,4 @@ def start_in_thread(
             server.should_exit = True
             raise RuntimeError(f"the query service did not start within {timeout_s} s")
         time.sleep(0.01)
-    return RunningServer(f"http://{host}:{port}", server, thread)
+    return RunningServer(f"http://{host}:{port}", app, server, thread)
