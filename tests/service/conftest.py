@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from journey.service import ServiceOptions
-from tests.service.helpers import Running, copy_store, embedded_settings, play_stories, running_service
+from tests.service.helpers import (
+    Running,
+    copy_store,
+    embedded_settings,
+    play_stories,
+    running_service,
+)
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +25,7 @@ def golden_stories(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_service(
-    golden_stories: Path, tmp_path: Path
-) -> Iterator[Callable[..., Running]]:
+def make_service(golden_stories: Path, tmp_path: Path) -> Iterator[Callable[..., Running]]:
     """Start a service over a fresh copy of the stories; options as keyword arguments."""
     with ExitStack() as stack:
         count = 0

@@ -19,7 +19,7 @@ def _ok(svc: Running, url: str, **kwargs: Any) -> dict[str, Any]:
     response = svc.get(url, **kwargs)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
-    assert FRESHNESS_KEYS <= body.keys(), f"{url} carries no freshness: {sorted(body)}"
+    assert body.keys() >= FRESHNESS_KEYS, f"{url} carries no freshness: {sorted(body)}"
     return body
 
 
@@ -379,7 +379,9 @@ def test_openapi_is_complete(svc: Running) -> None:
                 assert schema, f"{where} {status} has no schema"
                 # Errors are answered as ErrorOut (503 of reads: NotFreshOut; of health: Health),
                 # never as FastAPI's default validation error shape.
-                assert schema["$ref"].rsplit("/", 1)[1] in {"ErrorOut", "NotFreshOut", "Health"}, where
+                assert schema["$ref"].rsplit("/", 1)[1] in {"ErrorOut", "NotFreshOut", "Health"}, (
+                    where
+                )
     assert "requestBody" in spec["paths"]["/events"]["post"]
     assert set(spec["paths"]["/events"]["post"]["requestBody"]["content"]) == {
         "application/json",

@@ -56,11 +56,13 @@ class Events:
 
 @contextmanager
 def stream(svc: Running, url: str) -> Iterator[Events]:
-    with httpx.Client(base_url=svc.server.url, timeout=httpx.Timeout(30, read=60)) as client:
-        with client.stream("GET", url) as response:
-            assert response.status_code == 200, response.read()
-            assert response.headers["content-type"].startswith("text/event-stream")
-            yield Events(response)
+    with (
+        httpx.Client(base_url=svc.server.url, timeout=httpx.Timeout(30, read=60)) as client,
+        client.stream("GET", url) as response,
+    ):
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield Events(response)
 
 
 def test_the_view_is_pushed_when_it_changes(svc: Running) -> None:
