@@ -43,7 +43,7 @@ def _deadline_text(d: DeadlineOut | None) -> str:
         return "—"
     label = d.kind.replace("_", " ")
     if d.state == "breached":
-        return f"{label}: MISSED {human_duration(-d.remaining_seconds)} ago"
+        return f"{label} was due {_when(d.due_at)}, {human_duration(-d.remaining_seconds)} ago"
     prefix = "Soon — " if d.state == "warning" else ""
     return f"{prefix}{label}: due in {human_duration(d.remaining_seconds)} ({_when(d.due_at)})"
 
