@@ -358,21 +358,31 @@ def serve_command(
 
 
 def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner: bool) -> None:
+    from consumers import open_log
     from journey.service import ServiceOptions, create_app
     from journey.service.server import serve_forever
 
     def ready(url: str) -> None:
         typer.echo(f"Agent console: {url}/   API: {url}/docs   (Ctrl-C stops)")
 
-    app_ = create_app(
-        settings,
-        ServiceOptions(max_wait_ms=max_wait_ms, run_pipeline=runner),
-        rules=load_rules(),
-    )
+    rules = load_rules()
+    try:  # a broker that does not answer is said plainly, before anything starts
+        log = open_log(settings.broker)
+        log.ensure_topics([settings.topic, settings.dlq_topic], settings.partitions)
+    except JourneyError as exc:
+        raise fail(str(exc), code=1) from None
     try:
+        app_ = create_app(
+            settings,
+            ServiceOptions(max_wait_ms=max_wait_ms, run_pipeline=runner),
+            rules=rules,
+            log=log,
+        )
         serve_forever(app_, host, port, on_ready=ready)
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=1) from None
+    finally:
+        log.close()
 
 
 def main() -> None:
