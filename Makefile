@@ -7,7 +7,7 @@ KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit integration lint format typecheck schema kafka kafka-stop kafka-status demo clean
+.PHONY: help install test unit lint format typecheck schema kafka kafka-stop kafka-status demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -23,8 +23,8 @@ install: $(BIN)/journey ## Create .venv and install the project with its `journe
 test: install kafka ## Unit, contract and integration tests (starts a real local Kafka if none runs)
 	$(BIN)/pytest tests
 
-unit: install ## Fast tests only: no Kafka, no services
-	$(BIN)/pytest tests -m "not kafka and not kcat"
+unit: install ## Fast tests only: no Kafka, no browser
+	$(BIN)/pytest tests -m "not kafka and not kcat and not browser"
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -49,8 +49,8 @@ kafka-stop: ## Stop the local Kafka started by `make kafka` (by its pid)
 kafka-status: ## Say whether the local Kafka runs
 	bash scripts/kafka.sh status
 
-demo: install ## The main job on the embedded log: emit the seed stories and show them
-	$(BIN)/journey demo
+demo: install ## The main job: the seed stories through the whole pipeline, then the agent console on them
+	$(BIN)/journey demo --serve
 
 clean: ## Remove caches and the embedded demo log (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache journey.db journey.db-*
