@@ -78,7 +78,7 @@ class PromiseKeeper:
             if positions.get(pos.topic_partition, -1) < pos.offset
         }
         emitted: list[Position] = []
-        for item in open_items(store, self.rules, now):
+        for item in open_items(store, self.rules, now, with_names=False):
             if item.state != "breached" or item.recorded:
                 continue
             partition = self.log.partition_for(self.topic, item.customer_id.encode())

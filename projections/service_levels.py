@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 
 from domain.rules import ServiceRules
+from projections.customer_view import related_customers
 from projections.store import JourneyStore
 
 __all__ = ["ServiceItem", "ServiceLevels", "build_service_levels"]
@@ -48,12 +49,31 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def open_items(store: JourneyStore, rules: ServiceRules, now: datetime) -> list[ServiceItem]:
-    """Every running clock (reply targets and pending promises) with its deadline today."""
+def _person_name(store: JourneyStore, customer_id: str) -> str | None:
+    """The name of the person behind a stream keyed by something else (e.g. a phone)."""
+    for cid in related_customers(store, customer_id)[1:]:
+        rows = store.query(
+            "SELECT name FROM customers WHERE customer_id = ? AND erased_at IS NULL", (cid,)
+        )
+        if rows and rows[0][0]:
+            return str(rows[0][0])
+    return None
+
+
+def open_items(
+    store: JourneyStore, rules: ServiceRules, now: datetime, *, with_names: bool = True
+) -> list[ServiceItem]:
+    """Every running clock (reply targets and pending promises) with its deadline today.
+
+    ``with_names`` looks up the person behind linked streams for the agent's lists; the
+    promise keeper, which only needs deadlines, skips it."""
     rows = store.query(
         "SELECT k.customer_id, c.name, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
         " k.country, k.started_at, k.due_at, c.erased_at FROM clocks k"
         " JOIN customers c USING (customer_id)"
+        # A total order, so ties in the (stable) sorts below do not depend on the order the
+        # rows happened to be written in: a rebuilt store lists exactly what the live one did.
+        " ORDER BY k.customer_id, k.kind, k.ref"
     )
     recorded = {
         (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
@@ -62,7 +82,7 @@ def open_items(store: JourneyStore, rules: ServiceRules, now: datetime) -> list[
     items = []
     for (
         cid,
-        name,
+        own_name,
         kind,
         ref,
         case_kind,
@@ -82,6 +102,9 @@ def open_items(store: JourneyStore, rules: ServiceRules, now: datetime) -> list[
             due_at = _parse(due)
         warn_at = start + (due_at - start) * rules.warn_at_fraction
         state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
+        name = own_name
+        if with_names and name is None and not erased:
+            name = _person_name(store, cid)
         items.append(
             ServiceItem(
                 customer_id=cid,

@@ -152,6 +152,9 @@ def test_dell_any_identity_finds_the_customer_and_the_sms_lands_in_his_view(
     assert "+46 70 123 45 67" in sven.linked_customer_ids
     sms = next(k for k in sven.open_cases if k.case_id == "dell-sms-1")
     assert sms.channel == "sms" and sms.answered is False
+    # On the agents' work list the SMS carries the person's name, not the raw phone key.
+    (item,) = [i for i in played.service_levels().unanswered if i.ref == "dell-sms-1"]
+    assert (item.customer_id, item.name) == ("+46 70 123 45 67", "Sven Berg")
 
 
 # ------------------------------------------------------------------------------ the TV
