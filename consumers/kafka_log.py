@@ -459,6 +459,16 @@ class KafkaConsumerAdapter:
             ),
         )
         self._consumer.subscribe(topics=topics, listener=_Listener(self))
+        # Know the topics' partitions before the first join. Otherwise the group leader may
+        # assign before its metadata arrives (nothing to anyone), rejoin at once, and when a
+        # short poll returns while that second join is in flight, kafka-python 3.0.12 never
+        # completes it: the member stays without partitions and stops heartbeating (seen
+        # about once in 50 fresh groups on a new topic).
+        for topic in topics:
+            log._call(
+                f"reading the partitions of topic {topic!r}",
+                functools.partial(self._consumer.partitions_for_topic, topic),
+            )
 
     def __repr__(self) -> str:
         return f"KafkaConsumerAdapter(group_id={self.group_id!r}, topics={self.topics!r})"
