@@ -30,7 +30,7 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from consumers.log import TopicPartition
 from domain import catalogue as c
-from domain.aggregates import CustomerJourney, journey_id
+from domain.aggregates import CustomerJourney, already_parsed, journey_id
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
 from domain.journey import Journey
@@ -146,7 +146,11 @@ def norm_identity(value: str) -> str:
 class JourneyStore:
     """Opens (and creates) the projection store at ``path``."""
 
-    def __init__(self, path: Path | str, *, cache_size: int = 2000) -> None:
+    def __init__(self, path: Path | str, *, cache_size: int | None = None) -> None:
+        if cache_size is None:
+            # Aggregates kept in memory, per store: about 15 KB each at 10 touchpoints. A
+            # customer that falls out is replayed from the store on its next touchpoint.
+            cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.app = _Views(
@@ -286,7 +290,10 @@ class JourneyStore:
                 generations[cid] = old_gen + 1
                 agg = CustomerJourney(cid, old_gen + 1, touchpoint.occurred_at.isoformat())
                 aggregates[cid] = agg
-            agg.record(envelope=touchpoint.to_envelope().model_dump(mode="json"))
+            envelope = touchpoint.model_dump(mode="json", exclude={"data"})
+            envelope["data"] = touchpoint.data.model_dump(mode="json", exclude_none=True)
+            with already_parsed(touchpoint):
+                agg.record(envelope=envelope)
             writes.append(
                 (
                     "INSERT INTO processed_events"
