@@ -7,7 +7,7 @@ KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit lint format typecheck schema kafka kafka-stop kafka-status demo clean
+.PHONY: help install test unit bench lint format typecheck schema kafka kafka-stop kafka-status demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ kafka-status: ## Say whether the local Kafka runs
 
 demo: install ## The main job: the seed stories through the whole pipeline, then the agent console on them
 	$(BIN)/journey demo --serve
+
+bench: install kafka ## Benchmarks on the local Kafka: rebuild of 100k touchpoints; emit -> visible latency
+	$(BIN)/python bench/rebuild_bench.py --broker kafka://127.0.0.1:$(KAFKA_PORT)
+	$(BIN)/python bench/latency_bench.py --broker kafka://127.0.0.1:$(KAFKA_PORT)
 
 clean: ## Remove caches and the embedded demo log (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache journey.db journey.db-*
