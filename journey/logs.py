@@ -12,9 +12,7 @@ import structlog
 __all__ = ["configure_logging"]
 
 
-def configure_logging(
-    fmt: Literal["console", "json"] = "console", level: str = "info"
-) -> None:
+def configure_logging(fmt: Literal["console", "json"] = "console", level: str = "info") -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -33,9 +33,7 @@ class Settings(BaseModel):
     )
     topic: str = Field(default="journey.touchpoints", description="The log of record")
     partitions: int = Field(default=6, ge=1, description="Partitions when creating topics")
-    store: str = Field(
-        default="sqlite:///journey-views.db", description="Projection store URL"
-    )
+    store: str = Field(default="sqlite:///journey-views.db", description="Projection store URL")
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info")
     kafka_password: SecretStr | None = Field(
