@@ -26,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from domain.envelope import Touchpoint, decode, encode, new_touchpoint
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
 from journey.stories import all_touchpoints
+from journey.synthetic import generate_touchpoints
 from projections.customer_view import build_customer_view
 from projections.service_levels import build_service_levels
 from projections.store import JourneyStore
@@ -50,126 +50,6 @@ DERIVED_TYPES = frozenset({"PromiseBroken", "ReplyOverdue"})
 
 
 # ---------------------------------------------------------------------- generated traffic
-
-
-def _money(amount: int) -> c.Money:
-    return c.Money(amount=Decimal(amount), currency="SEK")
-
-
-def _customer_script(rng: random.Random, cid: str, start: datetime) -> Iterator[c.TouchpointData]:
-    """An endless, plausible journey of one customer: orders, deliveries, inquiries and
-    complaints with acknowledgements, replies, promises (kept or not), repairs, refunds."""
-    yield c.IdentityLinked(kind="name", value=f"Customer {cid}")
-    yield c.IdentityLinked(kind="email", value=f"{cid}@example.com", verified=True)
-    n = 0
-    while True:
-        n += 1
-        order, serial, product = (
-            f"{cid}-o{n}",
-            f"SN-{cid}-{n}",
-            rng.choice(["Monitor U27", "Laptop X1", "TV OLED55", "Sofa Oslo", "Phone P8"]),
-        )
-        choice = rng.random()
-        if choice < 0.35:
-            yield c.OrderPlaced(
-                order_id=order,
-                total=_money(100 * n),
-                promised_delivery_by=start + timedelta(days=3 * n),
-                lines=[
-                    c.OrderLine(
-                        sku=f"SKU-{n}",
-                        name=product,
-                        unit_price=_money(100 * n),
-                        serial_number=serial,
-                        batch=rng.choice(["2026-09", "2026-10"]),
-                    )
-                ],
-            )
-            ship = f"{order}-s"
-            yield c.OrderShipped(order_id=order, shipment_id=ship, carrier="PostNord")
-            if rng.random() < 0.3:
-                yield c.DeliveryFailed(shipment_id=ship, carrier="PostNord", reason="not home")
-            if rng.random() < 0.7:
-                yield c.Delivered(shipment_id=ship, carrier="PostNord")
-        else:
-            case = f"{cid}-c{n}"
-            channel = rng.choice(["email", "phone", "chat", "web_form"])
-            if choice < 0.7:
-                yield c.InquiryReceived(
-                    case_id=case,
-                    channel=channel,
-                    subject=f"question {n}",
-                    team=rng.choice(["Support SE", "Support NO"]),
-                    country="SE",
-                )
-            else:
-                yield c.ComplaintFiled(
-                    case_id=case,
-                    channel=channel,
-                    product=product,
-                    serial_number_as_given=serial,
-                    warranty_claim=True,
-                    team="Repairs",
-                    country="PL",
-                )
-            yield c.AutoAcknowledgementSent(case_id=case, channel="email")
-            if rng.random() < 0.75:
-                yield c.ReplySent(
-                    case_id=case,
-                    channel=channel,
-                    agent=f"agent-{rng.randint(1, 40)}",
-                    team="Support SE",
-                    country="SE",
-                    awaiting_customer=rng.random() < 0.2,
-                )
-            if rng.random() < 0.5:
-                promise = f"{case}-p"
-                yield c.PromiseMade(
-                    promise_id=promise,
-                    case_id=case,
-                    what="call back",
-                    kind="callback",
-                    due_by=start + timedelta(days=n, hours=rng.randint(1, 30)),
-                    made_by="agent",
-                )
-                if rng.random() < 0.5:
-                    yield c.PromiseKept(promise_id=promise, kept_by="agent")
-            if choice >= 0.7:
-                for _ in range(rng.randint(0, 3)):
-                    yield c.RepairCompleted(case_id=case, product=product, serial_number=serial)
-                if rng.random() < 0.3:
-                    yield c.RefundIssued(case_id=case, amount=_money(50))
-            if rng.random() < 0.6:
-                yield c.CaseResolved(case_id=case, resolution="done")
-                if rng.random() < 0.5:
-                    yield c.SatisfactionRated(case_id=case, score=rng.randint(1, 5))
-
-
-def generate_touchpoints(
-    count: int, customers: int, *, seed: int, start: datetime, prefix: str = "gen"
-) -> list[Touchpoint]:
-    """``count`` touchpoints of ``customers`` generated customers, each customer's in time
-    order (events of one customer are 5-300 minutes apart), deterministic for a seed."""
-    rng = random.Random(seed)
-    scripts: dict[str, tuple[Iterator[c.TouchpointData], list[datetime]]] = {}
-    out: list[Touchpoint] = []
-    for _ in range(count):
-        cid = f"{prefix}-{rng.randrange(customers):05d}"
-        if cid not in scripts:
-            first = start + timedelta(minutes=rng.randint(0, 3 * 24 * 60))
-            scripts[cid] = (_customer_script(rng, cid, first), [first])
-        script, clock = scripts[cid]
-        clock[0] += timedelta(minutes=rng.randint(5, 300))
-        out.append(
-            new_touchpoint(
-                next(script),
-                customer_id=cid,
-                occurred_at=clock[0],
-                source="generator",
-                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
-            )
-        )
-    return out
 
 
 # ---------------------------------------------------------------------- helpers

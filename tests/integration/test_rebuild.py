@@ -28,11 +28,11 @@ from domain.envelope import decode, new_touchpoint
 from domain.rules import ServiceRules
 from journey.pipeline import ManualClock, Pipeline
 from journey.stories import all_touchpoints
+from journey.synthetic import generate_touchpoints
 from projections.service_levels import build_service_levels
 from projections.store import JourneyStore, active_store_path
 from tests.integration.test_exactly_once import (  # the autouse fixture applies here too
     all_views,
-    generate_touchpoints,
     quiet_logs,  # noqa: F401
     read_topic,
 )

@@ -1,0 +1,148 @@
+"""Synthetic touchpoints: plausible customer journeys at any volume, deterministic per seed.
+
+For tests and benchmarks (and for users who want to load-test their own deployment): order
+and delivery traffic dominates, as in a shop; cases bring acknowledgements, replies,
+hand-offs, promises, repairs, refunds; some customers post reviews.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from domain import catalogue as c
+from domain.envelope import Touchpoint, new_touchpoint
+
+__all__ = ["generate_touchpoints"]
+
+
+def _money(amount: int) -> c.Money:
+    return c.Money(amount=Decimal(amount), currency="SEK")
+
+
+def _journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.TouchpointData]:
+    """One customer's endless, plausible journey. Order and delivery traffic dominates,
+    as in a shop; cases bring acknowledgements, replies, hand-offs, promises, repairs."""
+    yield c.IdentityLinked(kind="name", value=f"Customer {cid}")
+    if rng.random() < 0.6:
+        yield c.IdentityLinked(kind="email", value=f"{cid}@example.com")
+    products = ["Monitor U27", "Laptop X1", "TV OLED55", "Sofa Oslo", "Phone P8", "Jacket"]
+    n = 0
+    while True:
+        n += 1
+        product, serial = rng.choice(products), f"SN-{cid}-{n}"
+        roll = rng.random()
+        if roll < 0.45:
+            order, ship = f"{cid}-o{n}", f"{cid}-o{n}-s"
+            price = rng.randint(99, 15_000)
+            yield c.OrderPlaced(
+                order_id=order,
+                total=_money(price),
+                promised_delivery_by=t0 + timedelta(days=3 * n),
+                lines=[
+                    c.OrderLine(
+                        sku=f"SKU-{products.index(product)}",
+                        name=product,
+                        unit_price=_money(price),
+                        serial_number=serial,
+                        batch=rng.choice(["2026-09", "2026-10", "2026-11"]),
+                    )
+                ],
+            )
+            yield c.OrderShipped(order_id=order, shipment_id=ship, carrier="PostNord")
+            yield c.DeliveryAttempted(shipment_id=ship, carrier="PostNord")
+            if rng.random() < 0.2:
+                yield c.DeliveryFailed(shipment_id=ship, carrier="PostNord", reason="not home")
+                yield c.DeliveryRescheduled(
+                    shipment_id=ship, carrier="PostNord", new_location="pick-up point",
+                    deliver_by=t0 + timedelta(days=3 * n + 2), promise_id=f"{ship}-r",
+                )  # fmt: skip
+            yield c.Delivered(shipment_id=ship, carrier="PostNord")
+        elif roll < 0.9:
+            case = f"{cid}-c{n}"
+            channel = rng.choice(["email", "email", "phone", "chat", "web_form", "social"])
+            team = rng.choice(["Support SE", "Support NO", "Support PL"])
+            if roll < 0.7:
+                yield c.InquiryReceived(
+                    case_id=case, channel=channel, subject=f"Question {n}", team=team,
+                    country=team[-2:],
+                )  # fmt: skip
+            else:
+                yield c.ComplaintFiled(
+                    case_id=case, channel=channel, product=product, serial_number_as_given=serial,
+                    warranty_claim=True, team=team, country=team[-2:],
+                )  # fmt: skip
+            yield c.AutoAcknowledgementSent(case_id=case, channel="email")
+            for _ in range(rng.choice([0, 1, 1, 1, 2])):
+                yield c.ReplySent(
+                    case_id=case, channel=channel, agent=f"agent-{rng.randint(1, 80)}",
+                    team=team, country=team[-2:], awaiting_customer=rng.random() < 0.2,
+                )  # fmt: skip
+            if rng.random() < 0.1:
+                yield c.CaseHandedOff(
+                    case_id=case, from_team=team, from_country=team[-2:], to_team="Tier 2",
+                    to_country="SE", escalation=True,
+                )  # fmt: skip
+            if rng.random() < 0.3:
+                promise = f"{case}-p"
+                yield c.PromiseMade(
+                    promise_id=promise, case_id=case, what="call back", kind="callback",
+                    due_by=t0 + timedelta(days=n, hours=rng.randint(1, 48)), made_by="agent",
+                )  # fmt: skip
+                if rng.random() < 0.6:
+                    yield c.PromiseKept(promise_id=promise, kept_by="agent")
+            if roll >= 0.7:
+                for _ in range(rng.choice([0, 1, 1, 2, 3])):
+                    yield c.RepairCompleted(case_id=case, product=product, serial_number=serial)
+                if rng.random() < 0.2:
+                    yield c.RefundIssued(case_id=case, amount=_money(rng.randint(50, 500)))
+            if rng.random() < 0.7:
+                yield c.CaseResolved(case_id=case, resolution="done")
+                if rng.random() < 0.4:
+                    yield c.SatisfactionRated(case_id=case, score=rng.randint(1, 5))
+        else:
+            review = f"{cid}-r{n}"
+            yield c.PublicReviewPosted(
+                review_id=review, platform="Trustpilot", rating=rng.randint(1, 5)
+            )
+            if rng.random() < 0.5:
+                yield c.ReviewAnswered(review_id=review, answered_by="social team")
+
+
+def generate_touchpoints(
+    count: int,
+    customers: int,
+    *,
+    seed: int,
+    start: datetime,
+    prefix: str = "gen",
+    source: str = "generator",
+    progress: Callable[[int], None] | None = None,
+) -> list[Touchpoint]:
+    """``count`` touchpoints spread over up to ``customers`` customers (ids
+    ``<prefix>-000042``), each customer's in time order after ``start``."""
+    rng = random.Random(seed)  # noqa: S311 -- synthetic data, not secrets
+    journeys: dict[str, tuple[Iterator[c.TouchpointData], list[datetime]]] = {}
+    out: list[Touchpoint] = []
+    for i in range(count):
+        cid = f"{prefix}-{rng.randrange(customers):06d}"
+        if cid not in journeys:
+            t0 = start + timedelta(minutes=rng.randint(0, 3 * 24 * 60))
+            journeys[cid] = (_journey(rng, cid, t0), [t0])
+        script, clock = journeys[cid]
+        clock[0] += timedelta(minutes=rng.randint(2, 300))
+        out.append(
+            new_touchpoint(
+                next(script),
+                customer_id=cid,
+                occurred_at=clock[0],
+                source=source,
+                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            )
+        )
+        if progress is not None:
+            progress(i + 1)
+    return out
