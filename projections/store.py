@@ -25,7 +25,12 @@ from typing import Any
 
 import structlog
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
+from eventsourcing.persistence import (
+    IntegrityError,
+    OperationalError,
+    ProcessRecorder,
+    Tracking,
+)
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from consumers.log import TopicPartition
@@ -153,16 +158,24 @@ class JourneyStore:
             cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.app = _Views(
-            env={
-                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                "SQLITE_DBNAME": str(self.path),
-                "SQLITE_LOCK_TIMEOUT": "30",
-                "PROCESS_RECORDER_TOPIC": "projections.store:ViewsRecorder",
-                "AGGREGATE_CACHE_MAXSIZE": str(cache_size),
-                "IS_SNAPSHOTTING_ENABLED": "n",
-            }
-        )
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(self.path),
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "PROCESS_RECORDER_TOPIC": "projections.store:ViewsRecorder",
+            "AGGREGATE_CACHE_MAXSIZE": str(cache_size),
+            "IS_SNAPSHOTTING_ENABLED": "n",
+        }
+        for attempt in range(3):
+            try:
+                self.app = _Views(env=env)
+                break
+            except (IntegrityError, OperationalError):
+                # Two processes opening a brand-new file at once both write eventsourcing's
+                # one-time table-migration record; the loser finds the tables made: retry.
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         self.recorder: ViewsRecorder = self.app.recorder  # type: ignore[assignment]
         self._lock = threading.Lock()
         # The writer's own cache of aggregates as last committed: no reload and no copy per
