@@ -31,8 +31,11 @@ Channel = Literal["email", "phone", "chat", "web_form", "social", "store", "lett
 IdentityKind = Literal[
     "name", "email", "phone", "social_handle", "order_number", "serial_number", "customer_id"
 ]
-Text = str
-ShortText = str
+# Free text (what someone wrote): up to 10,000 characters keeps a message far below Kafka's
+# default 1 MB limit; attachments belong elsewhere, linked.
+Text = Annotated[str, Field(max_length=10_000)]
+# Names, ids, teams, products: never empty, at most 200 characters.
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def _time_as_text(value: Any) -> Any:
