@@ -402,7 +402,8 @@ class Journey:
                 known = d.case_id in self.cases
                 case = self._open_case(tp, d.case_id, "inquiry", d.channel)
                 if not known:
-                    case.subject = d.subject
+                    # An SMS or chat has no subject line: its first words stand in for one.
+                    case.subject = d.subject or _first_words(d.body)
                     case.product = d.product
                 verb = "wrote again" if known else "inquiry"
                 return f"{d.channel} {verb}: {d.subject or d.body or ''}".strip(), d.case_id
@@ -637,6 +638,13 @@ class Journey:
             TimelineEntry(e.at, e.type, "(erased)", e.event_id, e.case_id) for e in self.timeline
         ]
         self.anomalies = [Anomaly(a.at, a.event_id, a.type, "(erased)") for a in self.anomalies]
+
+
+def _first_words(text: str | None, limit: int = 60) -> str | None:
+    if not text:
+        return None
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _identity_kind_of_field(name: str) -> str | None:

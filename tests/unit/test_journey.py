@@ -218,3 +218,9 @@ def test_erasure_drops_what_identifies() -> None:
     assert j.erased_at == T0 + timedelta(minutes=5)
     assert j.identities == [] and j.submissions == []
     assert all(e.summary == "(erased)" for e in j.timeline[:-1])
+
+
+def test_a_message_without_subject_is_labelled_by_its_first_words() -> None:
+    body = "Will DHL call before the pickup? I am away on Thursday and Friday, back Monday."
+    j = fold(tp(c.InquiryReceived(case_id="k", channel="sms", body=body)))
+    assert j.cases["k"].subject == "Will DHL call before the pickup? I am away on Thursday and…"
