@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, TypeAdapter
@@ -119,6 +120,19 @@ StaleQuery = Annotated[
         "`fresh: false` and the lag instead of 503",
     ),
 ]
+
+
+@dataclass(frozen=True)
+class LevelsRead:
+    """What every service-level endpoint reads: the lists after the wait."""
+
+    freshness: Freshness
+    team: str | None
+    channel: str | None
+    due_within_hours: float
+    levels: ServiceLevels
+
+
 TeamQuery = Annotated[str | None, Query(description="Only items owned by this team")]
 ChannelQuery = Annotated[str | None, Query(description="Only items of this channel")]
 HorizonQuery = Annotated[float, Query(gt=0, le=24 * 365, description="Horizon of 'due soon'")]
@@ -413,11 +427,21 @@ def create_app(
 
     # ------------------------------------------------------------------ lists
 
-    async def _settled_all(after: str | None, header: str | None, stale: bool) -> Freshness:
+    async def _settled_all(
+        after: AfterQuery = None,
+        x_journey_position: PositionHeader = None,
+        stale: StaleQuery = False,
+    ) -> Freshness:
+        """The freshness wait of answers that span every partition (a FastAPI dependency)."""
         service = svc()
-        freshness = await service.settle(service.tokens(after, header), service.all_partitions())
+        tokens = service.tokens(after, x_journey_position)
+        freshness = await service.settle(tokens, service.all_partitions())
         _require_fresh(freshness, stale, "the head of the log")
         return freshness
+
+    # Dependencies go in defaults, not in Annotated aliases: with postponed annotations
+    # FastAPI resolves annotations against the module, and these live in the factory.
+    settled_all = Depends(_settled_all)
 
     search_adapter: TypeAdapter[SearchResults] = TypeAdapter(SearchResults)
 
@@ -432,28 +456,39 @@ def create_app(
         *,
         q: Annotated[str, Query(min_length=1, max_length=200, description="Prefix to look for")],
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
-        after: AfterQuery = None,
-        x_journey_position: PositionHeader = None,
-        stale: StaleQuery = False,
+        freshness: Freshness = settled_all,
     ) -> Response:
-        freshness = await _settled_all(after, x_journey_position, stale)
         hits = await svc().read(lambda s: search_customers(s, q, limit))
         return _answer(freshness, SearchResults(query=q, hits=hits), search_adapter)
 
     levels_adapter: TypeAdapter[ServiceLevels] = TypeAdapter(ServiceLevels)
 
-    def _levels(
-        store: JourneyStore, team: str | None, channel: str | None, hours: float
-    ) -> ServiceLevels:
+    async def _read_levels(
+        freshness: Freshness = settled_all,
+        team: TeamQuery = None,
+        channel: ChannelQuery = None,
+        due_within_hours: HorizonQuery = 24,
+    ) -> LevelsRead:
         service = svc()
-        return build_service_levels(
-            store,
-            rules=service.rules,
-            now=service.clock(),
-            due_within_hours=hours,
+        levels = await service.read(
+            lambda store: build_service_levels(
+                store,
+                rules=service.rules,
+                now=service.clock(),
+                due_within_hours=due_within_hours,
+                team=team,
+                channel=channel,
+            )
+        )
+        return LevelsRead(
+            freshness=freshness,
             team=team,
             channel=channel,
+            due_within_hours=due_within_hours,
+            levels=levels,
         )
+
+    levels_read = Depends(_read_levels)
 
     @app.get(
         "/service-levels",
@@ -462,45 +497,25 @@ def create_app(
         tags=["service levels"],
         summary="Unanswered, due soon, breached, and counts by team and channel",
     )
-    async def service_levels(
-        *,
-        team: TeamQuery = None,
-        channel: ChannelQuery = None,
-        due_within_hours: HorizonQuery = 24,
-        after: AfterQuery = None,
-        x_journey_position: PositionHeader = None,
-        stale: StaleQuery = False,
-    ) -> Response:
-        freshness = await _settled_all(after, x_journey_position, stale)
-        levels = await svc().read(lambda s: _levels(s, team, channel, due_within_hours))
-        return _answer(freshness, levels, levels_adapter)
+    async def service_levels(read: LevelsRead = levels_read) -> Response:
+        return _answer(read.freshness, read.levels, levels_adapter)
 
     list_adapter: TypeAdapter[ServiceList] = TypeAdapter(ServiceList)
 
     def _register_list(name: str, attr: str, summary: str) -> None:
-        async def one_list(
-            *,
-            team: TeamQuery = None,
-            channel: ChannelQuery = None,
-            due_within_hours: HorizonQuery = 24,
-            after: AfterQuery = None,
-            x_journey_position: PositionHeader = None,
-            stale: StaleQuery = False,
-        ) -> Response:
-            freshness = await _settled_all(after, x_journey_position, stale)
-            levels = await svc().read(lambda s: _levels(s, team, channel, due_within_hours))
-            items = getattr(levels, attr)
+        async def one_list(read: LevelsRead = levels_read) -> Response:
+            items = getattr(read.levels, attr)
             result = ServiceList(
                 name=name,
-                team=team,
-                channel=channel,
-                due_within_hours=due_within_hours,
+                team=read.team,
+                channel=read.channel,
+                due_within_hours=read.due_within_hours,
                 count=len(items),
                 items=items,
-                by_team=levels.by_team,
-                by_channel=levels.by_channel,
+                by_team=read.levels.by_team,
+                by_channel=read.levels.by_channel,
             )
-            return _answer(freshness, result, list_adapter)
+            return _answer(read.freshness, result, list_adapter)
 
         app.get(
             f"/service-levels/{name}",
@@ -524,27 +539,18 @@ def create_app(
         tags=["service levels"],
         summary="How many are unanswered, due soon, breached; by team and channel",
     )
-    async def service_counts(
-        *,
-        team: TeamQuery = None,
-        channel: ChannelQuery = None,
-        due_within_hours: HorizonQuery = 24,
-        after: AfterQuery = None,
-        x_journey_position: PositionHeader = None,
-        stale: StaleQuery = False,
-    ) -> Response:
-        freshness = await _settled_all(after, x_journey_position, stale)
-        levels = await svc().read(lambda s: _levels(s, team, channel, due_within_hours))
+    async def service_counts(read: LevelsRead = levels_read) -> Response:
+        levels = read.levels
         counts = ServiceCounts(
-            team=team,
-            channel=channel,
+            team=read.team,
+            channel=read.channel,
             unanswered=len(levels.unanswered),
             due_soon=len(levels.due_soon),
             breached=len(levels.breached),
             by_team=levels.by_team,
             by_channel=levels.by_channel,
         )
-        return _answer(freshness, counts, counts_adapter)
+        return _answer(read.freshness, counts, counts_adapter)
 
     defects_adapter: TypeAdapter[list[DefectOutreach]] = TypeAdapter(list[DefectOutreach])
     defect_adapter: TypeAdapter[DefectOutreach] = TypeAdapter(DefectOutreach)
@@ -558,11 +564,8 @@ def create_app(
     )
     async def defects(
         *,
-        after: AfterQuery = None,
-        x_journey_position: PositionHeader = None,
-        stale: StaleQuery = False,
+        freshness: Freshness = settled_all,
     ) -> Response:
-        freshness = await _settled_all(after, x_journey_position, stale)
         found = await svc().read(build_defect_outreach)
         return _answer(freshness, found, defects_adapter)
 
@@ -576,11 +579,8 @@ def create_app(
     async def defect(
         *,
         defect_id: str,
-        after: AfterQuery = None,
-        x_journey_position: PositionHeader = None,
-        stale: StaleQuery = False,
+        freshness: Freshness = settled_all,
     ) -> Response:
-        freshness = await _settled_all(after, x_journey_position, stale)
         found = await svc().read(lambda s: build_defect_outreach(s, defect_id))
         if not found:
             raise ServiceError(
