@@ -49,7 +49,7 @@ check_java() {
     command -v java >/dev/null 2>&1 ||
         die "java not found. Kafka $WANTED_VERSION needs Java 17 or newer: apt-get install -y default-jdk-headless (or openjdk-17-jre-headless)"
     local line major
-    line=$(java -version 2>&1 | head -n 1)
+    line=$(java -version 2>&1 | sed -n 1p) # not head: SIGPIPE + pipefail would fail at random
     major=$(sed -n 's/.*version "\([0-9]*\).*/\1/p' <<<"$line")
     if [[ -z $major ]] || ((major < 17)); then
         die "found $line, but Kafka $WANTED_VERSION needs Java 17 or newer: apt-get install -y default-jdk-headless"
