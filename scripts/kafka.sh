@@ -89,7 +89,9 @@ broker_pid() {
     pid=$(cat "$PIDFILE")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    local cmdline
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmdline == *kafka.Kafka* ]] || return 1
     echo "$pid"
 }
 
@@ -98,7 +100,9 @@ broker_pid() {
 answers() {
     local address=$1
     if command -v kcat >/dev/null 2>&1; then
-        kcat -b "$address" -L -t __probe -m 3 2>/dev/null | grep -q "broker [0-9]* at $address"
+        local metadata
+        metadata=$(kcat -b "$address" -L -t __probe -m 3 2>/dev/null) || return 1
+        grep -q "broker [0-9]* at $address" <<<"$metadata"
     elif [[ -x $ROOT/.venv/bin/python ]]; then
         "$ROOT/.venv/bin/python" - "$address" >/dev/null 2>&1 <<'PY'
 import sys
