@@ -307,6 +307,17 @@ def create_app(
 
     view_adapter: TypeAdapter[CustomerView] = TypeAdapter(CustomerView)
 
+    async def _read_view(key: str, cid: str, page: int, page_size: int) -> CustomerView:
+        service = svc()
+        view = await service.read(
+            lambda s: build_customer_view(
+                s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
+            )
+        )
+        if view is None:  # erased between resolving and reading: gone
+            raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
+        return view
+
     async def _settled_customer(
         key: str, after: str | None, header: str | None, stale: bool
     ) -> tuple[str | None, Freshness]:
@@ -353,14 +364,7 @@ def create_app(
     ) -> Response:
         cid, freshness = await _settled_customer(key, after, x_journey_position, stale)
         assert cid is not None
-        service = svc()
-        view = await service.read(
-            lambda s: build_customer_view(
-                s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
-            )
-        )
-        if view is None:  # erased between resolving and reading: gone
-            raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
+        view = await _read_view(key, cid, page, page_size)
         return _answer(freshness, view, view_adapter)
 
     timeline_adapter: TypeAdapter[TimelinePage] = TypeAdapter(TimelinePage)
@@ -383,14 +387,7 @@ def create_app(
     ) -> Response:
         cid, freshness = await _settled_customer(key, after, x_journey_position, stale)
         assert cid is not None
-        service = svc()
-        view = await service.read(
-            lambda s: build_customer_view(
-                s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
-            )
-        )
-        if view is None:
-            raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
+        view = await _read_view(key, cid, page, page_size)
         return _answer(freshness, view.timeline, timeline_adapter)
 
     case_adapter: TypeAdapter[CaseDetail] = TypeAdapter(CaseDetail)
