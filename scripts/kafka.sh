@@ -7,6 +7,11 @@
 #   scripts/kafka.sh reset    stop it and delete its data (every topic; tests leave many)
 #
 # Listens on 127.0.0.1:$KAFKA_PORT (default 19092); the controller on KAFKA_PORT+1.
+# KAFKA_STATE_DIR (default .cache/kafka) holds a broker's data, config, log and pid, so a
+# second broker (outage tests stop and start their own) runs beside the first:
+#   KAFKA_PORT=29092 KAFKA_STATE_DIR=/tmp/k2 KAFKA_LIBS=.cache/kafka/libs scripts/kafka.sh start
+# KAFKA_LIBS (default $KAFKA_STATE_DIR/libs) lets it share the jars already resolved;
+# KAFKA_HEAP (default 1g) its -Xmx.
 # The broker jars come from Maven Central through scripts/kafka/pom.xml (first run only,
 # needs java >= 17 and mvn); everything else lives under .cache/kafka/ (git-ignored):
 # libs/, data/ (infinite retention, auto topic creation off), broker.log, broker.pid, and
@@ -16,8 +21,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HOST=127.0.0.1
 PORT=${KAFKA_PORT:-19092}
-STATE=$ROOT/.cache/kafka
-LIBS=$STATE/libs
+STATE=$(realpath -m "${KAFKA_STATE_DIR:-$ROOT/.cache/kafka}")
+LIBS=${KAFKA_LIBS:-$STATE/libs}
+HEAP=${KAFKA_HEAP:-1g}
 DATA=$STATE/data
 CONF=$STATE/server.properties
 PIDFILE=$STATE/broker.pid
@@ -166,7 +172,7 @@ EOF
 }
 
 java_cmd() {
-    java -Xmx1g -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+    java "-Xmx$HEAP" -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
         -cp "$LIBS/*" "$@"
 }
@@ -219,7 +225,7 @@ start() {
         [[ -f $LOG ]] && mv -f "$LOG" "$LOG.1"
         started=$SECONDS
         # setsid + nohup: the broker outlives the make (or CI step) that started it.
-        (cd "$STATE" && exec nohup setsid java -Xmx1g -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+        (cd "$STATE" && exec nohup setsid java "-Xmx$HEAP" -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
             -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$STATE" \
             -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >>"$OUT" 2>&1) &
         pid=$!
