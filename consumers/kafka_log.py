@@ -11,7 +11,13 @@ run on Kafka and on the embedded log:
   :class:`LogError` at once (metadata is checked first) instead of blocking for
   ``max_block_ms``; :meth:`KafkaLog.ensure_topics` creates them with infinite retention;
 * every kafka-python error becomes a :class:`LogError` that names the topic or the
-  bootstrap servers and says what to do.
+  bootstrap servers and says what to do: :class:`LogUnavailable` when the broker did not
+  answer (transient: retry), :class:`CommitRefused` when the group refused a commit after
+  a rebalance (re-read from the store's positions), plain :class:`LogError` otherwise;
+* the broker may go away at any time and come back: the producer, the offset reader and
+  the admin client each have their own lock, so a slow offset look-up never holds up a
+  produce; a client whose call failed is dropped and made anew on the next call, at most
+  every few seconds (backoff), and says so at most once a minute, not once per attempt.
 
 Consumers commit only explicitly. ``on_assign`` runs on the caller's thread inside
 :meth:`KafkaConsumerAdapter.poll`, never on kafka-python's IO thread (where a rebalance
@@ -42,9 +48,11 @@ from kafka import errors as kafka_errors
 from kafka.partitioner.default import murmur2
 
 from consumers.log import (
+    CommitRefused,
     Log,
     LogConsumer,
     LogError,
+    LogUnavailable,
     Message,
     OnAssign,
     OutgoingMessage,
@@ -69,6 +77,30 @@ _ASSIGN_CHECK_MS = 100
 
 # Topics of the log of record keep everything: views are rebuilt by replaying from offset 0.
 _INFINITE_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+# High-water marks are asked for on every query without a token: an answer that does not
+# come within this long will not come at all (the broker is gone), so say so early.
+_OFFSETS_TIMEOUT_S = 3.0
+
+# kafka-python backs off reconnecting up to 30 s by default: a broker that came back would
+# wait that long to be used again. One second keeps a reconnect well within 10 s.
+_RECONNECT_BACKOFF_MAX_MS = 1000
+
+# After a client failed, it is made anew at the next call, but not sooner than this backoff
+# (doubling from the first, up to the last) since the previous attempt.
+_RECREATE_BACKOFF_S = (0.5, 4.0)
+
+# A client that keeps failing says so at most this often.
+_WARN_EVERY_S = 60.0
+
+# Errors that mean "the group moved on without this member": its commit cannot be made.
+_COMMIT_REFUSED = (
+    kafka_errors.CommitFailedError,
+    kafka_errors.RebalanceInProgressError,
+    kafka_errors.IllegalGenerationError,
+    kafka_errors.UnknownMemberIdError,
+    kafka_errors.FencedInstanceIdError,
+)
 
 
 def partition_for_key(key: bytes, num_partitions: int) -> int:
@@ -105,22 +137,30 @@ class KafkaLog:
         timeout_s: float = 10.0,
         session_timeout_s: float = 10.0,
         fetch_max_wait_ms: int = 20,
+        offsets_timeout_s: float = _OFFSETS_TIMEOUT_S,
+        sasl: tuple[str, str] | None = None,
     ) -> None:
         if not bootstrap_servers:
             raise LogError("KafkaLog needs at least one bootstrap server (host:port)")
-        if timeout_s <= 0:
-            raise LogError(f"timeout_s must be positive, got {timeout_s}")
+        if timeout_s <= 0 or offsets_timeout_s <= 0:
+            raise LogError(f"timeouts must be positive, got {timeout_s}, {offsets_timeout_s}")
         self.bootstrap_servers = list(bootstrap_servers)
         self.url = "kafka://" + ",".join(self.bootstrap_servers)
         self.client_id = client_id
         self.timeout_ms = int(timeout_s * 1000)
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self.fetch_max_wait_ms = fetch_max_wait_ms
-        self._lock = threading.RLock()
+        self.offsets_timeout_ms = int(min(offsets_timeout_s, timeout_s) * 1000)
+        # SASL/PLAIN credentials; the password is never part of url, repr or a message.
+        self._sasl = sasl
         self._closed = False
-        self._producer: Any = None
-        self._admin: Any = None
-        self._offsets_reader: Any = None
+        # One lock per client: an offset look-up stuck on a broker that went away must
+        # never hold up a produce (it did: POST /events waited 13-95 s behind them).
+        # The producer reconnects by itself (it did within a second of the broker's return)
+        # and holds other callers' messages in flight: dropped only when it broke for good.
+        self._producer = _Client(self, "producer", self._new_producer, drop_when_unavailable=False)
+        self._admin = _Client(self, "admin client", self._new_admin)
+        self._offsets_reader = _Client(self, "offset reader", self._new_offsets_reader)
         self._partition_counts: dict[str, int] = {}
         self._consumers: weakref.WeakSet[KafkaConsumerAdapter] = weakref.WeakSet()
 
@@ -130,15 +170,32 @@ class KafkaLog:
     # -- clients -----------------------------------------------------------------------
 
     def _client_config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "request_timeout_ms": self.timeout_ms,
             "bootstrap_timeout_ms": self.timeout_ms,
+            "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
         }
+        if self._sasl is not None:
+            config.update(
+                security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="PLAIN",
+                sasl_plain_username=self._sasl[0],
+                sasl_plain_password=self._sasl[1],
+            )
+        return config
 
-    def _unreachable(self, exc: BaseException) -> LogError:
-        return LogError(
-            f"Kafka at {', '.join(self.bootstrap_servers)} did not answer ({exc}). "
+    def _clean(self, exc: BaseException) -> str:
+        """An exception's text, safe to show: the SASL password never appears."""
+        name, message = type(exc).__name__, str(exc)
+        text = message if message.startswith(name) else f"{name}: {message}".rstrip(": ")
+        if self._sasl is not None and self._sasl[1]:
+            text = text.replace(self._sasl[1], "***")
+        return text
+
+    def _unreachable(self, exc: BaseException) -> LogUnavailable:
+        return LogUnavailable(
+            f"Kafka at {', '.join(self.bootstrap_servers)} did not answer ({self._clean(exc)}). "
             "Is the broker running and the address right? `make kafka` starts a local one."
         )
 
@@ -150,73 +207,80 @@ class KafkaLog:
         except (kafka_errors.KafkaConnectionError, kafka_errors.KafkaTimeoutError) as exc:
             raise self._unreachable(exc) from None
         except kafka_errors.KafkaError as exc:
-            raise LogError(f"cannot create the Kafka {what} for {self.url}: {exc}") from None
+            if getattr(exc, "retriable", False):
+                raise self._unreachable(exc) from None
+            raise LogError(
+                f"cannot create the Kafka {what} for {self.url}: {self._clean(exc)}"
+            ) from None
+        except (OSError, ValueError, AssertionError) as exc:  # DNS, bad config, SASL
+            raise LogUnavailable(
+                f"cannot create the Kafka {what} for {self.url}: {self._clean(exc)}"
+            ) from None
 
-    def _get_admin(self) -> Any:
-        with self._lock:
-            if self._admin is None:
-                self._admin = self._create(
-                    "admin client",
-                    lambda: KafkaAdminClient(
-                        client_id=f"{self.client_id}-admin", **self._client_config()
-                    ),
-                )
-            return self._admin
+    def _new_admin(self) -> Any:
+        return KafkaAdminClient(client_id=f"{self.client_id}-admin", **self._client_config())
 
-    def _get_producer(self) -> Any:
-        with self._lock:
-            if self._producer is None:
-                self._producer = self._create(
-                    "producer",
-                    lambda: KafkaProducer(
-                        client_id=f"{self.client_id}-producer",
-                        enable_idempotence=True,
-                        acks="all",
-                        linger_ms=0,
-                        max_block_ms=self.timeout_ms,
-                        delivery_timeout_ms=max(self.timeout_ms * 3, 30_000),
-                        **self._client_config(),
-                    ),
-                )
-            return self._producer
+    def _new_producer(self) -> Any:
+        return KafkaProducer(
+            client_id=f"{self.client_id}-producer",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+            max_block_ms=self.timeout_ms,
+            delivery_timeout_ms=max(self.timeout_ms * 3, 30_000),
+            **self._client_config(),
+        )
 
-    def _get_offsets_reader(self) -> Any:
+    def _new_offsets_reader(self) -> Any:
         """A consumer outside any group, only for offset look-ups (high-water marks)."""
-        with self._lock:
-            if self._offsets_reader is None:
-                self._offsets_reader = self._create(
-                    "offset reader",
-                    lambda: KafkaConsumer(
-                        client_id=f"{self.client_id}-offsets",
-                        group_id=None,
-                        enable_auto_commit=False,
-                        allow_auto_create_topics=False,
-                        **self._client_config(),
-                    ),
-                )
-            return self._offsets_reader
+        return KafkaConsumer(
+            client_id=f"{self.client_id}-offsets",
+            group_id=None,
+            enable_auto_commit=False,
+            allow_auto_create_topics=False,
+            **{**self._client_config(), "request_timeout_ms": self.offsets_timeout_ms},
+        )
 
-    def _call(self, what: str, fn: Callable[[], _T]) -> _T:
-        """Run a broker call, turning kafka-python's errors into LogError."""
+    def _call(self, what: str, fn: Callable[[], _T], *, commit: bool = False) -> _T:
+        """Run a broker call, turning kafka-python's errors into LogError subclasses."""
         try:
             return fn()
         except LogError:
             raise
+        except _COMMIT_REFUSED as exc:
+            if not commit:
+                raise LogError(f"{what} on {self.url} failed: {self._clean(exc)}") from None
+            raise CommitRefused(
+                f"{what} on {self.url} was refused ({self._clean(exc)}): the group "
+                "rebalanced and this member lost partitions; re-read them from the "
+                "store's positions"
+            ) from None
         except kafka_errors.KafkaConnectionError as exc:
             raise self._unreachable(exc) from None
+        except kafka_errors.IllegalStateError as exc:
+            raise _Broken(
+                f"{what} on {self.url} failed: the Kafka client broke ({self._clean(exc)}); "
+                "it is made anew on the next call"
+            ) from None
         except kafka_errors.KafkaTimeoutError as exc:
-            raise LogError(
-                f"{what} on {self.url} timed out after {self.timeout_ms / 1000:g}s ({exc}); "
+            raise LogUnavailable(
+                f"{what} on {self.url} timed out ({self._clean(exc)}); "
                 "is the broker overloaded or gone?"
             ) from None
         except kafka_errors.KafkaError as exc:
-            raise LogError(f"{what} on {self.url} failed: {exc}") from None
+            if getattr(exc, "retriable", False):
+                raise LogUnavailable(
+                    f"{what} on {self.url} failed for now ({self._clean(exc)}); retry later"
+                ) from None
+            raise LogError(f"{what} on {self.url} failed: {self._clean(exc)}") from None
+        except (OSError, AssertionError) as exc:  # a socket error kafka-python let through
+            raise LogUnavailable(f"{what} on {self.url} failed: {self._clean(exc)}") from None
 
     @property
     def producer_id(self) -> int | None:
         """The producer id the broker gave the idempotent producer (None before the first
         produce). Diagnostics: a broker that granted idempotence hands out an id >= 0."""
-        producer = self._producer
+        producer = self._producer.current
         manager = getattr(producer, "_transaction_manager", None)
         if manager is None:
             return None
@@ -226,8 +290,9 @@ class KafkaLog:
     # -- topics ------------------------------------------------------------------------
 
     def _describe(self, topics: Sequence[str]) -> dict[str, dict[str, Any]]:
-        admin = self._get_admin()
-        described = self._call("describing topics", lambda: admin.describe_topics(list(topics)))
+        described = self._admin.run(
+            "describing topics", lambda admin: admin.describe_topics(list(topics))
+        )
         return {str(t["name"]): t for t in described}
 
     def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
@@ -247,7 +312,6 @@ class KafkaLog:
             == _UNKNOWN_TOPIC_OR_PARTITION
         ]
         if missing:
-            admin = self._get_admin()
             request = {
                 t: {
                     "num_partitions": partitions,
@@ -256,9 +320,9 @@ class KafkaLog:
                 }
                 for t in missing
             }
-            result = self._call(
+            result = self._admin.run(
                 "creating topics",
-                lambda: admin.create_topics(
+                lambda admin: admin.create_topics(
                     request, timeout_ms=self.timeout_ms, raise_errors=False
                 ),
             )
@@ -271,10 +335,9 @@ class KafkaLog:
                 elif code != _TOPIC_ALREADY_EXISTS:  # someone else was quicker: fine
                     reason = topic.get("error_message") or kafka_errors.for_code(code).__name__
                     raise LogError(f"cannot create topic {topic['name']!r} on {self.url}: {reason}")
-        admin = self._get_admin()
-        self._call(
+        self._admin.run(
             "waiting for topics to appear in metadata",
-            lambda: admin.wait_for_topics(wanted, timeout_ms=self.timeout_ms),
+            lambda admin: admin.wait_for_topics(wanted, timeout_ms=self.timeout_ms),
         )
         for name, info in self._describe(wanted).items():
             if info.get("error_code") == _NO_ERROR and info.get("partitions"):
@@ -324,9 +387,8 @@ class KafkaLog:
         if not messages:
             return []
         self._partition_count(topic)  # unknown topic -> LogError now, not after max_block_ms
-        producer = self._get_producer()
 
-        def send_all() -> list[Any]:
+        def send_all(producer: Any) -> list[Any]:
             futures = [
                 producer.send(
                     topic,
@@ -340,7 +402,10 @@ class KafkaLog:
             producer.flush(timeout=self.timeout_ms / 1000)
             return [future.get(timeout=self.timeout_ms / 1000) for future in futures]
 
-        acked = self._call(f"producing {len(messages)} message(s) to topic {topic!r}", send_all)
+        # The producer is thread-safe: its lock is held only to make or drop it.
+        acked = self._producer.run(
+            f"producing {len(messages)} message(s) to topic {topic!r}", send_all, locked=False
+        )
         positions = [Position(str(md.topic), int(md.partition), int(md.offset)) for md in acked]
         logger.debug(
             "produced",
@@ -356,12 +421,13 @@ class KafkaLog:
     def high_watermarks(self, topic: str) -> dict[int, int]:
         """Per partition, the offset the next message will get (0 for empty partitions)."""
         tps = [KafkaTopicPartition(topic, p) for p in self.partitions(topic)]
-        with self._lock:  # a KafkaConsumer is not meant for concurrent callers
-            reader = self._get_offsets_reader()
-            ends = self._call(
-                f"reading the high-water marks of topic {topic!r}",
-                lambda: reader.end_offsets(tps, timeout_ms=self.timeout_ms),
-            )
+        # A KafkaConsumer is not for concurrent callers: the reader's own lock, waited for
+        # no longer than one look-up may take.
+        ends = self._offsets_reader.run(
+            f"reading the high-water marks of topic {topic!r}",
+            lambda reader: reader.end_offsets(tps, timeout_ms=self.offsets_timeout_ms),
+            wait_s=self.offsets_timeout_ms / 1000,
+        )
         return {int(tp.partition): int(offset) for tp, offset in ends.items()}
 
     # -- consuming ---------------------------------------------------------------------
@@ -386,24 +452,178 @@ class KafkaLog:
     def close(self) -> None:
         """Close the consumers still open (they leave their groups), flush and close the
         producer, close the admin and offset clients. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            clients = [self._producer, self._offsets_reader, self._admin]
-            self._producer = self._offsets_reader = self._admin = None
+        if self._closed:
+            return
+        self._closed = True
         for consumer in list(self._consumers):
             consumer.close()
-        for client in clients:
-            if client is None:
-                continue
+        for client in (self._producer, self._offsets_reader, self._admin):
+            client.close(timeout_s=self.timeout_ms / 1000)
+
+
+class _Broken(LogUnavailable):
+    """A kafka-python client is in a state it does not leave (closed, fatal error): the
+    call may be retried, on a new client."""
+
+
+class _Client:
+    """One kafka-python client of a :class:`KafkaLog`, made on first use, dropped when a call
+    on it failed because the broker did not answer, and made anew on a later call (not
+    sooner than a backoff since the previous attempt). Its lock is its own."""
+
+    def __init__(
+        self,
+        log: KafkaLog,
+        name: str,
+        factory: Callable[[], Any],
+        *,
+        drop_when_unavailable: bool = True,
+    ) -> None:
+        self._log = log
+        self.name = name
+        self._factory = factory
+        # Offset readers stayed stuck after the broker came back (every look-up timed out
+        # once more): those are made anew. A client in an illegal state always is.
+        self._drop_when_unavailable = drop_when_unavailable
+        self._lock = threading.Lock()  # making the client, and calls on unsafe clients
+        self._state_lock = threading.Lock()  # the bookkeeping below
+        self.current: Any = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._down_since: float | None = None
+        self._last_warning = float("-inf")
+        self._quiet_failures = 0
+
+    def _get(self) -> Any:
+        """The client, made if needed. Call with the lock held."""
+        client = self.current
+        if client is None:
+            wait = self._next_attempt - time.monotonic()
+            if wait > 0:
+                raise LogUnavailable(
+                    f"Kafka at {', '.join(self._log.bootstrap_servers)} did not answer the "
+                    f"{self.name} lately; next attempt in {wait:.1f}s"
+                )
             try:
-                if isinstance(client, KafkaProducer):
-                    client.close(timeout=self.timeout_ms / 1000)
-                else:
-                    client.close()
-            except Exception as exc:  # closing must not hide the caller's own error
-                logger.warning("closing a Kafka client failed", log=self.url, error=str(exc))
+                client = self._log._create(self.name, self._factory)
+            except LogUnavailable as exc:
+                with self._state_lock:
+                    self._failed(exc)
+                raise
+            with self._state_lock:
+                self.current = client
+        return client
+
+    def run(
+        self,
+        what: str,
+        fn: Callable[[Any], _T],
+        *,
+        locked: bool = True,
+        wait_s: float | None = None,
+    ) -> _T:
+        """``fn(client)``, errors mapped as :meth:`KafkaLog._call` does. With ``locked`` the
+        call itself holds this client's lock (clients that are not thread-safe); otherwise
+        only getting the client does. ``wait_s`` bounds the wait for the lock."""
+        timeout = self._log.timeout_ms / 1000 if wait_s is None else wait_s
+        if not self._lock.acquire(timeout=timeout):
+            raise LogUnavailable(
+                f"{what} on {self._log.url}: the Kafka {self.name} is busy with a call that "
+                f"has not returned for {timeout:g}s; is the broker gone?"
+            )
+        try:
+            client = self._get()
+            if locked:
+                return self._attempt(what, fn, client)
+        finally:
+            self._lock.release()
+        return self._attempt(what, fn, client)
+
+    def _attempt(self, what: str, fn: Callable[[Any], _T], client: Any) -> _T:
+        try:
+            result = self._log._call(what, lambda: fn(client))
+        except LogUnavailable as exc:
+            with self._state_lock:
+                if self._drop_when_unavailable:
+                    self._drop(client)
+                self._failed(exc)
+            raise
+        except _Broken as exc:
+            with self._state_lock:
+                self._drop(client)
+                self._failed(exc)
+            raise
+        with self._state_lock:
+            self._succeeded()
+        return result
+
+    def _drop(self, client: Any) -> None:
+        """Forget a client that failed; closed on a thread of its own, since closing one
+        whose broker is gone may block."""
+        if self.current is client:
+            self.current = None
+            threading.Thread(
+                target=_close_quietly, args=(client, 0.0), name="kafka-close", daemon=True
+            ).start()
+
+    def _failed(self, exc: LogError) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        low, high = _RECREATE_BACKOFF_S
+        self._next_attempt = now + min(high, low * 2 ** (self._failures - 1))
+        if self._down_since is None:
+            self._down_since = now
+        if now - self._last_warning >= _WARN_EVERY_S:
+            logger.warning(
+                "kafka unavailable; reconnecting with backoff",
+                client=self.name,
+                log=self._log.url,
+                error=str(exc),
+                failures=self._failures,
+                not_logged_since_last=self._quiet_failures,
+            )
+            self._last_warning = now
+            self._quiet_failures = 0
+        else:
+            self._quiet_failures += 1
+
+    def _succeeded(self) -> None:
+        if self._down_since is not None:
+            logger.info(
+                "kafka reachable again",
+                client=self.name,
+                log=self._log.url,
+                down_s=round(time.monotonic() - self._down_since, 1),
+                failures=self._failures,
+            )
+        self._failures = 0
+        self._next_attempt = 0.0
+        self._down_since = None  # _last_warning stays: a flapping broker still warns once a minute
+
+    def close(self, timeout_s: float) -> None:
+        with self._state_lock:
+            client, self.current = self.current, None
+        if client is not None:
+            _close_quietly(client, timeout_s)
+
+
+def _close_quietly(client: Any, timeout_s: float) -> None:
+    try:
+        if isinstance(client, KafkaProducer):
+            try:
+                client.close(timeout=timeout_s)
+            except kafka_errors.KafkaTimeoutError:
+                # kafka-python 3.0.12 raises from close() when messages are still pending
+                # and leaves the producer open (its __del__ then prints a traceback):
+                # finish the close it gave up on.
+                sender = getattr(client, "_sender", None)
+                if sender is not None:
+                    sender.force_close()
+                client._closed = True
+        else:
+            client.close()
+    except Exception as exc:  # closing must not hide the caller's own error
+        logger.warning("closing a Kafka client failed", error=str(exc))
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka is untyped
@@ -569,7 +789,9 @@ class KafkaConsumerAdapter:
         (the new owner re-reads from the last successful commit)."""
         self._check_open()
         if offsets is None:
-            self._log._call(f"committing for group {self.group_id!r}", self._consumer.commit)
+            self._log._call(
+                f"committing for group {self.group_id!r}", self._consumer.commit, commit=True
+            )
             return
         to_commit: dict[Any, Any] = {}
         for tp, offset in offsets.items():
@@ -581,6 +803,7 @@ class KafkaConsumerAdapter:
         self._log._call(
             f"committing {len(to_commit)} offset(s) for group {self.group_id!r}",
             lambda: self._consumer.commit(offsets=to_commit, timeout_ms=self._log.timeout_ms),
+            commit=True,
         )
 
     def committed(self, tp: TopicPartition) -> int | None:

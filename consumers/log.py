@@ -24,9 +24,11 @@ from typing import Protocol, runtime_checkable
 from domain.errors import JourneyError
 
 __all__ = [
+    "CommitRefused",
     "Log",
     "LogConsumer",
     "LogError",
+    "LogUnavailable",
     "Message",
     "OnAssign",
     "OutgoingMessage",
@@ -37,6 +39,20 @@ __all__ = [
 
 class LogError(JourneyError):
     """The log could not do what was asked (broker unreachable, unknown topic, ...)."""
+
+
+class LogUnavailable(LogError):
+    """The log did not answer in time (broker down, unreachable, overloaded, leader moving).
+
+    Transient: nothing was lost; retry the same call later, with backoff. A produce that
+    raised this may still have been written (the idempotent producer keeps a retry from
+    duplicating it; consumers de-duplicate by event_id)."""
+
+
+class CommitRefused(LogError):
+    """The group refused a commit: this member lost (some of) its partitions in a
+    rebalance. Not retryable as it is: re-read the assigned partitions from the positions
+    the store holds (the next poll's on_assign does that)."""
 
 
 @dataclass(frozen=True, order=True)

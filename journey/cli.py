@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
+import click
 import structlog
 import typer
 
 from domain.errors import JourneyError
 from journey.logs import configure_logging
-from journey.settings import Settings
+from journey.settings import ConfigError, Settings, redact
 
 if TYPE_CHECKING:
+    from consumers.log import Log
     from domain.rules import ServiceRules
     from journey.pipeline import Pipeline
+    from projections.store import JourneyStore
 
 app = typer.Typer(
     help="Event-sourced customer-journey engine: touchpoints on a log, folded into CRM views.",
@@ -27,12 +31,37 @@ app = typer.Typer(
 
 
 class State:
-    settings: Settings = Settings()
+    settings: Settings | None = None
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+def settings_() -> Settings:
+    """The settings the global options and JOURNEY_* chose (read by the callback)."""
+    if State.settings is None:
+        State.settings = Settings.from_env()
+    return State.settings
+
+
+# Exit codes: 2 = the invocation, configuration or input is wrong (fix it and run again);
+# 1 = the operation failed (broker or store unavailable, a step went wrong).
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print one line (secrets redacted, newlines folded) and return the Exit to raise."""
+    one_line = " ".join(redact(message).split())
+    typer.echo(f"error: {one_line}", err=True)
     return typer.Exit(code)
+
+
+def _exit_code(exc: JourneyError) -> int:
+    """1 when the log or store failed (try again later), 2 when what was asked is wrong."""
+    from consumers.log import CommitRefused, LogUnavailable
+    from projections.store import StoreError
+
+    if isinstance(exc, LogUnavailable | CommitRefused | StoreError):
+        return EXIT_FAILED
+    return EXIT_USAGE
 
 
 @app.callback()
@@ -55,10 +84,9 @@ def main_options(
         State.settings = Settings.from_env(
             broker=broker, topic=topic, store=store, log_format=log_format, log_level=log_level
         )
-    except Exception as exc:  # pydantic's message names the field
-        raise fail(f"bad configuration: {exc}") from None
-    fmt: Literal["console", "json"] = "json" if State.settings.log_format == "json" else "console"
-    configure_logging(fmt, State.settings.log_level)
+    except ConfigError as exc:  # names the option and its variable
+        raise fail(str(exc)) from None
+    configure_logging(settings_().log_format, settings_().log_level)
     structlog.get_logger("journey").debug("settings", **State.settings.safe_dict())
 
 
@@ -76,10 +104,9 @@ def emit(
     Input: one envelope as argument, or JSON lines (or a JSON array) from --file or stdin.
     If any line is invalid nothing is produced and the exit code is 2.
     """
-    from consumers import open_log
     from journey.emitter import Emitter, parse_batch
 
-    settings = State.settings
+    settings = settings_()
     if envelope is not None:
         text, origin = envelope, "argument"
     elif file is not None and str(file) != "-":
@@ -94,7 +121,7 @@ def emit(
     except JourneyError as exc:
         raise fail(str(exc)) from None
     try:
-        log = open_log(settings.broker)
+        log = settings.open_log()
         try:
             emitter = Emitter(
                 log, topic=settings.topic, source="cli", partitions=settings.partitions
@@ -103,7 +130,7 @@ def emit(
         finally:
             log.close()
     except JourneyError as exc:
-        raise fail(str(exc), code=1) from None
+        raise fail(str(exc), code=_exit_code(exc)) from None
     for pos in positions:
         typer.echo(json.dumps(pos.as_dict()))
 
@@ -155,16 +182,16 @@ def demo(
     and show what an agent sees."""
     from journey.demo import run_demo
 
-    if State.settings.log_level == "info":
+    if settings_().log_level == "info":
         # The demo prints views; per-event log lines would bury them. --log-level shows them.
-        configure_logging("json" if State.settings.log_format == "json" else "console", "warning")
+        configure_logging("json" if settings_().log_format == "json" else "console", "warning")
     try:
-        pipeline = run_demo(State.settings, customer=customer)
+        pipeline = run_demo(settings_(), customer=customer)
         pipeline.close()
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
     if serve:
-        settings = State.settings.model_copy(
+        settings = settings_().model_copy(
             update={"broker": pipeline.log.url, "store": f"sqlite:///{pipeline.runner.base}"}
         )
         pipeline.log.close()
@@ -172,12 +199,11 @@ def demo(
 
 
 def _pipeline() -> Pipeline:
-    from consumers import open_log
     from journey.pipeline import Pipeline
 
-    settings = State.settings
+    settings = settings_()
     return Pipeline(
-        open_log(settings.broker),
+        settings.open_log(),
         settings.store_path(),
         topic=settings.topic,
         rules=load_rules(),
@@ -212,7 +238,7 @@ def run() -> None:
         finally:
             pipeline.close()
     except JourneyError as exc:
-        raise fail(str(exc), code=1) from None
+        raise fail(str(exc), code=_exit_code(exc)) from None
 
 
 PROJECTIONS = ("all", "customer-view", "service-levels", "defect-outreach")
@@ -231,13 +257,16 @@ def rebuild(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from consumers import open_log
     from consumers.rebuild import rebuild as do_rebuild
 
     if projection not in PROJECTIONS:
         raise fail(f"unknown projection {projection!r}: use one of {', '.join(PROJECTIONS)}")
-    settings = State.settings
-    log = open_log(settings.broker)
+    settings = settings_()
+    try:
+        # Rebuilding reads a log: a mistyped embedded path must not become a new empty one.
+        log = settings.open_log(must_exist=True)
+    except JourneyError as exc:
+        raise fail(str(exc)) from None
     try:
         with Progress(
             "[progress.description]{task.description}",
@@ -260,7 +289,7 @@ def rebuild(
                 progress=report,
             )
     except JourneyError as exc:
-        raise fail(str(exc), code=1) from None
+        raise fail(str(exc), code=_exit_code(exc)) from None
     finally:
         log.close()
     rate = stats.processed / seconds if seconds else 0.0
@@ -279,25 +308,103 @@ def rebuild(
     )
 
 
+# Reading the log's head for a read-only command: it must answer soon or not at all.
+_HEAD_TIMEOUT_S = 5.0
+
+
+def _existing_store() -> JourneyStore:
+    """The active store, opened only when it exists: commands that only read must not
+    create a new, empty store out of a mistyped --store."""
+    from projections.store import JourneyStore, active_store_path
+
+    base = settings_().store_path()
+    active = active_store_path(base)
+    if not active.is_file():
+        raise fail(
+            f"no store at {active}: check --store / JOURNEY_STORE "
+            "(`journey run` or `journey rebuild` creates it)"
+        )
+    return JourneyStore(active)
+
+
+def _open_log_to_read() -> Log:
+    settings = settings_()
+    try:
+        return settings.open_log(must_exist=True, timeout_s=_HEAD_TIMEOUT_S)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+
+
+def how_far_behind(store: JourneyStore, log: Log, topic: str) -> str | None:
+    """A one-line note when the store lags the log's head, else None.
+
+    Read-only commands never fold themselves: joining the engine's consumer group would
+    take partitions from the running `journey run`. They read the store and say how far
+    behind it is, from the high-water marks (a group-less offset look-up) and the store's
+    positions.
+    """
+    from consumers.log import TopicPartition
+
+    try:
+        heads = log.high_watermarks(topic)
+    except JourneyError as exc:
+        return (
+            f"note: the log's head could not be read, so this may be behind: "
+            f"{' '.join(redact(str(exc)).split())}"
+        )
+    positions = store.positions()
+    behind = {
+        p: hwm - (positions.get(TopicPartition(topic, p), -1) + 1)
+        for p, hwm in sorted(heads.items())
+    }
+    lagging = {p: n for p, n in behind.items() if n > 0}
+    if not lagging:
+        return None
+    total = sum(lagging.values())
+    where = ", ".join(f"{topic}[{p}] {n}" for p, n in lagging.items())
+    return (
+        f"note: this store is {total} touchpoint(s) behind the log ({where}); "
+        "a running `journey run` folds them (start one if none runs)"
+    )
+
+
 @app.command()
 def view(
     key: Annotated[str, typer.Argument(help="Customer id, e-mail, phone, order or serial")],
     page: Annotated[int, typer.Option(min=1, help="Timeline page")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON")] = False,
 ) -> None:
-    """Show one customer's view (catches up with the log first)."""
+    """Show one customer's view from the store; says on stderr how far behind the log it is.
+
+    It only reads: the store that `journey run` (or `serve`) writes, and the log's head.
+    """
     from rich.console import Console
 
+    from journey.pipeline import system_clock
     from journey.render import render_customer
+    from projections.customer_view import build_customer_view, resolve_customer
 
-    pipeline = _pipeline()
+    settings = settings_()
+    rules = load_rules()
+    store = _existing_store()
     try:
-        pipeline.runner.run_until_caught_up(60)
-        result = pipeline.customer(key, page=page)
+        log = _open_log_to_read()
+        try:
+            note = how_far_behind(store, log, settings.topic)
+        finally:
+            log.close()
+        cid = resolve_customer(store, key)
+        result = (
+            None
+            if cid is None
+            else build_customer_view(store, cid, rules=rules, now=system_clock(), page=page)
+        )
     except JourneyError as exc:
-        raise fail(str(exc), code=1) from None
+        raise fail(str(exc), code=_exit_code(exc)) from None
     finally:
-        pipeline.close()
+        store.close()
+    if note:
+        typer.echo(note, err=True)
     if result is None:
         raise fail(f"no customer found for {key!r} (tried customer id and every identity)", 1)
     if as_json:
@@ -310,22 +417,44 @@ def view(
 def service_levels(
     team: Annotated[str | None, typer.Option(help="Only this team")] = None,
     channel: Annotated[str | None, typer.Option(help="Only this channel")] = None,
-    due_within_hours: Annotated[float, typer.Option(help="Horizon of 'due soon'")] = 24,
+    due_within_hours: Annotated[
+        float, typer.Option(min=0, max=24 * 366, help="Horizon of 'due soon'")
+    ] = 24,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
 ) -> None:
-    """Unanswered contacts by age, deadlines due soon, breaches, counts by team/channel."""
+    """Unanswered contacts by age, deadlines due soon, breaches, counts by team/channel.
+
+    It only reads the store (and the log's head, to say how far behind the store is).
+    """
     from rich.console import Console
 
+    from journey.pipeline import system_clock
     from journey.render import render_service_levels
+    from projections.service_levels import build_service_levels
 
-    pipeline = _pipeline()
+    settings = settings_()
+    rules = load_rules()
+    store = _existing_store()
     try:
-        pipeline.runner.run_until_caught_up(60)
-        levels = pipeline.service_levels(
-            team=team, channel=channel, due_within_hours=due_within_hours
+        log = _open_log_to_read()
+        try:
+            note = how_far_behind(store, log, settings.topic)
+        finally:
+            log.close()
+        levels = build_service_levels(
+            store,
+            rules=rules,
+            now=system_clock(),
+            team=team,
+            channel=channel,
+            due_within_hours=due_within_hours,
         )
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
     finally:
-        pipeline.close()
+        store.close()
+    if note:
+        typer.echo(note, err=True)
     if as_json:
         typer.echo(levels.model_dump_json(indent=2))
     else:
@@ -335,7 +464,7 @@ def service_levels(
 @app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port")] = 8000,
     max_wait_ms: Annotated[
         int,
         typer.Option(
@@ -354,11 +483,10 @@ def serve_command(
     ] = True,
 ) -> None:
     """Serve the agents' query service (HTTP API, OpenAPI at /docs) and console (/)."""
-    _serve(State.settings, host=host, port=port, max_wait_ms=max_wait_ms, runner=runner)
+    _serve(settings_(), host=host, port=port, max_wait_ms=max_wait_ms, runner=runner)
 
 
 def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner: bool) -> None:
-    from consumers import open_log
     from journey.service import ServiceOptions, create_app
     from journey.service.server import serve_forever
 
@@ -366,11 +494,18 @@ def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner
         typer.echo(f"Agent console: {url}/   API: {url}/docs   (Ctrl-C stops)")
 
     rules = load_rules()
+    if not runner:
+        # --no-runner only reads what a `journey run` writes: both must be there already.
+        _existing_store().close()
     try:  # a broker that does not answer is said plainly, before anything starts
-        log = open_log(settings.broker)
+        log = settings.open_log(must_exist=not runner)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    try:
         log.ensure_topics([settings.topic, settings.dlq_topic], settings.partitions)
     except JourneyError as exc:
-        raise fail(str(exc), code=1) from None
+        log.close()
+        raise fail(str(exc), code=_exit_code(exc)) from None
     try:
         app_ = create_app(
             settings,
@@ -380,10 +515,54 @@ def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner
         )
         serve_forever(app_, host, port, on_ready=ready)
     except OSError as exc:
-        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=1) from None
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=EXIT_FAILED) from None
     finally:
         log.close()
 
 
+def _debug_requested() -> bool:
+    if State.settings is not None:
+        return State.settings.log_level == "debug"
+    argv = sys.argv[1:]
+    return os.environ.get("JOURNEY_LOG_LEVEL", "").lower() == "debug" or any(
+        a == "--log-level=debug" or (a == "--log-level" and nxt == "debug")
+        for a, nxt in zip(argv, [*argv[1:], ""], strict=True)
+    )
+
+
 def main() -> None:
-    app()
+    """The console script: every error is one line on stderr (secrets redacted) with exit
+    code 2 for a wrong invocation, configuration or input, 1 for a failed operation;
+    tracebacks only with --log-level debug."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        code = EXIT_USAGE
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "journey"
+        message = " ".join(redact(exc.format_message()).split())
+        typer.echo(f"error: {message} (see `{where} --help`)", err=True)
+        code = EXIT_USAGE
+    except click.ClickException as exc:
+        typer.echo(f"error: {' '.join(redact(exc.format_message()).split())}", err=True)
+        code = exc.exit_code
+    except click.Abort:
+        typer.echo("error: interrupted", err=True)
+        code = 130
+    except JourneyError as exc:
+        if _debug_requested():
+            raise
+        typer.echo(f"error: {' '.join(redact(str(exc)).split())}", err=True)
+        code = _exit_code(exc)
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        if _debug_requested():
+            raise
+        text = " ".join(redact(str(exc)).split()) or "(no message)"
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {text} "
+            "(run again with --log-level debug for the traceback)",
+            err=True,
+        )
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,44 +1,186 @@
-"""One typed settings object, read from options and JOURNEY_* environment variables."""
+"""One typed settings object, read from options and JOURNEY_* environment variables.
+
+Options given on the command line win over the environment, which wins over the defaults.
+Everything is checked here, before any command touches the log or the store: URLs by
+scheme and shape, numbers strictly (no "1.5", no "true" where a count is expected).
+Secrets live only in :class:`~pydantic.SecretStr` fields: a password written into the
+broker URL is moved into ``kafka_password`` on validation, so ``broker`` is always safe to
+print.
+"""
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_BROKER", "Settings", "redact_url"]
+from consumers import open_log, parse_log_url
+from consumers.log import Log, LogError
+from domain.errors import JourneyError
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "ConfigError",
+    "Settings",
+    "describe_validation_error",
+    "redact",
+    "redact_url",
+    "strict_int",
+]
 
 DEFAULT_BROKER = "embedded://journey.db"
 
 
+class ConfigError(JourneyError):
+    """A setting (option or JOURNEY_* variable) is wrong; the message says which and how."""
+
+
+# -- redaction ---------------------------------------------------------------------------
+
+# user:password@ inside anything that looks like a URL (scheme://user:password@host).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?P<secret>[^\s@/]+)@")
+
+# Secrets met at run time (passwords from URLs and from SecretStr fields): redact() also
+# removes them where they appear outside a URL (e.g. inside a client library's message).
+_KNOWN_SECRETS: set[str] = set()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember a secret so :func:`redact` blanks it wherever it appears."""
+    if secret and len(secret) >= 3:  # a 1-2 character "secret" would blank half the text
+        _KNOWN_SECRETS.add(secret)
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords in URLs and every registered secret replaced by ``***``."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced, safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return redact(url)
+    if password is None:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-class Settings(BaseModel):
-    """Everything configurable. Environment: JOURNEY_<NAME> (e.g. JOURNEY_BROKER)."""
+# -- strict numbers ----------------------------------------------------------------------
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+def strict_int(value: object) -> object:
+    """An int, or a string of decimal digits (environment variables are text); never a
+    bool, a float or "1.5" — those are mistakes, not numbers of things."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+StrictCount = Annotated[int, BeforeValidator(strict_int)]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """pydantic's errors as one line: ``--name / JOURNEY_NAME: what is wrong``."""
+    parts = []
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = f"--{name.replace('_', '-')} / JOURNEY_{name.upper()}" if error["loc"] else name
+        parts.append(f"{where}: {message}")
+    return redact("; ".join(parts))
+
+
+# -- the settings ------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Environment: JOURNEY_<NAME> (e.g. JOURNEY_BROKER).
+
+    Helpers adding a setting: one field each, with a description, in the block below.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEY_",
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        hide_input_in_errors=True,  # an input may be a URL with a password
+    )
 
     broker: str = Field(
         default=DEFAULT_BROKER,
-        description="kafka://host:port[,host:port] or embedded:///path/to/file.db",
+        description="kafka://[user:password@]host:port[,host:port] or embedded:///path/to/file.db",
     )
-    topic: str = Field(default="journey.touchpoints", description="The log of record")
-    partitions: int = Field(default=6, ge=1, description="Partitions when creating topics")
-    store: str = Field(default="sqlite:///journey-views.db", description="Projection store URL")
-    log_format: str = Field(default="console", pattern="^(console|json)$")
-    log_level: str = Field(default="info")
+    topic: str = Field(default="journey.touchpoints", min_length=1, description="The log of record")
+    partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
+    store: str = Field(
+        default="sqlite:///journey-views.db",
+        description="Projection store: sqlite:///relative.db or sqlite:////absolute.db",
+    )
+    log_format: Literal["console", "json"] = Field(default="console")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     kafka_password: SecretStr | None = Field(
-        default=None, description="SASL password, never logged"
+        default=None, description="SASL password (or put it in the broker URL); never logged"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("log_level", "log_format"):
+                if isinstance(data.get(name), str):
+                    data = {**data, name: data[name].strip().lower()}
+        return data
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, url: str) -> str:
+        try:
+            parse_log_url(url)
+        except LogError as exc:
+            raise ValueError(str(exc)) from None
+        return url.strip()
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, url: str) -> str:
+        _check_store_url(url)
+        return url
+
+    @model_validator(mode="after")
+    def _move_secrets(self) -> Settings:
+        parsed = parse_log_url(self.broker)
+        if parsed.password is not None:
+            # The secret leaves the URL: broker is printed in logs and messages.
+            register_secret(parsed.password)
+            object.__setattr__(self, "broker", str(parsed))
+            if self.kafka_password is None:
+                object.__setattr__(self, "kafka_password", SecretStr(parsed.password))
+        if self.kafka_password is not None:
+            register_secret(self.kafka_password.get_secret_value())
+        return self
 
     @property
     def dlq_topic(self) -> str:
@@ -46,13 +188,13 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            env = os.environ.get(f"JOURNEY_{name.upper()}")
-            if env is not None and env != "":
-                values[name] = env
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
+        """Defaults < JOURNEY_* environment < ``overrides`` (None means "not given").
+        Raises ConfigError with one line naming every wrong setting."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**given)  # type: ignore[arg-type]  # checked by the model itself
+        except ValidationError as exc:
+            raise ConfigError(f"bad configuration: {describe_validation_error(exc)}") from None
 
     def safe_dict(self) -> dict[str, object]:
         """For logs: secrets masked, passwords in URLs redacted."""
@@ -64,3 +206,31 @@ class Settings(BaseModel):
 
     def store_path(self) -> Path:
         return Path(self.store.removeprefix("sqlite:///"))
+
+    def open_log(self, *, must_exist: bool = False, timeout_s: float | None = None) -> Log:
+        """The log ``broker`` names, with the SASL password when there is one."""
+        password = self.kafka_password.get_secret_value() if self.kafka_password else None
+        return open_log(self.broker, password=password, must_exist=must_exist, timeout_s=timeout_s)
+
+
+def _check_store_url(url: str) -> None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(
+            f"store {redact(url)!r} has no scheme: use sqlite:///relative.db or "
+            "sqlite:////absolute/path.db"
+        )
+    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
+        raise ValueError(
+            "the PostgreSQL store is not available yet: only sqlite:///path.db is supported now"
+        )
+    if scheme != "sqlite":
+        raise ValueError(
+            f"store URL scheme {scheme!r} is unknown: use sqlite:///relative.db or "
+            "sqlite:////absolute/path.db"
+        )
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError(
+            f"store {redact(url)!r} names no file: use sqlite:///relative.db or "
+            "sqlite:////absolute/path.db"
+        )
