@@ -208,6 +208,7 @@ def _pipeline() -> Pipeline:
         topic=settings.topic,
         rules=load_rules(),
         partitions=settings.partitions,
+        group=settings.group,
     )
 
 
@@ -509,7 +510,7 @@ def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner
     try:
         app_ = create_app(
             settings,
-            ServiceOptions(max_wait_ms=max_wait_ms, run_pipeline=runner),
+            ServiceOptions(max_wait_ms=max_wait_ms, run_pipeline=runner, group=settings.group),
             rules=rules,
             log=log,
         )

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         description="kafka://[user:password@]host:port[,host:port] or embedded:///path/to/file.db",
     )
     topic: str = Field(default="journey.touchpoints", min_length=1, description="The log of record")
+    group: str = Field(
+        default="journey-views",
+        min_length=1,
+        description="The engine's consumer group (`run`, `serve`); read-only commands never join it",
+    )
     partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
     store: str = Field(
         default="sqlite:///journey-views.db",
