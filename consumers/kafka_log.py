@@ -493,6 +493,7 @@ class _Client:
         self._down_since: float | None = None
         self._last_warning = float("-inf")
         self._quiet_failures = 0
+        self._ever_worked = False
 
     def _get(self) -> Any:
         """The client, made if needed. Call with the lock held."""
@@ -573,7 +574,12 @@ class _Client:
         self._next_attempt = now + min(high, low * 2 ** (self._failures - 1))
         if self._down_since is None:
             self._down_since = now
-        if now - self._last_warning >= _WARN_EVERY_S:
+        if not self._ever_worked and self._failures == 1:
+            # Never reached yet: the caller's own error says it all (a one-shot command
+            # prints exactly that); a client that keeps failing still warns below.
+            self._last_warning = now
+            self._quiet_failures += 1
+        elif now - self._last_warning >= _WARN_EVERY_S:
             logger.warning(
                 "kafka unavailable; reconnecting with backoff",
                 client=self.name,
@@ -588,6 +594,7 @@ class _Client:
             self._quiet_failures += 1
 
     def _succeeded(self) -> None:
+        self._ever_worked = True
         if self._down_since is not None:
             logger.info(
                 "kafka reachable again",

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import structlog
 import typer
 
@@ -537,18 +536,16 @@ def main() -> None:
     tracebacks only with --log-level debug."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-        code = EXIT_USAGE
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx else "journey"
+    except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(EXIT_USAGE)
         message = " ".join(redact(exc.format_message()).split())
-        typer.echo(f"error: {message} (see `{where} --help`)", err=True)
-        code = EXIT_USAGE
-    except click.ClickException as exc:
-        typer.echo(f"error: {' '.join(redact(exc.format_message()).split())}", err=True)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {message}{hint}", err=True)
         code = exc.exit_code
-    except click.Abort:
+    except typer.Abort:
         typer.echo("error: interrupted", err=True)
         code = 130
     except JourneyError as exc:

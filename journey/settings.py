@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     group: str = Field(
         default="journey-views",
         min_length=1,
-        description="The engine's consumer group (`run`, `serve`); read-only commands never join it",
+        description="The engine's consumer group (run, serve); read-only commands never join it",
     )
     partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
     store: str = Field(
