@@ -161,7 +161,7 @@ class IntegrityWatch:
         self.interval_s = interval_s
         self._lock = threading.Lock()
         self._problem: str | None = None
-        self._checked_at = 0.0
+        self._checked_at = time.monotonic()  # the store was checked when it was opened
 
     @property
     def problem(self) -> str | None:
