@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -206,6 +205,12 @@ class Runner:
             except InvalidEvent as exc:
                 dead.append(self._dead_row(msg, exc))
                 continue
+            except Exception as exc:
+                # Decoding is a pure function of the bytes: whatever it raises is the
+                # message's fault (poison), never a reason to stop the pipeline.
+                why = InvalidEvent("undecodable", f"decoding raised {type(exc).__name__}: {exc}")
+                dead.append(self._dead_row(msg, why))
+                continue
             if touchpoint.customer_id.encode() != msg.key:
                 # The key decides the partition, hence the order; a mismatch would fold
                 # this customer's facts out of order.
@@ -291,30 +296,43 @@ class Runner:
             for p, hwm in self.log.high_watermarks(self.topic).items()
         }
 
-    def run_until_caught_up(self, timeout_s: float = 600) -> RunnerStats:
-        """Process until the store has every message that was on the log at the start."""
+    def run_until_caught_up(self, timeout_s: float = 600, retry_for_s: float = 0.0) -> RunnerStats:
+        """Process until the store has every message that was on the log at the start.
+
+        A transient failure is raised at once, or — with ``retry_for_s`` — retried with
+        backoff for that long (each attempt re-reads from the store's positions).
+        """
         targets = self.log.high_watermarks(self.topic)
         deadline = time.monotonic() + timeout_s
+        failing_since: float | None = None
+        backoff = 0.2
         while time.monotonic() < deadline:
-            positions = self.store.positions()
-            if all(
-                hwm == 0 or positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
-                for p, hwm in targets.items()
-            ):
-                return self.stats
-            self.step()
+            try:
+                positions = self.store.positions()
+                if all(
+                    hwm == 0 or positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
+                    for p, hwm in targets.items()
+                ):
+                    return self.stats
+                self.step()
+            except Exception as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    logger.error(
+                        "step failed; retrying from the last committed position",
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_for_s=retry_for_s,
+                    )
+                if now - failing_since >= retry_for_s:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if failing_since is not None:
+                logger.info("resumed", failed_for_s=round(time.monotonic() - failing_since, 1))
+                failing_since, backoff = None, 0.2
         raise TimeoutError(f"not caught up with {self.topic} within {timeout_s} s")
-
-    def run_forever(self, stop: threading.Event) -> RunnerStats:
-        logger.info(
-            "runner started", topic=self.topic, group=self.group, store=str(self._store_file)
-        )
-        while not stop.is_set():
-            self.step()
-        logger.info(
-            "runner stopped", applied=self.stats.applied, dead_letters=self.stats.dead_letters
-        )
-        return self.stats
 
 
 def _header(msg: Message, name: str) -> str | None:

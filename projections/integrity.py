@@ -86,7 +86,7 @@ def quick_check(path: Path) -> str | None:
         return str(exc)
     finally:
         con.close()
-    found = [str(r[0]) for r in rows]
+    found = [" ".join(str(r[0]).split()) for r in rows]  # one line: it goes into messages
     return None if found == ["ok"] else "; ".join(found)
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "StoreError",
     "active_store_path",
     "content_hash",
+    "find_conflicts",
     "swap_store",
 ]
 
@@ -197,6 +198,22 @@ class PendingDeadLetter:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+
+
+def find_conflicts(
+    touchpoints: Sequence[Touchpoint], known: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(event id, first hash, this hash) for each touchpoint whose event_id is in ``known``
+    (id -> content hash) or earlier in the batch with other content."""
+    seen = dict(known or {})
+    out: list[tuple[str, str, str]] = []
+    for touchpoint in touchpoints:
+        event_id = str(touchpoint.event_id)
+        digest = content_hash(touchpoint)
+        first = seen.setdefault(event_id, digest)
+        if first != digest:
+            out.append((event_id, first, digest))
+    return out
 
 
 def content_hash(touchpoint: Touchpoint) -> str:
@@ -501,18 +518,10 @@ class JourneyStore:
 
     def conflicts(self, touchpoints: Sequence[Touchpoint]) -> list[tuple[str, str, str]]:
         """(event id, recorded hash, new hash) for each touchpoint whose event_id the store
-        recorded with other content: the edge answers 409 for those."""
-        known = self._known_hashes([str(t.event_id) for t in touchpoints])
-        out: list[tuple[str, str, str]] = []
-        for touchpoint in touchpoints:
-            event_id = str(touchpoint.event_id)
-            digest = content_hash(touchpoint)
-            first = known.get(event_id)
-            if first is None:
-                known[event_id] = digest  # a conflict within the batch counts too
-            elif first != digest:
-                out.append((event_id, first, digest))
-        return out
+        recorded (or the batch holds before it) with other content: the edge answers 409."""
+        return find_conflicts(
+            touchpoints, self._known_hashes([str(t.event_id) for t in touchpoints])
+        )
 
     def pending_dead_letters(self, limit: int = 500) -> list[PendingDeadLetter]:
         """Dead letters recorded but not yet produced to the DLQ topic (the outbox)."""

@@ -611,6 +611,11 @@ def create_app(
                 "description": "An invalid touchpoint: names the line (or array item) and the "
                 "field; nothing of the batch was produced",
             },
+            409: {
+                "model": ErrorOut,
+                "description": "An event_id already recorded (or twice in the batch) with other "
+                "content: names the id; nothing of the batch was produced",
+            },
             503: {"model": ErrorOut, "description": "The log did not accept the batch"},
         },
         tags=["emitting"],
@@ -661,6 +666,19 @@ def create_app(
                 field=exc.error.field,
                 line=exc.line,
             ) from None
+        conflicts = await service.read(lambda store: store.conflicts(touchpoints))
+        if conflicts:
+            event_id, recorded, sent = conflicts[0]
+            more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+            raise ServiceError(
+                409,
+                "conflicting_duplicate",
+                f"event_id {event_id} is already recorded with other content ({recorded}; "
+                f"this one is {sent}){more}: a fact cannot change; send a new event_id. "
+                "Nothing of the batch was produced",
+                field="event_id",
+                key=event_id,
+            )
         positions = await service.emit(touchpoints)
         service.metrics.emitted.inc(len(positions))
         result = EmitResult(
