@@ -49,7 +49,7 @@ kafka-stop: ## Stop the local Kafka started by `make kafka` (by its pid)
 kafka-status: ## Say whether the local Kafka runs
 	bash scripts/kafka.sh status
 
-postgres: ## Start a local PostgreSQL (Debian package) on 127.0.0.1:$${PG_PORT:-15432}; prints the store URL last
+postgres: ## Start a local PostgreSQL (Debian package) on 127.0.0.1:15432 (PG_PORT); prints the store URL last
 	bash scripts/postgres.sh start
 
 postgres-stop: ## Stop the local PostgreSQL started by `make postgres`
