@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ from journey.settings import ConfigError, Settings, redact
 
 if TYPE_CHECKING:
     from consumers.log import Log
+    from domain.envelope import Touchpoint
     from domain.rules import ServiceRules
     from journey.pipeline import Pipeline
     from projections.store import JourneyStore
@@ -54,11 +56,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _exit_code(exc: JourneyError) -> int:
-    """1 when the log or store failed (try again later), 2 when what was asked is wrong."""
+    """1 when the log failed (try again later), 2 when what was asked is wrong (a damaged
+    or foreign store included: its message names the remedy)."""
     from consumers.log import CommitRefused, LogUnavailable
-    from projections.store import StoreError
 
-    if isinstance(exc, LogUnavailable | CommitRefused | StoreError):
+    if isinstance(exc, LogUnavailable | CommitRefused):
         return EXIT_FAILED
     return EXIT_USAGE
 
@@ -119,6 +121,9 @@ def emit(
         touchpoints = parse_batch(text, origin)
     except JourneyError as exc:
         raise fail(str(exc)) from None
+    conflict = _conflicting_duplicate(settings, touchpoints)
+    if conflict:
+        raise fail(conflict)
     try:
         log = settings.open_log()
         try:
@@ -132,6 +137,30 @@ def emit(
         raise fail(str(exc), code=_exit_code(exc)) from None
     for pos in positions:
         typer.echo(json.dumps(pos.as_dict()))
+
+
+def _conflicting_duplicate(settings: Settings, touchpoints: Sequence[Touchpoint]) -> str | None:
+    """Where the engine can tell (its store is here), an event_id already recorded with other
+    content, or twice in the batch: a fact cannot change, so nothing is produced."""
+    from projections.store import JourneyStore, active_store_path, find_conflicts
+
+    active = active_store_path(settings.store_path())
+    if active.exists():
+        store = JourneyStore(active, check_pages=False)
+        try:
+            found = store.conflicts(touchpoints)
+        finally:
+            store.close()
+    else:
+        found = find_conflicts(touchpoints)
+    if not found:
+        return None
+    event_id, recorded, sent = found[0]
+    return (
+        f"event_id {event_id} is already recorded with other content ({recorded}; this one "
+        f"is {sent}): a fact cannot change, send a new event_id (conflicting_duplicate); "
+        "nothing was produced"
+    )
 
 
 @app.command()
@@ -237,7 +266,7 @@ def run() -> None:
             pipeline.run()
         finally:
             pipeline.close()
-    except JourneyError as exc:
+    except JourneyError as exc:  # a damaged or foreign store: 2, the remedy in the message
         raise fail(str(exc), code=_exit_code(exc)) from None
 
 
