@@ -238,7 +238,11 @@ class KafkaLog:
             group_id=None,
             enable_auto_commit=False,
             allow_auto_create_topics=False,
-            **{**self._client_config(), "request_timeout_ms": self.offsets_timeout_ms},
+            **{
+                **self._client_config(),
+                "request_timeout_ms": self.offsets_timeout_ms,
+                "bootstrap_timeout_ms": self.offsets_timeout_ms,
+            },
         )
 
     def _call(self, what: str, fn: Callable[[], _T], *, commit: bool = False) -> _T:
