@@ -45,10 +45,12 @@ import structlog
 from kafka.partitioner.default import murmur2
 
 from consumers.log import (
+    CommitRefused,
     Headers,
     Log,
     LogConsumer,
     LogError,
+    LogUnavailable,
     Message,
     OnAssign,
     OutgoingMessage,
@@ -212,13 +214,16 @@ class EmbeddedLog:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise LogError(f"embedded log {self.path!r} is busy or unwritable: {exc}") from None
+            # Transient (another writer, a full disk): the caller retries.
+            raise LogUnavailable(
+                f"embedded log {self.path!r} is busy or unwritable: {exc}"
+            ) from None
         try:
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
-            raise LogError(f"embedded log {self.path!r}: write failed: {exc}") from None
+            raise LogUnavailable(f"embedded log {self.path!r}: write failed: {exc}") from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -234,7 +239,7 @@ class EmbeddedLog:
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LogError(f"embedded log {self.path!r}: read failed: {exc}") from None
+            raise LogUnavailable(f"embedded log {self.path!r}: read failed: {exc}") from None
 
     def _create_schema(self) -> None:
         with self._write() as conn:
@@ -660,7 +665,7 @@ class EmbeddedConsumer:
                 )
             ]
             if taken:
-                raise LogError(
+                raise CommitRefused(
                     f"commit refused for group {self.group_id!r}: "
                     + ", ".join(f"{tp} now belongs to member {owner}" for tp, owner in taken)
                     + " (this member was dropped after not polling for "
