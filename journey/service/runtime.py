@@ -15,7 +15,6 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from consumers import open_log
 from consumers.log import Log, LogError, Position, TopicPartition
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
@@ -95,7 +94,7 @@ class Service:
         self.topic = settings.topic
         self.max_wait_s = options.max_wait_ms / 1000
         self._own_log = log is None
-        self.log: Log = log if log is not None else open_log(settings.broker)
+        self.log: Log = log if log is not None else settings.open_log()
         self.metrics = ServiceMetrics()
         self.heads = HeadTracker()
         self.closing = threading.Event()
