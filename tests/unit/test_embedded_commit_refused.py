@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from consumers.embedded_log import EmbeddedLog
-from consumers.log import CommitRefused, LogError, LogUnavailable, OutgoingMessage, TopicPartition
+from consumers.log import CommitRefused, LogError, LogUnavailable, OutgoingMessage
 
 
 def test_a_commit_after_the_partitions_moved_on_is_commit_refused(tmp_path: Path) -> None:
