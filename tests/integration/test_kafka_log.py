@@ -100,7 +100,7 @@ def test_the_producer_is_idempotent_with_acks_all(klog: KafkaLog, unique_topic: 
 
     klog.produce(unique_topic, [OutgoingMessage(key=b"c-1", value=b"{}")])
 
-    producer = klog._producer
+    producer = klog._producer.current
     assert producer.config["enable_idempotence"] is True
     assert producer.config["acks"] == -1  # "all"
     # Only a broker that accepted the idempotent producer hands out a producer id.
@@ -108,7 +108,7 @@ def test_the_producer_is_idempotent_with_acks_all(klog: KafkaLog, unique_topic: 
     assert klog.producer_id >= 0
     # One producer per log, reused by every produce.
     klog.produce(unique_topic, [OutgoingMessage(key=b"c-2", value=b"{}")])
-    assert klog._producer is producer
+    assert klog._producer.current is producer
 
 
 def test_a_dead_letter_topic_sits_beside_the_main_topic(klog: KafkaLog, unique_topic: str) -> None:
