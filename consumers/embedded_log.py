@@ -365,14 +365,15 @@ class EmbeddedLog:
 
     def consumer(
         self,
-        group_id: str,
+        group_id: str | None,
         topics: Sequence[str],
         *,
         on_assign: OnAssign | None = None,
     ) -> EmbeddedConsumer:
-        """A member of ``group_id``; it joins the group on its first ``poll``, as in Kafka."""
-        if not group_id:
-            raise LogError("a consumer needs a non-empty group_id")
+        """A member of ``group_id``; it joins the group on its first ``poll``, as in Kafka.
+        With ``group_id=None`` a reader of every partition that joins nothing."""
+        if group_id is not None and not group_id:
+            raise LogError("a consumer needs a non-empty group_id (or None: no group)")
         if not topics:
             raise LogError("a consumer needs at least one topic to subscribe to")
         for topic in topics:
@@ -410,7 +411,7 @@ class EmbeddedConsumer:
     def __init__(
         self,
         log: EmbeddedLog,
-        group_id: str,
+        group_id: str | None,
         topics: list[str],
         on_assign: OnAssign | None,
     ) -> None:
@@ -497,6 +498,9 @@ class EmbeddedConsumer:
         if not force and mono - self._last_sync < _SYNC_INTERVAL_S:
             return
         self._last_sync = mono
+        if self.group_id is None:  # no group: every partition, nobody to agree with
+            self._apply_assignment(self._target([]))
+            return
         now_ms = _now_ms()
         heartbeat_every_s = self._log.session_timeout_ms / 10_000
         if not self._joined or mono - self._last_heartbeat >= heartbeat_every_s:
@@ -650,7 +654,7 @@ class EmbeddedConsumer:
         for tp, offset in to_commit.items():
             if offset < 0:
                 raise LogError(f"cannot commit negative offset {offset} for {tp}")
-        if not to_commit:
+        if not to_commit or self.group_id is None:  # no group: nothing to commit to
             return
         with self._log._write() as conn:
             # Like Kafka's fencing of a stale generation: a member dropped for silence must
@@ -681,6 +685,8 @@ class EmbeddedConsumer:
 
     def committed(self, tp: TopicPartition) -> int | None:
         self._check_open()
+        if self.group_id is None:
+            return None
         row = (
             self._log._conn()
             .execute(

@@ -438,15 +438,17 @@ class KafkaLog:
 
     def consumer(
         self,
-        group_id: str,
+        group_id: str | None,
         topics: Sequence[str],
         *,
         on_assign: OnAssign | None = None,
     ) -> KafkaConsumerAdapter:
         """A member of ``group_id`` subscribed to ``topics``; it joins the group on its first
-        ``poll``. Topics that do not exist yet are picked up once they do."""
-        if not group_id:
-            raise LogError("a consumer needs a non-empty group_id")
+        ``poll``. Topics that do not exist yet are picked up once they do. With
+        ``group_id=None``: every partition of the (existing) topics assigned by hand, outside
+        any group, so reading never makes the broker rebalance anyone."""
+        if group_id is not None and not group_id:
+            raise LogError("a consumer needs a non-empty group_id (or None: no group)")
         if not topics:
             raise LogError("a consumer needs at least one topic to subscribe to")
         consumer = KafkaConsumerAdapter(self, group_id, sorted(set(topics)), on_assign)
@@ -661,7 +663,7 @@ class KafkaConsumerAdapter:
     def __init__(
         self,
         log: KafkaLog,
-        group_id: str,
+        group_id: str | None,
         topics: list[str],
         on_assign: OnAssign | None,
     ) -> None:
@@ -689,6 +691,14 @@ class KafkaConsumerAdapter:
                 **log._client_config(),
             ),
         )
+        if group_id is None:
+            # A plain reader: every partition by hand, no group, no rebalance.
+            kafka_tps = [
+                KafkaTopicPartition(topic, p) for topic in topics for p in log.partitions(topic)
+            ]
+            self._consumer.assign(kafka_tps)
+            self._assigned({_from_kafka(tp) for tp in kafka_tps}, kafka_tps)
+            return
         self._consumer.subscribe(topics=topics, listener=_Listener(self))
         # Know the topics' partitions before the first join. Otherwise the group leader may
         # assign before its metadata arrives (nothing to anyone), rejoin at once, and when a
@@ -799,6 +809,8 @@ class KafkaConsumerAdapter:
         every assigned partition. Fails with LogError when the group rebalanced meanwhile
         (the new owner re-reads from the last successful commit)."""
         self._check_open()
+        if self.group_id is None:  # no group: nothing to commit to
+            return
         if offsets is None:
             self._log._call(
                 f"committing for group {self.group_id!r}", self._consumer.commit, commit=True
@@ -819,6 +831,8 @@ class KafkaConsumerAdapter:
 
     def committed(self, tp: TopicPartition) -> int | None:
         self._check_open()
+        if self.group_id is None:
+            return None
         offset = self._log._call(
             f"reading the committed offset of {tp} for group {self.group_id!r}",
             lambda: self._consumer.committed(_to_kafka(tp), timeout_ms=self._log.timeout_ms),

@@ -12,6 +12,10 @@ Semantics every adapter honours (the contract suite in ``tests/contract`` checks
 * the *high-water mark* of a partition is the offset the next message will get;
 * a consumer belongs to a group; it reads from the group's committed offset (or the
   beginning, when nothing was committed) and commits explicitly, never automatically;
+* a consumer with no group (``group_id=None``) is a plain reader: every partition of its
+  topics is assigned to it, it starts where ``on_assign`` says (else at 0), joins nothing,
+  and its commits go nowhere (``committed`` is None). Readers that must not disturb the
+  engine (a rebuild) use it;
 * committed offsets are "the next offset to read", as in Kafka.
 """
 
@@ -194,10 +198,13 @@ class Log(Protocol):
 
     def consumer(
         self,
-        group_id: str,
+        group_id: str | None,
         topics: Sequence[str],
         *,
         on_assign: OnAssign | None = None,
-    ) -> LogConsumer: ...
+    ) -> LogConsumer:
+        """A member of ``group_id``, or with None a reader of every partition outside any
+        group."""
+        ...
 
     def close(self) -> None: ...

@@ -1,7 +1,8 @@
 """Blue-green rebuild: replay the log from the beginning into a fresh store, then swap.
 
 Queries and the live runner keep using the active store meanwhile. The new store is filled
-by an ordinary :class:`Runner` (a throw-away consumer group that starts at offset 0); once
+by an ordinary :class:`Runner` reading every partition outside any consumer group (it
+never makes the broker rebalance the engine's group; it starts at offset 0); once
 it has caught up with the log it becomes active with one atomic rename of the pointer file,
 and live runners follow at their next batch.
 """
@@ -9,7 +10,6 @@ and live runners follow at their next batch.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,7 +53,7 @@ def rebuild(
         new_file,
         topic=topic,
         dlq_topic=dlq_topic,
-        group=f"journey-rebuild-{uuid.uuid4().hex[:8]}",
+        group=None,  # assigned partitions: reading never disturbs a running engine
         batch_size=batch_size,
         follow_swaps=False,
         on_batch=on_batch,

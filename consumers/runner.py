@@ -79,7 +79,7 @@ class Runner:
         *,
         topic: str,
         dlq_topic: str,
-        group: str = "journey-views",
+        group: str | None = "journey-views",  # None: read every partition, join no group
         batch_size: int = 500,
         poll_timeout_s: float = 0.05,
         follow_swaps: bool = True,

@@ -56,7 +56,7 @@ def consume(consumer: LogConsumer, count: int, *, deadline_s: float = DEADLINE_S
 
 @contextmanager
 def member(
-    log: Log, group_id: str, topics: Sequence[str], on_assign: OnAssign | None = None
+    log: Log, group_id: str | None, topics: Sequence[str], on_assign: OnAssign | None = None
 ) -> Iterator[LogConsumer]:
     consumer = log.consumer(group_id, topics, on_assign=on_assign)
     try:
@@ -379,3 +379,30 @@ def test_seek_to_timestamp(log: Log, topic: str, unique_topic: str) -> None:
         assert consumer.poll(timeout_s=0.5) == []
         newest = log.produce(topic, [msg("customer-0", "newest")])
         assert by_position(consume(consumer, 1)).keys() == set(newest)
+
+
+def test_a_reader_without_group_reads_everything_and_disturbs_no_member(
+    log: Log, topic: str, unique_topic: str
+) -> None:
+    """What a rebuild reads with: every partition, from where on_assign says, outside any
+    group, so the engine's members keep their partitions (before, a reader joined a group
+    and the broker rebalanced)."""
+    group = f"g.{unique_topic}"
+    sent = log.produce(topic, [msg(f"customer-{i % 6}", f"a{i}") for i in range(12)])
+    everything = frozenset(TopicPartition(topic, p) for p in range(PARTITIONS))
+    with member(log, group, [topic]) as engine:
+        consume(engine, 12)
+        assert engine.assignment() == everything
+        engine.commit()
+        first = sent[0].topic_partition
+        with member(log, None, [topic], on_assign=lambda _tps: {first: 1}) as reader:
+            got = consume(reader, 11)
+            assert reader.assignment() == everything
+            reader.commit()  # goes nowhere
+            assert reader.committed(first) is None
+            engine.poll(0.5)
+            assert engine.assignment() == everything, "the reader took partitions"
+        skipped = Position(first.topic, first.partition, 0)
+        assert by_position(got).keys() == set(sent) - {skipped}
+        # The engine's commit stands: the reader's went nowhere.
+        assert engine.committed(first) == log.high_watermarks(topic)[first.partition]
