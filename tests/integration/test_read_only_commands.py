@@ -1,10 +1,11 @@
-"""Reading never disturbs the engine: `journey view` and `journey service-levels` while a
-`journey run` folds a backlog on real Kafka.
+"""Reading never disturbs the engine: `journey view`, `journey service-levels` and
+`journey rebuild` while a `journey run` folds a backlog on real Kafka.
 
 Before: both commands built a pipeline and joined the engine's consumer group to fold the
 backlog themselves; the broker rebalanced, the running engine lost its partitions for as
 long as they ran, and they could die with a TimeoutError traceback. Now they read the store
-and say how far behind it is; the engine keeps its partitions throughout.
+and say how far behind it is; rebuild reads every partition outside any group; the engine
+keeps its partitions throughout.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def test_view_and_service_levels_never_join_the_engines_group(
 
         emitter.emit_touchpoints(backlog)
         reader_env = {k: v for k, v in env.items() if k != "JOURNEY_CHAOS_FOLD_DELAY_MS"}
-        runs = [
-            subprocess.run(
+        runs = {
+            args[0]: subprocess.run(
                 [str(JOURNEY), *args],
                 env=reader_env,
                 capture_output=True,
@@ -101,13 +102,18 @@ def test_view_and_service_levels_never_join_the_engines_group(
                 timeout=120,
                 check=False,
             )
-            for args in (["view", first[0].customer_id], ["service-levels", "--json"])
-        ]
-        for done in runs:
-            assert done.returncode == 0, done.stderr
+            for args in (
+                ["view", first[0].customer_id],
+                ["service-levels", "--json"],
+                ["rebuild"],  # reads the whole log, into a store of its own
+            )
+        }
+        for name, done in runs.items():
+            assert done.returncode == 0, (name, done.stderr)
             assert "Traceback" not in done.stderr
+        for name in ("view", "service-levels"):
             # The store is behind, and the reader says so instead of folding itself.
-            assert "behind the log" in done.stderr, done.stderr
+            assert "behind the log" in runs[name].stderr, runs[name].stderr
         assert runner.poll() is None, (tmp_path / "run.err").read_text()
         # The engine is still the only member and kept every partition, never revoked.
         assert _members(bootstrap, group) == [engine]
