@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -182,6 +183,8 @@ def _pipeline() -> Pipeline:
         topic=settings.topic,
         rules=load_rules(),
         partitions=settings.partitions,
+        allowed_lateness=timedelta(seconds=settings.allowed_lateness),
+        idle_timeout=timedelta(seconds=settings.idle_timeout),
     )
 
 

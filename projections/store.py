@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
-from consumers.log import TopicPartition
 from domain import catalogue as c
 from domain.aggregates import CustomerJourney, already_parsed, journey_id
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
 from domain.journey import Journey
+from domain.positions import TopicPartition
 
 __all__ = ["BatchResult", "JourneyStore", "StoreError", "active_store_path", "swap_store"]
 
@@ -82,6 +83,12 @@ _VIEW_TABLES = [
     """CREATE TABLE IF NOT EXISTS outreach (
         customer_id TEXT NOT NULL, defect_id TEXT NOT NULL, sent_at TEXT NOT NULL,
         PRIMARY KEY (customer_id, defect_id))""",
+    # Per partition, the latest occurred_at folded on it (UTC, fixed-width ISO text, so text
+    # order is time order): the event-time clock the promise keeper decides deadlines by.
+    # Written with the partition's position, so a restart or a rebuild sees the same clock.
+    """CREATE TABLE IF NOT EXISTS partition_clocks (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, event_time TEXT NOT NULL,
+        PRIMARY KEY (topic, partition))""",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
         reason TEXT NOT NULL, PRIMARY KEY (topic, partition, "offset"))""",
@@ -218,6 +225,15 @@ class JourneyStore:
                 return False
             time.sleep(0.002)
 
+    def partition_clocks(self, topic: str) -> dict[int, datetime]:
+        """Per partition of ``topic``, the latest occurred_at folded on it."""
+        return {
+            int(part): datetime.fromisoformat(str(at))
+            for part, at in self.query(
+                "SELECT partition, event_time FROM partition_clocks WHERE topic = ?", (topic,)
+            )
+        }
+
     def journey(self, customer_id: str) -> CustomerJourney | None:
         rows = self.query("SELECT generation FROM customers WHERE customer_id = ?", (customer_id,))
         if not rows:
@@ -286,6 +302,7 @@ class JourneyStore:
         generations = {cid: gen for cid, (gen, _) in stored.items()}
         writes: list[Statement] = []
         retired: list[str] = []
+        latest: datetime | None = None
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
             if event_id in known:
@@ -315,6 +332,10 @@ class JourneyStore:
                 )
             )
             writes.extend(_fact_writes(touchpoint))
+            if not isinstance(touchpoint.data, _DERIVED) and (
+                latest is None or touchpoint.occurred_at > latest
+            ):
+                latest = touchpoint.occurred_at
             result.applied += 1
             logger.debug(
                 "touchpoint folded",
@@ -338,6 +359,14 @@ class JourneyStore:
             writes.append(("DELETE FROM stored_events WHERE originator_id = ?", (old_id,)))
         for cid, agg in aggregates.items():
             writes.extend(_customer_writes(agg, generations.get(cid, 0), tp))
+        if latest is not None:
+            writes.append(
+                (
+                    "INSERT INTO partition_clocks VALUES (?, ?, ?) ON CONFLICT (topic, partition)"
+                    " DO UPDATE SET event_time = max(event_time, excluded.event_time)",
+                    (tp.topic, tp.partition, clock_text(latest)),
+                )
+            )
         processing = ProcessingEvent[Any](
             tracking=Tracking(f"{tp.topic}:{tp.partition}", last_offset)
         )
@@ -389,6 +418,15 @@ class JourneyStore:
 
 
 # ---------------------------------------------------------------------- query-table rows
+
+# The keeper's own output: deciding a deadline must not move the clock it decides by.
+_DERIVED = (c.PromiseBroken, c.ReplyOverdue)
+
+
+def clock_text(at: datetime) -> str:
+    """UTC with microseconds always present: text order is time order."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
 
 
 def _fact_writes(tp: Touchpoint) -> list[Statement]:
@@ -505,7 +543,10 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
                 )
             )
     for promise in j.promises.values():
-        if promise.status == "pending":
+        # A promise fulfilled after its deadline keeps its clock row until the break is
+        # recorded: the keeper records it whether the late fulfilment was folded first (a
+        # backfill) or the deadline passed first (live).
+        if not promise.decided:
             owner = j.cases.get(promise.case_id) if promise.case_id else None
             writes.append(
                 (
