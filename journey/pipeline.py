@@ -117,10 +117,11 @@ class Pipeline:
         times = list(arrivals) if arrivals is not None else [t.occurred_at for t in touchpoints]
         if len(times) != len(touchpoints):
             raise ValueError("one arrival time per touchpoint")
-        for at, tp in sorted(zip(times, touchpoints, strict=True), key=lambda pair: pair[0]):
+        for arrived, tp in sorted(zip(times, touchpoints, strict=True), key=lambda p: p[0]):
+            at = arrived
             if tick_every is not None:
                 step = tick_every.total_seconds()
-                at = datetime.fromtimestamp(at.timestamp() // step * step, UTC)
+                at = datetime.fromtimestamp(arrived.timestamp() // step * step, UTC)
             if at > clock.now:
                 clock.set(at)
                 self.catch_up()

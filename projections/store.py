@@ -428,7 +428,6 @@ def clock_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
-
 def _fact_writes(tp: Touchpoint) -> list[Statement]:
     """Rows that come straight from one touchpoint, whoever's journey it is in."""
     d = tp.data

@@ -48,5 +48,7 @@ def test_no_import_points_up_or_sideways(package: str) -> None:
 
 def test_the_walker_sees_imports_inside_functions(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from journey.emitter import Emitter\n    import consumers.log\n")
+    probe.write_text(
+        "def f():\n    from journey.emitter import Emitter\n    import consumers.log\n"
+    )
     assert [m for _, m in imported_packages(probe)] == ["journey.emitter", "consumers.log"]
