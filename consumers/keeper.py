@@ -36,7 +36,7 @@ from consumers.log import Log, OutgoingMessage, Position, TopicPartition
 from domain import catalogue as c
 from domain.envelope import encode, new_touchpoint
 from domain.rules import ServiceRules
-from projections.service_levels import open_items
+from projections.service_levels import missed_stopped_items, open_items
 from projections.store import JourneyStore
 
 __all__ = [
@@ -144,7 +144,11 @@ class PromiseKeeper:
         if not clocks:
             return []
         emitted: list[Position] = []
-        for item in open_items(store, self.rules, max(clocks.values()), with_names=False):
+        items = [
+            *open_items(store, self.rules, max(clocks.values()), with_names=False),
+            *missed_stopped_items(store, self.rules),
+        ]
+        for item in items:
             if item.recorded:
                 continue
             partition = self.log.partition_for(self.topic, item.customer_id.encode())

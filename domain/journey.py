@@ -119,6 +119,19 @@ class Case:
     reply_owed_since: datetime | None = None
     awaiting_customer_since: datetime | None = None
     overdue_recorded: list[tuple[str, datetime]] = field(default_factory=list)
+    # Reply clocks that stopped (a reply, a resolution): (target, since, stopped at). One
+    # that stopped after its target was missed even if nobody recorded it in time: a
+    # backfill folds the late reply before the keeper looks; the keeper records it then.
+    stopped_clocks: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+
+    def stop_reply_clock(self, at: datetime) -> None:
+        if self.reply_owed is not None and self.reply_owed_since is not None:
+            self.stopped_clocks.append((self.reply_owed, self.reply_owed_since, at))
+        self.reply_owed = None
+        self.reply_owed_since = None
+
+    def overdue_recorded_between(self, target: str, since: datetime, until: datetime) -> bool:
+        return any(t == target and since <= due <= until for t, due in self.overdue_recorded)
 
     @property
     def answered(self) -> bool:
@@ -455,8 +468,7 @@ class Journey:
                     for copy in d.copied_to:
                         if copy not in case.copied_to:
                             case.copied_to.append(copy)
-                    case.reply_owed = None
-                    case.reply_owed_since = None
+                    case.stop_reply_clock(at)
                     case.awaiting_customer_since = at if d.awaiting_customer else None
                 return f"Reply by {d.agent} ({d.team}, {d.country}) via {d.channel}", d.case_id
             case c.CaseHandedOff():
@@ -491,7 +503,7 @@ class Journey:
                     case.status = "resolved"
                     case.resolved_at = at
                     case.resolution = d.resolution
-                    case.reply_owed = None
+                    case.stop_reply_clock(at)
                 return f"Resolved: {d.resolution}", d.case_id
             case c.CaseReopened():
                 case = self._case(tp, d.case_id, "reopening")

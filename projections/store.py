@@ -69,6 +69,13 @@ _VIEW_TABLES = [
         team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
         case_kind TEXT,
         PRIMARY KEY (customer_id, kind, ref))""",
+    # Reply clocks that stopped with no ReplyOverdue recorded in their span: the keeper
+    # records those that stopped after their target (which the rules give at read time).
+    """CREATE TABLE IF NOT EXISTS stopped_clocks (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
+        team TEXT, country TEXT, started_at TEXT NOT NULL, stopped_at TEXT NOT NULL,
+        case_kind TEXT, PRIMARY KEY (customer_id, kind, ref, started_at))""",
+    "CREATE INDEX IF NOT EXISTS stopped_clocks_customer ON stopped_clocks (customer_id)",
     """CREATE TABLE IF NOT EXISTS breaches (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
         recorded_at TEXT NOT NULL, channel TEXT, team TEXT,
@@ -510,6 +517,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
         ),
         ("DELETE FROM identities WHERE customer_id = ?", (cid,)),
         ("DELETE FROM clocks WHERE customer_id = ?", (cid,)),
+        ("DELETE FROM stopped_clocks WHERE customer_id = ?", (cid,)),
         ("DELETE FROM owned_products WHERE customer_id = ?", (cid,)),
     ]
     for ident in j.identities:
@@ -537,6 +545,26 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
                         case.reply_owed_since.isoformat(),
                         None,
                         None if j.erased_at else case.subject,
+                        case.kind,
+                    ),
+                )
+            )
+    for case in j.cases.values():
+        for kind, since, stopped in case.stopped_clocks:
+            if case.overdue_recorded_between(kind, since, stopped):
+                continue
+            writes.append(
+                (
+                    "INSERT OR REPLACE INTO stopped_clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cid,
+                        kind,
+                        case.case_id,
+                        case.channel,
+                        case.team,
+                        case.country,
+                        since.isoformat(),
+                        stopped.isoformat(),
                         case.kind,
                     ),
                 )

@@ -18,7 +18,7 @@ from consumers.embedded_log import EmbeddedLog
 from consumers.keeper import derived_event_id
 from consumers.log import Log
 from domain import catalogue as c
-from domain.envelope import decode
+from domain.envelope import decode, new_touchpoint
 from journey.emitter import Emitter
 from journey.pipeline import ManualClock, Pipeline
 from journey.synthetic import Arrival, generate_order_history
@@ -178,5 +178,58 @@ def test_same_facts_at_any_pace_and_after_a_restart(tmp_path: Path) -> None:
             run(log, store, "shop", arrivals)
             check(broken_on_log(log, "shop"), expected, how)
             restart_adds_nothing(log, store, "shop")
+        finally:
+            log.close()
+
+
+def overdue_on_log(log: Log, topic: str) -> list[tuple[str, str, datetime]]:
+    consumer = log.consumer(f"count-{uuid.uuid4().hex[:8]}", [topic])
+    found = []
+    try:
+        while batch := consumer.poll(0.2, 2000):
+            for msg in batch:
+                tp = decode(msg.value)
+                if isinstance(tp.data, c.ReplyOverdue):
+                    found.append((tp.customer_id, tp.data.case_id, tp.data.due_by))
+    finally:
+        consumer.close()
+    return sorted(found)
+
+
+def test_a_reply_target_missed_is_a_fact_whether_the_late_reply_is_folded_first_or_not(
+    tmp_path: Path,
+) -> None:
+    """An e-mail answered after 30 hours missed its 24-hour target, and a case resolved
+    after two days without a word missed it too; one answered after an hour did not. A
+    backfill folds the late answer before the keeper looks; live, the target passes first."""
+
+    def tp(data: c.TouchpointData, customer: str, hours: float) -> Arrival:
+        at = START + timedelta(hours=hours)
+        return Arrival(at, new_touchpoint(data, customer_id=customer, occurred_at=at, source="t"))
+
+    inquiry = c.InquiryReceived(case_id="k", channel="email", subject="Where is my lamp?")
+    reply = c.ReplySent(case_id="k", channel="email", agent="a", team="T", country="SE")
+    arrivals = sorted(
+        [
+            tp(inquiry, "late", 0),
+            tp(reply, "late", 30),
+            tp(inquiry, "silent", 1),
+            tp(c.CaseResolved(case_id="k", resolution="duplicate"), "silent", 49),
+            tp(inquiry, "quick", 2),
+            tp(reply, "quick", 3),
+        ],
+        key=lambda a: a.at,
+    )
+    expected = [
+        ("late", "k", START + timedelta(hours=24)),
+        ("silent", "k", START + timedelta(hours=25)),
+    ]
+    for n, run in enumerate((all_before_start, lived)):
+        log = EmbeddedLog(str(tmp_path / f"log{n}.db"))
+        try:
+            run(log, tmp_path / f"views{n}.db", "cases", arrivals)
+            assert overdue_on_log(log, "cases") == expected, run.__name__
+            restart_adds_nothing(log, tmp_path / f"views{n}.db", "cases")
+            assert overdue_on_log(log, "cases") == expected, run.__name__
         finally:
             log.close()
