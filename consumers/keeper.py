@@ -27,7 +27,7 @@ The wall clock is injected: tests move time by hand.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 import structlog
@@ -87,9 +87,10 @@ class PromiseKeeper:
 
     # ------------------------------------------------------------------ clocks
 
-    def partition_clocks(self, store: JourneyStore, now: datetime) -> dict[int, datetime]:
+    def partition_clocks(
+        self, store: JourneyStore, positions: Mapping[TopicPartition, int], now: datetime
+    ) -> dict[int, datetime]:
         """The clock each partition decides by now; a partition without one decides nothing."""
-        positions = store.positions()
         hwms = self.log.high_watermarks(self.topic)
         events = store.partition_clocks(self.topic)
         late = self.allowed_lateness
@@ -118,8 +119,7 @@ class PromiseKeeper:
                 clocks[p] = min(own, wall)
         return clocks
 
-    def _ready(self, store: JourneyStore) -> set[int]:
-        positions = store.positions()
+    def _ready(self, positions: Mapping[TopicPartition, int]) -> set[int]:
         return {
             p
             for p, barrier in self._barrier.items()
@@ -132,10 +132,10 @@ class PromiseKeeper:
         """Emit a fact for every deadline its partition's clock has passed, once."""
         now = self.clock()
         store = self.store()
-        clocks = self.partition_clocks(store, now)
-        ready = self._ready(store)
-        # Facts in flight are settled once the store has folded them.
         positions = store.positions()
+        clocks = self.partition_clocks(store, positions, now)
+        ready = self._ready(positions)
+        # Facts in flight are settled once the store has folded them.
         self._in_flight = {
             eid: pos
             for eid, pos in self._in_flight.items()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from consumers.embedded_log import EmbeddedLog
 from consumers.rebuild import rebuild
 from domain import catalogue as c
@@ -203,3 +205,15 @@ def test_an_idle_partition_follows_the_busy_ones_not_the_wall_clock(tmp_path: Pa
     pipeline.catch_up()
     assert derived_on_log(log) == ["PromiseBroken"]
     pipeline.close()
+
+
+def test_lateness_and_idle_timeout_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from journey.settings import Settings
+
+    assert (Settings().allowed_lateness, Settings().idle_timeout) == (300, 30)
+    monkeypatch.setenv("JOURNEY_ALLOWED_LATENESS", "60")
+    monkeypatch.setenv("JOURNEY_IDLE_TIMEOUT", "600")
+    settings = Settings.from_env()
+    assert (settings.allowed_lateness, settings.idle_timeout) == (60, 600)
