@@ -34,6 +34,8 @@ from tests.scenarios.test_event_time import (
     lived,
     months,
     restart_adds_nothing,
+    statuses_in_store,
+    statuses_in_truth,
     truth,
 )
 
@@ -152,6 +154,7 @@ def test_kcat_history_all_before_start_and_month_by_month_give_the_same_true_fac
     engine.finish()
     all_at_once = broken_on_log(klog, topics["all"])
     check(all_at_once, expected, "all before the engine starts (kcat, Kafka)")
+    assert statuses_in_store(tmp_path / "all.db") == statuses_in_truth(arrivals)
     restart_adds_nothing(klog, tmp_path / "all.db", topics["all"], group=group)
 
     # (b) month by month into a running engine that catches up between steps
@@ -162,6 +165,7 @@ def test_kcat_history_all_before_start_and_month_by_month_give_the_same_true_fac
     engine.finish()
     monthly = broken_on_log(klog, topics["monthly"])
     check(monthly, expected, "month by month (kcat, Kafka)")
+    assert statuses_in_store(tmp_path / "monthly.db") == statuses_in_truth(arrivals)
     restart_adds_nothing(klog, tmp_path / "monthly.db", topics["monthly"], group=group + "-m")
 
     # (c) the same history lived with a test clock (embedded log): the same facts

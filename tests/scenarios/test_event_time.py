@@ -9,6 +9,7 @@ broker with the history produced by kcat.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -22,6 +23,7 @@ from domain.envelope import decode, new_touchpoint
 from journey.emitter import Emitter
 from journey.pipeline import ManualClock, Pipeline
 from journey.synthetic import Arrival, generate_order_history
+from projections.store import JourneyStore, active_store_path
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 181  # January to June
@@ -52,6 +54,38 @@ def truth(arrivals: Iterable[Arrival]) -> set[uuid.UUID]:
         for order, (cid, by) in due.items()
         if order not in delivered or delivered[order] > by
     }
+
+
+def statuses_in_truth(arrivals: Iterable[Arrival]) -> Counter[str]:
+    """kept (delivered by the deadline, however late reported), kept_late, broken (never)."""
+    due: dict[str, datetime] = {}
+    shipment_of: dict[str, str] = {}
+    delivered: dict[str, datetime] = {}
+    for a in arrivals:
+        d = a.touchpoint.data
+        if isinstance(d, c.OrderPlaced) and d.promised_delivery_by is not None:
+            due[d.order_id] = d.promised_delivery_by
+        elif isinstance(d, c.OrderShipped):
+            shipment_of[d.shipment_id] = d.order_id
+        elif isinstance(d, c.Delivered):
+            delivered[shipment_of[d.shipment_id]] = a.touchpoint.occurred_at
+    return Counter(
+        "broken" if order not in delivered else "kept" if delivered[order] <= by else "kept_late"
+        for order, by in due.items()
+    )
+
+
+def statuses_in_store(store_path: Path) -> Counter[str]:
+    store = JourneyStore(active_store_path(store_path))
+    try:
+        found: Counter[str] = Counter()
+        for (cid,) in store.query("SELECT customer_id FROM customers"):
+            agg = store.journey(str(cid))
+            assert agg is not None
+            found.update(p.status for p in agg.journey.promises.values())
+        return found
+    finally:
+        store.close()
 
 
 def broken_on_log(log: Log, topic: str) -> list[uuid.UUID]:
@@ -177,6 +211,8 @@ def test_same_facts_at_any_pace_and_after_a_restart(tmp_path: Path) -> None:
         try:
             run(log, store, "shop", arrivals)
             check(broken_on_log(log, "shop"), expected, how)
+            # And the view counts what happened: kept, kept late, broken.
+            assert statuses_in_store(store) == statuses_in_truth(arrivals), how
             restart_adds_nothing(log, store, "shop")
         finally:
             log.close()
