@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from domain.errors import JourneyError
+from domain.positions import TopicPartition  # re-exported: the port speaks of it
 
 __all__ = [
     "CommitRefused",
@@ -57,15 +58,6 @@ class CommitRefused(LogError):
     """The group refused a commit: this member lost (some of) its partitions in a
     rebalance. Not retryable as it is: re-read the assigned partitions from the positions
     the store holds (the next poll's on_assign does that)."""
-
-
-@dataclass(frozen=True, order=True)
-class TopicPartition:
-    topic: str
-    partition: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]"
 
 
 @dataclass(frozen=True, order=True)

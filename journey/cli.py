@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -237,6 +238,8 @@ def _pipeline() -> Pipeline:
         rules=load_rules(),
         partitions=settings.partitions,
         group=settings.group,
+        allowed_lateness=timedelta(seconds=settings.allowed_lateness),
+        idle_timeout=timedelta(seconds=settings.idle_timeout),
     )
 
 

@@ -144,6 +144,18 @@ class Settings(BaseSettings):
         default="sqlite:///journey-views.db",
         description="Projection store: sqlite:///relative.db or sqlite:////absolute.db",
     )
+    allowed_lateness: float = Field(
+        default=300,
+        ge=0,
+        description="Seconds a touchpoint may arrive after later ones and still count before "
+        "the promise keeper decides a deadline (event time)",
+    )
+    idle_timeout: float = Field(
+        default=30,
+        gt=0,
+        description="Seconds without new event time after which a partition read to its head "
+        "follows the others' clocks, and the wall clock once all are idle",
+    )
     log_format: Literal["console", "json"] = Field(default="console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     kafka_password: SecretStr | None = Field(
