@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import structlog
 
 from journey.logs import configure_logging
 from journey.settings import Settings
@@ -20,7 +21,6 @@ def test_structlog_and_library_lines_are_redacted(capsys: pytest.CaptureFixture[
     assert settings.kafka_password.get_secret_value() == SECRET
     try:
         configure_logging("json", "info")
-        import structlog
 
         structlog.get_logger("t").warning(
             "connect failed",
@@ -31,11 +31,13 @@ def test_structlog_and_library_lines_are_redacted(capsys: pytest.CaptureFixture[
         logging.getLogger("somelib").error("auth failed for password %s", SECRET)
         out = capsys.readouterr()
     finally:
-        configure_logging("console", "info")
+        structlog.reset_defaults()  # configured to print to this test's captured stderr
         root = logging.getLogger()
         for handler in list(root.handlers):  # it writes to this test's captured stderr
             if getattr(handler, "_journey", False):
                 root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        logging.getLogger("kafka").setLevel(logging.NOTSET)
     text = out.out + out.err
     assert "connect failed" in text and "auth failed" in text
     assert SECRET not in text
