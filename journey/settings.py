@@ -101,13 +101,20 @@ def strict_int(value: object) -> object:
 StrictCount = Annotated[int, BeforeValidator(strict_int)]
 
 
+# Settings that are also global options of the `journey` command.
+_CLI_OPTIONS = frozenset({"broker", "topic", "store", "log_format", "log_level"})
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """pydantic's errors as one line: ``--name / JOURNEY_NAME: what is wrong``."""
     parts = []
     for error in exc.errors():
         name = ".".join(str(p) for p in error["loc"]) or "settings"
         message = str(error["msg"]).removeprefix("Value error, ")
-        where = f"--{name.replace('_', '-')} / JOURNEY_{name.upper()}" if error["loc"] else name
+        where = name
+        if error["loc"]:
+            option = f"--{name.replace('_', '-')} / " if name in _CLI_OPTIONS else ""
+            where = f"{option}JOURNEY_{name.upper()}"
         parts.append(f"{where}: {message}")
     return redact("; ".join(parts))
 
@@ -126,6 +133,7 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         validate_default=True,
+        env_ignore_empty=True,  # JOURNEY_X= (empty) means "not set", as before
         hide_input_in_errors=True,  # an input may be a URL with a password
     )
 
@@ -147,12 +155,14 @@ class Settings(BaseSettings):
     allowed_lateness: float = Field(
         default=300,
         ge=0,
+        allow_inf_nan=False,
         description="Seconds a touchpoint may arrive after later ones and still count before "
         "the promise keeper decides a deadline (event time)",
     )
     idle_timeout: float = Field(
         default=30,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds without new event time after which a partition read to its head "
         "follows the others' clocks, and the wall clock once all are idle",
     )

@@ -106,6 +106,9 @@ CASES = {
     "partitions a bool": Bad(
         ("emit", envelope()), "JOURNEY_PARTITIONS", env={"JOURNEY_PARTITIONS": "true"}
     ),
+    "idle timeout not finite": Bad(
+        ("emit", envelope()), "JOURNEY_IDLE_TIMEOUT", env={"JOURNEY_IDLE_TIMEOUT": "inf"}
+    ),
     "unknown log level": Bad(("--log-level", "loud", "view", "c"), "log-level"),
     "emit not json": Bad(("emit", "{not json"), "JSON"),
     "emit not an envelope": Bad(("emit", '{"type": "NoSuchThing"}'), "nothing of this batch"),
