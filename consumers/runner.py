@@ -15,12 +15,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
 from consumers.dead_letters import dead_letter
 from consumers.log import Log, LogConsumer, Message, TopicPartition
+from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.envelope import Touchpoint, decode
 from domain.errors import InvalidEvent
 from projections.store import JourneyStore, active_store_path
@@ -66,8 +68,10 @@ class Runner:
         follow_swaps: bool = True,
         on_batch: Callable[[RunnerStats], None] | None = None,
         produce_dead_letters: bool = True,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
     ) -> None:
         self.log = log
+        self.max_future = max_future
         self.base = store_path
         self.topic = topic
         self.dlq_topic = dlq_topic
@@ -150,7 +154,7 @@ class Runner:
         dead: list[tuple[int, str]] = []
         for msg in batch:
             try:
-                touchpoint = decode(msg.value)
+                touchpoint = decode(msg.value, Bounds(_now_for(msg), self.max_future))
             except InvalidEvent as exc:
                 self._dead_letter(msg, exc)
                 dead.append((msg.offset, exc.reason))
@@ -231,6 +235,21 @@ class Runner:
             "runner stopped", applied=self.stats.applied, dead_letters=self.stats.dead_letters
         )
         return self.stats
+
+
+def _now_for(msg: Message) -> datetime:
+    """The "now" of the bounds of a message: the later of the wall clock and its log time.
+
+    A message within bounds when it was produced (its log time, or the wall clock while
+    it is live) stays within them when the log is replayed years later, and a producer's
+    clock running a little ahead of ours does not dead-letter its fresh touchpoints.
+    """
+    wall = datetime.now(UTC)
+    try:
+        logged = datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+    except (OverflowError, ValueError, OSError):  # a foreign producer's absurd timestamp
+        return wall
+    return max(wall, logged)
 
 
 def _header(msg: Message, name: str) -> str | None:

@@ -76,7 +76,10 @@ def emit(
     Input: one envelope as argument, or JSON lines (or a JSON array) from --file or stdin.
     If any line is invalid nothing is produced and the exit code is 2.
     """
+    from datetime import UTC, datetime
+
     from consumers import open_log
+    from domain.bounds import Bounds
     from journey.emitter import Emitter, parse_batch
 
     settings = State.settings
@@ -90,14 +93,19 @@ def emit(
     else:
         text, origin = sys.stdin.read(), "stdin"
     try:
-        touchpoints = parse_batch(text, origin)
+        bounds = Bounds(now=datetime.now(UTC), max_future=settings.max_future)
+        touchpoints = parse_batch(text, origin, bounds)
     except JourneyError as exc:
         raise fail(str(exc)) from None
     try:
         log = open_log(settings.broker)
         try:
             emitter = Emitter(
-                log, topic=settings.topic, source="cli", partitions=settings.partitions
+                log,
+                topic=settings.topic,
+                source="cli",
+                partitions=settings.partitions,
+                max_future=settings.max_future,
             )
             positions = emitter.emit_touchpoints(touchpoints)
         finally:
@@ -182,6 +190,7 @@ def _pipeline() -> Pipeline:
         topic=settings.topic,
         rules=load_rules(),
         partitions=settings.partitions,
+        max_future=settings.max_future,
     )
 
 
@@ -258,6 +267,7 @@ def rebuild(
                 topic=settings.topic,
                 dlq_topic=settings.dlq_topic,
                 progress=report,
+                max_future=settings.max_future,
             )
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None

@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -18,6 +18,7 @@ import structlog
 from consumers.keeper import PromiseKeeper
 from consumers.log import Log, Position
 from consumers.runner import Runner, RunnerStats
+from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.envelope import Touchpoint
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
@@ -59,13 +60,23 @@ class Pipeline:
         clock: Callable[[], datetime] = system_clock,
         group: str = "journey-views",
         partitions: int = 6,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
     ) -> None:
         self.log = log
         self.topic = topic
         self.rules = rules or ServiceRules()
         self.clock = clock
-        self.emitter = Emitter(log, topic=topic, source="pipeline", partitions=partitions)
-        self.runner = Runner(log, store_path, topic=topic, dlq_topic=f"{topic}.dlq", group=group)
+        self.emitter = Emitter(
+            log, topic=topic, source="pipeline", partitions=partitions, max_future=max_future
+        )
+        self.runner = Runner(
+            log,
+            store_path,
+            topic=topic,
+            dlq_topic=f"{topic}.dlq",
+            group=group,
+            max_future=max_future,
+        )
         self.keeper = PromiseKeeper(
             log, lambda: self.runner.store, topic=topic, rules=self.rules, clock=clock
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from domain.bounds import DEFAULT_MAX_FUTURE
 
 __all__ = ["DEFAULT_BROKER", "Settings", "redact_url"]
 
@@ -36,6 +39,13 @@ class Settings(BaseModel):
     store: str = Field(default="sqlite:///journey-views.db", description="Projection store URL")
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info")
+    max_future: timedelta = Field(
+        default=DEFAULT_MAX_FUTURE,
+        ge=timedelta(0),
+        le=timedelta(days=365),
+        description="How far after now a touchpoint's occurred_at may lie (clock skew), "
+        "as an ISO 8601 duration (P1D, PT6H); the same at emit, POST /events and the consumer",
+    )
     kafka_password: SecretStr | None = Field(
         default=None, description="SASL password, never logged"
     )

@@ -98,7 +98,11 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.thread: PipelineThread | None = None
         self.emitter = Emitter(
-            self.log, topic=self.topic, source="http", partitions=settings.partitions
+            self.log,
+            topic=self.topic,
+            source="http",
+            partitions=settings.partitions,
+            max_future=settings.max_future,
         )
         self.partition_count = len(self.log.partitions(self.topic))
         if options.run_pipeline:
@@ -111,6 +115,7 @@ class Service:
                 clock=clock,
                 group=options.group,
                 partitions=settings.partitions,
+                max_future=settings.max_future,
             )
         self.reader = StoreReader(settings.store_path())
         self.watcher = PositionWatcher(self.reader.positions)

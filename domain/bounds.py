@@ -1,0 +1,122 @@
+"""Bounds every touchpoint must keep, checked the same way at every door (ARCHITECTURE 8).
+
+``journey emit``, ``POST /events`` and the consumer all decode through
+:mod:`domain.envelope`, which applies these limits, so a message either passes all three
+doors or none. The static limits (size, nesting, date years, the 1970 floor of
+``occurred_at``) need no clock; the one limit relative to *now* (``occurred_at`` at most
+``max_future`` ahead) takes ``now`` as a value in :class:`Bounds`: the domain reads no clock.
+
+Why these numbers: 1 MiB is Kafka's default largest message, so an envelope that passes
+here can be produced to any default broker; 32 levels of JSON is far more than any
+catalogue body needs and keeps every parser (ours and the consumers') far from its
+recursion limit; years 1900-2200 cover every real date of a customer's life and keep date
+arithmetic (targets, warnings, horizons) far from ``datetime``'s year-9999 edge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+__all__ = [
+    "DATA_YEARS",
+    "DEFAULT_MAX_FUTURE",
+    "EARLIEST_OCCURRED_AT",
+    "MAX_DEPTH",
+    "MAX_ENVELOPE_BYTES",
+    "Bounds",
+    "exceeds_depth",
+    "shifted",
+]
+
+MAX_ENVELOPE_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+DATA_YEARS = (1900, 2200)
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+DEFAULT_MAX_FUTURE = timedelta(days=1)
+
+_MIN = datetime.min.replace(tzinfo=UTC)
+_MAX = datetime.max.replace(tzinfo=UTC)
+
+
+def shifted(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta``, saturated at the ends of ``datetime`` instead of OverflowError.
+
+    Bounds keep valid dates far from the ends; this keeps a misconfigured rule (a target
+    of a million years) from turning a read into a 500.
+    """
+    try:
+        return at + delta
+    except OverflowError:
+        edge = _MAX if delta > timedelta(0) else _MIN
+        return edge if at.tzinfo is not None else edge.replace(tzinfo=None)
+
+
+def in_data_years(value: date) -> bool:
+    return DATA_YEARS[0] <= value.year <= DATA_YEARS[1]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The limits relative to a moment: ``occurred_at`` must not lie after ``latest``.
+
+    ``now`` is an input. At the edge (emit, POST) it is the wall clock; a consumer uses the
+    later of the wall clock and the message's log timestamp, so a message that was within
+    bounds when it was produced stays within them on every replay.
+    """
+
+    now: datetime
+    max_future: timedelta = DEFAULT_MAX_FUTURE
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("Bounds.now must be timezone-aware")
+
+    @property
+    def latest(self) -> datetime:
+        return shifted(self.now, self.max_future)
+
+
+# A JSON string (escapes included) taken in one step, or a bracket, or a quote that opens a
+# string which never closes (invalid JSON: scanning stops there). The possessive ``*+``
+# never backtracks, so each character is looked at a bounded number of times.
+_TOKENS_STR = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{}]|"', re.S)
+_TOKENS_BYTES = re.compile(rb'"(?:[^"\\]|\\.)*+"|[\[\]{}]|"', re.S)
+_OPEN = frozenset(("[", "{", b"[", b"{"))
+_CLOSE = frozenset(("]", "}", b"]", b"}"))
+
+
+def exceeds_depth(raw: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON text nests containers deeper than ``limit`` (the top value is level 1).
+
+    Runs before any JSON parser sees the text, so a 5,000-deep value is refused without
+    recursion. It is a loop over tokens, never recursive; brackets inside strings do not
+    count. Invalid JSON may pass (the parser reports it), but only with at most ``limit``
+    levels before the point where it stops being JSON.
+    """
+    # Fast path: fewer brackets than the limit (almost every real envelope) cannot nest
+    # deeper than it, whatever strings hold them.
+    tokens: Iterator[str | bytes]
+    if isinstance(raw, str):
+        if raw.count("[") + raw.count("{") <= limit:
+            return False
+        tokens = (m.group() for m in _TOKENS_STR.finditer(raw))
+    else:
+        if raw.count(b"[") + raw.count(b"{") <= limit:
+            return False
+        tokens = (m.group() for m in _TOKENS_BYTES.finditer(raw))
+    depth = 0
+    for token in tokens:
+        if token in _OPEN:
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                return False  # unbalanced: not JSON, and nothing deep was opened
+        elif len(token) == 1:
+            return False  # a string that never closes: the rest is not JSON structure
+    return False
