@@ -15,6 +15,7 @@ arithmetic (targets, warnings, horizons) far from ``datetime``'s year-9999 edge.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ENVELOPE_BYTES",
     "Bounds",
+    "after_hours",
     "exceeds_depth",
     "shifted",
 ]
@@ -52,6 +54,18 @@ def shifted(at: datetime, delta: timedelta) -> datetime:
     except OverflowError:
         edge = _MAX if delta > timedelta(0) else _MIN
         return edge if at.tzinfo is not None else edge.replace(tzinfo=None)
+
+
+def after_hours(at: datetime, hours: float) -> datetime:
+    """``at`` plus ``hours``, saturated like :func:`shifted` (also for hours too many for
+    a ``timedelta``). NaN is refused: it is no amount of time."""
+    if math.isnan(hours):
+        raise ValueError("hours must be a number, not NaN")
+    try:
+        delta = timedelta(hours=hours)
+    except OverflowError:
+        delta = timedelta.max if hours > 0 else timedelta.min
+    return shifted(at, delta)
 
 
 def in_data_years(value: date) -> bool:

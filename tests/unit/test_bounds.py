@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from domain.bounds import MAX_DEPTH, Bounds, exceeds_depth, shifted
+from domain.bounds import MAX_DEPTH, Bounds, after_hours, exceeds_depth, shifted
 from domain.envelope import decode, encode
 from domain.errors import InvalidEvent
+from domain.journey import Case, Promise
+from domain.rules import ServiceRules, case_deadline, promise_deadline
 from journey.emitter import BatchError, parse_batch
 from journey.schema import example_envelope
 from tests.bounds_cases import MiB, cases, deep, inquiry, promise, recent, sized
@@ -212,6 +215,27 @@ def test_date_arithmetic_saturates_instead_of_overflowing() -> None:
     assert shifted(at, timedelta(hours=2)) == datetime.max.replace(tzinfo=UTC)
     assert shifted(datetime(1, 1, 1, 1, tzinfo=UTC), -timedelta(days=1)).year == 1
     assert shifted(at, timedelta(hours=-2)) == at - timedelta(hours=2)
+    assert after_hours(at, 1e300) == datetime.max.replace(tzinfo=UTC)
+
+
+def test_a_deadline_past_the_end_of_time_saturates() -> None:
+    """A case opened on 9999-12-31 (a store folded before the bounds) and a promise made
+    then: reading their deadlines used to raise OverflowError (a 500 on every view)."""
+    end = datetime(9999, 12, 31, 23, 30, tzinfo=UTC)
+    case = Case("k-1", "inquiry", "email", end, reply_owed_since=end)
+    deadline = case_deadline(case, ServiceRules())
+    assert deadline is not None and deadline.due_at == datetime.max.replace(tzinfo=UTC)
+    assert deadline.state(datetime.now(UTC)) == "ok"
+    made = Promise("p-1", "call", "callback", end + timedelta(minutes=20), "a", end)
+    assert promise_deadline(made, ServiceRules()) is not None
+
+
+@pytest.mark.parametrize("hours", [1e12, float("inf"), float("nan"), -1, 24 * 365 * 11])
+def test_a_service_rule_of_absurd_hours_is_refused_when_loaded(hours: float) -> None:
+    with pytest.raises(ValidationError):
+        ServiceRules.model_validate({"first_reply_hours": {"default": hours}})
+    with pytest.raises(ValidationError):
+        ServiceRules.model_validate({"next_reply_hours": {"email": hours}})
 
 
 # --------------------------------------------------------------------------- journey emit
