@@ -58,6 +58,8 @@ _OCCURRED_RANGE = "it must lie between 1970-01-01T00:00:00Z and now + the allowe
 def _occurred_in_range(value: datetime) -> datetime:
     # The upper bound relative to now needs a clock (see Bounds); this static one keeps a
     # value that skipped it (a store written before the bounds) clear of datetime's edges.
+    if 1970 < value.year <= DATA_YEARS[1]:  # the common case, without offset arithmetic
+        return value
     if value < EARLIEST_OCCURRED_AT or value.year > DATA_YEARS[1]:
         raise PydanticCustomError(
             "out_of_range", "{at} is out of range: " + _OCCURRED_RANGE, {"at": value.isoformat()}
@@ -197,6 +199,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# one decoder for every message (json.loads with an argument builds a new one per call)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def loads(raw: str | bytes, depth: int = MAX_DEPTH) -> Any:
     """``json.loads`` behind the nesting bound: refuses text nested deeper than ``depth``
     before the parser could recurse, and the non-standard NaN and Infinity.
@@ -210,7 +216,8 @@ def loads(raw: str | bytes, depth: int = MAX_DEPTH) -> Any:
             "flatten the data",
         )
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw))
+        return _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise InvalidEvent("not_json", f"not JSON: {exc}") from None
 
