@@ -35,8 +35,13 @@ def rebuild(
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 2000,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    retry_for_s: float = 300.0,
 ) -> tuple[Path, RunnerStats, float]:
-    """Returns (new store file, stats, seconds)."""
+    """Returns (new store file, stats, seconds).
+
+    A failure of the new store or the broker is retried from the last recorded position for
+    ``retry_for_s``; after that the rebuild fails and the active store stays as it was
+    (nothing is swapped in unless every message was folded or dead-lettered)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     new_file = base.with_name(f"{base.name}.{stamp}")
     total = sum(log.high_watermarks(topic).values()) if topic in _topics(log, topic) else 0
@@ -59,9 +64,9 @@ def rebuild(
     )
     started = time.monotonic()
     try:
-        stats = runner.run_until_caught_up(timeout_s=24 * 3600)
+        stats = runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=retry_for_s)
         # Catch up with what arrived during the replay, then swap.
-        stats = runner.run_until_caught_up(timeout_s=600)
+        stats = runner.run_until_caught_up(timeout_s=600, retry_for_s=retry_for_s)
     finally:
         runner.close()
     seconds = time.monotonic() - started

@@ -5,12 +5,25 @@ batch is split by partition and each partition's slice is recorded in ONE store 
 together with its position, so a crash at any point loses or doubles nothing: on restart the
 runner seeks to the positions the store holds, not to the group's committed offsets (those
 are committed afterwards, for lag tooling only).
+
+Two kinds of failure, handled differently (ARCHITECTURE decision 5):
+
+* a *poison* message (undecodable, fails its schema or bounds, conflicts with a recorded
+  event_id, or makes the fold raise) is dead-lettered with its reason and origin, and the
+  partition's batch is recorded again without it: it never takes a neighbour with it;
+* any other failure (the store's disk, a lock, a damaged file, the broker) is *transient*:
+  :meth:`Runner.step` raises it after seeking every assigned partition back to the store's
+  position, so the next step reads the same messages again. Nothing is skipped, and nothing
+  is committed past a message that was not applied.
+
+Dead letters are recorded in the batch's transaction and produced to the DLQ topic after
+the commit (an outbox), so each reaches the DLQ once even when its batch is retried.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -21,11 +34,17 @@ from pathlib import Path
 import structlog
 
 from consumers.dead_letters import dead_letter
-from consumers.log import Log, LogConsumer, Message, TopicPartition
+from consumers.log import Log, LogConsumer, LogError, Message, OutgoingMessage, TopicPartition
 from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.envelope import Touchpoint, decode
 from domain.errors import InvalidEvent
-from projections.store import JourneyStore, active_store_path
+from projections.store import (
+    BatchRejected,
+    DeadLetterRow,
+    JourneyStore,
+    PendingDeadLetter,
+    active_store_path,
+)
 
 __all__ = ["Runner", "RunnerStats"]
 
@@ -86,6 +105,7 @@ class Runner:
         self._store_file = active_store_path(store_path) if follow_swaps else store_path
         self.store = JourneyStore(self._store_file)
         self._consumer: LogConsumer | None = None
+        self._rewind_pending = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,34 +150,70 @@ class Runner:
 
     # ------------------------------------------------------------------ work
 
+    def rewind(self) -> None:
+        """Seek every assigned partition back to what the store holds: the messages of a
+        batch that was not recorded are read again."""
+        consumer = self.consumer
+        positions = self.store.positions()
+        for tp in consumer.assignment():
+            consumer.seek(tp, positions[tp] + 1 if tp in positions else 0)
+        self._rewind_pending = False
+
     def step(self) -> int:
-        """One poll batch; returns how many messages it handled."""
-        self._maybe_swap()
-        messages = self.consumer.poll(self.poll_timeout_s, self.batch_size)
-        if not messages:
-            return 0
-        by_tp: dict[TopicPartition, list[Message]] = defaultdict(list)
-        for msg in messages:
-            by_tp[msg.topic_partition].append(msg)
-        commits: dict[TopicPartition, int] = {}
-        for tp, batch in by_tp.items():
-            self._process_partition(tp, batch)
-            commits[tp] = batch[-1].offset + 1
-        self.consumer.commit(commits)
+        """One poll batch; returns how many messages it handled.
+
+        Raises on a transient failure, after seeking back (see the module docstring); the
+        caller retries (with a backoff) and says meanwhile that the view is behind.
+        """
+        try:
+            self._maybe_swap()
+            self.publish_dead_letters()
+            if self._rewind_pending:
+                self.rewind()
+            messages = self.consumer.poll(self.poll_timeout_s, self.batch_size)
+            if not messages:
+                return 0
+            by_tp: dict[TopicPartition, list[Message]] = defaultdict(list)
+            for msg in messages:
+                by_tp[msg.topic_partition].append(msg)
+            commits: dict[TopicPartition, int] = {}
+            for tp, batch in by_tp.items():
+                self._process_partition(tp, batch)
+                commits[tp] = batch[-1].offset + 1
+        except BaseException:
+            self._rewind_pending = True
+            with contextlib.suppress(Exception):
+                self.rewind()  # at once when it can; else first thing at the next step
+            raise
+        self.publish_dead_letters()
+        try:
+            self.consumer.commit(commits)
+        except LogError as exc:
+            # The store holds the positions; the group's offsets are for lag tooling. A
+            # commit refused (a rebalance moved partitions) only means: read again from
+            # the store's positions, for whatever partitions we hold now.
+            logger.warning("offset commit refused; re-reading from the store", error=str(exc))
+            self._rewind_pending = True
         self.stats.batches += 1
         if self.on_batch is not None:
             self.on_batch(self.stats)
         return len(messages)
 
     def _process_partition(self, tp: TopicPartition, batch: list[Message]) -> None:
+        by_offset = {msg.offset: msg for msg in batch}
         items: list[tuple[int, Touchpoint]] = []
-        dead: list[tuple[int, str]] = []
+        dead: list[DeadLetterRow] = []
         for msg in batch:
             try:
                 touchpoint = decode(msg.value, Bounds(_now_for(msg), self.max_future))
             except InvalidEvent as exc:
-                self._dead_letter(msg, exc)
-                dead.append((msg.offset, exc.reason))
+                dead.append(self._dead_row(msg, exc))
+                continue
+            except Exception as exc:
+                # Decoding is a pure function of the bytes: whatever it raises is the
+                # message's fault (poison), never a reason to stop the pipeline.
+                why = InvalidEvent("undecodable", f"decoding raised {type(exc).__name__}: {exc}")
+                dead.append(self._dead_row(msg, why))
                 continue
             if touchpoint.customer_id.encode() != msg.key:
                 # The key decides the partition, hence the order; a mismatch would fold
@@ -168,16 +224,25 @@ class Runner:
                     f"{touchpoint.customer_id!r}; the key must be the customer_id",
                     "customer_id",
                 )
-                self._dead_letter(msg, mismatch)
-                dead.append((msg.offset, mismatch.reason))
+                dead.append(self._dead_row(msg, mismatch))
                 continue
             if _FOLD_DELAY_S:
                 time.sleep(_FOLD_DELAY_S)
             items.append((msg.offset, touchpoint))
-        result = self.store.process(tp, items, batch[-1].offset, dead)
+        while True:
+            try:
+                result = self.store.process(tp, items, batch[-1].offset, dead)
+                break
+            except BatchRejected as rejected:
+                # Poison among the touchpoints: set them aside, record the rest.
+                bad = {r.offset: r for r in rejected.rejections}
+                items = [(off, t) for off, t in items if off not in bad]
+                for r in rejected.rejections:
+                    why = InvalidEvent(r.reason, r.error, r.field)
+                    dead.append(self._dead_row(by_offset[r.offset], why))
+                dead.sort(key=lambda d: d.offset)
         self.stats.applied += result.applied
         self.stats.duplicates += result.duplicates
-        self.stats.dead_letters += len(dead)
         if result.already_processed:
             logger.warning(
                 "batch already in the store; skipped",
@@ -185,22 +250,46 @@ class Runner:
                 partition=tp.partition,
                 offset=batch[-1].offset,
             )
-
-    def _dead_letter(self, msg: Message, exc: InvalidEvent) -> None:
-        if not self.produce_dead_letters:
             return
-        self.log.produce(self.dlq_topic, [dead_letter(msg, exc.reason, exc.message, exc.field)])
-        logger.warning(
-            "dead letter",
+        self.stats.dead_letters += len(dead)
+        for row in dead:
+            msg = by_offset[row.offset]
+            logger.warning(
+                "dead letter",
+                reason=row.reason,
+                error=row.error,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                event_id=_header(msg, "journey-event-id"),
+                customer_id=msg.key.decode(errors="replace") if msg.key else None,
+            )
+
+    def _dead_row(self, msg: Message, exc: InvalidEvent) -> DeadLetterRow:
+        out = dead_letter(msg, exc.reason, exc.message, exc.field)
+        return DeadLetterRow(
+            offset=msg.offset,
             reason=exc.reason,
             error=exc.message,
-            field=exc.field,
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            event_id=_header(msg, "journey-event-id"),
-            customer_id=msg.key.decode(errors="replace") if msg.key else None,
+            key=out.key,
+            value=out.value,
+            headers=out.headers,
+            publish=self.produce_dead_letters,
         )
+
+    def publish_dead_letters(self) -> int:
+        """Produce the dead letters the store recorded and the DLQ topic does not have yet."""
+        published = 0
+        while True:
+            pending: list[PendingDeadLetter] = self.store.pending_dead_letters()
+            if not pending:
+                return published
+            self.log.produce(
+                self.dlq_topic,
+                [OutgoingMessage(key=d.key, value=d.value, headers=d.headers) for d in pending],
+            )
+            self.store.mark_dead_letters_published(pending)
+            published += len(pending)
 
     def lag(self) -> dict[TopicPartition, int]:
         """Per partition, messages on the log not yet in the store."""
@@ -211,30 +300,43 @@ class Runner:
             for p, hwm in self.log.high_watermarks(self.topic).items()
         }
 
-    def run_until_caught_up(self, timeout_s: float = 600) -> RunnerStats:
-        """Process until the store has every message that was on the log at the start."""
+    def run_until_caught_up(self, timeout_s: float = 600, retry_for_s: float = 0.0) -> RunnerStats:
+        """Process until the store has every message that was on the log at the start.
+
+        A transient failure is raised at once, or — with ``retry_for_s`` — retried with
+        backoff for that long (each attempt re-reads from the store's positions).
+        """
         targets = self.log.high_watermarks(self.topic)
         deadline = time.monotonic() + timeout_s
+        failing_since: float | None = None
+        backoff = 0.2
         while time.monotonic() < deadline:
-            positions = self.store.positions()
-            if all(
-                hwm == 0 or positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
-                for p, hwm in targets.items()
-            ):
-                return self.stats
-            self.step()
+            try:
+                positions = self.store.positions()
+                if all(
+                    hwm == 0 or positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
+                    for p, hwm in targets.items()
+                ):
+                    return self.stats
+                self.step()
+            except Exception as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    logger.error(
+                        "step failed; retrying from the last committed position",
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_for_s=retry_for_s,
+                    )
+                if now - failing_since >= retry_for_s:
+                    raise
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if failing_since is not None:
+                logger.info("resumed", failed_for_s=round(time.monotonic() - failing_since, 1))
+                failing_since, backoff = None, 0.2
         raise TimeoutError(f"not caught up with {self.topic} within {timeout_s} s")
-
-    def run_forever(self, stop: threading.Event) -> RunnerStats:
-        logger.info(
-            "runner started", topic=self.topic, group=self.group, store=str(self._store_file)
-        )
-        while not stop.is_set():
-            self.step()
-        logger.info(
-            "runner stopped", applied=self.stats.applied, dead_letters=self.stats.dead_letters
-        )
-        return self.stats
 
 
 def _now_for(msg: Message) -> datetime:

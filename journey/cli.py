@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -15,6 +16,7 @@ from journey.logs import configure_logging
 from journey.settings import Settings
 
 if TYPE_CHECKING:
+    from domain.envelope import Touchpoint
     from domain.rules import ServiceRules
     from journey.pipeline import Pipeline
 
@@ -97,6 +99,9 @@ def emit(
         touchpoints = parse_batch(text, origin, bounds)
     except JourneyError as exc:
         raise fail(str(exc)) from None
+    conflict = _conflicting_duplicate(settings, touchpoints)
+    if conflict:
+        raise fail(conflict)
     try:
         log = open_log(settings.broker)
         try:
@@ -114,6 +119,30 @@ def emit(
         raise fail(str(exc), code=1) from None
     for pos in positions:
         typer.echo(json.dumps(pos.as_dict()))
+
+
+def _conflicting_duplicate(settings: Settings, touchpoints: Sequence[Touchpoint]) -> str | None:
+    """Where the engine can tell (its store is here), an event_id already recorded with other
+    content, or twice in the batch: a fact cannot change, so nothing is produced."""
+    from projections.store import JourneyStore, active_store_path, find_conflicts
+
+    active = active_store_path(settings.store_path())
+    if active.exists():
+        store = JourneyStore(active, check_pages=False)
+        try:
+            found = store.conflicts(touchpoints)
+        finally:
+            store.close()
+    else:
+        found = find_conflicts(touchpoints)
+    if not found:
+        return None
+    event_id, recorded, sent = found[0]
+    return (
+        f"event_id {event_id} is already recorded with other content ({recorded}; this one "
+        f"is {sent}): a fact cannot change, send a new event_id (conflicting_duplicate); "
+        "nothing was produced"
+    )
 
 
 @app.command()
@@ -214,12 +243,16 @@ def load_rules() -> ServiceRules:
 @app.command()
 def run() -> None:
     """Run the projection runner and the promise keeper until SIGTERM/SIGINT."""
+    from projections.integrity import StoreError
+
     try:
         pipeline = _pipeline()
         try:
             pipeline.run()
         finally:
             pipeline.close()
+    except StoreError as exc:  # a damaged or foreign store: the remedy is in the message
+        raise fail(str(exc)) from None
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ import structlog
 from consumers.keeper import PromiseKeeper
 from consumers.log import Log, Position
 from consumers.runner import Runner, RunnerStats
+from consumers.supervisor import Supervisor
 from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.envelope import Touchpoint
 from domain.rules import ServiceRules
@@ -133,7 +133,12 @@ class Pipeline:
     # ------------------------------------------------------------------ serving
 
     def run(self, stop: threading.Event | None = None, keeper_interval_s: float = 1.0) -> None:
-        """Run the runner and the promise keeper until SIGTERM/SIGINT (or ``stop``)."""
+        """Run the runner and the promise keeper until SIGTERM/SIGINT (or ``stop``).
+
+        A daemon: failures of the store or the broker stop it at the last committed
+        position and it retries with backoff (see :mod:`consumers.supervisor`); only a
+        signal ends it, after the batch in hand is recorded.
+        """
         stop = stop or threading.Event()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -143,11 +148,6 @@ class Pipeline:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
-        next_tick = 0.0
-        while not stop.is_set():
-            self.runner.step()
-            now = time.monotonic()
-            if now >= next_tick:
-                self.keeper.tick()
-                next_tick = now + keeper_interval_s
+        supervisor = Supervisor(self.runner, self.keeper, keeper_interval_s=keeper_interval_s)
+        supervisor.run(stop)
         logger.info("pipeline stopped", applied=self.runner.stats.applied)

@@ -13,6 +13,8 @@ and eventsourcing has the matching PostgreSQL recorder to subclass when it is ad
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import threading
@@ -39,15 +41,39 @@ from domain.aggregates import CustomerJourney, already_parsed, journey_id
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
 from domain.journey import Journey
+from projections.integrity import (
+    SCHEMA_VERSION,
+    STORE_KIND,
+    StoreCorrupt,
+    StoreError,
+    inspect_store,
+    is_corruption,
+)
 
-__all__ = ["BatchResult", "JourneyStore", "StoreError", "active_store_path", "swap_store"]
+__all__ = [
+    "BatchRejected",
+    "BatchResult",
+    "DeadLetterRow",
+    "JourneyStore",
+    "Rejection",
+    "StoreError",
+    "active_store_path",
+    "content_hash",
+    "find_conflicts",
+    "swap_store",
+]
 
 logger = structlog.get_logger(__name__)
 
 _VIEW_TABLES = [
+    # What this file is (a journey store, which schema): a foreign or outdated file is
+    # refused at open with the remedy instead of failing later (projections/integrity.py).
+    """CREATE TABLE IF NOT EXISTS journey_store_meta (
+        key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    # content_hash: the same event_id with other content is a conflicting duplicate.
     """CREATE TABLE IF NOT EXISTS processed_events (
         event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, topic TEXT NOT NULL,
-        partition INTEGER NOT NULL, "offset" INTEGER NOT NULL)""",
+        partition INTEGER NOT NULL, "offset" INTEGER NOT NULL, content_hash TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS customers (
         customer_id TEXT PRIMARY KEY, id_norm TEXT NOT NULL, generation INTEGER NOT NULL,
         name TEXT, email TEXT,
@@ -82,16 +108,20 @@ _VIEW_TABLES = [
     """CREATE TABLE IF NOT EXISTS outreach (
         customer_id TEXT NOT NULL, defect_id TEXT NOT NULL, sent_at TEXT NOT NULL,
         PRIMARY KEY (customer_id, defect_id))""",
+    # Every dead letter, recorded in the batch's transaction. It is also the outbox of the
+    # dead-letter topic: ``published`` = 0 rows still hold the message to produce (key, value,
+    # headers as JSON [name, base64]) and are produced after the commit, then marked, so a
+    # dead letter reaches the DLQ once even when the batch is retried after a failure.
     """CREATE TABLE IF NOT EXISTS dead_letters (
         topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
-        reason TEXT NOT NULL, PRIMARY KEY (topic, partition, "offset"))""",
+        reason TEXT NOT NULL, error TEXT, published INTEGER NOT NULL DEFAULT 1,
+        dlq_key BLOB, dlq_value BLOB, dlq_headers TEXT,
+        PRIMARY KEY (topic, partition, "offset"))""",
+    """CREATE INDEX IF NOT EXISTS dead_letters_unpublished ON dead_letters (published)
+        WHERE published = 0""",
 ]
 
 Statement = tuple[str, Sequence[Any]]
-
-
-class StoreError(JourneyError):
-    pass
 
 
 class ViewsRecorder(SQLiteProcessRecorder):
@@ -126,6 +156,77 @@ class BatchResult:
     already_processed: bool = False
 
 
+@dataclass(frozen=True)
+class Rejection:
+    """A message of the batch that must not be folded: the runner dead-letters it and
+    records the batch again without it."""
+
+    offset: int
+    reason: str
+    error: str
+    field: str | None = None
+
+
+class BatchRejected(JourneyError):
+    """Nothing of the batch was recorded: these messages are poison (the fold raised on
+    them, or they conflict with a touchpoint already recorded under the same event_id)."""
+
+    def __init__(self, rejections: Sequence[Rejection]) -> None:
+        super().__init__("; ".join(f"offset {r.offset}: {r.reason}: {r.error}" for r in rejections))
+        self.rejections = list(rejections)
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """A dead letter of the batch: recorded with it, and the message for the DLQ topic
+    (None when it was produced already, e.g. a rebuild replaying the log)."""
+
+    offset: int
+    reason: str
+    error: str
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    publish: bool = True
+
+
+@dataclass(frozen=True)
+class PendingDeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def find_conflicts(
+    touchpoints: Sequence[Touchpoint], known: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(event id, first hash, this hash) for each touchpoint whose event_id is in ``known``
+    (id -> content hash) or earlier in the batch with other content."""
+    seen = dict(known or {})
+    out: list[tuple[str, str, str]] = []
+    for touchpoint in touchpoints:
+        event_id = str(touchpoint.event_id)
+        digest = content_hash(touchpoint)
+        first = seen.setdefault(event_id, digest)
+        if first != digest:
+            out.append((event_id, first, digest))
+    return out
+
+
+def content_hash(touchpoint: Touchpoint) -> str:
+    """What a touchpoint says, as a hash: equal for the same fact sent twice (whatever the
+    JSON's spacing, key order or schema version upcast from), different for other content."""
+    body = json.dumps(
+        touchpoint.model_dump(mode="json", exclude_none=True),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
 def active_store_path(base: Path) -> Path:
     """The file currently serving ``base`` (blue-green: ``<base>.current`` names it)."""
     pointer = base.with_name(base.name + ".current")
@@ -151,13 +252,17 @@ def norm_identity(value: str) -> str:
 class JourneyStore:
     """Opens (and creates) the projection store at ``path``."""
 
-    def __init__(self, path: Path | str, *, cache_size: int | None = None) -> None:
+    def __init__(
+        self, path: Path | str, *, cache_size: int | None = None, check_pages: bool = True
+    ) -> None:
         if cache_size is None:
             # Aggregates kept in memory, per store: about 15 KB each at 10 touchpoints. A
             # customer that falls out is replayed from the store on its next touchpoint.
             cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A foreign, outdated or damaged file is refused here, with the remedy.
+        inspect_store(self.path, check_pages=check_pages)
         env = {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(self.path),
@@ -177,6 +282,7 @@ class JourneyStore:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         self.recorder: ViewsRecorder = self.app.recorder  # type: ignore[assignment]
+        self._write_meta()
         self._lock = threading.Lock()
         # The writer's own cache of aggregates as last committed: no reload and no copy per
         # batch. An entry is used only while the customers row (written in the same
@@ -187,6 +293,19 @@ class JourneyStore:
 
     def close(self) -> None:
         self.app.close()
+
+    def _write_meta(self) -> None:
+        try:
+            with self.recorder.datastore.transaction(commit=True) as cur:
+                for key, value in (("kind", STORE_KIND), ("schema_version", SCHEMA_VERSION)):
+                    cur.execute(
+                        "INSERT OR IGNORE INTO journey_store_meta (key, value) VALUES (?, ?)",
+                        (key, value),
+                    )
+        except OperationalError as exc:
+            # A read-only file or a full disk: readers still work; writers will fail (and
+            # say so) when they write.
+            logger.warning("could not record the store's schema version", error=str(exc))
 
     # ------------------------------------------------------------------ reads
 
@@ -232,13 +351,18 @@ class JourneyStore:
         tp: TopicPartition,
         items: Sequence[tuple[int, Touchpoint]],
         last_offset: int,
-        dead_letters: Sequence[tuple[int, str]] = (),
+        dead_letters: Sequence[DeadLetterRow] = (),
     ) -> BatchResult:
         """Fold a batch of one partition and record it with its position atomically.
 
         ``items`` are (offset, touchpoint) in offset order; ``last_offset`` is the offset of
         the last message of the batch (dead letters included) and becomes the position;
-        ``dead_letters`` (offset, reason) are counted in the same transaction.
+        ``dead_letters`` are recorded in the same transaction (and kept as the DLQ outbox).
+
+        Raises :class:`BatchRejected` (nothing recorded) when some touchpoints are poison:
+        the fold raised on them, or they reuse a recorded event_id with other content. Any
+        other exception is a failure of the store itself (disk, lock, damage): nothing was
+        recorded either, and the caller must retry the batch, never skip it.
         """
         with self._lock:
             try:
@@ -246,16 +370,22 @@ class JourneyStore:
             except IntegrityError:
                 # The tracking row says this batch (or a later one) is already recorded:
                 # a re-delivery after a crash between store commit and group commit.
-                # (The aggregate cache is safe: it hands out copies and is only updated
-                # after a successful commit.)
+                # (The aggregate cache is safe: it is only updated after a commit.)
                 return BatchResult(already_processed=True)
+            except Exception as exc:
+                if is_corruption(exc):
+                    raise StoreCorrupt(
+                        f"store {self.path} is damaged ({exc}); run `journey rebuild all` "
+                        "to build a new store from the log"
+                    ) from exc
+                raise
 
     def _process(
         self,
         tp: TopicPartition,
         items: Sequence[tuple[int, Touchpoint]],
         last_offset: int,
-        dead_letters: Sequence[tuple[int, str]],
+        dead_letters: Sequence[DeadLetterRow],
     ) -> BatchResult:
         aggregates: dict[str, CustomerJourney] = {}
         try:
@@ -277,44 +407,69 @@ class JourneyStore:
         tp: TopicPartition,
         items: Sequence[tuple[int, Touchpoint]],
         last_offset: int,
-        dead_letters: Sequence[tuple[int, str]],
+        dead_letters: Sequence[DeadLetterRow],
         aggregates: dict[str, CustomerJourney],
     ) -> BatchResult:
         result = BatchResult()
-        known = self._known_event_ids([str(t.event_id) for _, t in items])
+        known = self._known_hashes([str(t.event_id) for _, t in items])
         stored = self._stored_state({t.customer_id for _, t in items})
         generations = {cid: gen for cid, (gen, _) in stored.items()}
         writes: list[Statement] = []
         retired: list[str] = []
+        rejected: list[Rejection] = []
+        last_of: dict[str, int] = {}  # customer -> offset of its last touchpoint folded here
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
-            if event_id in known:
-                result.duplicates += 1
+            digest = content_hash(touchpoint)
+            first = known.get(event_id)
+            if first is not None:
+                if first != digest:
+                    rejected.append(
+                        Rejection(
+                            offset,
+                            "conflicting_duplicate",
+                            f"event_id {event_id} was recorded with other content "
+                            f"({first}); this one is {digest}. The first stays.",
+                            "event_id",
+                        )
+                    )
+                else:
+                    result.duplicates += 1
                 continue
-            known.add(event_id)
+            known[event_id] = digest
+            if rejected:
+                continue  # the batch goes back anyway: only look for more conflicts
             cid = touchpoint.customer_id
-            agg = aggregates.get(cid)
-            if agg is None:
-                agg = self._load_or_start(cid, stored, generations)
-                aggregates[cid] = agg
-            if isinstance(touchpoint.data, c.ErasureRequested):
-                retired.append(agg.id.hex)
-                old_gen = generations.get(cid, 0)
-                generations[cid] = old_gen + 1
-                agg = CustomerJourney(cid, old_gen + 1, touchpoint.occurred_at.isoformat())
-                aggregates[cid] = agg
-            envelope = touchpoint.model_dump(mode="json", exclude={"data"})
-            envelope["data"] = touchpoint.data.model_dump(mode="json", exclude_none=True)
-            with already_parsed(touchpoint):
-                agg.record(envelope=envelope)
+            try:
+                agg = aggregates.get(cid)
+                if agg is None:
+                    agg = self._load_or_start(cid, stored, generations)
+                    aggregates[cid] = agg
+                if isinstance(touchpoint.data, c.ErasureRequested):
+                    retired.append(agg.id.hex)
+                    old_gen = generations.get(cid, 0)
+                    generations[cid] = old_gen + 1
+                    agg = CustomerJourney(cid, old_gen + 1, touchpoint.occurred_at.isoformat())
+                    aggregates[cid] = agg
+                envelope = touchpoint.model_dump(mode="json", exclude={"data"})
+                envelope["data"] = touchpoint.data.model_dump(mode="json", exclude_none=True)
+                with already_parsed(touchpoint):
+                    agg.record(envelope=envelope)
+                fact_rows = _fact_writes(touchpoint)
+            except (OperationalError, OSError, StoreError):
+                raise  # loading the aggregate failed: the store, not the touchpoint
+            except Exception as exc:
+                rejected.append(_fold_rejection(offset, exc))
+                continue
             writes.append(
                 (
-                    "INSERT INTO processed_events"
-                    ' (event_id, customer_id, topic, partition, "offset") VALUES (?, ?, ?, ?, ?)',
-                    (event_id, cid, tp.topic, tp.partition, offset),
+                    "INSERT INTO processed_events (event_id, customer_id, topic, partition,"
+                    ' "offset", content_hash) VALUES (?, ?, ?, ?, ?, ?)',
+                    (event_id, cid, tp.topic, tp.partition, offset, digest),
                 )
             )
-            writes.extend(_fact_writes(touchpoint))
+            writes.extend(fact_rows)
+            last_of[cid] = offset
             result.applied += 1
             logger.debug(
                 "touchpoint folded",
@@ -325,19 +480,22 @@ class JourneyStore:
                 partition=tp.partition,
                 offset=offset,
             )
-        for offset, reason in dead_letters:
-            writes.append(
-                (
-                    'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", reason)'
-                    " VALUES (?, ?, ?, ?)",
-                    (tp.topic, tp.partition, offset, reason),
-                )
-            )
+        if not rejected:
+            for cid, agg in aggregates.items():
+                try:
+                    writes.extend(_customer_writes(agg, generations.get(cid, 0), tp))
+                except Exception as exc:
+                    # The state the batch folded cannot be written: blame the customer's
+                    # last touchpoint of the batch; the retry without it shows whether an
+                    # earlier one is at fault too.
+                    rejected.append(_fold_rejection(last_of[cid], exc))
+        if rejected:
+            raise BatchRejected(rejected)
+        for dead in dead_letters:
+            writes.append(_dead_letter_write(tp, dead))
         for old_id in retired:
             # Erasure: the customer's earlier events leave the store for good.
             writes.append(("DELETE FROM stored_events WHERE originator_id = ?", (old_id,)))
-        for cid, agg in aggregates.items():
-            writes.extend(_customer_writes(agg, generations.get(cid, 0), tp))
         processing = ProcessingEvent[Any](
             tracking=Tracking(f"{tp.topic}:{tp.partition}", last_offset)
         )
@@ -345,16 +503,55 @@ class JourneyStore:
         self.app._record(processing)
         return result
 
-    def _known_event_ids(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
+    def _known_hashes(self, ids: list[str]) -> dict[str, str]:
+        """event id -> content hash, for those of ``ids`` already recorded."""
+        found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.query(
-                f"SELECT event_id FROM processed_events WHERE event_id IN ({marks})", chunk
+                f"SELECT event_id, content_hash FROM processed_events WHERE event_id IN ({marks})",
+                chunk,
             )
-            found.update(str(r[0]) for r in rows)
+            found.update((str(r[0]), str(r[1])) for r in rows)
         return found
+
+    def conflicts(self, touchpoints: Sequence[Touchpoint]) -> list[tuple[str, str, str]]:
+        """(event id, recorded hash, new hash) for each touchpoint whose event_id the store
+        recorded (or the batch holds before it) with other content: the edge answers 409."""
+        return find_conflicts(
+            touchpoints, self._known_hashes([str(t.event_id) for t in touchpoints])
+        )
+
+    def pending_dead_letters(self, limit: int = 500) -> list[PendingDeadLetter]:
+        """Dead letters recorded but not yet produced to the DLQ topic (the outbox)."""
+        rows = self.query(
+            'SELECT topic, partition, "offset", dlq_key, dlq_value, dlq_headers'
+            ' FROM dead_letters WHERE published = 0 ORDER BY topic, partition, "offset"'
+            " LIMIT ?",
+            (limit,),
+        )
+        return [
+            PendingDeadLetter(
+                str(topic),
+                int(partition),
+                int(offset),
+                bytes(key or b""),
+                bytes(value or b""),
+                tuple((str(n), base64.b64decode(v)) for n, v in json.loads(headers or "[]")),
+            )
+            for topic, partition, offset, key, value, headers in rows
+        ]
+
+    def mark_dead_letters_published(self, done: Sequence[PendingDeadLetter]) -> None:
+        """They are on the DLQ topic now: drop the copies of the messages."""
+        with self._lock, self.recorder.datastore.transaction(commit=True) as cur:
+            for d in done:
+                cur.execute(
+                    "UPDATE dead_letters SET published = 1, dlq_key = NULL, dlq_value = NULL,"
+                    ' dlq_headers = NULL WHERE topic = ? AND partition = ? AND "offset" = ?',
+                    (d.topic, d.partition, d.offset),
+                )
 
     def _stored_state(self, customer_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """customer id -> (generation, touchpoints) as committed."""
@@ -389,6 +586,33 @@ class JourneyStore:
 
 
 # ---------------------------------------------------------------------- query-table rows
+
+
+def _fold_rejection(offset: int, exc: Exception) -> Rejection:
+    logger.warning("the fold raised: poison touchpoint", offset=offset, error=repr(exc))
+    return Rejection(offset, "fold_failed", f"the fold raised {type(exc).__name__}: {exc}")
+
+
+def _dead_letter_write(tp: TopicPartition, dead: DeadLetterRow) -> Statement:
+    outbox = dead.publish and dead.value is not None
+    headers = (
+        json.dumps([[n, base64.b64encode(v).decode()] for n, v in dead.headers]) if outbox else None
+    )
+    return (
+        'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", reason, error,'
+        " published, dlq_key, dlq_value, dlq_headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            tp.topic,
+            tp.partition,
+            dead.offset,
+            dead.reason,
+            dead.error[:2000],
+            0 if outbox else 1,
+            dead.key if outbox else None,
+            dead.value if outbox else None,
+            headers,
+        ),
+    )
 
 
 def _fact_writes(tp: Touchpoint) -> list[Statement]:

@@ -249,9 +249,13 @@ def create_app(
 
     @app.exception_handler(NotFresh)
     async def on_not_fresh(_: Request, exc: NotFresh) -> Response:
+        message = str(exc)
+        stuck = svc().pipeline_problem()
+        if stuck:
+            message += f". The pipeline is stopped at its last committed position: {stuck}"
         body = NotFreshOut(
             **exc.freshness.model_dump(),
-            error=ErrorBody(status=503, code="not_fresh", message=str(exc)),
+            error=ErrorBody(status=503, code="not_fresh", message=message),
         )
         return Response(
             body.model_dump_json(),
@@ -297,6 +301,15 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> Response:
+        service = svc()
+        if service.integrity.saw(exc):
+            problem = service.integrity.problem or str(exc)
+            logger.error("the store is damaged", path=request.url.path, error=problem)
+            return _error(
+                503,
+                ErrorBody(status=503, code="store_corrupt", message=problem),
+                {"Retry-After": "60"},
+            )
         logger.exception("unhandled error", path=request.url.path)
         return _error(
             500,
@@ -606,6 +619,11 @@ def create_app(
                 "description": "An invalid touchpoint: names the line (or array item) and the "
                 "field; nothing of the batch was produced",
             },
+            409: {
+                "model": ErrorOut,
+                "description": "An event_id already recorded (or twice in the batch) with other "
+                "content: names the id; nothing of the batch was produced",
+            },
             503: {"model": ErrorOut, "description": "The log did not accept the batch"},
         },
         tags=["emitting"],
@@ -661,6 +679,19 @@ def create_app(
                 field=exc.error.field,
                 line=exc.line,
             ) from None
+        conflicts = await service.read(lambda store: store.conflicts(touchpoints))
+        if conflicts:
+            event_id, recorded, sent = conflicts[0]
+            more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+            raise ServiceError(
+                409,
+                "conflicting_duplicate",
+                f"event_id {event_id} is already recorded with other content ({recorded}; "
+                f"this one is {sent}){more}: a fact cannot change; send a new event_id. "
+                "Nothing of the batch was produced",
+                field="event_id",
+                key=event_id,
+            )
         positions = await service.emit(touchpoints)
         service.metrics.emitted.inc(len(positions))
         result = EmitResult(
@@ -696,15 +727,28 @@ def create_app(
     )
     async def healthz() -> Response:
         service = svc()
-        events, seconds, _ = await service.read(lambda _: service.current_lag())
+        try:
+            events, seconds, _ = await service.read(lambda _: service.current_lag())
+        except Exception as exc:
+            if not service.integrity.saw(exc):
+                raise
+            events, seconds = -1, -1.0
         state = service.runner_state()
         thread = service.thread
-        failing = thread is not None and (state == "stopped" or thread.failing)
-        health = Health(
+        health = thread.health if thread is not None else None
+        stuck = service.pipeline_problem()
+        failing = stuck is not None or (thread is not None and state == "stopped")
+        body = Health(
             status="degraded" if failing else "ok",
             runner=state,
-            runner_errors=thread.errors if thread else 0,
-            last_error=thread.last_error if thread else None,
+            runner_errors=health.failures_total if health else 0,
+            last_error=stuck,
+            failure_kind=(
+                "store_corrupt"
+                if service.integrity.problem
+                else (health.kind if health and health.failing else None)
+            ),
+            failing_since=health.since if health and health.failing else None,
             log=service.log.url,
             topic=service.topic,
             store=str(service.reader.path),
@@ -712,7 +756,7 @@ def create_app(
             lag_seconds=round(seconds, 3),
         )
         return Response(
-            health.model_dump_json(),
+            body.model_dump_json(),
             status_code=503 if failing else 200,
             media_type="application/json",
         )
@@ -819,6 +863,21 @@ def _scrape(service: Service, store: JourneyStore) -> list[Sample]:
             1 if thread is not None and thread.alive and not thread.failing else 0,
         )
     )
+    kinds = ("store_full", "store_locked", "store_io", "store_corrupt", "log_unavailable", "error")
+    current = thread.health.kind if thread is not None and thread.failing else None
+    if service.integrity.problem:
+        current = "store_corrupt"
+    for kind in kinds:
+        samples.append(
+            Sample(
+                "journey_pipeline_failing",
+                "gauge",
+                "1 while the pipeline is stopped at its last committed position by this kind "
+                "of failure (retrying), else 0",
+                1 if kind == current else 0,
+                (("kind", kind),),
+            )
+        )
     return samples
 
 

@@ -4,17 +4,18 @@
 store and pokes the freshness watcher after every batch, so a waiting request is answered
 as soon as its position is committed. It can be paused (tests stall it on purpose to prove
 that a lagging view is reported, never passed off as fresh) and it survives a broker that
-goes away: the error is logged, counted, shown on /healthz, and the loop tries again.
+goes away or the store fails: the loop is :class:`consumers.supervisor.Supervisor`, the same as
+`journey run`'s (stop at the last committed position, retry with backoff, say so on /healthz).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
 
+from consumers.supervisor import Health, Supervisor
 from journey.pipeline import Pipeline
 
 __all__ = ["PipelineThread"]
@@ -29,20 +30,39 @@ class PipelineThread:
         *,
         on_progress: Callable[[], None] = lambda: None,
         keeper_interval_s: float = 1.0,
-        retry_after_s: float = 1.0,
+        backoff_max_s: float = 5.0,
     ) -> None:
         self.pipeline = pipeline
-        self.on_progress = on_progress
-        self.keeper_interval_s = keeper_interval_s
-        self.retry_after_s = retry_after_s
-        self.errors = 0
-        self.last_error: str | None = None
-        self.failing = False  # the last step failed (cleared by the next good one)
+        self.supervisor = Supervisor(
+            pipeline.runner,
+            pipeline.keeper,
+            keeper_interval_s=keeper_interval_s,
+            backoff_max_s=backoff_max_s,
+            on_progress=on_progress,
+        )
         self._stop = threading.Event()
         self._running = threading.Event()  # set: may step; clear: paused
         self._running.set()
         self._step_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="journey-pipeline", daemon=True)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def health(self) -> Health:
+        return self.supervisor.health
+
+    @property
+    def failing(self) -> bool:
+        return self.supervisor.health.failing
+
+    @property
+    def errors(self) -> int:
+        return self.supervisor.health.failures_total
+
+    @property
+    def last_error(self) -> str | None:
+        return self.supervisor.health.describe()
 
     # ------------------------------------------------------------------ control
 
@@ -76,29 +96,15 @@ class PipelineThread:
     # ------------------------------------------------------------------ work
 
     def _loop(self) -> None:
-        runner, keeper = self.pipeline.runner, self.pipeline.keeper
+        runner = self.pipeline.runner
         logger.info("pipeline thread started", topic=runner.topic, group=runner.group)
-        next_tick = 0.0
         while not self._stop.is_set():
             if not self._running.wait(0.1):
                 continue
-            try:
-                with self._step_lock:
-                    if not self._running.is_set():
-                        continue
-                    folded = runner.step()
-                    self.failing = False
-                    if folded:
-                        self.on_progress()
-                    now = time.monotonic()
-                    if now >= next_tick:
-                        if keeper.tick():
-                            self.on_progress()
-                        next_tick = now + self.keeper_interval_s
-            except Exception as exc:  # the service keeps answering (honestly stale) meanwhile
-                self.errors += 1
-                self.failing = True
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.exception("pipeline step failed; retrying", error=self.last_error)
-                self._stop.wait(self.retry_after_s)
+            with self._step_lock:
+                if not self._running.is_set():
+                    continue
+                wait = self.supervisor.turn()
+            if wait:
+                self._stop.wait(wait)
         logger.info("pipeline thread stopped", applied=runner.stats.applied)

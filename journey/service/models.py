@@ -126,8 +126,17 @@ class EmitResult(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     runner: Literal["running", "paused", "stopped", "disabled"]
-    runner_errors: int
-    last_error: str | None
+    runner_errors: int = Field(description="Failures of the pipeline since the start")
+    last_error: str | None = Field(
+        description="Why the pipeline is stopped at its last committed position, or why the "
+        "store cannot be used (with the remedy); null while all is well"
+    )
+    failure_kind: str | None = Field(
+        default=None,
+        description="store_full, store_locked, store_io, store_corrupt, log_unavailable or "
+        "error; null while all is well",
+    )
+    failing_since: datetime | None = Field(default=None, description="When the failure began")
     log: str
     topic: str
     store: str

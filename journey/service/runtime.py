@@ -37,6 +37,7 @@ from journey.service.metrics import ServiceMetrics
 from journey.service.reading import StoreReader
 from journey.settings import Settings
 from projections.customer_view import related_customers, resolve_customer
+from projections.integrity import IntegrityWatch
 from projections.store import JourneyStore
 
 __all__ = ["LogUnavailable", "NotFresh", "Service", "ServiceOptions"]
@@ -62,6 +63,9 @@ class ServiceOptions:
     """How often a live stream (SSE) re-checks freshness when nothing was folded."""
     read_threads: int = 8
     """Concurrent store reads (below the store's connection pool of 15)."""
+    integrity_interval_s: float = 600.0
+    """How often the store's pages are checked (PRAGMA quick_check, O(size)) while serving;
+    a read that meets a damaged page reports it at once."""
 
 
 class NotFresh(JourneyError):
@@ -118,6 +122,7 @@ class Service:
                 max_future=settings.max_future,
             )
         self.reader = StoreReader(settings.store_path())
+        self.integrity = IntegrityWatch(self.reader.path, options.integrity_interval_s)
         self.watcher = PositionWatcher(self.reader.positions)
         self._limiter: anyio.CapacityLimiter | None = None
         self._sampler: asyncio.Task[None] | None = None
@@ -188,6 +193,18 @@ class Service:
         while True:
             await asyncio.sleep(self.options.sample_interval_s)
             await self.sample_heads()
+            if self.integrity.path != self.reader.path:  # a rebuild swapped in a new file
+                self.integrity = IntegrityWatch(self.reader.path, self.integrity.interval_s)
+            await anyio.to_thread.run_sync(self.integrity.check_if_due)
+
+    def pipeline_problem(self) -> str | None:
+        """Why answers cannot be fresh now: the store is damaged, or the in-process pipeline
+        is stopped at its last committed position (None when neither)."""
+        if self.integrity.problem:
+            return self.integrity.problem
+        if self.thread is not None and self.thread.failing:
+            return self.thread.last_error
+        return None
 
     def tokens(self, *texts: str | None) -> Targets | None:
         """Targets from ?after= and X-Journey-Position; BadToken when one is unusable."""
@@ -246,6 +263,9 @@ class Service:
         )
 
     async def _wait(self, targets: Targets, basis: str) -> tuple[bool, dict[TopicPartition, int]]:
+        if self.pipeline_problem() is not None:
+            # The pipeline is stopped: waiting the whole bound would only delay the 503.
+            return await self.watcher.wait(targets, min(self.max_wait_s, 0.05))
         if basis != "token" or self.max_wait_s <= 0.05:
             return await self.watcher.wait(targets, self.max_wait_s)
         # A token past the end of the log would only time out: after a short while, look.

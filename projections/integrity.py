@@ -1,0 +1,194 @@
+"""Is this file a sound journey store? Checked at open and, cheaply, while serving.
+
+A store is disposable (the log is the truth), so the remedy for every problem found here is
+the same: ``journey rebuild all`` builds a new one from the log. What matters is to say so
+at once, instead of answering health checks with "ok" and reads with 500:
+
+* a file that is not SQLite at all, or SQLite of another application (foreign);
+* a journey store of another schema version (outdated);
+* a store damaged inside (``PRAGMA quick_check`` finds broken pages or indexes).
+
+``quick_check`` reads the whole file, O(size): it runs when a store is opened and, while
+serving, in the background at an interval (see :class:`IntegrityWatch`); a read that hits
+a damaged page ("database disk image is malformed") marks the store corrupt at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from domain.errors import JourneyError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STORE_KIND",
+    "ForeignStore",
+    "IntegrityWatch",
+    "OutdatedStore",
+    "StoreCorrupt",
+    "StoreError",
+    "inspect_store",
+    "is_corruption",
+    "quick_check",
+]
+
+STORE_KIND = "journey-views"
+SCHEMA_VERSION = "2"
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+REMEDY = "run `journey rebuild all` to build a new store from the log"
+
+
+class StoreError(JourneyError):
+    """The projection store cannot be used as it is."""
+
+
+class ForeignStore(StoreError):
+    """The file is not a journey store (not SQLite, or another application's database)."""
+
+
+class OutdatedStore(StoreError):
+    """A journey store written with another schema version."""
+
+
+class StoreCorrupt(StoreError):
+    """The store file is damaged."""
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """True for the errors SQLite raises on a damaged or foreign file (also when wrapped by
+    eventsourcing's persistence errors)."""
+    text = str(exc).lower()
+    return any(
+        marker in text
+        for marker in (
+            "malformed",
+            "file is not a database",
+            "file is encrypted",
+            "database corrupt",
+        )
+    )
+
+
+def quick_check(path: Path) -> str | None:
+    """None when SQLite finds the file sound, else what it found (first problems)."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = con.execute("PRAGMA quick_check(5)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        con.close()
+    found = [" ".join(str(r[0]).split()) for r in rows]  # one line: it goes into messages
+    return None if found == ["ok"] else "; ".join(found)
+
+
+def inspect_store(path: Path, *, check_pages: bool = True) -> None:
+    """Raise a :class:`StoreError` saying what is wrong with ``path`` and what to do.
+
+    A missing or empty file passes (it becomes a new store); so does a SQLite file without
+    tables (a store whose creation was interrupted).
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with path.open("rb") as fh:
+        header = fh.read(len(_SQLITE_HEADER))
+    if header != _SQLITE_HEADER:
+        raise ForeignStore(
+            f"store {path} is not a SQLite database (is --store pointing at the wrong "
+            f"file?); point it at a journey store or a new path, or {REMEDY}"
+        )
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {
+                str(r[0])
+                for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            meta: dict[str, str] = {}
+            if "journey_store_meta" in tables:
+                meta = {
+                    str(k): str(v)
+                    for k, v in con.execute("SELECT key, value FROM journey_store_meta")
+                }
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(f"store {path} is damaged ({exc}); {REMEDY}") from None
+    if not tables:
+        return
+    if "journey_store_meta" not in tables:
+        if "processed_events" in tables and "tracking" in tables:
+            raise OutdatedStore(
+                f"store {path} was written by an older version of journey; {REMEDY}"
+            )
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ForeignStore(
+            f"store {path} is not a journey store (it holds the tables {shown}); point "
+            f"--store at a journey store or a new path, or {REMEDY}"
+        )
+    if meta.get("kind") and meta.get("kind") != STORE_KIND:
+        raise ForeignStore(f"store {path} is a {meta['kind']!r} store, not {STORE_KIND!r}")
+    version = meta.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        raise OutdatedStore(
+            f"store {path} has schema version {version}, this journey writes "
+            f"{SCHEMA_VERSION}; {REMEDY}"
+        )
+    if check_pages:
+        problem = quick_check(path)
+        if problem is not None:
+            raise StoreCorrupt(f"store {path} is damaged ({problem}); {REMEDY}")
+
+
+class IntegrityWatch:
+    """What is known of a store's integrity: the last check's finding, and corruption seen
+    by any read or write in between. Thread-safe; cheap to ask (no I/O)."""
+
+    def __init__(self, path: Path, interval_s: float = 600.0) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._problem: str | None = None
+        self._checked_at = time.monotonic()  # the store was checked when it was opened
+
+    @property
+    def problem(self) -> str | None:
+        with self._lock:
+            return self._problem
+
+    def saw(self, exc: BaseException) -> bool:
+        """Record ``exc`` if it says the file is damaged; True when it did."""
+        if not is_corruption(exc):
+            return False
+        with self._lock:
+            self._problem = f"store {self.path} is damaged ({exc}); {REMEDY}"
+        return True
+
+    def check_now(self) -> str | None:
+        found = quick_check(self.path)
+        with self._lock:
+            self._checked_at = time.monotonic()
+            self._problem = (
+                None if found is None else f"store {self.path} is damaged ({found}); {REMEDY}"
+            )
+            return self._problem
+
+    def check_if_due(self) -> str | None:
+        with self._lock:
+            due = time.monotonic() - self._checked_at >= self.interval_s
+        if due:
+            with contextlib.suppress(Exception):
+                self.check_now()
+        return self.problem
