@@ -301,4 +301,4 @@ def new_touchpoint(
         )
     except ValidationError as exc:
         field, msg = validation_message(exc)
-        raise InvalidEvent("invalid_envelope", msg, field) from None
+        raise InvalidEvent(_reason(exc, "invalid_envelope"), msg, field) from None

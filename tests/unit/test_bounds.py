@@ -194,6 +194,7 @@ def _mutations() -> st.SearchStrategy[bytes]:
 @given(
     raw=st.one_of(
         st.binary(max_size=200),
+        st.text(max_size=200),
         st.text(max_size=200).map(str.encode),
         _json.map(lambda v: json.dumps(v).encode()),
         st.integers(min_value=1, max_value=6000).map(lambda n: b"[" * n + b"]" * n),
@@ -202,9 +203,36 @@ def _mutations() -> st.SearchStrategy[bytes]:
         _mutations(),
     )
 )
-def test_decode_returns_a_touchpoint_or_raises_invalid_event(raw: bytes) -> None:
+def test_decode_returns_a_touchpoint_or_raises_invalid_event(raw: bytes | str) -> None:
     with contextlib.suppress(InvalidEvent):
         decode(raw, _now())
+
+
+def test_the_python_emitter_keeps_the_same_bounds(tmp_path: Path) -> None:
+    from consumers.embedded_log import EmbeddedLog
+    from domain import catalogue as c
+    from journey.emitter import Emitter
+
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    try:
+        emitter = Emitter(log, topic="t", source="test")
+        data = c.CaseResolved(case_id="k-1", resolution="done")
+        for at in (datetime.now(UTC) + timedelta(days=2), datetime(9999, 1, 1, tzinfo=UTC)):
+            with pytest.raises(InvalidEvent) as info:
+                emitter.emit(data, customer_id="c-1", occurred_at=at)
+            assert (info.value.reason, info.value.field) == ("out_of_range", "occurred_at")
+        with pytest.raises(InvalidEvent) as big:
+            emitter.emit(
+                c.CaseResolved(case_id="k-1", resolution="x" * 10_000),
+                customer_id="c-1",
+                occurred_at=recent(),
+                correlation_id="y" * MiB,
+            )
+        assert big.value.reason == "too_large"
+        assert sum(log.high_watermarks("t").values()) == 0
+        assert emitter.emit(data, customer_id="c-1", occurred_at=recent()).offset == 0
+    finally:
+        log.close()
 
 
 # --------------------------------------------------------------------------- arithmetic
@@ -243,6 +271,7 @@ def test_a_service_rule_of_absurd_hours_is_refused_when_loaded(hours: float) -> 
 JOURNEY = Path(sys.executable).with_name("journey")
 CLI_CASES = [
     "occurred_at in 9999",
+    "due_by in 9999",
     "year 1800 in data",
     "2,000 levels",
     "5,000 levels",
