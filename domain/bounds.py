@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import accumulate
 
 __all__ = [
     "DATA_YEARS",
@@ -93,44 +93,33 @@ class Bounds:
         return shifted(self.now, self.max_future)
 
 
-# A JSON string (escapes included) taken in one step, or a bracket, or a quote that opens a
-# string which never closes (invalid JSON: scanning stops there). The possessive ``*+``
-# never backtracks, so each character is looked at a bounded number of times.
-_TOKENS_STR = re.compile(r'"(?:[^"\\]|\\.)*+"|[\[\]{}]|"', re.S)
-_TOKENS_BYTES = re.compile(rb'"(?:[^"\\]|\\.)*+"|[\[\]{}]|"', re.S)
-_OPEN = frozenset(("[", "{", b"[", b"{"))
-_CLOSE = frozenset(("]", "}", b"]", b"}"))
+# A JSON string, escapes included, or a string that never closes (then it runs to the end
+# of the text: no structure after it counts, and the parser will call the text invalid).
+# The possessive ``*+`` never backtracks, and an unclosed string ends the scan instead of
+# being retried at each quote inside it, so the scan is linear in the length of the text.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.S)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_DEPTH_STEP = [0] * 256
+for _open in b"[{":
+    _DEPTH_STEP[_open] = 1
+for _close in b"]}":
+    _DEPTH_STEP[_close] = -1
 
 
 def exceeds_depth(raw: str | bytes, limit: int = MAX_DEPTH) -> bool:
     """Whether JSON text nests containers deeper than ``limit`` (the top value is level 1).
 
     Runs before any JSON parser sees the text, so a 5,000-deep value is refused without
-    recursion. It is a loop over tokens, never recursive; brackets inside strings do not
-    count. Invalid JSON may pass (the parser reports it), but only with at most ``limit``
-    levels before the point where it stops being JSON.
+    recursion. Nothing here recurses or loops in Python per character: strings are cut out
+    by one regular expression, and the running depth over the brackets left is a C-level
+    ``accumulate``. Brackets inside strings do not count. For text that is not JSON the
+    answer may be either (the parser reports such text), but no parser can recurse deeper
+    than ``limit`` into text this calls shallow.
     """
-    # Fast path: fewer brackets than the limit (almost every real envelope) cannot nest
-    # deeper than it, whatever strings hold them.
-    tokens: Iterator[str | bytes]
-    if isinstance(raw, str):
-        if raw.count("[") + raw.count("{") <= limit:
-            return False
-        tokens = (m.group() for m in _TOKENS_STR.finditer(raw))
-    else:
-        if raw.count(b"[") + raw.count(b"{") <= limit:
-            return False
-        tokens = (m.group() for m in _TOKENS_BYTES.finditer(raw))
-    depth = 0
-    for token in tokens:
-        if token in _OPEN:
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                return False  # unbalanced: not JSON, and nothing deep was opened
-        elif len(token) == 1:
-            return False  # a string that never closes: the rest is not JSON structure
-    return False
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    # Fast path: fewer opening brackets than the limit (almost every real envelope) cannot
+    # nest deeper than it, whatever strings hold them.
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit

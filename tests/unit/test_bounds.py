@@ -137,7 +137,7 @@ def _depth(value: Any) -> int:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\n'),
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab\né☃'),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=40,
 )
@@ -146,10 +146,10 @@ _json = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(value=_json, limit=st.integers(min_value=0, max_value=6))
 def test_the_depth_scanner_agrees_with_a_recursive_count(value: Any, limit: int) -> None:
-    text = json.dumps(value)
     expected = _depth(value) > limit
-    assert exceeds_depth(text, limit) is expected
-    assert exceeds_depth(text.encode(), limit) is expected
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+        assert exceeds_depth(text, limit) is expected
+        assert exceeds_depth(text.encode(), limit) is expected
 
 
 def test_the_depth_scanner_is_linear_on_hostile_text() -> None:
