@@ -7,7 +7,7 @@ KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit bench lint format typecheck schema kafka kafka-stop kafka-status demo clean
+.PHONY: help install test unit bench lint format typecheck schema kafka kafka-stop kafka-status postgres postgres-stop demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ kafka-stop: ## Stop the local Kafka started by `make kafka` (by its pid)
 
 kafka-status: ## Say whether the local Kafka runs
 	bash scripts/kafka.sh status
+
+postgres: ## Start a local PostgreSQL (Debian package) on 127.0.0.1:15432 (PG_PORT); prints the store URL last
+	bash scripts/postgres.sh start
+
+postgres-stop: ## Stop the local PostgreSQL started by `make postgres`
+	bash scripts/postgres.sh stop
 
 demo: install ## The main job: the seed stories through the whole pipeline, then the agent console on them
 	$(BIN)/journey demo --serve

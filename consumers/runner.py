@@ -141,9 +141,10 @@ class Runner:
         if active == self._store_file:
             return
         logger.info("store swapped", old=str(self._store_file), new=str(active))
+        store = JourneyStore(active)  # may fail (a damaged file): then tried again next step
         self.store.close()
         self._store_file = active
-        self.store = JourneyStore(active)
+        self.store = store
         consumer = self.consumer
         for tp, offset in self._start_offsets(consumer.assignment()).items():
             consumer.seek(tp, offset)

@@ -30,7 +30,7 @@ import structlog
 from consumers.keeper import PromiseKeeper
 from consumers.log import LogError
 from consumers.runner import Runner
-from projections.integrity import StoreCorrupt, is_corruption
+from projections.integrity import REMEDY, StoreCorrupt, is_corruption
 
 __all__ = ["Health", "Supervisor", "classify_failure"]
 
@@ -141,6 +141,8 @@ class Supervisor:
     def _failed(self, exc: Exception) -> float:
         kind = classify_failure(exc)
         reason = f"{type(exc).__name__}: {exc}"
+        if kind == "store_corrupt" and REMEDY not in reason:
+            reason += f"; {REMEDY}"
         now = time.monotonic()
         h = self.health
         if not h.failing:

@@ -24,6 +24,7 @@ from pathlib import Path
 from domain.errors import JourneyError
 
 __all__ = [
+    "REMEDY",
     "SCHEMA_VERSION",
     "STORE_KIND",
     "ForeignStore",

@@ -348,3 +348,93 @@ def test_the_store_refuses_a_conflicting_copy_at_the_edge(tmp_path: Path) -> Non
         assert [e for e, _, _ in store.conflicts([fresh, twin])] == [str(fresh.event_id)]
     finally:
         store.close()
+
+
+# ---------------------------------------------------------------------- the poison corpus
+
+
+def test_a_poison_corpus_leaves_the_pipeline_alive_and_each_message_dead_lettered_once(
+    log: Log, unique_topic: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Non-JSON, 5,000-deep nesting, a date in year 9999, an oversized envelope, a
+    conflicting duplicate and a message that makes the fold raise, each between good
+    neighbours of the same customer: the supervised loop (as in `journey run`) folds every
+    neighbour and dead-letters each poison message once, with its reason — also after a
+    restart, which re-reads nothing twice."""
+    import domain.journey as fold
+
+    original = fold.Journey.apply
+
+    def apply(self: fold.Journey, touchpoint: Touchpoint) -> str:
+        data = touchpoint.data
+        if isinstance(data, c.InquiryReceived) and data.subject == "poison":
+            raise ValueError("the fold cannot take this one")
+        return original(self, touchpoint)
+
+    monkeypatch.setattr(fold.Journey, "apply", apply)
+    dlq = f"{unique_topic}.dlq"
+    log.ensure_topics([unique_topic, dlq], 2)
+    cid = "cust-poison"
+    good = [t.model_copy(update={"customer_id": cid}) for t in touchpoints(7, 1)]
+    first = good[0]
+    valid = json.loads(encode(good[1]))
+    far_future = valid | {"event_id": str(uuid.uuid4()), "occurred_at": "9999-12-31T23:59:59Z"}
+    conflicting = json.loads(encode(first))
+    conflicting["data"]["subject"] = "another story"
+    fold_raises = new_touchpoint(
+        c.InquiryReceived(case_id="p-1", channel="email", subject="poison"),
+        customer_id=cid,
+        occurred_at=NOW,
+        source="test",
+    )
+    poison: list[tuple[str, bytes]] = [
+        ("not_json", b"\xff{not json"),
+        ("too_deep", b'{"a":' * 5000 + b"1" + b"}" * 5000),
+        ("out_of_range", json.dumps(far_future).encode()),
+        ("conflicting_duplicate", json.dumps(conflicting).encode()),
+        ("fold_failed", encode(fold_raises)),
+    ]
+    if "embedded" in type(log).__name__.lower():
+        # Kafka's own limit (message.max.bytes, 1 MiB + 12 by default) refuses such a
+        # record before any consumer sees it; the embedded log has no such limit.
+        big = json.loads(encode(good[2])) | {"event_id": str(uuid.uuid4())}
+        big["data"]["subject"] = "x" * (1024 * 1024)
+        poison.append(("too_large", json.dumps(big).encode()))
+    messages = [OutgoingMessage(key=cid.encode(), value=encode(first))]
+    for n, (_, value) in enumerate(poison):
+        messages.append(OutgoingMessage(key=cid.encode(), value=value))
+        messages.append(
+            OutgoingMessage(key=cid.encode(), value=encode(good[1 + n % (len(good) - 1)]))
+        )
+    log.produce(unique_topic, messages)
+
+    def supervised() -> tuple[Runner, Supervisor]:
+        runner = Runner(
+            log, tmp_path / "views.db", topic=unique_topic, dlq_topic=dlq,
+            group="poison-views", follow_swaps=False, batch_size=50,
+        )  # fmt: skip
+        return runner, Supervisor(runner, None, backoff_max_s=0.05, progress_interval_s=3600)
+
+    runner, supervisor = supervised()
+    try:
+        turn_until(supervisor, lambda: all(v == 0 for v in runner.lag().values()))
+        turn_until(supervisor, lambda: not runner.store.pending_dead_letters())
+        assert not supervisor.health.failing, supervisor.health
+    finally:
+        runner.close()
+    # A restart reads nothing twice.
+    runner, supervisor = supervised()
+    try:
+        for _ in range(5):
+            supervisor.turn()
+        assert runner.stats.processed == 0
+        letters = read_topic(log, dlq)
+        reasons = sorted((m.header(HEADER_REASON) or b"").decode() for m in letters)
+        assert reasons == sorted(r for r, _ in poison), "each poison message exactly once"
+        folded = {str(r[0]) for r in runner.store.query("SELECT event_id FROM processed_events")}
+        assert folded == {str(t.event_id) for t in good}
+        view = runner.store.journey(cid)
+        assert view is not None
+        assert view.journey.cases[first.data.case_id].subject == first.data.subject  # type: ignore[union-attr]
+    finally:
+        runner.close()
