@@ -93,11 +93,23 @@ def _amount_as_number(value: Any) -> Any:
 # number for an amount) and nothing else; ``Strict(False)`` lets them parse it.
 TimeText = Annotated[AwareDatetime, Strict(False), BeforeValidator(_time_as_text)]
 """RFC 3339 text with a zone offset, any year (see ``Instant`` for the bounded one)."""
-Instant = Annotated[TimeText, AfterValidator(_within_years)]
+# The year range (and, for times, the zone offset) in the exported JSON Schema too, so a
+# producer's own validator enforces them.
+YEARS_1900_2200 = "(19[0-9]{2}|2[01][0-9]{2}|2200)"
+OFFSET_AT_END = "([Zz]|[+-][0-9]{2}:?[0-9]{2})$"
+Instant = Annotated[
+    TimeText,
+    AfterValidator(_within_years),
+    Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-.*{OFFSET_AT_END}"}),
+]
 """A point in time on the wire: RFC 3339 text with a zone offset (``Z`` or ``+01:00``),
 within the years 1900-2200."""
 Day = Annotated[
-    dt.date, Strict(False), BeforeValidator(_date_as_text), AfterValidator(_within_years)
+    dt.date,
+    Strict(False),
+    BeforeValidator(_date_as_text),
+    AfterValidator(_within_years),
+    Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-"}),
 ]
 """A calendar date on the wire: ISO 8601 text ``YYYY-MM-DD``, within the years 1900-2200."""
 Amount = Annotated[Decimal, Strict(False), BeforeValidator(_amount_as_number)]

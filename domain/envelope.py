@@ -31,7 +31,14 @@ from domain.bounds import (
     Bounds,
     exceeds_depth,
 )
-from domain.catalogue import CATALOGUE, CURRENT, TimeText, TouchpointData, current_model
+from domain.catalogue import (
+    CATALOGUE,
+    CURRENT,
+    OFFSET_AT_END,
+    TimeText,
+    TouchpointData,
+    current_model,
+)
 from domain.errors import InvalidEvent, UnknownEventType
 from domain.upcasting import upcast
 
@@ -67,7 +74,11 @@ def _occurred_in_range(value: datetime) -> datetime:
     return value
 
 
-OccurredAt = Annotated[TimeText, AfterValidator(_occurred_in_range)]
+OccurredAt = Annotated[
+    TimeText,
+    AfterValidator(_occurred_in_range),
+    Field(json_schema_extra={"pattern": f"^(19[7-9][0-9]|2[01][0-9]{{2}}|2200)-.*{OFFSET_AT_END}"}),
+]
 
 
 class _EnvelopeFields(BaseModel):

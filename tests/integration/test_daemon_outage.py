@@ -63,7 +63,9 @@ def _folded(store_path: Path) -> int:
 
 
 @pytest.fixture
-def run_process(broker: OwnBroker, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:  # noqa: F811
+def run_process(
+    broker: OwnBroker, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:  # noqa: F811
     topic = f"outage.{uuid.uuid4().hex[:8]}"
     store = tmp_path / "views.db"
     log_file = tmp_path / "run.log"
@@ -146,9 +148,7 @@ def test_serve_answers_503_while_the_broker_is_away_and_accepts_again_after(
     )
     log = KafkaLog([broker.address], timeout_s=5.0)
     log.ensure_topics([topic, f"{topic}.dlq"], 3)
-    app = create_app(
-        settings, ServiceOptions(max_wait_ms=1000, group=f"views-{topic}"), log=log
-    )
+    app = create_app(settings, ServiceOptions(max_wait_ms=1000, group=f"views-{topic}"), log=log)
     server = start_in_thread(app)
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from domain.bounds import MAX_DEPTH, Bounds, after_hours, exceeds_depth, shifted
@@ -24,7 +25,7 @@ from domain.errors import InvalidEvent
 from domain.journey import Case, Promise
 from domain.rules import ServiceRules, case_deadline, promise_deadline
 from journey.emitter import BatchError, parse_batch
-from journey.schema import example_envelope
+from journey.schema import example_envelope, schema_file_name
 from tests.bounds_cases import MiB, cases, deep, inquiry, promise, recent, sized
 
 CASES = cases()
@@ -123,6 +124,31 @@ def test_json_text_still_carries_times_dates_ids_and_amounts() -> None:
 def test_decoded_touchpoints_round_trip_through_the_strict_models() -> None:
     tp = decode(json.dumps(promise()), _now())
     assert decode(encode(tp), _now()) == tp
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "occurred_at in 9999",
+        "occurred_at before 1970",
+        "due_by in 9999",
+        "year 1800 in data",
+        '"1" for schema_version',
+        "1 for a string",
+    ],
+)
+def test_the_exported_json_schema_refuses_the_same(name: str) -> None:
+    """A producer validating against docs/schema is held to the same static bounds."""
+    env = json.loads(CASES[name].text)
+    path = Path(__file__).parents[2] / "docs" / "schema" / schema_file_name(env["type"], 1)
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert not validator.is_valid(env)
+    fine = json.loads(json.dumps(promise()))
+    assert Draft202012Validator(
+        json.loads((path.parent / schema_file_name("PromiseMade", 1)).read_text()),
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    ).is_valid(fine)
 
 
 # --------------------------------------------------------------------------- the scanner
