@@ -1,38 +1,58 @@
-"""The promise keeper: turns passed deadlines into facts on the log.
+"""The promise keeper: turns passed deadlines into facts on the log, by event time.
 
-When a promise's deadline passes unmet it emits ``PromiseBroken``; when a reply target
-passes without a real answer it emits ``ReplyOverdue``. Exactly one per deadline, also across
-restarts and rebuilds, because
+When a promise's deadline passes without a fulfilment that occurred by then it emits
+``PromiseBroken``; when a reply target passes without a real answer it emits
+``ReplyOverdue``. A deadline passes when the *clock of its partition* passes it:
+
+* a partition's event clock is the latest ``occurred_at`` folded on it (kept in the store
+  with the partition's position), less the allowed lateness — never the wall clock, so a
+  replay of history at any pace decides exactly what the live run decided;
+* the event clock never runs ahead of the wall clock (less the lateness): one touchpoint
+  dated tomorrow does not break today's promises;
+* a partition read to its head whose event clock has not moved for the idle timeout follows
+  the busy partitions' clocks; when every partition is idle, the wall clock (less the
+  lateness): promises still break on time when nothing happens.
+
+Exactly one fact per deadline, also across restarts and rebuilds:
 * the event id is derived from (kind, customer, ref, deadline), so a repeat is a duplicate
   the projection ignores;
-* it only decides for a partition the store has fully caught up with, so a fact it emitted
-  before a restart is seen in the store and not emitted again;
+* after a (re)start it decides for a partition only once the store has folded everything
+  that partition held when the keeper first looked (facts an earlier run emitted included);
+  from then on it remembers what it emitted until the store has folded it;
 * the fact's ``occurred_at`` is the deadline itself, so a rebuild reproduces the same view.
-The clock is injected: tests move time by hand.
+
+The wall clock is injected: tests move time by hand.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Literal
 
 import structlog
 
-from consumers.log import Log, Position, TopicPartition
+from consumers.log import Log, OutgoingMessage, Position, TopicPartition
 from domain import catalogue as c
-from domain.envelope import new_touchpoint
+from domain.envelope import encode, new_touchpoint
 from domain.rules import ServiceRules
-from journey.emitter import Emitter
-from projections.service_levels import open_items
+from projections.service_levels import missed_stopped_items, open_items
 from projections.store import JourneyStore
 
-__all__ = ["PromiseKeeper", "derived_event_id"]
+__all__ = [
+    "DEFAULT_ALLOWED_LATENESS",
+    "DEFAULT_IDLE_TIMEOUT",
+    "PromiseKeeper",
+    "derived_event_id",
+]
 
 logger = structlog.get_logger(__name__)
 
 _NAMESPACE = uuid.UUID("0b8f2a64-3c55-4e0e-9a0f-5d2f1c7e9b11")
+
+DEFAULT_ALLOWED_LATENESS = timedelta(minutes=5)
+DEFAULT_IDLE_TIMEOUT = timedelta(seconds=30)
 
 
 def derived_event_id(kind: str, customer_id: str, ref: str, due: datetime) -> uuid.UUID:
@@ -48,42 +68,93 @@ class PromiseKeeper:
         topic: str,
         rules: ServiceRules,
         clock: Callable[[], datetime],
+        allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+        idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.log = log
         self.store = store  # a callable: the runner may swap stores under us
         self.topic = topic
         self.rules = rules
         self.clock = clock
-        self.emitter = Emitter(log, topic=topic, source="promise-keeper")
+        self.allowed_lateness = allowed_lateness
+        # None: never follow the wall clock (a replay of history in slow steps).
+        self.idle_timeout = idle_timeout
         self._in_flight: dict[uuid.UUID, Position] = {}
+        # Per partition, the offset the store must reach before we decide for it (what the
+        # partition held when this keeper first looked: earlier runs' facts included).
+        self._barrier: dict[int, int] = {}
+        # Per partition, (event clock, wall time we first saw it at): idleness.
+        self._seen: dict[int, tuple[datetime | None, datetime]] = {}
 
-    def _caught_up(self, store: JourneyStore) -> set[int]:
-        """Partitions whose every message (ours included) the store has folded."""
-        positions = store.positions()
+    # ------------------------------------------------------------------ clocks
+
+    def partition_clocks(
+        self, store: JourneyStore, positions: Mapping[TopicPartition, int], now: datetime
+    ) -> dict[int, datetime]:
+        """The clock each partition decides by now; a partition without one decides nothing."""
+        hwms = self.log.high_watermarks(self.topic)
+        events = store.partition_clocks(self.topic)
+        late = self.allowed_lateness
+        wall = now - late
+        idle: set[int] = set()
+        for p, hwm in hwms.items():
+            self._barrier.setdefault(p, hwm - 1)
+            event = events.get(p)
+            seen = self._seen.get(p)
+            if seen is None or seen[0] != event:
+                self._seen[p] = seen = (event, now)
+            at_head = positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
+            if self.idle_timeout is not None and at_head and now - seen[1] >= self.idle_timeout:
+                idle.add(p)
+        if hwms and idle == set(hwms):
+            return dict.fromkeys(hwms, wall)
+        busy = [events[p] - late for p in hwms if p not in idle and p in events]
+        clocks: dict[int, datetime] = {}
+        for p in hwms:
+            own = events[p] - late if p in events else None
+            if p in idle and busy:
+                # Nothing arrives here while the others move on: a time-ordered producer
+                # would have sent this partition's facts up to their time by now.
+                own = max(own, min(busy)) if own is not None else min(busy)
+            if own is not None:
+                clocks[p] = min(own, wall)
+        return clocks
+
+    def _ready(self, positions: Mapping[TopicPartition, int]) -> set[int]:
         return {
             p
-            for p, hwm in self.log.high_watermarks(self.topic).items()
-            if positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
+            for p, barrier in self._barrier.items()
+            if positions.get(TopicPartition(self.topic, p), -1) >= barrier
         }
 
+    # ------------------------------------------------------------------ deciding
+
     def tick(self) -> list[Position]:
-        """Emit a fact for every deadline that has passed and is not yet on the log."""
+        """Emit a fact for every deadline its partition's clock has passed, once."""
         now = self.clock()
         store = self.store()
-        ready = self._caught_up(store)
-        # Facts in flight are settled once their partition is caught up past them.
         positions = store.positions()
+        clocks = self.partition_clocks(store, positions, now)
+        ready = self._ready(positions)
+        # Facts in flight are settled once the store has folded them.
         self._in_flight = {
             eid: pos
             for eid, pos in self._in_flight.items()
             if positions.get(pos.topic_partition, -1) < pos.offset
         }
+        if not clocks:
+            return []
         emitted: list[Position] = []
-        for item in open_items(store, self.rules, now, with_names=False):
-            if item.state != "breached" or item.recorded:
+        items = [
+            *open_items(store, self.rules, max(clocks.values()), with_names=False),
+            *missed_stopped_items(store, self.rules),
+        ]
+        for item in items:
+            if item.recorded:
                 continue
             partition = self.log.partition_for(self.topic, item.customer_id.encode())
-            if partition not in ready:
+            clock = clocks.get(partition)
+            if clock is None or item.due_at > clock or partition not in ready:
                 continue
             event_id = derived_event_id(item.kind, item.customer_id, item.ref, item.due_at)
             if event_id in self._in_flight:
@@ -103,7 +174,15 @@ class PromiseKeeper:
                 source="promise-keeper",
                 event_id=event_id,
             )
-            pos = self.emitter.emit_touchpoints([tp])[0]
+            message = OutgoingMessage(
+                key=tp.customer_id.encode(),
+                value=encode(tp),
+                headers=(
+                    ("journey-type", tp.type.encode()),
+                    ("journey-event-id", str(event_id).encode()),
+                ),
+            )
+            (pos,) = self.log.produce(self.topic, [message])
             self._in_flight[event_id] = pos
             emitted.append(pos)
             logger.info(
@@ -111,6 +190,7 @@ class PromiseKeeper:
                 kind=item.kind,
                 ref=item.ref,
                 due_at=item.due_at.isoformat(),
+                clock=clock.isoformat(),
                 event_id=str(event_id),
                 customer_id=item.customer_id,
                 topic=pos.topic,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from domain.errors import JourneyError
+from domain.positions import TopicPartition  # re-exported: the port speaks of it
 
 __all__ = [
     "Log",
@@ -37,15 +38,6 @@ __all__ = [
 
 class LogError(JourneyError):
     """The log could not do what was asked (broker unreachable, unknown topic, ...)."""
-
-
-@dataclass(frozen=True, order=True)
-class TopicPartition:
-    topic: str
-    partition: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]"
 
 
 @dataclass(frozen=True, order=True)

@@ -34,7 +34,11 @@ __all__ = [
 ]
 
 CaseKind = Literal["inquiry", "complaint", "signup"]
-PromiseStatus = Literal["pending", "kept", "broken"]
+# pending: neither fulfilled nor recorded broken; kept: fulfilled by its deadline (by the
+# fulfilment's occurred_at) and never recorded broken; broken: recorded broken, no fulfilment
+# yet; kept_late: fulfilled, but after the deadline or after the break was recorded (late
+# data: the fulfilment may have happened in time and been reported too late).
+PromiseStatus = Literal["pending", "kept", "kept_late", "broken"]
 
 
 @dataclass
@@ -115,6 +119,19 @@ class Case:
     reply_owed_since: datetime | None = None
     awaiting_customer_since: datetime | None = None
     overdue_recorded: list[tuple[str, datetime]] = field(default_factory=list)
+    # Reply clocks that stopped (a reply, a resolution): (target, since, stopped at). One
+    # that stopped after its target was missed even if nobody recorded it in time: a
+    # backfill folds the late reply before the keeper looks; the keeper records it then.
+    stopped_clocks: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+
+    def stop_reply_clock(self, at: datetime) -> None:
+        if self.reply_owed is not None and self.reply_owed_since is not None:
+            self.stopped_clocks.append((self.reply_owed, self.reply_owed_since, at))
+        self.reply_owed = None
+        self.reply_owed_since = None
+
+    def overdue_recorded_between(self, target: str, since: datetime, until: datetime) -> bool:
+        return any(t == target and since <= due <= until for t, due in self.overdue_recorded)
 
     @property
     def answered(self) -> bool:
@@ -135,6 +152,24 @@ class Promise:
     status: PromiseStatus = "pending"
     settled_at: datetime | None = None
     kept_late: bool = False
+    fulfilled_at: datetime | None = None
+    broken_recorded: bool = False
+
+    def settle(self) -> None:
+        """Status from the facts alone, so the order they are folded in does not matter."""
+        if self.fulfilled_at is None:
+            self.status = "broken" if self.broken_recorded else "pending"
+        elif self.broken_recorded or self.fulfilled_at > self.due_by:
+            self.status = "kept_late"
+        else:
+            self.status = "kept"
+        self.kept_late = self.status == "kept_late"
+
+    @property
+    def decided(self) -> bool:
+        """Nothing left for the promise keeper to record: kept in time, or on the log as
+        broken."""
+        return self.broken_recorded or self.status == "kept"
 
 
 @dataclass
@@ -256,13 +291,14 @@ class Journey:
         elif case_id is None and not any(k.kind == "complaint" for k in self.cases.values()):
             self._anomaly(tp, f"{kind} before any complaint or case")
 
-    def _settle(self, promise_id: str, at: datetime, status: PromiseStatus) -> bool:
+    def _fulfil(self, promise_id: str, at: datetime) -> bool:
+        """Kept at ``at`` (the fulfilment's occurred_at, never its arrival); False when it
+        was fulfilled already."""
         promise = self.promises.get(promise_id)
-        if promise is None or promise.status != "pending":
+        if promise is None or promise.fulfilled_at is not None:
             return False
-        promise.status = status
-        promise.settled_at = at
-        promise.kept_late = status == "kept" and at > promise.due_by
+        promise.fulfilled_at = promise.settled_at = at
+        promise.settle()
         return True
 
     def _open_case(self, tp: Touchpoint, case_id: str, kind: CaseKind, channel: str) -> Case:
@@ -365,13 +401,13 @@ class Journey:
                 for promise in self.promises.values():
                     if (
                         promise.kind == "delivery"
-                        and promise.status == "pending"
+                        and promise.fulfilled_at is None
                         and (
                             d.shipment_id in promise.what
                             or (ship.order_id and promise.promise_id == f"delivery:{ship.order_id}")
                         )
                     ):
-                        self._settle(promise.promise_id, at, "kept")
+                        self._fulfil(promise.promise_id, at)
                 return f"{d.shipment_id} delivered" + (
                     f" at {d.location}" if d.location else ""
                 ), None
@@ -432,8 +468,7 @@ class Journey:
                     for copy in d.copied_to:
                         if copy not in case.copied_to:
                             case.copied_to.append(copy)
-                    case.reply_owed = None
-                    case.reply_owed_since = None
+                    case.stop_reply_clock(at)
                     case.awaiting_customer_since = at if d.awaiting_customer else None
                 return f"Reply by {d.agent} ({d.team}, {d.country}) via {d.channel}", d.case_id
             case c.CaseHandedOff():
@@ -468,7 +503,7 @@ class Journey:
                     case.status = "resolved"
                     case.resolved_at = at
                     case.resolution = d.resolution
-                    case.reply_owed = None
+                    case.stop_reply_clock(at)
                 return f"Resolved: {d.resolution}", d.case_id
             case c.CaseReopened():
                 case = self._case(tp, d.case_id, "reopening")
@@ -497,10 +532,7 @@ class Journey:
                 promise = self.promises.get(d.promise_id)
                 if promise is None:
                     self._anomaly(tp, f"kept an unknown promise {d.promise_id}")
-                elif promise.status == "broken":
-                    # Kept after the deadline broke it: it stays broken, and we say it came late.
-                    promise.kept_late = True
-                elif not self._settle(d.promise_id, at, "kept"):
+                elif not self._fulfil(d.promise_id, at):
                     self._anomaly(tp, f"promise {d.promise_id} was already kept")
                 promise = self.promises.get(d.promise_id)
                 late = " (late)" if promise and promise.kept_late else ""
@@ -511,7 +543,13 @@ class Journey:
                 if d.promise_id not in self.promises:
                     self._anomaly(tp, f"broken promise {d.promise_id} was never made")
                 else:
-                    self._settle(d.promise_id, at, "broken")
+                    # The break stays a fact; a fulfilment folded before or after it makes
+                    # the promise kept late, never kept.
+                    broken = self.promises[d.promise_id]
+                    broken.broken_recorded = True
+                    if broken.fulfilled_at is None:
+                        broken.settled_at = at
+                    broken.settle()
                 promise = self.promises.get(d.promise_id)
                 return f"Promise broken: {d.what or d.promise_id}", (
                     promise.case_id if promise else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -220,6 +221,8 @@ def _pipeline() -> Pipeline:
         rules=load_rules(),
         partitions=settings.partitions,
         max_future=settings.max_future,
+        allowed_lateness=timedelta(seconds=settings.allowed_lateness),
+        idle_timeout=timedelta(seconds=settings.idle_timeout),
     )
 
 

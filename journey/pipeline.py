@@ -14,7 +14,7 @@ from types import FrameType
 
 import structlog
 
-from consumers.keeper import PromiseKeeper
+from consumers.keeper import DEFAULT_ALLOWED_LATENESS, DEFAULT_IDLE_TIMEOUT, PromiseKeeper
 from consumers.log import Log, Position
 from consumers.runner import Runner, RunnerStats
 from consumers.supervisor import Supervisor
@@ -61,6 +61,8 @@ class Pipeline:
         group: str = "journey-views",
         partitions: int = 6,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
+        allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
+        idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.log = log
         self.topic = topic
@@ -78,7 +80,13 @@ class Pipeline:
             max_future=max_future,
         )
         self.keeper = PromiseKeeper(
-            log, lambda: self.runner.store, topic=topic, rules=self.rules, clock=clock
+            log,
+            lambda: self.runner.store,
+            topic=topic,
+            rules=self.rules,
+            clock=clock,
+            allowed_lateness=allowed_lateness,
+            idle_timeout=idle_timeout,
         )
 
     @property
@@ -98,16 +106,51 @@ class Pipeline:
             stats = self.runner.run_until_caught_up(timeout_s)
         return stats
 
-    def play(self, touchpoints: Sequence[Touchpoint], clock: ManualClock, end: datetime) -> None:
-        """Emit touchpoints as time passes: before each one the clock moves to its time and
-        the keeper records every deadline that passed meanwhile, as it would have live."""
-        for tp in sorted(touchpoints, key=lambda t: t.occurred_at):
-            if tp.occurred_at > clock.now:
-                clock.set(tp.occurred_at)
+    def play(
+        self,
+        touchpoints: Sequence[Touchpoint],
+        clock: ManualClock,
+        end: datetime,
+        *,
+        arrivals: Sequence[datetime] | None = None,
+        tick_every: timedelta | None = None,
+    ) -> None:
+        """Emit touchpoints as time passes, as they would have arrived live.
+
+        Each touchpoint arrives at its ``arrivals`` time (default: its occurred_at; a late
+        report arrives after it happened). Before a touchpoint arrives the clock moves on
+        and the runner and the keeper catch up, as they would have meanwhile: at every
+        arrival, or with ``tick_every`` at the last whole step before it (faster; the facts
+        are the same, as the keeper decides by event time). At the end the clock moves to
+        ``end`` and stays there for the idle timeout, so the wall clock decides what no
+        touchpoint did.
+        """
+        times = list(arrivals) if arrivals is not None else [t.occurred_at for t in touchpoints]
+        if len(times) != len(touchpoints):
+            raise ValueError("one arrival time per touchpoint")
+        for arrived, tp in sorted(zip(times, touchpoints, strict=True), key=lambda p: p[0]):
+            at = arrived
+            if tick_every is not None:
+                step = tick_every.total_seconds()
+                at = datetime.fromtimestamp(arrived.timestamp() // step * step, UTC)
+            if at > clock.now:
+                clock.set(at)
                 self.catch_up()
             self.emit([tp])
-        clock.set(max(end, clock.now))
+        self.settle(max(end, clock.now), clock)
+
+    def settle(self, end: datetime, clock: ManualClock) -> None:
+        """Move the clock to ``end``, then past the idle timeout, folding what the keeper
+        records on the way, until it records nothing more."""
+        clock.set(end)
         self.catch_up()
+        idle = self.keeper.idle_timeout or timedelta(0)
+        for _ in range(10):
+            clock.set(clock.now + idle)
+            before = self.runner.stats.applied
+            self.catch_up()
+            if self.runner.stats.applied == before and not self.keeper.tick():
+                return
 
     # ------------------------------------------------------------------ queries
 

@@ -129,10 +129,13 @@ def render_customer(view: CustomerView) -> RenderableType:
         for col in ("what", "made by", "due", "status"):
             promises.add_column(col)
         for p in view.promises:
-            style = {"kept": "green", "broken": "bold red", "overdue": "bold red"}.get(
-                p.status, "yellow"
-            )
-            status = p.status + (" (kept late)" if p.kept_late else "")
+            style = {
+                "kept": "green",
+                "kept_late": "yellow",
+                "broken": "bold red",
+                "overdue": "bold red",
+            }.get(p.status, "yellow")
+            status = "kept late" if p.status == "kept_late" else p.status
             promises.add_row(
                 p.what + (" (implied)" if p.implied else ""),
                 p.made_by,

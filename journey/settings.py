@@ -37,6 +37,18 @@ class Settings(BaseModel):
     topic: str = Field(default="journey.touchpoints", description="The log of record")
     partitions: int = Field(default=6, ge=1, description="Partitions when creating topics")
     store: str = Field(default="sqlite:///journey-views.db", description="Projection store URL")
+    allowed_lateness: float = Field(
+        default=300,
+        ge=0,
+        description="Seconds a touchpoint may arrive after later ones and still count before "
+        "the promise keeper decides a deadline (event time)",
+    )
+    idle_timeout: float = Field(
+        default=30,
+        gt=0,
+        description="Seconds without new event time after which a partition read to its head "
+        "follows the others' clocks, and the wall clock once all are idle",
+    )
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info")
     max_future: timedelta = Field(

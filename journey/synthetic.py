@@ -10,13 +10,14 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
 
-__all__ = ["generate_touchpoints"]
+__all__ = ["Arrival", "generate_order_history", "generate_touchpoints"]
 
 
 def _money(amount: int) -> c.Money:
@@ -146,4 +147,87 @@ def generate_touchpoints(
         )
         if progress is not None:
             progress(i + 1)
+    return out
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A touchpoint and when it reached the log (its occurred_at, or later: a late report)."""
+
+    at: datetime
+    touchpoint: Touchpoint
+
+
+def generate_order_history(
+    orders: int,
+    customers: int,
+    *,
+    seed: int,
+    start: datetime,
+    days: int,
+    prefix: str = "shop",
+    source: str = "webshop",
+) -> list[Arrival]:
+    """A shop's order history in arrival order: each order carries an implied delivery
+    promise (``promised_delivery_by``) two to five days out, and is
+
+    * delivered in time (about half),
+    * delivered after its deadline (about a fifth),
+    * never delivered (about a sixth), or
+    * delivered in time but *reported* after the deadline: the carrier's scan reaches the
+      log one to four minutes after the promised time (the rest) — within a few minutes'
+      allowed lateness, so event time judges it kept at any replay pace.
+
+    Deterministic per seed; the answer key is in the touchpoints themselves (compare each
+    Delivered's occurred_at with its order's promise).
+    """
+    rng = random.Random(seed)  # noqa: S311 -- synthetic data, not secrets
+    span = timedelta(days=days)
+    out: list[Arrival] = []
+
+    def add(
+        at: datetime, data: c.TouchpointData, cid: str, arrived: datetime | None = None
+    ) -> None:
+        tp = new_touchpoint(
+            data,
+            customer_id=cid,
+            occurred_at=at,
+            source=source,
+            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+        )
+        out.append(Arrival(arrived or at, tp))
+
+    for n in range(orders):
+        cid = f"{prefix}-{rng.randrange(customers):05d}"
+        placed = start + span * rng.random()
+        placed = placed.replace(microsecond=0)
+        due = (placed + timedelta(days=rng.randint(2, 5))).replace(hour=18, minute=0, second=0)
+        order, ship = f"{prefix}-o{n:06d}", f"{prefix}-o{n:06d}-s"
+        price = _money(rng.randint(99, 15_000))
+        add(
+            placed,
+            c.OrderPlaced(
+                order_id=order,
+                total=price,
+                promised_delivery_by=due,
+                lines=[c.OrderLine(sku="SKU-1", name="Lamp", unit_price=price)],
+            ),
+            cid,
+        )
+        shipped = placed + timedelta(hours=rng.randint(1, 20))
+        add(shipped, c.OrderShipped(order_id=order, shipment_id=ship, carrier="PostNord"), cid)
+        delivered = c.Delivered(shipment_id=ship, carrier="PostNord")
+        roll = rng.random()
+        if roll < 0.5:
+            at = due - timedelta(minutes=rng.randint(5, int((due - shipped).total_seconds() // 60)))
+            add(max(at, shipped + timedelta(minutes=1)), delivered, cid)
+        elif roll < 0.7:
+            add(due + timedelta(minutes=rng.randint(1, 4 * 24 * 60)), delivered, cid)
+        elif roll < 0.85:
+            pass  # lost in the post
+        else:
+            at = due - timedelta(minutes=rng.randint(1, 120))
+            add(at, delivered, cid, arrived=due + timedelta(seconds=rng.randint(60, 240)))
+    # Arrival order; one customer's touchpoints keep their order (the log keeps it per key).
+    out.sort(key=lambda a: (a.at, a.touchpoint.occurred_at))
     return out

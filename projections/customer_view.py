@@ -92,9 +92,13 @@ class PromiseOut(BaseModel):
     made_to: str | None
     made_at: datetime
     due_by: datetime
-    status: Literal["pending", "kept", "broken", "overdue"]
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue"]
     implied: bool
-    kept_late: bool
+    kept_late: bool = Field(
+        description="Fulfilled after the deadline, or reported after the break was recorded"
+    )
+    fulfilled_at: datetime | None = Field(None, description="When it was kept (occurred_at)")
+    broken_recorded: bool = Field(False, description="A PromiseBroken fact is on the log")
     deadline: DeadlineOut | None
 
 
@@ -291,7 +295,7 @@ def _case_out(cid: str, case: Case, rules: ServiceRules, now: datetime) -> CaseO
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
-    status: Literal["pending", "kept", "broken", "overdue"] = p.status
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue"] = p.status
     if status == "pending" and now >= p.due_by:
         status = "overdue"  # the promise keeper will record it as broken
     return PromiseOut(
@@ -306,6 +310,8 @@ def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> Pr
         status=status,
         implied=p.implied,
         kept_late=p.kept_late,
+        fulfilled_at=p.fulfilled_at,
+        broken_recorded=p.broken_recorded,
         deadline=_deadline_out(promise_deadline(p, rules), now),
     )
 

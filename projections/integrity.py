@@ -38,7 +38,9 @@ __all__ = [
 ]
 
 STORE_KIND = "journey-views"
-SCHEMA_VERSION = "2"
+# 3: partition_clocks and stopped_clocks (the event-time keeper); a store without them
+# would decide by an empty clock until new data arrives, so it is rebuilt instead.
+SCHEMA_VERSION = "3"
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 REMEDY = "run `journey rebuild all` to build a new store from the log"

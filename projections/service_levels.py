@@ -13,7 +13,7 @@ from domain.rules import ServiceRules
 from projections.customer_view import related_customers
 from projections.store import JourneyStore
 
-__all__ = ["ServiceItem", "ServiceLevels", "build_service_levels"]
+__all__ = ["ServiceItem", "ServiceLevels", "build_service_levels", "missed_stopped_items"]
 
 
 class ServiceItem(BaseModel):
@@ -122,6 +122,57 @@ def open_items(
                 due_at=due_at,
                 age_seconds=(now - start).total_seconds(),
                 state=state,
+                recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
+            )
+        )
+    return items
+
+
+def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[ServiceItem]:
+    """Reply clocks that stopped (a reply, a resolution) after their target, with no
+    ReplyOverdue recorded: missed, whenever the keeper gets to look (a backfill folds the
+    late reply first). For the promise keeper; not a list an agent works from."""
+    shortest = min(
+        hours
+        for table in (rules.first_reply_hours, rules.next_reply_hours)
+        for hours in table.values()
+    )
+    rows = store.query(
+        "SELECT customer_id, kind, ref, case_kind, channel, team, country, started_at,"
+        " stopped_at FROM stopped_clocks"
+        # Only the slowest can be late at all; the rules decide below.
+        " WHERE (julianday(stopped_at) - julianday(started_at)) * 24.0 > ?"
+        " ORDER BY customer_id, kind, ref, started_at",
+        (shortest,),
+    )
+    if not rows:
+        return []
+    recorded = {
+        (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+        for r in store.query("SELECT customer_id, kind, ref, due_at FROM breaches")
+    }
+    items = []
+    for cid, kind, ref, case_kind, channel, team, country, started, stopped in rows:
+        start, end = _parse(started), _parse(stopped)
+        due_at = start + rules.target(kind, channel or "default")
+        if end <= due_at:
+            continue
+        items.append(
+            ServiceItem(
+                customer_id=cid,
+                name=None,
+                kind=kind,
+                ref=ref,
+                case_kind=case_kind,
+                label=None,
+                channel=channel,
+                team=team,
+                country=country,
+                started_at=start,
+                warn_at=start + (due_at - start) * rules.warn_at_fraction,
+                due_at=due_at,
+                age_seconds=(end - start).total_seconds(),
+                state="breached",
                 recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
             )
         )

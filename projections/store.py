@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
-from consumers.log import TopicPartition
 from domain import catalogue as c
 from domain.aggregates import CustomerJourney, already_parsed, journey_id
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
 from domain.journey import Journey
+from domain.positions import TopicPartition
 from projections.integrity import (
     SCHEMA_VERSION,
     STORE_KIND,
@@ -94,6 +95,13 @@ _VIEW_TABLES = [
         team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
         case_kind TEXT,
         PRIMARY KEY (customer_id, kind, ref))""",
+    # Reply clocks that stopped with no ReplyOverdue recorded in their span: the keeper
+    # records those that stopped after their target (which the rules give at read time).
+    """CREATE TABLE IF NOT EXISTS stopped_clocks (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
+        team TEXT, country TEXT, started_at TEXT NOT NULL, stopped_at TEXT NOT NULL,
+        case_kind TEXT, PRIMARY KEY (customer_id, kind, ref, started_at))""",
+    "CREATE INDEX IF NOT EXISTS stopped_clocks_customer ON stopped_clocks (customer_id)",
     """CREATE TABLE IF NOT EXISTS breaches (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
         recorded_at TEXT NOT NULL, channel TEXT, team TEXT,
@@ -108,6 +116,12 @@ _VIEW_TABLES = [
     """CREATE TABLE IF NOT EXISTS outreach (
         customer_id TEXT NOT NULL, defect_id TEXT NOT NULL, sent_at TEXT NOT NULL,
         PRIMARY KEY (customer_id, defect_id))""",
+    # Per partition, the latest occurred_at folded on it (UTC, fixed-width ISO text, so text
+    # order is time order): the event-time clock the promise keeper decides deadlines by.
+    # Written with the partition's position, so a restart or a rebuild sees the same clock.
+    """CREATE TABLE IF NOT EXISTS partition_clocks (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, event_time TEXT NOT NULL,
+        PRIMARY KEY (topic, partition))""",
     # Every dead letter, recorded in the batch's transaction. It is also the outbox of the
     # dead-letter topic: ``published`` = 0 rows still hold the message to produce (key, value,
     # headers as JSON [name, base64]) and are produced after the commit, then marked, so a
@@ -337,6 +351,15 @@ class JourneyStore:
                 return False
             time.sleep(0.002)
 
+    def partition_clocks(self, topic: str) -> dict[int, datetime]:
+        """Per partition of ``topic``, the latest occurred_at folded on it."""
+        return {
+            int(part): datetime.fromisoformat(str(at))
+            for part, at in self.query(
+                "SELECT partition, event_time FROM partition_clocks WHERE topic = ?", (topic,)
+            )
+        }
+
     def journey(self, customer_id: str) -> CustomerJourney | None:
         rows = self.query("SELECT generation FROM customers WHERE customer_id = ?", (customer_id,))
         if not rows:
@@ -416,6 +439,7 @@ class JourneyStore:
         generations = {cid: gen for cid, (gen, _) in stored.items()}
         writes: list[Statement] = []
         retired: list[str] = []
+        latest: datetime | None = None
         rejected: list[Rejection] = []
         last_of: dict[str, int] = {}  # customer -> offset of its last touchpoint folded here
         for offset, touchpoint in items:
@@ -470,6 +494,10 @@ class JourneyStore:
             )
             writes.extend(fact_rows)
             last_of[cid] = offset
+            if not isinstance(touchpoint.data, _DERIVED) and (
+                latest is None or touchpoint.occurred_at > latest
+            ):
+                latest = touchpoint.occurred_at
             result.applied += 1
             logger.debug(
                 "touchpoint folded",
@@ -496,6 +524,14 @@ class JourneyStore:
         for old_id in retired:
             # Erasure: the customer's earlier events leave the store for good.
             writes.append(("DELETE FROM stored_events WHERE originator_id = ?", (old_id,)))
+        if latest is not None:
+            writes.append(
+                (
+                    "INSERT INTO partition_clocks VALUES (?, ?, ?) ON CONFLICT (topic, partition)"
+                    " DO UPDATE SET event_time = max(event_time, excluded.event_time)",
+                    (tp.topic, tp.partition, clock_text(latest)),
+                )
+            )
         processing = ProcessingEvent[Any](
             tracking=Tracking(f"{tp.topic}:{tp.partition}", last_offset)
         )
@@ -586,6 +622,14 @@ class JourneyStore:
 
 
 # ---------------------------------------------------------------------- query-table rows
+
+# The keeper's own output: deciding a deadline must not move the clock it decides by.
+_DERIVED = (c.PromiseBroken, c.ReplyOverdue)
+
+
+def clock_text(at: datetime) -> str:
+    """UTC with microseconds always present: text order is time order."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:
@@ -697,6 +741,7 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
         ),
         ("DELETE FROM identities WHERE customer_id = ?", (cid,)),
         ("DELETE FROM clocks WHERE customer_id = ?", (cid,)),
+        ("DELETE FROM stopped_clocks WHERE customer_id = ?", (cid,)),
         ("DELETE FROM owned_products WHERE customer_id = ?", (cid,)),
     ]
     for ident in j.identities:
@@ -728,8 +773,31 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
                     ),
                 )
             )
+    for case in j.cases.values():
+        for kind, since, stopped in case.stopped_clocks:
+            if case.overdue_recorded_between(kind, since, stopped):
+                continue
+            writes.append(
+                (
+                    "INSERT OR REPLACE INTO stopped_clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cid,
+                        kind,
+                        case.case_id,
+                        case.channel,
+                        case.team,
+                        case.country,
+                        since.isoformat(),
+                        stopped.isoformat(),
+                        case.kind,
+                    ),
+                )
+            )
     for promise in j.promises.values():
-        if promise.status == "pending":
+        # A promise fulfilled after its deadline keeps its clock row until the break is
+        # recorded: the keeper records it whether the late fulfilment was folded first (a
+        # backfill) or the deadline passed first (live).
+        if not promise.decided:
             owner = j.cases.get(promise.case_id) if promise.case_id else None
             writes.append(
                 (

@@ -8,7 +8,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio
@@ -120,6 +120,8 @@ class Service:
                 group=options.group,
                 partitions=settings.partitions,
                 max_future=settings.max_future,
+                allowed_lateness=timedelta(seconds=settings.allowed_lateness),
+                idle_timeout=timedelta(seconds=settings.idle_timeout),
             )
         self.reader = StoreReader(settings.store_path())
         self.integrity = IntegrityWatch(self.reader.path, options.integrity_interval_s)

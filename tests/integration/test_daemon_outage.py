@@ -1,8 +1,8 @@
 """`journey run` and `journey serve` across a broker outage, on a broker of the test's own.
 
-Before: `journey run` exited 12–14 s after the broker went away (reading the high-water
+Before: `journey run` exited 12 to 14 s after the broker went away (reading the high-water
 marks timed out and nothing retried), and after the broker returned `POST /events` waited
-13–95 s behind the service's offset reads. Now the run loop stops at its last committed
+13 to 95 s behind the service's offset reads. Now the run loop stops at its last committed
 position, says so once (and once a minute), and resumes when the broker is back; the
 service answers 503 while the broker is away and accepts touchpoints again within seconds.
 """
@@ -62,10 +62,11 @@ def _folded(store_path: Path) -> int:
         store.close()
 
 
+RunProcess = tuple["subprocess.Popen[str]", Path, str]
+
+
 @pytest.fixture
-def run_process(
-    broker: OwnBroker, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[str], Path, str]]:  # noqa: F811
+def run_process(broker: OwnBroker, tmp_path: Path) -> Iterator[RunProcess]:  # noqa: F811
     topic = f"outage.{uuid.uuid4().hex[:8]}"
     store = tmp_path / "views.db"
     log_file = tmp_path / "run.log"
@@ -93,7 +94,7 @@ def run_process(
 
 def test_journey_run_survives_a_broker_outage_and_resumes(
     broker: OwnBroker,  # noqa: F811
-    run_process: tuple[subprocess.Popen[str], Path, str],
+    run_process: RunProcess,
     tmp_path: Path,
 ) -> None:
     proc, store, topic = run_process

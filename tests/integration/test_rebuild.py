@@ -105,7 +105,9 @@ def test_rebuild_reproduces_the_views_swaps_and_the_live_runner_follows(
     thread.start()
     queries_meanwhile = 0
     while thread.is_alive():
-        assert active_store_path(base) == base  # not swapped before it is complete
+        # Not swapped before it is complete (the thread may still be on its way out after
+        # the swap: then every event was recorded).
+        assert active_store_path(base) == base or (seen and seen[-1] == total)
         view = pipeline.customer("cust-sven")
         assert view is not None and view.model_dump() == sven.model_dump()
         assert levels(pipeline.store, NOW) == live_levels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -88,13 +89,20 @@ def test_promise_kept_in_time_late_and_broken() -> None:
     kept = fold(made, tp(c.PromiseKept(promise_id="p"), 60))
     assert kept.promises["p"].status == "kept" and not kept.promises["p"].kept_late
     late = fold(made, tp(c.PromiseKept(promise_id="p"), 60 * 24 * 3))
-    assert late.promises["p"].status == "kept" and late.promises["p"].kept_late
+    assert late.promises["p"].status == "kept_late" and late.promises["p"].kept_late
+    # Kept late but the break not yet recorded: the keeper still has to record it.
+    assert not late.promises["p"].decided
+    only_broken = fold(made, tp(c.PromiseBroken(promise_id="p", due_by=due), 60 * 48))
+    assert only_broken.promises["p"].status == "broken" and only_broken.promises["p"].decided
     broken = fold(
         made,
         tp(c.PromiseBroken(promise_id="p", due_by=due), 60 * 48),
         tp(c.PromiseKept(promise_id="p"), 60 * 24 * 30),
     )
-    assert broken.promises["p"].status == "broken" and broken.promises["p"].kept_late
+    # Late data: the fulfilment clears the broken flag; the break stays recorded.
+    assert broken.promises["p"].status == "kept_late" and broken.promises["p"].kept_late
+    assert broken.promises["p"].broken_recorded
+    assert broken.promises["p"].fulfilled_at == T0 + timedelta(days=30)
     assert broken.anomalies == []
     deadline = promise_deadline(fold(made).promises["p"], ServiceRules())
     assert deadline is not None and deadline.due_at == due
@@ -224,3 +232,34 @@ def test_a_message_without_subject_is_labelled_by_its_first_words() -> None:
     body = "Will DHL call before the pickup? I am away on Thursday and Friday, back Monday."
     j = fold(tp(c.InquiryReceived(case_id="k", channel="sms", body=body)))
     assert j.cases["k"].subject == "Will DHL call before the pickup? I am away on Thursday and…"
+
+
+def test_kept_is_judged_by_occurred_at_and_folding_order_does_not_matter() -> None:
+    """A delivery that happened before the deadline but is reported after the break was
+    recorded is kept, reported late; a late delivery is kept late whichever of it and the
+    break is folded first (a backfill folds the delivery first, a live run the break)."""
+    due = T0 + timedelta(days=2)
+    order = tp(
+        c.OrderPlaced(
+            order_id="o1",
+            total=c.Money(amount=Decimal(10), currency="SEK"),
+            promised_delivery_by=due,
+            lines=[
+                c.OrderLine(
+                    sku="s", name="Lamp", unit_price=c.Money(amount=Decimal(10), currency="SEK")
+                )
+            ],
+        )
+    )
+    shipped = tp(c.OrderShipped(order_id="o1", shipment_id="s1", carrier="DHL"), 10)
+    in_time = tp(c.Delivered(shipment_id="s1", carrier="DHL"), 60 * 47)
+    too_late = tp(c.Delivered(shipment_id="s1", carrier="DHL"), 60 * 49)
+    broken = tp(c.PromiseBroken(promise_id="delivery:o1", due_by=due), 60 * 48)
+
+    assert fold(order, shipped, in_time).promises["delivery:o1"].status == "kept"
+    reported_late = fold(order, shipped, broken, in_time).promises["delivery:o1"]
+    assert reported_late.status == "kept_late" and reported_late.fulfilled_at == in_time.occurred_at
+    for facts in ((too_late, broken), (broken, too_late)):
+        promise = fold(order, shipped, *facts).promises["delivery:o1"]
+        assert (promise.status, promise.broken_recorded) == ("kept_late", True)
+    assert not fold(order, shipped, too_late).promises["delivery:o1"].decided

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from consumers.embedded_log import EmbeddedLog
 from consumers.rebuild import rebuild
 from domain import catalogue as c
-from domain.envelope import decode, new_touchpoint
+from domain.envelope import Touchpoint, decode, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
 from projections.store import active_store_path
 
@@ -79,6 +81,10 @@ def test_exactly_one_across_restart_and_rebuild(tmp_path: Path) -> None:
     first = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
     seed(first)
     first.runner.run_until_caught_up()
+    # Nothing on the log moves event time past the deadlines: the wall clock decides, once
+    # the partitions have been idle for the idle timeout.
+    assert first.keeper.tick() == []
+    clock.set(clock.now + timedelta(seconds=30))
     # The keeper emits, then the process "dies" before the runner folds its facts.
     assert len(first.keeper.tick()) == 2
     first.close()
@@ -94,3 +100,120 @@ def test_exactly_one_across_restart_and_rebuild(tmp_path: Path) -> None:
     assert third.keeper.tick() == []
     assert len(derived_on_log(log)) == 2
     third.close()
+
+
+def promise(customer: str, pid: str, due: datetime, at: datetime = T0) -> Touchpoint:
+    return new_touchpoint(
+        c.PromiseMade(promise_id=pid, what="call back", made_by="agent", due_by=due),
+        customer_id=customer,
+        occurred_at=at,
+        source="t",
+    )
+
+
+def kept(customer: str, pid: str, at: datetime) -> Touchpoint:
+    return new_touchpoint(
+        c.PromiseKept(promise_id=pid, kept_by="agent"),
+        customer_id=customer,
+        occurred_at=at,
+        source="t",
+    )
+
+
+def note(customer: str, at: datetime) -> Touchpoint:
+    return new_touchpoint(
+        c.IdentityLinked(kind="email", value=f"{customer}@example.com"),
+        customer_id=customer,
+        occurred_at=at,
+        source="t",
+    )
+
+
+def test_a_touchpoint_dated_tomorrow_breaks_nothing_early(tmp_path: Path) -> None:
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    clock = ManualClock(T0 + timedelta(hours=1))
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    pipeline.emit([promise("c-1", "cb", T0 + timedelta(hours=2))])
+    # A clock gone wrong somewhere: dated a day ahead, same customer, same partition.
+    pipeline.emit([note("c-1", T0 + timedelta(days=1))])
+    pipeline.catch_up()
+    assert derived_on_log(log) == []
+    clock.set(T0 + timedelta(hours=2, minutes=5))
+    pipeline.catch_up()
+    assert derived_on_log(log) == ["PromiseBroken"]
+    pipeline.close()
+
+
+def test_a_report_later_than_the_allowed_lateness_is_late_data(tmp_path: Path) -> None:
+    """Within the allowed lateness a fulfilment that happened in time keeps the promise;
+    after it, the break is already a fact: the view says kept, reported late."""
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    due = T0 + timedelta(hours=2)
+    clock = ManualClock(T0)
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    pipeline.emit([promise("c-1", "in-time", due), promise("c-1", "too-late", due)])
+    pipeline.catch_up()
+    # Two minutes after the deadline both calls are reported; one arrives in time for the
+    # keeper (the partition is busy until then), the other an hour later.
+    clock.set(due + timedelta(minutes=2))
+    pipeline.emit([kept("c-1", "in-time", due - timedelta(minutes=30))])
+    pipeline.catch_up()
+    assert derived_on_log(log) == []
+    # Nothing more arrives: idle, the wall clock passes the deadline, the keeper decides.
+    clock.set(due + timedelta(hours=1))
+    pipeline.catch_up()
+    assert derived_on_log(log) == ["PromiseBroken"]
+    pipeline.emit([kept("c-1", "too-late", due - timedelta(minutes=30))])
+    pipeline.catch_up()
+    view = pipeline.customer("c-1")
+    assert view is not None
+    status = {p.promise_id: (p.status, p.broken_recorded) for p in view.promises}
+    assert status == {"in-time": ("kept", False), "too-late": ("kept_late", True)}
+    late = next(p for p in view.promises if p.promise_id == "too-late")
+    assert late.fulfilled_at == due - timedelta(minutes=30)
+    assert view.flags.promise_broken is False
+    clock.set(clock.now + timedelta(days=1))
+    pipeline.catch_up()
+    assert derived_on_log(log) == ["PromiseBroken"]  # the fact stays, and stays alone
+    pipeline.close()
+
+
+def test_an_idle_partition_follows_the_busy_ones_not_the_wall_clock(tmp_path: Path) -> None:
+    """History replayed long after it happened: a partition with nothing new follows the
+    partitions that move, so its deadlines pass with the replay, not with today's date."""
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=ManualClock(T0))
+    quiet, busy = (
+        "c-1",
+        next(
+            f"c-{n}"
+            for n in range(2, 100)
+            if log.partition_for(TOPIC, f"c-{n}".encode()) != log.partition_for(TOPIC, b"c-1")
+        ),
+    )
+    pipeline.close()
+    clock = ManualClock(T0 + timedelta(days=365))  # today: long after the history
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    pipeline.emit([promise(quiet, "cb", T0 + timedelta(hours=2)), note(busy, T0)])
+    pipeline.catch_up()
+    clock.set(clock.now + timedelta(seconds=30))
+    pipeline.emit([note(busy, T0 + timedelta(hours=1))])
+    pipeline.catch_up()
+    assert derived_on_log(log) == []  # the busy partition is at 00:55 of event time
+    clock.set(clock.now + timedelta(seconds=1))
+    pipeline.emit([note(busy, T0 + timedelta(hours=2, minutes=5))])
+    pipeline.catch_up()
+    assert derived_on_log(log) == ["PromiseBroken"]
+    pipeline.close()
+
+
+def test_lateness_and_idle_timeout_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from journey.settings import Settings
+
+    assert (Settings().allowed_lateness, Settings().idle_timeout) == (300, 30)
+    monkeypatch.setenv("JOURNEY_ALLOWED_LATENESS", "60")
+    monkeypatch.setenv("JOURNEY_IDLE_TIMEOUT", "600")
+    settings = Settings.from_env()
+    assert (settings.allowed_lateness, settings.idle_timeout) == (60, 600)
