@@ -341,18 +341,20 @@ class Runner:
 
 
 def _now_for(msg: Message) -> datetime:
-    """The "now" of the bounds of a message: the later of the wall clock and its log time.
+    """The "now" of the bounds of a message: its log time (the record's timestamp).
 
-    A message within bounds when it was produced (its log time, or the wall clock while
-    it is live) stays within them when the log is replayed years later, and a producer's
-    clock running a little ahead of ours does not dead-letter its fresh touchpoints.
+    Not the wall clock: a replay, at any pace and years later, must judge every message as
+    the live run did (a touchpoint three days ahead of its log time is dead-lettered live
+    and on every rebuild alike). The producer stamps the record and the touchpoint with the
+    same clock, so a clock running ahead is judged by its own stamp. Only a record without
+    a usable timestamp (-1: none, or an absurd value) falls back to the wall clock.
     """
-    wall = datetime.now(UTC)
-    try:
-        logged = datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
-    except (OverflowError, ValueError, OSError):  # a foreign producer's absurd timestamp
-        return wall
-    return max(wall, logged)
+    if msg.timestamp_ms > 0:
+        try:
+            return datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+        except (OverflowError, ValueError, OSError):  # a foreign producer's absurd timestamp
+            pass
+    return datetime.now(UTC)
 
 
 def _header(msg: Message, name: str) -> str | None:

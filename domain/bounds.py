@@ -77,8 +77,7 @@ class Bounds:
     """The limits relative to a moment: ``occurred_at`` must not lie after ``latest``.
 
     ``now`` is an input. At the edge (emit, POST) it is the wall clock; a consumer uses the
-    later of the wall clock and the message's log timestamp, so a message that was within
-    bounds when it was produced stays within them on every replay.
+    message's log timestamp, so every replay judges a message as the live run did.
     """
 
     now: datetime

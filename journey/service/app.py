@@ -666,7 +666,7 @@ def create_app(
             ) from None
         try:
             # now: the later of the wall clock and the service's clock (a test clock may
-            # run ahead), as a consumer takes the later of the wall clock and log time
+            # run ahead); a consumer takes the log time of the message
             now = max(datetime.now(UTC), clock())
             bounds = Bounds(now=now, max_future=settings.max_future)
             touchpoints = parse_batch(text, origin="body", bounds=bounds)

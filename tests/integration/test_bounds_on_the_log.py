@@ -3,8 +3,8 @@
 Whatever a foreign producer puts on the log — a date in 9999, a value nested 5,000 deep, an
 envelope over 1 MiB, "1" for a number — lands in the DLQ once, with its own reason, and the
 runner folds the good touchpoints around it. The views built from that store, service levels
-and a rebuild from the same log all answer. "Now" for a message is the later of the wall
-clock and its log time, so what was within bounds when produced stays within them.
+and a rebuild from the same log all answer. "Now" for a message is its log time, so
+what was within bounds when produced stays within them, and what was not stays out.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def test_each_message_out_of_bounds_is_dead_lettered_once_with_its_reason(
         store.close()
 
 
-def test_now_for_a_message_is_the_later_of_the_wall_clock_and_its_log_time(
+def test_now_for_a_message_is_its_log_time_live_and_on_replay(
     log: Log, tmp_path: Path, unique_topic: str
 ) -> None:
     """A producer whose clock runs ahead stamps its touchpoint and its record alike: within
