@@ -38,6 +38,7 @@ from consumers import open_log
 from consumers.log import Log
 from consumers.rebuild import rebuild
 from consumers.runner import RunnerStats
+from domain.bounds import Bounds
 from domain.envelope import Touchpoint, decode
 from journey.emitter import Emitter
 from journey.logs import configure_logging
@@ -93,10 +94,11 @@ def baseline(log: Log, topic: str, total: int) -> float:
     consumer = log.consumer(f"bench-baseline-{uuid.uuid4().hex[:8]}", [topic])
     report = Progress("baseline", total)
     started, done = time.monotonic(), 0
+    bounds = Bounds(datetime.now(UTC))
     try:
         while done < total:
             for msg in consumer.poll(1.0, 2000):
-                decode(msg.value)
+                decode(msg.value, bounds)
                 done += 1
             report(done)
             if time.monotonic() - started > 3600:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Literal
 
 import structlog
 
@@ -162,7 +163,9 @@ class PromiseKeeper:
             if item.kind == "promise":
                 data = c.PromiseBroken(promise_id=item.ref, due_by=item.due_at, what=item.label)
             else:
-                target = "first_reply" if item.kind == "first_reply" else "next_reply"
+                target: Literal["first_reply", "next_reply"] = (
+                    "first_reply" if item.kind == "first_reply" else "next_reply"
+                )
                 data = c.ReplyOverdue(case_id=item.ref, target=target, due_by=item.due_at)
             tp = new_touchpoint(
                 data,

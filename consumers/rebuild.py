@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
 from consumers.log import Log
 from consumers.runner import Runner, RunnerStats
+from domain.bounds import DEFAULT_MAX_FUTURE
 from projections.store import swap_store
 
 __all__ = ["rebuild"]
@@ -33,6 +34,7 @@ def rebuild(
     dlq_topic: str,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 2000,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
     retry_for_s: float = 300.0,
 ) -> tuple[Path, RunnerStats, float]:
     """Returns (new store file, stats, seconds).
@@ -58,6 +60,7 @@ def rebuild(
         follow_swaps=False,
         on_batch=on_batch,
         produce_dead_letters=False,
+        max_future=max_future,
     )
     started = time.monotonic()
     try:

@@ -28,12 +28,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
 from consumers.dead_letters import dead_letter
 from consumers.log import Log, LogConsumer, LogError, Message, OutgoingMessage, TopicPartition
+from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.envelope import Touchpoint, decode
 from domain.errors import InvalidEvent
 from projections.store import (
@@ -85,8 +87,10 @@ class Runner:
         follow_swaps: bool = True,
         on_batch: Callable[[RunnerStats], None] | None = None,
         produce_dead_letters: bool = True,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
     ) -> None:
         self.log = log
+        self.max_future = max_future
         self.base = store_path
         self.topic = topic
         self.dlq_topic = dlq_topic
@@ -202,7 +206,7 @@ class Runner:
         dead: list[DeadLetterRow] = []
         for msg in batch:
             try:
-                touchpoint = decode(msg.value)
+                touchpoint = decode(msg.value, Bounds(_now_for(msg), self.max_future))
             except InvalidEvent as exc:
                 dead.append(self._dead_row(msg, exc))
                 continue
@@ -334,6 +338,23 @@ class Runner:
                 logger.info("resumed", failed_for_s=round(time.monotonic() - failing_since, 1))
                 failing_since, backoff = None, 0.2
         raise TimeoutError(f"not caught up with {self.topic} within {timeout_s} s")
+
+
+def _now_for(msg: Message) -> datetime:
+    """The "now" of the bounds of a message: its log time (the record's timestamp).
+
+    Not the wall clock: a replay, at any pace and years later, must judge every message as
+    the live run did (a touchpoint three days ahead of its log time is dead-lettered live
+    and on every rebuild alike). The producer stamps the record and the touchpoint with the
+    same clock, so a clock running ahead is judged by its own stamp. Only a record without
+    a usable timestamp (-1: none, or an absurd value) falls back to the wall clock.
+    """
+    if msg.timestamp_ms > 0:
+        try:
+            return datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+        except (OverflowError, ValueError, OSError):  # a foreign producer's absurd timestamp
+            pass
+    return datetime.now(UTC)
 
 
 def _header(msg: Message, name: str) -> str | None:

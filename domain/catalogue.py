@@ -13,15 +13,28 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+)
 from pydantic_core import PydanticCustomError
+
+from domain.bounds import DATA_YEARS, in_data_years
 
 __all__ = [
     "CATALOGUE",
     "CURRENT",
+    "Amount",
     "Channel",
+    "Day",
     "IdentityKind",
     "Instant",
+    "TimeText",
     "TouchpointData",
     "current_model",
     "model_for",
@@ -49,8 +62,58 @@ def _time_as_text(value: Any) -> Any:
     )
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_time_as_text)]
-"""A point in time on the wire: RFC 3339 text with a zone offset (``Z`` or ``+01:00``)."""
+def _date_as_text(value: Any) -> Any:
+    if isinstance(value, str | dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise PydanticCustomError("date_not_iso", "a date must be ISO 8601 text, e.g. 2026-11-23")
+
+
+def _within_years(value: dt.date) -> dt.date:
+    # Dates far outside a customer's lifetime are typos (9999 for "unknown", 0202 for 2020),
+    # and at the edges of ``datetime`` every "+ 24 hours" overflows.
+    if not in_data_years(value):
+        raise PydanticCustomError(
+            "out_of_range",
+            "year {year} is out of range: dates must lie within the years {low}-{high}",
+            {"year": value.year, "low": DATA_YEARS[0], "high": DATA_YEARS[1]},
+        )
+    return value
+
+
+def _amount_as_number(value: Any) -> Any:
+    # JSON numbers (or decimal text, which keeps cents exact); never true/false
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise PydanticCustomError("decimal_type", "an amount must be a JSON number, e.g. 499.00")
+    return value
+
+
+# The models are strict (no "1" for 1, no true for a number, no 1 for a string): the wire is
+# JSON, and a lax parser would turn a producer's mistake into a wrong fact. JSON has no
+# type for times, dates or decimals, so exactly these read their JSON form (text, or a
+# number for an amount) and nothing else; ``Strict(False)`` lets them parse it.
+TimeText = Annotated[AwareDatetime, Strict(False), BeforeValidator(_time_as_text)]
+"""RFC 3339 text with a zone offset, any year (see ``Instant`` for the bounded one)."""
+# The year range (and, for times, the zone offset) in the exported JSON Schema too, so a
+# producer's own validator enforces them.
+YEARS_1900_2200 = "(19[0-9]{2}|2[01][0-9]{2}|2200)"
+OFFSET_AT_END = "([Zz]|[+-][0-9]{2}:?[0-9]{2})$"
+Instant = Annotated[
+    TimeText,
+    AfterValidator(_within_years),
+    Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-.*{OFFSET_AT_END}"}),
+]
+"""A point in time on the wire: RFC 3339 text with a zone offset (``Z`` or ``+01:00``),
+within the years 1900-2200."""
+Day = Annotated[
+    dt.date,
+    Strict(False),
+    BeforeValidator(_date_as_text),
+    AfterValidator(_within_years),
+    Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-"}),
+]
+"""A calendar date on the wire: ISO 8601 text ``YYYY-MM-DD``, within the years 1900-2200."""
+Amount = Annotated[Decimal, Strict(False), BeforeValidator(_amount_as_number)]
+"""A decimal amount: a JSON number or decimal text."""
 
 # (type name, version) -> model
 CATALOGUE: dict[tuple[str, int], type[TouchpointData]] = {}
@@ -59,7 +122,7 @@ CURRENT: dict[str, int] = {}
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class TouchpointData(_Frozen):
@@ -106,7 +169,7 @@ def current_model(type_name: str) -> type[TouchpointData] | None:
 
 
 class Money(_Frozen):
-    amount: Decimal = Field(ge=0, description="Decimal amount, e.g. 499.00")
+    amount: Amount = Field(ge=0, description="Decimal amount, e.g. 499.00")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. SEK")
 
 
@@ -282,7 +345,7 @@ class ComplaintFiled(TouchpointData, type_name="ComplaintFiled", version=2):
     description: Text | None = None
     warranty_claim: bool = False
     purchase_place: ShortText | None = None
-    purchase_date: dt.date | None = None
+    purchase_date: Day | None = None
     order_id: ShortText | None = None
     team: ShortText | None = Field(
         default=None, description="Team the contact was routed to at intake, if known"

@@ -9,20 +9,48 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    Strict,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
-from domain.catalogue import CATALOGUE, CURRENT, Instant, TouchpointData, current_model
+from domain.bounds import (
+    DATA_YEARS,
+    EARLIEST_OCCURRED_AT,
+    MAX_DEPTH,
+    MAX_ENVELOPE_BYTES,
+    Bounds,
+    exceeds_depth,
+)
+from domain.catalogue import (
+    CATALOGUE,
+    CURRENT,
+    OFFSET_AT_END,
+    TimeText,
+    TouchpointData,
+    current_model,
+)
 from domain.errors import InvalidEvent, UnknownEventType
 from domain.upcasting import upcast
 
 __all__ = [
+    "Bounds",
     "Envelope",
     "Touchpoint",
+    "check_bounds",
+    "check_size",
     "decode",
     "encode",
+    "loads",
     "new_touchpoint",
     "parse_envelope",
     "validation_message",
@@ -31,11 +59,35 @@ __all__ = [
 # 1-200 characters, no leading or trailing whitespace ("c-1" and "c-1 " would be two people)
 _ID_PATTERN = r"^\S(.{0,198}\S)?$"
 
+_OCCURRED_RANGE = "it must lie between 1970-01-01T00:00:00Z and now + the allowed future skew"
+
+
+def _occurred_in_range(value: datetime) -> datetime:
+    # The upper bound relative to now needs a clock (see Bounds); this static one keeps a
+    # value that skipped it (a store written before the bounds) clear of datetime's edges.
+    if 1970 < value.year <= DATA_YEARS[1]:  # the common case, without offset arithmetic
+        return value
+    if value < EARLIEST_OCCURRED_AT or value.year > DATA_YEARS[1]:
+        raise PydanticCustomError(
+            "out_of_range", "{at} is out of range: " + _OCCURRED_RANGE, {"at": value.isoformat()}
+        )
+    return value
+
+
+OccurredAt = Annotated[
+    TimeText,
+    AfterValidator(_occurred_in_range),
+    Field(json_schema_extra={"pattern": f"^(19[7-9][0-9]|2[01][0-9]{{2}}|2200)-.*{OFFSET_AT_END}"}),
+]
+
 
 class _EnvelopeFields(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict like the catalogue: see domain.catalogue.Instant
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    event_id: uuid.UUID = Field(description="Unique id of this fact; the de-duplication key")
+    event_id: Annotated[uuid.UUID, Strict(False)] = Field(
+        description="Unique id of this fact; the de-duplication key"
+    )
     type: str = Field(min_length=1, description="Touchpoint type, e.g. ComplaintFiled")
     schema_version: int = Field(ge=1, description="Version of the type's data schema")
     customer_id: str = Field(
@@ -43,7 +95,10 @@ class _EnvelopeFields(BaseModel):
         description="Whose touchpoint; also the Kafka message key "
         "(1-200 chars, no leading or trailing whitespace)",
     )
-    occurred_at: Instant = Field(description="When it happened, RFC 3339 with a time zone offset")
+    occurred_at: OccurredAt = Field(
+        description="When it happened, RFC 3339 with a time zone offset; "
+        "from 1970-01-01T00:00:00Z to one day (configurable) after now"
+    )
     source: str = Field(min_length=1, description="Emitting system, e.g. helpdesk, webshop")
     correlation_id: str | None = Field(
         default=None, description="Groups touchpoints of one conversation or flow"
@@ -89,13 +144,40 @@ def validation_message(error: ValidationError, prefix: str = "") -> tuple[str, s
     return field, f"{field}: {msg}{extra}"
 
 
-def parse_envelope(obj: Any) -> Touchpoint:
-    """Validate a JSON-like object as an envelope and its data; upcast to current."""
+def _check_occurred(at: datetime, bounds: Bounds) -> None:
+    if at > bounds.latest:
+        raise InvalidEvent(
+            "out_of_range",
+            f"occurred_at: {at.isoformat()} is out of range: {_OCCURRED_RANGE} "
+            f"(now is {bounds.now.isoformat()}, allowed skew {_duration(bounds.max_future)})",
+            "occurred_at",
+        )
+
+
+def _duration(delta: timedelta) -> str:
+    if delta.seconds == 0 and delta.microseconds == 0:
+        return f"{delta.days} day" + ("" if delta.days == 1 else "s")
+    return f"{delta.total_seconds():g} s"
+
+
+def _reason(error: ValidationError, default: str) -> str:
+    return "out_of_range" if error.errors()[0]["type"] == "out_of_range" else default
+
+
+def parse_envelope(obj: Any, bounds: Bounds | None = None) -> Touchpoint:
+    """Validate a JSON-like object (as ``json.loads`` returns it) as an envelope and its
+    data; upcast to current.
+
+    ``bounds`` applies the limits relative to now; every door (emit, POST, the consumer)
+    passes them. Only re-reading what the store already folded leaves them out.
+    """
     try:
         env = Envelope.model_validate(obj)
     except ValidationError as exc:
         field, msg = validation_message(exc)
-        raise InvalidEvent("invalid_envelope", msg, field) from None
+        raise InvalidEvent(_reason(exc, "invalid_envelope"), msg, field) from None
+    if bounds is not None:
+        _check_occurred(env.occurred_at, bounds)
     target = CURRENT.get(env.type)
     if target is None:
         raise UnknownEventType(env.type, sorted(CURRENT))
@@ -118,23 +200,79 @@ def parse_envelope(obj: Any) -> Touchpoint:
     except ValidationError as exc:
         field, msg = validation_message(exc, "data.")
         raise InvalidEvent(
-            "invalid_data", f"{env.type} v{env.schema_version} {msg}", field
+            _reason(exc, "invalid_data"), f"{env.type} v{env.schema_version} {msg}", field
         ) from None
     fields = env.model_dump(exclude={"data", "schema_version"})
     return Touchpoint(**fields, schema_version=target, data=body)
 
 
-def decode(raw: bytes | str | None) -> Touchpoint:
-    """Bytes from the log -> Touchpoint, or InvalidEvent saying what was wrong."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# one decoder for every message (json.loads with an argument builds a new one per call)
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def loads(raw: str | bytes, depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` behind the nesting bound: refuses text nested deeper than ``depth``
+    before the parser could recurse, and the non-standard NaN and Infinity.
+
+    Raises InvalidEvent ``too_deep`` or ``not_json``.
+    """
+    if exceeds_depth(raw, depth):
+        raise InvalidEvent(
+            "too_deep",
+            f"JSON nested deeper than {MAX_DEPTH} levels (the envelope is level 1): "
+            "flatten the data",
+        )
+    try:
+        text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw))
+        return _DECODER.decode(text)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise InvalidEvent("not_json", f"not JSON: {exc}") from None
+
+
+def _too_large(size: int) -> InvalidEvent:
+    return InvalidEvent(
+        "too_large",
+        f"envelope of {size:,} bytes is larger than {MAX_ENVELOPE_BYTES:,} bytes (1 MiB): "
+        "keep large content out of the log and link to it",
+    )
+
+
+def check_size(touchpoint: Touchpoint) -> bytes:
+    """The touchpoint's wire bytes, or InvalidEvent ``too_large`` when over 1 MiB."""
+    raw = encode(touchpoint)
+    if len(raw) > MAX_ENVELOPE_BYTES:
+        raise _too_large(len(raw))
+    return raw
+
+
+def check_bounds(touchpoint: Touchpoint, bounds: Bounds) -> Touchpoint:
+    """Apply the bounds to a touchpoint built in Python (not parsed from JSON)."""
+    _check_occurred(touchpoint.occurred_at, bounds)
+    check_size(touchpoint)
+    return touchpoint
+
+
+def decode(raw: bytes | str | None, bounds: Bounds | None = None) -> Touchpoint:
+    """Bytes from the log -> Touchpoint, or InvalidEvent saying what was wrong.
+
+    The bounds come first, cheapest first: size, nesting (before any parser recurses),
+    then schema, strict types, date ranges and ``occurred_at`` against ``bounds``. Every
+    door passes ``bounds``; without them only the limits that need no clock apply (tools
+    and tests re-reading what a door already let in).
+    """
     if raw is None:
         raise InvalidEvent("not_json", "empty message (no value)")
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent("not_json", f"not JSON: {exc}") from None
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode(errors="surrogatepass"))
+    if size > MAX_ENVELOPE_BYTES:
+        raise _too_large(size)
+    obj = loads(raw)
     if not isinstance(obj, dict):
         raise InvalidEvent("invalid_envelope", "an envelope must be a JSON object")
-    return parse_envelope(obj)
+    return parse_envelope(obj, bounds)
 
 
 def encode(touchpoint: Touchpoint) -> bytes:
@@ -174,4 +312,4 @@ def new_touchpoint(
         )
     except ValidationError as exc:
         field, msg = validation_message(exc)
-        raise InvalidEvent("invalid_envelope", msg, field) from None
+        raise InvalidEvent(_reason(exc, "invalid_envelope"), msg, field) from None

@@ -11,11 +11,13 @@ class JourneyError(Exception):
 
 
 class InvalidEvent(JourneyError):
-    """An event could not be decoded or failed its schema.
+    """An event could not be decoded, failed its schema or broke a bound.
 
     ``reason`` is a short machine-readable kind (``not_json``, ``invalid_envelope``,
-    ``unknown_type``, ``unknown_version``, ``invalid_data``); ``field`` names the offending
-    field as a dotted path when there is one.
+    ``unknown_type``, ``unknown_version``, ``invalid_data``, and for the bounds of
+    :mod:`domain.bounds`: ``too_large``, ``too_deep``, ``out_of_range``); ``field`` names the
+    offending field as a dotted path when there is one. Each reason is the dead-letter
+    reason of a message on the log (docs/events.md).
     """
 
     def __init__(self, reason: str, message: str, field: str | None = None) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.bounds import after_hours, shifted
 from domain.journey import Case, Promise
 
 __all__ = ["Deadline", "ServiceRules", "case_deadline", "promise_deadline"]
@@ -24,12 +25,18 @@ def _hours(**targets: float) -> dict[str, float]:
     return targets
 
 
+# A target longer than ten years is a typo (hours meant as minutes, an extra zero run wild);
+# refusing it at load keeps every deadline computable.
+MAX_TARGET_HOURS = 24 * 365 * 10
+Hours = Annotated[float, Field(ge=0, le=MAX_TARGET_HOURS, allow_inf_nan=False)]
+
+
 class ServiceRules(BaseModel):
     """Targets in hours per channel. A channel not listed uses ``default``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    first_reply_hours: dict[str, float] = Field(
+    first_reply_hours: dict[str, Hours] = Field(
         default_factory=lambda: _hours(
             default=24,
             email=24,
@@ -43,7 +50,7 @@ class ServiceRules(BaseModel):
             app=24,
         )
     )
-    next_reply_hours: dict[str, float] = Field(
+    next_reply_hours: dict[str, Hours] = Field(
         default_factory=lambda: _hours(
             default=24,
             email=24,
@@ -64,9 +71,12 @@ class ServiceRules(BaseModel):
         default=3, ge=1, description="Flag 'replace, don't repair' at this many repairs"
     )
 
-    def target(self, kind: str, channel: str) -> timedelta:
+    def target_hours(self, kind: str, channel: str) -> float:
         table = self.first_reply_hours if kind == "first_reply" else self.next_reply_hours
-        return timedelta(hours=table.get(channel, table.get("default", 24)))
+        return table.get(channel, table.get("default", 24))
+
+    def target(self, kind: str, channel: str) -> timedelta:
+        return timedelta(hours=self.target_hours(kind, channel))
 
 
 @dataclass(frozen=True)
@@ -98,14 +108,16 @@ def case_deadline(case: Case, rules: ServiceRules) -> Deadline | None:
         return None
     if case.awaiting_customer_since is not None:
         return None
-    target = rules.target(case.reply_owed, case.channel)
+    hours = rules.target_hours(case.reply_owed, case.channel)
     start = case.reply_owed_since
+    # saturating: the bounds keep valid dates far from datetime's edges, this keeps a
+    # read from failing on whatever slipped past them
     return Deadline(
         case.reply_owed,
         case.case_id,
         start,
-        start + target * rules.warn_at_fraction,
-        start + target,
+        after_hours(start, hours * rules.warn_at_fraction),
+        after_hours(start, hours),
     )
 
 
@@ -117,6 +129,6 @@ def promise_deadline(promise: Promise, rules: ServiceRules) -> Deadline | None:
         "promise",
         promise.promise_id,
         promise.made_at,
-        promise.made_at + span * rules.warn_at_fraction,
+        shifted(promise.made_at, span * rules.warn_at_fraction),
         promise.due_by,
     )

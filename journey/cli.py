@@ -106,6 +106,9 @@ def emit(
     Input: one envelope as argument, or JSON lines (or a JSON array) from --file or stdin.
     If any line is invalid nothing is produced and the exit code is 2.
     """
+    from datetime import UTC, datetime
+
+    from domain.bounds import Bounds
     from journey.emitter import Emitter, parse_batch
 
     settings = settings_()
@@ -119,7 +122,8 @@ def emit(
     else:
         text, origin = sys.stdin.read(), "stdin"
     try:
-        touchpoints = parse_batch(text, origin)
+        bounds = Bounds(now=datetime.now(UTC), max_future=settings.max_future)
+        touchpoints = parse_batch(text, origin, bounds)
     except JourneyError as exc:
         raise fail(str(exc)) from None
     conflict = _conflicting_duplicate(settings, touchpoints)
@@ -129,7 +133,11 @@ def emit(
         log = settings.open_log()
         try:
             emitter = Emitter(
-                log, topic=settings.topic, source="cli", partitions=settings.partitions
+                log,
+                topic=settings.topic,
+                source="cli",
+                partitions=settings.partitions,
+                max_future=settings.max_future,
             )
             positions = emitter.emit_touchpoints(touchpoints)
         finally:
@@ -238,6 +246,7 @@ def _pipeline() -> Pipeline:
         rules=load_rules(),
         partitions=settings.partitions,
         group=settings.group,
+        max_future=settings.max_future,
         allowed_lateness=timedelta(seconds=settings.allowed_lateness),
         idle_timeout=timedelta(seconds=settings.idle_timeout),
     )
@@ -319,6 +328,7 @@ def rebuild(
                 topic=settings.topic,
                 dlq_topic=settings.dlq_topic,
                 progress=report,
+                max_future=settings.max_future,
             )
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None

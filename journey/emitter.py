@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
 from consumers.log import Log, OutgoingMessage, Position
+from domain.bounds import DEFAULT_MAX_FUTURE, MAX_DEPTH, Bounds, exceeds_depth
 from domain.catalogue import TouchpointData
-from domain.envelope import Touchpoint, encode, new_touchpoint, parse_envelope
+from domain.envelope import (
+    Touchpoint,
+    check_bounds,
+    check_size,
+    encode,
+    new_touchpoint,
+    parse_envelope,
+)
 from domain.errors import InvalidEvent, JourneyError
 
 __all__ = ["BatchError", "Emitter", "parse_batch", "to_message"]
@@ -33,26 +42,26 @@ class BatchError(JourneyError):
         self.error = error
 
 
-def parse_batch(text: str, origin: str = "") -> list[Touchpoint]:
+def parse_batch(text: str, origin: str = "", bounds: Bounds | None = None) -> list[Touchpoint]:
     """Parse one JSON envelope, a JSON array of envelopes, or JSON lines.
 
-    Raises BatchError naming the (1-based) line and the field of the first bad event.
+    Every envelope must keep the bounds (domain.bounds): ``bounds`` defaults to the wall
+    clock and the default future skew. Raises BatchError naming the (1-based) line and the
+    field of the first bad event.
     """
+    if bounds is None:
+        bounds = Bounds(now=datetime.now(UTC))
     stripped = text.strip()
     if not stripped:
         raise BatchError(1, InvalidEvent("not_json", "no input: expected a JSON envelope"), origin)
     if stripped.startswith("[") or ("\n" in stripped and _is_single_json(stripped)):
-        try:
-            # parse ``text``, not ``stripped``: error line numbers must count leading blank lines
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            error = InvalidEvent("not_json", f"not JSON: {exc.msg}")
-            raise BatchError(exc.lineno, error, origin) from None
+        # an array holds its envelopes one level down
+        obj = _load(text, 1, origin, MAX_DEPTH + stripped.startswith("["), whole=True)
         items = obj if isinstance(obj, list) else [obj]
         out = []
         for index, item in enumerate(items, start=1):
             try:
-                out.append(_one(item))
+                out.append(_one(item, bounds))
             except InvalidEvent as exc:
                 raise BatchError(index, exc, origin) from None
         return out
@@ -60,30 +69,62 @@ def parse_batch(text: str, origin: str = "") -> list[Touchpoint]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        obj = _load(line, number, origin, MAX_DEPTH)
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            error = InvalidEvent("not_json", f"not JSON: {exc.msg}")
-            raise BatchError(number, error, origin) from None
-        try:
-            out.append(_one(obj))
+            out.append(_one(obj, bounds))
         except InvalidEvent as exc:
             raise BatchError(number, exc, origin) from None
     return out
 
 
+def _load(text: str, line: int, origin: str, depth: int, whole: bool = False) -> Any:
+    """json.loads behind the nesting bound (checked first: the parser recurses)."""
+    try:
+        if exceeds_depth(text, depth):
+            raise InvalidEvent(
+                "too_deep",
+                f"JSON nested deeper than {MAX_DEPTH} levels (the envelope is level 1): "
+                "flatten the data",
+            )
+        # parse ``text``, not stripped: error line numbers must count leading blank lines
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        error = InvalidEvent("not_json", f"not JSON: {exc.msg}")
+        raise BatchError(line + exc.lineno - 1 if whole else line, error, origin) from None
+    except (InvalidEvent, ValueError) as exc:  # too deep; NaN; a 5,000-digit integer
+        error = (
+            exc if isinstance(exc, InvalidEvent) else InvalidEvent("not_json", f"not JSON: {exc}")
+        )
+        raise BatchError(line, error, origin) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _is_single_json(text: str) -> bool:
+    if exceeds_depth(text, MAX_DEPTH):
+        # JSON lines each within the bound, or one value too deep: a first line that is
+        # JSON on its own means lines; otherwise it is one value, refused as too deep
+        first = text.lstrip().split("\n", 1)[0]
+        return exceeds_depth(first, MAX_DEPTH) or not _parses(first)
+    return _parses(text)
+
+
+def _parses(text: str) -> bool:
     try:
         json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:
         return False
     return True
 
 
-def _one(obj: object) -> Touchpoint:
+def _one(obj: object, bounds: Bounds) -> Touchpoint:
     if not isinstance(obj, dict):
         raise InvalidEvent("invalid_envelope", "an envelope must be a JSON object")
-    return parse_envelope(obj)
+    touchpoint = parse_envelope(obj, bounds)
+    check_size(touchpoint)
+    return touchpoint
 
 
 def to_message(tp: Touchpoint) -> OutgoingMessage:
@@ -105,11 +146,23 @@ class Emitter:
     Position(topic='journey.touchpoints', partition=3, offset=41)
     """
 
-    def __init__(self, log: Log, *, topic: str, source: str, partitions: int = 6) -> None:
+    def __init__(
+        self,
+        log: Log,
+        *,
+        topic: str,
+        source: str,
+        partitions: int = 6,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
+    ) -> None:
         self.log = log
+        self.max_future = max_future
         self.topic = topic
         self.source = source
         log.ensure_topics([topic, f"{topic}.dlq"], partitions)
+
+    def _bounds(self) -> Bounds:
+        return Bounds(now=datetime.now(UTC), max_future=self.max_future)
 
     def emit(
         self,
@@ -131,6 +184,8 @@ class Emitter:
             correlation_id=correlation_id,
             causation_id=causation_id,
         )
+        # the Python door keeps the same bounds as emit and POST /events
+        check_bounds(tp, self._bounds())
         return self.emit_touchpoints([tp])[0]
 
     def emit_touchpoints(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
@@ -151,8 +206,8 @@ class Emitter:
 
     def emit_text(self, text: str, origin: str = "") -> list[Position]:
         """Validate every envelope in ``text`` first, then produce them all."""
-        return self.emit_touchpoints(parse_batch(text, origin))
+        return self.emit_touchpoints(parse_batch(text, origin, self._bounds()))
 
     def emit_all(self, texts: Iterable[tuple[str, str]]) -> list[Position]:
-        batches = [parse_batch(text, origin) for text, origin in texts]
+        batches = [parse_batch(text, origin, self._bounds()) for text, origin in texts]
         return self.emit_touchpoints([tp for batch in batches for tp in batch])

@@ -18,6 +18,7 @@ from consumers.keeper import DEFAULT_ALLOWED_LATENESS, DEFAULT_IDLE_TIMEOUT, Pro
 from consumers.log import Log, Position
 from consumers.runner import Runner, RunnerStats
 from consumers.supervisor import Supervisor
+from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.envelope import Touchpoint
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
@@ -59,6 +60,7 @@ class Pipeline:
         clock: Callable[[], datetime] = system_clock,
         group: str = "journey-views",
         partitions: int = 6,
+        max_future: timedelta = DEFAULT_MAX_FUTURE,
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
@@ -66,8 +68,17 @@ class Pipeline:
         self.topic = topic
         self.rules = rules or ServiceRules()
         self.clock = clock
-        self.emitter = Emitter(log, topic=topic, source="pipeline", partitions=partitions)
-        self.runner = Runner(log, store_path, topic=topic, dlq_topic=f"{topic}.dlq", group=group)
+        self.emitter = Emitter(
+            log, topic=topic, source="pipeline", partitions=partitions, max_future=max_future
+        )
+        self.runner = Runner(
+            log,
+            store_path,
+            topic=topic,
+            dlq_topic=f"{topic}.dlq",
+            group=group,
+            max_future=max_future,
+        )
         self.keeper = PromiseKeeper(
             log,
             lambda: self.runner.store,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -20,8 +20,7 @@ _STATE_STYLE = {"ok": "green", "warning": "bold yellow", "breached": "bold red"}
 
 def human_duration(seconds: float) -> str:
     sign = "-" if seconds < 0 else ""
-    delta = timedelta(seconds=abs(int(seconds)))
-    days, rest = delta.days, delta.seconds
+    days, rest = divmod(abs(int(seconds)), 86400)
     hours, minutes = rest // 3600, (rest % 3600) // 60
     if days:
         return f"{sign}{days}d {hours}h"

@@ -11,6 +11,7 @@ print.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumers import open_log, parse_log_url
 from consumers.log import Log, LogError
+from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.errors import JourneyError
 
 __all__ = [
@@ -168,6 +170,13 @@ class Settings(BaseSettings):
     )
     log_format: Literal["console", "json"] = Field(default="console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    max_future: timedelta = Field(
+        default=DEFAULT_MAX_FUTURE,
+        ge=timedelta(0),
+        le=timedelta(days=365),
+        description="How far after now a touchpoint's occurred_at may lie (clock skew), "
+        "as an ISO 8601 duration (P1D, PT6H); the same at emit, POST /events and the consumer",
+    )
     kafka_password: SecretStr | None = Field(
         default=None, description="SASL password (or put it in the broker URL); never logged"
     )

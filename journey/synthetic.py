@@ -64,7 +64,8 @@ def _journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.Touchpoin
             yield c.Delivered(shipment_id=ship, carrier="PostNord")
         elif roll < 0.9:
             case = f"{cid}-c{n}"
-            channel = rng.choice(["email", "email", "phone", "chat", "web_form", "social"])
+            channels: list[c.Channel] = ["email", "email", "phone", "chat", "web_form", "social"]
+            channel = rng.choice(channels)
             team = rng.choice(["Support SE", "Support NO", "Support PL"])
             if roll < 0.7:
                 yield c.InquiryReceived(

@@ -4,10 +4,11 @@ what was breached, and counts by team and channel."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from domain.bounds import after_hours
 from domain.rules import ServiceRules
 from projections.customer_view import related_customers
 from projections.store import JourneyStore
@@ -192,7 +193,7 @@ def build_service_levels(
         for i in open_items(store, rules, now)
         if (team is None or i.team == team) and (channel is None or i.channel == channel)
     ]
-    horizon = now + timedelta(hours=due_within_hours)
+    horizon = after_hours(now, due_within_hours)
     unanswered = sorted((i for i in items if i.kind == "first_reply"), key=lambda i: i.started_at)
     due_soon = sorted(
         (i for i in items if i.state != "breached" and i.due_at <= horizon),

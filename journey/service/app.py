@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import structlog
@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consumers.log import Log, LogError
+from domain.bounds import Bounds
 from domain.envelope import Envelope
 from domain.rules import ServiceRules
 from journey.emitter import BatchError, parse_batch
@@ -57,7 +58,10 @@ __all__ = ["ServiceError", "create_app"]
 
 logger = structlog.get_logger(__name__)
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+# A request is a batch of envelopes, each at most 1 MiB (domain.bounds); the body limit
+# keeps one request's parse (several times its size in Python objects) small.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_TOO_LARGE_BODY = "body larger than 8 MiB: split the batch"
 
 
 class ServiceError(Exception):
@@ -605,7 +609,11 @@ def create_app(
         status_code=201,
         response_model=EmitResult,
         responses={
-            413: {"model": ErrorOut, "description": "Body larger than 16 MiB"},
+            413: {
+                "model": ErrorOut,
+                "description": "Body larger than 8 MiB, or an envelope larger than 1 MiB "
+                "(names the line): it can never fit, do not retry",
+            },
             422: {
                 "model": ErrorOut,
                 "description": "An invalid touchpoint: names the line (or array item) and the "
@@ -646,10 +654,10 @@ def create_app(
         service = svc()
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise ServiceError(413, "too_large", "body larger than 16 MiB: split the batch")
+            raise ServiceError(413, "too_large", _TOO_LARGE_BODY)
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
-            raise ServiceError(413, "too_large", "body larger than 16 MiB: split the batch")
+            raise ServiceError(413, "too_large", _TOO_LARGE_BODY)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -657,11 +665,16 @@ def create_app(
                 422, "invalid_body", f"the body is not UTF-8 (byte {exc.start})"
             ) from None
         try:
-            touchpoints = parse_batch(text, origin="body")
+            # now: the later of the wall clock and the service's clock (a test clock may
+            # run ahead); a consumer takes the log time of the message
+            now = max(datetime.now(UTC), clock())
+            bounds = Bounds(now=now, max_future=settings.max_future)
+            touchpoints = parse_batch(text, origin="body", bounds=bounds)
         except BatchError as exc:
+            too_large = exc.error.reason == "too_large"
             raise ServiceError(
-                422,
-                "invalid_body",
+                413 if too_large else 422,
+                "too_large" if too_large else "invalid_body",
                 str(exc),
                 field=exc.error.field,
                 line=exc.line,

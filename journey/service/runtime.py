@@ -101,7 +101,11 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.thread: PipelineThread | None = None
         self.emitter = Emitter(
-            self.log, topic=self.topic, source="http", partitions=settings.partitions
+            self.log,
+            topic=self.topic,
+            source="http",
+            partitions=settings.partitions,
+            max_future=settings.max_future,
         )
         self.partition_count = len(self.log.partitions(self.topic))
         if options.run_pipeline:
@@ -114,6 +118,7 @@ class Service:
                 clock=clock,
                 group=options.group,
                 partitions=settings.partitions,
+                max_future=settings.max_future,
                 allowed_lateness=timedelta(seconds=settings.allowed_lateness),
                 idle_timeout=timedelta(seconds=settings.idle_timeout),
             )
