@@ -217,22 +217,30 @@ def demo(
 ) -> None:
     """The main job: run the seed stories through the whole pipeline on the (embedded) log
     and show what an agent sees."""
-    from journey.demo import run_demo
+    from journey.demo import DemoInUse, run_demo, say_holder
 
     if settings_().log_level == "info":
         # The demo prints views; per-event log lines would bury them. --log-level shows them.
         configure_logging("json" if settings_().log_format == "json" else "console", "warning")
     try:
-        pipeline = run_demo(settings_(), customer=customer)
+        pipeline, lock = run_demo(settings_(), customer=customer)
         pipeline.close()
+    except DemoInUse as exc:
+        raise fail(str(exc)) from None
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
-    if serve:
-        settings = settings_().model_copy(
-            update={"broker": pipeline.log.url, "store": f"sqlite:///{pipeline.runner.base}"}
-        )
-        pipeline.log.close()
-        _serve(settings, host="127.0.0.1", port=port, max_wait_ms=2000, runner=True)
+    try:
+        if serve:
+            settings = settings_().model_copy(
+                update={"broker": pipeline.log.url, "store": f"sqlite:///{pipeline.runner.base}"}
+            )
+            pipeline.log.close()
+            if lock is not None:  # held while serving: a second demo refuses, naming us
+                say_holder(lock, f"pid {os.getpid()}, serving http://127.0.0.1:{port}/")
+            _serve(settings, host="127.0.0.1", port=port, max_wait_ms=2000, runner=True)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def _pipeline() -> Pipeline:
