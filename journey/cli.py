@@ -184,6 +184,9 @@ def schema(
             "(skipped when the file does not exist)"
         ),
     ] = Path("docs/events.md"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what was written as one JSON line")
+    ] = False,
 ) -> None:
     """Write the JSON Schema of the envelope and of every touchpoint type and version,
     and regenerate the per-type sections of docs/events.md."""
@@ -191,14 +194,22 @@ def schema(
 
     try:
         written = export_schemas(out)
-        typer.echo(f"wrote {len(written)} schemas to {out}")
-        if docs.exists():
-            changed = write_events_markdown(docs)
-            typer.echo(f"{'updated' if changed else 'unchanged'}: {docs}")
-        else:
-            typer.echo(f"skipped {docs}: no such file", err=True)
+        changed = write_events_markdown(docs) if docs.exists() else None
     except JourneyError as exc:
         raise fail(str(exc), code=1) from None
+    if as_json:
+        docs_state = {None: "missing", True: "updated", False: "unchanged"}[changed]
+        typer.echo(
+            json.dumps(
+                {"schemas": [str(p) for p in written], "docs": str(docs), "docs_state": docs_state}
+            )
+        )
+        return
+    typer.echo(f"wrote {len(written)} schemas to {out}")
+    if changed is None:
+        typer.echo(f"skipped {docs}: no such file", err=True)
+    else:
+        typer.echo(f"{'updated' if changed else 'unchanged'}: {docs}")
 
 
 @app.command()
@@ -213,7 +224,12 @@ def demo(
             help="Then serve the agent console and API on the demo data until Ctrl-C",
         ),
     ] = False,
-    port: Annotated[int, typer.Option(help="Port of the console with --serve")] = 8000,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port of the console with --serve")
+    ] = 8000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the view and lists as one JSON document")
+    ] = False,
 ) -> None:
     """The main job: run the seed stories through the whole pipeline on the (embedded) log
     and show what an agent sees."""
@@ -223,7 +239,7 @@ def demo(
         # The demo prints views; per-event log lines would bury them. --log-level shows them.
         configure_logging("json" if settings_().log_format == "json" else "console", "warning")
     try:
-        pipeline, lock = run_demo(settings_(), customer=customer)
+        pipeline, lock = run_demo(settings_(), customer=customer, as_json=as_json)
         pipeline.close()
     except DemoInUse as exc:
         raise fail(str(exc)) from None
@@ -486,6 +502,7 @@ def service_levels(
     rules = load_rules()
     store = _existing_store()
     try:
+        _check_filter(store, team, channel)
         log = _open_log_to_read()
         try:
             note = how_far_behind(store, log, settings.topic)
@@ -509,6 +526,36 @@ def service_levels(
         typer.echo(levels.model_dump_json(indent=2))
     else:
         Console().print(render_service_levels(levels))
+
+
+def _check_filter(store: JourneyStore, team: str | None, channel: str | None) -> None:
+    """A team or channel that does not exist is a typo, not an empty list: refuse it and
+    name the ones there are (teams: those this store has seen; channels: the catalogue's)."""
+    from typing import get_args
+
+    from domain.catalogue import Channel
+
+    if channel is not None and channel not in get_args(Channel):
+        raise fail(f"unknown channel {channel!r}: use one of {', '.join(get_args(Channel))}")
+    if team is None:
+        return
+    known = sorted(
+        str(row[0])
+        for row in store.query(
+            "SELECT team FROM clocks UNION SELECT team FROM stopped_clocks"
+            " UNION SELECT team FROM breaches"
+        )
+        if row[0] is not None
+    )
+    if team not in known:
+        raise fail(
+            f"unknown team {team!r}: "
+            + (
+                f"use one of {', '.join(repr(t) for t in known)}"
+                if known
+                else "this store has seen no team yet"
+            )
+        )
 
 
 @app.command("serve")

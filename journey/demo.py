@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from datetime import UTC, datetime
@@ -75,10 +76,11 @@ def _empty(directory: Path) -> None:
 
 
 def run_demo(
-    settings: Settings, customer: str = "cust-sven", fresh: bool = True
+    settings: Settings, customer: str = "cust-sven", fresh: bool = True, as_json: bool = False
 ) -> tuple[Pipeline, TextIO | None]:
     """Emit every story as time passes (the promise keeper recording each missed deadline
-    on the way), fold them, print one customer's view and the service-level list.
+    on the way), fold them, print one customer's view and the service-level list — as rich
+    tables, or with ``as_json`` as one JSON document.
 
     On the default embedded broker the demo works in ``.demo/`` (emptied each run) so it
     can be run again and again — but never while another demo holds it (:class:`DemoInUse`);
@@ -105,12 +107,29 @@ def run_demo(
     ):
         pipeline.play(touchpoints, clock, now)
     stats = pipeline.runner.stats
+    view = pipeline.customer(customer)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "log": broker,
+                    "store": f"sqlite:///{store}",
+                    "emitted": len(touchpoints),
+                    "folded": stats.applied,
+                    "customer": None if view is None else view.model_dump(mode="json"),
+                    "service_levels": pipeline.service_levels().model_dump(mode="json"),
+                    "defects": [d.model_dump(mode="json") for d in pipeline.defects()],
+                    "stories": {s.focus: s.title for s in STORIES.values()},
+                },
+                indent=2,
+            )
+        )
+        return pipeline, lock
     console.print(
         f"[bold]{stats.applied}[/] touchpoints folded ({len(touchpoints)} emitted, "
         f"{stats.applied - len(touchpoints)} derived by the promise keeper) · "
         f"log {broker} · store {store}\n"
     )
-    view = pipeline.customer(customer)
     if view is None:
         console.print(f"[red]no customer {customer!r} in the demo data[/]")
     else:

@@ -84,9 +84,9 @@ def render_customer(view: CustomerView) -> RenderableType:
         parts.append(badges)
     if view.identities:
         ids = Table(title="Identities", title_justify="left", show_edge=False, expand=False)
-        ids.add_column("kind")
-        ids.add_column("value")
-        ids.add_column("note", style="dim")
+        ids.add_column("kind", overflow="fold")
+        ids.add_column("value", overflow="fold")
+        ids.add_column("note", style="dim", overflow="fold")
         for ident in view.identities:
             ids.add_row(ident.kind, ident.value, ident.note or "")
         parts.append(ids)
@@ -98,15 +98,17 @@ def render_customer(view: CustomerView) -> RenderableType:
             title_style="bold red" if not sub.answered else "bold",
             show_edge=False,
         )
-        table.add_column("field")
-        table.add_column("exactly as typed", style="bold cyan")
+        table.add_column("field", overflow="fold")
+        table.add_column("exactly as typed", style="bold cyan", overflow="fold")
         for key, value in sub.fields.items():
             table.add_row(key, value)
         parts.append(table)
     if view.open_cases:
         cases = Table(title="Open cases", title_justify="left", expand=True)
-        for col in ("case", "what", "owner", "next deadline", "steps"):
-            cases.add_column(col)
+        # Ids fold onto the next line rather than being cut: an agent copies them.
+        cases.add_column("case", overflow="fold", min_width=8)
+        for col in ("what", "owner", "next deadline", "steps"):
+            cases.add_column(col, overflow="fold")
         for case in view.open_cases:
             owner = f"{case.owner_team or 'unassigned'}" + (
                 f" ({case.owner_country})" if case.owner_country else ""
@@ -127,7 +129,7 @@ def render_customer(view: CustomerView) -> RenderableType:
     if view.promises:
         promises = Table(title="Promises", title_justify="left", expand=True)
         for col in ("what", "made by", "due", "status"):
-            promises.add_column(col)
+            promises.add_column(col, overflow="fold")
         for p in view.promises:
             style = {
                 "kept": "green",
@@ -146,7 +148,7 @@ def render_customer(view: CustomerView) -> RenderableType:
     if view.products:
         products = Table(title="Products", title_justify="left", expand=True)
         for col in ("product", "serial", "repairs", "warranty as shown"):
-            products.add_column(col)
+            products.add_column(col, overflow="fold")
         for prod in view.products:
             serial = prod.serial_corrected or prod.serial_as_given or "—"
             if prod.serial_corrected and prod.serial_as_given:
@@ -157,8 +159,9 @@ def render_customer(view: CustomerView) -> RenderableType:
         parts.append(products)
     if view.shipments:
         ships = Table(title="Deliveries", title_justify="left", expand=True)
-        for col in ("shipment", "carrier", "attempts", "what happened"):
-            ships.add_column(col)
+        ships.add_column("shipment", overflow="fold", min_width=8)
+        for col in ("carrier", "attempts", "what happened"):
+            ships.add_column(col, overflow="fold")
         for sh in view.shipments:
             events = [f"failed: {f}" for f in sh.failures]
             if sh.rescheduled_to:
@@ -173,7 +176,7 @@ def render_customer(view: CustomerView) -> RenderableType:
     if view.anomalies:
         anomalies = Table(title="Anomalies (kept, not dropped)", title_justify="left")
         anomalies.add_column("when")
-        anomalies.add_column("problem")
+        anomalies.add_column("problem", overflow="fold")
         for a in view.anomalies:
             anomalies.add_row(_when(a.at), a.problem)
         parts.append(anomalies)
@@ -183,7 +186,7 @@ def render_customer(view: CustomerView) -> RenderableType:
         expand=True,
     )
     timeline.add_column("when", no_wrap=True)
-    timeline.add_column("what")
+    timeline.add_column("what", overflow="fold")
     for entry in view.timeline.entries:
         timeline.add_row(_when(entry.at), entry.summary)
     parts.append(timeline)
@@ -197,7 +200,7 @@ def render_service_levels(levels: ServiceLevels) -> RenderableType:
         expand=True,
     )
     for col in ("customer", "what", "team", "channel", "age", "deadline"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     seen: set[tuple[str, str, str]] = set()
     for item in [*levels.breached, *levels.unanswered, *levels.due_soon]:
         key = (item.customer_id, item.kind, item.ref)
@@ -224,7 +227,7 @@ def render_service_levels(levels: ServiceLevels) -> RenderableType:
         )
     counts = Table(title="By team", title_justify="left")
     for col in ("team", "open", "unanswered", "warning", "breached"):
-        counts.add_column(col)
+        counts.add_column(col, overflow="fold")
     for team, c in levels.by_team.items():
         counts.add_row(
             team, *(str(c.get(k, 0)) for k in ("open", "unanswered", "warning", "breached"))
@@ -235,7 +238,7 @@ def render_service_levels(levels: ServiceLevels) -> RenderableType:
 def render_defects(defects: list[DefectOutreach]) -> RenderableType:
     table = Table(title="Known defects: proactive outreach", title_justify="left", expand=True)
     for col in ("defect", "customer", "product / batch", "reached"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for d in defects:
         for a in d.affected:
             table.add_row(

@@ -112,6 +112,13 @@ CASES = {
     "unknown log level": Bad(("--log-level", "loud", "view", "c"), "log-level"),
     "emit not json": Bad(("emit", "{not json"), "JSON"),
     "emit not an envelope": Bad(("emit", '{"type": "NoSuchThing"}'), "nothing of this batch"),
+    "unknown team": Bad(("service-levels", "--team", "Nosuch"), "unknown team", with_store=True),
+    "unknown channel, the known ones listed": Bad(
+        ("service-levels", "--channel", "fax"), "web_form", with_store=True
+    ),
+    "negative hours": Bad(
+        ("service-levels", "--due-within-hours", "-5"), "due-within-hours", with_store=True
+    ),
     "unknown command": Bad(("frobnicate",), "frobnicate"),
     "unknown option": Bad(("view", "c", "--colour"), "--colour"),
 }
