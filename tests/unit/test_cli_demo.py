@@ -73,7 +73,7 @@ def test_a_second_demo_refuses_and_leaves_the_running_servers_data_intact(
         assert str(server.pid) in lines[0] and str(port) in lines[0], lines
         # The same files, not replaced ones: the server still reads what it wrote.
         assert (log.stat().st_ino, views.stat().st_ino, log.stat().st_size) == before
-        with urllib.request.urlopen(  # noqa: S310
+        with urllib.request.urlopen(
             f"http://127.0.0.1:{port}/customers/cust-erik", timeout=30
         ) as answer:
             assert answer.status == 200
