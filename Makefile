@@ -7,18 +7,31 @@ KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test unit bench lint format typecheck schema kafka kafka-stop kafka-status postgres postgres-stop demo clean
+.PHONY: help runtime install test unit bench lint format typecheck schema kafka kafka-stop kafka-status postgres postgres-stop demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(BIN)/journey: pyproject.toml
-	$(PY) -m venv $(VENV)
+# Two stamps in one .venv: the runtime dependencies (all `make demo` needs, ~60 MB) and the
+# development extras on top (test, lint, typecheck: pytest, mypy, Playwright, ~335 MB).
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+DEMO_PORT ?= 8000
+
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e .
 	@touch $@
 
-install: $(BIN)/journey ## Create .venv and install the project with its `journey` command
+$(DEV): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@ $(RUNTIME)
+
+runtime: $(RUNTIME) ## Create .venv with the runtime dependencies only and the `journey` command
+install: $(DEV) ## Create .venv with the runtime and the development dependencies (tests, lint)
 
 test: install kafka ## Unit, contract and integration tests (starts a real local Kafka if none runs)
 	$(BIN)/pytest tests
@@ -55,8 +68,8 @@ postgres: ## Start a local PostgreSQL (Debian package) on 127.0.0.1:15432 (PG_PO
 postgres-stop: ## Stop the local PostgreSQL started by `make postgres`
 	bash scripts/postgres.sh stop
 
-demo: install ## The main job: the seed stories through the whole pipeline, then the agent console on them
-	$(BIN)/journey demo --serve
+demo: runtime ## The main job: the seed stories through the whole pipeline, then the agent console on them (DEMO_PORT)
+	$(BIN)/journey demo --serve --port $(DEMO_PORT)
 
 bench: install kafka ## Benchmarks on the local Kafka: rebuild of 100k touchpoints; emit -> visible latency
 	$(BIN)/python bench/rebuild_bench.py --broker kafka://127.0.0.1:$(KAFKA_PORT)

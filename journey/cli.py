@@ -144,8 +144,8 @@ def emit(
             log.close()
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
-    for pos in positions:
-        typer.echo(json.dumps(pos.as_dict()))
+    for pos in positions:  # the token is what `?after=` takes to read this write
+        typer.echo(json.dumps({**pos.as_dict(), "token": pos.token()}))
 
 
 def _conflicting_duplicate(settings: Settings, touchpoints: Sequence[Touchpoint]) -> str | None:

@@ -75,6 +75,14 @@ def _empty(directory: Path) -> None:
             entry.unlink()
 
 
+def _in_demo_dir(settings: Settings) -> bool:
+    demo = DEMO_DIR.resolve()
+    paths = [settings.store_path()]
+    if settings.broker.startswith("embedded://"):
+        paths.append(Path(settings.broker.removeprefix("embedded://")))
+    return any(p.resolve().parent == demo for p in paths)
+
+
 def run_demo(
     settings: Settings, customer: str = "cust-sven", fresh: bool = True, as_json: bool = False
 ) -> tuple[Pipeline, TextIO | None]:
@@ -95,6 +103,10 @@ def run_demo(
         if fresh:
             _empty(DEMO_DIR)
         broker, store = f"embedded://{DEMO_DIR / 'log.db'}", DEMO_DIR / "views.db"
+    elif _in_demo_dir(settings):
+        # Named explicitly (JOURNEY_BROKER=embedded://.demo/log.db, as the README exports
+        # to read the demo): playing into it would still add to a served log. Not emptied.
+        lock = claim_demo_dir(DEMO_DIR)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     touchpoints = all_touchpoints(now)
     clock = ManualClock(touchpoints[0].occurred_at)

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 JOURNEY = Path(sys.executable).with_name("journey")
 
 
@@ -40,8 +42,18 @@ def wait_until_answers(url: str, server: subprocess.Popen[str]) -> None:
     raise AssertionError(f"{url} never answered")
 
 
+AGAIN = {
+    "by default": {},
+    "naming .demo/ explicitly": {  # as the README's second terminal exports it
+        "JOURNEY_BROKER": "embedded://.demo/log.db",
+        "JOURNEY_STORE": "sqlite:///.demo/views.db",
+    },
+}
+
+
+@pytest.mark.parametrize("again_env", list(AGAIN.values()), ids=list(AGAIN))
 def test_a_second_demo_refuses_and_leaves_the_running_servers_data_intact(
-    tmp_path: Path,
+    tmp_path: Path, again_env: dict[str, str]
 ) -> None:
     port = free_port()
     server = subprocess.Popen(
@@ -60,7 +72,7 @@ def test_a_second_demo_refuses_and_leaves_the_running_servers_data_intact(
         again = subprocess.run(
             [str(JOURNEY), "demo"],
             cwd=tmp_path,
-            env=clean_env(),
+            env={**clean_env(), **again_env},
             capture_output=True,
             text=True,
             timeout=120,

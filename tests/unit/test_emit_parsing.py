@@ -263,7 +263,8 @@ def test_cli_emit_prints_one_position_per_event(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     positions = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(positions) == 5
-    assert all(set(p) == {"topic", "partition", "offset"} for p in positions)
+    assert all(set(p) == {"topic", "partition", "offset", "token"} for p in positions)
+    assert all(p["token"] == f"{TOPIC}:{p['partition']}:{p['offset']}" for p in positions)
     assert all(p["topic"] == TOPIC for p in positions)
     assert len({(p["partition"], p["offset"]) for p in positions}) == 5
     log = open_log(f"embedded:///{db}")
