@@ -339,12 +339,7 @@ def create_app(
         key: str, after: str | None, header: str | None, stale: bool
     ) -> tuple[str | None, Freshness]:
         service = svc()
-        tokens = service.tokens(after, header)
-        cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
-        freshness = await service.settle(tokens, partitions)
-        if cid is None and freshness.fresh:
-            # Maybe it arrived while we waited.
-            cid, _ = await service.read(lambda s: service.customer_partitions(s, key))
+        cid, freshness = await service.settle_customer(key, service.tokens(after, header))
         if cid is None:
             if not freshness.fresh:
                 raise NotFresh(

@@ -82,10 +82,9 @@ def register_live(app: FastAPI, svc: Callable[[], Service]) -> None:
     ) -> StreamingResponse:
         service = svc()
         tokens = service.tokens(after, x_journey_position)
-        cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
+        cid, _ = await service.read(lambda s: service.customer_partitions(s, key))
         if cid is None or tokens is not None:
-            freshness = await service.settle(tokens, partitions)
-            cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
+            cid, freshness = await service.settle_customer(key, tokens)
             if cid is None:
                 if not freshness.fresh:
                     raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")

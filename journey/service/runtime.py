@@ -228,12 +228,21 @@ class Service:
 
     # ------------------------------------------------------------------ the protocol
 
-    async def settle(self, tokens: Targets | None, partitions: set[int]) -> Freshness:
+    async def settle(
+        self,
+        tokens: Targets | None,
+        partitions: set[int],
+        *,
+        budget_s: float | None = None,
+        started: float | None = None,
+    ) -> Freshness:
         """Wait (bounded) until the view reached the tokens, or without tokens the log's head
         of ``partitions`` read now; say how fresh it is. Never raises for staleness: the
-        caller decides between 503 and fresh:false."""
+        caller decides between 503 and fresh:false. ``budget_s`` (default: the whole bound)
+        and ``started`` (loop time the answer began waiting) let one answer wait in steps."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = loop.time() if started is None else started
+        budget = self.max_wait_s if budget_s is None else max(0.0, budget_s)
         if tokens is not None:
             basis, targets = "token", tokens
         else:
@@ -247,7 +256,7 @@ class Service:
                 for p in partitions
                 if marks.get(p, 0) > 0
             }
-        ok, positions = await self._wait(targets, basis)
+        ok, positions = await self._wait(targets, basis, budget)
         waited = loop.time() - started
         self.metrics.freshness_wait.observe(waited, basis=basis)
         if not ok:
@@ -263,12 +272,14 @@ class Service:
             waited_s=waited,
         )
 
-    async def _wait(self, targets: Targets, basis: str) -> tuple[bool, dict[TopicPartition, int]]:
+    async def _wait(
+        self, targets: Targets, basis: str, budget: float
+    ) -> tuple[bool, dict[TopicPartition, int]]:
         if self.pipeline_problem() is not None:
             # The pipeline is stopped: waiting the whole bound would only delay the 503.
-            return await self.watcher.wait(targets, min(self.max_wait_s, 0.05))
-        if basis != "token" or self.max_wait_s <= 0.05:
-            return await self.watcher.wait(targets, self.max_wait_s)
+            return await self.watcher.wait(targets, min(budget, 0.05))
+        if basis != "token" or budget <= 0.05:
+            return await self.watcher.wait(targets, budget)
         # A token past the end of the log would only time out: after a short while, look.
         ok, positions = await self.watcher.wait(targets, 0.05)
         if ok:
@@ -285,7 +296,35 @@ class Service:
                     f"log (partition {tp.partition} holds offsets below {end}): it was not "
                     "returned by this log"
                 )
-        return await self.watcher.wait(targets, self.max_wait_s - 0.05)
+        return await self.watcher.wait(targets, budget - 0.05)
+
+    async def settle_customer(
+        self, key: str, tokens: Targets | None
+    ) -> tuple[str | None, Freshness]:
+        """Wait (bounded) as :meth:`settle`, then resolve ``key`` (a customer id or any
+        identity) to the customer whose view answers it, and say how fresh that is.
+
+        The key is resolved AFTER the wait: what the wait lets in may change whom it names
+        (an IdentityLinked gives the e-mail to another customer, a link merges two). Before
+        the wait it only says which partitions' heads to wait for when there is no token (an
+        unknown key: all of them; a token is waited for whatever the key). If the customer
+        resolved after the wait depends on partitions not waited for yet, the wait goes on
+        for those, within the same bound; the set only grows, so this ends.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        _, partitions = await self.read(lambda s: self.customer_partitions(s, key))
+        while True:
+            freshness = await self.settle(
+                tokens,
+                partitions,
+                budget_s=started + self.max_wait_s - loop.time(),
+                started=started,
+            )
+            cid, needed = await self.read(lambda s: self.customer_partitions(s, key))
+            if not freshness.fresh or needed <= partitions:
+                return cid, freshness
+            partitions = partitions | needed
 
     def snapshot(self, partitions: set[int]) -> Freshness:
         """Freshness now, against the last known head: no broker call, no wait."""
