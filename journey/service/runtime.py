@@ -32,7 +32,7 @@ from journey.service.freshness import (
     parse_tokens,
     reached,
 )
-from journey.service.metrics import ServiceMetrics
+from journey.service.metrics import PartitionFigures, RunnerFigures, Scrape, ServiceMetrics
 from journey.service.reading import StoreReader
 from journey.settings import Settings
 from projections.customer_view import related_customers, resolve_customer
@@ -96,6 +96,7 @@ class Service:
         self._own_log = log is None
         self.log: Log = log if log is not None else settings.open_log()
         self.metrics = ServiceMetrics()
+        self.metrics.watch(self.scrape)
         self.heads = HeadTracker()
         self.closing = threading.Event()
         self.pipeline: Pipeline | None = None
@@ -258,9 +259,9 @@ class Service:
             }
         ok, positions = await self._wait(targets, basis, budget)
         waited = loop.time() - started
-        self.metrics.freshness_wait.observe(waited, basis=basis)
+        self.metrics.freshness_wait.labels(basis=basis).observe(waited)
         if not ok:
-            self.metrics.not_fresh.inc(basis=basis)
+            self.metrics.not_fresh.labels(basis=basis).inc()
         return describe(
             topic=self.topic,
             partitions=partitions,
@@ -368,6 +369,41 @@ class Service:
         total = sum(r[1] for r in rows.values())
         worst = max((r[2] for r in rows.values()), default=0.0)
         return total, worst, rows
+
+    def scrape(self) -> Scrape:
+        """What /metrics reports from the log and the store (blocking: reads the store)."""
+        _, _, rows = self.current_lag()
+        partitions = [
+            PartitionFigures(
+                topic=tp.topic,
+                partition=tp.partition,
+                position=position,
+                high_water_mark=self.heads.high_water_mark(tp),
+                lag_events=events,
+                lag_seconds=seconds,
+            )
+            for tp, (position, events, seconds) in rows.items()
+        ]
+        dead = self.reader.get().query("SELECT COUNT(*) FROM dead_letters")[0][0]
+        thread = self.thread
+        runner = None
+        if thread is not None:
+            stats = thread.pipeline.runner.stats
+            runner = RunnerFigures(
+                applied=stats.applied,
+                duplicates=stats.duplicates,
+                dead_letters=stats.dead_letters,
+                errors=thread.errors,
+            )
+        failing = thread.health.kind if thread is not None and thread.failing else None
+        return Scrape(
+            partitions=partitions,
+            dead_letters=int(dead),
+            dlq_topic=self.settings.dlq_topic,
+            runner=runner,
+            runner_up=thread is not None and thread.alive and not thread.failing,
+            failing_kind="store_corrupt" if self.integrity.problem else failing,
+        )
 
 
 class LogUnavailable(JourneyError):
