@@ -74,9 +74,18 @@ def fresh_copy(into: Path) -> None:
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
         capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
+        check=False,
+    )
+    if listed.returncode == 0:
+        names = [n for n in listed.stdout.decode().split("\0") if n]
+    else:  # not a git checkout (an unpacked archive): everything but what a build leaves
+        skip = {".git", ".venv", ".cache", ".demo", "artifacts", "__pycache__", ".mypy_cache"}
+        names = [
+            str(p.relative_to(ROOT))
+            for p in ROOT.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(ROOT).parts)
+        ]
+    for name in names:
         source = ROOT / name
         if source.is_file():  # a deleted but still tracked file is not in a fresh clone
             target = into / name
