@@ -548,13 +548,13 @@ def _check_filter(store: JourneyStore, team: str | None, channel: str | None) ->
         if row[0] is not None
     )
     if team not in known:
+        # One line, however many teams: the first 20, and how many more.
+        listed = ", ".join(repr(t) for t in known[:20]) + (
+            f" and {len(known) - 20} more" if len(known) > 20 else ""
+        )
         raise fail(
             f"unknown team {team!r}: "
-            + (
-                f"use one of {', '.join(repr(t) for t in known)}"
-                if known
-                else "this store has seen no team yet"
-            )
+            + (f"use one of {listed}" if known else "this store has seen no team yet")
         )
 
 
