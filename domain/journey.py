@@ -11,6 +11,7 @@ is the natural consistency boundary and one fold sees every fact about a case in
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -31,6 +32,7 @@ __all__ = [
     "Step",
     "Submission",
     "TimelineEntry",
+    "fact_order",
 ]
 
 CaseKind = Literal["inquiry", "complaint", "signup"]
@@ -154,6 +156,10 @@ class Promise:
     kept_late: bool = False
     fulfilled_at: datetime | None = None
     broken_recorded: bool = False
+    # What fulfils a delivery promise, by exact id: a Delivered of this shipment, or of any
+    # shipment of this order. Never by words in ``what``.
+    order_id: str | None = None
+    shipment_id: str | None = None
 
     def settle(self) -> None:
         """Status from the facts alone, so the order they are folded in does not matter."""
@@ -247,6 +253,13 @@ class Journey:
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    # Every touchpoint folded, in event-time order (see ``fact_order``). Status is decided
+    # from these in that order, never in arrival order: a fact older than the newest one
+    # folded so far refolds the journey from the start (rare: late carrier reports,
+    # backfills), so any arrival order gives the same journey.
+    facts: list[Touchpoint] = field(default_factory=list, repr=False, compare=False)
+    # A journey that starts a new generation after an erasure starts erased.
+    born_erased_at: datetime | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ helpers
 
@@ -323,7 +336,28 @@ class Journey:
     # ------------------------------------------------------------------ the fold
 
     def apply(self, tp: Touchpoint) -> str:
-        """Fold one touchpoint in; return a one-line summary for the timeline."""
+        """Fold one touchpoint in, in event-time order among those folded so far; return
+        its one-line summary for the timeline."""
+        if not self.facts:
+            self.born_erased_at = self.erased_at
+        key = fact_order(tp)
+        if self.facts and key < fact_order(self.facts[-1]):
+            bisect.insort(self.facts, tp, key=fact_order)
+            self._refold()
+            event_id = str(tp.event_id)
+            return next(e.summary for e in self.timeline if e.event_id == event_id)
+        self.facts.append(tp)
+        return self._apply_in_order(tp)
+
+    def _refold(self) -> None:
+        fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
+        for fact in self.facts:
+            fresh._apply_in_order(fact)
+        fresh.facts = self.facts
+        fresh.born_erased_at = self.born_erased_at
+        self.__dict__.update(fresh.__dict__)
+
+    def _apply_in_order(self, tp: Touchpoint) -> str:
         if self.first_seen is None or tp.occurred_at < self.first_seen:
             self.first_seen = tp.occurred_at
         if self.last_seen is None or tp.occurred_at > self.last_seen:
@@ -363,10 +397,17 @@ class Journey:
                         made_by="checkout",
                         made_at=at,
                         implied=True,
+                        order_id=d.order_id,
                     )
                 return f"Order {d.order_id}: {items}", None
             case c.OrderShipped():
-                self.shipments[d.shipment_id] = Shipment(d.shipment_id, d.carrier, d.order_id)
+                ship = self.shipments.get(d.shipment_id) or Shipment(d.shipment_id, d.carrier)
+                self.shipments[d.shipment_id] = ship
+                # Carriers' clocks disagree with ours: a delivery stamped before the
+                # hand-over is still a delivery, and keeps the order's promise.
+                ship.carrier, ship.order_id = d.carrier, d.order_id
+                if ship.delivered_at is not None:
+                    self._delivered(ship, ship.delivered_at)
                 if d.order_id not in self.orders:
                     self._anomaly(tp, f"shipment of unknown order {d.order_id}")
                 return f"Order {d.order_id} handed to {d.carrier}", None
@@ -391,6 +432,7 @@ class Journey:
                         d.deliver_by,
                         made_by=d.agreed_by or d.carrier,
                         made_at=at,
+                        shipment_id=d.shipment_id,
                     )
                 where = f" to {d.new_location}" if d.new_location else ""
                 return f"Delivery of {d.shipment_id} rescheduled{where}", None
@@ -398,16 +440,7 @@ class Journey:
                 ship = self._shipment(tp, d.shipment_id, d.carrier)
                 ship.delivered_at = at
                 ship.delivered_location = d.location
-                for promise in self.promises.values():
-                    if (
-                        promise.kind == "delivery"
-                        and promise.fulfilled_at is None
-                        and (
-                            d.shipment_id in promise.what
-                            or (ship.order_id and promise.promise_id == f"delivery:{ship.order_id}")
-                        )
-                    ):
-                        self._fulfil(promise.promise_id, at)
+                self._delivered(ship, at)
                 return f"{d.shipment_id} delivered" + (
                     f" at {d.location}" if d.location else ""
                 ), None
@@ -646,6 +679,16 @@ class Journey:
         self._anomaly(tp, f"no fold rule for {tp.type}")
         return tp.type, None
 
+    def _delivered(self, ship: Shipment, at: datetime) -> None:
+        """Keep the delivery promises this shipment fulfils, matched by exact ids."""
+        for promise in self.promises.values():
+            if promise.kind != "delivery" or promise.fulfilled_at is not None:
+                continue
+            if promise.shipment_id == ship.shipment_id or (
+                ship.order_id is not None and promise.order_id == ship.order_id
+            ):
+                self._fulfil(promise.promise_id, at)
+
     def _shipment(self, tp: Touchpoint, shipment_id: str, carrier: str) -> Shipment:
         ship = self.shipments.get(shipment_id)
         if ship is None:
@@ -676,6 +719,46 @@ class Journey:
             TimelineEntry(e.at, e.type, "(erased)", e.event_id, e.case_id) for e in self.timeline
         ]
         self.anomalies = [Anomaly(a.at, a.event_id, a.type, "(erased)") for a in self.anomalies]
+
+
+# Facts stamped with the same instant fold in cause-before-effect order (an order before its
+# shipment, a case before its reply, a reply before the resolution), then by event_id, so
+# the tie-break never depends on arrival either.
+_RANK: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "IdentityLinked",
+            "OrderPlaced",
+            "InquiryReceived",
+            "ComplaintFiled",
+            "SignupRequested",
+            "PublicReviewPosted",
+            "PromiseMade",
+            "KnownDefectRegistered",
+        ),
+        0,
+    ),
+    "OrderShipped": 1,
+    **dict.fromkeys(
+        (
+            "Delivered",
+            "CaseResolved",
+            "PromiseKept",
+            "PromiseBroken",
+            "ReplyOverdue",
+            "ReviewAnswered",
+            "SatisfactionRated",
+        ),
+        3,
+    ),
+    "CaseReopened": 4,
+    "ErasureRequested": 5,
+}
+
+
+def fact_order(tp: Touchpoint) -> tuple[datetime, int, str]:
+    """The order facts are folded in: occurred_at, then cause before effect, then event_id."""
+    return (tp.occurred_at, _RANK.get(tp.type, 2), str(tp.event_id))
 
 
 def _first_words(text: str | None, limit: int = 60) -> str | None:
