@@ -25,14 +25,17 @@ __all__ = [
     "Handoff",
     "Identity",
     "Journey",
+    "Message",
     "Product",
     "Promise",
     "Reply",
+    "Review",
     "Shipment",
     "Step",
     "Submission",
     "TimelineEntry",
     "fact_order",
+    "said",
 ]
 
 CaseKind = Literal["inquiry", "complaint", "signup"]
@@ -71,6 +74,36 @@ class Reply:
     country: str
     channel: str
     awaiting_customer: bool
+    body: str | None = None
+
+
+@dataclass
+class Message:
+    """Something the customer wrote on a case, verbatim (body, complaint description)."""
+
+    at: datetime
+    channel: str
+    subject: str | None
+    text: str | None
+
+
+@dataclass
+class Review:
+    """A public review and our answer, verbatim."""
+
+    review_id: str
+    platform: str
+    posted_at: datetime
+    rating: int | None = None
+    text: str | None = None
+    url: str | None = None
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+    answer: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "answered" if self.answered_at is not None else "unanswered"
 
 
 @dataclass
@@ -109,6 +142,7 @@ class Case:
     replies: list[Reply] = field(default_factory=list)
     auto_acknowledgements: list[datetime] = field(default_factory=list)
     customer_messages: list[datetime] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     status: Literal["open", "resolved"] = "open"
     resolved_at: datetime | None = None
@@ -218,6 +252,7 @@ class TimelineEntry:
     summary: str
     event_id: str
     case_id: str | None = None
+    text: str | None = None  # what was said or written, verbatim (see ``said``)
 
 
 @dataclass
@@ -249,7 +284,7 @@ class Journey:
     timeline: list[TimelineEntry] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     contacts: int = 0
-    reviews: dict[str, str] = field(default_factory=dict)  # review id -> status
+    reviews: dict[str, Review] = field(default_factory=dict)
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
@@ -367,7 +402,7 @@ class Journey:
             self.contacts += 1
         summary, case_id = self._fold(tp, data)
         self.timeline.append(
-            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id)
+            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id, said(data))
         )
         return summary
 
@@ -470,6 +505,7 @@ class Journey:
             case c.InquiryReceived():
                 known = d.case_id in self.cases
                 case = self._open_case(tp, d.case_id, "inquiry", d.channel)
+                case.messages.append(Message(at, d.channel, d.subject, d.body))
                 if not known:
                     # An SMS or chat has no subject line: its first words stand in for one.
                     case.subject = d.subject or _first_words(d.body)
@@ -478,6 +514,7 @@ class Journey:
                 return f"{d.channel} {verb}: {d.subject or d.body or ''}".strip(), d.case_id
             case c.ComplaintFiled():
                 case = self._open_case(tp, d.case_id, "complaint", d.channel)
+                case.messages.append(Message(at, d.channel, None, d.description))
                 case.subject = case.subject or f"Complaint: {d.product}"
                 case.product = d.product
                 product = self._product(d.product, d.serial_number_as_given)
@@ -494,7 +531,9 @@ class Journey:
                 case = self._case(tp, d.case_id, "reply")
                 if case is not None:
                     case.replies.append(
-                        Reply(at, d.agent, d.team, d.country, d.channel, d.awaiting_customer)
+                        Reply(
+                            at, d.agent, d.team, d.country, d.channel, d.awaiting_customer, d.body
+                        )
                     )
                     case.team = case.team or d.team
                     case.country = case.country or d.country
@@ -668,13 +707,19 @@ class Journey:
                 self.outreach.setdefault(d.defect_id, at)
                 return f"Proactive outreach about {d.defect_id} via {d.channel}", None
             case c.PublicReviewPosted():
-                self.reviews[d.review_id] = "unanswered"
+                review = self.reviews.get(d.review_id) or Review(d.review_id, d.platform, at)
+                review.platform, review.posted_at = d.platform, at
+                review.rating, review.text, review.url = d.rating, d.text, d.url
+                self.reviews[d.review_id] = review
                 stars = f" {d.rating}/5" if d.rating else ""
                 return f"Public review on {d.platform}{stars}", None
             case c.ReviewAnswered():
-                if d.review_id not in self.reviews:
+                answered = self.reviews.get(d.review_id)
+                if answered is None:
                     self._anomaly(tp, f"answered unknown review {d.review_id}")
-                self.reviews[d.review_id] = "answered"
+                    answered = self.reviews[d.review_id] = Review(d.review_id, "unknown", at)
+                answered.answered_at, answered.answered_by = at, d.answered_by
+                answered.answer = d.text
                 return f"Review answered by {d.answered_by}", None
         self._anomaly(tp, f"no fold rule for {tp.type}")
         return tp.type, None
@@ -709,6 +754,9 @@ class Journey:
                 Reply(r.at, "(erased)", r.team, r.country, r.channel, r.awaiting_customer)
                 for r in case.replies
             ]
+            case.messages = [Message(m.at, m.channel, None, None) for m in case.messages]
+        for review in self.reviews.values():
+            review.text = review.answer = review.url = None
         for promise in self.promises.values():
             promise.made_to = None
         for product in self.products:
@@ -759,6 +807,24 @@ _RANK: dict[str, int] = {
 def fact_order(tp: Touchpoint) -> tuple[datetime, int, str]:
     """The order facts are folded in: occurred_at, then cause before effect, then event_id."""
     return (tp.occurred_at, _RANK.get(tp.type, 2), str(tp.event_id))
+
+
+def said(d: c.TouchpointData) -> str | None:
+    """What the customer said or was told in this touchpoint, verbatim: message and reply
+    bodies, complaint descriptions, form fields (``name: value`` lines), review texts and
+    our answers. None when the touchpoint carries no words."""
+    match d:
+        case c.InquiryReceived():
+            return d.body
+        case c.ComplaintFiled():
+            return d.description
+        case c.ReplySent():
+            return d.body
+        case c.SignupRequested():
+            return "\n".join(f"{key}: {value}" for key, value in d.fields.items()) or None
+        case c.PublicReviewPosted() | c.ReviewAnswered():
+            return d.text
+    return None
 
 
 def _first_words(text: str | None, limit: int = 60) -> str | None:
