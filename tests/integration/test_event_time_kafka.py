@@ -9,13 +9,10 @@ implies, once each, the same as the history lived with a test clock, and a resta
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,23 +37,6 @@ from tests.scenarios.test_event_time import (
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kcat]
-
-
-@pytest.fixture
-def kcat() -> str:
-    path = shutil.which("kcat")
-    if path is None:
-        message = "kcat not found: apt-get install -y kcat"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture
-def klog(kafka_log: Log) -> Iterator[KafkaLog]:
-    assert isinstance(kafka_log, KafkaLog)
-    yield kafka_log
 
 
 def produce_with_kcat(kcat: str, log: KafkaLog, topic: str, arrivals: list[Arrival]) -> None:

@@ -211,12 +211,10 @@ def test_serve_says_so_while_the_disk_is_full_and_shows_everything_after(
 # ---------------------------------------------------------------------- poison, alone
 
 
-def test_a_touchpoint_the_fold_raises_on_is_dead_lettered_alone_and_once(
-    log: Log, unique_topic: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The fold raising is a property of the message (here: a bug triggered by one
-    subject); its neighbours in the same batch and partition are folded, and the dead letter
-    reaches the DLQ once although the first attempt at the batch also failed transiently."""
+@pytest.fixture
+def fold_raises_on_poison(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold raises on an inquiry whose subject is "poison" — standing in for a bug of
+    ours that one message triggers (the real fold raises on no valid touchpoint)."""
     import domain.journey as fold
 
     original = fold.Journey.apply
@@ -228,6 +226,15 @@ def test_a_touchpoint_the_fold_raises_on_is_dead_lettered_alone_and_once(
         return original(self, touchpoint)
 
     monkeypatch.setattr(fold.Journey, "apply", apply)
+
+
+@pytest.mark.usefixtures("fold_raises_on_poison")
+def test_a_touchpoint_the_fold_raises_on_is_dead_lettered_alone_and_once(
+    log: Log, unique_topic: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The fold raising is a property of the message (here: a bug triggered by one
+    subject); its neighbours in the same batch and partition are folded, and the dead letter
+    reaches the DLQ once although the first attempt at the batch also failed transiently."""
     log.ensure_topics([unique_topic, f"{unique_topic}.dlq"], 1)
     good = touchpoints(20, 3)
     poison = new_touchpoint(
@@ -353,25 +360,15 @@ def test_the_store_refuses_a_conflicting_copy_at_the_edge(tmp_path: Path) -> Non
 # ---------------------------------------------------------------------- the poison corpus
 
 
+@pytest.mark.usefixtures("fold_raises_on_poison")
 def test_a_poison_corpus_leaves_the_pipeline_alive_and_each_message_dead_lettered_once(
-    log: Log, unique_topic: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    log: Log, unique_topic: str, tmp_path: Path
 ) -> None:
     """Non-JSON, 5,000-deep nesting, a date in year 9999, an oversized envelope, a
     conflicting duplicate and a message that makes the fold raise, each between good
     neighbours of the same customer: the supervised loop (as in `journey run`) folds every
     neighbour and dead-letters each poison message once, with its reason — also after a
     restart, which re-reads nothing twice."""
-    import domain.journey as fold
-
-    original = fold.Journey.apply
-
-    def apply(self: fold.Journey, touchpoint: Touchpoint) -> str:
-        data = touchpoint.data
-        if isinstance(data, c.InquiryReceived) and data.subject == "poison":
-            raise ValueError("the fold cannot take this one")
-        return original(self, touchpoint)
-
-    monkeypatch.setattr(fold.Journey, "apply", apply)
     dlq = f"{unique_topic}.dlq"
     log.ensure_topics([unique_topic, dlq], 2)
     cid = "cust-poison"

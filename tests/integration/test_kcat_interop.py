@@ -9,13 +9,10 @@ events land in the partition the engine's emitter uses, and stay ordered.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,30 +21,13 @@ import jsonschema
 import pytest
 
 from consumers.kafka_log import KafkaLog
-from consumers.log import Log, Message
+from consumers.log import Message
 from domain.envelope import decode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kcat]
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schema"
 JOURNEY = Path(sys.executable).with_name("journey")
-
-
-@pytest.fixture
-def kcat() -> str:
-    path = shutil.which("kcat")
-    if path is None:
-        message = "kcat not found: apt-get install -y kcat"
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI=true but {message}")
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture
-def klog(kafka_log: Log) -> Iterator[KafkaLog]:
-    assert isinstance(kafka_log, KafkaLog)
-    yield kafka_log
 
 
 def _bootstrap(log: KafkaLog) -> str:
