@@ -134,7 +134,44 @@ _STORY_CUSTOMERS = _by_customer(all_touchpoints(_NOW))
 _SYNTHETIC_CUSTOMERS = _by_customer(
     generate_touchpoints(400, 12, seed=9, start=_NOW - timedelta(days=30))
 )
-_BASES = _STORY_CUSTOMERS + _SYNTHETIC_CUSTOMERS
+
+
+def _edge_cases() -> list[Touchpoint]:
+    """What the stories lack: reviews and answers, a reopening, a rating, a promise made
+    and broken, a delivery stamped before its shipment, and an erasure with facts after."""
+    return [
+        tp(_order("9", due_hours=24)),
+        tp(c.Delivered(shipment_id="S-1", carrier="Posten"), 5),
+        tp(c.OrderShipped(order_id="9", shipment_id="S-1", carrier="Posten"), 6),
+        tp(c.InquiryReceived(case_id="k", channel="chat", body="hello?"), 1),
+        tp(c.ReplySent(case_id="k", channel="chat", agent="a", team="t", country="NO"), 2),
+        tp(c.CaseResolved(case_id="k", resolution="done"), 3),
+        tp(c.CaseReopened(case_id="k", reason="no"), 4),
+        tp(c.SatisfactionRated(case_id="k", score=2), 4),
+        tp(
+            c.PromiseMade(
+                promise_id="p",
+                what="call back",
+                kind="callback",
+                due_by=T0 + timedelta(hours=8),
+                made_by="a",
+                case_id="k",
+            ),
+            4,
+        ),
+        tp(
+            c.PromiseBroken(promise_id="p", what="call back", due_by=T0 + timedelta(hours=8)),
+            8,
+        ),
+        tp(c.PublicReviewPosted(review_id="r", platform="Trustpilot", rating=1, text="bad"), 7),
+        tp(c.ReviewAnswered(review_id="r", answered_by="social", text="sorry"), 9),
+        tp(c.IdentityLinked(kind="email", value="x@example.org"), 0),
+        tp(c.ErasureRequested(), 10),
+        tp(c.InquiryReceived(case_id="k2", channel="email", subject="again"), 11),
+    ]
+
+
+_BASES = [*_STORY_CUSTOMERS, *_SYNTHETIC_CUSTOMERS, _edge_cases()]
 
 
 def _fold_all(customer_id: str, touchpoints: list[Touchpoint]) -> Journey:
@@ -171,4 +208,20 @@ def test_the_property_covers_every_kind_of_fact() -> None:
         "ReplySent",
         "CaseResolved",
         "IdentityLinked",
+        "CaseReopened",
+        "PromiseBroken",
+        "ReviewAnswered",
+        "ErasureRequested",
     } <= types
+
+
+def test_the_edge_cases_fold_the_same_reversed() -> None:
+    base = _edge_cases()
+    reversed_fold = _fold_all("c-1", list(reversed(base)))
+    assert canonical(reversed_fold) == canonical(_fold_all("c-1", base))
+    assert reversed_fold.shipments["S-1"].delivered_at is not None
+    assert reversed_fold.promises["delivery:9"].status == "kept"
+    assert reversed_fold.cases["k"].status == "open" and reversed_fold.cases["k"].reopened == 1
+    assert reversed_fold.reviews["r"].answered_at is not None
+    assert reversed_fold.erased_at == T0 + timedelta(hours=10)
+    assert reversed_fold.cases["k2"].subject == "again", "facts after the erasure are kept"
