@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Literal
 
 from domain import catalogue as c
-from domain.envelope import Touchpoint
+from domain.envelope import Touchpoint, decode, encode
 
 __all__ = [
     "Anomaly",
@@ -43,6 +43,8 @@ CaseKind = Literal["inquiry", "complaint", "signup"]
 # fulfilment's occurred_at) and never recorded broken; broken: recorded broken, no fulfilment
 # yet; kept_late: fulfilled, but after the deadline or after the break was recorded (late
 # data: the fulfilment may have happened in time and been reported too late).
+# (occurred_at, cause-before-effect rank, event_id): see ``fact_order``.
+FactKey = tuple[datetime, int, str]
 PromiseStatus = Literal["pending", "kept", "kept_late", "broken"]
 
 
@@ -288,11 +290,12 @@ class Journey:
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
-    # Every touchpoint folded, in event-time order (see ``fact_order``). Status is decided
+    # Every touchpoint folded, in event-time order (see ``fact_order``), as its compact
+    # wire envelope (a fifth of the memory of the parsed object). Status is decided
     # from these in that order, never in arrival order: a fact older than the newest one
     # folded so far refolds the journey from the start (rare: late carrier reports,
     # backfills), so any arrival order gives the same journey.
-    facts: list[Touchpoint] = field(default_factory=list, repr=False, compare=False)
+    facts: list[tuple[FactKey, bytes]] = field(default_factory=list, repr=False, compare=False)
     # A journey that starts a new generation after an erasure starts erased.
     born_erased_at: datetime | None = field(default=None, repr=False)
 
@@ -376,18 +379,19 @@ class Journey:
         if not self.facts:
             self.born_erased_at = self.erased_at
         key = fact_order(tp)
-        if self.facts and key < fact_order(self.facts[-1]):
-            bisect.insort(self.facts, tp, key=fact_order)
+        fact = (key, encode(tp))
+        if self.facts and key < self.facts[-1][0]:
+            bisect.insort(self.facts, fact, key=lambda f: f[0])
             self._refold()
             event_id = str(tp.event_id)
             return next(e.summary for e in self.timeline if e.event_id == event_id)
-        self.facts.append(tp)
+        self.facts.append(fact)
         return self._apply_in_order(tp)
 
     def _refold(self) -> None:
         fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
-        for fact in self.facts:
-            fresh._apply_in_order(fact)
+        for _, raw in self.facts:
+            fresh._apply_in_order(decode(raw))
         fresh.facts = self.facts
         fresh.born_erased_at = self.born_erased_at
         self.__dict__.update(fresh.__dict__)
@@ -804,7 +808,7 @@ _RANK: dict[str, int] = {
 }
 
 
-def fact_order(tp: Touchpoint) -> tuple[datetime, int, str]:
+def fact_order(tp: Touchpoint) -> FactKey:
     """The order facts are folded in: occurred_at, then cause before effect, then event_id."""
     return (tp.occurred_at, _RANK.get(tp.type, 2), str(tp.event_id))
 
