@@ -131,10 +131,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         page: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
         service = svc()
-        cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
-        freshness = await service.settle(None, partitions)
-        if cid is None:
-            cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
+        cid, freshness = await service.settle_customer(key, None)
         view = None
         if cid is not None:
             found = cid

@@ -1,21 +1,36 @@
-"""Prometheus text exposition (format 0.0.4), written by hand: a few counters and histograms
-need no client library.
+"""The service's Prometheus metrics, through prometheus_client.
 
-Process-local instruments (requests, query latency, waits, stale answers) live here; the
-figures that belong to the log and the store (positions, lag, dead letters) are read when
-``/metrics`` is scraped and passed to :func:`render` as :class:`Sample` rows.
+Each service instance has a registry of its own (several apps run in one test process; the
+client's global registry would mix them). Process-local instruments (requests, query
+latency, waits, stale answers, emits) are prometheus_client instruments; the figures that
+belong to the log and the store (positions, lag, dead letters, the runner's counters, the
+failing kind) are read when ``/metrics`` is scraped, by a collector that asks the service for
+a :class:`Scrape`.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import copy
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
-__all__ = ["Counter", "Histogram", "Metric", "Sample", "ServiceMetrics", "render"]
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Labels = tuple[tuple[str, str], ...]
+__all__ = [
+    "CONTENT_TYPE",
+    "FAILURE_KINDS",
+    "PartitionFigures",
+    "RequestMetrics",
+    "RunnerFigures",
+    "Scrape",
+    "ServiceMetrics",
+]
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 # Seconds: the freshness wait makes 1-10 ms the interesting range, the bound (2 s) the top.
 LATENCY_BUCKETS = (
@@ -35,167 +50,203 @@ LATENCY_BUCKETS = (
     10.0,
 )
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Labels, extra: Labels = ()) -> str:
-    items = (*labels, *extra)
-    if not items:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in items) + "}"
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
+# Every kind journey_pipeline_failing reports, so an alert can watch a series that exists
+# (0) before the failure it waits for (1).
+FAILURE_KINDS = (
+    "store_full",
+    "store_locked",
+    "store_io",
+    "store_corrupt",
+    "log_unavailable",
+    "error",
+)
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One gauge or counter value read at scrape time."""
-
-    name: str
-    kind: str  # gauge or counter
-    help: str
-    value: float
-    labels: Labels = ()
-
-
-class Metric:
-    def __init__(self, name: str, help_text: str) -> None:
-        self.name = name
-        self.help = help_text
-        self._lock = threading.Lock()
-
-    def lines(self) -> list[str]:
-        raise NotImplementedError
+class PartitionFigures:
+    topic: str
+    partition: int
+    position: int
+    """Last offset folded into the view (-1: none)."""
+    high_water_mark: int | None
+    lag_events: int
+    lag_seconds: float
 
 
-class Counter(Metric):
-    def __init__(self, name: str, help_text: str) -> None:
-        super().__init__(name, help_text)
-        self._values: dict[Labels, float] = {}
+@dataclass(frozen=True)
+class RunnerFigures:
+    """The counters of the runner in this process."""
 
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        with self._lock:
-            return self._values.get(tuple(sorted(labels.items())), 0.0)
-
-    def lines(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        with self._lock:
-            for labels, value in sorted(self._values.items()):
-                out.append(f"{self.name}{_labels(labels)} {_number(value)}")
-        return out
+    applied: int
+    duplicates: int
+    dead_letters: int
+    errors: int
 
 
-@dataclass
-class _Series:
-    buckets: list[int]
-    total: float = 0.0
-    count: int = 0
+@dataclass(frozen=True)
+class Scrape:
+    """What /metrics reports from the log and the store, read at scrape time."""
+
+    partitions: list[PartitionFigures]
+    dead_letters: int
+    dlq_topic: str
+    runner: RunnerFigures | None
+    runner_up: bool
+    failing_kind: str | None
 
 
-class Histogram(Metric):
-    def __init__(
-        self, name: str, help_text: str, buckets: Sequence[float] = LATENCY_BUCKETS
-    ) -> None:
-        super().__init__(name, help_text)
-        self.bounds = tuple(sorted(buckets))
-        self._series: dict[Labels, _Series] = {}
+class _ScrapeCollector:
+    """Turns a :class:`Scrape` read at collect time into metric families."""
 
-    def observe(self, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = _Series([0] * len(self.bounds))
-            for i, bound in enumerate(self.bounds):
-                if value <= bound:
-                    series.buckets[i] += 1
-            series.total += value
-            series.count += 1
+    def __init__(self, scrape: Callable[[], Scrape]) -> None:
+        self._scrape = scrape
 
-    def count(self, **labels: str) -> int:
-        with self._lock:
-            series = self._series.get(tuple(sorted(labels.items())))
-            return series.count if series else 0
-
-    def lines(self) -> list[str]:
-        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self._lock:
-            for labels, s in sorted(self._series.items()):
-                for bound, n in zip(self.bounds, s.buckets, strict=True):
-                    le = (("le", _number(bound)),)
-                    out.append(f"{self.name}_bucket{_labels(labels, le)} {n}")
-                out.append(f"{self.name}_bucket{_labels(labels, (('le', '+Inf'),))} {s.count}")
-                out.append(f"{self.name}_sum{_labels(labels)} {_number(s.total)}")
-                out.append(f"{self.name}_count{_labels(labels)} {s.count}")
-        return out
-
-
-@dataclass
-class ServiceMetrics:
-    """The instruments of one service instance."""
-
-    requests: Counter = field(
-        default_factory=lambda: Counter(
-            "journey_http_requests_total", "HTTP requests answered, by route and status"
+    def collect(self) -> Iterator[Metric]:
+        s = self._scrape()
+        labels = ["topic", "partition"]
+        folded = CounterMetricFamily(
+            "journey_events_folded",
+            "Messages of the partition folded into the view (offset + 1; by any runner)",
+            labels=labels,
         )
-    )
-    query_latency: Histogram = field(
-        default_factory=lambda: Histogram(
+        head = GaugeMetricFamily(
+            "journey_log_high_water_mark",
+            "Next offset of the partition, as last sampled",
+            labels=labels,
+        )
+        lag_events = GaugeMetricFamily(
+            "journey_view_lag_events",
+            "Messages on the log the view has not folded yet",
+            labels=labels,
+        )
+        lag_seconds = GaugeMetricFamily(
+            "journey_view_lag_seconds",
+            "How long the oldest message not yet folded has been on the log",
+            labels=labels,
+        )
+        for p in s.partitions:
+            values = [p.topic, str(p.partition)]
+            folded.add_metric(values, p.position + 1)
+            if p.high_water_mark is not None:
+                head.add_metric(values, p.high_water_mark)
+            lag_events.add_metric(values, p.lag_events)
+            lag_seconds.add_metric(values, round(p.lag_seconds, 3))
+        yield from (folded, head, lag_events, lag_seconds)
+
+        dead = CounterMetricFamily(
+            "journey_dead_letters",
+            "Messages set aside to the dead-letter topic (recorded in the view's store)",
+            labels=["topic"],
+        )
+        dead.add_metric([s.dlq_topic], s.dead_letters)
+        yield dead
+
+        if s.runner is not None:
+            for name, value, text in (
+                ("journey_runner_applied", s.runner.applied, "Touchpoints folded by this process"),
+                ("journey_runner_duplicates", s.runner.duplicates, "Re-sent touchpoints ignored"),
+                ("journey_runner_dead_letters", s.runner.dead_letters, "Dead letters produced"),
+                ("journey_runner_errors", s.runner.errors, "Failed pipeline steps (retried)"),
+            ):
+                yield CounterMetricFamily(name, text, value=value)
+        yield GaugeMetricFamily(
+            "journey_runner_up",
+            "1 when this process runs the pipeline and it is not failing",
+            value=1 if s.runner_up else 0,
+        )
+        failing = GaugeMetricFamily(
+            "journey_pipeline_failing",
+            "1 while the pipeline is stopped at its last committed position by this kind of "
+            "failure (retrying), else 0",
+            labels=["kind"],
+        )
+        for kind in FAILURE_KINDS:
+            failing.add_metric([kind], 1 if kind == s.failing_kind else 0)
+        yield failing
+
+
+class _WithoutCreated:
+    """The registry without the ``_created`` series prometheus_client adds to counters and
+    histograms: in the 0.0.4 text format they are only extra gauges per label set, which no
+    dashboard of ours reads (switching them off in the client is process-wide)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            kept = copy.copy(family)
+            kept.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield kept
+
+
+class ServiceMetrics:
+    """The instruments of one service instance, on a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "journey_http_requests",
+            "HTTP requests answered, by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.query_latency = Histogram(
             "journey_query_duration_seconds",
             "Time to answer a request (freshness wait included), by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-    )
-    freshness_wait: Histogram = field(
-        default_factory=lambda: Histogram(
+        self.freshness_wait = Histogram(
             "journey_freshness_wait_seconds",
             "Time answers waited for the view to reach their token or the log head, by basis",
+            ["basis"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-    )
-    not_fresh: Counter = field(
-        default_factory=lambda: Counter(
-            "journey_not_fresh_answers_total",
+        self.not_fresh = Counter(
+            "journey_not_fresh_answers",
             "Answers whose wait hit the bound (503, or 200 fresh:false when stale was allowed)",
+            ["basis"],
+            registry=self.registry,
         )
-    )
-    emitted: Counter = field(
-        default_factory=lambda: Counter(
-            "journey_http_emitted_total", "Touchpoints produced through POST /events"
+        self.emitted = Counter(
+            "journey_http_emitted",
+            "Touchpoints produced through POST /events",
+            registry=self.registry,
         )
-    )
 
-    def instruments(self) -> list[Metric]:
-        return [
-            self.requests,
-            self.query_latency,
-            self.freshness_wait,
-            self.not_fresh,
-            self.emitted,
-        ]
+    def watch(self, scrape: Callable[[], Scrape]) -> None:
+        """Report what ``scrape`` reads (called at every scrape, on the scraping thread)."""
+        self.registry.register(_ScrapeCollector(scrape))
+
+    def exposition(self) -> bytes:
+        """The text exposition (format 0.0.4) of everything; runs the scrape (blocking)."""
+        return generate_latest(_WithoutCreated(self.registry))
 
 
-def render(instruments: Iterable[Metric], samples: Iterable[Sample]) -> str:
-    """The exposition text: scrape-time samples grouped by name, then the instruments."""
-    out: list[str] = []
-    grouped: dict[str, list[Sample]] = {}
-    for sample in samples:
-        grouped.setdefault(sample.name, []).append(sample)
-    for name, rows in grouped.items():
-        out.append(f"# HELP {name} {rows[0].help}")
-        out.append(f"# TYPE {name} {rows[0].kind}")
-        out.extend(f"{name}{_labels(r.labels)} {_number(r.value)}" for r in rows)
-    for metric in instruments:
-        out.extend(metric.lines())
-    return "\n".join(out) + "\n"
+class RequestMetrics:
+    """Pure ASGI middleware: request counts and query latency per route (time to the
+    response head, so a live stream counts its set-up, not its lifetime)."""
+
+    def __init__(self, app: ASGIApp, metrics: Callable[[], ServiceMetrics | None]) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                metrics = self.metrics()
+                if metrics is not None:
+                    route = getattr(scope.get("route"), "path", "(unmatched)")
+                    metrics.requests.labels(route=route, status=str(message["status"])).inc()
+                    metrics.query_latency.labels(route=route).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

@@ -32,7 +32,7 @@ from journey.service.freshness import (
     parse_tokens,
     reached,
 )
-from journey.service.metrics import ServiceMetrics
+from journey.service.metrics import PartitionFigures, RunnerFigures, Scrape, ServiceMetrics
 from journey.service.reading import StoreReader
 from journey.settings import Settings
 from projections.customer_view import related_customers, resolve_customer
@@ -96,6 +96,7 @@ class Service:
         self._own_log = log is None
         self.log: Log = log if log is not None else settings.open_log()
         self.metrics = ServiceMetrics()
+        self.metrics.watch(self.scrape)
         self.heads = HeadTracker()
         self.closing = threading.Event()
         self.pipeline: Pipeline | None = None
@@ -228,12 +229,21 @@ class Service:
 
     # ------------------------------------------------------------------ the protocol
 
-    async def settle(self, tokens: Targets | None, partitions: set[int]) -> Freshness:
+    async def settle(
+        self,
+        tokens: Targets | None,
+        partitions: set[int],
+        *,
+        budget_s: float | None = None,
+        started: float | None = None,
+    ) -> Freshness:
         """Wait (bounded) until the view reached the tokens, or without tokens the log's head
         of ``partitions`` read now; say how fresh it is. Never raises for staleness: the
-        caller decides between 503 and fresh:false."""
+        caller decides between 503 and fresh:false. ``budget_s`` (default: the whole bound)
+        and ``started`` (loop time the answer began waiting) let one answer wait in steps."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = loop.time() if started is None else started
+        budget = self.max_wait_s if budget_s is None else max(0.0, budget_s)
         if tokens is not None:
             basis, targets = "token", tokens
         else:
@@ -247,11 +257,11 @@ class Service:
                 for p in partitions
                 if marks.get(p, 0) > 0
             }
-        ok, positions = await self._wait(targets, basis)
+        ok, positions = await self._wait(targets, basis, budget)
         waited = loop.time() - started
-        self.metrics.freshness_wait.observe(waited, basis=basis)
+        self.metrics.freshness_wait.labels(basis=basis).observe(waited)
         if not ok:
-            self.metrics.not_fresh.inc(basis=basis)
+            self.metrics.not_fresh.labels(basis=basis).inc()
         return describe(
             topic=self.topic,
             partitions=partitions,
@@ -263,12 +273,14 @@ class Service:
             waited_s=waited,
         )
 
-    async def _wait(self, targets: Targets, basis: str) -> tuple[bool, dict[TopicPartition, int]]:
+    async def _wait(
+        self, targets: Targets, basis: str, budget: float
+    ) -> tuple[bool, dict[TopicPartition, int]]:
         if self.pipeline_problem() is not None:
             # The pipeline is stopped: waiting the whole bound would only delay the 503.
-            return await self.watcher.wait(targets, min(self.max_wait_s, 0.05))
-        if basis != "token" or self.max_wait_s <= 0.05:
-            return await self.watcher.wait(targets, self.max_wait_s)
+            return await self.watcher.wait(targets, min(budget, 0.05))
+        if basis != "token" or budget <= 0.05:
+            return await self.watcher.wait(targets, budget)
         # A token past the end of the log would only time out: after a short while, look.
         ok, positions = await self.watcher.wait(targets, 0.05)
         if ok:
@@ -285,7 +297,35 @@ class Service:
                     f"log (partition {tp.partition} holds offsets below {end}): it was not "
                     "returned by this log"
                 )
-        return await self.watcher.wait(targets, self.max_wait_s - 0.05)
+        return await self.watcher.wait(targets, budget - 0.05)
+
+    async def settle_customer(
+        self, key: str, tokens: Targets | None
+    ) -> tuple[str | None, Freshness]:
+        """Wait (bounded) as :meth:`settle`, then resolve ``key`` (a customer id or any
+        identity) to the customer whose view answers it, and say how fresh that is.
+
+        The key is resolved AFTER the wait: what the wait lets in may change whom it names
+        (an IdentityLinked gives the e-mail to another customer, a link merges two). Before
+        the wait it only says which partitions' heads to wait for when there is no token (an
+        unknown key: all of them; a token is waited for whatever the key). If the customer
+        resolved after the wait depends on partitions not waited for yet, the wait goes on
+        for those, within the same bound; the set only grows, so this ends.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        _, partitions = await self.read(lambda s: self.customer_partitions(s, key))
+        while True:
+            freshness = await self.settle(
+                tokens,
+                partitions,
+                budget_s=started + self.max_wait_s - loop.time(),
+                started=started,
+            )
+            cid, needed = await self.read(lambda s: self.customer_partitions(s, key))
+            if not freshness.fresh or needed <= partitions:
+                return cid, freshness
+            partitions = partitions | needed
 
     def snapshot(self, partitions: set[int]) -> Freshness:
         """Freshness now, against the last known head: no broker call, no wait."""
@@ -329,6 +369,41 @@ class Service:
         total = sum(r[1] for r in rows.values())
         worst = max((r[2] for r in rows.values()), default=0.0)
         return total, worst, rows
+
+    def scrape(self) -> Scrape:
+        """What /metrics reports from the log and the store (blocking: reads the store)."""
+        _, _, rows = self.current_lag()
+        partitions = [
+            PartitionFigures(
+                topic=tp.topic,
+                partition=tp.partition,
+                position=position,
+                high_water_mark=self.heads.high_water_mark(tp),
+                lag_events=events,
+                lag_seconds=seconds,
+            )
+            for tp, (position, events, seconds) in rows.items()
+        ]
+        dead = self.reader.get().query("SELECT COUNT(*) FROM dead_letters")[0][0]
+        thread = self.thread
+        runner = None
+        if thread is not None:
+            stats = thread.pipeline.runner.stats
+            runner = RunnerFigures(
+                applied=stats.applied,
+                duplicates=stats.duplicates,
+                dead_letters=stats.dead_letters,
+                errors=thread.errors,
+            )
+        failing = thread.health.kind if thread is not None and thread.failing else None
+        return Scrape(
+            partitions=partitions,
+            dead_letters=int(dead),
+            dlq_topic=self.settings.dlq_topic,
+            runner=runner,
+            runner_up=thread is not None and thread.alive and not thread.failing,
+            failing_kind="store_corrupt" if self.integrity.problem else failing,
+        )
 
 
 class LogUnavailable(JourneyError):

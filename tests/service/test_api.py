@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.log import OutgoingMessage
 from tests.service.helpers import TOPIC, Running, envelope, event_ids
@@ -436,3 +438,21 @@ def test_metrics_exposition(svc: Running) -> None:
     assert _metric(text, "journey_http_requests_total", route=route, status="200") >= 3
     assert _metric(text, "journey_freshness_wait_seconds_count", basis="head") >= 3
     assert "# TYPE journey_query_duration_seconds histogram" in text
+
+
+def test_each_service_has_metrics_of_its_own(make_service: Callable[..., Running]) -> None:
+    """Two apps in one process (as in these tests, or two services in one worker) count
+    apart: each has its own registry, and both expositions parse as Prometheus text."""
+    one, two = make_service(), make_service()
+    for _ in range(2):
+        _ok(one, "/customers/cust-sven")
+    _ok(two, "/customers/cust-sven")
+    route = "/customers/{key}"
+    counts = []
+    for svc in (one, two):
+        text = svc.get("/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["journey_pipeline_failing"].type == "gauge"
+        assert not any(s.name.endswith("_created") for f in families.values() for s in f.samples)
+        counts.append(_metric(text, "journey_http_requests_total", route=route, status="200"))
+    assert counts == [2, 1]

@@ -12,7 +12,7 @@ import pytest
 
 from consumers.dead_letters import HEADER_REASON
 from consumers.log import OutgoingMessage
-from journey.service.app import MAX_BODY_BYTES
+from journey.service.routers.events import MAX_BODY_BYTES
 from tests.bounds_cases import cases, inquiry, promise
 from tests.integration.test_exactly_once import read_topic
 from tests.service.helpers import TOPIC, Running, event_ids

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
+from domain import catalogue as c
+from domain.envelope import Touchpoint, new_touchpoint
 from journey.pipeline import Pipeline
+from journey.service.freshness import tokens_of
 from tests.service.helpers import TOPIC, Running, envelope, event_ids, inquiry
 
 
@@ -145,3 +150,36 @@ def test_no_runner_reads_a_store_another_process_writes(
     assert body["fresh"] is True
     assert str(tp.event_id) in event_ids(body)
     assert svc.get("/customers/cust-erik").json()["fresh"] is True
+
+
+def _link(customer_id: str, kind: str, value: str) -> Touchpoint:
+    return new_touchpoint(
+        c.IdentityLinked(kind=kind, value=value),  # type: ignore[arg-type]
+        customer_id=customer_id,
+        occurred_at=datetime.now(UTC),
+        source="test",
+    )
+
+
+def test_read_your_writes_through_an_identity_link(svc: Running) -> None:
+    """A token from an IdentityLinked: the key is resolved after the wait, so the answer is
+    the customer the link made it (not the one it named before), and fresh."""
+    wrong = []
+    for i in range(50):
+        run = uuid.uuid4().hex[:8]
+        a, b, email = f"cust-la-{run}", f"cust-lb-{run}", f"b-{run}@example.com"
+        # A has more touchpoints than B: once both show the e-mail, it resolves to A.
+        before = svc.emitter.emit_touchpoints(
+            [inquiry(a, "first"), inquiry(a, "second"), _link(b, "email", email)]
+        )
+        first = svc.get(f"/customers/{email}", params={"after": tokens_of(before)}).json()
+        assert first["data"]["customer_id"] == b, f"round {i}: {first}"
+
+        (pos,) = svc.emitter.emit_touchpoints([_link(a, "email", email)])
+        response = svc.get(f"/customers/{email}", params={"after": pos.token()})
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["fresh"] is True and body["basis"] == "token", f"round {i}"
+        if body["data"]["customer_id"] != a:
+            wrong.append(i)
+    assert not wrong, f"{len(wrong)} of 50 reads answered the customer before the link"

@@ -13,21 +13,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
 
 from consumers.log import TopicPartition
+from journey.service.console import render_freshness, render_view
+from journey.service.deps import ServiceDep
+from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
 from journey.service.models import ErrorOut
 from journey.service.runtime import NotFresh, Service
 from projections.customer_view import CustomerView, build_customer_view
 from projections.store import JourneyStore
 
-__all__ = ["register_live", "sse_event"]
+__all__ = ["router", "sse_event"]
 
 KEEPALIVE_S = 15.0
 RERENDER_S = 60.0  # deadlines move with the clock even when nothing is folded
@@ -51,62 +54,59 @@ def _signature(store: JourneyStore, ids: list[str]) -> tuple[tuple[object, ...],
     )
 
 
-def register_live(app: FastAPI, svc: Callable[[], Service]) -> None:
-    @app.get(
-        "/customers/{key}/events",
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "Server-Sent Events: `view` (the whole answer, as "
-                "GET /customers/{key}) whenever the view changed, `freshness` when only "
-                "its freshness changed, `gone` when the customer was erased",
-            },
-            400: {"model": ErrorOut, "description": "Malformed position token"},
-            404: {"model": ErrorOut, "description": "Unknown customer"},
-            422: {"model": ErrorOut, "description": "Invalid parameter: names it"},
-            503: {"model": ErrorOut, "description": "The view is behind; cannot tell yet"},
-        },
-        tags=["customers"],
-        summary="Live: the customer's view, pushed whenever it changes",
-    )
-    async def customer_events(
-        *,
-        request: Request,
-        key: str,
-        format: Annotated[Literal["json", "html"], Query()] = "json",
-        page: Annotated[int, Query(ge=1)] = 1,
-        page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
-        after: Annotated[str | None, Query()] = None,
-        x_journey_position: Annotated[str | None, Header()] = None,
-    ) -> StreamingResponse:
-        service = svc()
-        tokens = service.tokens(after, x_journey_position)
-        cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
-        if cid is None or tokens is not None:
-            freshness = await service.settle(tokens, partitions)
-            cid, partitions = await service.read(lambda s: service.customer_partitions(s, key))
-            if cid is None:
-                if not freshness.fresh:
-                    raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")
-                from journey.service.app import ServiceError
+router = APIRouter()
 
-                raise ServiceError(
-                    404, "unknown_customer", f"no customer found for {key!r}", key=key
-                )
-        stream = _stream(
-            service=service,
-            request=request,
-            customer_id=cid,
-            fmt=format,
-            page=page,
-            page_size=page_size,
-        )
-        return StreamingResponse(
-            stream,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+
+@router.get(
+    "/customers/{key}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-Sent Events: `view` (the whole answer, as "
+            "GET /customers/{key}) whenever the view changed, `freshness` when only "
+            "its freshness changed, `gone` when the customer was erased",
+        },
+        400: {"model": ErrorOut, "description": "Malformed position token"},
+        404: {"model": ErrorOut, "description": "Unknown customer"},
+        422: {"model": ErrorOut, "description": "Invalid parameter: names it"},
+        503: {"model": ErrorOut, "description": "The view is behind; cannot tell yet"},
+    },
+    tags=["customers"],
+    summary="Live: the customer's view, pushed whenever it changes",
+)
+async def customer_events(
+    *,
+    service: ServiceDep,
+    request: Request,
+    key: str,
+    format: Annotated[Literal["json", "html"], Query()] = "json",
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    after: Annotated[str | None, Query()] = None,
+    x_journey_position: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    tokens = service.tokens(after, x_journey_position)
+    cid, _ = await service.read(lambda s: service.customer_partitions(s, key))
+    if cid is None or tokens is not None:
+        cid, freshness = await service.settle_customer(key, tokens)
+        if cid is None:
+            if not freshness.fresh:
+                raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")
+            raise ServiceError(404, "unknown_customer", f"no customer found for {key!r}", key=key)
+    stream = _stream(
+        service=service,
+        request=request,
+        customer_id=cid,
+        fmt=format,
+        page=page,
+        page_size=page_size,
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _stream(
@@ -182,8 +182,6 @@ def _fresh_key(freshness: Freshness) -> tuple[bool, int, int]:
 
 def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int) -> str:
     if fmt == "html":
-        from journey.service.console import render_freshness, render_view
-
         return json.dumps(
             {
                 "html": render_view(view, page=page),
@@ -199,8 +197,6 @@ def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int)
 
 def _freshness_payload(fmt: str, freshness: Freshness) -> str:
     if fmt == "html":
-        from journey.service.console import render_freshness
-
         return json.dumps(
             {
                 "badge": render_freshness(freshness),

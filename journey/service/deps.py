@@ -1,0 +1,157 @@
+"""What the routes share: the running :class:`Service`, the freshness parameters every read
+takes (``after``, ``X-Journey-Position``, ``stale``), the waits as FastAPI dependencies, and
+how a read is answered (``Answer[T]`` with its freshness headers).
+
+Every answer goes through the freshness protocol (see ``freshness.py`` and docs/service.md):
+with a position token it waits for that position, without one for the log's head read at
+request time. When the bound is hit the answer is **503 with the lag** — unless the client
+passed ``stale=true``, which gets 200 with ``fresh: false``: old data is only ever served to
+a client that asked for it, and it always says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, TypeAdapter
+
+from journey.service.freshness import Freshness
+from journey.service.runtime import NotFresh, Service
+from projections.service_levels import ServiceLevels, build_service_levels
+
+__all__ = [
+    "AfterQuery",
+    "ChannelQuery",
+    "HorizonQuery",
+    "LevelsRead",
+    "LevelsReadDep",
+    "PositionHeader",
+    "ServiceDep",
+    "SettledAll",
+    "StaleQuery",
+    "TeamQuery",
+    "answer",
+    "get_service",
+    "require_fresh",
+]
+
+
+def get_service(request: Request) -> Service:
+    """The running service (the app's lifespan created it)."""
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+AfterQuery = Annotated[
+    str | None,
+    Query(
+        description="Position token(s) `topic:partition:offset` (comma-separated) from an "
+        "emit: answer once the view has folded them (read-your-writes)",
+        examples=["journey.touchpoints:3:41"],
+    ),
+]
+PositionHeader = Annotated[
+    str | None,
+    Header(
+        description="Same as `after`, as a header (comma-separated tokens allowed)",
+    ),
+]
+StaleQuery = Annotated[
+    bool,
+    Query(
+        description="When the view cannot reach the position in time, answer 200 with "
+        "`fresh: false` and the lag instead of 503",
+    ),
+]
+TeamQuery = Annotated[str | None, Query(description="Only items owned by this team")]
+ChannelQuery = Annotated[str | None, Query(description="Only items of this channel")]
+HorizonQuery = Annotated[float, Query(gt=0, le=24 * 365, description="Horizon of 'due soon'")]
+
+
+def answer(
+    freshness: Freshness, data: BaseModel | list[Any], adapter: TypeAdapter[Any]
+) -> Response:
+    """``Answer[T]`` as JSON without re-validating ``data`` (it is a validated model)."""
+    head = freshness.model_dump_json()
+    body = head[:-1] + ',"data":' + adapter.dump_json(data).decode() + "}"
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            "X-Journey-Fresh": "true" if freshness.fresh else "false",
+            "X-Journey-As-Of": freshness.as_of_token,
+        },
+    )
+
+
+def require_fresh(freshness: Freshness, stale: bool, what: str) -> None:
+    """503 (``NotFresh``) unless the view reached what was asked, or stale data was."""
+    if freshness.fresh or stale:
+        return
+    raise NotFresh(
+        freshness,
+        f"the view did not reach {what} within the bound: {freshness.lag.events} event(s), "
+        f"{freshness.lag.seconds:g} s behind. Retry, or pass stale=true to get the view as it "
+        "is, marked fresh:false",
+    )
+
+
+async def settled_all(
+    service: ServiceDep,
+    after: AfterQuery = None,
+    x_journey_position: PositionHeader = None,
+    stale: StaleQuery = False,
+) -> Freshness:
+    """The freshness wait of answers that span every partition."""
+    tokens = service.tokens(after, x_journey_position)
+    freshness = await service.settle(tokens, service.all_partitions())
+    require_fresh(freshness, stale, "the head of the log")
+    return freshness
+
+
+SettledAll = Annotated[Freshness, Depends(settled_all)]
+
+
+@dataclass(frozen=True)
+class LevelsRead:
+    """What every service-level endpoint reads: the lists after the wait."""
+
+    freshness: Freshness
+    team: str | None
+    channel: str | None
+    due_within_hours: float
+    levels: ServiceLevels
+
+
+async def read_levels(
+    service: ServiceDep,
+    freshness: SettledAll,
+    team: TeamQuery = None,
+    channel: ChannelQuery = None,
+    due_within_hours: HorizonQuery = 24,
+) -> LevelsRead:
+    levels = await service.read(
+        lambda store: build_service_levels(
+            store,
+            rules=service.rules,
+            now=service.clock(),
+            due_within_hours=due_within_hours,
+            team=team,
+            channel=channel,
+        )
+    )
+    return LevelsRead(
+        freshness=freshness,
+        team=team,
+        channel=channel,
+        due_within_hours=due_within_hours,
+        levels=levels,
+    )
+
+
+LevelsReadDep = Annotated[LevelsRead, Depends(read_levels)]

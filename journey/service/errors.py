@@ -1,0 +1,180 @@
+"""Error answers: one JSON shape (``ErrorOut``) for every failure, and the handlers that turn
+exceptions into it.
+
+* ``ServiceError`` — what a route raises for an answer it decides (404 unknown_customer,
+  409 conflicting_duplicate, 413 too_large, 422 invalid_body, ...).
+* ``BadToken`` → 400 bad_token; a request FastAPI cannot validate → 422 invalid_request,
+  naming the field.
+* ``NotFresh`` → 503 not_fresh with the lag (and, when the pipeline is stopped, why).
+* The log not answering → 503 log_unavailable; a read that meets a damaged store → 503
+  store_corrupt; anything else → 500 internal, logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from consumers.log import LogError
+from journey.service.freshness import BadToken
+from journey.service.models import ErrorBody, ErrorOut, NotFreshOut
+from journey.service.runtime import LogUnavailable, NotFresh, Service
+
+__all__ = [
+    "CUSTOMER_ERRORS",
+    "E404",
+    "READ_ERRORS",
+    "ServiceError",
+    "error_response",
+    "install_error_handlers",
+]
+
+logger = structlog.get_logger(__name__)
+
+
+class ServiceError(Exception):
+    """An error answer: status, machine-readable code and a message saying what to do."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.body = ErrorBody(
+            status=status, code=code, message=message, field=field, line=line, key=key
+        )
+
+
+def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        ErrorOut(error=body).model_dump_json(exclude_none=True),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+# How the read routes document their errors in the OpenAPI document.
+E400 = {"model": ErrorOut, "description": "Malformed or unusable position token"}
+E404 = {"model": ErrorOut, "description": "Unknown customer (or case, defect): names the key"}
+E422 = {"model": ErrorOut, "description": "Invalid parameter or body: names the field"}
+E503 = {
+    "model": NotFreshOut,
+    "description": "The view did not reach the requested position (or the log head) within "
+    "the bound: the lag, instead of stale data. Retry, or pass stale=true.",
+}
+READ_ERRORS: dict[int | str, dict[str, Any]] = {400: E400, 422: E422, 503: E503}
+CUSTOMER_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: E404}
+
+
+def _service(request: Request) -> Service | None:
+    service: Service | None = getattr(request.app.state, "service", None)
+    return service
+
+
+async def _on_service_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.body.status, exc.body)
+
+
+async def _on_bad_token(_: Request, exc: Exception) -> Response:
+    return error_response(400, ErrorBody(status=400, code="bad_token", message=str(exc)))
+
+
+async def _on_not_fresh(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NotFresh)
+    message = str(exc)
+    service = _service(request)
+    stuck = service.pipeline_problem() if service is not None else None
+    if stuck:
+        message += f". The pipeline is stopped at its last committed position: {stuck}"
+    body = NotFreshOut(
+        **exc.freshness.model_dump(),
+        error=ErrorBody(status=503, code="not_fresh", message=message),
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=503,
+        media_type="application/json",
+        headers={
+            "Retry-After": "1",
+            "X-Journey-Fresh": "false",
+            "X-Journey-As-Of": exc.freshness.as_of_token,
+        },
+    )
+
+
+async def _on_log_error(_: Request, exc: Exception) -> Response:
+    message = f"the log did not answer, so freshness cannot be established: {exc}"
+    return error_response(
+        503,
+        ErrorBody(status=503, code="log_unavailable", message=message),
+        {"Retry-After": "2"},
+    )
+
+
+async def _on_invalid(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "header", "body")]
+    field = ".".join(loc) or None
+    extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    message = f"{field or 'request'}: {first.get('msg', 'invalid')}{extra}"
+    return error_response(
+        422, ErrorBody(status=422, code="invalid_request", message=message, field=field)
+    )
+
+
+async def _on_http(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = "not_found" if exc.status_code == 404 else "http_error"
+    return error_response(
+        exc.status_code,
+        ErrorBody(status=exc.status_code, code=code, message=str(exc.detail)),
+        dict(exc.headers or {}),
+    )
+
+
+async def _on_bug(request: Request, exc: Exception) -> Response:
+    service = _service(request)
+    if service is not None and service.integrity.saw(exc):
+        problem = service.integrity.problem or str(exc)
+        logger.error("the store is damaged", path=request.url.path, error=problem)
+        return error_response(
+            503,
+            ErrorBody(status=503, code="store_corrupt", message=problem),
+            {"Retry-After": "60"},
+        )
+    logger.exception("unhandled error", path=request.url.path)
+    return error_response(
+        500,
+        ErrorBody(
+            status=500,
+            code="internal",
+            message=f"internal error ({type(exc).__name__}); this is a bug, please report it",
+        ),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every failure answers as ``ErrorOut`` (``NotFreshOut`` for not_fresh)."""
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(BadToken, _on_bad_token)
+    app.add_exception_handler(NotFresh, _on_not_fresh)
+    app.add_exception_handler(LogUnavailable, _on_log_error)
+    app.add_exception_handler(LogError, _on_log_error)
+    app.add_exception_handler(RequestValidationError, _on_invalid)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_bug)

@@ -1,0 +1,166 @@
+"""A customer's view, timeline and cases — by customer id or any identity (e-mail, phone,
+order, serial, name) — and search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from pydantic import TypeAdapter
+
+from journey.service.deps import (
+    AfterQuery,
+    PositionHeader,
+    ServiceDep,
+    SettledAll,
+    StaleQuery,
+    answer,
+    require_fresh,
+)
+from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ServiceError
+from journey.service.freshness import Freshness
+from journey.service.models import Answer, CaseDetail, SearchResults
+from journey.service.queries import case_detail, search_customers
+from journey.service.runtime import NotFresh, Service
+from projections.customer_view import CustomerView, TimelinePage, build_customer_view
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_view: TypeAdapter[CustomerView] = TypeAdapter(CustomerView)
+_timeline: TypeAdapter[TimelinePage] = TypeAdapter(TimelinePage)
+_case: TypeAdapter[CaseDetail] = TypeAdapter(CaseDetail)
+_search: TypeAdapter[SearchResults] = TypeAdapter(SearchResults)
+
+
+async def _settled_customer(
+    service: Service, key: str, after: str | None, header: str | None, stale: bool
+) -> tuple[str, Freshness]:
+    """The customer ``key`` names once the view is fresh enough to say (resolved after the
+    wait: see :meth:`Service.settle_customer`); 404 when there is none, 503 when the view
+    is behind and may not have folded them yet."""
+    cid, freshness = await service.settle_customer(key, service.tokens(after, header))
+    if cid is None:
+        if not freshness.fresh:
+            raise NotFresh(
+                freshness,
+                f"no customer found for {key!r} yet, and the view is "
+                f"{freshness.lag.events} event(s) behind the log: it may not have "
+                "folded them yet. Retry.",
+            )
+        raise ServiceError(
+            404,
+            "unknown_customer",
+            f"no customer found for {key!r} (tried the customer id and every identity: "
+            "e-mail, phone, order number, serial, name)",
+            key=key,
+        )
+    require_fresh(freshness, stale, f"the position of customer {cid!r}")
+    return cid, freshness
+
+
+async def _read_view(
+    service: Service, key: str, cid: str, page: int, page_size: int
+) -> CustomerView:
+    view = await service.read(
+        lambda s: build_customer_view(
+            s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
+        )
+    )
+    if view is None:  # erased between resolving and reading: gone
+        raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
+    return view
+
+
+@router.get(
+    "/customers/{key}",
+    response_model=Answer[CustomerView],
+    responses=CUSTOMER_ERRORS,
+    tags=["customers"],
+    summary="A customer's view, by customer id or any identity",
+)
+async def get_customer(
+    *,
+    service: ServiceDep,
+    key: Annotated[str, Path(description="Customer id, e-mail, phone, order or serial")],
+    after: AfterQuery = None,
+    x_journey_position: PositionHeader = None,
+    stale: StaleQuery = False,
+    page: Annotated[int, Query(ge=1, description="Timeline page")] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="Timeline page size")] = 50,
+) -> Response:
+    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    view = await _read_view(service, key, cid, page, page_size)
+    return answer(freshness, view, _view)
+
+
+@router.get(
+    "/customers/{key}/timeline",
+    response_model=Answer[TimelinePage],
+    responses=CUSTOMER_ERRORS,
+    tags=["customers"],
+    summary="One page of a customer's timeline, newest first",
+)
+async def get_timeline(
+    *,
+    service: ServiceDep,
+    key: str,
+    after: AfterQuery = None,
+    x_journey_position: PositionHeader = None,
+    stale: StaleQuery = False,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Response:
+    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    view = await _read_view(service, key, cid, page, page_size)
+    return answer(freshness, view.timeline, _timeline)
+
+
+@router.get(
+    "/customers/{key}/cases/{case_id}",
+    response_model=Answer[CaseDetail],
+    responses=CUSTOMER_ERRORS,
+    tags=["customers"],
+    summary="One case: owner, deadline, handoffs, what was submitted, its timeline",
+)
+async def get_case(
+    *,
+    service: ServiceDep,
+    key: str,
+    case_id: str,
+    after: AfterQuery = None,
+    x_journey_position: PositionHeader = None,
+    stale: StaleQuery = False,
+) -> Response:
+    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    detail = await service.read(
+        lambda s: case_detail(s, cid, case_id, rules=service.rules, now=service.clock())
+    )
+    if detail is None:
+        raise ServiceError(
+            404,
+            "unknown_case",
+            f"customer {cid!r} has no case {case_id!r}",
+            key=case_id,
+        )
+    return answer(freshness, detail, _case)
+
+
+@router.get(
+    "/search",
+    response_model=Answer[SearchResults],
+    responses=READ_ERRORS,
+    tags=["customers"],
+    summary="Find customers by name, e-mail, phone, serial, order or id prefix",
+)
+async def search(
+    *,
+    service: ServiceDep,
+    q: Annotated[str, Query(min_length=1, max_length=200, description="Prefix to look for")],
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    freshness: SettledAll,
+) -> Response:
+    hits = await service.read(lambda s: search_customers(s, q, limit))
+    return answer(freshness, SearchResults(query=q, hits=hits), _search)

@@ -1,0 +1,45 @@
+"""Defect outreach: known defects, who owns an affected product, who was reached."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import TypeAdapter
+
+from journey.service.deps import ServiceDep, SettledAll, answer
+from journey.service.errors import E404, READ_ERRORS, ServiceError
+from journey.service.models import Answer
+from projections.defect_outreach import DefectOutreach, build_defect_outreach
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_defects: TypeAdapter[list[DefectOutreach]] = TypeAdapter(list[DefectOutreach])
+_defect: TypeAdapter[DefectOutreach] = TypeAdapter(DefectOutreach)
+
+
+@router.get(
+    "/defects",
+    response_model=Answer[list[DefectOutreach]],
+    responses=READ_ERRORS,
+    tags=["defect outreach"],
+    summary="Known defects: who owns an affected product, who was reached",
+)
+async def defects(*, service: ServiceDep, freshness: SettledAll) -> Response:
+    found = await service.read(build_defect_outreach)
+    return answer(freshness, found, _defects)
+
+
+@router.get(
+    "/defects/{defect_id}",
+    response_model=Answer[DefectOutreach],
+    responses={**READ_ERRORS, 404: E404},
+    tags=["defect outreach"],
+    summary="One known defect and its outreach",
+)
+async def defect(*, service: ServiceDep, defect_id: str, freshness: SettledAll) -> Response:
+    found = await service.read(lambda s: build_defect_outreach(s, defect_id))
+    if not found:
+        raise ServiceError(404, "unknown_defect", f"no known defect {defect_id!r}", key=defect_id)
+    return answer(freshness, found[0], _defect)
