@@ -11,12 +11,13 @@ is the natural consistency boundary and one fold sees every fact about a case in
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from domain import catalogue as c
-from domain.envelope import Touchpoint
+from domain.envelope import Touchpoint, decode, encode
 
 __all__ = [
     "Anomaly",
@@ -24,13 +25,17 @@ __all__ = [
     "Handoff",
     "Identity",
     "Journey",
+    "Message",
     "Product",
     "Promise",
     "Reply",
+    "Review",
     "Shipment",
     "Step",
     "Submission",
     "TimelineEntry",
+    "fact_order",
+    "said",
 ]
 
 CaseKind = Literal["inquiry", "complaint", "signup"]
@@ -38,6 +43,8 @@ CaseKind = Literal["inquiry", "complaint", "signup"]
 # fulfilment's occurred_at) and never recorded broken; broken: recorded broken, no fulfilment
 # yet; kept_late: fulfilled, but after the deadline or after the break was recorded (late
 # data: the fulfilment may have happened in time and been reported too late).
+# (occurred_at, cause-before-effect rank, event_id): see ``fact_order``.
+FactKey = tuple[datetime, int, str]
 PromiseStatus = Literal["pending", "kept", "kept_late", "broken"]
 
 
@@ -69,6 +76,36 @@ class Reply:
     country: str
     channel: str
     awaiting_customer: bool
+    body: str | None = None
+
+
+@dataclass
+class Message:
+    """Something the customer wrote on a case, verbatim (body, complaint description)."""
+
+    at: datetime
+    channel: str
+    subject: str | None
+    text: str | None
+
+
+@dataclass
+class Review:
+    """A public review and our answer, verbatim."""
+
+    review_id: str
+    platform: str
+    posted_at: datetime
+    rating: int | None = None
+    text: str | None = None
+    url: str | None = None
+    answered_at: datetime | None = None
+    answered_by: str | None = None
+    answer: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "answered" if self.answered_at is not None else "unanswered"
 
 
 @dataclass
@@ -107,6 +144,7 @@ class Case:
     replies: list[Reply] = field(default_factory=list)
     auto_acknowledgements: list[datetime] = field(default_factory=list)
     customer_messages: list[datetime] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     status: Literal["open", "resolved"] = "open"
     resolved_at: datetime | None = None
@@ -154,6 +192,10 @@ class Promise:
     kept_late: bool = False
     fulfilled_at: datetime | None = None
     broken_recorded: bool = False
+    # What fulfils a delivery promise, by exact id: a Delivered of this shipment, or of any
+    # shipment of this order. Never by words in ``what``.
+    order_id: str | None = None
+    shipment_id: str | None = None
 
     def settle(self) -> None:
         """Status from the facts alone, so the order they are folded in does not matter."""
@@ -212,6 +254,7 @@ class TimelineEntry:
     summary: str
     event_id: str
     case_id: str | None = None
+    text: str | None = None  # what was said or written, verbatim (see ``said``)
 
 
 @dataclass
@@ -243,10 +286,18 @@ class Journey:
     timeline: list[TimelineEntry] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     contacts: int = 0
-    reviews: dict[str, str] = field(default_factory=dict)  # review id -> status
+    reviews: dict[str, Review] = field(default_factory=dict)
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    # Every touchpoint folded, in event-time order (see ``fact_order``), as its compact
+    # wire envelope (a fifth of the memory of the parsed object). Status is decided
+    # from these in that order, never in arrival order: a fact older than the newest one
+    # folded so far refolds the journey from the start (rare: late carrier reports,
+    # backfills), so any arrival order gives the same journey.
+    facts: list[tuple[FactKey, bytes]] = field(default_factory=list, repr=False, compare=False)
+    # A journey that starts a new generation after an erasure starts erased.
+    born_erased_at: datetime | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ helpers
 
@@ -323,7 +374,29 @@ class Journey:
     # ------------------------------------------------------------------ the fold
 
     def apply(self, tp: Touchpoint) -> str:
-        """Fold one touchpoint in; return a one-line summary for the timeline."""
+        """Fold one touchpoint in, in event-time order among those folded so far; return
+        its one-line summary for the timeline."""
+        if not self.facts:
+            self.born_erased_at = self.erased_at
+        key = fact_order(tp)
+        fact = (key, encode(tp))
+        if self.facts and key < self.facts[-1][0]:
+            bisect.insort(self.facts, fact, key=lambda f: f[0])
+            self._refold()
+            event_id = str(tp.event_id)
+            return next(e.summary for e in self.timeline if e.event_id == event_id)
+        self.facts.append(fact)
+        return self._apply_in_order(tp)
+
+    def _refold(self) -> None:
+        fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
+        for _, raw in self.facts:
+            fresh._apply_in_order(decode(raw))
+        fresh.facts = self.facts
+        fresh.born_erased_at = self.born_erased_at
+        self.__dict__.update(fresh.__dict__)
+
+    def _apply_in_order(self, tp: Touchpoint) -> str:
         if self.first_seen is None or tp.occurred_at < self.first_seen:
             self.first_seen = tp.occurred_at
         if self.last_seen is None or tp.occurred_at > self.last_seen:
@@ -333,7 +406,7 @@ class Journey:
             self.contacts += 1
         summary, case_id = self._fold(tp, data)
         self.timeline.append(
-            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id)
+            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id, said(data))
         )
         return summary
 
@@ -363,10 +436,17 @@ class Journey:
                         made_by="checkout",
                         made_at=at,
                         implied=True,
+                        order_id=d.order_id,
                     )
                 return f"Order {d.order_id}: {items}", None
             case c.OrderShipped():
-                self.shipments[d.shipment_id] = Shipment(d.shipment_id, d.carrier, d.order_id)
+                ship = self.shipments.get(d.shipment_id) or Shipment(d.shipment_id, d.carrier)
+                self.shipments[d.shipment_id] = ship
+                # Carriers' clocks disagree with ours: a delivery stamped before the
+                # hand-over is still a delivery, and keeps the order's promise.
+                ship.carrier, ship.order_id = d.carrier, d.order_id
+                if ship.delivered_at is not None:
+                    self._delivered(ship, ship.delivered_at)
                 if d.order_id not in self.orders:
                     self._anomaly(tp, f"shipment of unknown order {d.order_id}")
                 return f"Order {d.order_id} handed to {d.carrier}", None
@@ -391,6 +471,7 @@ class Journey:
                         d.deliver_by,
                         made_by=d.agreed_by or d.carrier,
                         made_at=at,
+                        shipment_id=d.shipment_id,
                     )
                 where = f" to {d.new_location}" if d.new_location else ""
                 return f"Delivery of {d.shipment_id} rescheduled{where}", None
@@ -398,16 +479,7 @@ class Journey:
                 ship = self._shipment(tp, d.shipment_id, d.carrier)
                 ship.delivered_at = at
                 ship.delivered_location = d.location
-                for promise in self.promises.values():
-                    if (
-                        promise.kind == "delivery"
-                        and promise.fulfilled_at is None
-                        and (
-                            d.shipment_id in promise.what
-                            or (ship.order_id and promise.promise_id == f"delivery:{ship.order_id}")
-                        )
-                    ):
-                        self._fulfil(promise.promise_id, at)
+                self._delivered(ship, at)
                 return f"{d.shipment_id} delivered" + (
                     f" at {d.location}" if d.location else ""
                 ), None
@@ -437,6 +509,7 @@ class Journey:
             case c.InquiryReceived():
                 known = d.case_id in self.cases
                 case = self._open_case(tp, d.case_id, "inquiry", d.channel)
+                case.messages.append(Message(at, d.channel, d.subject, d.body))
                 if not known:
                     # An SMS or chat has no subject line: its first words stand in for one.
                     case.subject = d.subject or _first_words(d.body)
@@ -445,6 +518,7 @@ class Journey:
                 return f"{d.channel} {verb}: {d.subject or d.body or ''}".strip(), d.case_id
             case c.ComplaintFiled():
                 case = self._open_case(tp, d.case_id, "complaint", d.channel)
+                case.messages.append(Message(at, d.channel, None, d.description))
                 case.subject = case.subject or f"Complaint: {d.product}"
                 case.product = d.product
                 product = self._product(d.product, d.serial_number_as_given)
@@ -461,7 +535,9 @@ class Journey:
                 case = self._case(tp, d.case_id, "reply")
                 if case is not None:
                     case.replies.append(
-                        Reply(at, d.agent, d.team, d.country, d.channel, d.awaiting_customer)
+                        Reply(
+                            at, d.agent, d.team, d.country, d.channel, d.awaiting_customer, d.body
+                        )
                     )
                     case.team = case.team or d.team
                     case.country = case.country or d.country
@@ -635,16 +711,32 @@ class Journey:
                 self.outreach.setdefault(d.defect_id, at)
                 return f"Proactive outreach about {d.defect_id} via {d.channel}", None
             case c.PublicReviewPosted():
-                self.reviews[d.review_id] = "unanswered"
+                review = self.reviews.get(d.review_id) or Review(d.review_id, d.platform, at)
+                review.platform, review.posted_at = d.platform, at
+                review.rating, review.text, review.url = d.rating, d.text, d.url
+                self.reviews[d.review_id] = review
                 stars = f" {d.rating}/5" if d.rating else ""
                 return f"Public review on {d.platform}{stars}", None
             case c.ReviewAnswered():
-                if d.review_id not in self.reviews:
+                answered = self.reviews.get(d.review_id)
+                if answered is None:
                     self._anomaly(tp, f"answered unknown review {d.review_id}")
-                self.reviews[d.review_id] = "answered"
+                    answered = self.reviews[d.review_id] = Review(d.review_id, "unknown", at)
+                answered.answered_at, answered.answered_by = at, d.answered_by
+                answered.answer = d.text
                 return f"Review answered by {d.answered_by}", None
         self._anomaly(tp, f"no fold rule for {tp.type}")
         return tp.type, None
+
+    def _delivered(self, ship: Shipment, at: datetime) -> None:
+        """Keep the delivery promises this shipment fulfils, matched by exact ids."""
+        for promise in self.promises.values():
+            if promise.kind != "delivery" or promise.fulfilled_at is not None:
+                continue
+            if promise.shipment_id == ship.shipment_id or (
+                ship.order_id is not None and promise.order_id == ship.order_id
+            ):
+                self._fulfil(promise.promise_id, at)
 
     def _shipment(self, tp: Touchpoint, shipment_id: str, carrier: str) -> Shipment:
         ship = self.shipments.get(shipment_id)
@@ -666,6 +758,9 @@ class Journey:
                 Reply(r.at, "(erased)", r.team, r.country, r.channel, r.awaiting_customer)
                 for r in case.replies
             ]
+            case.messages = [Message(m.at, m.channel, None, None) for m in case.messages]
+        for review in self.reviews.values():
+            review.text = review.answer = review.url = None
         for promise in self.promises.values():
             promise.made_to = None
         for product in self.products:
@@ -676,6 +771,64 @@ class Journey:
             TimelineEntry(e.at, e.type, "(erased)", e.event_id, e.case_id) for e in self.timeline
         ]
         self.anomalies = [Anomaly(a.at, a.event_id, a.type, "(erased)") for a in self.anomalies]
+
+
+# Facts stamped with the same instant fold in cause-before-effect order (an order before its
+# shipment, a case before its reply, a reply before the resolution), then by event_id, so
+# the tie-break never depends on arrival either.
+_RANK: dict[str, int] = {
+    **dict.fromkeys(
+        (
+            "IdentityLinked",
+            "OrderPlaced",
+            "InquiryReceived",
+            "ComplaintFiled",
+            "SignupRequested",
+            "PublicReviewPosted",
+            "PromiseMade",
+            "KnownDefectRegistered",
+        ),
+        0,
+    ),
+    "OrderShipped": 1,
+    **dict.fromkeys(
+        (
+            "Delivered",
+            "CaseResolved",
+            "PromiseKept",
+            "PromiseBroken",
+            "ReplyOverdue",
+            "ReviewAnswered",
+            "SatisfactionRated",
+        ),
+        3,
+    ),
+    "CaseReopened": 4,
+    "ErasureRequested": 5,
+}
+
+
+def fact_order(tp: Touchpoint) -> FactKey:
+    """The order facts are folded in: occurred_at, then cause before effect, then event_id."""
+    return (tp.occurred_at, _RANK.get(tp.type, 2), str(tp.event_id))
+
+
+def said(d: c.TouchpointData) -> str | None:
+    """What the customer said or was told in this touchpoint, verbatim: message and reply
+    bodies, complaint descriptions, form fields (``name: value`` lines), review texts and
+    our answers. None when the touchpoint carries no words."""
+    match d:
+        case c.InquiryReceived():
+            return d.body
+        case c.ComplaintFiled():
+            return d.description
+        case c.ReplySent():
+            return d.body
+        case c.SignupRequested():
+            return "\n".join(f"{key}: {value}" for key, value in d.fields.items()) or None
+        case c.PublicReviewPosted() | c.ReviewAnswered():
+            return d.text
+    return None
 
 
 def _first_words(text: str | None, limit: int = 60) -> str | None:

@@ -188,7 +188,11 @@ def render_customer(view: CustomerView) -> RenderableType:
     timeline.add_column("when", no_wrap=True)
     timeline.add_column("what", overflow="fold")
     for entry in view.timeline.entries:
-        timeline.add_row(_when(entry.at), entry.summary)
+        cell = Text(entry.summary)
+        if entry.text:
+            # Verbatim: a Text, so brackets in what a customer wrote are never markup.
+            cell.append("\n" + entry.text, "cyan")
+        timeline.add_row(_when(entry.at), cell)
     parts.append(timeline)
     return Panel(Group(*parts), title="Customer view", border_style="blue")
 

@@ -59,6 +59,29 @@ class HandoffOut(BaseModel):
     escalation: bool
 
 
+class MessageOut(BaseModel):
+    at: datetime
+    from_customer: bool = Field(description="True: the customer wrote it; False: we answered")
+    by: str = Field(description="'customer', or the agent who answered")
+    channel: str
+    subject: str | None = None
+    text: str | None = Field(None, description="Exactly what was written or said")
+
+
+class ReviewOut(BaseModel):
+    customer_id: str
+    review_id: str
+    platform: str
+    posted_at: datetime
+    rating: int | None
+    text: str | None = Field(description="The review, verbatim")
+    url: str | None
+    status: Literal["answered", "unanswered"]
+    answered_at: datetime | None
+    answered_by: str | None
+    answer: str | None = Field(description="Our answer, verbatim")
+
+
 class CaseOut(BaseModel):
     customer_id: str
     case_id: str
@@ -81,6 +104,9 @@ class CaseOut(BaseModel):
     satisfaction: int | None
     reopened: int
     missed_targets: int
+    messages: list[MessageOut] = Field(
+        default_factory=list, description="The conversation, oldest first, verbatim"
+    )
 
 
 class PromiseOut(BaseModel):
@@ -147,6 +173,7 @@ class TimelineOut(BaseModel):
     event_id: str
     case_id: str | None
     customer_id: str
+    text: str | None = Field(None, description="What was said or written, verbatim")
 
 
 class AnomalyOut(BaseModel):
@@ -174,6 +201,7 @@ class CustomerView(BaseModel):
     promises: list[PromiseOut]
     products: list[ProductOut]
     shipments: list[ShipmentOut]
+    reviews: list[ReviewOut] = Field(default_factory=list)
     orders: dict[str, str] = Field(description="Order id -> what was ordered")
     flags: Flags
     contacts: int = Field(description="How many times the customer had to contact us")
@@ -291,7 +319,28 @@ def _case_out(cid: str, case: Case, rules: ServiceRules, now: datetime) -> CaseO
         satisfaction=case.satisfaction,
         reopened=case.reopened,
         missed_targets=len(case.overdue_recorded),
+        messages=_conversation(case),
     )
+
+
+def _conversation(case: Case) -> list[MessageOut]:
+    said = [
+        MessageOut(
+            at=m.at,
+            from_customer=True,
+            by="customer",
+            channel=m.channel,
+            subject=m.subject,
+            text=m.text,
+        )
+        for m in case.messages
+    ]
+    said += [
+        MessageOut(at=r.at, from_customer=False, by=r.agent, channel=r.channel, text=r.body)
+        for r in case.replies
+    ]
+    said.sort(key=lambda m: m.at)
+    return said
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
@@ -434,6 +483,7 @@ def build_customer_view(
                 event_id=e.event_id,
                 case_id=e.case_id,
                 customer_id=cid,
+                text=e.text,
             )
             for e, cid in entries[start : start + page_size]
         ],
@@ -474,6 +524,23 @@ def build_customer_view(
         promises=promises,
         products=products,
         shipments=shipments,
+        reviews=[
+            ReviewOut(
+                customer_id=j.customer_id,
+                review_id=r.review_id,
+                platform=r.platform,
+                posted_at=r.posted_at,
+                rating=r.rating,
+                text=r.text,
+                url=r.url,
+                status="answered" if r.answered_at is not None else "unanswered",
+                answered_at=r.answered_at,
+                answered_by=r.answered_by,
+                answer=r.answer,
+            )
+            for j in journeys
+            for r in j.reviews.values()
+        ],
         orders={k: v for j in journeys for k, v in j.orders.items()},
         flags=flags,
         contacts=sum(j.contacts for j in journeys),

@@ -40,7 +40,8 @@ __all__ = [
 STORE_KIND = "journey-views"
 # 3: partition_clocks and stopped_clocks (the event-time keeper); a store without them
 # would decide by an empty clock until new data arrives, so it is rebuilt instead.
-SCHEMA_VERSION = "3"
+# 4: the said table (what was written, searchable) and journeys folded in event-time order.
+SCHEMA_VERSION = "4"
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 REMEDY = "run `journey rebuild all` to build a new store from the log"

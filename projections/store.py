@@ -40,7 +40,7 @@ from domain import catalogue as c
 from domain.aggregates import CustomerJourney, already_parsed, journey_id
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
-from domain.journey import Journey
+from domain.journey import Journey, said
 from domain.positions import TopicPartition
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -88,6 +88,13 @@ _VIEW_TABLES = [
     # Every batch rewrites its customers' rows (DELETE ... WHERE customer_id = ?): without
     # these, each is a full scan and a rebuild slows down as the tables grow.
     "CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id)",
+    # Everything the customer said or was told, verbatim, one row per touchpoint, for the
+    # agents' search (a plain scan for now; an FTS index is issue 9 item 5). Rows of an
+    # erased customer from before the erasure are deleted with each of their batches.
+    """CREATE TABLE IF NOT EXISTS said (
+        event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, at TEXT NOT NULL,
+        text TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS said_customer ON said (customer_id, at)",
     """CREATE TABLE IF NOT EXISTS links (
         customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
     """CREATE TABLE IF NOT EXISTS clocks (
@@ -663,6 +670,14 @@ def _fact_writes(tp: Touchpoint) -> list[Statement]:
     """Rows that come straight from one touchpoint, whoever's journey it is in."""
     d = tp.data
     at = tp.occurred_at.isoformat()
+    text = said(d)
+    if text:
+        return [
+            (
+                "INSERT OR IGNORE INTO said VALUES (?, ?, ?, ?)",
+                (str(tp.event_id), tp.customer_id, clock_text(tp.occurred_at), text),
+            )
+        ]
     if isinstance(d, c.KnownDefectRegistered):
         return [
             (
@@ -744,6 +759,13 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
         ("DELETE FROM stopped_clocks WHERE customer_id = ?", (cid,)),
         ("DELETE FROM owned_products WHERE customer_id = ?", (cid,)),
     ]
+    if j.erased_at is not None:
+        writes.append(
+            (
+                "DELETE FROM said WHERE customer_id = ? AND at <= ?",
+                (cid, clock_text(j.erased_at)),
+            )
+        )
     for ident in j.identities:
         writes.append(
             (

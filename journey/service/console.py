@@ -48,6 +48,23 @@ def _deadline_text(d: DeadlineOut | None) -> str:
     return f"{prefix}{label}: due in {human_duration(d.remaining_seconds)} ({_when(d.due_at)})"
 
 
+# A text longer than this shows its start; the rest is behind "show all".
+FOLD_CHARS = 280
+FOLD_LINES = 6
+
+
+def _folds(text: str | None) -> bool:
+    return bool(text) and (len(str(text)) > FOLD_CHARS or str(text).count("\n") >= FOLD_LINES)
+
+
+def _text_start(text: str, chars: int = 200, lines: int = 4) -> str:
+    """The first lines of a long text, cut at a word boundary, marked as cut."""
+    start = "\n".join(text.splitlines()[:lines])
+    if len(start) > chars:
+        start = start[:chars].rsplit(" ", 1)[0] if " " in start[:chars] else start[:chars]
+    return start.rstrip() + "…"
+
+
 def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(_HERE / "templates"),
@@ -59,6 +76,8 @@ def _env() -> Environment:
     env.filters["duration"] = human_duration
     env.filters["deadline"] = _deadline_text
     env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["text_start"] = _text_start
+    env.tests["folded"] = _folds
     return env
 
 

@@ -73,7 +73,10 @@ class SearchHit(BaseModel):
     name: str | None
     email: str | None
     phone: str | None
-    matched: str = Field(description="What matched: name, email, phone, serial, customer_id, ...")
+    matched: str = Field(
+        description="What matched: name, email, phone, serial, customer_id, ...,"
+        " or said (words they wrote or were told; matched_value is the passage)"
+    )
     matched_value: str
     touchpoints: int
     last_seen: datetime | None

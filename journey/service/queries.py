@@ -17,10 +17,20 @@ def _like_prefix(text: str) -> str:
     return escaped + "%"
 
 
+def _snippet(text: str, query: str, width: int = 120) -> str:
+    """The words around the first match, on one line."""
+    flat = " ".join(text.split())
+    at = max(flat.lower().find(query.lower()), 0)
+    start = max(at - width // 3, 0)
+    cut = flat[start : start + width]
+    return ("…" if start else "") + cut + ("…" if start + width < len(flat) else "")
+
+
 def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[SearchHit]:
     """Customers whose name (any word of it), e-mail, phone, serial, order number or other
-    identity, or customer id starts with ``query``; best known (most touchpoints) first.
-    Erased customers are never found by what they were."""
+    identity, or customer id starts with ``query``, or who wrote or were told words that
+    contain it (message and reply bodies, complaints, form fields, reviews); best known
+    (most touchpoints) first. Erased customers are never found by what they were."""
     q = query.strip()
     if not q:
         return []
@@ -50,6 +60,15 @@ def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[S
             " ORDER BY touchpoints DESC LIMIT ?",
             (_like_prefix(norm), limit),
         )
+    if len(q) >= 3:
+        # A scan of every text (issue 9 item 5 brings an index); LIKE ignores ASCII case.
+        rows += store.query(
+            "SELECT c.customer_id, c.name, c.email, c.phone, c.touchpoints, c.last_seen,"
+            " 'said', s.text FROM said s JOIN customers c USING (customer_id)"
+            " WHERE s.text LIKE ? ESCAPE '\\' GROUP BY s.customer_id"
+            " ORDER BY c.touchpoints DESC LIMIT ?",
+            ("%" + _like_prefix(q), limit),
+        )
     hits: dict[str, SearchHit] = {}
     for cid, name, email, phone, touchpoints, last_seen, kind, value in rows:
         key = str(cid)
@@ -61,7 +80,7 @@ def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[S
             email=None if email is None else str(email),
             phone=None if phone is None else str(phone),
             matched=str(kind),
-            matched_value=str(value),
+            matched_value=_snippet(str(value), q) if kind == "said" else str(value),
             touchpoints=int(str(touchpoints)),
             last_seen=datetime.fromisoformat(str(last_seen)) if last_seen else None,
         )

@@ -132,3 +132,36 @@ def test_search_by_phone_goes_straight_to_the_customer(browser: Any, console: Ru
     expect(page.locator(".verbatim").first).to_contain_text("floating rate")
     expect(page.locator(".flags")).to_contain_text("Unanswered for")
     page.close()
+
+
+def test_what_the_customer_wrote_shows_verbatim_folded_and_inert(
+    browser: Any, console: Running
+) -> None:
+    """Issue 9 item 1: the body of an inquiry with a subject reaches the open page live, as
+    text (a <script> in it never runs), long texts folded behind "show all"."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(console.server.url + "/console/customers/cust-sven")
+    expect(page.locator("#live-state")).to_have_text("Live")
+    body = (
+        '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">\n'
+        + "The monitor flickers when it warms up. " * 20
+        + "LAST-WORDS"
+    )
+    env = envelope("cust-sven", "Flicker again", body=body)
+    assert console.http.post("/events", json=env).status_code == 201
+    entry = page.locator(f'[data-event-id="{env["event_id"]}"]')
+    expect(entry).to_contain_text("<script>window.__xss = 1</script>", timeout=10_000)
+    folded = entry.locator("details.said")
+    expect(folded.locator(".said-full")).to_be_hidden()
+    folded.locator("summary").click()
+    expect(folded.locator(".said-full")).to_contain_text("LAST-WORDS")
+    expect(page.locator(".conversation").filter(has_text="Flicker again")).to_contain_text(
+        "The monitor flickers"
+    )
+    assert page.evaluate("window.__xss") is None
+    assert not errors, errors
+    page.close()

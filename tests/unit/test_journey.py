@@ -228,6 +228,25 @@ def test_erasure_drops_what_identifies() -> None:
     assert all(e.summary == "(erased)" for e in j.timeline[:-1])
 
 
+def test_erasure_drops_what_was_said_and_a_late_fact_is_erased_too() -> None:
+    j = fold(
+        tp(c.InquiryReceived(case_id="k", channel="email", subject="Hi", body="my secret")),
+        tp(
+            c.ReplySent(case_id="k", channel="email", agent="a", team="t", country="SE", body="ok"),
+            1,
+        ),
+        tp(c.PublicReviewPosted(review_id="r", platform="p", text="bad"), 2),
+        tp(c.ErasureRequested(), 5),
+        # reported after the erasure, happened before it: erased as well
+        tp(c.ComplaintFiled(case_id="k2", channel="email", product="TV", description="late"), 3),
+    )
+    assert [e.text for e in j.timeline] == [None] * 5
+    assert [m.text for m in j.cases["k"].messages] == [None]
+    assert [r.body for r in j.cases["k"].replies] == [None]
+    assert [m.text for m in j.cases["k2"].messages] == [None]
+    assert j.reviews["r"].text is None
+
+
 def test_a_message_without_subject_is_labelled_by_its_first_words() -> None:
     body = "Will DHL call before the pickup? I am away on Thursday and Friday, back Monday."
     j = fold(tp(c.InquiryReceived(case_id="k", channel="sms", body=body)))
