@@ -33,8 +33,16 @@ from pathlib import Path
 
 import structlog
 
-from consumers.dead_letters import dead_letter
-from consumers.log import Log, LogConsumer, LogError, Message, OutgoingMessage, TopicPartition
+from consumers.dead_letters import dead_letter, stub
+from consumers.log import (
+    Log,
+    LogConsumer,
+    LogError,
+    LogUnavailable,
+    Message,
+    OutgoingMessage,
+    TopicPartition,
+)
 from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.envelope import Touchpoint, decode
 from domain.errors import InvalidEvent
@@ -106,6 +114,9 @@ class Runner:
         self.store = JourneyStore(self._store_file)
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
+        # The partition whose batch failed last (None once it was recorded): health may
+        # clear only when that one moved, not when another partition folded something.
+        self.stuck: TopicPartition | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,6 +153,15 @@ class Runner:
             return
         logger.info("store swapped", old=str(self._store_file), new=str(active))
         store = JourneyStore(active)  # may fail (a damaged file): then tried again next step
+        try:
+            # The old store's outbox first (else its unpublished dead letters would never
+            # reach the DLQ), then its dead letters past the new store's positions, so that
+            # re-reading them there does not produce them a second time.
+            self.publish_dead_letters()
+            store.adopt_dead_letters(self.store)
+        except BaseException:
+            store.close()
+            raise
         self.store.close()
         self._store_file = active
         self.store = store
@@ -179,7 +199,13 @@ class Runner:
                 by_tp[msg.topic_partition].append(msg)
             commits: dict[TopicPartition, int] = {}
             for tp, batch in by_tp.items():
-                self._process_partition(tp, batch)
+                try:
+                    self._process_partition(tp, batch)
+                except BaseException:
+                    self.stuck = tp
+                    raise
+                if self.stuck == tp:
+                    self.stuck = None
                 commits[tp] = batch[-1].offset + 1
         except BaseException:
             self._rewind_pending = True
@@ -279,16 +305,37 @@ class Runner:
         )
 
     def publish_dead_letters(self) -> int:
-        """Produce the dead letters the store recorded and the DLQ topic does not have yet."""
+        """Produce the dead letters the store recorded and the DLQ topic does not have yet.
+
+        Broker unavailable: raised (transient; they stay in the outbox). A dead letter the
+        DLQ refuses for good (e.g. too large for the broker) is produced as a stub — reason and
+        origin, no value — so it cannot hold up the ones behind it.
+        """
         published = 0
         while True:
             pending: list[PendingDeadLetter] = self.store.pending_dead_letters()
             if not pending:
                 return published
-            self.log.produce(
-                self.dlq_topic,
-                [OutgoingMessage(key=d.key, value=d.value, headers=d.headers) for d in pending],
-            )
+            letters = [
+                OutgoingMessage(key=d.key, value=d.value, headers=d.headers) for d in pending
+            ]
+            try:
+                self.log.produce(self.dlq_topic, letters)
+            except LogUnavailable:
+                raise
+            except LogError:
+                for letter in letters:  # one by one: which of them is refused, and why?
+                    try:
+                        self.log.produce(self.dlq_topic, [letter])
+                    except LogUnavailable:
+                        raise
+                    except LogError as exc:
+                        logger.error(
+                            "the DLQ refused a dead letter; producing it without its value",
+                            error=str(exc),
+                            key=letter.key[:200].decode(errors="replace"),
+                        )
+                        self.log.produce(self.dlq_topic, [stub(letter, str(exc))])
             self.store.mark_dead_letters_published(pending)
             published += len(pending)
 
@@ -313,6 +360,7 @@ class Runner:
         backoff = 0.2
         while time.monotonic() < deadline:
             try:
+                self._maybe_swap()
                 positions = self.store.positions()
                 if all(
                     hwm == 0 or positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1

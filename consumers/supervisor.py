@@ -102,28 +102,44 @@ class Supervisor:
         self._progress_at = time.monotonic()
         self._progress_applied = 0
         self._behind = False
+        self._source: str | None = None  # what is failing: "runner" or "keeper"
 
     # ------------------------------------------------------------------ one turn
 
     def turn(self) -> float:
         """One runner step (and a keeper tick when due). Returns how long to wait before
-        the next turn: 0 while there is work, the backoff after a failure."""
+        the next turn: 0 while there is work, the backoff after a failure of the runner.
+
+        A failure of the keeper does not stop the runner (it keeps folding), but it makes
+        health fail too, and the keeper waits its own backoff before it tries again."""
         try:
             folded = self.runner.step()
+            # A runner failure clears only by real progress of what failed: the partition
+            # whose batch failed was recorded since, or nothing at all is behind.
+            progressed = folded and self.runner.stuck is None
+            if self._source == "runner" and (progressed or (not folded and self._caught_up())):
+                self._recovered()
             if folded:
                 self.on_progress()
-                self._recovered()
-            elif self.health.failing and self._caught_up():
-                self._recovered()
-            now = time.monotonic()
-            if self.keeper is not None and now >= self._next_tick:
+        except Exception as exc:
+            return self._failed(exc, "runner")
+        now = time.monotonic()
+        runner_failing = self.health.failing and self._source == "runner"
+        if self.keeper is not None and now >= self._next_tick and not runner_failing:
+            try:
                 if self.keeper.tick():
                     self.on_progress()
+            except Exception as exc:
+                self._next_tick = now + self._failed(exc, "keeper")
+            else:
                 self._next_tick = now + self.keeper_interval_s
-            if now - self._progress_at >= self.progress_interval_s:
+                if self._source == "keeper":
+                    self._recovered()
+        if now - self._progress_at >= self.progress_interval_s:
+            try:
                 self._report_progress(now)
-        except Exception as exc:
-            return self._failed(exc)
+            except Exception as exc:  # a report is no reason to stop; the next step will tell
+                logger.debug("progress report failed", error=str(exc))
         return 0.0
 
     def run(self, stop: threading.Event, *, paused: Callable[[], bool] = lambda: False) -> None:
@@ -138,7 +154,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ failure
 
-    def _failed(self, exc: Exception) -> float:
+    def _failed(self, exc: Exception, source: str) -> float:
         kind = classify_failure(exc)
         reason = f"{type(exc).__name__}: {exc}"
         if kind == "store_corrupt" and REMEDY not in reason:
@@ -156,7 +172,8 @@ class Supervisor:
             attempts=h.attempts + 1 if h.failing else 1,
             failures_total=h.failures_total + 1,
         )
-        first = not h.failing or h.kind != kind
+        first = not h.failing or h.kind != kind or self._source != source
+        self._source = source
         if first or now - self._last_logged >= self.repeat_log_s:
             self._last_logged = now
             logger.error(
@@ -186,6 +203,7 @@ class Supervisor:
         )
         self.health = Health(failures_total=h.failures_total)
         self._backoff = self.backoff_initial_s
+        self._source = None
 
     def _caught_up(self) -> bool:
         return all(v <= 0 for v in self.runner.lag().values())

@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from eventsourcing.persistence import PersistenceError
+
 from domain.errors import JourneyError
 
 __all__ = [
@@ -64,18 +66,31 @@ class StoreCorrupt(StoreError):
 
 
 def is_corruption(exc: BaseException) -> bool:
-    """True for the errors SQLite raises on a damaged or foreign file (also when wrapped by
-    eventsourcing's persistence errors)."""
-    text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in (
-            "malformed",
-            "file is not a database",
-            "file is encrypted",
-            "database corrupt",
-        )
-    )
+    """True for the errors SQLite raises on a damaged or foreign file, also when wrapped by
+    eventsourcing's persistence errors. Decided by the exception's type first: a text that
+    merely says "malformed" (a poison message's own error) is not a damaged store."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StoreCorrupt):
+            return True
+        if isinstance(current, sqlite3.DatabaseError | PersistenceError) and not isinstance(
+            current, sqlite3.IntegrityError | sqlite3.OperationalError
+        ):
+            text = str(current).lower()
+            if any(marker in text for marker in _CORRUPTION_MARKERS):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_CORRUPTION_MARKERS = (
+    "malformed",
+    "file is not a database",
+    "file is encrypted",
+    "database corrupt",
+)
 
 
 def quick_check(path: Path) -> str | None:

@@ -397,11 +397,24 @@ class JourneyStore:
         with self._lock:
             try:
                 return self._process(tp, items, last_offset, dead_letters)
-            except IntegrityError:
-                # The tracking row says this batch (or a later one) is already recorded:
-                # a re-delivery after a crash between store commit and group commit.
-                # (The aggregate cache is safe: it is only updated after a commit.)
-                return BatchResult(already_processed=True)
+            except BatchRejected:
+                raise  # poison: its text is the message's, never a sign of a damaged file
+            except IntegrityError as exc:
+                recorded = self.position(tp)
+                if recorded is not None and recorded >= last_offset:
+                    # The tracking row says this batch (or a later one) is already recorded:
+                    # a re-delivery after a crash between store commit and group commit.
+                    # (The aggregate cache is safe: it is only updated after a commit.)
+                    return BatchResult(already_processed=True)
+                # Another writer recorded part of it meanwhile (a member that lost the
+                # partition and does not know yet): retry from the store's position.
+                raise StoreError(
+                    f"{tp}: another writer recorded offsets of this batch meanwhile "
+                    f"(position {recorded}, batch up to {last_offset}): {exc}; retrying "
+                    "from the store's position"
+                ) from exc
+            except StoreError:
+                raise
             except Exception as exc:
                 if is_corruption(exc):
                     raise StoreCorrupt(
@@ -441,7 +454,8 @@ class JourneyStore:
         aggregates: dict[str, CustomerJourney],
     ) -> BatchResult:
         result = BatchResult()
-        known = self._known_hashes([str(t.event_id) for _, t in items])
+        stored_hashes = self._known_hashes([str(t.event_id) for _, t in items])
+        known = dict(stored_hashes)  # + what this batch folded, once it folded
         stored = self._stored_state({t.customer_id for _, t in items})
         generations = {cid: gen for cid, (gen, _) in stored.items()}
         writes: list[Statement] = []
@@ -467,15 +481,25 @@ class JourneyStore:
                 else:
                     result.duplicates += 1
                 continue
-            known[event_id] = digest
             if rejected:
                 continue  # the batch goes back anyway: only look for more conflicts
             cid = touchpoint.customer_id
-            try:
-                agg = aggregates.get(cid)
-                if agg is None:
+            agg = aggregates.get(cid)
+            if agg is None:
+                # Loading is the store's business: whatever fails here is not the message's
+                # fault, so it is never a dead letter (a transient failure, or damage).
+                try:
                     agg = self._load_or_start(cid, stored, generations)
-                    aggregates[cid] = agg
+                except (OperationalError, OSError, StoreError):
+                    raise
+                except Exception as exc:
+                    raise StoreCorrupt(
+                        f"store {self.path}: the journey of customer {cid!r} cannot be "
+                        f"loaded ({type(exc).__name__}: {exc}); run `journey rebuild all` "
+                        "to build a new store from the log"
+                    ) from exc
+                aggregates[cid] = agg
+            try:
                 if isinstance(touchpoint.data, c.ErasureRequested):
                     retired.append(agg.id.hex)
                     old_gen = generations.get(cid, 0)
@@ -487,11 +511,10 @@ class JourneyStore:
                 with already_parsed(touchpoint):
                     agg.record(envelope=envelope)
                 fact_rows = _fact_writes(touchpoint)
-            except (OperationalError, OSError, StoreError):
-                raise  # loading the aggregate failed: the store, not the touchpoint
             except Exception as exc:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
+            known[event_id] = digest  # only a folded copy makes a later one a duplicate
             writes.append(
                 (
                     "INSERT INTO processed_events (event_id, customer_id, topic, partition,"
@@ -585,6 +608,29 @@ class JourneyStore:
             )
             for topic, partition, offset, key, value, headers in rows
         ]
+
+    def adopt_dead_letters(self, old: JourneyStore) -> int:
+        """Take over the dead letters ``old`` recorded past this store's positions, as
+        already produced: when this store (a rebuild swapped in) reads those messages again,
+        they are not produced to the DLQ a second time. Returns how many."""
+        positions = self.positions()
+        rows = [
+            row
+            for row in old.query(
+                'SELECT topic, partition, "offset", reason, error FROM dead_letters'
+                " WHERE published = 1"
+            )
+            if int(row[2]) > positions.get(TopicPartition(str(row[0]), int(row[1])), -1)
+        ]
+        if rows:
+            with self._lock, self.recorder.datastore.transaction(commit=True) as cur:
+                for topic, partition, offset, reason, error in rows:
+                    cur.execute(
+                        'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", reason,'
+                        " error, published) VALUES (?, ?, ?, ?, ?, 1)",
+                        (topic, partition, offset, reason, error),
+                    )
+        return len(rows)
 
     def mark_dead_letters_published(self, done: Sequence[PendingDeadLetter]) -> None:
         """They are on the DLQ topic now: drop the copies of the messages."""

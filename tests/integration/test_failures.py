@@ -261,9 +261,9 @@ def test_a_touchpoint_the_fold_raises_on_is_dead_lettered_alone_and_once(
     def flaky_produce(topic: str, messages: list[OutgoingMessage]) -> object:
         if topic.endswith(".dlq") and failures["left"]:
             failures["left"] -= 1
-            from consumers.log import LogError
+            from consumers.log import LogUnavailable
 
-            raise LogError("broker away (injected)")
+            raise LogUnavailable("broker away (injected)")
         return real_produce(topic, messages)
 
     monkeypatch.setattr(log, "produce", flaky_produce)
@@ -435,5 +435,56 @@ def test_a_poison_corpus_leaves_the_pipeline_alive_and_each_message_dead_lettere
         view = runner.store.journey(cid)
         assert view is not None
         assert view.journey.cases[first.data.case_id].subject == first.data.subject  # type: ignore[union-attr]
+    finally:
+        runner.close()
+
+
+def test_a_dead_letter_the_dlq_refuses_for_good_becomes_a_stub_and_holds_up_nothing(
+    log: Log, unique_topic: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A dead letter the DLQ topic can never take (the broker refuses it: too large) is
+    produced as a stub — reason and origin, no value — and the pipeline goes on."""
+    from consumers.dead_letters import HEADER_REFUSED, HEADER_VALUE_DROPPED
+    from consumers.log import LogError
+
+    dlq = f"{unique_topic}.dlq"
+    log.ensure_topics([unique_topic, dlq], 1)
+    log.produce(
+        unique_topic,
+        [
+            OutgoingMessage(key=b"cust-1", value=b"\xff refused by the DLQ"),
+            OutgoingMessage(key=b"cust-1", value=b"\xff an ordinary dead letter"),
+        ],
+    )
+    Emitter(log, topic=unique_topic, source="test").emit_touchpoints(
+        [t.model_copy(update={"customer_id": "cust-1"}) for t in touchpoints(2, 1)]
+    )
+    real_produce = log.produce
+
+    def refusing(topic: str, messages: list[OutgoingMessage]) -> object:
+        if topic == dlq and any(b"refused" in m.value for m in messages):
+            raise LogError("MessageSizeTooLargeError (injected: the broker's limit)")
+        return real_produce(topic, messages)
+
+    monkeypatch.setattr(log, "produce", refusing)
+    runner = Runner(
+        log, tmp_path / "views.db", topic=unique_topic, dlq_topic=dlq,
+        group=f"g-{uuid.uuid4().hex[:8]}", follow_swaps=False,
+    )  # fmt: skip
+    supervisor = Supervisor(runner, None, backoff_max_s=0.01, progress_interval_s=3600)
+    try:
+        turn_until(supervisor, lambda: all(v == 0 for v in runner.lag().values()))
+        turn_until(supervisor, lambda: not runner.store.pending_dead_letters())
+        assert not supervisor.health.failing, supervisor.health
+        assert runner.stats.applied == 2
+        letters = read_topic(log, dlq)
+        assert len(letters) == 2
+        stubbed = [m for m in letters if m.header(HEADER_REFUSED)]
+        assert len(stubbed) == 1
+        assert stubbed[0].value == b""
+        assert (
+            stubbed[0].header(HEADER_VALUE_DROPPED) == str(len(b"\xff refused by the DLQ")).encode()
+        )
+        assert stubbed[0].header(HEADER_OFFSET) == b"0"
     finally:
         runner.close()
