@@ -7,21 +7,56 @@ warnings and "unanswered for how long" are always computed against the present.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import base64
+import heapq
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
-from domain.journey import Case, Journey, Promise, TimelineEntry
+from domain.errors import JourneyError
+from domain.journey import (
+    Anomaly,
+    Case,
+    Identity,
+    Journey,
+    Product,
+    Promise,
+    Review,
+    Shipment,
+    Submission,
+    TimelineEntry,
+)
 from domain.rules import Deadline, ServiceRules, case_deadline, promise_deadline
 from projections.store import JourneyStore, display_name, norm_identity
 
 __all__ = [
+    "LIST_LIMIT",
+    "LIST_NAMES",
+    "BadCursor",
+    "CasePage",
     "CustomerView",
+    "ItemPage",
     "build_customer_view",
+    "customer_case",
+    "customer_cases",
+    "customer_list",
+    "customer_timeline",
     "related_customers",
     "resolve_customer",
 ]
+
+
+#: At most this many items in each list of a view; the rest is one cursor away. Sized so a
+#: customer of any size answers in well under 256 KB.
+LIST_LIMIT = 50
+
+
+class BadCursor(JourneyError):
+    """A cursor that this service did not hand out, or for another list."""
 
 
 class IdentityOut(BaseModel):
@@ -105,8 +140,10 @@ class CaseOut(BaseModel):
     reopened: int
     missed_targets: int
     messages: list[MessageOut] = Field(
-        default_factory=list, description="The conversation, oldest first, verbatim"
+        default_factory=list,
+        description=f"The conversation, oldest first, verbatim: the latest {LIST_LIMIT} in a view",
     )
+    messages_total: int = Field(0, description="How many messages the conversation has")
 
 
 class PromiseOut(BaseModel):
@@ -184,29 +221,71 @@ class AnomalyOut(BaseModel):
 
 
 class TimelinePage(BaseModel):
-    page: int
+    page: int | None = Field(description="Deprecated page number (None when read by cursor)")
     page_size: int
     total: int
     entries: list[TimelineOut]
+    next: str | None = Field(None, description="Cursor to the next (older) entries, if any")
+
+
+class ItemPage(BaseModel):
+    """One page of one of a customer's lists, in the view's order."""
+
+    name: str = Field(description="Which list of the view")
+    total: int
+    items: list[dict[str, Any]]
+    next: str | None = Field(description="Cursor to the rest, if any")
+
+
+class CasePage(BaseModel):
+    """One page of a customer's open or closed cases, newest first."""
+
+    status: Literal["open", "closed"]
+    total: int
+    items: list[CaseOut]
+    next: str | None = Field(description="Cursor to the rest, if any")
 
 
 class CustomerView(BaseModel):
+    """Every list holds at most ``LIST_LIMIT`` items; ``<list>_total`` says how many there are
+    and ``<list>_next`` is a cursor to the rest (``GET /customers/{key}/lists/<list>``)."""
+
     customer_id: str
     linked_customer_ids: list[str]
     name: str | None
-    identities: list[IdentityOut]
-    submissions: list[SubmissionOut]
-    open_cases: list[CaseOut]
-    closed_cases: list[CaseOut]
-    promises: list[PromiseOut]
-    products: list[ProductOut]
-    shipments: list[ShipmentOut]
-    reviews: list[ReviewOut] = Field(default_factory=list)
-    orders: dict[str, str] = Field(description="Order id -> what was ordered")
     flags: Flags
+    open_cases: list[CaseOut] = Field(description="Newest first")
+    open_cases_total: int = 0
+    open_cases_next: str | None = None
+    promises: list[PromiseOut] = Field(description="Earliest deadline first")
+    promises_total: int = 0
+    promises_next: str | None = None
+    submissions: list[SubmissionOut] = Field(description="Newest first")
+    submissions_total: int = 0
+    submissions_next: str | None = None
+    shipments: list[ShipmentOut]
+    shipments_total: int = 0
+    shipments_next: str | None = None
+    reviews: list[ReviewOut] = Field(default_factory=list, description="Newest first")
+    reviews_total: int = 0
+    reviews_next: str | None = None
+    closed_cases: list[CaseOut] = Field(description="Newest first")
+    closed_cases_total: int = 0
+    closed_cases_next: str | None = None
+    identities: list[IdentityOut]
+    identities_total: int = 0
+    identities_next: str | None = None
+    products: list[ProductOut]
+    products_total: int = 0
+    products_next: str | None = None
+    orders: dict[str, str] = Field(description="Order id -> what was ordered")
+    orders_total: int = 0
+    orders_next: str | None = None
     contacts: int = Field(description="How many times the customer had to contact us")
     touchpoints: int
     anomalies: list[AnomalyOut]
+    anomalies_total: int = 0
+    anomalies_next: str | None = None
     erased_at: datetime | None
     timeline: TimelinePage
     computed_at: datetime
@@ -285,7 +364,10 @@ def _deadline_out(deadline: Deadline | None, now: datetime) -> DeadlineOut | Non
     )
 
 
-def _case_out(cid: str, case: Case, rules: ServiceRules, now: datetime) -> CaseOut:
+def _case_out(
+    cid: str, case: Case, rules: ServiceRules, now: datetime, messages: int | None = LIST_LIMIT
+) -> CaseOut:
+    conversation = _conversation(case)
     return CaseOut(
         customer_id=cid,
         case_id=case.case_id,
@@ -319,7 +401,9 @@ def _case_out(cid: str, case: Case, rules: ServiceRules, now: datetime) -> CaseO
         satisfaction=case.satisfaction,
         reopened=case.reopened,
         missed_targets=len(case.overdue_recorded),
-        messages=_conversation(case),
+        # The latest messages: the ones an agent answers.
+        messages=conversation if messages is None else conversation[-messages:],
+        messages_total=len(conversation),
     )
 
 
@@ -378,16 +462,279 @@ def _unreached_defects(store: JourneyStore, ids: list[str]) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def build_customer_view(
-    store: JourneyStore,
-    customer_id: str,
+# ---------------------------------------------------------------------- paging
+
+Key = tuple[str, ...]
+T = TypeVar("T")
+
+
+def _ts(at: datetime) -> str:
+    """A timestamp that sorts as text (all in UTC, fixed width)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _pos(*indexes: int) -> Key:
+    return tuple(f"{i:09d}" for i in indexes)
+
+
+def encode_cursor(name: str, key: Key) -> str:
+    raw = json.dumps([name, list(key)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(name: str, cursor: str) -> Key:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        got, key = json.loads(raw)
+        if not isinstance(got, str) or not all(isinstance(k, str) for k in key):
+            raise ValueError(cursor)
+    except ValueError as exc:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise BadCursor(
+            f"cursor {cursor[:40]!r} is not one this service handed out: "
+            "use the <list>_next or next value of an earlier answer"
+        ) from exc
+    if got != name:
+        raise BadCursor(f"that cursor is for the list {got!r}, not {name!r}: use it with {got!r}")
+    return tuple(key)
+
+
+@dataclass(frozen=True)
+class _Window(Generic[T]):
+    items: list[T]
+    total: int
+    next: str | None
+
+
+def _window(
+    name: str,
+    keyed: Iterable[tuple[Key, T]],
     *,
-    rules: ServiceRules,
-    now: datetime,
-    page: int = 1,
-    page_size: int = 50,
-) -> CustomerView | None:
-    """The merged view of ``customer_id`` and every id linked to it, or None if unknown."""
+    newest_first: bool,
+    after: Key | None,
+    limit: int,
+) -> _Window[T]:
+    """``limit`` items after the cursor key, in order — picked without sorting (or converting)
+    the whole list, so a page of a huge list costs O(n log limit)."""
+    pairs = list(keyed)
+    if after is not None:
+        pairs = [p for p in pairs if (p[0] < after if newest_first else p[0] > after)]
+    pick = heapq.nlargest if newest_first else heapq.nsmallest
+    page = pick(limit + 1, pairs, key=lambda p: p[0])
+    more = len(page) > limit
+    page = page[:limit]
+    return _Window(
+        items=[item for _, item in page],
+        total=0,  # set by the caller, which knows the whole list's size
+        next=encode_cursor(name, page[-1][0]) if more and page else None,
+    )
+
+
+# Each list of the view: its order (a key per item) and how an item becomes an answer.
+@dataclass(frozen=True)
+class _Source:
+    newest_first: bool
+    keyed: Callable[[list[Journey]], list[tuple[Key, tuple[str, Any]]]]
+
+
+def _cases(open_: bool) -> Callable[[list[Journey]], list[tuple[Key, tuple[str, Any]]]]:
+    def keyed(journeys: list[Journey]) -> list[tuple[Key, tuple[str, Any]]]:
+        return [
+            ((_ts(k.opened_at), j.customer_id, k.case_id), (j.customer_id, k))
+            for j in journeys
+            for k in j.cases.values()
+            if (k.status == "open") == open_
+        ]
+
+    return keyed
+
+
+_SOURCES: dict[str, _Source] = {
+    "open_cases": _Source(True, _cases(True)),
+    "closed_cases": _Source(True, _cases(False)),
+    "promises": _Source(
+        False,
+        lambda js: [
+            ((_ts(p.due_by), j.customer_id, p.promise_id), (j.customer_id, p))
+            for j in js
+            for p in j.promises.values()
+        ],
+    ),
+    "submissions": _Source(
+        True,
+        lambda js: [
+            ((_ts(s.submitted_at), *_pos(n, i)), (j.customer_id, (j, s)))
+            for n, j in enumerate(js)
+            for i, s in enumerate(j.submissions)
+        ],
+    ),
+    "shipments": _Source(
+        False,
+        lambda js: [
+            (_pos(n, i), (j.customer_id, sh))
+            for n, j in enumerate(js)
+            for i, sh in enumerate(j.shipments.values())
+        ],
+    ),
+    "reviews": _Source(
+        True,
+        lambda js: [
+            ((_ts(r.posted_at), j.customer_id, r.review_id), (j.customer_id, r))
+            for j in js
+            for r in j.reviews.values()
+        ],
+    ),
+    "identities": _Source(
+        False,
+        lambda js: [
+            (_pos(n, i), (j.customer_id, x))
+            for n, j in enumerate(js)
+            for i, x in enumerate(j.identities)
+        ],
+    ),
+    "products": _Source(
+        False,
+        lambda js: [
+            (_pos(n, i), (j.customer_id, x))
+            for n, j in enumerate(js)
+            for i, x in enumerate(j.products)
+        ],
+    ),
+    "orders": _Source(
+        False,
+        lambda js: [
+            (_pos(n, i), (j.customer_id, x))
+            for n, j in enumerate(js)
+            for i, x in enumerate(j.orders.items())
+        ],
+    ),
+    "anomalies": _Source(
+        False,
+        lambda js: [
+            (_pos(n, i), (j.customer_id, x))
+            for n, j in enumerate(js)
+            for i, x in enumerate(j.anomalies)
+        ],
+    ),
+}
+
+#: The lists of a view that page by cursor (the timeline pages on its own endpoint).
+LIST_NAMES = tuple(_SOURCES)
+
+
+def _submission_out(j: Journey, s: Submission) -> SubmissionOut:
+    case = j.cases.get(s.case_id)
+    return SubmissionOut(
+        case_id=s.case_id,
+        form=s.form,
+        channel=s.channel,
+        products=s.products,
+        fields=s.fields,
+        submitted_at=s.submitted_at,
+        answered=bool(case and case.answered),
+    )
+
+
+def _product_out(p: Product, rules: ServiceRules) -> ProductOut:
+    serial_status: Literal["as given", "awaiting confirmation", "confirmed", "unknown"]
+    if p.serial_confirmed:
+        serial_status = "confirmed"
+    elif p.serial_corrected:
+        serial_status = "awaiting confirmation"
+    elif p.serial_as_given:
+        serial_status = "as given"
+    else:
+        serial_status = "unknown"
+    return ProductOut(
+        name=p.name,
+        serial_as_given=p.serial_as_given,
+        serial_corrected=p.serial_corrected,
+        serial_status=serial_status,
+        batch=p.batch,
+        repairs=p.repairs,
+        replacements=p.replacements,
+        complaints=p.complaints,
+        warranty_terms_shown=p.warranty_terms_shown,
+        replace_dont_repair=_replace_dont_repair(p, rules),
+    )
+
+
+def _replace_dont_repair(p: Product, rules: ServiceRules) -> bool:
+    return p.repairs >= rules.replace_after_repairs and p.replacements == 0
+
+
+def _shipment_out(cid: str, sh: Shipment) -> ShipmentOut:
+    return ShipmentOut(
+        customer_id=cid,
+        shipment_id=sh.shipment_id,
+        order_id=sh.order_id,
+        carrier=sh.carrier,
+        attempts=sh.attempts,
+        failures=list(sh.failures),
+        rescheduled_to=sh.rescheduled_to,
+        delivered_at=sh.delivered_at,
+        delivered_location=sh.delivered_location,
+    )
+
+
+def _review_out(cid: str, r: Review) -> ReviewOut:
+    return ReviewOut(
+        customer_id=cid,
+        review_id=r.review_id,
+        platform=r.platform,
+        posted_at=r.posted_at,
+        rating=r.rating,
+        text=r.text,
+        url=r.url,
+        status="answered" if r.answered_at is not None else "unanswered",
+        answered_at=r.answered_at,
+        answered_by=r.answered_by,
+        answer=r.answer,
+    )
+
+
+def _identity_out(cid: str, i: Identity) -> IdentityOut:
+    return IdentityOut(kind=i.kind, value=i.value, note=i.note, customer_id=cid)
+
+
+def _anomaly_out(a: Anomaly) -> AnomalyOut:
+    return AnomalyOut(at=a.at, type=a.type, problem=a.problem, event_id=a.event_id)
+
+
+def _convert(name: str, cid: str, item: Any, rules: ServiceRules, now: datetime) -> BaseModel:
+    match name:
+        case "open_cases" | "closed_cases":
+            return _case_out(cid, item, rules, now)
+        case "promises":
+            return _promise_out(cid, item, rules, now)
+        case "submissions":
+            return _submission_out(*item)
+        case "shipments":
+            return _shipment_out(cid, item)
+        case "reviews":
+            return _review_out(cid, item)
+        case "identities":
+            return _identity_out(cid, item)
+        case "products":
+            return _product_out(item, rules)
+        case "anomalies":
+            return _anomaly_out(item)
+    raise AssertionError(name)  # orders are not models
+
+
+def _page(
+    name: str,
+    journeys: list[Journey],
+    *,
+    after: Key | None,
+    limit: int,
+) -> _Window[tuple[str, Any]]:
+    source = _SOURCES[name]
+    keyed = source.keyed(journeys)
+    window = _window(name, keyed, newest_first=source.newest_first, after=after, limit=limit)
+    return _Window(items=window.items, total=len(keyed), next=window.next)
+
+
+def _journeys(store: JourneyStore, customer_id: str) -> tuple[list[Journey], int]:
     journeys: list[Journey] = []
     touchpoints = 0
     for cid in related_customers(store, customer_id):
@@ -395,158 +742,209 @@ def build_customer_view(
         if agg is not None:
             journeys.append(agg.journey)
             touchpoints += agg.touchpoints
-    if not journeys:
-        return None
-    main = journeys[0]
-    erased_at = main.erased_at
-    identities = [
-        IdentityOut(kind=i.kind, value=i.value, note=i.note, customer_id=j.customer_id)
+    return journeys, touchpoints
+
+
+def _timeline_out(e: TimelineEntry, cid: str) -> TimelineOut:
+    return TimelineOut(
+        at=e.at,
+        type=e.type,
+        summary=e.summary,
+        event_id=e.event_id,
+        case_id=e.case_id,
+        customer_id=cid,
+        text=e.text,
+    )
+
+
+def _timeline(
+    journeys: list[Journey], *, page: int | None, page_size: int, cursor: str | None
+) -> TimelinePage:
+    """Newest first, by cursor (``next``) or, deprecated, by page number."""
+    keyed = [
+        ((_ts(e.at), e.event_id, j.customer_id), (e, j.customer_id))
         for j in journeys
-        for i in j.identities
+        for e in j.timeline
     ]
-    submissions = [
-        SubmissionOut(
-            case_id=s.case_id,
-            form=s.form,
-            channel=s.channel,
-            products=s.products,
-            fields=s.fields,
-            submitted_at=s.submitted_at,
-            answered=bool(j.cases.get(s.case_id) and j.cases[s.case_id].answered),
+    if cursor is not None or page is None:
+        after = decode_cursor("timeline", cursor) if cursor is not None else None
+        window = _window("timeline", keyed, newest_first=True, after=after, limit=page_size)
+        return TimelinePage(
+            page=None if cursor is not None else 1,
+            page_size=page_size,
+            total=len(keyed),
+            entries=[_timeline_out(e, cid) for e, cid in window.items],
+            next=window.next,
         )
-        for j in journeys
-        for s in j.submissions
-    ]
-    cases = [_case_out(j.customer_id, k, rules, now) for j in journeys for k in j.cases.values()]
-    cases.sort(key=lambda k: k.opened_at, reverse=True)
-    promises = [
-        _promise_out(j.customer_id, p, rules, now) for j in journeys for p in j.promises.values()
-    ]
-    promises.sort(key=lambda p: p.due_by)
-    products = []
-    for j in journeys:
-        for p in j.products:
-            serial_status: Literal["as given", "awaiting confirmation", "confirmed", "unknown"]
-            if p.serial_confirmed:
-                serial_status = "confirmed"
-            elif p.serial_corrected:
-                serial_status = "awaiting confirmation"
-            elif p.serial_as_given:
-                serial_status = "as given"
-            else:
-                serial_status = "unknown"
-            products.append(
-                ProductOut(
-                    name=p.name,
-                    serial_as_given=p.serial_as_given,
-                    serial_corrected=p.serial_corrected,
-                    serial_status=serial_status,
-                    batch=p.batch,
-                    repairs=p.repairs,
-                    replacements=p.replacements,
-                    complaints=p.complaints,
-                    warranty_terms_shown=p.warranty_terms_shown,
-                    replace_dont_repair=p.repairs >= rules.replace_after_repairs
-                    and p.replacements == 0,
-                )
-            )
-    shipments = [
-        ShipmentOut(
-            customer_id=j.customer_id,
-            shipment_id=sh.shipment_id,
-            order_id=sh.order_id,
-            carrier=sh.carrier,
-            attempts=sh.attempts,
-            failures=list(sh.failures),
-            rescheduled_to=sh.rescheduled_to,
-            delivered_at=sh.delivered_at,
-            delivered_location=sh.delivered_location,
-        )
-        for j in journeys
-        for sh in j.shipments.values()
-    ]
-    entries: list[tuple[TimelineEntry, str]] = [
-        (e, j.customer_id) for j in journeys for e in j.timeline
-    ]
-    entries.sort(key=lambda pair: pair[0].at, reverse=True)
     page = max(page, 1)
-    start = (page - 1) * page_size
-    timeline = TimelinePage(
+    window = _window("timeline", keyed, newest_first=True, after=None, limit=page * page_size)
+    entries = window.items[(page - 1) * page_size :]
+    more = page * page_size < len(keyed)
+    last = entries[-1] if entries else None
+    return TimelinePage(
         page=page,
         page_size=page_size,
-        total=len(entries),
-        entries=[
-            TimelineOut(
-                at=e.at,
-                type=e.type,
-                summary=e.summary,
-                event_id=e.event_id,
-                case_id=e.case_id,
-                customer_id=cid,
-                text=e.text,
-            )
-            for e, cid in entries[start : start + page_size]
-        ],
+        total=len(keyed),
+        entries=[_timeline_out(e, cid) for e, cid in entries],
+        next=encode_cursor("timeline", (_ts(last[0].at), last[0].event_id, last[1]))
+        if more and last
+        else None,
     )
-    anomalies = [
-        AnomalyOut(at=a.at, type=a.type, problem=a.problem, event_id=a.event_id)
-        for j in journeys
-        for a in j.anomalies
-    ]
-    open_cases = [k for k in cases if k.status == "open"]
+
+
+def _flags(
+    store: JourneyStore, journeys: list[Journey], rules: ServiceRules, now: datetime
+) -> Flags:
+    """Computed over every item (on the folded model, without building answers for them)."""
+    open_cases = [k for j in journeys for k in j.cases.values() if k.status == "open"]
+    promises = [p for j in journeys for p in j.promises.values()]
     unanswered = [now - k.opened_at for k in open_cases if not k.answered]
-    flags = Flags(
+    case_states = {d.state(now) for k in open_cases if (d := case_deadline(k, rules)) is not None}
+    promise_states = {
+        d.state(now) for p in promises if (d := promise_deadline(p, rules)) is not None
+    }
+    return Flags(
         unanswered_for_seconds=max(unanswered).total_seconds() if unanswered else None,
-        promise_broken=any(p.status in ("broken", "overdue") for p in promises),
-        replace_dont_repair=any(p.replace_dont_repair for p in products),
-        known_defects=_unreached_defects(store, [j.customer_id for j in journeys]),
-        erased=erased_at is not None,
-        deadline_warning=any(
-            k.next_deadline and k.next_deadline.state == "warning" for k in open_cases
-        )
-        or any(p.deadline and p.deadline.state == "warning" for p in promises),
-        deadline_breached=any(
-            k.next_deadline and k.next_deadline.state == "breached" for k in open_cases
+        promise_broken=any(
+            p.status == "broken" or (p.status == "pending" and now >= p.due_by) for p in promises
         ),
-        anomalies=len(anomalies),
+        replace_dont_repair=any(
+            _replace_dont_repair(p, rules) for j in journeys for p in j.products
+        ),
+        known_defects=_unreached_defects(store, [j.customer_id for j in journeys]),
+        erased=journeys[0].erased_at is not None,
+        deadline_warning="warning" in case_states or "warning" in promise_states,
+        deadline_breached="breached" in case_states,
+        anomalies=sum(len(j.anomalies) for j in journeys),
     )
-    name = None
+
+
+def build_customer_view(
+    store: JourneyStore,
+    customer_id: str,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    page: int | None = 1,
+    page_size: int = 50,
+    limit: int = LIST_LIMIT,
+    timeline_cursor: str | None = None,
+) -> CustomerView | None:
+    """The merged view of ``customer_id`` and every id linked to it, or None if unknown.
+
+    Bounded at any size: each list holds at most ``limit`` items (open items first), with
+    its total and a cursor to the rest; the timeline holds one page."""
+    journeys, touchpoints = _journeys(store, customer_id)
+    if not journeys:
+        return None
+    lists: dict[str, Any] = {}
+    for name in LIST_NAMES:
+        window = _page(name, journeys, after=None, limit=limit)
+        if name == "orders":
+            lists[name] = dict(item for _, item in window.items)
+        else:
+            lists[name] = [_convert(name, cid, item, rules, now) for cid, item in window.items]
+        lists[f"{name}_total"] = window.total
+        lists[f"{name}_next"] = window.next
+    shown = None
     for j in journeys:
-        name = name or display_name(j)
+        shown = shown or display_name(j)
     return CustomerView(
         customer_id=customer_id,
         linked_customer_ids=[j.customer_id for j in journeys[1:]],
-        name=name,
-        identities=identities,
-        submissions=submissions,
-        open_cases=open_cases,
-        closed_cases=[k for k in cases if k.status != "open"],
-        promises=promises,
-        products=products,
-        shipments=shipments,
-        reviews=[
-            ReviewOut(
-                customer_id=j.customer_id,
-                review_id=r.review_id,
-                platform=r.platform,
-                posted_at=r.posted_at,
-                rating=r.rating,
-                text=r.text,
-                url=r.url,
-                status="answered" if r.answered_at is not None else "unanswered",
-                answered_at=r.answered_at,
-                answered_by=r.answered_by,
-                answer=r.answer,
-            )
-            for j in journeys
-            for r in j.reviews.values()
-        ],
-        orders={k: v for j in journeys for k, v in j.orders.items()},
-        flags=flags,
+        name=shown,
+        flags=_flags(store, journeys, rules, now),
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
-        anomalies=anomalies,
-        erased_at=erased_at,
-        timeline=timeline,
+        erased_at=journeys[0].erased_at,
+        timeline=_timeline(journeys, page=page, page_size=page_size, cursor=timeline_cursor),
         computed_at=now,
+        **lists,
     )
+
+
+def customer_list(
+    store: JourneyStore,
+    customer_id: str,
+    name: str,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    cursor: str | None = None,
+    limit: int = LIST_LIMIT,
+) -> ItemPage | None:
+    """One page of one list of the view (``name`` in ``LIST_NAMES``), after ``cursor``."""
+    journeys, _ = _journeys(store, customer_id)
+    if not journeys:
+        return None
+    after = decode_cursor(name, cursor) if cursor is not None else None
+    window = _page(name, journeys, after=after, limit=limit)
+    if name == "orders":
+        items = [{"order_id": k, "what": v} for _, (k, v) in window.items]
+    else:
+        items = [
+            _convert(name, cid, item, rules, now).model_dump(mode="json")
+            for cid, item in window.items
+        ]
+    return ItemPage(name=name, total=window.total, items=items, next=window.next)
+
+
+def customer_cases(
+    store: JourneyStore,
+    customer_id: str,
+    status: Literal["open", "closed"],
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    cursor: str | None = None,
+    limit: int = LIST_LIMIT,
+) -> CasePage | None:
+    """One page of a customer's open (or closed) cases, newest first, after ``cursor``."""
+    journeys, _ = _journeys(store, customer_id)
+    if not journeys:
+        return None
+    name = f"{status}_cases"
+    after = decode_cursor(name, cursor) if cursor is not None else None
+    window = _page(name, journeys, after=after, limit=limit)
+    return CasePage(
+        status=status,
+        total=window.total,
+        items=[_case_out(cid, k, rules, now) for cid, k in window.items],
+        next=window.next,
+    )
+
+
+def customer_timeline(
+    store: JourneyStore,
+    customer_id: str,
+    *,
+    page: int | None,
+    page_size: int,
+    cursor: str | None,
+) -> TimelinePage | None:
+    journeys, _ = _journeys(store, customer_id)
+    if not journeys:
+        return None
+    return _timeline(journeys, page=page, page_size=page_size, cursor=cursor)
+
+
+def customer_case(
+    store: JourneyStore, customer_id: str, case_id: str, *, rules: ServiceRules, now: datetime
+) -> tuple[CaseOut, SubmissionOut | None, list[TimelineOut]] | None:
+    """One case of a customer (or of one linked to them) in full: its whole conversation,
+    what was submitted for it, and its timeline."""
+    journeys, _ = _journeys(store, customer_id)
+    for j in journeys:
+        case = j.cases.get(case_id)
+        if case is None:
+            continue
+        submission = next((s for s in j.submissions if s.case_id == case_id), None)
+        entries = sorted(
+            (e for e in j.timeline if e.case_id == case_id), key=lambda e: e.at, reverse=True
+        )
+        return (
+            _case_out(j.customer_id, case, rules, now, messages=None),
+            _submission_out(j, submission) if submission else None,
+            [_timeline_out(e, j.customer_id) for e in entries],
+        )
+    return None

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from domain.rules import ServiceRules
 from journey.service.models import CaseDetail, SearchHit
-from projections.customer_view import build_customer_view
+from projections.customer_view import customer_case
 from projections.store import JourneyStore, norm_identity
 
 __all__ = ["case_detail", "search_customers"]
@@ -92,20 +92,8 @@ def case_detail(
     store: JourneyStore, customer_id: str, case_id: str, *, rules: ServiceRules, now: datetime
 ) -> CaseDetail | None:
     """One case of a customer (or of a customer linked to them) with its whole timeline."""
-    view = build_customer_view(store, customer_id, rules=rules, now=now, page=1, page_size=10**9)
-    if view is None:
+    found = customer_case(store, customer_id, case_id, rules=rules, now=now)
+    if found is None:
         return None
-    case = next((k for k in [*view.open_cases, *view.closed_cases] if k.case_id == case_id), None)
-    if case is None:
-        return None
-    submission = next((s for s in view.submissions if s.case_id == case_id), None)
-    return CaseDetail(
-        customer_id=customer_id,
-        case=case,
-        submission=submission,
-        timeline=[
-            e
-            for e in view.timeline.entries
-            if e.case_id == case_id and e.customer_id == case.customer_id
-        ],
-    )
+    case, submission, timeline = found
+    return CaseDetail(customer_id=customer_id, case=case, submission=submission, timeline=timeline)

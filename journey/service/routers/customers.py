@@ -3,7 +3,8 @@ order, serial, name) — and search."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar, get_args
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
@@ -23,7 +24,20 @@ from journey.service.freshness import Freshness
 from journey.service.models import Answer, CaseDetail, SearchResults
 from journey.service.queries import case_detail, search_customers
 from journey.service.runtime import NotFresh, Service
-from projections.customer_view import CustomerView, TimelinePage, build_customer_view
+from projections.customer_view import (
+    LIST_LIMIT,
+    LIST_NAMES,
+    BadCursor,
+    CasePage,
+    CustomerView,
+    ItemPage,
+    TimelinePage,
+    build_customer_view,
+    customer_cases,
+    customer_list,
+    customer_timeline,
+)
+from projections.store import JourneyStore
 
 __all__ = ["router"]
 
@@ -33,6 +47,40 @@ _view: TypeAdapter[CustomerView] = TypeAdapter(CustomerView)
 _timeline: TypeAdapter[TimelinePage] = TypeAdapter(TimelinePage)
 _case: TypeAdapter[CaseDetail] = TypeAdapter(CaseDetail)
 _search: TypeAdapter[SearchResults] = TypeAdapter(SearchResults)
+_cases: TypeAdapter[CasePage] = TypeAdapter(CasePage)
+_items: TypeAdapter[ItemPage] = TypeAdapter(ItemPage)
+
+CursorQuery = Annotated[
+    str | None,
+    Query(max_length=2000, description="The `next` (or `<list>_next`) of an earlier answer"),
+]
+LimitQuery = Annotated[int, Query(ge=1, le=200, description="How many items")]
+ListName = Literal[
+    "open_cases",
+    "closed_cases",
+    "promises",
+    "submissions",
+    "shipments",
+    "reviews",
+    "identities",
+    "products",
+    "orders",
+    "anomalies",
+]
+# The path enum names every list of the view.
+assert set(get_args(ListName)) == set(LIST_NAMES)
+
+T = TypeVar("T")
+
+
+async def _paged(service: Service, key: str, read: Callable[[JourneyStore], T | None]) -> T:
+    try:
+        result = await service.read(read)
+    except BadCursor as exc:
+        raise ServiceError(400, "bad_cursor", str(exc), field="cursor") from exc
+    if result is None:  # erased between resolving and reading: gone
+        raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
+    return result
 
 
 async def _settled_customer(
@@ -64,14 +112,13 @@ async def _settled_customer(
 async def _read_view(
     service: Service, key: str, cid: str, page: int, page_size: int
 ) -> CustomerView:
-    view = await service.read(
+    return await _paged(
+        service,
+        key,
         lambda s: build_customer_view(
             s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
-        )
+        ),
     )
-    if view is None:  # erased between resolving and reading: gone
-        raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
-    return view
 
 
 @router.get(
@@ -110,12 +157,81 @@ async def get_timeline(
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
     stale: StaleQuery = False,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: CursorQuery = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description="Entries per page")] = None,
+    page: Annotated[
+        int | None, Query(ge=1, deprecated=True, description="Use `cursor` (the `next` value)")
+    ] = None,
+    page_size: Annotated[int | None, Query(ge=1, le=1000, deprecated=True)] = None,
 ) -> Response:
     cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
-    view = await _read_view(service, key, cid, page, page_size)
-    return answer(freshness, view.timeline, _timeline)
+    size = limit or page_size or LIST_LIMIT
+    timeline = await _paged(
+        service,
+        key,
+        lambda s: customer_timeline(
+            s, cid, page=None if cursor else page, page_size=size, cursor=cursor
+        ),
+    )
+    return answer(freshness, timeline, _timeline)
+
+
+@router.get(
+    "/customers/{key}/cases",
+    response_model=Answer[CasePage],
+    responses=CUSTOMER_ERRORS,
+    tags=["customers"],
+    summary="A customer's open (or closed) cases, newest first, by cursor",
+)
+async def get_cases(
+    *,
+    service: ServiceDep,
+    key: str,
+    after: AfterQuery = None,
+    x_journey_position: PositionHeader = None,
+    stale: StaleQuery = False,
+    status: Literal["open", "closed"] = "open",
+    cursor: CursorQuery = None,
+    limit: LimitQuery = LIST_LIMIT,
+) -> Response:
+    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    page = await _paged(
+        service,
+        key,
+        lambda s: customer_cases(
+            s, cid, status, rules=service.rules, now=service.clock(), cursor=cursor, limit=limit
+        ),
+    )
+    return answer(freshness, page, _cases)
+
+
+@router.get(
+    "/customers/{key}/lists/{name}",
+    response_model=Answer[ItemPage],
+    responses=CUSTOMER_ERRORS,
+    tags=["customers"],
+    summary="The rest of any list of a customer's view, by cursor (`<list>_next`)",
+)
+async def get_list(
+    *,
+    service: ServiceDep,
+    key: str,
+    name: ListName,
+    after: AfterQuery = None,
+    x_journey_position: PositionHeader = None,
+    stale: StaleQuery = False,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = LIST_LIMIT,
+) -> Response:
+    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    page = await _paged(
+        service,
+        key,
+        lambda s: customer_list(
+            s, cid, name, rules=service.rules, now=service.clock(), cursor=cursor, limit=limit
+        ),
+    )
+    return answer(freshness, page, _items)
 
 
 @router.get(
