@@ -89,12 +89,25 @@ _VIEW_TABLES = [
     # these, each is a full scan and a rebuild slows down as the tables grow.
     "CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id)",
     # Everything the customer said or was told, verbatim, one row per touchpoint, for the
-    # agents' search (a plain scan for now; an FTS index is issue 9 item 5). Rows of an
-    # erased customer from before the erasure are deleted with each of their batches.
+    # agents' search. Rows of an erased customer from before the erasure are deleted with
+    # each of their batches.
     """CREATE TABLE IF NOT EXISTS said (
         event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, at TEXT NOT NULL,
         text TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS said_customer ON said (customer_id, at)",
+    # Its search index: trigram FTS5, so any 3+ character substring is found (as LIKE did)
+    # without a scan. Kept by triggers, so it changes in the same transaction as the rows.
+    # It holds its own copy of the text rather than pointing at said's implicit rowids
+    # (which VACUUM may renumber); searches join back to said by event_id, so a row deleted
+    # from said is never found even if its index entry lingered.
+    """CREATE VIRTUAL TABLE IF NOT EXISTS said_fts USING fts5(
+        text, event_id UNINDEXED, tokenize = 'trigram')""",
+    """CREATE TRIGGER IF NOT EXISTS said_indexed AFTER INSERT ON said BEGIN
+        INSERT INTO said_fts (rowid, text, event_id) VALUES (new.rowid, new.text, new.event_id);
+        END""",
+    """CREATE TRIGGER IF NOT EXISTS said_unindexed AFTER DELETE ON said BEGIN
+        DELETE FROM said_fts WHERE rowid = old.rowid;
+        END""",
     """CREATE TABLE IF NOT EXISTS links (
         customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
     """CREATE TABLE IF NOT EXISTS clocks (
@@ -322,6 +335,17 @@ class JourneyStore:
                     cur.execute(
                         "INSERT OR IGNORE INTO journey_store_meta (key, value) VALUES (?, ?)",
                         (key, value),
+                    )
+                # A store made before the search index: index what it already holds, once.
+                cur.execute("SELECT 1 FROM journey_store_meta WHERE key = 'said_fts'")
+                if cur.fetchone() is None:
+                    cur.execute("DELETE FROM said_fts")
+                    cur.execute(
+                        "INSERT INTO said_fts (rowid, text, event_id)"
+                        " SELECT rowid, text, event_id FROM said"
+                    )
+                    cur.execute(
+                        "INSERT INTO journey_store_meta (key, value) VALUES ('said_fts', '1')"
                     )
         except OperationalError as exc:
             # A read-only file or a full disk: readers still work; writers will fail (and

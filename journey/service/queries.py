@@ -61,13 +61,15 @@ def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[S
             (_like_prefix(norm), limit),
         )
     if len(q) >= 3:
-        # A scan of every text (issue 9 item 5 brings an index); LIKE ignores ASCII case.
+        # Through the trigram index: the phrase is any substring of 3+ characters, any case.
+        # Joined back to said, so text deleted there (erasure) is never found.
         rows += store.query(
             "SELECT c.customer_id, c.name, c.email, c.phone, c.touchpoints, c.last_seen,"
-            " 'said', s.text FROM said s JOIN customers c USING (customer_id)"
-            " WHERE s.text LIKE ? ESCAPE '\\' GROUP BY s.customer_id"
+            " 'said', s.text FROM said_fts f JOIN said s ON s.event_id = f.event_id"
+            " JOIN customers c ON c.customer_id = s.customer_id"
+            " WHERE said_fts MATCH ? GROUP BY s.customer_id"
             " ORDER BY c.touchpoints DESC LIMIT ?",
-            ("%" + _like_prefix(q), limit),
+            ('"' + q.replace('"', '""') + '"', limit),
         )
     hits: dict[str, SearchHit] = {}
     for cid, name, email, phone, touchpoints, last_seen, kind, value in rows:

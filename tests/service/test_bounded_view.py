@@ -1,5 +1,5 @@
 """Bounded answers: one customer with 20,000 open cases still gets a small view, with totals
-and cursors that walk the rest (issue 9, item 5: the view was 11–13 MB)."""
+and cursors that walk the rest (issue 9, item 5: the view was 11 to 13 MB)."""
 
 from __future__ import annotations
 
