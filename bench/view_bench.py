@@ -9,7 +9,8 @@ Builds (on the embedded log, in a temporary directory) one customer with ``--cas
 cases and a small customer with three, folds them, then measures with the same code the
 query service runs (``build_customer_view`` + JSON):
 
-* the big customer's view: JSON size, p50/p99 latency;
+* the big customer's view: JSON size, p50/p99 latency, and how much of it is the store
+  loading the folded journey (the whole aggregate, copied from the cache);
 * the small customer's read alone, and again while another thread reads the big customer
   in a loop ("other customers' reads unaffected meanwhile").
 """
@@ -91,6 +92,13 @@ def main() -> None:
         big, big_size = timed(pipeline, "big", max(3, args.rounds // 4))
         small, small_size = timed(pipeline, "small", args.rounds * 10)
         print(line(f"big customer ({args.cases} open cases)", big, big_size))
+        loads = []
+        for _ in range(max(3, args.rounds // 4)):
+            start = time.perf_counter()
+            pipeline.store.journey("big")
+            loads.append((time.perf_counter() - start) * 1000)
+        # The store's part: loading the folded journey (a copy of the cached aggregate).
+        print(line("  of which loading the journey", loads, 0))
         print(line("small customer, alone", small, small_size))
         stop = threading.Event()
 
