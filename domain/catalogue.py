@@ -457,7 +457,9 @@ class BreachAcknowledged(TouchpointData, type_name="BreachAcknowledged", version
     """An agent has seen a missed deadline and taken it on: it leaves the agents' "missed"
     lists (the breach itself stays a fact on the log)."""
 
-    kind: Literal["promise", "first_reply", "next_reply"]
+    kind: Literal["promise", "first_reply", "next_reply"] = Field(
+        description="Which deadline: a promise, or a case's first or next reply target"
+    )
     ref: ShortText = Field(min_length=1, description="The promise id, or the case id")
     due_by: Instant = Field(description="The deadline acknowledged as missed")
     agent: ShortText = Field(min_length=1, description="Who acknowledged it")
