@@ -73,7 +73,7 @@ def test_a_recorded_broken_promise_stays_listed(tmp_path: Path) -> None:
 
 
 def test_it_leaves_when_kept_late(tmp_path: Path) -> None:
-    _, pipeline, clock = broken_promise(tmp_path)
+    _, pipeline, _ = broken_promise(tmp_path)
     pipeline.emit([tp(c.PromiseKept(promise_id="p"), DUE + timedelta(hours=3))])
     pipeline.catch_up()
     assert listed(pipeline) == []
