@@ -11,6 +11,7 @@ from consumers.embedded_log import EmbeddedLog
 from consumers.rebuild import rebuild
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
+from domain.journey import Journey
 from journey.pipeline import ManualClock, Pipeline
 
 # In the past: the fold refuses touchpoints dated beyond now + the allowed skew.
@@ -142,3 +143,21 @@ def test_an_overdue_reply_stays_until_acknowledged(tmp_path: Path) -> None:
     assert pipeline.service_levels().breached == []
     assert pipeline.keeper.tick() == []
     pipeline.close()
+
+
+def test_an_acknowledgement_covers_only_the_clock_it_names() -> None:
+    """An acknowledged first reply does not hide the next missed reply of the same case, and
+    acknowledging before the breach is recorded leaves it for the keeper to record."""
+    j = Journey("c-1")
+    due = T0 + timedelta(days=1)
+    j.apply(tp(c.InquiryReceived(case_id="k", channel="email", subject="hi"), T0))
+    ack = c.BreachAcknowledged(kind="first_reply", ref="k", due_by=due, agent="Bo")
+    j.apply(tp(ack, due + timedelta(hours=1)))
+    assert not j.cases["k"].missed_settled, "not on the log yet: the keeper must still see it"
+    j.apply(tp(c.ReplyOverdue(case_id="k", target="first_reply", due_by=due), due))
+    assert j.cases["k"].missed_settled
+    reply = c.ReplySent(case_id="k", channel="email", agent="a", team="t", country="NO")
+    j.apply(tp(reply, due + timedelta(hours=2)))
+    j.apply(tp(c.InquiryReceived(case_id="k", channel="email"), due + timedelta(hours=3)))
+    assert j.cases["k"].reply_owed == "next_reply"
+    assert not j.cases["k"].missed_settled
