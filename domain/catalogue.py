@@ -453,6 +453,19 @@ class ReplyOverdue(TouchpointData, type_name="ReplyOverdue", version=1):
     due_by: Instant
 
 
+class BreachAcknowledged(TouchpointData, type_name="BreachAcknowledged", version=1):
+    """An agent has seen a missed deadline and taken it on: it leaves the agents' "missed"
+    lists (the breach itself stays a fact on the log)."""
+
+    kind: Literal["promise", "first_reply", "next_reply"] = Field(
+        description="Which deadline: a promise, or a case's first or next reply target"
+    )
+    ref: ShortText = Field(min_length=1, description="The promise id, or the case id")
+    due_by: Instant = Field(description="The deadline acknowledged as missed")
+    agent: ShortText = Field(min_length=1, description="Who acknowledged it")
+    note: Text | None = None
+
+
 # --------------------------------------------------------------------------- products & repairs
 
 

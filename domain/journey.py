@@ -161,6 +161,8 @@ class Case:
     # that stopped after its target was missed even if nobody recorded it in time: a
     # backfill folds the late reply before the keeper looks; the keeper records it then.
     stopped_clocks: list[tuple[str, datetime, datetime]] = field(default_factory=list)
+    # Missed reply deadlines an agent acknowledged: (target, due_by, agent, at).
+    acknowledged: list[tuple[str, datetime, str, datetime]] = field(default_factory=list)
 
     def stop_reply_clock(self, at: datetime) -> None:
         if self.reply_owed is not None and self.reply_owed_since is not None:
@@ -170,6 +172,17 @@ class Case:
 
     def overdue_recorded_between(self, target: str, since: datetime, until: datetime) -> bool:
         return any(t == target and since <= due <= until for t, due in self.overdue_recorded)
+
+    @property
+    def missed_settled(self) -> bool:
+        """The running reply clock's breach is on the log and an agent acknowledged it: it
+        leaves the agents' missed list (the keeper has nothing left to record for it)."""
+        kind, since = self.reply_owed, self.reply_owed_since
+        if kind is None or since is None:
+            return False
+        return any(t == kind and due >= since for t, due in self.overdue_recorded) and any(
+            t == kind and due >= since for t, due, _, _ in self.acknowledged
+        )
 
     @property
     def answered(self) -> bool:
@@ -192,6 +205,9 @@ class Promise:
     kept_late: bool = False
     fulfilled_at: datetime | None = None
     broken_recorded: bool = False
+    # An agent acknowledged the missed deadline: (agent, at). Order-independent, so a
+    # refold in event time gives the same.
+    acknowledged: tuple[str, datetime] | None = None
     # What fulfils a delivery promise, by exact id: a Delivered of this shipment, or of any
     # shipment of this order. Never by words in ``what``.
     order_id: str | None = None
@@ -639,6 +655,22 @@ class Journey:
                     f"No {label} by {d.due_by.isoformat(timespec='minutes')}: target missed",
                     d.case_id,
                 )
+            case c.BreachAcknowledged():
+                if d.kind == "promise":
+                    promise = self.promises.get(d.ref)
+                    if promise is None:
+                        self._anomaly(tp, f"acknowledged an unknown promise {d.ref}")
+                        return f"Missed promise acknowledged by {d.agent}", None
+                    if promise.acknowledged is None:
+                        promise.acknowledged = (d.agent, at)
+                    return f"Missed promise acknowledged by {d.agent}: {promise.what}", (
+                        promise.case_id
+                    )
+                case = self._case(tp, d.ref, "acknowledgement")
+                if case is not None:
+                    case.acknowledged.append((d.kind, d.due_by, d.agent, at))
+                label = "first reply" if d.kind == "first_reply" else "reply"
+                return f"Missed {label} acknowledged by {d.agent}", d.ref
             case c.SerialNumberCorrected():
                 product = self._product(d.product, d.serial_number_as_given)
                 product.serial_corrected = d.corrected_serial_number

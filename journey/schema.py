@@ -461,6 +461,8 @@ EXAMPLE_VALUES: Mapping[str, Any] = {
 }
 TYPE_EXAMPLE_VALUES: Mapping[tuple[str, str], Any] = {
     ("IdentityLinked", "kind"): "email",  # goes with the e-mail address in "value"
+    ("BreachAcknowledged", "kind"): "promise",  # goes with the promise id in "ref"
+    ("BreachAcknowledged", "ref"): "prm-88",
 }
 EXAMPLE_SOURCE_BY_TYPE: Mapping[str, str] = {
     "OrderPlaced": "webshop",

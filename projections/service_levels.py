@@ -32,6 +32,11 @@ class ServiceItem(BaseModel):
     age_seconds: float
     state: str = Field(description="ok, warning or breached")
     recorded: bool = Field(False, description="The breach is on the log as a fact")
+    missed_since: datetime | None = Field(
+        None,
+        description="When the deadline was missed (breached items only); it stays listed "
+        "until kept late, replied to, resolved or acknowledged (BreachAcknowledged)",
+    )
 
 
 class ServiceLevels(BaseModel):
@@ -123,6 +128,7 @@ def open_items(
                 age_seconds=(now - start).total_seconds(),
                 state=state,
                 recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
+                missed_since=due_at if state == "breached" else None,
             )
         )
     return items
@@ -174,6 +180,7 @@ def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[Servi
                 age_seconds=(end - start).total_seconds(),
                 state="breached",
                 recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
+                missed_since=due_at,
             )
         )
     return items

@@ -847,7 +847,14 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
         writes.append(("INSERT OR IGNORE INTO links VALUES (?, ?)", (cid, other)))
         writes.append(("INSERT OR IGNORE INTO links VALUES (?, ?)", (other, cid)))
     for case in j.cases.values():
-        if case.status == "open" and case.reply_owed and case.reply_owed_since:
+        # An overdue reply stays listed (its clock row stays) until a reply stops the clock,
+        # the case is resolved, or an agent acknowledges the recorded breach.
+        if (
+            case.status == "open"
+            and case.reply_owed
+            and case.reply_owed_since
+            and not case.missed_settled
+        ):
             writes.append(
                 (
                     "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -888,9 +895,16 @@ def _customer_writes(agg: CustomerJourney, generation: int, tp: TopicPartition) 
     for promise in j.promises.values():
         # A promise fulfilled after its deadline keeps its clock row until the break is
         # recorded: the keeper records it whether the late fulfilment was folded first (a
-        # backfill) or the deadline passed first (live).
-        if not promise.decided:
-            owner = j.cases.get(promise.case_id) if promise.case_id else None
+        # backfill) or the deadline passed first (live). A recorded break keeps its row too,
+        # so missed stays missed on the agents' lists, until the promise is kept late, its
+        # case is resolved, or an agent acknowledges it (the keeper skips recorded rows).
+        owner = j.cases.get(promise.case_id) if promise.case_id else None
+        still_missed = (
+            promise.status == "broken"
+            and promise.acknowledged is None
+            and (owner is None or owner.status == "open")
+        )
+        if not promise.decided or still_missed:
             writes.append(
                 (
                     "INSERT OR REPLACE INTO clocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
