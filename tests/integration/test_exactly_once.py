@@ -75,7 +75,9 @@ def all_views(store: JourneyStore, now: datetime) -> dict[str, dict[str, Any]]:
     """Every customer's full view (all timeline entries on one page), as plain data."""
     out = {}
     for (cid,) in store.query("SELECT customer_id FROM customers ORDER BY customer_id"):
-        view = build_customer_view(store, str(cid), rules=RULES, now=now, page_size=100_000)
+        view = build_customer_view(
+            store, str(cid), rules=RULES, now=now, page_size=100_000, limit=100_000
+        )
         assert view is not None
         out[str(cid)] = view.model_dump(mode="json")
     return out
