@@ -104,7 +104,11 @@ def render_customer(view: CustomerView) -> RenderableType:
             table.add_row(key, value)
         parts.append(table)
     if view.open_cases:
-        cases = Table(title="Open cases", title_justify="left", expand=True)
+        cases = Table(
+            title="Open cases" + _more(view.open_cases_total, len(view.open_cases)),
+            title_justify="left",
+            expand=True,
+        )
         # Ids fold onto the next line rather than being cut: an agent copies them.
         cases.add_column("case", overflow="fold", min_width=8)
         for col in ("what", "owner", "next deadline", "steps"):
@@ -127,7 +131,11 @@ def render_customer(view: CustomerView) -> RenderableType:
             )
         parts.append(cases)
     if view.promises:
-        promises = Table(title="Promises", title_justify="left", expand=True)
+        promises = Table(
+            title="Promises" + _more(view.promises_total, len(view.promises)),
+            title_justify="left",
+            expand=True,
+        )
         for col in ("what", "made by", "due", "status"):
             promises.add_column(col, overflow="fold")
         for p in view.promises:
@@ -146,7 +154,11 @@ def render_customer(view: CustomerView) -> RenderableType:
             )
         parts.append(promises)
     if view.products:
-        products = Table(title="Products", title_justify="left", expand=True)
+        products = Table(
+            title="Products" + _more(view.products_total, len(view.products)),
+            title_justify="left",
+            expand=True,
+        )
         for col in ("product", "serial", "repairs", "warranty as shown"):
             products.add_column(col, overflow="fold")
         for prod in view.products:
@@ -158,7 +170,11 @@ def render_customer(view: CustomerView) -> RenderableType:
             products.add_row(prod.name, serial, repairs, prod.warranty_terms_shown or "—")
         parts.append(products)
     if view.shipments:
-        ships = Table(title="Deliveries", title_justify="left", expand=True)
+        ships = Table(
+            title="Deliveries" + _more(view.shipments_total, len(view.shipments)),
+            title_justify="left",
+            expand=True,
+        )
         ships.add_column("shipment", overflow="fold", min_width=8)
         for col in ("carrier", "attempts", "what happened"):
             ships.add_column(col, overflow="fold")
@@ -252,3 +268,8 @@ def render_defects(defects: list[DefectOutreach]) -> RenderableType:
                 Text(_when(a.reached_at), "green") if a.reached_at else Text("NOT YET", "bold red"),
             )
     return table
+
+
+def _more(total: int, shown: int) -> str:
+    """A list's title says when it shows only the first part (the view is bounded)."""
+    return f" ({shown} of {total}: the rest by `GET /customers/KEY/lists`)" if total > shown else ""
