@@ -529,33 +529,12 @@ def service_levels(
 
 
 def _check_filter(store: JourneyStore, team: str | None, channel: str | None) -> None:
-    """A team or channel that does not exist is a typo, not an empty list: refuse it and
-    name the ones there are (teams: those this store has seen; channels: the catalogue's)."""
-    from typing import get_args
+    """A team or channel that does not exist is a typo, not an empty list: refuse it."""
+    from projections.service_levels import unknown_filter
 
-    from domain.catalogue import Channel
-
-    if channel is not None and channel not in get_args(Channel):
-        raise fail(f"unknown channel {channel!r}: use one of {', '.join(get_args(Channel))}")
-    if team is None:
-        return
-    known = sorted(
-        str(row[0])
-        for row in store.query(
-            "SELECT team FROM clocks UNION SELECT team FROM stopped_clocks"
-            " UNION SELECT team FROM breaches"
-        )
-        if row[0] is not None
-    )
-    if team not in known:
-        # One line, however many teams: the first 20, and how many more.
-        listed = ", ".join(repr(t) for t in known[:20]) + (
-            f" and {len(known) - 20} more" if len(known) > 20 else ""
-        )
-        raise fail(
-            f"unknown team {team!r}: "
-            + (f"use one of {listed}" if known else "this store has seen no team yet")
-        )
+    problem = unknown_filter(store, team, channel)
+    if problem:
+        raise fail(problem[1])
 
 
 @app.command("serve")

@@ -13,7 +13,13 @@ from domain.rules import ServiceRules
 from projections.customer_view import related_customers
 from projections.store import JourneyStore
 
-__all__ = ["ServiceItem", "ServiceLevels", "build_service_levels", "missed_stopped_items"]
+__all__ = [
+    "ServiceItem",
+    "ServiceLevels",
+    "build_service_levels",
+    "missed_stopped_items",
+    "unknown_filter",
+]
 
 
 class ServiceItem(BaseModel):
@@ -227,4 +233,37 @@ def build_service_levels(
         breached=breached,
         by_team={k: dict(v) for k, v in sorted(by_team.items())},
         by_channel={k: dict(v) for k, v in sorted(by_channel.items())},
+    )
+
+
+def unknown_filter(
+    store: JourneyStore, team: str | None, channel: str | None
+) -> tuple[str, str] | None:
+    """(field, why) when a team or channel filter names nothing (a typo, not an empty list),
+    listing the ones there are — teams: those this store has seen; channels: the
+    catalogue's. None when both are known."""
+    from typing import get_args
+
+    from domain.catalogue import Channel
+
+    if channel is not None and channel not in get_args(Channel):
+        return "channel", f"unknown channel {channel!r}: use one of {', '.join(get_args(Channel))}"
+    if team is None:
+        return None
+    known = sorted(
+        str(row[0])
+        for row in store.query(
+            "SELECT team FROM clocks UNION SELECT team FROM stopped_clocks"
+            " UNION SELECT team FROM breaches"
+        )
+        if row[0] is not None
+    )
+    if team in known:
+        return None
+    # One line, however many teams: the first 20, and how many more.
+    listed = ", ".join(repr(t) for t in known[:20]) + (
+        f" and {len(known) - 20} more" if len(known) > 20 else ""
+    )
+    return "team", f"unknown team {team!r}: " + (
+        f"use one of {listed}" if known else "this store has seen no team yet"
     )

@@ -18,9 +18,10 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter
 
+from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
 from journey.service.runtime import NotFresh, Service
-from projections.service_levels import ServiceLevels, build_service_levels
+from projections.service_levels import ServiceLevels, build_service_levels, unknown_filter
 
 __all__ = [
     "AfterQuery",
@@ -135,6 +136,10 @@ async def read_levels(
     channel: ChannelQuery = None,
     due_within_hours: HorizonQuery = 24,
 ) -> LevelsRead:
+    problem = await service.read(lambda store: unknown_filter(store, team, channel))
+    if problem:
+        field, why = problem
+        raise ServiceError(422, "unknown_filter", why, field=field)
     levels = await service.read(
         lambda store: build_service_levels(
             store,

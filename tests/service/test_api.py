@@ -131,8 +131,18 @@ def test_service_level_lists_filter_by_team_and_channel(svc: Running) -> None:
     assert by_team["items"] and all(i["team"] == item["team"] for i in by_team["items"])
     by_channel = _ok(svc, "/service-levels/unanswered", params={"channel": item["channel"]})
     assert all(i["channel"] == item["channel"] for i in by_channel["data"]["items"])
-    none = _ok(svc, "/service-levels/unanswered", params={"team": "no such team"})["data"]
-    assert none["count"] == 0
+    # A team or channel that does not exist is a typo, not an empty list: 422 naming the
+    # known ones (an empty answer would tell the agent that nothing waits).
+    for path in ("/service-levels", "/service-levels/unanswered", "/service-levels/counts"):
+        typo = svc.get(path, params={"team": "no such team"})
+        assert typo.status_code == 422, typo.text
+        error = typo.json()["error"]
+        assert (error["code"], error["field"]) == ("unknown_filter", "team")
+        assert repr(item["team"]) in error["message"]
+    wrong = svc.get("/service-levels/breached", params={"channel": "pigeon"})
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["field"] == "channel"
+    assert "email" in wrong.json()["error"]["message"]
     counts = _ok(svc, "/service-levels/counts")["data"]
     assert counts["unanswered"] == unanswered["count"]
     assert counts["breached"] == breached["count"]
