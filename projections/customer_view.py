@@ -549,6 +549,18 @@ def _cases(open_: bool) -> Callable[[list[Journey]], list[tuple[Key, tuple[str, 
     return keyed
 
 
+def _positional(items: Callable[[Journey], Iterable[Any]]) -> _Source:
+    """A list kept in the order it grew (oldest first), keyed by position."""
+    return _Source(
+        False,
+        lambda js: [
+            (_pos(n, i), (j.customer_id, x))
+            for n, j in enumerate(js)
+            for i, x in enumerate(items(j))
+        ],
+    )
+
+
 _SOURCES: dict[str, _Source] = {
     "open_cases": _Source(True, _cases(True)),
     "closed_cases": _Source(True, _cases(False)),
@@ -568,14 +580,7 @@ _SOURCES: dict[str, _Source] = {
             for i, s in enumerate(j.submissions)
         ],
     ),
-    "shipments": _Source(
-        False,
-        lambda js: [
-            (_pos(n, i), (j.customer_id, sh))
-            for n, j in enumerate(js)
-            for i, sh in enumerate(j.shipments.values())
-        ],
-    ),
+    "shipments": _positional(lambda j: j.shipments.values()),
     "reviews": _Source(
         True,
         lambda js: [
@@ -584,38 +589,10 @@ _SOURCES: dict[str, _Source] = {
             for r in j.reviews.values()
         ],
     ),
-    "identities": _Source(
-        False,
-        lambda js: [
-            (_pos(n, i), (j.customer_id, x))
-            for n, j in enumerate(js)
-            for i, x in enumerate(j.identities)
-        ],
-    ),
-    "products": _Source(
-        False,
-        lambda js: [
-            (_pos(n, i), (j.customer_id, x))
-            for n, j in enumerate(js)
-            for i, x in enumerate(j.products)
-        ],
-    ),
-    "orders": _Source(
-        False,
-        lambda js: [
-            (_pos(n, i), (j.customer_id, x))
-            for n, j in enumerate(js)
-            for i, x in enumerate(j.orders.items())
-        ],
-    ),
-    "anomalies": _Source(
-        False,
-        lambda js: [
-            (_pos(n, i), (j.customer_id, x))
-            for n, j in enumerate(js)
-            for i, x in enumerate(j.anomalies)
-        ],
-    ),
+    "identities": _positional(lambda j: j.identities),
+    "products": _positional(lambda j: j.products),
+    "orders": _positional(lambda j: j.orders.items()),
+    "anomalies": _positional(lambda j: j.anomalies),
 }
 
 #: The lists of a view that page by cursor (the timeline pages on its own endpoint).
