@@ -165,3 +165,41 @@ def test_what_the_customer_wrote_shows_verbatim_folded_and_inert(
     assert page.evaluate("window.__xss") is None
     assert not errors, errors
     page.close()
+
+
+def _offline(page: Any, base: str) -> list[str]:
+    """Every request that leaves the service is refused (as on a network without internet)
+    and listed."""
+    outside: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return outside
+
+
+@pytest.mark.parametrize(
+    ("path", "shows"),
+    [("/docs", "/customers/{key}/timeline"), ("/redoc", "/customers/{key}/timeline")],
+)
+def test_api_docs_work_offline(browser: Any, console: Running, path: str, shows: str) -> None:
+    """Swagger UI and ReDoc come from the service itself (they were blank offline: their
+    scripts came from a CDN)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    outside = _offline(page, console.server.url)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(console.server.url + path)
+    expect(page.get_by_text(shows).first).to_be_visible(timeout=15_000)
+    assert outside == [], f"{path} reached outside the service: {outside}"
+    # The one refusal expected: ReDoc's footer logo, kept from the CDN by the page's CSP.
+    assert all("logo-mini.svg" in e for e in errors), errors
+    page.close()
