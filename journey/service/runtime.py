@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import anyio
@@ -355,6 +356,25 @@ class Service:
         if not self.thread.alive:
             return "stopped"
         return "paused" if self.thread.paused else "running"
+
+    def engine_stopped_for(self) -> float | None:
+        """Seconds since this process's engine stopped folding — paused, failing (the store
+        or the broker) or dead; None while it runs, and when it runs in another process
+        (``--no-runner``: this one cannot tell)."""
+        thread = self.thread
+        if self.integrity.problem:
+            return 0.0
+        if thread is None:
+            return None
+        if thread.paused and thread.paused_at is not None:
+            return max(0.0, time.monotonic() - thread.paused_at)
+        health = thread.health
+        if health.failing:
+            since = health.since
+            return max(0.0, (datetime.now(UTC) - since).total_seconds()) if since else 0.0
+        if not thread.alive:
+            return 0.0
+        return None
 
     def current_lag(self) -> tuple[int, float, dict[TopicPartition, tuple[int, int, float]]]:
         """(events, seconds, per partition (position, events, seconds)) from what is known

@@ -110,7 +110,7 @@ def test_html_fragments_for_the_console(svc: Running) -> None:
     with stream(svc, "/customers/cust-lina/events?format=html") as events:
         first = events.next("view")
         assert "<h1" in first["html"] and "Lina Ek" in first["html"]
-        assert "Fresh" in first["badge"] and first["fresh"] is True
+        assert "Up to date" in first["badge"] and first["fresh"] is True
         svc.emitter.emit_touchpoints([inquiry("cust-lina", "<b>not bold</b> & escaped")])
         pushed = events.next("view")
         assert "&lt;b&gt;not bold&lt;/b&gt; &amp; escaped" in pushed["html"]

@@ -20,13 +20,14 @@ import functools
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import TypeAdapter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from consumers.log import TopicPartition
-from journey.service.console import render_freshness, render_view
+from journey.service.console import Engine, engine_of, render_freshness, render_view, zone_of
 from journey.service.deps import ServiceDep
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
@@ -101,6 +102,8 @@ async def customer_events(
         fmt=format,
         page=page,
         page_size=page_size,
+        # the console's fragments: in the time zone of the agent who opened the page
+        zone=zone_of(request, service.settings),
     )
     return EventSourceResponse(stream, ping=KEEPALIVE_S, headers={"Cache-Control": "no-cache"})
 
@@ -113,6 +116,7 @@ async def _stream(
     fmt: str,
     page: int,
     page_size: int,
+    zone: ZoneInfo,
 ) -> AsyncIterator[ServerSentEvent]:
     loop = asyncio.get_running_loop()
     yield ServerSentEvent(retry=1000)
@@ -142,13 +146,18 @@ async def _stream(
                 return
             ids = [customer_id, *view.linked_customer_ids]
             signature = await service.read(functools.partial(_signature, ids=ids))
-            yield ServerSentEvent(_view_payload(fmt, view, freshness, page), event="view")
+            payload = _view_payload(
+                fmt, view, freshness, page=page, zone=zone, engine=engine_of(service)
+            )
+            yield ServerSentEvent(payload, event="view")
             last_signature, last_render = signature, now
             last_fresh = _fresh_key(freshness)
         else:
             freshness = service.snapshot(_partitions(service, ids))
             if _fresh_key(freshness) != last_fresh:
-                yield ServerSentEvent(_freshness_payload(fmt, freshness), event="freshness")
+                yield ServerSentEvent(
+                    _freshness_payload(fmt, freshness, engine_of(service)), event="freshness"
+                )
                 last_fresh = _fresh_key(freshness)
         tps = [TopicPartition(service.topic, p) for p in _partitions(service, ids)]
         before = service.watcher.read()
@@ -173,12 +182,20 @@ def _fresh_key(freshness: Freshness) -> tuple[bool, int, int]:
     return freshness.fresh, freshness.lag.events, int(freshness.lag.seconds)
 
 
-def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int) -> str:
+def _view_payload(
+    fmt: str,
+    view: CustomerView,
+    freshness: Freshness,
+    *,
+    page: int,
+    zone: ZoneInfo,
+    engine: Engine,
+) -> str:
     if fmt == "html":
         return json.dumps(
             {
-                "html": render_view(view, page=page),
-                "badge": render_freshness(freshness),
+                "html": render_view(view, page=page, zone=zone),
+                "badge": render_freshness(freshness, engine),
                 "fresh": freshness.fresh,
                 "as_of_token": freshness.as_of_token,
                 "touchpoints": view.touchpoints,
@@ -188,11 +205,11 @@ def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int)
     return head[:-1] + ',"data":' + _view_adapter.dump_json(view).decode() + "}"
 
 
-def _freshness_payload(fmt: str, freshness: Freshness) -> str:
+def _freshness_payload(fmt: str, freshness: Freshness, engine: Engine) -> str:
     if fmt == "html":
         return json.dumps(
             {
-                "badge": render_freshness(freshness),
+                "badge": render_freshness(freshness, engine),
                 "fresh": freshness.fresh,
                 "as_of_token": freshness.as_of_token,
             }
