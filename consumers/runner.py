@@ -29,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import structlog
 
@@ -51,7 +50,9 @@ from projections.store import (
     DeadLetterRow,
     JourneyStore,
     PendingDeadLetter,
-    active_store_path,
+    StoreAddress,
+    active_store,
+    describe,
 )
 
 __all__ = ["Runner", "RunnerStats"]
@@ -85,7 +86,7 @@ class Runner:
     def __init__(
         self,
         log: Log,
-        store_path: Path,
+        store_path: StoreAddress,
         *,
         topic: str,
         dlq_topic: str,
@@ -110,7 +111,7 @@ class Runner:
         # A rebuild replays messages the live runner already dead-lettered: it only counts.
         self.produce_dead_letters = produce_dead_letters
         self.stats = RunnerStats()
-        self._store_file = active_store_path(store_path) if follow_swaps else store_path
+        self._store_file = active_store(store_path) if follow_swaps else store_path
         self.store = JourneyStore(self._store_file)
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
@@ -148,10 +149,10 @@ class Runner:
     def _maybe_swap(self) -> None:
         if not self.follow_swaps:
             return
-        active = active_store_path(self.base)
+        active = active_store(self.base)
         if active == self._store_file:
             return
-        logger.info("store swapped", old=str(self._store_file), new=str(active))
+        logger.info("store swapped", old=describe(self._store_file), new=describe(active))
         store = JourneyStore(active)  # may fail (a damaged file): then tried again next step
         try:
             # The old store's outbox first (else its unpublished dead letters would never

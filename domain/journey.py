@@ -12,6 +12,7 @@ is the natural consistency boundary and one fold sees every fact about a case in
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -306,14 +307,37 @@ class Journey:
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
-    # Every touchpoint folded, in event-time order (see ``fact_order``), as its compact
-    # wire envelope (a fifth of the memory of the parsed object). Status is decided
-    # from these in that order, never in arrival order: a fact older than the newest one
-    # folded so far refolds the journey from the start (rare: late carrier reports,
-    # backfills), so any arrival order gives the same journey.
+    # The touchpoints folded, in event-time order (see ``fact_order``), as their compact wire
+    # envelopes. Status is decided from these in that order, never in arrival order: a fact
+    # older than the newest one folded so far refolds the journey from the start (rare: late
+    # carrier reports, backfills), so any arrival order gives the same journey.
+    # Used on its own (tests, stories), a journey keeps every fact here. A store takes them
+    # over as it persists them (``hand_over``): then only the facts folded since stay here,
+    # ``earlier_facts`` fetches the others back for a refold, and memory stays flat.
     facts: list[tuple[FactKey, bytes]] = field(default_factory=list, repr=False, compare=False)
+    last_fact: FactKey | None = field(default=None, repr=False, compare=False)
+    earlier_facts: Callable[[], Iterable[bytes]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    # Set when a late fact refolded the journey: every timeline entry was made anew, and a
+    # store rewrites them all (their summaries may have changed), not only the new ones.
+    refolded: bool = field(default=False, repr=False, compare=False)
     # A journey that starts a new generation after an erasure starts erased.
     born_erased_at: datetime | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        # A snapshot holds the folded state only: the facts and the timeline live in the
+        # store's rows, and the fetcher is the store's, set again on load.
+        state = dict(self.__dict__)
+        state["earlier_facts"] = None
+        return state
+
+    def hand_over(self) -> tuple[list[tuple[FactKey, bytes]], list[TimelineEntry], bool]:
+        """Give the facts and timeline entries folded since the last hand-over to a store,
+        and whether a refold remade every entry; keep only what the next fold needs."""
+        out = (self.facts, self.timeline, self.refolded)
+        self.facts, self.timeline, self.refolded = [], [], False
+        return out
 
     # ------------------------------------------------------------------ helpers
 
@@ -389,27 +413,38 @@ class Journey:
 
     # ------------------------------------------------------------------ the fold
 
-    def apply(self, tp: Touchpoint) -> str:
+    def apply(self, tp: Touchpoint, raw: bytes | None = None) -> str:
         """Fold one touchpoint in, in event-time order among those folded so far; return
-        its one-line summary for the timeline."""
-        if not self.facts:
+        its one-line summary for the timeline. ``raw`` is its wire envelope when the caller
+        has it already (``encode(tp)``)."""
+        if self.last_fact is None:
             self.born_erased_at = self.erased_at
         key = fact_order(tp)
-        fact = (key, encode(tp))
-        if self.facts and key < self.facts[-1][0]:
+        fact = (key, raw if raw is not None else encode(tp))
+        if self.last_fact is not None and key < self.last_fact:
             bisect.insort(self.facts, fact, key=lambda f: f[0])
             self._refold()
             event_id = str(tp.event_id)
             return next(e.summary for e in self.timeline if e.event_id == event_id)
         self.facts.append(fact)
+        self.last_fact = key
         return self._apply_in_order(tp)
 
     def _refold(self) -> None:
+        earlier: list[tuple[FactKey, Touchpoint]] = []
+        if self.earlier_facts is not None:
+            for raw in self.earlier_facts():
+                old = decode(raw)
+                earlier.append((fact_order(old), old))
+        pending = [(key, decode(raw)) for key, raw in self.facts]
         fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
-        for _, raw in self.facts:
-            fresh._apply_in_order(decode(raw))
+        for _, tp in sorted([*earlier, *pending], key=lambda f: f[0]):
+            fresh._apply_in_order(tp)
         fresh.facts = self.facts
+        fresh.last_fact = self.last_fact
+        fresh.earlier_facts = self.earlier_facts
         fresh.born_erased_at = self.born_erased_at
+        fresh.refolded = True
         self.__dict__.update(fresh.__dict__)
 
     def _apply_in_order(self, tp: Touchpoint) -> str:

@@ -30,6 +30,7 @@ from consumers import open_log, parse_log_url
 from consumers.log import Log, LogError
 from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.errors import JourneyError
+from projections.location import StoreAddress, is_postgres
 
 __all__ = [
     "DEFAULT_BROKER",
@@ -259,7 +260,14 @@ class Settings(BaseSettings):
         return data
 
     def store_path(self) -> Path:
+        """The SQLite file (for what only a file has: the demo's reset, file checks)."""
         return Path(self.store.removeprefix("sqlite:///"))
+
+    def store_address(self) -> StoreAddress:
+        """The store: a SQLite file's path, or the PostgreSQL URL as given."""
+        if is_postgres(self.store):
+            return self.store
+        return self.store_path()
 
     def open_log(self, *, must_exist: bool = False, timeout_s: float | None = None) -> Log:
         """The log ``broker`` names, with the SASL password when there is one."""
@@ -274,14 +282,17 @@ def _check_store_url(url: str) -> None:
             f"store {redact(url)!r} has no scheme: use sqlite:///relative.db or "
             "sqlite:////absolute/path.db"
         )
-    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
-        raise ValueError(
-            "the PostgreSQL store is not available yet: only sqlite:///path.db is supported now"
-        )
+    if scheme in {"postgresql", "postgres"}:
+        if not urlsplit(url).hostname:
+            raise ValueError(
+                f"store {redact(url)!r} names no host: use "
+                "postgresql://user[:password]@host:port/database"
+            )
+        return
     if scheme != "sqlite":
         raise ValueError(
-            f"store URL scheme {scheme!r} is unknown: use sqlite:///relative.db or "
-            "sqlite:////absolute/path.db"
+            f"store URL scheme {scheme!r} is unknown: use sqlite:///relative.db, "
+            "sqlite:////absolute/path.db or postgresql://user@host:port/database"
         )
     if not rest.startswith("/") or rest == "/":
         raise ValueError(

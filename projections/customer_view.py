@@ -31,7 +31,7 @@ from domain.journey import (
     TimelineEntry,
 )
 from domain.rules import Deadline, ServiceRules, case_deadline, promise_deadline
-from projections.store import JourneyStore, display_name, norm_identity
+from projections.store import JourneyStore, clock_text, display_name, norm_identity
 
 __all__ = [
     "LIST_LIMIT",
@@ -53,6 +53,8 @@ __all__ = [
 #: At most this many items in each list of a view; the rest is one cursor away. Sized so a
 #: customer of any size answers in well under 256 KB.
 LIST_LIMIT = 50
+# A case's own timeline, newest first: a case with more entries shows its latest ones.
+CASE_TIMELINE_LIMIT = 500
 
 
 class BadCursor(JourneyError):
@@ -735,37 +737,53 @@ def _timeline_out(e: TimelineEntry, cid: str) -> TimelineOut:
     )
 
 
+def _generations(store: JourneyStore, journeys: list[Journey]) -> list[tuple[str, int]]:
+    """(customer, current generation) of each journey: whose timeline rows to read."""
+    ids = [j.customer_id for j in journeys]
+    marks = ",".join("?" * len(ids))
+    rows = store.query(
+        f"SELECT customer_id, generation FROM customers WHERE customer_id IN ({marks})", ids
+    )
+    return [(str(cid), int(gen)) for cid, gen in rows]
+
+
 def _timeline(
-    journeys: list[Journey], *, page: int | None, page_size: int, cursor: str | None
+    store: JourneyStore,
+    journeys: list[Journey],
+    *,
+    page: int | None,
+    page_size: int,
+    cursor: str | None,
 ) -> TimelinePage:
-    """Newest first, by cursor (``next``) or, deprecated, by page number."""
-    keyed = [
-        ((_ts(e.at), e.event_id, j.customer_id), (e, j.customer_id))
-        for j in journeys
-        for e in j.timeline
-    ]
+    """Newest first, by cursor (``next``) or, deprecated, by page number: one indexed range
+    read of the touchpoints rows, whatever the history's length."""
+    keys = _generations(store, journeys)
+    total = store.timeline_total(keys)
     if cursor is not None or page is None:
-        after = decode_cursor("timeline", cursor) if cursor is not None else None
-        window = _window("timeline", keyed, newest_first=True, after=after, limit=page_size)
-        return TimelinePage(
-            page=None if cursor is not None else 1,
-            page_size=page_size,
-            total=len(keyed),
-            entries=[_timeline_out(e, cid) for e, cid in window.items],
-            next=window.next,
+        before = decode_cursor("timeline", cursor) if cursor is not None else None
+        if before is not None and len(before) != 3:
+            raise BadCursor("that timeline cursor is from an older version: start again")
+        rows = store.timeline(
+            keys,
+            before=None if before is None else (before[0], before[1], before[2]),
+            limit=page_size + 1,
         )
-    page = max(page, 1)
-    window = _window("timeline", keyed, newest_first=True, after=None, limit=page * page_size)
-    entries = window.items[(page - 1) * page_size :]
-    more = page * page_size < len(keyed)
-    last = entries[-1] if entries else None
+        shown_page = None if cursor is not None else 1
+        offset_more = len(rows) > page_size
+    else:
+        page = max(page, 1)
+        rows = store.timeline(keys, offset=(page - 1) * page_size, limit=page_size + 1)
+        shown_page = page
+        offset_more = len(rows) > page_size
+    rows = rows[:page_size]
+    last = rows[-1] if rows else None
     return TimelinePage(
-        page=page,
+        page=shown_page,
         page_size=page_size,
-        total=len(keyed),
-        entries=[_timeline_out(e, cid) for e, cid in entries],
-        next=encode_cursor("timeline", (_ts(last[0].at), last[0].event_id, last[1]))
-        if more and last
+        total=total,
+        entries=[_timeline_out(e, cid) for e, cid in rows],
+        next=encode_cursor("timeline", (clock_text(last[0].at), last[0].event_id, last[1]))
+        if offset_more and last
         else None,
     )
 
@@ -835,7 +853,7 @@ def build_customer_view(
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
         erased_at=journeys[0].erased_at,
-        timeline=_timeline(journeys, page=page, page_size=page_size, cursor=timeline_cursor),
+        timeline=_timeline(store, journeys, page=page, page_size=page_size, cursor=timeline_cursor),
         computed_at=now,
         **lists,
     )
@@ -903,7 +921,7 @@ def customer_timeline(
     journeys, _ = _journeys(store, customer_id)
     if not journeys:
         return None
-    return _timeline(journeys, page=page, page_size=page_size, cursor=cursor)
+    return _timeline(store, journeys, page=page, page_size=page_size, cursor=cursor)
 
 
 def customer_case(
@@ -917,12 +935,11 @@ def customer_case(
         if case is None:
             continue
         submission = next((s for s in j.submissions if s.case_id == case_id), None)
-        entries = sorted(
-            (e for e in j.timeline if e.case_id == case_id), key=lambda e: e.at, reverse=True
-        )
+        keys = [k for k in _generations(store, [j]) if k[0] == j.customer_id]
+        entries = store.timeline(keys, case_id=case_id, limit=CASE_TIMELINE_LIMIT)
         return (
             _case_out(j.customer_id, case, rules, now, messages=None),
             _submission_out(j, submission) if submission else None,
-            [_timeline_out(e, j.customer_id) for e in entries],
+            [_timeline_out(e, cid) for e, cid in entries],
         )
     return None

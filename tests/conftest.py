@@ -129,3 +129,44 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _, error = _kafka_broker_check()
     if error:
         pytest.fail(error)
+
+
+# -- the store under test: SQLite, and a real PostgreSQL ----------------------------------------
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("JOURNEY_TEST_POSTGRES") or None
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL JOURNEY_TEST_POSTGRES names (`make test`
+    starts one with scripts/postgres.sh); dropped afterwards."""
+    url = postgres_url()
+    if url is None:
+        if _in_ci():
+            pytest.fail(
+                "CI=true but JOURNEY_TEST_POSTGRES is not set: run the tests with `make test`"
+            )
+        pytest.skip("JOURNEY_TEST_POSTGRES not set; run `make test` to start a local PostgreSQL")
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"JOURNEY_TEST_POSTGRES={url} is set but PostgreSQL does not answer: {exc}")
+    base, _, _ = url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where the store under test lives: every test using it runs once per store."""
+    if request.param == "sqlite":
+        return tmp_path / "views.db"
+    url: str = request.getfixturevalue("postgres_store")
+    return url

@@ -74,7 +74,7 @@ def test_a_valid_copy_after_a_poison_copy_is_folded(elog: EmbeddedLog, tmp_path:
     try:
         r.run_until_caught_up(30)
         assert r.store.query('SELECT "offset", reason FROM dead_letters') == [(0, "fold_failed")]
-        assert r.store.query("SELECT COUNT(*) FROM processed_events") == [(1,)]
+        assert r.store.query("SELECT COUNT(*) FROM touchpoints") == [(1,)]
     finally:
         r.close()
 
