@@ -254,11 +254,9 @@ def freshness_words(f: Freshness, engine: Engine) -> FreshnessWords:
     behind = _duration(f.lag.seconds)
     waiting = f"{f.lag.events} new event{'' if f.lag.events == 1 else 's'} not shown yet"
     if engine.stopped_for_s is not None:
-        return FreshnessWords(
-            "stale",
-            f"Stale: the engine stopped {_duration(engine.stopped_for_s)} ago; {waiting}",
-            detail,
-        )
+        stopped = engine.stopped_for_s
+        ago = "just now" if stopped < 1 else f"{_duration(stopped)} ago"
+        return FreshnessWords("stale", f"Stale: the engine stopped {ago}; {waiting}", detail)
     if engine.elsewhere and f.lag.seconds >= 60:
         return FreshnessWords(
             "stale", f"Stale: {behind} behind; is the engine (journey run) running?", detail

@@ -122,6 +122,12 @@ def test_freshness_in_words() -> None:
     )
     assert stopped.state == "stale"
     assert stopped.headline == "Stale: the engine stopped 5 min ago; 1 new event not shown yet"
+    assert (
+        freshness_words(
+            _freshness(fresh=False, events=2, seconds=0.4), Engine(stopped_for_s=0.4)
+        ).headline
+        == "Stale: the engine stopped just now; 2 new events not shown yet"
+    )
     elsewhere = freshness_words(
         _freshness(fresh=False, events=3, seconds=7200), Engine(elsewhere=True)
     )
