@@ -394,9 +394,18 @@ def render_view(view: CustomerView, *, page: int = 1, zone: ZoneInfo) -> str:
     return _ENV.get_template("_view.html").render(view=view, page=page, tz=zone)
 
 
-def render_freshness(freshness: Freshness, engine: Engine) -> str:
+def render_freshness(
+    freshness: Freshness,
+    engine: Engine,
+    *,
+    checked_at: datetime | None = None,
+    zone: ZoneInfo | None = None,
+) -> str:
+    """The freshness bar. A page that does not keep itself live says when it was checked
+    (``checked_at`` in ``zone``): "Up to date" must not outlive the moment it was true."""
     words = freshness_words(freshness, engine)
-    return _ENV.get_template("_freshness.html").render(f=freshness, words=words)
+    checked = checked_at.astimezone(zone or UTC).strftime("%H:%M:%S") if checked_at else None
+    return _ENV.get_template("_freshness.html").render(f=freshness, words=words, checked=checked)
 
 
 def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
@@ -414,8 +423,17 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         )
         return HTMLResponse(html, status_code=status)
 
-    def freshness_html(service: Service, freshness: Freshness) -> str:
-        return render_freshness(freshness, engine_of(service))
+    def freshness_html(
+        service: Service, freshness: Freshness, request: Request | None = None
+    ) -> str:
+        if request is None:  # a live page: the stream keeps the bar current
+            return render_freshness(freshness, engine_of(service))
+        return render_freshness(
+            freshness,
+            engine_of(service),
+            checked_at=datetime.now(UTC),
+            zone=zone_of(request, service.settings),
+        )
 
     async def levels(service: Service) -> Any:
         return await service.read(
@@ -455,7 +473,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             lists=WORK_LISTS,
             due_within_hours=found.due_within_hours,
             rows=HOME_ROWS,
-            freshness_html=freshness_html(service, freshness),
+            freshness_html=freshness_html(service, freshness, request),
             title="Find a customer" if not query else f"Search: {query}",
         )
 
@@ -483,7 +501,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             page=page_no,
             pages=pages,
             due_within_hours=found.due_within_hours,
-            freshness_html=freshness_html(service, freshness),
+            freshness_html=freshness_html(service, freshness, request),
             title=title,
             q="",
         )
@@ -585,7 +603,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             heading=LIST_TITLES[name],
             found=found,
             cursor=cursor,
-            freshness_html=freshness_html(service, freshness),
+            freshness_html=freshness_html(service, freshness, request),
             title=f"{LIST_TITLES[name]} · {view.name or view.customer_id}",
             q="",
         )

@@ -53,6 +53,9 @@ def test_home_searches_and_lists_the_work(svc: Running) -> None:
     assert "Still without a real answer" in html and "Missed targets" in html
     assert "Erik Haugen" in html, "the bank that never answered is on the work list"
     assert 'data-state="fresh">Up to date<' in html
+    # a page that does not keep itself live says when it was up to date
+    assert re.search(r'<span class="muted checked">at \d\d:\d\d:\d\d · <a href="">reload', html)
+    assert 'class="muted checked"' not in svc.get("/console/customers/cust-sven").text
 
 
 def test_search_results_and_exact_match_redirect(svc: Running) -> None:
