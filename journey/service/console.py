@@ -564,8 +564,9 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 request,
                 "missing.html",
                 status=404,
-                key=f"{key}/{name}",
                 freshness=None,
+                heading="No such list",
+                message=f"A customer's lists are: {', '.join(LIST_TITLES)}.",
                 freshness_html="",
                 title="No such list",
                 q="",
@@ -610,17 +611,30 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
 
     @app.get("/console/time-zone", include_in_schema=False)
     async def set_time_zone(
-        tz: Annotated[str, Query(max_length=64)],
+        request: Request,
+        tz: Annotated[str, Query(max_length=200)],
         back: Annotated[str, Query(max_length=2000)] = "/",
     ) -> Response:
         # Only paths on this site: never an open redirect.
         target = back if back.startswith("/") and not back.startswith("//") else "/"
-        response = RedirectResponse(target, status_code=303)
         zone = _zone(tz.strip())
-        if zone is not None:
-            response.set_cookie(
-                ZONE_COOKIE, str(zone.key), max_age=400 * 86400, samesite="lax", httponly=False
+        if zone is None:
+            return page(
+                request,
+                "missing.html",
+                status=422,
+                freshness=None,
+                heading="Unknown time zone",
+                message=f"“{tz}” is not a time zone: pick one from the list in the bar "
+                "above (an IANA name such as Europe/Oslo).",
+                freshness_html="",
+                title="Unknown time zone",
+                q="",
             )
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            ZONE_COOKIE, str(zone.key), max_age=400 * 86400, samesite="lax", httponly=False
+        )
         return response
 
     @app.get("/favicon.ico", include_in_schema=False)

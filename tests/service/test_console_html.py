@@ -146,7 +146,8 @@ def test_a_work_list_and_a_customer_list_are_pages(svc: Running) -> None:
     assert listed.status_code == 200
     _accessible(listed.text)
     assert "sven.berg@example.se" in listed.text
-    assert svc.get("/console/customers/cust-sven/lists/nonsense").status_code == 404
+    nonsense = svc.get("/console/customers/cust-sven/lists/nonsense")
+    assert nonsense.status_code == 404 and "No such list" in nonsense.text
     bad = svc.get("/console/customers/cust-sven/lists/promises", params={"cursor": "x"})
     assert bad.status_code == 400 and "no longer valid" in bad.text
 
@@ -167,7 +168,8 @@ def test_the_time_zone_is_a_cookie_and_never_an_open_redirect(svc: Running) -> N
     )
     assert elsewhere.headers["location"] == "/"
     unknown = svc.get("/console/time-zone", params={"tz": "Mars/Olympus"}, follow_redirects=False)
-    assert "set-cookie" not in unknown.headers
+    assert unknown.status_code == 422 and "set-cookie" not in unknown.headers
+    assert "“Mars/Olympus” is not a time zone" in unknown.text
     page = svc.get("/console/customers/cust-sven", headers={"Cookie": "journey_tz=Asia/Tokyo"}).text
     assert 'value="Asia/Tokyo"' in page and " JST</time>" in page
     svc.http.cookies.clear()  # the client kept the cookies set above
