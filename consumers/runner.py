@@ -140,6 +140,12 @@ class Runner:
             )
         return self._consumer
 
+    def owned_partitions(self) -> set[int]:
+        """The partitions of the topic this runner holds now (none before it has joined)."""
+        if self._consumer is None:
+            return set()
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
+
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
