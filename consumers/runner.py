@@ -23,6 +23,7 @@ the commit (an outbox), so each reaches the DLQ once even when its batch is retr
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections import defaultdict
@@ -55,12 +56,21 @@ from projections.store import (
     describe,
 )
 
-__all__ = ["Runner", "RunnerStats"]
+__all__ = ["Runner", "RunnerStats", "tune_gc"]
 
 logger = structlog.get_logger(__name__)
 
 # Chaos hook for the crash tests: slows each fold so a SIGKILL lands mid-batch.
 _FOLD_DELAY_S = float(os.environ.get("JOURNEY_CHAOS_FOLD_DELAY_MS", "0")) / 1000
+
+
+def tune_gc() -> None:
+    """For a long fold: the collector's default (a young-generation pass every 700 new
+    objects) scanned every batch's short-lived objects many times over (~19% of a rebuild in
+    the profile). Objects made at start-up are frozen out of its sight, and passes are rarer;
+    the fold makes few reference cycles, so memory stays flat."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 @dataclass
@@ -111,6 +121,7 @@ class Runner:
         # A rebuild replays messages the live runner already dead-lettered: it only counts.
         self.produce_dead_letters = produce_dead_letters
         self.stats = RunnerStats()
+        tune_gc()
         self._store_file = active_store(store_path) if follow_swaps else store_path
         self.store = JourneyStore(self._store_file)
         self._consumer: LogConsumer | None = None
@@ -139,6 +150,12 @@ class Runner:
                 self.group, [self.topic], on_assign=self._start_offsets
             )
         return self._consumer
+
+    def owned_partitions(self) -> set[int]:
+        """The partitions of the topic this runner holds now (none before it has joined)."""
+        if self._consumer is None:
+            return set()
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -86,6 +86,7 @@ class Pipeline:
             clock=clock,
             allowed_lateness=allowed_lateness,
             idle_timeout=idle_timeout,
+            owned=self.runner.owned_partitions,
         )
 
     @property

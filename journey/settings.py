@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
     store: str = Field(
         default="sqlite:///journey-views.db",
-        description="Projection store: sqlite:///relative.db or sqlite:////absolute.db",
+        description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "
+        "postgresql://user[:password]@host:port/database",
     )
     allowed_lateness: float = Field(
         default=300,

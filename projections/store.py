@@ -248,7 +248,19 @@ class JourneyStore:
     # ------------------------------------------------------------------ reads
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.backend.query(sql, params)
+        try:
+            return self.backend.query(sql, params)
+        except Exception as exc:
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: Exception) -> Exception:
+        """A damaged store's error says so, with the remedy; any other passes as it is."""
+        if is_corruption(exc) and not isinstance(exc, StoreCorrupt):
+            return StoreCorrupt(
+                f"store {self.where} is damaged ({exc}); run `journey rebuild all` to build a "
+                "new store from the log"
+            )
+        return exc
 
     def size_bytes(self) -> int:
         return self.backend.size_bytes()
@@ -380,16 +392,20 @@ class JourneyStore:
     def _load(
         self, customer_id: str, generation: int, erased_at: str | None = None
     ) -> CustomerJourney:
-        """Snapshot + the touchpoints folded since, read in one transaction."""
-        (snap_rows,) = self.backend.queries(
-            [
-                (
-                    "SELECT generation, touchpoints, topic, state FROM snapshots"
-                    " WHERE customer_id = ?",
-                    (customer_id,),
-                )
-            ]
-        )
+        """The snapshot, then the touchpoints folded since it (rows only ever grow: a
+        later read of them sees at least what the snapshot was taken from)."""
+        try:
+            (snap_rows,) = self.backend.queries(
+                [
+                    (
+                        "SELECT generation, touchpoints, topic, state FROM snapshots"
+                        " WHERE customer_id = ?",
+                        (customer_id,),
+                    )
+                ]
+            )
+        except Exception as exc:
+            raise self._damaged(exc) from exc
         agg: CustomerJourney | None = None
         since = 0
         if snap_rows and int(snap_rows[0][0]) == generation:

@@ -219,11 +219,11 @@ def fold_raises_on_poison(monkeypatch: pytest.MonkeyPatch) -> None:
 
     original = fold.Journey.apply
 
-    def apply(self: fold.Journey, touchpoint: Touchpoint) -> str:
+    def apply(self: fold.Journey, touchpoint: Touchpoint, raw: bytes | None = None) -> str:
         data = touchpoint.data
         if isinstance(data, c.InquiryReceived) and data.subject == "poison":
             raise ValueError("the fold cannot take this one")
-        return original(self, touchpoint)
+        return original(self, touchpoint, raw)
 
     monkeypatch.setattr(fold.Journey, "apply", apply)
 

@@ -6,6 +6,7 @@ passes on the way), folded by the runner, and then checked through what an agent
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -22,6 +23,7 @@ from domain.envelope import decode, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
 from journey.stories import all_touchpoints
 from projections.customer_view import CustomerView
+from tests.conftest import fresh_postgres_database
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -39,20 +41,36 @@ def _open_log(kind: str, tmp: Path) -> Log:
     return KafkaLog([bootstrap])
 
 
-@pytest.fixture(scope="module", params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.fixture(
+    scope="module",
+    params=[
+        "embedded",
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("kafka+postgresql", marks=[pytest.mark.kafka, pytest.mark.postgres]),
+    ],
+)
 def played(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pipeline]:
-    tmp = tmp_path_factory.mktemp(f"stories-{request.param}")
-    log = _open_log(request.param, tmp)
-    topic = f"stories.{uuid.uuid4().hex[:10]}"
-    touchpoints = all_touchpoints(NOW)
-    clock = ManualClock(touchpoints[0].occurred_at)
-    pipeline = Pipeline(log, tmp / "views.db", topic=topic, clock=clock)
-    pipeline.play(touchpoints, clock, NOW)
-    yield pipeline
-    pipeline.close()
-    log.close()
+    """Every story played through the log into a store: embedded + SQLite, Kafka + SQLite,
+    and Kafka + PostgreSQL."""
+    kind, _, store_kind = str(request.param).partition("+")
+    tmp = tmp_path_factory.mktemp(f"stories-{kind}")
+    with contextlib.ExitStack() as stack:
+        store = (
+            stack.enter_context(fresh_postgres_database())
+            if store_kind == "postgresql"
+            else tmp / "views.db"
+        )
+        log = _open_log(kind, tmp)
+        topic = f"stories.{uuid.uuid4().hex[:10]}"
+        touchpoints = all_touchpoints(NOW)
+        clock = ManualClock(touchpoints[0].occurred_at)
+        pipeline = Pipeline(log, store, topic=topic, clock=clock)
+        pipeline.play(touchpoints, clock, NOW)
+        yield pipeline
+        pipeline.close()
+        log.close()
 
 
 def view(pipeline: Pipeline, key: str) -> CustomerView:
