@@ -159,7 +159,7 @@ class PromiseOut(BaseModel):
     made_to: str | None
     made_at: datetime
     due_by: datetime
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue"]
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"]
     implied: bool
     kept_late: bool = Field(
         description="Fulfilled after the deadline, or reported after the break was recorded"
@@ -432,7 +432,7 @@ def _conversation(case: Case) -> list[MessageOut]:
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue"] = p.status
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"] = p.status
     if status == "pending" and now >= p.due_by:
         status = "overdue"  # the promise keeper will record it as broken
     return PromiseOut(
