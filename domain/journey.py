@@ -46,7 +46,7 @@ CaseKind = Literal["inquiry", "complaint", "signup"]
 # data: the fulfilment may have happened in time and been reported too late).
 # (occurred_at, cause-before-effect rank, event_id): see ``fact_order``.
 FactKey = tuple[datetime, int, str]
-PromiseStatus = Literal["pending", "kept", "kept_late", "broken"]
+PromiseStatus = Literal["pending", "kept", "kept_late", "broken", "withdrawn"]
 
 
 @dataclass
@@ -213,10 +213,14 @@ class Promise:
     # shipment of this order. Never by words in ``what``.
     order_id: str | None = None
     shipment_id: str | None = None
+    # Withdrawn (PromiseWithdrawn): (by whom, when, by event time).
+    withdrawn: tuple[str, datetime] | None = None
 
     def settle(self) -> None:
         """Status from the facts alone, so the order they are folded in does not matter."""
-        if self.fulfilled_at is None:
+        if self.fulfilled_at is None and self.withdrawn is not None:
+            self.status = "withdrawn"
+        elif self.fulfilled_at is None:
             self.status = "broken" if self.broken_recorded else "pending"
         elif self.broken_recorded or self.fulfilled_at > self.due_by:
             self.status = "kept_late"
@@ -226,9 +230,10 @@ class Promise:
 
     @property
     def decided(self) -> bool:
-        """Nothing left for the promise keeper to record: kept in time, or on the log as
-        broken."""
-        return self.broken_recorded or self.status == "kept"
+        """Nothing left for the promise keeper to record: kept in time, on the log as broken,
+        or withdrawn by its deadline (withdrawn later, its deadline passed first: a break)."""
+        withdrawn_in_time = self.withdrawn is not None and self.withdrawn[1] <= self.due_by
+        return self.broken_recorded or self.status == "kept" or withdrawn_in_time
 
 
 @dataclass
@@ -666,6 +671,21 @@ class Journey:
                 return f"Promise kept{late}: {promise.what if promise else d.promise_id}", (
                     promise.case_id if promise else None
                 )
+            case c.PromiseWithdrawn():
+                promise = self.promises.get(d.promise_id)
+                if promise is None:
+                    self._anomaly(tp, f"withdrew an unknown promise {d.promise_id}")
+                    return f"Promise withdrawn by {d.withdrawn_by}: {d.promise_id}", None
+                if promise.withdrawn is None:
+                    promise.withdrawn = (d.withdrawn_by, at)
+                    if promise.fulfilled_at is None:
+                        promise.settled_at = at
+                    promise.settle()
+                reason = f" ({d.reason})" if d.reason else ""
+                return (
+                    f"Promise withdrawn by {d.withdrawn_by}: {promise.what}{reason}",
+                    promise.case_id,
+                )
             case c.PromiseBroken():
                 if d.promise_id not in self.promises:
                     self._anomaly(tp, f"broken promise {d.promise_id} was never made")
@@ -863,6 +883,7 @@ _RANK: dict[str, int] = {
             "Delivered",
             "CaseResolved",
             "PromiseKept",
+            "PromiseWithdrawn",
             "PromiseBroken",
             "ReplyOverdue",
             "ReviewAnswered",

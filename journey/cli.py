@@ -60,8 +60,9 @@ def _exit_code(exc: JourneyError) -> int:
     """1 when the log failed (try again later), 2 when what was asked is wrong (a damaged
     or foreign store included: its message names the remedy)."""
     from consumers.log import CommitRefused, LogUnavailable
+    from projections.location import StoreUnreachable
 
-    if isinstance(exc, LogUnavailable | CommitRefused):
+    if isinstance(exc, LogUnavailable | CommitRefused | StoreUnreachable):
         return EXIT_FAILED
     return EXIT_USAGE
 

@@ -25,7 +25,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from projections.location import describe, schema_of
+from projections.location import connect, describe, schema_of
 from projections.schema import ddl
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement"]
@@ -211,10 +211,8 @@ class PostgresBackend(Backend):
             "user": unquote(parts.username or "journey"),
             "password": unquote(parts.password or ""),
         }
-        if schema != "public":
-            import psycopg
-
-            with psycopg.connect(connect_timeout=10, autocommit=True, **settings) as conn:  # type: ignore[arg-type]
+        with connect(url) as conn:  # says so, in one line, when nobody answers
+            if schema != "public":
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         self.datastore = _Datastore(
             **settings,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import heapq
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,8 @@ from domain.journey import (
     TimelineEntry,
 )
 from domain.rules import Deadline, ServiceRules, case_deadline, promise_deadline
-from projections.store import JourneyStore, clock_text, display_name, norm_identity
+from projections.facts import at_micros
+from projections.store import JourneyStore, display_name, norm_identity
 
 __all__ = [
     "LIST_LIMIT",
@@ -157,7 +159,7 @@ class PromiseOut(BaseModel):
     made_to: str | None
     made_at: datetime
     due_by: datetime
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue"]
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"]
     implied: bool
     kept_late: bool = Field(
         description="Fulfilled after the deadline, or reported after the break was recorded"
@@ -430,7 +432,7 @@ def _conversation(case: Case) -> list[MessageOut]:
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue"] = p.status
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"] = p.status
     if status == "pending" and now >= p.due_by:
         status = "overdue"  # the promise keeper will record it as broken
     return PromiseOut(
@@ -763,11 +765,13 @@ def _timeline(
         before = decode_cursor("timeline", cursor) if cursor is not None else None
         if before is not None and len(before) != 3:
             raise BadCursor("that timeline cursor is from an older version: start again")
-        rows = store.timeline(
-            keys,
-            before=None if before is None else (before[0], before[1], before[2]),
-            limit=page_size + 1,
-        )
+        try:
+            after = (
+                None if before is None else (int(before[0]), str(uuid.UUID(before[1])), before[2])
+            )
+        except ValueError:
+            raise BadCursor("that timeline cursor is from an older version: start again") from None
+        rows = store.timeline(keys, before=after, limit=page_size + 1)
         shown_page = None if cursor is not None else 1
         offset_more = len(rows) > page_size
     else:
@@ -782,7 +786,7 @@ def _timeline(
         page_size=page_size,
         total=total,
         entries=[_timeline_out(e, cid) for e, cid in rows],
-        next=encode_cursor("timeline", (clock_text(last[0].at), last[0].event_id, last[1]))
+        next=encode_cursor("timeline", (str(at_micros(last[0].at)), last[0].event_id, last[1]))
         if offset_more and last
         else None,
     )

@@ -44,8 +44,9 @@ STORE_KIND = "journey-views"
 # 3: partition_clocks and stopped_clocks (the event-time keeper); a store without them
 # would decide by an empty clock until new data arrives, so it is rebuilt instead.
 # 4: the said table (what was written, searchable) and journeys folded in event-time order.
-# 5: snapshots and one compact touchpoints row per touchpoint instead of the
-# aggregates' event copy; query tables written as diffs (owned_products keyed by position).
+# 5: snapshots and one compact touchpoints row per touchpoint (16-byte ids and hashes,
+# integer times, dictionary-deflated facts) instead of the aggregates' event copy; query
+# tables written as diffs (owned_products keyed by position).
 SCHEMA_VERSION = "5"
 
 _SQLITE_HEADER = b"SQLite format 3\x00"

@@ -15,11 +15,17 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from domain.errors import JourneyError
 
 __all__ = [
     "StoreAddress",
+    "StoreUnreachable",
     "active_store",
     "describe",
     "is_postgres",
@@ -36,6 +42,27 @@ _POINTER_TABLE = "journey_active_store"
 _CHECK_EVERY_S = 0.5
 _checked: dict[str, tuple[float, str]] = {}
 _checked_lock = threading.Lock()
+
+
+class StoreUnreachable(JourneyError):
+    """The PostgreSQL store did not answer (try again when it does)."""
+
+
+@contextmanager
+def connect(url: str) -> Iterator[Any]:
+    """A short autocommit connection to the database ``url`` names (its schema aside)."""
+    import psycopg  # only PostgreSQL users need it
+
+    try:
+        conn = psycopg.connect(with_schema(url, None), autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnreachable(
+            f"the PostgreSQL store {describe(url)} did not answer ({first}); start it "
+            "(`make postgres`) or check --store / JOURNEY_STORE"
+        ) from None
+    with conn:
+        yield conn
 
 
 def is_postgres(address: StoreAddress) -> bool:
@@ -65,10 +92,6 @@ def describe(address: StoreAddress) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
-def _pointer_conninfo(url: str) -> str:
-    return with_schema(url, None)
-
-
 def active_store(base: StoreAddress) -> StoreAddress:
     """The store currently serving ``base``."""
     if isinstance(base, Path):
@@ -85,9 +108,7 @@ def active_store(base: StoreAddress) -> StoreAddress:
         seen = _checked.get(base)
     if seen is not None and now - seen[0] < _CHECK_EVERY_S:
         return with_schema(base, seen[1]) if seen[1] else base
-    import psycopg
-
-    with psycopg.connect(_pointer_conninfo(base), autocommit=True, connect_timeout=10) as conn:
+    with connect(base) as conn:
         row = conn.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f"public.{_POINTER_TABLE}",)
         ).fetchone()
@@ -118,12 +139,7 @@ def swap_store(base: StoreAddress, new: StoreAddress) -> None:
         return
     assert isinstance(new, str)
     schema = schema_of(new) or "public"
-    import psycopg
-
-    with (
-        psycopg.connect(_pointer_conninfo(base), autocommit=True, connect_timeout=10) as conn,
-        conn.transaction(),
-    ):
+    with connect(base) as conn, conn.transaction():
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS public.{_POINTER_TABLE} ("
             " id INTEGER PRIMARY KEY CHECK (id = 1), schema TEXT NOT NULL)"
@@ -141,10 +157,8 @@ def store_exists(address: StoreAddress) -> bool:
     """Whether a store was made at ``address`` (read-only commands never create one)."""
     if isinstance(address, Path):
         return address.is_file()
-    import psycopg
-
     schema = schema_of(address) or "public"
-    with psycopg.connect(_pointer_conninfo(address), autocommit=True, connect_timeout=10) as conn:
+    with connect(address) as conn:
         row = conn.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f'"{schema}".journey_store_meta',)
         ).fetchone()

@@ -13,20 +13,22 @@ _COMMON = [
         key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
     # One compact row per touchpoint: the timeline entry (summary, case, what was said,
     # verbatim), the content hash (the same event_id with other content is a conflicting
-    # duplicate), where it came from on the log, and the fact itself (its wire envelope,
-    # compressed) for the rare refold a late fact causes and for a cold read's tail after
-    # the customer's snapshot. seq numbers a customer's touchpoints in the order folded.
-    # An erasure empties summary, text and fact of the generations before it.
+    # duplicate), where it came from on the log (partition, offset), and the fact itself
+    # (its wire envelope, deflated: projections/facts.py) for the rare refold a late fact
+    # causes and for a cold read's tail after the customer's snapshot. event_id and
+    # content_hash are 16 bytes, at is microseconds since the epoch. seq numbers a
+    # customer's touchpoints in the order folded. An erasure empties summary, text and fact
+    # of the generations before it.
     """CREATE TABLE IF NOT EXISTS touchpoints (
-        id {serial}, event_id TEXT NOT NULL UNIQUE, customer_id TEXT NOT NULL,
-        generation INTEGER NOT NULL, seq BIGINT NOT NULL, at TEXT NOT NULL,
+        id {serial}, event_id {blob} NOT NULL UNIQUE, customer_id TEXT NOT NULL,
+        generation INTEGER NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL,
         type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT, text TEXT,
-        content_hash TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
-        "offset" BIGINT NOT NULL, fact {blob})""",
-    """CREATE INDEX IF NOT EXISTS touchpoints_customer
-        ON touchpoints (customer_id, generation, seq)""",
+        content_hash {blob} NOT NULL, partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
+        fact {blob})""",
+    # The timeline, newest first, a page at a time; with seq in it, a cold read finds the
+    # rows folded since the snapshot without visiting the others.
     """CREATE INDEX IF NOT EXISTS touchpoints_timeline
-        ON touchpoints (customer_id, generation, at, event_id)""",
+        ON touchpoints (customer_id, generation, at, event_id, seq)""",
     # Each customer's folded state as of ``touchpoints`` folded (eventsourcing Snapshot
     # through its Mapper: topic + state). A cold read is this row plus the touchpoints
     # rows folded since.

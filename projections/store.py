@@ -22,7 +22,6 @@ import json
 import os
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,16 @@ from projections.dead_letters import (
     PendingDeadLetter,
     dead_letter_write,
     decode_headers,
+)
+from projections.facts import (
+    at_micros,
+    from_micros,
+    hash_bytes,
+    hash_text,
+    id_bytes,
+    id_text,
+    pack,
+    unpack,
 )
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -101,9 +110,11 @@ logger = structlog.get_logger(__name__)
 # The old name of active_store (SQLite files only then).
 active_store_path = active_store
 
-# A snapshot is written when a customer's touchpoints since the last one reach a sixteenth
-# of its history, at most this many: snapshot cost stays proportional to what was folded
-# (constant per touchpoint), and a cold read replays at most this many rows.
+# A snapshot is written when a customer's touchpoints since the last one reach an eighth of
+# its history, at least SNAPSHOT_EVERY_MIN and at most SNAPSHOT_EVERY_MAX: snapshot cost
+# stays proportional to what was folded (constant per touchpoint), a quiet customer needs
+# none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
+SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
 # The keeper's own output: deciding a deadline must not move the clock it decides by.
 _DERIVED = (c.PromiseBroken, c.ReplyOverdue)
@@ -139,7 +150,7 @@ class BatchRejected(JourneyError):
 @dataclass
 class _Live:
     """A customer as last committed by this writer: the aggregate, the query-table rows
-    written for it, and how many touchpoints its stored snapshot holds (-1: none)."""
+    written for it, and how many touchpoints its stored snapshot holds (0: none)."""
 
     agg: CustomerJourney
     rows: CustomerRows | None
@@ -312,20 +323,20 @@ class JourneyStore:
         self,
         keys: Sequence[tuple[str, int]],
         *,
-        before: tuple[str, str, str] | None = None,
+        before: tuple[int, str, str] | None = None,
         limit: int = 50,
         offset: int = 0,
         case_id: str | None = None,
     ) -> list[tuple[TimelineEntry, str]]:
         """Newest first, the timeline entries of the (customer, generation) ``keys``, after
-        the cursor ``before`` = (at as clock text, event_id, customer_id), with who each is
+        the cursor ``before`` = (at in microseconds, event_id, customer_id), with who each is
         of. One indexed range read, whatever the history's length."""
         if not keys:
             return []
         where, params = self._timeline_where(keys, case_id)
         if before is not None:
             where += " AND (at, event_id, customer_id) < (?, ?, ?)"
-            params.extend(before)
+            params.extend((before[0], id_bytes(before[1]), before[2]))
         rows = self.query(
             "SELECT at, type, summary, event_id, case_id, text, customer_id FROM touchpoints"
             f" WHERE {where} ORDER BY at DESC, event_id DESC, customer_id DESC LIMIT ? OFFSET ?",
@@ -334,10 +345,10 @@ class JourneyStore:
         return [
             (
                 TimelineEntry(
-                    datetime.fromisoformat(str(at)),
+                    from_micros(int(at)),
                     str(kind),
                     str(summary),
-                    str(event_id),
+                    id_text(event_id),
                     None if case is None else str(case),
                     None if text is None else str(text),
                 ),
@@ -442,7 +453,7 @@ class JourneyStore:
             " AND fact IS NOT NULL ORDER BY seq",
             (customer_id, generation, since),
         )
-        return [zlib.decompress(bytes(r[0])) for r in rows]
+        return [unpack(bytes(r[0])) for r in rows]
 
     def _facts_of(
         self, customer_id: str, generation: int, up_to: int | None = None
@@ -458,7 +469,7 @@ class JourneyStore:
             if up_to is not None:
                 sql += " AND seq <= ?"
                 params.append(up_to)
-            return [zlib.decompress(bytes(r[0])) for r in self.query(sql, params)]
+            return [unpack(bytes(r[0])) for r in self.query(sql, params)]
 
         return fetch
 
@@ -593,7 +604,7 @@ class JourneyStore:
                     live = _Live(
                         CustomerJourney(cid, generation, touchpoint.occurred_at.isoformat()),
                         live.rows,
-                        -1,
+                        0,
                     )
                     touched[cid] = live
                 live.agg.fold(touchpoint, raw)
@@ -632,6 +643,12 @@ class JourneyStore:
                 (
                     "UPDATE touchpoints SET summary = '(erased)', text = NULL, fact = NULL"
                     " WHERE customer_id = ? AND generation < ?",
+                    (cid, generation),
+                )
+            )
+            writes.append(
+                (
+                    "DELETE FROM snapshots WHERE customer_id = ? AND generation < ?",
                     (cid, generation),
                 )
             )
@@ -679,15 +696,16 @@ class JourneyStore:
             writes.extend(
                 (
                     "UPDATE touchpoints SET summary = ?, case_id = ?, text = ? WHERE event_id = ?",
-                    (e.summary, e.case_id, e.text, e.event_id),
+                    (e.summary, e.case_id, e.text, id_bytes(e.event_id)),
                 )
                 for e in new_entries
             )
         rows = customer_rows(journey, agg.generation, agg.touchpoints, tp)
         writes.extend(diff_writes(live.rows, rows))
         live.rows = rows
-        since = agg.touchpoints - live.snapshot_at
-        if live.snapshot_at < 0 or since >= min(SNAPSHOT_EVERY_MAX, max(1, agg.touchpoints // 16)):
+        since = agg.touchpoints - max(live.snapshot_at, 0)
+        due = min(SNAPSHOT_EVERY_MAX, max(SNAPSHOT_EVERY_MIN, agg.touchpoints // 8))
+        if since >= due:
             stored = snapshots.take(self._mapper, agg)
             writes.append(
                 (
@@ -724,23 +742,22 @@ class JourneyStore:
             summary, case_id, text, fact = "(erased)", None, None, None
         else:
             summary, case_id, text = entry.summary, entry.case_id, entry.text
-            fact = zlib.compress(f.raw)
+            fact = pack(f.raw)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
-            ' case_id, text, content_hash, topic, partition, "offset", fact)'
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ' case_id, text, content_hash, partition, "offset", fact)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                event_id,
+                t.event_id.bytes,
                 t.customer_id,
                 f.generation,
                 f.seq,
-                clock_text(t.occurred_at),
+                at_micros(t.occurred_at),
                 t.type,
                 summary,
                 case_id,
                 text,
-                f.digest,
-                tp.topic,
+                hash_bytes(f.digest),
                 tp.partition,
                 f.offset,
                 fact,
@@ -751,14 +768,18 @@ class JourneyStore:
         """event id -> content hash, for those of ``ids`` already recorded."""
         found: dict[str, str] = {}
         for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+            chunk = [id_bytes(i) for i in ids[start : start + 500]]
             marks = ",".join("?" * len(chunk))
             rows = self.query(
                 f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
                 chunk,
             )
-            found.update((str(r[0]), str(r[1])) for r in rows)
+            found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
         return found
+
+    def event_ids(self) -> set[str]:
+        """Every event id folded (for tests and checks; O(touchpoints))."""
+        return {id_text(r[0]) for r in self.query("SELECT event_id FROM touchpoints")}
 
     def conflicts(self, touchpoints: Sequence[Touchpoint]) -> list[tuple[str, str, str]]:
         """(event id, recorded hash, new hash) for each touchpoint whose event_id the store
@@ -784,7 +805,7 @@ class JourneyStore:
 
     def _load_or_start(self, customer_id: str, state: tuple[int, int, Any] | None) -> _Live:
         if state is None:
-            return _Live(CustomerJourney(customer_id, 0), None, -1)
+            return _Live(CustomerJourney(customer_id, 0), None, 0)
         generation, touchpoints, erased_at = state
         cached = self._live.get(customer_id)
         # Used only while the customers row (written in the same transaction) still shows
@@ -803,7 +824,7 @@ class JourneyStore:
             "SELECT touchpoints FROM snapshots WHERE customer_id = ? AND generation = ?",
             (customer_id, generation),
         )
-        return _Live(agg, rows, int(snapshot[0][0]) if snapshot else -1)
+        return _Live(agg, rows, int(snapshot[0][0]) if snapshot else 0)
 
     def _where_written(self, customer_id: str) -> TopicPartition:
         rows = self.query(

@@ -22,6 +22,7 @@ from domain.envelope import Touchpoint, new_touchpoint
 from domain.journey import Journey
 from domain.positions import TopicPartition
 from projections.dead_letters import DeadLetterRow
+from projections.facts import at_micros
 from projections.store import BatchRejected, JourneyStore
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -177,10 +178,8 @@ def test_the_timeline_pages_newest_first(store: JourneyStore) -> None:
     first = store.timeline(keys, limit=3)
     assert [e.case_id for e, _ in first] == ["k6", "k5", "k4"]
     last_entry, cid = first[-1]
-    from projections.store import clock_text
-
     rest = store.timeline(
-        keys, before=(clock_text(last_entry.at), last_entry.event_id, cid), limit=10
+        keys, before=(at_micros(last_entry.at), last_entry.event_id, cid), limit=10
     )
     assert [e.case_id for e, _ in rest] == ["k3", "k2", "k1", "k0"]
     assert [e.case_id for e, _ in store.timeline(keys, case_id="k2")] == ["k2"]
@@ -259,7 +258,10 @@ def test_a_tampered_snapshot_is_refused_and_the_rows_are_folded_instead(
     store_address: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = JourneyStore(store_address)
-    Writer(store).batch([inquiry("cust-a", "k1", 0), reply("cust-a", "k1", 3)])
+    writer = Writer(store)
+    for n in range(20):  # enough for a snapshot
+        writer.batch([inquiry("cust-a", f"k{n}", 2 * n), reply("cust-a", f"k{n}", 2 * n + 1)])
+    assert store.query("SELECT count(*) FROM snapshots") == [(1,)]
     expected = canonical(store.journey("cust-a").journey)  # type: ignore[union-attr]
     evil = zlib.compress(pickle.dumps({"journey": _Payload()}))
     store.backend.execute([("UPDATE snapshots SET state = ?", (evil,))])

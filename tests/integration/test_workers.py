@@ -11,7 +11,6 @@ way. The other two take over its partitions, and in the end:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -25,23 +24,16 @@ import pytest
 
 from consumers.log import Log
 from consumers.rebuild import rebuild
-from domain.journey import Journey
 from domain.positions import TopicPartition
 from journey.emitter import Emitter
 from projections.store import JourneyStore
+from tests.contract.test_store_contract import canonical
 from tests.scenarios.test_event_time import broken_on_log, check, history, months, truth
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(420)]
 
 JOURNEY = Path(sys.executable).with_name("journey")
 WORKERS = 3
-
-
-def canonical(j: Journey) -> dict[str, object]:
-    dump = dataclasses.asdict(j)
-    for bookkeeping in ("facts", "timeline", "last_fact", "earlier_facts", "refolded"):
-        dump.pop(bookkeeping, None)
-    return dump
 
 
 @pytest.fixture
