@@ -128,7 +128,7 @@ async def _stream(
         if await request.is_disconnected():
             return
         now = loop.time()
-        signature = await service.read(functools.partial(_signature, ids=ids))
+        signature: object = await service.read(functools.partial(_signature, ids=ids))
         if signature != last_signature or now - last_render > RERENDER_S:
             freshness = await service.settle(None, _partitions(service, ids))
             view = await service.read(
@@ -144,8 +144,11 @@ async def _stream(
             if view is None:
                 yield ServerSentEvent(json.dumps({"customer_id": customer_id}), event="gone")
                 return
-            ids = [customer_id, *view.linked_customer_ids]
-            signature = await service.read(functools.partial(_signature, ids=ids))
+            # The signature stays the one read BEFORE the view was built: read after, it
+            # could include a fold the view missed, and that change would never be pushed.
+            linked = [customer_id, *view.linked_customer_ids]
+            if linked != ids:  # a link came or went: look again at the new set next round
+                ids, signature = linked, None
             payload = _view_payload(
                 fmt, view, freshness, page=page, zone=zone, engine=engine_of(service)
             )
