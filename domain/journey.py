@@ -335,6 +335,7 @@ class Journey:
         # store's rows, and the fetcher is the store's, set again on load.
         state = dict(self.__dict__)
         state["earlier_facts"] = None
+        state.pop("_derived", None)  # a reader's cache (projections.customer_view)
         return state
 
     def hand_over(self) -> tuple[list[tuple[FactKey, bytes]], list[TimelineEntry], bool]:
@@ -450,6 +451,7 @@ class Journey:
         fresh.earlier_facts = self.earlier_facts
         fresh.born_erased_at = self.born_erased_at
         fresh.refolded = True
+        self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
 
     def _apply_in_order(self, tp: Touchpoint) -> str:

@@ -91,9 +91,7 @@ class Backend(ABC):
 
 
 def _row(row: Any) -> tuple[Any, ...]:
-    if isinstance(row, dict):
-        return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row.values())
-    return tuple(row)
+    return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
 
 
 # ---------------------------------------------------------------------------- SQLite
@@ -234,7 +232,12 @@ class PostgresBackend(Backend):
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[Any]:
+        from psycopg.rows import tuple_row
+
         with self.datastore.transaction(commit=commit) as cur:
+            # Rows as tuples, as SQLite gives them: by name, two unnamed expressions (two
+            # CASE columns) would collapse into one.
+            cur.row_factory = tuple_row  # type: ignore[assignment]
             yield cur
 
     def size_bytes(self) -> int:

@@ -8,7 +8,7 @@ warnings and "unanswered for how long" are always computed against the present.
 from __future__ import annotations
 
 import base64
-import heapq
+import bisect
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -512,19 +512,20 @@ class _Window(Generic[T]):
 
 def _window(
     name: str,
-    keyed: Iterable[tuple[Key, T]],
+    pairs: list[tuple[Key, T]],
     *,
     newest_first: bool,
     after: Key | None,
     limit: int,
 ) -> _Window[T]:
-    """``limit`` items after the cursor key, in order — picked without sorting (or converting)
-    the whole list, so a page of a huge list costs O(n log limit)."""
-    pairs = list(keyed)
-    if after is not None:
-        pairs = [p for p in pairs if (p[0] < after if newest_first else p[0] > after)]
-    pick = heapq.nlargest if newest_first else heapq.nsmallest
-    page = pick(limit + 1, pairs, key=lambda p: p[0])
+    """``limit`` items after the cursor key, in order, from ``pairs`` sorted by key: two
+    bisections and a slice, however long the list."""
+    if newest_first:
+        end = len(pairs) if after is None else bisect.bisect_left(pairs, after, key=_key_of)
+        page = pairs[max(0, end - limit - 1) : end][::-1]
+    else:
+        start = 0 if after is None else bisect.bisect_right(pairs, after, key=_key_of)
+        page = pairs[start : start + limit + 1]
     more = len(page) > limit
     page = page[:limit]
     return _Window(
@@ -532,6 +533,41 @@ def _window(
         total=0,  # set by the caller, which knows the whole list's size
         next=encode_cursor(name, page[-1][0]) if more and page else None,
     )
+
+
+def _key_of(pair: tuple[Key, Any]) -> Key:
+    return pair[0]
+
+
+def _stamp(j: Journey) -> object:
+    """What identifies the state a journey was folded to: any fold changes it."""
+    return (j.last_fact, len(j.facts), j.refolded)
+
+
+def _derived(j: Journey) -> dict[object, Any]:
+    """Data derived from a journey as folded (its lists' sorted keys, its deadlines),
+    computed once per state: a reader's cached journey is read again and again, and a
+    customer with 20,000 cases must not cost 20,000 keys per request. Kept on the journey
+    itself (never pickled: see Journey.__getstate__), so it goes when the journey goes."""
+    held = j.__dict__.get("_derived")
+    stamp = _stamp(j)
+    if held is None or held[0] != stamp:
+        held = (stamp, {})
+        j.__dict__["_derived"] = held
+    cache: dict[object, Any] = held[1]
+    return cache
+
+
+def _sorted_pairs(name: str, journeys: list[Journey]) -> list[tuple[Key, tuple[str, Any]]]:
+    cache = _derived(journeys[0])
+    memo_key = (name, tuple((id(j), _stamp(j)) for j in journeys))
+    found: list[tuple[Key, tuple[str, Any]]] | None = cache.get(memo_key)
+    if found is None:
+        found = sorted(_SOURCES[name].keyed(journeys), key=_key_of)
+        if len(cache) > 64:  # other link sets of the same journey: keep it bounded
+            cache.clear()
+        cache[memo_key] = found
+    return found
 
 
 # Each list of the view: its order (a key per item) and how an item becomes an answer.
@@ -711,9 +747,9 @@ def _page(
     limit: int,
 ) -> _Window[tuple[str, Any]]:
     source = _SOURCES[name]
-    keyed = source.keyed(journeys)
-    window = _window(name, keyed, newest_first=source.newest_first, after=after, limit=limit)
-    return _Window(items=window.items, total=len(keyed), next=window.next)
+    pairs = _sorted_pairs(name, journeys)
+    window = _window(name, pairs, newest_first=source.newest_first, after=after, limit=limit)
+    return _Window(items=window.items, total=len(pairs), next=window.next)
 
 
 def _journeys(store: JourneyStore, customer_id: str) -> tuple[list[Journey], int]:
@@ -792,29 +828,82 @@ def _timeline(
     )
 
 
+@dataclass(frozen=True)
+class _Deadlines:
+    """One journey's running deadlines, sorted by due time, with the earliest warning time
+    among each suffix: whether any is breached or warning at ``now`` is two bisections."""
+
+    due: list[datetime]
+    warn_from: list[datetime]  # warn_from[i] = min(warn_at of due[i:])
+
+    @classmethod
+    def of(cls, deadlines: Iterable[Deadline]) -> _Deadlines:
+        ordered = sorted(deadlines, key=lambda d: d.due_at)
+        warn_from: list[datetime] = []
+        for d in reversed(ordered):
+            warn_from.append(min(d.warn_at, warn_from[-1]) if warn_from else d.warn_at)
+        return cls([d.due_at for d in ordered], warn_from[::-1])
+
+    def breached(self, now: datetime) -> bool:
+        return bool(self.due) and self.due[0] <= now
+
+    def warning(self, now: datetime) -> bool:
+        first_running = bisect.bisect_right(self.due, now)
+        return first_running < len(self.due) and self.warn_from[first_running] <= now
+
+
+@dataclass(frozen=True)
+class _FlagFacts:
+    """Everything the flags need from one journey that does not depend on ``now``."""
+
+    oldest_unanswered: datetime | None
+    cases: _Deadlines
+    promises: _Deadlines
+    broken: bool
+    pending_due: datetime | None
+
+
+def _flag_facts(j: Journey, rules: ServiceRules) -> _FlagFacts:
+    cache = _derived(j)
+    key = ("flags", id(rules))
+    found: _FlagFacts | None = cache.get(key)
+    if found is None:
+        open_cases = [k for k in j.cases.values() if k.status == "open"]
+        unanswered = [k.opened_at for k in open_cases if not k.answered]
+        pending = [p for p in j.promises.values() if p.status == "pending"]
+        found = _FlagFacts(
+            oldest_unanswered=min(unanswered) if unanswered else None,
+            cases=_Deadlines.of(
+                d for k in open_cases if (d := case_deadline(k, rules)) is not None
+            ),
+            promises=_Deadlines.of(
+                d for p in pending if (d := promise_deadline(p, rules)) is not None
+            ),
+            broken=any(p.status == "broken" for p in j.promises.values()),
+            pending_due=min((p.due_by for p in pending), default=None),
+        )
+        cache[key] = found
+    return found
+
+
 def _flags(
     store: JourneyStore, journeys: list[Journey], rules: ServiceRules, now: datetime
 ) -> Flags:
-    """Computed over every item (on the folded model, without building answers for them)."""
-    open_cases = [k for j in journeys for k in j.cases.values() if k.status == "open"]
-    promises = [p for j in journeys for p in j.promises.values()]
-    unanswered = [now - k.opened_at for k in open_cases if not k.answered]
-    case_states = {d.state(now) for k in open_cases if (d := case_deadline(k, rules)) is not None}
-    promise_states = {
-        d.state(now) for p in promises if (d := promise_deadline(p, rules)) is not None
-    }
+    """Over every item, from facts derived once per folded state (see ``_flag_facts``)."""
+    facts = [_flag_facts(j, rules) for j in journeys]
+    oldest = [f.oldest_unanswered for f in facts if f.oldest_unanswered is not None]
     return Flags(
-        unanswered_for_seconds=max(unanswered).total_seconds() if unanswered else None,
+        unanswered_for_seconds=(now - min(oldest)).total_seconds() if oldest else None,
         promise_broken=any(
-            p.status == "broken" or (p.status == "pending" and now >= p.due_by) for p in promises
+            f.broken or (f.pending_due is not None and now >= f.pending_due) for f in facts
         ),
         replace_dont_repair=any(
             _replace_dont_repair(p, rules) for j in journeys for p in j.products
         ),
         known_defects=_unreached_defects(store, [j.customer_id for j in journeys]),
         erased=journeys[0].erased_at is not None,
-        deadline_warning="warning" in case_states or "warning" in promise_states,
-        deadline_breached="breached" in case_states,
+        deadline_warning=any(f.cases.warning(now) or f.promises.warning(now) for f in facts),
+        deadline_breached=any(f.cases.breached(now) for f in facts),
         anomalies=sum(len(j.anomalies) for j in journeys),
     )
 
