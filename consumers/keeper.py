@@ -70,13 +70,14 @@ class PromiseKeeper:
         clock: Callable[[], datetime],
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
-        owned: Callable[[], set[int]] | None = None,
+        owned: Callable[[], Mapping[int, int]] | None = None,
     ) -> None:
         self.log = log
-        # The partitions this keeper decides for: those its worker's runner holds now (with
-        # several workers, each deadline is decided by the one worker that folds its
-        # partition). None: every partition (a single engine).
+        # The partitions this keeper decides for: those its worker's runner holds now, each
+        # with the number of the assignment that gave it (with several workers, each deadline
+        # is decided by the one worker that folds its partition). None: every partition.
         self.owned = owned
+        self._holding: dict[int, int] = {}
         self.store = store  # a callable: the runner may swap stores under us
         self.topic = topic
         self.rules = rules
@@ -102,14 +103,18 @@ class PromiseKeeper:
         late = self.allowed_lateness
         wall = now - late
         idle: set[int] = set()
-        owned = self.owned() if self.owned is not None else set(hwms)
+        owned = self.owned() if self.owned is not None else dict.fromkeys(hwms, 0)
         for p, hwm in hwms.items():
-            if p in owned:
-                self._barrier.setdefault(p, hwm - 1)
-            else:
-                # Not ours now: when it becomes ours again, decide only once the store has
-                # folded all it holds then (facts the previous owner emitted included).
+            if p not in owned:
                 self._barrier.pop(p, None)
+                self._holding.pop(p, None)
+            elif self._holding.get(p) != owned[p]:
+                # Newly ours (or lost and taken back between two looks): decide only once the
+                # store has folded all it holds now, facts the previous owner emitted included.
+                self._holding[p] = owned[p]
+                self._barrier[p] = hwm - 1
+            else:
+                self._barrier.setdefault(p, hwm - 1)
             event = events.get(p)
             seen = self._seen.get(p)
             if seen is None or seen[0] != event:
@@ -167,6 +172,10 @@ class PromiseKeeper:
             clock = clocks.get(partition)
             if clock is None or item.due_at > clock or partition not in ready:
                 continue
+            if self.owned is not None and self.owned().get(partition) != self._holding.get(
+                partition
+            ):
+                continue  # lost (or taken anew) since the look above: the holder decides
             event_id = derived_event_id(item.kind, item.customer_id, item.ref, item.due_at)
             if event_id in self._in_flight:
                 continue

@@ -126,6 +126,8 @@ class Runner:
         self.store = JourneyStore(self._store_file)
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
+        self._taking = 0  # counts assignments; per partition, the one that gave it to us
+        self._taken: dict[int, int] = {}
         # The partition whose batch failed last (None once it was recorded): health may
         # clear only when that one moved, not when another partition folded something.
         self.stuck: TopicPartition | None = None
@@ -133,6 +135,9 @@ class Runner:
     # ------------------------------------------------------------------ lifecycle
 
     def _start_offsets(self, assigned: frozenset[TopicPartition]) -> Mapping[TopicPartition, int]:
+        self._taking += 1
+        for tp in assigned:
+            self._taken[tp.partition] = self._taking
         positions = self.store.positions()
         starts = {tp: positions[tp] + 1 if tp in positions else 0 for tp in assigned}
         logger.info(
@@ -151,11 +156,17 @@ class Runner:
             )
         return self._consumer
 
-    def owned_partitions(self) -> set[int]:
-        """The partitions of the topic this runner holds now (none before it has joined)."""
+    def owned_partitions(self) -> dict[int, int]:
+        """The partitions of the topic this runner holds now (none before it has joined),
+        each with a number that changes every time it is (re)assigned: a partition lost and
+        taken back between two looks is a new holding, not the same one."""
         if self._consumer is None:
-            return set()
-        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
+            return {}
+        return {
+            tp.partition: self._taken.get(tp.partition, 0)
+            for tp in self._consumer.assignment()
+            if tp.topic == self.topic
+        }
 
     def close(self) -> None:
         if self._consumer is not None:

@@ -209,9 +209,6 @@ class PostgresBackend(Backend):
             "user": unquote(parts.username or "journey"),
             "password": unquote(parts.password or ""),
         }
-        with connect(url) as conn:  # says so, in one line, when nobody answers
-            if schema != "public":
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         self.datastore = _Datastore(
             **settings,  # type: ignore[arg-type]
             pool_size=pool_size,
@@ -220,12 +217,19 @@ class PostgresBackend(Backend):
             schema=schema,
         )
         self.recorder = _Recorder(self.datastore)
-        self.recorder.create_table()
-        with self.transaction(commit=True) as cur:
-            # Several workers may open a new database at once: one creates, the others wait.
-            cur.execute("SELECT pg_advisory_xact_lock(7245001)")
-            for statement in ddl("postgresql"):
-                cur.execute(statement)
+        with connect(url) as conn:  # says so, in one line, when nobody answers
+            # Several workers may open a new store at once: one creates its tables (ours and
+            # eventsourcing's), the others wait for it and then find them made.
+            conn.execute("SELECT pg_advisory_lock(7245001)")
+            try:
+                if schema != "public":
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                self.recorder.create_table()
+                with self.transaction(commit=True) as cur:
+                    for statement in ddl("postgresql"):
+                        cur.execute(statement)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7245001)")
 
     def sql(self, statement: str) -> str:
         return _pg(statement)

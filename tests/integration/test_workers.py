@@ -87,8 +87,8 @@ def test_killing_a_worker_loses_and_doubles_nothing_and_each_deadline_is_decided
     expected = truth(arrivals)
     deadline = time.monotonic() + 90
     while not all(_owned(tmp_path / f"worker{n}.log") for n in range(WORKERS)):
-        for proc in workers:
-            assert proc.poll() is None, (tmp_path / "worker0.log").read_text()[-3000:]
+        for n, proc in enumerate(workers):
+            assert proc.poll() is None, (tmp_path / f"worker{n}.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the workers never got partitions"
         time.sleep(0.2)
     emitter = Emitter(kafka_log, topic=unique_topic, source="history", partitions=6)
