@@ -137,7 +137,11 @@ def plan(shape: Shape, seed: int, prefix: str) -> list[tuple[str, int]]:
 
 
 def _schedule(
-    customers: list[tuple[str, int]], seed: int, start: datetime, end: datetime
+    customers: list[tuple[str, int]],
+    seed: int,
+    start: datetime,
+    end: datetime,
+    quiet_steps_s: tuple[int, int],
 ) -> list[int]:
     """Every touchpoint's sort key, in event-time order.
 
@@ -154,10 +158,10 @@ def _schedule(
                 second = int((seq + rng.random()) * slot)
                 keys.append(second << (_CUSTOMER_BITS + _SEQ_BITS) | base | seq)
         else:
-            second = rng.randrange(span - count * 300 * 60)
+            second = rng.randrange(max(1, span - count * quiet_steps_s[1]))
             for seq in range(count):
                 keys.append(second << (_CUSTOMER_BITS + _SEQ_BITS) | base | seq)
-                second += rng.randint(2 * 60, 300 * 60)
+                second += rng.randint(*quiet_steps_s)
     keys.sort()
     return keys
 
@@ -170,10 +174,14 @@ def iter_touchpoints(
     start: datetime = START,
     end: datetime = END,
     source: str = "bench",
+    quiet_steps_s: tuple[int, int] = (2 * 60, 300 * 60),
 ) -> Iterator[Touchpoint]:
-    """The workload's touchpoints in log order (event time), deterministic per seed."""
+    """The workload's touchpoints in log order (event time), deterministic per seed.
+
+    A quiet customer's touchpoints follow each other by ``quiet_steps_s`` (2 minutes to
+    5 hours: a history; a few seconds: live traffic)."""
     customers = plan(shape, seed, prefix)
-    keys = _schedule(customers, seed, start, end)
+    keys = _schedule(customers, seed, start, end, quiet_steps_s)
     rng = random.Random(f"{seed}:data")  # noqa: S311
     scripts: dict[int, Iterator[c.TouchpointData]] = {}
     seq_mask = (1 << _SEQ_BITS) - 1
