@@ -37,8 +37,9 @@ from typing import Any
 __all__ = ["main"]
 
 
-class Stopped(Exception):
-    """SIGTERM from the driver: a step ran past its time limit."""
+class Stopped(BaseException):
+    """SIGTERM from the driver: a step ran past its time limit. A BaseException, like
+    KeyboardInterrupt: the runner retries every Exception as a transient failure."""
 
 
 def _on_term(_signum: int, _frame: FrameType | None) -> None:
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             result = rebuild(args.broker, args.topic, args.store_dir, args.batch)
     else:
         result = view(args.store_dir, args.customer, args.rounds)
+    # the machine is shared: how busy it was says how far to trust the figure
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     say("result", json.dumps(result))
     return 0
 
