@@ -822,6 +822,9 @@ def evaluate(results: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
 
     row("emit / bare producer", results["emit"]["ratio"], ">=", 0.5)
     rb = results["rebuild"][top]
+    if not rb["rebuild"]["completed"]:
+        stopped = f"stopped at its time limit after {rb['rebuild']['events']:,} of {top}"
+        at_top = f"{at_top}; {stopped}" if at_top else stopped
     row("rebuild / bare consumer + pydantic", rb["ratio_pydantic"], ">=", 0.5, at_top)
     row("rebuild / bare consumer (json)", rb["ratio_json"], ">=", 0.25, at_top)
     row(
