@@ -141,6 +141,8 @@ def git_state() -> dict[str, Any]:
 class ChildRun:
     result: dict[str, Any]
     wall_s: float
+    # (seconds since the step started, done) from its progress lines
+    progress: list[tuple[float, int]]
 
 
 def python_env() -> dict[str, str]:
@@ -164,6 +166,7 @@ def run_child(
     err_path = logs / f"{label.replace(' ', '-').replace('/', '-')}.stderr"
     report = Progress(label, total)
     started = time.monotonic()
+    timeline: list[tuple[float, int]] = []
     result: dict[str, Any] | None = None
     child_pid: int | None = None
     timer: threading.Timer | None = None
@@ -184,6 +187,7 @@ def run_child(
                 elif kind == "progress":
                     done, of = (int(x) for x in rest.split())
                     report(done, of)
+                    timeline.append((time.monotonic() - started, done))
                 elif kind == "result":
                     result = json.loads(rest)
             proc.wait()
@@ -203,7 +207,7 @@ def run_child(
             f"{result['per_s']:,.0f}/s (measured in the step, without its start-up)",
             flush=True,
         )
-    return ChildRun(result, wall)
+    return ChildRun(result, wall, timeline)
 
 
 def kafka_hosts(broker: str) -> list[str]:
@@ -414,9 +418,12 @@ def rebuild_figures(
         wrap=wrap,
     )
     rebuilt = run.result
+    rebuilt["rate_by_tenth"] = rate_by_tenth(run.progress, size)
     out["rebuild"] = rebuilt
     if not rebuilt["completed"]:
         print(f"  rebuild stopped at its time limit: {rebuilt['events']:,} of {size:,}")
+    tenths = " · ".join("—" if r is None else human(r) for r in rebuilt["rate_by_tenth"])
+    print(f"  rebuild rate by tenth of the log (/s): {tenths}")
     store_bytes = dir_bytes(store_dir)
     out["store_dir"] = str(store_dir)
     out["store_bytes"] = store_bytes
@@ -454,6 +461,22 @@ def rebuild_figures(
             prof["error"] = "the profiler wrote no file (see the step's stderr in the logs)"
         out["profile"] = prof
     return out
+
+
+def rate_by_tenth(timeline: list[tuple[float, int]], total: int) -> list[float | None]:
+    """The rebuild's rate over each tenth of the log, from its progress lines: whether the
+    cost per touchpoint grows with the history already folded, within one run."""
+    rates: list[float | None] = []
+    last_t, last_n = 0.0, 0
+    for tenth in range(1, 11):
+        mark = total * tenth // 10
+        point = next(((t, n) for t, n in timeline if n >= mark), None)
+        if point is None or point[0] <= last_t:
+            rates.append(None)
+            continue
+        rates.append(round((point[1] - last_n) / (point[0] - last_t), 1))
+        last_t, last_n = point
+    return rates
 
 
 # --------------------------------------------------------------------------- views
