@@ -33,11 +33,11 @@ $(DEV): pyproject.toml
 runtime: $(RUNTIME) ## Create .venv with the runtime dependencies only and the `journey` command
 install: $(DEV) ## Create .venv with the runtime and the development dependencies (tests, lint)
 
-test: install kafka ## Unit, contract and integration tests (starts a real local Kafka if none runs)
-	$(BIN)/pytest tests
+test: install kafka postgres ## Every test, on a real local Kafka and PostgreSQL (started if none runs)
+	JOURNEY_TEST_POSTGRES=$$(bash scripts/postgres.sh url) $(BIN)/pytest tests
 
 unit: install ## Fast tests only: no Kafka, no browser
-	$(BIN)/pytest tests -m "not kafka and not kcat and not browser"
+	$(BIN)/pytest tests -m "not kafka and not kcat and not browser and not postgres"
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .

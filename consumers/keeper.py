@@ -70,8 +70,13 @@ class PromiseKeeper:
         clock: Callable[[], datetime],
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
+        owned: Callable[[], set[int]] | None = None,
     ) -> None:
         self.log = log
+        # The partitions this keeper decides for: those its worker's runner holds now (with
+        # several workers, each deadline is decided by the one worker that folds its
+        # partition). None: every partition (a single engine).
+        self.owned = owned
         self.store = store  # a callable: the runner may swap stores under us
         self.topic = topic
         self.rules = rules
@@ -97,8 +102,14 @@ class PromiseKeeper:
         late = self.allowed_lateness
         wall = now - late
         idle: set[int] = set()
+        owned = self.owned() if self.owned is not None else set(hwms)
         for p, hwm in hwms.items():
-            self._barrier.setdefault(p, hwm - 1)
+            if p in owned:
+                self._barrier.setdefault(p, hwm - 1)
+            else:
+                # Not ours now: when it becomes ours again, decide only once the store has
+                # folded all it holds then (facts the previous owner emitted included).
+                self._barrier.pop(p, None)
             event = events.get(p)
             seen = self._seen.get(p)
             if seen is None or seen[0] != event:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import structlog
 
 from consumers.log import Log
 from consumers.runner import Runner, RunnerStats
 from domain.bounds import DEFAULT_MAX_FUTURE
-from projections.store import swap_store
+from projections.store import StoreAddress, describe, rebuild_target, swap_store
 
 __all__ = ["rebuild"]
 
@@ -28,7 +27,7 @@ logger = structlog.get_logger(__name__)
 
 def rebuild(
     log: Log,
-    base: Path,
+    base: StoreAddress,
     *,
     topic: str,
     dlq_topic: str,
@@ -36,14 +35,14 @@ def rebuild(
     batch_size: int = 2000,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     retry_for_s: float = 300.0,
-) -> tuple[Path, RunnerStats, float]:
+) -> tuple[StoreAddress, RunnerStats, float]:
     """Returns (new store file, stats, seconds).
 
     A failure of the new store or the broker is retried from the last recorded position for
     ``retry_for_s``; after that the rebuild fails and the active store stays as it was
     (nothing is swapped in unless every message was folded or dead-lettered)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    new_file = base.with_name(f"{base.name}.{stamp}")
+    new_file = rebuild_target(base, stamp)
     total = sum(log.high_watermarks(topic).values()) if topic in _topics(log, topic) else 0
 
     def on_batch(stats: RunnerStats) -> None:
@@ -73,7 +72,7 @@ def rebuild(
     swap_store(base, new_file)
     logger.info(
         "rebuild swapped in",
-        store=str(new_file),
+        store=describe(new_file),
         events=stats.processed,
         seconds=round(seconds, 3),
         events_per_second=round(stats.processed / seconds, 1) if seconds else None,

@@ -23,13 +23,13 @@ the commit (an outbox), so each reaches the DLQ once even when its batch is retr
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import structlog
 
@@ -51,15 +51,26 @@ from projections.store import (
     DeadLetterRow,
     JourneyStore,
     PendingDeadLetter,
-    active_store_path,
+    StoreAddress,
+    active_store,
+    describe,
 )
 
-__all__ = ["Runner", "RunnerStats"]
+__all__ = ["Runner", "RunnerStats", "tune_gc"]
 
 logger = structlog.get_logger(__name__)
 
 # Chaos hook for the crash tests: slows each fold so a SIGKILL lands mid-batch.
 _FOLD_DELAY_S = float(os.environ.get("JOURNEY_CHAOS_FOLD_DELAY_MS", "0")) / 1000
+
+
+def tune_gc() -> None:
+    """For a long fold: the collector's default (a young-generation pass every 700 new
+    objects) scanned every batch's short-lived objects many times over (~19% of a rebuild in
+    the profile). Objects made at start-up are frozen out of its sight, and passes are rarer;
+    the fold makes few reference cycles, so memory stays flat."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 @dataclass
@@ -85,7 +96,7 @@ class Runner:
     def __init__(
         self,
         log: Log,
-        store_path: Path,
+        store_path: StoreAddress,
         *,
         topic: str,
         dlq_topic: str,
@@ -110,7 +121,8 @@ class Runner:
         # A rebuild replays messages the live runner already dead-lettered: it only counts.
         self.produce_dead_letters = produce_dead_letters
         self.stats = RunnerStats()
-        self._store_file = active_store_path(store_path) if follow_swaps else store_path
+        tune_gc()
+        self._store_file = active_store(store_path) if follow_swaps else store_path
         self.store = JourneyStore(self._store_file)
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
@@ -139,6 +151,12 @@ class Runner:
             )
         return self._consumer
 
+    def owned_partitions(self) -> set[int]:
+        """The partitions of the topic this runner holds now (none before it has joined)."""
+        if self._consumer is None:
+            return set()
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
+
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
@@ -148,10 +166,10 @@ class Runner:
     def _maybe_swap(self) -> None:
         if not self.follow_swaps:
             return
-        active = active_store_path(self.base)
+        active = active_store(self.base)
         if active == self._store_file:
             return
-        logger.info("store swapped", old=str(self._store_file), new=str(active))
+        logger.info("store swapped", old=describe(self._store_file), new=describe(active))
         store = JourneyStore(active)  # may fail (a damaged file): then tried again next step
         try:
             # The old store's outbox first (else its unpublished dead letters would never

@@ -437,6 +437,16 @@ class PromiseKept(TouchpointData, type_name="PromiseKept", version=1):
     note: Text | None = None
 
 
+class PromiseWithdrawn(TouchpointData, type_name="PromiseWithdrawn", version=1):
+    """The promise no longer stands (the customer cancelled, or agreed to something else):
+    nobody owes it any more. Withdrawn by its deadline, it is never broken; withdrawn after
+    the deadline passed, the break stays a fact but leaves the agents' "missed" lists."""
+
+    promise_id: ShortText = Field(min_length=1)
+    withdrawn_by: ShortText = Field(min_length=1, description="Who withdrew it (agent or system)")
+    reason: Text | None = None
+
+
 class PromiseBroken(TouchpointData, type_name="PromiseBroken", version=1):
     """Derived by the promise keeper: the deadline passed and the promise was not kept."""
 

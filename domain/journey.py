@@ -12,6 +12,7 @@ is the natural consistency boundary and one fold sees every fact about a case in
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -45,7 +46,7 @@ CaseKind = Literal["inquiry", "complaint", "signup"]
 # data: the fulfilment may have happened in time and been reported too late).
 # (occurred_at, cause-before-effect rank, event_id): see ``fact_order``.
 FactKey = tuple[datetime, int, str]
-PromiseStatus = Literal["pending", "kept", "kept_late", "broken"]
+PromiseStatus = Literal["pending", "kept", "kept_late", "broken", "withdrawn"]
 
 
 @dataclass
@@ -212,10 +213,14 @@ class Promise:
     # shipment of this order. Never by words in ``what``.
     order_id: str | None = None
     shipment_id: str | None = None
+    # Withdrawn (PromiseWithdrawn): (by whom, when, by event time).
+    withdrawn: tuple[str, datetime] | None = None
 
     def settle(self) -> None:
         """Status from the facts alone, so the order they are folded in does not matter."""
-        if self.fulfilled_at is None:
+        if self.fulfilled_at is None and self.withdrawn is not None:
+            self.status = "withdrawn"
+        elif self.fulfilled_at is None:
             self.status = "broken" if self.broken_recorded else "pending"
         elif self.broken_recorded or self.fulfilled_at > self.due_by:
             self.status = "kept_late"
@@ -225,9 +230,10 @@ class Promise:
 
     @property
     def decided(self) -> bool:
-        """Nothing left for the promise keeper to record: kept in time, or on the log as
-        broken."""
-        return self.broken_recorded or self.status == "kept"
+        """Nothing left for the promise keeper to record: kept in time, on the log as broken,
+        or withdrawn by its deadline (withdrawn later, its deadline passed first: a break)."""
+        withdrawn_in_time = self.withdrawn is not None and self.withdrawn[1] <= self.due_by
+        return self.broken_recorded or self.status == "kept" or withdrawn_in_time
 
 
 @dataclass
@@ -306,14 +312,38 @@ class Journey:
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
-    # Every touchpoint folded, in event-time order (see ``fact_order``), as its compact
-    # wire envelope (a fifth of the memory of the parsed object). Status is decided
-    # from these in that order, never in arrival order: a fact older than the newest one
-    # folded so far refolds the journey from the start (rare: late carrier reports,
-    # backfills), so any arrival order gives the same journey.
+    # The touchpoints folded, in event-time order (see ``fact_order``), as their compact wire
+    # envelopes. Status is decided from these in that order, never in arrival order: a fact
+    # older than the newest one folded so far refolds the journey from the start (rare: late
+    # carrier reports, backfills), so any arrival order gives the same journey.
+    # Used on its own (tests, stories), a journey keeps every fact here. A store takes them
+    # over as it persists them (``hand_over``): then only the facts folded since stay here,
+    # ``earlier_facts`` fetches the others back for a refold, and memory stays flat.
     facts: list[tuple[FactKey, bytes]] = field(default_factory=list, repr=False, compare=False)
+    last_fact: FactKey | None = field(default=None, repr=False, compare=False)
+    earlier_facts: Callable[[], Iterable[bytes]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    # Set when a late fact refolded the journey: every timeline entry was made anew, and a
+    # store rewrites them all (their summaries may have changed), not only the new ones.
+    refolded: bool = field(default=False, repr=False, compare=False)
     # A journey that starts a new generation after an erasure starts erased.
     born_erased_at: datetime | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        # A snapshot holds the folded state only: the facts and the timeline live in the
+        # store's rows, and the fetcher is the store's, set again on load.
+        state = dict(self.__dict__)
+        state["earlier_facts"] = None
+        state.pop("_derived", None)  # a reader's cache (projections.customer_view)
+        return state
+
+    def hand_over(self) -> tuple[list[tuple[FactKey, bytes]], list[TimelineEntry], bool]:
+        """Give the facts and timeline entries folded since the last hand-over to a store,
+        and whether a refold remade every entry; keep only what the next fold needs."""
+        out = (self.facts, self.timeline, self.refolded)
+        self.facts, self.timeline, self.refolded = [], [], False
+        return out
 
     # ------------------------------------------------------------------ helpers
 
@@ -389,27 +419,39 @@ class Journey:
 
     # ------------------------------------------------------------------ the fold
 
-    def apply(self, tp: Touchpoint) -> str:
+    def apply(self, tp: Touchpoint, raw: bytes | None = None) -> str:
         """Fold one touchpoint in, in event-time order among those folded so far; return
-        its one-line summary for the timeline."""
-        if not self.facts:
+        its one-line summary for the timeline. ``raw`` is its wire envelope when the caller
+        has it already (``encode(tp)``)."""
+        if self.last_fact is None:
             self.born_erased_at = self.erased_at
         key = fact_order(tp)
-        fact = (key, encode(tp))
-        if self.facts and key < self.facts[-1][0]:
+        fact = (key, raw if raw is not None else encode(tp))
+        if self.last_fact is not None and key < self.last_fact:
             bisect.insort(self.facts, fact, key=lambda f: f[0])
             self._refold()
             event_id = str(tp.event_id)
             return next(e.summary for e in self.timeline if e.event_id == event_id)
         self.facts.append(fact)
+        self.last_fact = key
         return self._apply_in_order(tp)
 
     def _refold(self) -> None:
+        earlier: list[tuple[FactKey, Touchpoint]] = []
+        if self.earlier_facts is not None:
+            for raw in self.earlier_facts():
+                old = decode(raw)
+                earlier.append((fact_order(old), old))
+        pending = [(key, decode(raw)) for key, raw in self.facts]
         fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
-        for _, raw in self.facts:
-            fresh._apply_in_order(decode(raw))
+        for _, tp in sorted([*earlier, *pending], key=lambda f: f[0]):
+            fresh._apply_in_order(tp)
         fresh.facts = self.facts
+        fresh.last_fact = self.last_fact
+        fresh.earlier_facts = self.earlier_facts
         fresh.born_erased_at = self.born_erased_at
+        fresh.refolded = True
+        self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
 
     def _apply_in_order(self, tp: Touchpoint) -> str:
@@ -631,6 +673,21 @@ class Journey:
                 return f"Promise kept{late}: {promise.what if promise else d.promise_id}", (
                     promise.case_id if promise else None
                 )
+            case c.PromiseWithdrawn():
+                promise = self.promises.get(d.promise_id)
+                if promise is None:
+                    self._anomaly(tp, f"withdrew an unknown promise {d.promise_id}")
+                    return f"Promise withdrawn by {d.withdrawn_by}: {d.promise_id}", None
+                if promise.withdrawn is None:
+                    promise.withdrawn = (d.withdrawn_by, at)
+                    if promise.fulfilled_at is None:
+                        promise.settled_at = at
+                    promise.settle()
+                reason = f" ({d.reason})" if d.reason else ""
+                return (
+                    f"Promise withdrawn by {d.withdrawn_by}: {promise.what}{reason}",
+                    promise.case_id,
+                )
             case c.PromiseBroken():
                 if d.promise_id not in self.promises:
                     self._anomaly(tp, f"broken promise {d.promise_id} was never made")
@@ -828,6 +885,7 @@ _RANK: dict[str, int] = {
             "Delivered",
             "CaseResolved",
             "PromiseKept",
+            "PromiseWithdrawn",
             "PromiseBroken",
             "ReplyOverdue",
             "ReviewAnswered",

@@ -60,8 +60,9 @@ def _exit_code(exc: JourneyError) -> int:
     """1 when the log failed (try again later), 2 when what was asked is wrong (a damaged
     or foreign store included: its message names the remedy)."""
     from consumers.log import CommitRefused, LogUnavailable
+    from projections.location import StoreUnreachable
 
-    if isinstance(exc, LogUnavailable | CommitRefused):
+    if isinstance(exc, LogUnavailable | CommitRefused | StoreUnreachable):
         return EXIT_FAILED
     return EXIT_USAGE
 
@@ -151,10 +152,10 @@ def emit(
 def _conflicting_duplicate(settings: Settings, touchpoints: Sequence[Touchpoint]) -> str | None:
     """Where the engine can tell (its store is here), an event_id already recorded with other
     content, or twice in the batch: a fact cannot change, so nothing is produced."""
-    from projections.store import JourneyStore, active_store_path, find_conflicts
+    from projections.store import JourneyStore, active_store, find_conflicts, store_exists
 
-    active = active_store_path(settings.store_path())
-    if active.exists():
+    active = active_store(settings.store_address())
+    if store_exists(active):
         store = JourneyStore(active, check_pages=False)
         try:
             found = store.conflicts(touchpoints)
@@ -265,7 +266,7 @@ def _pipeline() -> Pipeline:
     settings = settings_()
     return Pipeline(
         settings.open_log(),
-        settings.store_path(),
+        settings.store_address(),
         topic=settings.topic,
         rules=load_rules(),
         partitions=settings.partitions,
@@ -348,7 +349,7 @@ def rebuild(
 
             new_file, stats, seconds = do_rebuild(
                 log,
-                settings.store_path(),
+                settings.store_address(),
                 topic=settings.topic,
                 dlq_topic=settings.dlq_topic,
                 progress=report,
@@ -381,13 +382,13 @@ _HEAD_TIMEOUT_S = 5.0
 def _existing_store() -> JourneyStore:
     """The active store, opened only when it exists: commands that only read must not
     create a new, empty store out of a mistyped --store."""
-    from projections.store import JourneyStore, active_store_path
+    from projections.store import JourneyStore, active_store, describe, store_exists
 
-    base = settings_().store_path()
-    active = active_store_path(base)
-    if not active.is_file():
+    base = settings_().store_address()
+    active = active_store(base)
+    if not store_exists(active):
         raise fail(
-            f"no store at {active}: check --store / JOURNEY_STORE "
+            f"no store at {describe(active)}: check --store / JOURNEY_STORE "
             "(`journey run` or `journey rebuild` creates it)"
         )
     return JourneyStore(active)

@@ -192,8 +192,11 @@ class Emitter:
         if not touchpoints:
             return []
         positions = self.log.produce(self.topic, [to_message(tp) for tp in touchpoints])
+        # One line per touchpoint only at debug: at info, a line per batch (a bulk emit of a
+        # million touchpoints would spend more time logging than producing). Each event is
+        # still followed by its ids: the debug lines here, the runner's where it is folded.
         for tp, pos in zip(touchpoints, positions, strict=True):
-            logger.info(
+            logger.debug(
                 "touchpoint emitted",
                 event_id=str(tp.event_id),
                 customer_id=tp.customer_id,
@@ -202,6 +205,15 @@ class Emitter:
                 partition=pos.partition,
                 offset=pos.offset,
             )
+        first, last = positions[0], positions[-1]
+        logger.info(
+            "touchpoints emitted",
+            count=len(positions),
+            topic=self.topic,
+            first_event_id=str(touchpoints[0].event_id),
+            first=f"{first.partition}:{first.offset}",
+            last=f"{last.partition}:{last.offset}",
+        )
         return positions
 
     def emit_text(self, text: str, origin: str = "") -> list[Position]:

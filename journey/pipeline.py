@@ -9,7 +9,6 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -25,7 +24,7 @@ from journey.emitter import Emitter
 from projections.customer_view import CustomerView, build_customer_view, resolve_customer
 from projections.defect_outreach import DefectOutreach, build_defect_outreach
 from projections.service_levels import ServiceLevels, build_service_levels
-from projections.store import JourneyStore
+from projections.store import JourneyStore, StoreAddress
 
 __all__ = ["ManualClock", "Pipeline", "system_clock"]
 
@@ -53,7 +52,7 @@ class Pipeline:
     def __init__(
         self,
         log: Log,
-        store_path: Path,
+        store_path: StoreAddress,
         *,
         topic: str,
         rules: ServiceRules | None = None,
@@ -87,6 +86,7 @@ class Pipeline:
             clock=clock,
             allowed_lateness=allowed_lateness,
             idle_timeout=idle_timeout,
+            owned=self.runner.owned_partitions,
         )
 
     @property

@@ -142,6 +142,7 @@ def render_customer(view: CustomerView) -> RenderableType:
             style = {
                 "kept": "green",
                 "kept_late": "yellow",
+                "withdrawn": "dim",
                 "broken": "bold red",
                 "overdue": "bold red",
             }.get(p.status, "yellow")

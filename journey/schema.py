@@ -113,7 +113,8 @@ FIELD_NOTES: Mapping[str, str] = {
     "pickup_at": "When the pickup is booked for",
     "platform": "Where the review was posted, e.g. Trustpilot, Google",
     "product": "Product name or model, as the emitting system knows it",
-    "promise_id": "Id of the promise; PromiseKept and PromiseBroken refer to it",
+    "promise_id": "Id of the promise; PromiseKept, PromiseWithdrawn and PromiseBroken refer to it",
+    "withdrawn_by": "Who withdrew the promise (an agent, or a system such as the order service)",
     "promised_delivery_by": (
         "Delivery deadline shown at checkout: an implied promise, kept by Delivered before it"
     ),
@@ -446,6 +447,7 @@ EXAMPLE_VALUES: Mapping[str, Any] = {
     "platform": "Trustpilot",
     "product": "UltraSharp 27 monitor",
     "promise_id": "prm-88",
+    "withdrawn_by": "agent-ola",
     "reason": "Nobody home",
     "resolution": "Replacement delivered, broken unit collected",
     "review_id": "rev-3141",

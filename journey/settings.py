@@ -30,6 +30,7 @@ from consumers import open_log, parse_log_url
 from consumers.log import Log, LogError
 from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.errors import JourneyError
+from projections.location import StoreAddress, is_postgres
 
 __all__ = [
     "DEFAULT_BROKER",
@@ -152,7 +153,8 @@ class Settings(BaseSettings):
     partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
     store: str = Field(
         default="sqlite:///journey-views.db",
-        description="Projection store: sqlite:///relative.db or sqlite:////absolute.db",
+        description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "
+        "postgresql://user[:password]@host:port/database",
     )
     allowed_lateness: float = Field(
         default=300,
@@ -241,7 +243,14 @@ class Settings(BaseSettings):
         return data
 
     def store_path(self) -> Path:
+        """The SQLite file (for what only a file has: the demo's reset, file checks)."""
         return Path(self.store.removeprefix("sqlite:///"))
+
+    def store_address(self) -> StoreAddress:
+        """The store: a SQLite file's path, or the PostgreSQL URL as given."""
+        if is_postgres(self.store):
+            return self.store
+        return self.store_path()
 
     def open_log(self, *, must_exist: bool = False, timeout_s: float | None = None) -> Log:
         """The log ``broker`` names, with the SASL password when there is one."""
@@ -256,14 +265,17 @@ def _check_store_url(url: str) -> None:
             f"store {redact(url)!r} has no scheme: use sqlite:///relative.db or "
             "sqlite:////absolute/path.db"
         )
-    if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
-        raise ValueError(
-            "the PostgreSQL store is not available yet: only sqlite:///path.db is supported now"
-        )
+    if scheme in {"postgresql", "postgres"}:
+        if not urlsplit(url).hostname:
+            raise ValueError(
+                f"store {redact(url)!r} names no host: use "
+                "postgresql://user[:password]@host:port/database"
+            )
+        return
     if scheme != "sqlite":
         raise ValueError(
-            f"store URL scheme {scheme!r} is unknown: use sqlite:///relative.db or "
-            "sqlite:////absolute/path.db"
+            f"store URL scheme {scheme!r} is unknown: use sqlite:///relative.db, "
+            "sqlite:////absolute/path.db or postgresql://user@host:port/database"
         )
     if not rest.startswith("/") or rest == "/":
         raise ValueError(

@@ -8,8 +8,9 @@ warnings and "unanswered for how long" are always computed against the present.
 from __future__ import annotations
 
 import base64
-import heapq
+import bisect
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,7 @@ from domain.journey import (
     TimelineEntry,
 )
 from domain.rules import Deadline, ServiceRules, case_deadline, promise_deadline
+from projections.facts import at_micros
 from projections.store import JourneyStore, display_name, norm_identity
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
 #: At most this many items in each list of a view; the rest is one cursor away. Sized so a
 #: customer of any size answers in well under 256 KB.
 LIST_LIMIT = 50
+# A case's own timeline, newest first: a case with more entries shows its latest ones.
+CASE_TIMELINE_LIMIT = 500
 
 
 class BadCursor(JourneyError):
@@ -155,7 +159,7 @@ class PromiseOut(BaseModel):
     made_to: str | None
     made_at: datetime
     due_by: datetime
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue"]
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"]
     implied: bool
     kept_late: bool = Field(
         description="Fulfilled after the deadline, or reported after the break was recorded"
@@ -428,7 +432,7 @@ def _conversation(case: Case) -> list[MessageOut]:
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue"] = p.status
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"] = p.status
     if status == "pending" and now >= p.due_by:
         status = "overdue"  # the promise keeper will record it as broken
     return PromiseOut(
@@ -508,19 +512,20 @@ class _Window(Generic[T]):
 
 def _window(
     name: str,
-    keyed: Iterable[tuple[Key, T]],
+    pairs: list[tuple[Key, T]],
     *,
     newest_first: bool,
     after: Key | None,
     limit: int,
 ) -> _Window[T]:
-    """``limit`` items after the cursor key, in order — picked without sorting (or converting)
-    the whole list, so a page of a huge list costs O(n log limit)."""
-    pairs = list(keyed)
-    if after is not None:
-        pairs = [p for p in pairs if (p[0] < after if newest_first else p[0] > after)]
-    pick = heapq.nlargest if newest_first else heapq.nsmallest
-    page = pick(limit + 1, pairs, key=lambda p: p[0])
+    """``limit`` items after the cursor key, in order, from ``pairs`` sorted by key: two
+    bisections and a slice, however long the list."""
+    if newest_first:
+        end = len(pairs) if after is None else bisect.bisect_left(pairs, after, key=_key_of)
+        page = pairs[max(0, end - limit - 1) : end][::-1]
+    else:
+        start = 0 if after is None else bisect.bisect_right(pairs, after, key=_key_of)
+        page = pairs[start : start + limit + 1]
     more = len(page) > limit
     page = page[:limit]
     return _Window(
@@ -528,6 +533,41 @@ def _window(
         total=0,  # set by the caller, which knows the whole list's size
         next=encode_cursor(name, page[-1][0]) if more and page else None,
     )
+
+
+def _key_of(pair: tuple[Key, Any]) -> Key:
+    return pair[0]
+
+
+def _stamp(j: Journey) -> object:
+    """What identifies the state a journey was folded to: any fold changes it."""
+    return (j.last_fact, len(j.facts), j.refolded)
+
+
+def _derived(j: Journey) -> dict[object, Any]:
+    """Data derived from a journey as folded (its lists' sorted keys, its deadlines),
+    computed once per state: a reader's cached journey is read again and again, and a
+    customer with 20,000 cases must not cost 20,000 keys per request. Kept on the journey
+    itself (never pickled: see Journey.__getstate__), so it goes when the journey goes."""
+    held = j.__dict__.get("_derived")
+    stamp = _stamp(j)
+    if held is None or held[0] != stamp:
+        held = (stamp, {})
+        j.__dict__["_derived"] = held
+    cache: dict[object, Any] = held[1]
+    return cache
+
+
+def _sorted_pairs(name: str, journeys: list[Journey]) -> list[tuple[Key, tuple[str, Any]]]:
+    cache = _derived(journeys[0])
+    memo_key = (name, tuple((id(j), _stamp(j)) for j in journeys))
+    found: list[tuple[Key, tuple[str, Any]]] | None = cache.get(memo_key)
+    if found is None:
+        found = sorted(_SOURCES[name].keyed(journeys), key=_key_of)
+        if len(cache) > 64:  # other link sets of the same journey: keep it bounded
+            cache.clear()
+        cache[memo_key] = found
+    return found
 
 
 # Each list of the view: its order (a key per item) and how an item becomes an answer.
@@ -707,9 +747,9 @@ def _page(
     limit: int,
 ) -> _Window[tuple[str, Any]]:
     source = _SOURCES[name]
-    keyed = source.keyed(journeys)
-    window = _window(name, keyed, newest_first=source.newest_first, after=after, limit=limit)
-    return _Window(items=window.items, total=len(keyed), next=window.next)
+    pairs = _sorted_pairs(name, journeys)
+    window = _window(name, pairs, newest_first=source.newest_first, after=after, limit=limit)
+    return _Window(items=window.items, total=len(pairs), next=window.next)
 
 
 def _journeys(store: JourneyStore, customer_id: str) -> tuple[list[Journey], int]:
@@ -735,64 +775,135 @@ def _timeline_out(e: TimelineEntry, cid: str) -> TimelineOut:
     )
 
 
+def _generations(store: JourneyStore, journeys: list[Journey]) -> list[tuple[str, int]]:
+    """(customer, current generation) of each journey: whose timeline rows to read."""
+    ids = [j.customer_id for j in journeys]
+    marks = ",".join("?" * len(ids))
+    rows = store.query(
+        f"SELECT customer_id, generation FROM customers WHERE customer_id IN ({marks})", ids
+    )
+    return [(str(cid), int(gen)) for cid, gen in rows]
+
+
 def _timeline(
-    journeys: list[Journey], *, page: int | None, page_size: int, cursor: str | None
+    store: JourneyStore,
+    journeys: list[Journey],
+    *,
+    page: int | None,
+    page_size: int,
+    cursor: str | None,
 ) -> TimelinePage:
-    """Newest first, by cursor (``next``) or, deprecated, by page number."""
-    keyed = [
-        ((_ts(e.at), e.event_id, j.customer_id), (e, j.customer_id))
-        for j in journeys
-        for e in j.timeline
-    ]
+    """Newest first, by cursor (``next``) or, deprecated, by page number: one indexed range
+    read of the touchpoints rows, whatever the history's length."""
+    keys = _generations(store, journeys)
+    total = store.timeline_total(keys)
     if cursor is not None or page is None:
-        after = decode_cursor("timeline", cursor) if cursor is not None else None
-        window = _window("timeline", keyed, newest_first=True, after=after, limit=page_size)
-        return TimelinePage(
-            page=None if cursor is not None else 1,
-            page_size=page_size,
-            total=len(keyed),
-            entries=[_timeline_out(e, cid) for e, cid in window.items],
-            next=window.next,
-        )
-    page = max(page, 1)
-    window = _window("timeline", keyed, newest_first=True, after=None, limit=page * page_size)
-    entries = window.items[(page - 1) * page_size :]
-    more = page * page_size < len(keyed)
-    last = entries[-1] if entries else None
+        before = decode_cursor("timeline", cursor) if cursor is not None else None
+        if before is not None and len(before) != 3:
+            raise BadCursor("that timeline cursor is from an older version: start again")
+        try:
+            after = (
+                None if before is None else (int(before[0]), str(uuid.UUID(before[1])), before[2])
+            )
+        except ValueError:
+            raise BadCursor("that timeline cursor is from an older version: start again") from None
+        rows = store.timeline(keys, before=after, limit=page_size + 1)
+        shown_page = None if cursor is not None else 1
+        offset_more = len(rows) > page_size
+    else:
+        page = max(page, 1)
+        rows = store.timeline(keys, offset=(page - 1) * page_size, limit=page_size + 1)
+        shown_page = page
+        offset_more = len(rows) > page_size
+    rows = rows[:page_size]
+    last = rows[-1] if rows else None
     return TimelinePage(
-        page=page,
+        page=shown_page,
         page_size=page_size,
-        total=len(keyed),
-        entries=[_timeline_out(e, cid) for e, cid in entries],
-        next=encode_cursor("timeline", (_ts(last[0].at), last[0].event_id, last[1]))
-        if more and last
+        total=total,
+        entries=[_timeline_out(e, cid) for e, cid in rows],
+        next=encode_cursor("timeline", (str(at_micros(last[0].at)), last[0].event_id, last[1]))
+        if offset_more and last
         else None,
     )
+
+
+@dataclass(frozen=True)
+class _Deadlines:
+    """One journey's running deadlines, sorted by due time, with the earliest warning time
+    among each suffix: whether any is breached or warning at ``now`` is two bisections."""
+
+    due: list[datetime]
+    warn_from: list[datetime]  # warn_from[i] = min(warn_at of due[i:])
+
+    @classmethod
+    def of(cls, deadlines: Iterable[Deadline]) -> _Deadlines:
+        ordered = sorted(deadlines, key=lambda d: d.due_at)
+        warn_from: list[datetime] = []
+        for d in reversed(ordered):
+            warn_from.append(min(d.warn_at, warn_from[-1]) if warn_from else d.warn_at)
+        return cls([d.due_at for d in ordered], warn_from[::-1])
+
+    def breached(self, now: datetime) -> bool:
+        return bool(self.due) and self.due[0] <= now
+
+    def warning(self, now: datetime) -> bool:
+        first_running = bisect.bisect_right(self.due, now)
+        return first_running < len(self.due) and self.warn_from[first_running] <= now
+
+
+@dataclass(frozen=True)
+class _FlagFacts:
+    """Everything the flags need from one journey that does not depend on ``now``."""
+
+    oldest_unanswered: datetime | None
+    cases: _Deadlines
+    promises: _Deadlines
+    broken: bool
+    pending_due: datetime | None
+
+
+def _flag_facts(j: Journey, rules: ServiceRules) -> _FlagFacts:
+    cache = _derived(j)
+    key = ("flags", id(rules))
+    found: _FlagFacts | None = cache.get(key)
+    if found is None:
+        open_cases = [k for k in j.cases.values() if k.status == "open"]
+        unanswered = [k.opened_at for k in open_cases if not k.answered]
+        pending = [p for p in j.promises.values() if p.status == "pending"]
+        found = _FlagFacts(
+            oldest_unanswered=min(unanswered) if unanswered else None,
+            cases=_Deadlines.of(
+                d for k in open_cases if (d := case_deadline(k, rules)) is not None
+            ),
+            promises=_Deadlines.of(
+                d for p in pending if (d := promise_deadline(p, rules)) is not None
+            ),
+            broken=any(p.status == "broken" for p in j.promises.values()),
+            pending_due=min((p.due_by for p in pending), default=None),
+        )
+        cache[key] = found
+    return found
 
 
 def _flags(
     store: JourneyStore, journeys: list[Journey], rules: ServiceRules, now: datetime
 ) -> Flags:
-    """Computed over every item (on the folded model, without building answers for them)."""
-    open_cases = [k for j in journeys for k in j.cases.values() if k.status == "open"]
-    promises = [p for j in journeys for p in j.promises.values()]
-    unanswered = [now - k.opened_at for k in open_cases if not k.answered]
-    case_states = {d.state(now) for k in open_cases if (d := case_deadline(k, rules)) is not None}
-    promise_states = {
-        d.state(now) for p in promises if (d := promise_deadline(p, rules)) is not None
-    }
+    """Over every item, from facts derived once per folded state (see ``_flag_facts``)."""
+    facts = [_flag_facts(j, rules) for j in journeys]
+    oldest = [f.oldest_unanswered for f in facts if f.oldest_unanswered is not None]
     return Flags(
-        unanswered_for_seconds=max(unanswered).total_seconds() if unanswered else None,
+        unanswered_for_seconds=(now - min(oldest)).total_seconds() if oldest else None,
         promise_broken=any(
-            p.status == "broken" or (p.status == "pending" and now >= p.due_by) for p in promises
+            f.broken or (f.pending_due is not None and now >= f.pending_due) for f in facts
         ),
         replace_dont_repair=any(
             _replace_dont_repair(p, rules) for j in journeys for p in j.products
         ),
         known_defects=_unreached_defects(store, [j.customer_id for j in journeys]),
         erased=journeys[0].erased_at is not None,
-        deadline_warning="warning" in case_states or "warning" in promise_states,
-        deadline_breached="breached" in case_states,
+        deadline_warning=any(f.cases.warning(now) or f.promises.warning(now) for f in facts),
+        deadline_breached=any(f.cases.breached(now) for f in facts),
         anomalies=sum(len(j.anomalies) for j in journeys),
     )
 
@@ -835,7 +946,7 @@ def build_customer_view(
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
         erased_at=journeys[0].erased_at,
-        timeline=_timeline(journeys, page=page, page_size=page_size, cursor=timeline_cursor),
+        timeline=_timeline(store, journeys, page=page, page_size=page_size, cursor=timeline_cursor),
         computed_at=now,
         **lists,
     )
@@ -903,7 +1014,7 @@ def customer_timeline(
     journeys, _ = _journeys(store, customer_id)
     if not journeys:
         return None
-    return _timeline(journeys, page=page, page_size=page_size, cursor=cursor)
+    return _timeline(store, journeys, page=page, page_size=page_size, cursor=cursor)
 
 
 def customer_case(
@@ -917,12 +1028,11 @@ def customer_case(
         if case is None:
             continue
         submission = next((s for s in j.submissions if s.case_id == case_id), None)
-        entries = sorted(
-            (e for e in j.timeline if e.case_id == case_id), key=lambda e: e.at, reverse=True
-        )
+        keys = [k for k in _generations(store, [j]) if k[0] == j.customer_id]
+        entries = store.timeline(keys, case_id=case_id, limit=CASE_TIMELINE_LIMIT)
         return (
             _case_out(j.customer_id, case, rules, now, messages=None),
             _submission_out(j, submission) if submission else None,
-            [_timeline_out(e, j.customer_id) for e in entries],
+            [_timeline_out(e, cid) for e, cid in entries],
         )
     return None

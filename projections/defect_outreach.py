@@ -49,7 +49,7 @@ def build_defect_outreach(
             " o.batch, CASE WHEN c.erased_at IS NULL THEN o.serial END, r.sent_at"
             " FROM owned_products o JOIN customers c USING (customer_id)"
             " LEFT JOIN outreach r ON r.customer_id = o.customer_id AND r.defect_id = ?"
-            " WHERE o.product = ? AND (? IS NULL OR o.batch = ?)"
+            " WHERE o.product = ? AND (CAST(? AS TEXT) IS NULL OR o.batch = ?)"
             " ORDER BY r.sent_at IS NOT NULL, o.customer_id",
             (did, product, batch, batch),
         )

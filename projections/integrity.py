@@ -24,6 +24,7 @@ from pathlib import Path
 from eventsourcing.persistence import PersistenceError
 
 from domain.errors import JourneyError
+from projections.location import describe
 
 __all__ = [
     "REMEDY",
@@ -43,7 +44,10 @@ STORE_KIND = "journey-views"
 # 3: partition_clocks and stopped_clocks (the event-time keeper); a store without them
 # would decide by an empty clock until new data arrives, so it is rebuilt instead.
 # 4: the said table (what was written, searchable) and journeys folded in event-time order.
-SCHEMA_VERSION = "4"
+# 5: snapshots and one compact touchpoints row per touchpoint (16-byte ids and hashes,
+# integer times, dictionary-deflated facts) instead of the aggregates' event copy; query
+# tables written as diffs (owned_products keyed by position).
+SCHEMA_VERSION = "5"
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 REMEDY = "run `journey rebuild all` to build a new store from the log"
@@ -175,7 +179,7 @@ class IntegrityWatch:
     """What is known of a store's integrity: the last check's finding, and corruption seen
     by any read or write in between. Thread-safe; cheap to ask (no I/O)."""
 
-    def __init__(self, path: Path, interval_s: float = 600.0) -> None:
+    def __init__(self, path: Path | str, interval_s: float = 600.0) -> None:
         self.path = path
         self.interval_s = interval_s
         self._lock = threading.Lock()
@@ -192,15 +196,17 @@ class IntegrityWatch:
         if not is_corruption(exc):
             return False
         with self._lock:
-            self._problem = f"store {self.path} is damaged ({exc}); {REMEDY}"
+            self._problem = f"store {describe(self.path)} is damaged ({exc}); {REMEDY}"
         return True
 
     def check_now(self) -> str | None:
-        found = quick_check(self.path)
+        # PostgreSQL checks its own pages (checksums, WAL); a damaged read still marks it.
+        found = quick_check(self.path) if isinstance(self.path, Path) else None
         with self._lock:
             self._checked_at = time.monotonic()
+            where = describe(self.path)
             self._problem = (
-                None if found is None else f"store {self.path} is damaged ({found}); {REMEDY}"
+                None if found is None else f"store {where} is damaged ({found}); {REMEDY}"
             )
             return self._problem
 

@@ -153,7 +153,7 @@ def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[Servi
         "SELECT customer_id, kind, ref, case_kind, channel, team, country, started_at,"
         " stopped_at FROM stopped_clocks"
         # Only the slowest can be late at all; the rules decide below.
-        " WHERE (julianday(stopped_at) - julianday(started_at)) * 24.0 > ?"
+        " WHERE hours > ?"
         " ORDER BY customer_id, kind, ref, started_at",
         (shortest,),
     )

@@ -13,6 +13,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PG_PORT=${PG_PORT:-15432}
 STATE=${PG_STATE_DIR:-$PWD/.cache/postgres}
+# As root, the server runs as the postgres user, which must be able to reach the data
+# directory: a checkout under a private directory (mode 700) is out of its reach, and then
+# the data goes to a directory of this checkout's own under /var/tmp instead.
+if [[ -z ${PG_STATE_DIR:-} && $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1 &&
+    ! runuser -u postgres -- test -x "$PWD" 2>/dev/null; then
+    STATE=/var/tmp/journey-postgres-$(printf '%s' "$PWD" | md5sum | cut -c1-12)
+fi
 DATA=$STATE/data
 DB=journey
 ROLE=journey
@@ -64,7 +71,7 @@ start() {
     if running; then
         say "already running at 127.0.0.1:$PG_PORT"
     else
-        as_owner "$bin/pg_ctl" -D "$DATA" -l "$STATE/server.log" -w -t 60 start >/dev/null
+        as_owner "$bin/pg_ctl" -D "$DATA" -l "$STATE/server.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null
         say "started at 127.0.0.1:$PG_PORT (log $STATE/server.log)"
     fi
     if ! as_owner "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$ROLE" -d postgres -tAc \

@@ -7,10 +7,11 @@ the Kafka tests FAIL rather than skip: CI must never go green without them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,69 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _, error = _kafka_broker_check()
     if error:
         pytest.fail(error)
+
+
+# -- the store under test: SQLite, and a real PostgreSQL ----------------------------------------
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("JOURNEY_TEST_POSTGRES") or None
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL JOURNEY_TEST_POSTGRES names (`make test`
+    starts one with scripts/postgres.sh), as a store URL; dropped afterwards."""
+    url = postgres_url()
+    if url is None:
+        if _in_ci():
+            pytest.fail(
+                "CI=true but JOURNEY_TEST_POSTGRES is not set: run the tests with `make test`"
+            )
+        pytest.skip("JOURNEY_TEST_POSTGRES not set; run `make test` to start a local PostgreSQL")
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"JOURNEY_TEST_POSTGRES={url} is set but PostgreSQL does not answer: {exc}")
+    base, _, _ = url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_address(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where the store under test lives: every test using it runs once per store."""
+    if request.param == "sqlite":
+        return tmp_path / "views.db"
+    url: str = request.getfixturevalue("postgres_store")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def new_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], Path | str]]:
+    """Makes fresh stores of one kind (``new_store("views1")``); every test using it runs
+    once per store kind. PostgreSQL databases are dropped afterwards."""
+    with contextlib.ExitStack() as stack:
+
+        def make(name: str) -> Path | str:
+            if request.param == "sqlite":
+                return tmp_path / f"{name}.db"
+            url: str = stack.enter_context(fresh_postgres_database())
+            return url
+
+        yield make

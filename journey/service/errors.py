@@ -24,6 +24,7 @@ from consumers.log import LogError
 from journey.service.freshness import BadToken
 from journey.service.models import ErrorBody, ErrorOut, NotFreshOut
 from journey.service.runtime import LogUnavailable, NotFresh, Service
+from projections.integrity import StoreError
 
 __all__ = [
     "CUSTOMER_ERRORS",
@@ -147,6 +148,20 @@ async def _on_http(_: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_store_error(request: Request, exc: Exception) -> Response:
+    """The store cannot answer (damaged, or refused at open): 503 with the remedy, never a
+    500, and the service's health says so too."""
+    service = _service(request)
+    damaged = service is not None and service.integrity.saw(exc)
+    problem = (service.integrity.problem if damaged and service else None) or str(exc)
+    logger.error("the store cannot answer", path=request.url.path, error=problem)
+    return error_response(
+        503,
+        ErrorBody(status=503, code="store_corrupt" if damaged else "store_error", message=problem),
+        {"Retry-After": "60"},
+    )
+
+
 async def _on_bug(request: Request, exc: Exception) -> Response:
     service = _service(request)
     if service is not None and service.integrity.saw(exc):
@@ -177,4 +192,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LogError, _on_log_error)
     app.add_exception_handler(RequestValidationError, _on_invalid)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(StoreError, _on_store_error)
     app.add_exception_handler(Exception, _on_bug)

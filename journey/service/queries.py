@@ -63,14 +63,7 @@ def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[S
     if len(q) >= 3:
         # Through the trigram index: the phrase is any substring of 3+ characters, any case.
         # Joined back to said, so text deleted there (erasure) is never found.
-        rows += store.query(
-            "SELECT c.customer_id, c.name, c.email, c.phone, c.touchpoints, c.last_seen,"
-            " 'said', s.text FROM said_fts f JOIN said s ON s.event_id = f.event_id"
-            " JOIN customers c ON c.customer_id = s.customer_id"
-            " WHERE said_fts MATCH ? GROUP BY s.customer_id"
-            " ORDER BY c.touchpoints DESC LIMIT ?",
-            ('"' + q.replace('"', '""') + '"', limit),
-        )
+        rows += store.search_said(q, limit)
     hits: dict[str, SearchHit] = {}
     for cid, name, email, phone, touchpoints, last_seen, kind, value in rows:
         key = str(cid)

@@ -1,12 +1,11 @@
 """How the service reads the projection store: its own handle, following blue-green swaps,
-with a cache of immutable customer snapshots.
+with a cache of folded customers.
 
-The store's aggregate cache hands out a deep copy on every read (a writer may change what
-it gets); for a customer with 1,000 touchpoints that copy costs tens of milliseconds per
-query. The service never changes what it reads, so it keeps the copy it got, keyed by the
-customer's (generation, touchpoints) as committed, and re-reads only when the customers row
-(written in the same transaction as the aggregate) shows another state. A snapshot is never
-changed after it is cached, so request threads may share it.
+A customer is read as its stored snapshot plus the few touchpoints folded since (see
+projections.store). The service never changes what it reads, so it keeps what it read,
+keyed by the customer's (generation, touchpoints) as committed, and reads again only when
+the customers row (written in the same transaction) shows another state. A cached journey
+is never changed, so request threads may share it.
 """
 
 from __future__ import annotations
@@ -14,13 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 import structlog
 
 from consumers.log import TopicPartition
-from domain.aggregates import CustomerJourney, journey_id
-from projections.store import JourneyStore, active_store_path
+from domain.aggregates import CustomerJourney
+from projections.store import JourneyStore, StoreAddress, active_store
 
 __all__ = ["ReadStore", "StoreReader"]
 
@@ -30,7 +28,7 @@ logger = structlog.get_logger(__name__)
 class ReadStore(JourneyStore):
     """A :class:`JourneyStore` for readers only: journeys come from a snapshot cache."""
 
-    def __init__(self, path: Path | str, *, snapshots: int = 2000) -> None:
+    def __init__(self, path: StoreAddress, *, snapshots: int = 2000) -> None:
         super().__init__(path)
         self._snapshots: OrderedDict[str, CustomerJourney] = OrderedDict()
         self._snapshots_size = snapshots
@@ -51,8 +49,8 @@ class ReadStore(JourneyStore):
             ):
                 self._snapshots.move_to_end(customer_id)
                 return cached
-        # A copy of our own (the default): nobody else holds it, so it never changes.
-        agg: CustomerJourney = self.app.repository.get(journey_id(customer_id, generation))
+        # Its snapshot and the few touchpoints since: a copy of our own, never changed.
+        agg = self._load(customer_id, generation)
         with self._snapshots_lock:
             current = self._snapshots.get(customer_id)
             if current is None or current.touchpoints <= agg.touchpoints:
@@ -72,16 +70,16 @@ class StoreReader:
 
     _CHECK_EVERY_S = 0.05
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: StoreAddress) -> None:
         self.base = base
         self._lock = threading.Lock()
-        self._file = active_store_path(base)
+        self._file = active_store(base)
         self._store = ReadStore(self._file)
         self._retired: list[ReadStore] = []
         self._checked = time.monotonic()
 
     @property
-    def path(self) -> Path:
+    def path(self) -> StoreAddress:
         return self._file
 
     def get(self) -> ReadStore:
@@ -90,7 +88,7 @@ class StoreReader:
             return self._store
         with self._lock:
             self._checked = now
-            active = active_store_path(self.base)
+            active = active_store(self.base)
             if active != self._file:
                 logger.info("store swapped", old=str(self._file), new=str(active))
                 # Requests in flight may still read the old file: closed at shutdown.

@@ -113,7 +113,7 @@ class Service:
             # The pipeline creates (or opens) the store before the reader opens it.
             self.pipeline = Pipeline(
                 self.log,
-                settings.store_path(),
+                settings.store_address(),
                 topic=self.topic,
                 rules=rules,
                 clock=clock,
@@ -123,7 +123,7 @@ class Service:
                 allowed_lateness=timedelta(seconds=settings.allowed_lateness),
                 idle_timeout=timedelta(seconds=settings.idle_timeout),
             )
-        self.reader = StoreReader(settings.store_path())
+        self.reader = StoreReader(settings.store_address())
         self.integrity = IntegrityWatch(self.reader.path, options.integrity_interval_s)
         self.watcher = PositionWatcher(self.reader.positions)
         self._limiter: anyio.CapacityLimiter | None = None

@@ -57,7 +57,7 @@ def _inquiry(cid: str) -> bytes:
 def _folded(store_path: Path) -> int:
     store = JourneyStore(store_path, check_pages=False)
     try:
-        return int(store.query("SELECT COUNT(*) FROM processed_events")[0][0])
+        return int(store.query("SELECT COUNT(*) FROM touchpoints")[0][0])
     finally:
         store.close()
 

@@ -260,7 +260,7 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
         fixed_now = now + timedelta(hours=1)
         assert touchpoint_counts(watch) == dict(per_customer)
         assert touchpoint_counts(clean.store) == dict(per_customer)
-        assert watch.query("SELECT COUNT(*) FROM processed_events") == [(len(on_log),)]
+        assert watch.query("SELECT COUNT(*) FROM touchpoints") == [(len(on_log),)]
         killed_views, clean_views = all_views(watch, fixed_now), all_views(clean.store, fixed_now)
         assert set(killed_views) == set(per_customer)
         for cid, view in clean_views.items():
@@ -358,7 +358,7 @@ def test_a_touchpoint_emitted_twice_counts_once(
         assert (k1["replies"], k1["auto_acknowledgements"]) == (1, 1)
         assert [p["promise_id"] for p in view["promises"]] == ["p1"]
         assert runner.store.query(
-            "SELECT COUNT(*) FROM processed_events WHERE customer_id = ?", (cid,)
+            "SELECT COUNT(*) FROM touchpoints WHERE customer_id = ?", (cid,)
         ) == [(len(tps),)]
         # The same as a store that saw each touchpoint once.
         once = Runner(

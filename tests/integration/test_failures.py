@@ -104,7 +104,7 @@ def turn_until(supervisor: Supervisor, done: Callable[[], bool], *, timeout_s: f
 def processed_offsets(runner: Runner) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for part, offset in runner.store.query(
-        'SELECT partition, "offset" FROM processed_events ORDER BY partition, "offset"'
+        'SELECT partition, "offset" FROM touchpoints ORDER BY partition, "offset"'
     ):
         out.setdefault(int(part), []).append(int(offset))
     return out
@@ -145,7 +145,7 @@ def test_a_full_disk_stops_the_runner_at_its_last_position_and_loses_nothing(
         small_disk.grow()
         turn_until(supervisor, lambda: all(v == 0 for v in runner.lag().values()))
         turn_until(supervisor, lambda: not supervisor.health.failing)
-        folded = {str(r[0]) for r in runner.store.query("SELECT event_id FROM processed_events")}
+        folded = runner.store.event_ids()
         assert folded == {str(t.event_id) for t in sent}
         assert runner.store.query("SELECT COUNT(*) FROM dead_letters") == [(0,)]
         assert supervisor.health.failures_total >= 1
@@ -204,7 +204,7 @@ def test_serve_says_so_while_the_disk_is_full_and_shows_everything_after(
         everything = svc.get("/search", params={"q": "cust", "after": tokens_of(positions)})
         assert everything.status_code == 200, everything.text
         store = svc.service.reader.get()
-        assert store.query("SELECT COUNT(*) FROM processed_events") == [(len(sent),)]
+        assert store.query("SELECT COUNT(*) FROM touchpoints") == [(len(sent),)]
         assert store.query("SELECT COUNT(*) FROM dead_letters") == [(0,)]
 
 
@@ -219,11 +219,11 @@ def fold_raises_on_poison(monkeypatch: pytest.MonkeyPatch) -> None:
 
     original = fold.Journey.apply
 
-    def apply(self: fold.Journey, touchpoint: Touchpoint) -> str:
+    def apply(self: fold.Journey, touchpoint: Touchpoint, raw: bytes | None = None) -> str:
         data = touchpoint.data
         if isinstance(data, c.InquiryReceived) and data.subject == "poison":
             raise ValueError("the fold cannot take this one")
-        return original(self, touchpoint)
+        return original(self, touchpoint, raw)
 
     monkeypatch.setattr(fold.Journey, "apply", apply)
 
@@ -428,7 +428,7 @@ def test_a_poison_corpus_leaves_the_pipeline_alive_and_each_message_dead_lettere
         letters = read_topic(log, dlq)
         reasons = sorted((m.header(HEADER_REASON) or b"").decode() for m in letters)
         assert reasons == sorted(r for r, _ in poison), "each poison message exactly once"
-        folded = {str(r[0]) for r in runner.store.query("SELECT event_id FROM processed_events")}
+        folded = runner.store.event_ids()
         # the good neighbours produced (on Kafka one poison fewer, so one neighbour fewer)
         produced = [first] + [good[1 + n % (len(good) - 1)] for n in range(len(poison))]
         assert folded == {str(t.event_id) for t in produced}

@@ -57,10 +57,10 @@ def fold_raises(monkeypatch: pytest.MonkeyPatch) -> None:
 
     original = fold.Journey.apply
 
-    def apply(self: fold.Journey, tp: Touchpoint) -> str:
+    def apply(self: fold.Journey, tp: Touchpoint, raw: bytes | None = None) -> str:
         if isinstance(tp.data, c.InquiryReceived) and (tp.data.subject or "").startswith("poison"):
             raise ValueError(f"malformed subject {tp.data.subject!r}")  # user text in the error
-        return original(self, tp)
+        return original(self, tp, raw)
 
     monkeypatch.setattr(fold.Journey, "apply", apply)
 
@@ -74,7 +74,7 @@ def test_a_valid_copy_after_a_poison_copy_is_folded(elog: EmbeddedLog, tmp_path:
     try:
         r.run_until_caught_up(30)
         assert r.store.query('SELECT "offset", reason FROM dead_letters') == [(0, "fold_failed")]
-        assert r.store.query("SELECT COUNT(*) FROM processed_events") == [(1,)]
+        assert r.store.query("SELECT COUNT(*) FROM touchpoints") == [(1,)]
     finally:
         r.close()
 
@@ -108,7 +108,9 @@ def test_a_journey_that_cannot_be_loaded_is_the_stores_fault_not_a_dead_letter(
         r.run_until_caught_up(30)
         r.store._live.clear()  # evicted from the writer's cache (or a restart)
         con = sqlite3.connect(tmp_path / "v.db")
-        con.execute("UPDATE stored_events SET state = substr(state, 1, 10)")
+        # Its snapshot and its stored facts both damaged: nothing to fold it from.
+        con.execute("UPDATE snapshots SET state = substr(state, 1, 10)")
+        con.execute("UPDATE touchpoints SET fact = substr(fact, 1, 10)")
         con.commit()
         con.close()
         emitter.emit_touchpoints([inquiry(1), inquiry(2, cid="cust-2")])

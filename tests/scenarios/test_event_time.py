@@ -23,7 +23,7 @@ from domain.envelope import decode, new_touchpoint
 from journey.emitter import Emitter
 from journey.pipeline import ManualClock, Pipeline
 from journey.synthetic import Arrival, generate_order_history
-from projections.store import JourneyStore, active_store_path
+from projections.store import JourneyStore, StoreAddress, active_store
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 181  # January to June
@@ -75,8 +75,8 @@ def statuses_in_truth(arrivals: Iterable[Arrival]) -> Counter[str]:
     )
 
 
-def statuses_in_store(store_path: Path) -> Counter[str]:
-    store = JourneyStore(active_store_path(store_path))
+def statuses_in_store(store_path: StoreAddress) -> Counter[str]:
+    store = JourneyStore(active_store(store_path))
     try:
         found: Counter[str] = Counter()
         for (cid,) in store.query("SELECT customer_id FROM customers"):
@@ -120,7 +120,7 @@ def drive(pipeline: Pipeline) -> None:
             return
 
 
-def restart_adds_nothing(log: Log, store: Path, topic: str, **kwargs: object) -> None:
+def restart_adds_nothing(log: Log, store: StoreAddress, topic: str, **kwargs: object) -> None:
     before = sorted(broken_on_log(log, topic))
     clock = ManualClock(NOW + timedelta(days=1))
     again = Pipeline(log, store, topic=topic, clock=clock, **kwargs)  # type: ignore[arg-type]
@@ -141,10 +141,10 @@ def check(found: list[uuid.UUID], expected: set[uuid.UUID], how: str) -> None:
     )
 
 
-Run = Callable[[Log, Path, str, list[Arrival]], None]
+Run = Callable[[Log, StoreAddress, str, list[Arrival]], None]
 
 
-def all_before_start(log: Log, store: Path, topic: str, arrivals: list[Arrival]) -> None:
+def all_before_start(log: Log, store: StoreAddress, topic: str, arrivals: list[Arrival]) -> None:
     Emitter(log, topic=topic, source="backfill").emit_touchpoints([a.touchpoint for a in arrivals])
     clock = ManualClock(NOW)
     pipeline = Pipeline(log, store, topic=topic, clock=clock)
@@ -155,7 +155,7 @@ def all_before_start(log: Log, store: Path, topic: str, arrivals: list[Arrival])
         pipeline.close()
 
 
-def month_by_month(log: Log, store: Path, topic: str, arrivals: list[Arrival]) -> None:
+def month_by_month(log: Log, store: StoreAddress, topic: str, arrivals: list[Arrival]) -> None:
     clock = ManualClock(NOW)
     pipeline = Pipeline(log, store, topic=topic, clock=clock)
     pipeline.runner.batch_size = 37  # many batches: the keeper often sees partitions behind
@@ -168,7 +168,7 @@ def month_by_month(log: Log, store: Path, topic: str, arrivals: list[Arrival]) -
         pipeline.close()
 
 
-def lived(log: Log, store: Path, topic: str, arrivals: list[Arrival]) -> None:
+def lived(log: Log, store: StoreAddress, topic: str, arrivals: list[Arrival]) -> None:
     clock = ManualClock(START)
     pipeline = Pipeline(log, store, topic=topic, clock=clock)
     try:
@@ -197,7 +197,9 @@ def test_the_history_has_every_kind_of_order() -> None:
     assert [a.at for a in arrivals] == sorted(a.at for a in arrivals)
 
 
-def test_same_facts_at_any_pace_and_after_a_restart(tmp_path: Path) -> None:
+def test_same_facts_at_any_pace_and_after_a_restart(
+    tmp_path: Path, new_store: Callable[[str], StoreAddress]
+) -> None:
     arrivals = history()
     expected = truth(arrivals)
     runs: dict[str, Run] = {
@@ -207,7 +209,7 @@ def test_same_facts_at_any_pace_and_after_a_restart(tmp_path: Path) -> None:
     }
     for n, (how, run) in enumerate(runs.items()):
         log = EmbeddedLog(str(tmp_path / f"log{n}.db"))
-        store = tmp_path / f"views{n}.db"
+        store = new_store(f"views{n}")
         try:
             run(log, store, "shop", arrivals)
             check(broken_on_log(log, "shop"), expected, how)
@@ -233,7 +235,7 @@ def overdue_on_log(log: Log, topic: str) -> list[tuple[str, str, datetime]]:
 
 
 def test_a_reply_target_missed_is_a_fact_whether_the_late_reply_is_folded_first_or_not(
-    tmp_path: Path,
+    tmp_path: Path, new_store: Callable[[str], StoreAddress]
 ) -> None:
     """An e-mail answered after 30 hours missed its 24-hour target, and a case resolved
     after two days without a word missed it too; one answered after an hour did not. A
@@ -262,10 +264,11 @@ def test_a_reply_target_missed_is_a_fact_whether_the_late_reply_is_folded_first_
     ]
     for n, run in enumerate((all_before_start, lived)):
         log = EmbeddedLog(str(tmp_path / f"log{n}.db"))
+        store = new_store(f"views{n}")
         try:
-            run(log, tmp_path / f"views{n}.db", "cases", arrivals)
+            run(log, store, "cases", arrivals)
             assert overdue_on_log(log, "cases") == expected, run.__name__
-            restart_adds_nothing(log, tmp_path / f"views{n}.db", "cases")
+            restart_adds_nothing(log, store, "cases")
             assert overdue_on_log(log, "cases") == expected, run.__name__
         finally:
             log.close()

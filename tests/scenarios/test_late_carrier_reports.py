@@ -15,7 +15,7 @@ from consumers.embedded_log import EmbeddedLog
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
-from projections.store import JourneyStore, active_store_path
+from projections.store import JourneyStore, StoreAddress, active_store
 from tests.scenarios.test_event_time import broken_on_log
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -59,8 +59,9 @@ def _order(customer: str, order_id: str) -> list[Touchpoint]:
     ],
     ids=["reported-late", "stamped-out-of-order"],
 )
-def test_a_delivery_reported_before_its_shipment_keeps_the_promise(
+def test_a_delivery_reported_before_its_shipment_keeps_the_promise(  # noqa: PLR0917 (fixtures)
     tmp_path: Path,
+    store_address: StoreAddress,
     shipped_at: datetime,
     delivered_at: datetime,
     delivered_arrives: datetime,
@@ -75,14 +76,14 @@ def test_a_delivery_reported_before_its_shipment_keeps_the_promise(
     arrivals = [T0, shipped_arrives, delivered_arrives]
     log = EmbeddedLog(str(tmp_path / "log.db"))
     clock = ManualClock(T0)
-    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    pipeline = Pipeline(log, store_address, topic=TOPIC, clock=clock)
     try:
         pipeline.play(touchpoints, clock, END, arrivals=arrivals)
     finally:
         pipeline.close()
     try:
         assert broken_on_log(log, TOPIC) == []
-        store = JourneyStore(active_store_path(tmp_path / "views.db"))
+        store = JourneyStore(active_store(store_address))
         try:
             agg = store.journey(cid)
             assert agg is not None

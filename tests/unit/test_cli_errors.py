@@ -61,9 +61,10 @@ CASES = {
     "secret in JOURNEY_BROKER": Bad(
         ("view", "c"), "host:port", env={"JOURNEY_BROKER": f"kafka://bob:{SECRET}@nohost"}
     ),
-    "postgresql store": Bad(
-        ("--store", f"postgresql://bob:{SECRET}@localhost/views", "view", "c"),
-        "only sqlite:///",
+    "postgresql store not answering": Bad(
+        ("--store", f"postgresql://bob:{SECRET}@127.0.0.1:1/views", "view", "c"),
+        "did not answer",
+        code=1,
         not_created=("postgresql:",),
     ),
     "store unknown scheme": Bad(("--store", "mysql://h/db", "service-levels"), "unknown"),

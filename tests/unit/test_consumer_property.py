@@ -119,7 +119,7 @@ def test_every_message_is_folded_or_dead_lettered_and_the_consumer_lives(
             stats = runner.stats
             assert stats.applied + stats.duplicates + stats.dead_letters == len(messages)
             dead = runner.store.query("SELECT COUNT(*) FROM dead_letters")[0][0]
-            folded = runner.store.query("SELECT COUNT(*) FROM processed_events")[0][0]
+            folded = runner.store.query("SELECT COUNT(*) FROM touchpoints")[0][0]
             assert (folded, dead) == (stats.applied, stats.dead_letters)
             on_dlq = sum(log.high_watermarks(f"{TOPIC}.dlq").values())
             assert on_dlq == dead, "each dead letter on the DLQ exactly once"

@@ -117,8 +117,8 @@ def test_case_status_follows_event_time() -> None:
 def canonical(journey: Journey) -> dict[str, Any]:
     """Everything the fold decided, the kept facts aside (same set, in any order)."""
     dump = dataclasses.asdict(journey)
-    dump.pop("facts", None)
-    dump.pop("born_erased_at", None)
+    for bookkeeping in ("facts", "born_erased_at", "last_fact", "earlier_facts", "refolded"):
+        dump.pop(bookkeeping, None)
     return dump
 
 

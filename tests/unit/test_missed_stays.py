@@ -161,3 +161,75 @@ def test_an_acknowledgement_covers_only_the_clock_it_names() -> None:
     j.apply(tp(c.InquiryReceived(case_id="k", channel="email"), due + timedelta(hours=3)))
     assert j.cases["k"].reply_owed == "next_reply"
     assert not j.cases["k"].missed_settled
+
+
+def test_it_leaves_when_withdrawn_and_the_break_stays_a_fact(tmp_path: Path) -> None:
+    _, pipeline, _ = broken_promise(tmp_path)
+    pipeline.emit(
+        [
+            tp(
+                c.PromiseWithdrawn(promise_id="p", withdrawn_by="agent", reason="order cancelled"),
+                DUE + timedelta(hours=3),
+            )
+        ]
+    )
+    pipeline.catch_up()
+    assert listed(pipeline) == []
+    view = pipeline.customer("c-1")
+    assert view is not None
+    (promise,) = view.promises
+    assert (promise.status, promise.broken_recorded) == ("withdrawn", True)
+    pipeline.close()
+
+
+def _withdrawn_story(withdrawn_at: datetime) -> list[Touchpoint]:
+    return [
+        tp(c.InquiryReceived(case_id="k", channel="email", subject="where"), T0),
+        tp(
+            c.PromiseMade(promise_id="p", case_id="k", what="deliver", made_by="agent", due_by=DUE),
+            T0 + timedelta(minutes=6),
+        ),
+        tp(c.PromiseWithdrawn(promise_id="p", withdrawn_by="customer"), withdrawn_at),
+    ]
+
+
+def test_withdrawn_by_its_deadline_it_is_never_broken(tmp_path: Path) -> None:
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    clock = ManualClock(DUE + timedelta(days=2))
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    pipeline.emit(_withdrawn_story(DUE - timedelta(hours=1)))
+    pipeline.settle(clock.now, clock)
+    view = pipeline.customer("c-1")
+    assert view is not None
+    assert [(p.status, p.broken_recorded) for p in view.promises] == [("withdrawn", False)]
+    assert [i for i in listed(pipeline) if i[0] == "promise"] == []
+    pipeline.close()
+
+
+def test_withdrawn_after_its_deadline_the_break_is_recorded_by_event_time(tmp_path: Path) -> None:
+    """A backfill: the withdrawal arrives with the rest, after the deadline it came too late
+    for. A live run would have recorded the break at the deadline; so does this one."""
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    clock = ManualClock(DUE + timedelta(days=2))
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    pipeline.emit(_withdrawn_story(DUE + timedelta(hours=5)))
+    pipeline.settle(clock.now, clock)
+    view = pipeline.customer("c-1")
+    assert view is not None
+    assert [(p.status, p.broken_recorded) for p in view.promises] == [("withdrawn", True)]
+    assert [i for i in listed(pipeline) if i[0] == "promise"] == []
+    pipeline.close()
+
+
+def test_a_withdrawal_folds_the_same_in_any_order() -> None:
+    story = _withdrawn_story(DUE + timedelta(hours=5))
+    broken = tp(c.PromiseBroken(promise_id="p", due_by=DUE, what="deliver"), DUE)
+    orders = [[*story, broken], [broken, *story], [story[2], broken, story[0], story[1]]]
+    promises = []
+    for order in orders:
+        journey = Journey("c-1")
+        for t in order:
+            journey.apply(t)
+        promises.append(journey.promises["p"])
+    assert all(p == promises[0] for p in promises)
+    assert promises[0].status == "withdrawn" and promises[0].broken_recorded

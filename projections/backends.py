@@ -1,0 +1,261 @@
+"""Where a store lives: a SQLite file, or a PostgreSQL database.
+
+Both are eventsourcing process recorders (the tracking table holds each partition's
+position) extended with the query tables, which are written in the same transaction as the
+tracking record. Statements are written once, with ``?`` placeholders and SQL both
+databases run; :meth:`Backend.sql` adapts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from eventsourcing.persistence import ProcessRecorder, Tracking
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteProcessRecorder,
+)
+
+from projections.location import connect, describe, schema_of
+from projections.schema import ddl
+
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement"]
+
+Statement = tuple[str, Sequence[Any]]
+
+
+class Backend(ABC):
+    """One store's database: reads, and atomic batch writes with a tracking record."""
+
+    kind: str
+    recorder: ProcessRecorder
+    tracking_table: str
+
+    @abstractmethod
+    def sql(self, statement: str) -> str:
+        """``statement`` (``?`` placeholders) in this database's dialect."""
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[Any]:
+        """A cursor in a transaction (committed at the end when ``commit``)."""
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.transaction(commit=False) as cur:
+            cur.execute(self.sql(statement), tuple(params))
+            return [_row(r) for r in cur.fetchall()]
+
+    def queries(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        """Several reads in one transaction (one consistent view of the store)."""
+        out = []
+        with self.transaction(commit=False) as cur:
+            for statement, params in statements:
+                cur.execute(self.sql(statement), tuple(params))
+                out.append([_row(r) for r in cur.fetchall()])
+        return out
+
+    def execute(self, statements: Sequence[Statement]) -> None:
+        """Writes outside any batch (metadata, the dead-letter outbox), in one transaction."""
+        with self.transaction(commit=True) as cur:
+            for statement, params in statements:
+                cur.execute(self.sql(statement), tuple(params))
+
+    def record(self, tracking: Tracking, writes: Sequence[Statement]) -> None:
+        """``writes`` and the tracking record, in one transaction (eventsourcing's
+        ``insert_events`` with no events of its own: the log of record is Kafka)."""
+        self.recorder.insert_events([], tracking=tracking, view_writes=writes)
+
+    def position(self, name: str) -> int | None:
+        return self.recorder.max_tracking_id(name)
+
+    @abstractmethod
+    def size_bytes(self) -> int:
+        """How much the store takes on disk."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The store, as a person names it (a path, or a URL without its password)."""
+
+
+def _row(row: Any) -> tuple[Any, ...]:
+    return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+
+# ---------------------------------------------------------------------------- SQLite
+
+
+class _TunedPool(SQLiteConnectionPool):
+    """eventsourcing's pool, with each connection tuned for a store that is disposable
+    (the log is the truth): WAL with synchronous=NORMAL (a power cut may lose the last
+    commits, never consistency; they are read again from the log) and a 64 MiB cache."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        conn = super()._create_connection()
+        cur = conn.cursor()
+        for pragma in ("synchronous=NORMAL", "cache_size=-65536", "temp_store=MEMORY"):
+            cur.execute(f"PRAGMA {pragma}")
+        return conn
+
+
+class _Datastore(SQLiteDatastore):
+    def __init__(self, db_name: str, *, lock_timeout: int) -> None:
+        super().__init__(db_name, lock_timeout=lock_timeout)
+        self.pool.close()
+        self.pool = _TunedPool(db_name=db_name, lock_timeout=lock_timeout)
+
+
+class _SQLiteRecorder(SQLiteProcessRecorder):
+    """eventsourcing's SQLite process recorder, plus the query tables in the same
+    transaction as the tracking record."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *ddl("sqlite")]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        for statement, params in kwargs.get("view_writes", ()):
+            c.execute(statement, params)
+        return returning
+
+
+class SQLiteBackend(Backend):
+    kind = "sqlite"
+    tracking_table = "tracking"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.datastore = _Datastore(str(path), lock_timeout=30)
+        self.recorder = _SQLiteRecorder(self.datastore)
+        self.recorder.create_table()
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[Any]:
+        with self.datastore.transaction(commit=commit) as cur:
+            yield cur
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += Path(str(self.path) + suffix).stat().st_size
+        return total
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+
+# ---------------------------------------------------------------------------- PostgreSQL
+
+
+class PostgresBackend(Backend):
+    kind = "postgresql"
+    tracking_table = "notification_tracking"
+
+    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+        # Imported here: SQLite users need neither psycopg nor a server.
+        from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+
+        class _Recorder(PostgresProcessRecorder):
+            def _insert_events(
+                self, curs: Any, stored_events: Sequence[Any], **kwargs: Any
+            ) -> None:
+                super()._insert_events(curs, stored_events, **kwargs)
+                for statement, params in kwargs.get("view_writes", ()):
+                    curs.execute(_pg(statement), params)
+
+        class _Datastore(PostgresDatastore):
+            # Unqualified names (the query tables) resolve in the store's own schema.
+            def after_connect_func(self) -> Callable[[Any], None]:
+                base = super().after_connect_func()
+                search_path = f'SET search_path TO "{self.schema}", public'
+
+                def after_connect(conn: Any) -> None:
+                    base(conn)
+                    conn.cursor().execute(search_path)
+
+                return after_connect
+
+        parts = urlsplit(url)
+        schema = schema_of(url) or "public"
+        if not schema.replace("_", "").isalnum():
+            raise ValueError(f"store schema {schema!r}: use letters, digits and _ only")
+        self.url = url
+        settings = {
+            "dbname": unquote(parts.path.lstrip("/")) or "journey",
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "user": unquote(parts.username or "journey"),
+            "password": unquote(parts.password or ""),
+        }
+        with connect(url) as conn:  # says so, in one line, when nobody answers
+            if schema != "public":
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        self.datastore = _Datastore(
+            **settings,  # type: ignore[arg-type]
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            connect_timeout=10,
+            schema=schema,
+        )
+        self.recorder = _Recorder(self.datastore)
+        self.recorder.create_table()
+        with self.transaction(commit=True) as cur:
+            # Several workers may open a new database at once: one creates, the others wait.
+            cur.execute("SELECT pg_advisory_xact_lock(7245001)")
+            for statement in ddl("postgresql"):
+                cur.execute(statement)
+
+    def sql(self, statement: str) -> str:
+        return _pg(statement)
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[Any]:
+        from psycopg.rows import tuple_row
+
+        with self.datastore.transaction(commit=commit) as cur:
+            # Rows as tuples, as SQLite gives them: by name, two unnamed expressions (two
+            # CASE columns) would collapse into one.
+            cur.row_factory = tuple_row  # type: ignore[assignment]
+            yield cur
+
+    def size_bytes(self) -> int:
+        rows = self.query(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')"
+        )
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        self.datastore.close()
+
+    @property
+    def where(self) -> str:
+        return describe(self.url)
+
+
+def _pg(statement: str) -> str:
+    # Our statements hold no literal '?' or '%': placeholders only.
+    return statement.replace("%", "%%").replace("?", "%s")

@@ -1,0 +1,308 @@
+"""The query-table rows of one customer, derived from the folded journey, and the writes
+that turn the rows last written into the rows now due: only what changed is written
+(upserts and deletes by primary key), never a customer's rows deleted and inserted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from domain import catalogue as c
+from domain.envelope import Touchpoint
+from domain.journey import Journey
+from domain.positions import TopicPartition
+from projections.backends import Statement
+
+__all__ = [
+    "CustomerRows",
+    "clock_text",
+    "customer_rows",
+    "diff_writes",
+    "display_name",
+    "fact_writes",
+    "norm_identity",
+]
+
+Row = tuple[Any, ...]
+# table -> primary key -> row
+CustomerRows = dict[str, dict[Row, Row]]
+
+
+class _Table:
+    def __init__(self, name: str, columns: Sequence[str], key: Sequence[str]) -> None:
+        self.name = name
+        self.columns = list(columns)
+        self.key_index = [self.columns.index(k) for k in key]
+        cols = ", ".join(f'"{c}"' for c in self.columns)
+        marks = ", ".join("?" * len(self.columns))
+        others = [c for c in self.columns if c not in key]
+        update = ", ".join(f'"{c}" = excluded."{c}"' for c in others)
+        conflict = ", ".join(f'"{k}"' for k in key)
+        self.upsert = f"INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT ({conflict}) " + (
+            f"DO UPDATE SET {update}" if update else "DO NOTHING"
+        )
+        self.delete = f"DELETE FROM {name} WHERE " + " AND ".join(f'"{k}" = ?' for k in key)
+
+    def key(self, row: Row) -> Row:
+        return tuple(row[i] for i in self.key_index)
+
+
+_TABLES = {
+    t.name: t
+    for t in (
+        _Table(
+            "customers",
+            (
+                "customer_id",
+                "id_norm",
+                "generation",
+                "name",
+                "email",
+                "phone",
+                "touchpoints",
+                "first_seen",
+                "last_seen",
+                "erased_at",
+                "topic",
+                "partition",
+            ),
+            ("customer_id",),
+        ),
+        _Table(
+            "identities", ("kind", "value", "norm", "customer_id"), ("kind", "value", "customer_id")
+        ),
+        _Table("links", ("customer_id", "other_id"), ("customer_id", "other_id")),
+        _Table(
+            "clocks",
+            (
+                "customer_id",
+                "kind",
+                "ref",
+                "channel",
+                "team",
+                "country",
+                "started_at",
+                "due_at",
+                "label",
+                "case_kind",
+            ),
+            ("customer_id", "kind", "ref"),
+        ),
+        _Table(
+            "stopped_clocks",
+            (
+                "customer_id",
+                "kind",
+                "ref",
+                "channel",
+                "team",
+                "country",
+                "started_at",
+                "stopped_at",
+                "case_kind",
+                "hours",
+            ),
+            ("customer_id", "kind", "ref", "started_at"),
+        ),
+        _Table(
+            "owned_products",
+            ("customer_id", "pos", "product", "batch", "serial"),
+            ("customer_id", "pos"),
+        ),
+    )
+}
+# Links are facts about two customers, kept when either side's journey moves on.
+_NEVER_DELETED = frozenset({"links"})
+
+
+def clock_text(at: datetime) -> str:
+    """UTC with microseconds always present: text order is time order."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def norm_identity(value: str) -> str:
+    return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
+
+
+_NAME_FIELDS = ("name", "full_name", "fullname", "navn", "namn", "fornavn", "förnamn")
+
+
+def display_name(journey: Journey) -> str | None:
+    for ident in journey.identities:
+        if ident.kind == "name":
+            return ident.value
+    for sub in reversed(journey.submissions):
+        for key, value in sub.fields.items():
+            if key.lower().replace(" ", "_") in _NAME_FIELDS and value.strip():
+                return value.strip()
+        first = sub.fields.get("first_name") or sub.fields.get("fornavn")
+        last = sub.fields.get("last_name") or sub.fields.get("etternavn")
+        if first or last:
+            return " ".join(p for p in (first, last) if p)
+    return None
+
+
+def customer_rows(
+    j: Journey, generation: int, touchpoints: int, tp: TopicPartition
+) -> CustomerRows:
+    """Every query-table row the journey ``j`` is due, by table and primary key."""
+    cid = j.customer_id
+    out: CustomerRows = {name: {} for name in _TABLES}
+
+    def put(table: str, row: Row) -> None:
+        out[table][_TABLES[table].key(row)] = row
+
+    first_of: dict[str, str | None] = {"email": None, "phone": None}
+    for ident in j.identities:
+        if ident.kind in first_of and first_of[ident.kind] is None:
+            first_of[ident.kind] = ident.value
+    put(
+        "customers",
+        (
+            cid,
+            norm_identity(cid),
+            generation,
+            display_name(j),
+            first_of["email"],
+            first_of["phone"],
+            touchpoints,
+            j.first_seen.isoformat() if j.first_seen else None,
+            j.last_seen.isoformat() if j.last_seen else None,
+            j.erased_at.isoformat() if j.erased_at else None,
+            tp.topic,
+            tp.partition,
+        ),
+    )
+    for ident in j.identities:
+        put("identities", (ident.kind, ident.value, norm_identity(ident.value), cid))
+    for other in j.linked_customers:
+        put("links", (cid, other))
+        put("links", (other, cid))
+    for case in j.cases.values():
+        # An overdue reply stays listed (its clock row stays) until a reply stops the clock,
+        # the case is resolved, or an agent acknowledges the recorded breach.
+        if (
+            case.status == "open"
+            and case.reply_owed
+            and case.reply_owed_since
+            and not case.missed_settled
+        ):
+            put(
+                "clocks",
+                (
+                    cid,
+                    case.reply_owed,
+                    case.case_id,
+                    case.channel,
+                    case.team,
+                    case.country,
+                    case.reply_owed_since.isoformat(),
+                    None,
+                    None if j.erased_at else case.subject,
+                    case.kind,
+                ),
+            )
+        for kind, since, stopped in case.stopped_clocks:
+            if case.overdue_recorded_between(kind, since, stopped):
+                continue
+            put(
+                "stopped_clocks",
+                (
+                    cid,
+                    kind,
+                    case.case_id,
+                    case.channel,
+                    case.team,
+                    case.country,
+                    since.isoformat(),
+                    stopped.isoformat(),
+                    case.kind,
+                    (stopped - since).total_seconds() / 3600,
+                ),
+            )
+    for promise in j.promises.values():
+        # A promise fulfilled after its deadline keeps its clock row until the break is
+        # recorded: the keeper records it whether the late fulfilment was folded first (a
+        # backfill) or the deadline passed first (live). A recorded break keeps its row too,
+        # so missed stays missed on the agents' lists, until the promise is kept late, its
+        # case is resolved, or an agent acknowledges it (the keeper skips recorded rows).
+        owner = j.cases.get(promise.case_id) if promise.case_id else None
+        still_missed = (
+            promise.status == "broken"
+            and promise.acknowledged is None
+            and (owner is None or owner.status == "open")
+        )
+        if not promise.decided or still_missed:
+            put(
+                "clocks",
+                (
+                    cid,
+                    "promise",
+                    promise.promise_id,
+                    owner.channel if owner else None,
+                    owner.team if owner else None,
+                    owner.country if owner else None,
+                    promise.made_at.isoformat(),
+                    promise.due_by.isoformat(),
+                    promise.what,
+                    owner.kind if owner else None,
+                ),
+            )
+    for pos, product in enumerate(j.products):
+        put("owned_products", (cid, pos, product.name, product.batch, product.serial))
+    return out
+
+
+def diff_writes(before: CustomerRows | None, after: CustomerRows) -> list[Statement]:
+    """The writes that take the tables from ``before`` (None: nothing written yet) to
+    ``after``: deletes of rows no longer due, upserts of new and changed ones."""
+    writes: list[Statement] = []
+    for name, table in _TABLES.items():
+        old = before.get(name, {}) if before is not None else {}
+        new = after.get(name, {})
+        if name not in _NEVER_DELETED:
+            writes.extend((table.delete, key) for key in old.keys() - new.keys())
+        writes.extend((table.upsert, row) for key, row in new.items() if old.get(key) != row)
+    return writes
+
+
+def fact_writes(tp: Touchpoint) -> list[Statement]:
+    """Rows that come straight from one touchpoint, whoever's journey it is in."""
+    d = tp.data
+    at = tp.occurred_at.isoformat()
+    if isinstance(d, c.KnownDefectRegistered):
+        return [
+            (
+                "INSERT INTO defects VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (defect_id)"
+                " DO UPDATE SET product = excluded.product, batch = excluded.batch,"
+                " description = excluded.description, remedy = excluded.remedy,"
+                " registered_at = excluded.registered_at, registered_by = excluded.registered_by",
+                (d.defect_id, d.product, d.batch, d.description, d.remedy, at, tp.customer_id),
+            )
+        ]
+    if isinstance(d, c.ProactiveOutreachSent):
+        return [
+            (
+                "INSERT INTO outreach VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (tp.customer_id, d.defect_id, at),
+            )
+        ]
+    if isinstance(d, c.ReplyOverdue):
+        return [
+            (
+                "INSERT INTO breaches (customer_id, kind, ref, due_at, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (tp.customer_id, d.target, d.case_id, d.due_by.isoformat(), at),
+            )
+        ]
+    if isinstance(d, c.PromiseBroken):
+        return [
+            (
+                "INSERT INTO breaches (customer_id, kind, ref, due_at, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (tp.customer_id, "promise", d.promise_id, d.due_by.isoformat(), at),
+            )
+        ]
+    return []

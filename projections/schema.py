@@ -1,0 +1,132 @@
+"""The store's tables, in SQL both SQLite and PostgreSQL run (a few words differ: see
+``ddl``). eventsourcing adds its own (the tracking table the positions live in)."""
+
+from __future__ import annotations
+
+__all__ = ["ddl"]
+
+# {serial}: a row id that never changes (the search index points at it); {blob}: bytes.
+_COMMON = [
+    # What this store is (a journey store, which schema): a foreign or outdated store is
+    # refused at open with the remedy instead of failing later (projections/integrity.py).
+    """CREATE TABLE IF NOT EXISTS journey_store_meta (
+        key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    # One compact row per touchpoint: the timeline entry (summary, case, what was said,
+    # verbatim), the content hash (the same event_id with other content is a conflicting
+    # duplicate), where it came from on the log (partition, offset), and the fact itself
+    # (its wire envelope, deflated: projections/facts.py) for the rare refold a late fact
+    # causes and for a cold read's tail after the customer's snapshot. event_id and
+    # content_hash are 16 bytes, at is microseconds since the epoch. seq numbers a
+    # customer's touchpoints in the order folded. An erasure empties summary, text and fact
+    # of the generations before it.
+    """CREATE TABLE IF NOT EXISTS touchpoints (
+        id {serial}, event_id {blob} NOT NULL UNIQUE, customer_id TEXT NOT NULL,
+        generation INTEGER NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL,
+        type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT, text TEXT,
+        content_hash {blob} NOT NULL, partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
+        fact {blob})""",
+    # The timeline, newest first, a page at a time; with seq in it, a cold read finds the
+    # rows folded since the snapshot without visiting the others.
+    """CREATE INDEX IF NOT EXISTS touchpoints_timeline
+        ON touchpoints (customer_id, generation, at, event_id, seq)""",
+    # Each customer's folded state as of ``touchpoints`` folded (eventsourcing Snapshot
+    # through its Mapper: topic + state). A cold read is this row plus the touchpoints
+    # rows folded since.
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        customer_id TEXT PRIMARY KEY, generation INTEGER NOT NULL,
+        touchpoints BIGINT NOT NULL, topic TEXT NOT NULL, state {blob} NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS customers (
+        customer_id TEXT PRIMARY KEY, id_norm TEXT NOT NULL, generation INTEGER NOT NULL,
+        name TEXT, email TEXT,
+        phone TEXT, touchpoints BIGINT NOT NULL, first_seen TEXT, last_seen TEXT,
+        erased_at TEXT, topic TEXT NOT NULL, partition INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS customers_id_norm ON customers (id_norm)",
+    """CREATE TABLE IF NOT EXISTS identities (
+        kind TEXT NOT NULL, value TEXT NOT NULL, norm TEXT NOT NULL, customer_id TEXT NOT NULL,
+        PRIMARY KEY (kind, value, customer_id))""",
+    "CREATE INDEX IF NOT EXISTS identities_norm ON identities (norm)",
+    "CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id)",
+    """CREATE TABLE IF NOT EXISTS links (
+        customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
+    """CREATE TABLE IF NOT EXISTS clocks (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
+        team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
+        case_kind TEXT,
+        PRIMARY KEY (customer_id, kind, ref))""",
+    # Reply clocks that stopped with no ReplyOverdue recorded in their span: the keeper
+    # records those that stopped after their target (which the rules give at read time).
+    """CREATE TABLE IF NOT EXISTS stopped_clocks (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
+        team TEXT, country TEXT, started_at TEXT NOT NULL, stopped_at TEXT NOT NULL,
+        case_kind TEXT, hours DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (customer_id, kind, ref, started_at))""",
+    """CREATE TABLE IF NOT EXISTS breaches (
+        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL, channel TEXT, team TEXT,
+        PRIMARY KEY (customer_id, kind, ref, due_at))""",
+    """CREATE TABLE IF NOT EXISTS owned_products (
+        customer_id TEXT NOT NULL, pos INTEGER NOT NULL, product TEXT NOT NULL, batch TEXT,
+        serial TEXT, PRIMARY KEY (customer_id, pos))""",
+    "CREATE INDEX IF NOT EXISTS owned_products_product ON owned_products (product)",
+    """CREATE TABLE IF NOT EXISTS defects (
+        defect_id TEXT PRIMARY KEY, product TEXT NOT NULL, batch TEXT, description TEXT,
+        remedy TEXT, registered_at TEXT NOT NULL, registered_by TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS outreach (
+        customer_id TEXT NOT NULL, defect_id TEXT NOT NULL, sent_at TEXT NOT NULL,
+        PRIMARY KEY (customer_id, defect_id))""",
+    # Per partition, the latest occurred_at folded on it (UTC, fixed-width ISO text, so text
+    # order is time order): the event-time clock the promise keeper decides deadlines by.
+    # Written with the partition's position, so a restart or a rebuild sees the same clock.
+    """CREATE TABLE IF NOT EXISTS partition_clocks (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, event_time TEXT NOT NULL,
+        PRIMARY KEY (topic, partition))""",
+    # Every dead letter, recorded in the batch's transaction. It is also the outbox of the
+    # dead-letter topic: ``published`` = 0 rows still hold the message to produce (key, value,
+    # headers as JSON [name, base64]) and are produced after the commit, then marked, so a
+    # dead letter reaches the DLQ once even when the batch is retried after a failure.
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
+        reason TEXT NOT NULL, error TEXT, published INTEGER NOT NULL DEFAULT 1,
+        dlq_key {blob}, dlq_value {blob}, dlq_headers TEXT,
+        PRIMARY KEY (topic, partition, "offset"))""",
+    """CREATE INDEX IF NOT EXISTS dead_letters_unpublished ON dead_letters (published)
+        WHERE published = 0""",
+]
+
+# The search over what was said: any 3+ character substring, any case, without a scan.
+_SQLITE_SEARCH = [
+    # Trigram FTS5 over touchpoints.text, without a copy of the text (external content),
+    # kept by triggers so it changes in the same transaction as the rows.
+    """CREATE VIRTUAL TABLE IF NOT EXISTS touchpoints_fts USING fts5(
+        text, content = 'touchpoints', content_rowid = 'id', tokenize = 'trigram')""",
+    """CREATE TRIGGER IF NOT EXISTS touchpoints_indexed AFTER INSERT ON touchpoints
+        WHEN new.text IS NOT NULL BEGIN
+        INSERT INTO touchpoints_fts (rowid, text) VALUES (new.id, new.text);
+        END""",
+    """CREATE TRIGGER IF NOT EXISTS touchpoints_reindexed AFTER UPDATE OF text ON touchpoints
+        BEGIN
+        INSERT INTO touchpoints_fts (touchpoints_fts, rowid, text)
+            SELECT 'delete', old.id, old.text WHERE old.text IS NOT NULL;
+        INSERT INTO touchpoints_fts (rowid, text)
+            SELECT new.id, new.text WHERE new.text IS NOT NULL;
+        END""",
+    """CREATE TRIGGER IF NOT EXISTS touchpoints_unindexed AFTER DELETE ON touchpoints
+        WHEN old.text IS NOT NULL BEGIN
+        INSERT INTO touchpoints_fts (touchpoints_fts, rowid, text)
+            VALUES ('delete', old.id, old.text);
+        END""",
+]
+_POSTGRES_SEARCH = [
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    """CREATE INDEX IF NOT EXISTS touchpoints_text_trgm ON touchpoints
+        USING gin (lower(text) gin_trgm_ops) WHERE text IS NOT NULL""",
+]
+
+
+def ddl(kind: str) -> list[str]:
+    """The statements that create the store's tables on ``kind`` (sqlite or postgresql)."""
+    if kind == "sqlite":
+        words = {"serial": "INTEGER PRIMARY KEY", "blob": "BLOB"}
+        return [s.format(**words) for s in _COMMON] + _SQLITE_SEARCH
+    words = {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"}
+    return [s.format(**words) for s in _COMMON] + _POSTGRES_SEARCH
