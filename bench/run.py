@@ -1,7 +1,7 @@
 """`make bench`: the engine beside bare Kafka clients, on real Kafka, measured in one run.
 
     .venv/bin/python -m bench.run                  # 100k touchpoints (about 5 minutes)
-    .venv/bin/python -m bench.run --large          # and 1M (budget an hour on 2 cores)
+    .venv/bin/python -m bench.run --large          # and 1M (30 minutes or more on 2 cores)
     .venv/bin/python -m bench.run --profile        # + py-spy of each rebuild
     .venv/bin/python -m bench.run --events 2000 --quick    # a smoke run
 
