@@ -899,10 +899,19 @@ def evaluate(results: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def mark(value: float | None, op: str, target: float, unit: str) -> str:
+    """E.g. ``≥ 0.5 MISS``: the issue's target for a figure, and whether this value meets it."""
+    sign = "≥" if op == ">=" else "≤"
+    if value is None:
+        return f"{sign} {target:g}{unit} NOT MEASURED"
+    met = value >= target if op == ">=" else value <= target
+    return f"{sign} {target:g}{unit} {'PASS' if met else 'MISS'}"
+
+
 def print_table(results: dict[str, Any], sizes: list[int]) -> None:
     """Each figure beside its baseline from this run, then the targets."""
     step("figures (each beside its baseline, measured in this run)")
-    lines: list[tuple[str, str, str, str]] = []
+    lines: list[tuple[str, str, str, str, str]] = []
     e = results["emit"]
     lines.append(
         (
@@ -910,6 +919,7 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
             f"{human(e['emitter']['per_s'])}/s",
             f"bare producer {human(e['bare_producer']['per_s'])}/s",
             f"{e['ratio']:.3f}×",
+            mark(e["ratio"], ">=", 0.5, "×"),
         )
     )
     for size in sizes:
@@ -922,6 +932,7 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                 f"{human(r['per_s'])}/s",
                 f"bare consumer, json {human(rb['bare_json']['per_s'])}/s",
                 f"{rb['ratio_json']:.3f}×",
+                mark(rb["ratio_json"], ">=", 0.25, "×"),
             )
         )
         lines.append(
@@ -930,6 +941,7 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                 "",
                 f"bare consumer + pydantic {human(rb['bare_pydantic']['per_s'])}/s",
                 f"{rb['ratio_pydantic']:.3f}×",
+                mark(rb["ratio_pydantic"], ">=", 0.5, "×"),
             )
         )
         lines.append(
@@ -938,6 +950,7 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                 f"{r['peak_rss_mib']:,} MiB",
                 f"bare consumer + pydantic {rb['bare_pydantic']['peak_rss_mib']:,} MiB",
                 "",
+                mark(r["peak_rss_mib"], "<=", 300, " MiB"),
             )
         )
         lines.append(
@@ -946,11 +959,14 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                 f"{rb['store_bytes_per_touchpoint']:,.0f} B/touchpoint",
                 f"log {rb['log_bytes_per_touchpoint']:,.0f} B/touchpoint",
                 f"{rb['store_over_log']:.2f}×",
+                mark(rb["store_over_log"], "<=", 1.5, "×"),
             )
         )
     scaling = results["rebuild_scaling"]["rate_ratio"]
     if scaling is not None:
-        lines.append(("rebuild rate 1M / 100k", f"{scaling:.3f}", "", ""))
+        lines.append(
+            ("rebuild rate 1M / 100k", f"{scaling:.3f}", "", "", mark(scaling, ">=", 0.85, "×"))
+        )
     lat = results["latency"]
     if lat:
         lines.append(
@@ -962,12 +978,15 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                 f"bare consumer {ms(lat['bare_consumer']['p50_ms'], 1)} / "
                 f"{ms(lat['bare_consumer']['p99_ms'], 1)} ms",
                 "",
+                "(no target)",
             )
         )
     for size in sizes:
         views = results["view"][str(size)]
         if not views:
-            lines.append((f"views at {size:,}", "not measured", "the rebuild did not finish", ""))
+            lines.append(
+                (f"views at {size:,}", "not measured", "the rebuild did not finish", "", "")
+            )
             continue
         quiet = views["quiet"]
         for kind in ("heavy", "medium"):
@@ -979,6 +998,7 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                     f"quiet ({quiet['touchpoints']} tp) {ms(quiet['cold']['p50_ms'], 1)} / "
                     f"{ms(quiet['cold']['p99_ms'], 1)} ms",
                     "",
+                    mark(v["cold"]["p50_ms"], "<=", 50, " ms (p50)") if kind == "heavy" else "",
                 )
             )
             lines.append(
@@ -987,11 +1007,21 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                     f"{ms(v['warm']['p50_ms'], 2)} / {ms(v['warm']['p99_ms'], 2)} ms",
                     f"quiet {ms(quiet['warm']['p50_ms'], 2)} / {ms(quiet['warm']['p99_ms'], 2)} ms",
                     "",
+                    mark(v["warm"]["p99_ms"], "<=", 5, " ms (p99)") if kind == "heavy" else "",
                 )
             )
-    lines.append(("workers (1, 2, 4)", "not measured", "needs the PostgreSQL store", ""))
-    for name, value, base, r in lines:
-        print(f"  {name:<44} {value:>22}   {base:<40} {r}")
+    lines.append(
+        (
+            "workers (1, 2, 4)",
+            "not measured",
+            "needs the PostgreSQL store",
+            "",
+            "≥ 1.7× NOT MEASURED",
+        )
+    )
+    print(f"  {'figure':<44} {'value':>22}   {'baseline, same run':<40} {'ratio':<8} target")
+    for name, value, base, r, target in lines:
+        print(f"  {name:<44} {value:>22}   {base:<40} {r:<8} {target}")
     step("targets (issue 10)")
     for t in results["targets"]:
         value = "—" if t["value"] is None else f"{t['value']:,.3f}".rstrip("0").rstrip(".")
