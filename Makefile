@@ -7,7 +7,7 @@ KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 
 .DEFAULT_GOAL := help
-.PHONY: help runtime install test unit bench lint format typecheck schema kafka kafka-stop kafka-status postgres postgres-stop demo clean
+.PHONY: help runtime install test unit bench lint format typecheck schema screenshots kafka kafka-stop kafka-status postgres postgres-stop demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ typecheck: install ## mypy --strict
 
 schema: install ## Re-export the JSON Schemas into docs/schema/
 	$(BIN)/journey schema --out docs/schema
+
+screenshots: install ## Screenshots of the console's main screens into docs/img/ (headless Chromium)
+	$(BIN)/python scripts/screenshots.py
 
 kafka: ## Start a single-node Apache Kafka (KRaft) on 127.0.0.1:$(KAFKA_PORT); idempotent
 	bash scripts/kafka.sh start

@@ -66,7 +66,9 @@ def parse_batch(text: str, origin: str = "", bounds: Bounds | None = None) -> li
                 raise BatchError(index, exc, origin) from None
         return out
     out = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON lines end at "\n" (and "\r\n") only: str.splitlines would also cut at U+2028,
+    # U+2029, U+0085 and other characters that may stand raw inside a JSON string.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         obj = _load(line, number, origin, MAX_DEPTH)

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = Field(
         default=None, description="SASL password (or put it in the broker URL); never logged"
     )
+    console_time_zone: str = Field(
+        default="Europe/Oslo",
+        description="IANA time zone the agent console shows times in, unless an agent "
+        "chose another (the console offers the browser's)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -206,6 +211,19 @@ class Settings(BaseSettings):
     def _check_store(cls, url: str) -> str:
         _check_store_url(url)
         return url
+
+    @field_validator("console_time_zone")
+    @classmethod
+    def _check_zone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}: use an IANA name such as Europe/Oslo or UTC"
+            ) from None
+        return name.strip()
 
     @model_validator(mode="after")
     def _move_secrets(self) -> Settings:

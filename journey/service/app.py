@@ -18,6 +18,7 @@ from journey.pipeline import system_clock
 from journey.service.errors import install_error_handlers
 from journey.service.metrics import RequestMetrics, ServiceMetrics
 from journey.service.routers import customers, defects, events, health, live, service_levels
+from journey.service.routers.docs import register_docs
 from journey.service.runtime import Service, ServiceOptions
 from journey.settings import Settings
 
@@ -63,7 +64,10 @@ def create_app(
         "or saying how far behind they are.",
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served offline by routers.docs
+        redoc_url=None,
     )
+    register_docs(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
     for router in (customers, service_levels, defects, events, health):

@@ -11,6 +11,7 @@ goes away or the store fails: the loop is :class:`consumers.supervisor.Superviso
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -43,6 +44,8 @@ class PipelineThread:
         self._stop = threading.Event()
         self._running = threading.Event()  # set: may step; clear: paused
         self._running.set()
+        self.paused_at: float | None = None
+        """time.monotonic() when :meth:`pause` stalled the runner; None while it runs."""
         self._step_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="journey-pipeline", daemon=True)
 
@@ -81,8 +84,10 @@ class PipelineThread:
         self._running.clear()
         with self._step_lock:  # wait for a step in progress
             pass
+        self.paused_at = time.monotonic()
 
     def resume(self) -> None:
+        self.paused_at = None
         self._running.set()
 
     @property

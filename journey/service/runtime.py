@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import anyio
@@ -127,6 +128,7 @@ class Service:
         self.integrity = IntegrityWatch(self.reader.path, options.integrity_interval_s)
         self.watcher = PositionWatcher(self.reader.positions)
         self._limiter: anyio.CapacityLimiter | None = None
+        self._stopped_seen: float | None = None  # monotonic; see engine_stopped_for
         self._sampler: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -355,6 +357,27 @@ class Service:
         if not self.thread.alive:
             return "stopped"
         return "paused" if self.thread.paused else "running"
+
+    def engine_stopped_for(self) -> float | None:
+        """Seconds since this process's engine stopped folding — paused, failing (the store
+        or the broker) or dead; None while it runs, and when it runs in another process
+        (``--no-runner``: this one cannot tell)."""
+        thread = self.thread
+        now = time.monotonic()
+        if thread is not None and thread.paused and thread.paused_at is not None:
+            return max(0.0, now - thread.paused_at)
+        if thread is not None and thread.health.failing and thread.health.since is not None:
+            return max(0.0, (datetime.now(UTC) - thread.health.since).total_seconds())
+        stopped = self.integrity.problem is not None or (
+            thread is not None and (thread.health.failing or not thread.alive)
+        )
+        if not stopped:
+            self._stopped_seen = None
+            return None
+        # Since when is not recorded (a damaged store, a dead thread): since first seen.
+        if self._stopped_seen is None:
+            self._stopped_seen = now
+        return now - self._stopped_seen
 
     def current_lag(self) -> tuple[int, float, dict[TopicPartition, tuple[int, int, float]]]:
         """(events, seconds, per partition (position, events, seconds)) from what is known

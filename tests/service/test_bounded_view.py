@@ -84,12 +84,15 @@ def test_twenty_thousand_open_cases_give_a_bounded_view_with_totals_and_cursors(
     )
     assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "bad_cursor"
 
-    # The console shows the first 50 and links the rest, with the count.
+    # The console shows the first 50 and links the whole list (paged), with the count.
     html = svc.get("/console/customers/cust-huge").text
     assert f"Open cases ({OPEN})" in html
-    assert f"…and {OPEN - 50} more</a>" in html
-    assert "/customers/cust-huge/lists/open_cases?cursor=" in html
+    assert f"…and {OPEN - 50} more: all {OPEN} open cases</a>" in html
+    assert 'href="/console/customers/cust-huge/lists/open_cases"' in html
     assert len(html) < 1024 * 1024
+    whole = svc.get("/console/customers/cust-huge/lists/open_cases")
+    assert whole.status_code == 200 and whole.text.count("<tr class=") == 50
+    assert 'rel="next">Next page →</a>' in whole.text
 
 
 def test_a_small_customer_sees_everything_and_no_cursor(svc: Running) -> None:

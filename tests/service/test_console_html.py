@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from journey.service.console import Engine, freshness_words
+from journey.service.freshness import Freshness, Lag, PositionOut
 from tests.service.helpers import Running, inquiry
 
 
@@ -50,7 +52,10 @@ def test_home_searches_and_lists_the_work(svc: Running) -> None:
     assert "Find a customer" in html
     assert "Still without a real answer" in html and "Missed targets" in html
     assert "Erik Haugen" in html, "the bank that never answered is on the work list"
-    assert 'class="badge fresh"' in html
+    assert 'data-state="fresh">Up to date<' in html
+    # a page that does not keep itself live says when it was up to date
+    assert re.search(r'<span class="muted checked">at \d\d:\d\d:\d\d · <a href="">reload', html)
+    assert 'class="muted checked"' not in svc.get("/console/customers/cust-sven").text
 
 
 def test_search_results_and_exact_match_redirect(svc: Running) -> None:
@@ -93,3 +98,81 @@ def test_everything_shown_is_escaped(svc: Running) -> None:
     assert response.status_code == 404
     assert "&lt;img src=x onerror=alert(1)&gt;" in response.text
     assert "<img src=x" not in response.text
+
+
+def _freshness(*, fresh: bool, events: int, seconds: float) -> Freshness:
+    position = PositionOut(topic="t", partition=0, offset=41)
+    return Freshness(
+        as_of=[position],
+        as_of_token=f"{position.topic}:{position.partition}:{position.offset}",
+        lag=Lag(events=events, seconds=seconds, partitions=[]),
+        fresh=fresh,
+        basis="head",
+        waited_ms=3.0,
+    )
+
+
+def test_freshness_in_words() -> None:
+    """What the bar says, for each state the engine can be in (no raw offsets in the words;
+    they are the detail)."""
+    up = freshness_words(_freshness(fresh=True, events=0, seconds=0), Engine())
+    assert (up.state, up.headline) == ("fresh", "Up to date")
+    assert "t:0:41" in up.detail and "t:0:41" not in up.headline
+    behind = freshness_words(_freshness(fresh=False, events=40, seconds=125), Engine())
+    assert (behind.state, behind.headline) == ("catching-up", "2 min behind, catching up")
+    stopped = freshness_words(
+        _freshness(fresh=False, events=1, seconds=301), Engine(stopped_for_s=300)
+    )
+    assert stopped.state == "stale"
+    assert stopped.headline == "Stale: the engine stopped 5 min ago; 1 new event not shown yet"
+    assert (
+        freshness_words(
+            _freshness(fresh=False, events=2, seconds=0.4), Engine(stopped_for_s=0.4)
+        ).headline
+        == "Stale: the engine stopped just now; 2 new events not shown yet"
+    )
+    elsewhere = freshness_words(
+        _freshness(fresh=False, events=3, seconds=7200), Engine(elsewhere=True)
+    )
+    assert elsewhere.state == "stale" and elsewhere.headline.startswith("Stale: 2 h behind")
+
+
+def test_a_work_list_and_a_customer_list_are_pages(svc: Running) -> None:
+    html = svc.get("/console/work/unanswered").text
+    _accessible(html)
+    assert "Erik Haugen" in html
+    assert svc.get("/console/work/nonsense").status_code == 422
+    listed = svc.get("/console/customers/cust-sven/lists/identities")
+    assert listed.status_code == 200
+    _accessible(listed.text)
+    assert "sven.berg@example.se" in listed.text
+    nonsense = svc.get("/console/customers/cust-sven/lists/nonsense")
+    assert nonsense.status_code == 404 and "No such list" in nonsense.text
+    bad = svc.get("/console/customers/cust-sven/lists/promises", params={"cursor": "x"})
+    assert bad.status_code == 400 and "no longer valid" in bad.text
+
+
+def test_the_time_zone_is_a_cookie_and_never_an_open_redirect(svc: Running) -> None:
+    chosen = svc.get(
+        "/console/time-zone",
+        params={"tz": "Asia/Tokyo", "back": "/console/customers/cust-sven"},
+        follow_redirects=False,
+    )
+    assert chosen.status_code == 303
+    assert chosen.headers["location"] == "/console/customers/cust-sven"
+    assert chosen.headers["set-cookie"].startswith('journey_tz="Asia/Tokyo";')
+    elsewhere = svc.get(
+        "/console/time-zone",
+        params={"tz": "UTC", "back": "//evil.example/"},
+        follow_redirects=False,
+    )
+    assert elsewhere.headers["location"] == "/"
+    unknown = svc.get("/console/time-zone", params={"tz": "Mars/Olympus"}, follow_redirects=False)
+    assert unknown.status_code == 422 and "set-cookie" not in unknown.headers
+    assert "“Mars/Olympus” is not a time zone" in unknown.text
+    page = svc.get("/console/customers/cust-sven", headers={"Cookie": "journey_tz=Asia/Tokyo"}).text
+    assert 'value="Asia/Tokyo"' in page and " JST</time>" in page
+    svc.http.cookies.clear()  # the client kept the cookies set above
+    default = svc.get("/console/customers/cust-sven").text
+    assert 'value="Europe/Oslo"' in default
+    assert re.search(r" CES?T</time>", default)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 
 from tests.service.helpers import Running, envelope, inquiry
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class Events:
@@ -25,10 +28,23 @@ class Events:
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
+    def _lines(self) -> Iterator[str]:
+        """Lines as the SSE spec ends them: at CR LF, CR or LF only (httpx's iter_lines
+        would also cut at U+2028, U+2029, U+0085, as str.splitlines does)."""
+        buffer = ""
+        for chunk in self.response.iter_text():
+            buffer += chunk
+            parts = _LINE_END.split(buffer)
+            # a trailing CR may be the first half of CR LF: keep it for the next chunk
+            buffer = parts.pop()
+            if buffer == "" and parts and chunk.endswith("\r"):
+                buffer = parts.pop() + "\r"
+            yield from parts
+
     def _read(self) -> None:
         name, data = "message", []
         try:
-            for line in self.response.iter_lines():
+            for line in self._lines():
                 if line == "":
                     if data:
                         self.events.put((name, "\n".join(data)))
@@ -94,7 +110,7 @@ def test_html_fragments_for_the_console(svc: Running) -> None:
     with stream(svc, "/customers/cust-lina/events?format=html") as events:
         first = events.next("view")
         assert "<h1" in first["html"] and "Lina Ek" in first["html"]
-        assert "Fresh" in first["badge"] and first["fresh"] is True
+        assert "Up to date" in first["badge"] and first["fresh"] is True
         svc.emitter.emit_touchpoints([inquiry("cust-lina", "<b>not bold</b> & escaped")])
         pushed = events.next("view")
         assert "&lt;b&gt;not bold&lt;/b&gt; &amp; escaped" in pushed["html"]
@@ -115,3 +131,27 @@ def test_a_stalled_runner_is_pushed_as_lag(make_service: Callable[..., Running])
         caught_up = events.next("view")
         assert caught_up["fresh"] is True
         assert str(tp.event_id) in {e["event_id"] for e in caught_up["data"]["timeline"]["entries"]}
+
+
+def test_line_separators_in_text_survive_the_stream(svc: Running) -> None:
+    """U+2028, U+2029 and U+0085 are line ends to Python's str.splitlines, not to SSE (only
+    CR and LF are): a stream that split on them cut the JSON of a view apart (issue 9 item 6).
+    Parsed as the SSE spec says, every one arrives intact in JSON and in the console's HTML."""
+    texts = {f"sep-{ord(ch):04x}": f"before{ch}after {ch} end" for ch in "\u2028\u2029\u0085"}
+    for fmt in ("json", "html"):
+        with stream(svc, f"/customers/cust-lina/events?format={fmt}") as events:
+            events.next("view")
+            case_ids = []
+            for name, text in texts.items():
+                env = envelope("cust-lina", f"{name} {fmt}", body=text)
+                case_ids.append(env["data"]["case_id"])
+                response = svc.http.post("/events", json=env)
+                assert response.status_code == 201, response.text
+            while True:
+                pushed = events.next("view")
+                if fmt == "json":
+                    said = {e.get("text") for e in pushed["data"]["timeline"]["entries"]}
+                    if set(texts.values()) <= said:
+                        break
+                elif all(text in pushed["html"] for text in texts.values()):
+                    break

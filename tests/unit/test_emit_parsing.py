@@ -320,3 +320,13 @@ def test_cli_emit_of_invalid_json_names_the_line(tmp_path: Path) -> None:
     assert "stdin:2:" in result.stderr
     assert "not JSON" in result.stderr
     assert not db.exists(), "a rejected batch must not even open the log"
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_unicode_line_separators_inside_a_string_are_text_not_line_ends(separator: str) -> None:
+    """Raw in a JSON string these are legal; str.splitlines() cut the envelope there."""
+    body = f"before{separator}after"
+    single = json.dumps(good_data(what=body), ensure_ascii=False)
+    lines = single + "\r\n" + json.dumps(good_data(what="second"), ensure_ascii=False) + "\n"
+    assert [t.data.what for t in parse_batch(single)] == [body]  # type: ignore[attr-defined]
+    assert [t.data.what for t in parse_batch(lines)] == [body, "second"]  # type: ignore[attr-defined]

@@ -6,6 +6,11 @@ view's freshness changed (the log moved on, or the runner stalls). It is event-d
 stream sleeps on the freshness watcher until a partition the customer lives in advances.
 ``format=json`` (default) sends the whole answer (the same JSON as ``GET /customers/{key}``);
 ``format=html`` sends the console's rendered fragment.
+
+The wire format is sse-starlette's: it ends a data line at CR and LF only, as the SSE spec
+reads them, so text holding U+2028, U+2029 or U+0085 (line ends to ``str.splitlines``, not to
+a browser) arrives intact; it also sends the keep-alive comments and ends the stream when the
+client goes away or the server shuts down.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import functools
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from consumers.log import TopicPartition
-from journey.service.console import render_freshness, render_view
+from journey.service.console import Engine, engine_of, render_freshness, render_view, zone_of
 from journey.service.deps import ServiceDep
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
@@ -30,17 +36,12 @@ from journey.service.runtime import NotFresh, Service
 from projections.customer_view import CustomerView, build_customer_view
 from projections.store import JourneyStore
 
-__all__ = ["router", "sse_event"]
+__all__ = ["router"]
 
 KEEPALIVE_S = 15.0
 RERENDER_S = 60.0  # deadlines move with the clock even when nothing is folded
 
 _view_adapter: TypeAdapter[CustomerView] = TypeAdapter(CustomerView)
-
-
-def sse_event(event: str, data: str) -> str:
-    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
-    return f"event: {event}\n{lines}\n"
 
 
 def _signature(store: JourneyStore, ids: list[str]) -> tuple[tuple[object, ...], ...]:
@@ -59,7 +60,7 @@ router = APIRouter()
 
 @router.get(
     "/customers/{key}/events",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -85,7 +86,7 @@ async def customer_events(
     page_size: Annotated[int, Query(ge=1, le=1000)] = 50,
     after: Annotated[str | None, Query()] = None,
     x_journey_position: Annotated[str | None, Header()] = None,
-) -> StreamingResponse:
+) -> EventSourceResponse:
     tokens = service.tokens(after, x_journey_position)
     cid, _ = await service.read(lambda s: service.customer_partitions(s, key))
     if cid is None or tokens is not None:
@@ -101,12 +102,10 @@ async def customer_events(
         fmt=format,
         page=page,
         page_size=page_size,
+        # the console's fragments: in the time zone of the agent who opened the page
+        zone=zone_of(request, service.settings),
     )
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return EventSourceResponse(stream, ping=KEEPALIVE_S, headers={"Cache-Control": "no-cache"})
 
 
 async def _stream(
@@ -117,18 +116,19 @@ async def _stream(
     fmt: str,
     page: int,
     page_size: int,
-) -> AsyncIterator[str]:
+    zone: ZoneInfo,
+) -> AsyncIterator[ServerSentEvent]:
     loop = asyncio.get_running_loop()
-    yield "retry: 1000\n\n"
+    yield ServerSentEvent(retry=1000)
     last_signature: object = None
     last_fresh: object = None
-    last_render = last_sent = -1e9
+    last_render = -1e9
     ids = [customer_id]
     while not service.closing.is_set():
         if await request.is_disconnected():
             return
         now = loop.time()
-        signature = await service.read(functools.partial(_signature, ids=ids))
+        signature: object = await service.read(functools.partial(_signature, ids=ids))
         if signature != last_signature or now - last_render > RERENDER_S:
             freshness = await service.settle(None, _partitions(service, ids))
             view = await service.read(
@@ -142,21 +142,26 @@ async def _stream(
                 )
             )
             if view is None:
-                yield sse_event("gone", json.dumps({"customer_id": customer_id}))
+                yield ServerSentEvent(json.dumps({"customer_id": customer_id}), event="gone")
                 return
-            ids = [customer_id, *view.linked_customer_ids]
-            signature = await service.read(functools.partial(_signature, ids=ids))
-            yield sse_event("view", _view_payload(fmt, view, freshness, page))
-            last_signature, last_render, last_sent = signature, now, now
+            # The signature stays the one read BEFORE the view was built: read after, it
+            # could include a fold the view missed, and that change would never be pushed.
+            linked = [customer_id, *view.linked_customer_ids]
+            if linked != ids:  # a link came or went: look again at the new set next round
+                ids, signature = linked, None
+            payload = _view_payload(
+                fmt, view, freshness, page=page, zone=zone, engine=engine_of(service)
+            )
+            yield ServerSentEvent(payload, event="view")
+            last_signature, last_render = signature, now
             last_fresh = _fresh_key(freshness)
         else:
             freshness = service.snapshot(_partitions(service, ids))
             if _fresh_key(freshness) != last_fresh:
-                yield sse_event("freshness", _freshness_payload(fmt, freshness))
-                last_fresh, last_sent = _fresh_key(freshness), now
-            elif now - last_sent > KEEPALIVE_S:
-                yield ": keepalive\n\n"
-                last_sent = now
+                yield ServerSentEvent(
+                    _freshness_payload(fmt, freshness, engine_of(service)), event="freshness"
+                )
+                last_fresh = _fresh_key(freshness)
         tps = [TopicPartition(service.topic, p) for p in _partitions(service, ids)]
         before = service.watcher.read()
 
@@ -180,12 +185,20 @@ def _fresh_key(freshness: Freshness) -> tuple[bool, int, int]:
     return freshness.fresh, freshness.lag.events, int(freshness.lag.seconds)
 
 
-def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int) -> str:
+def _view_payload(
+    fmt: str,
+    view: CustomerView,
+    freshness: Freshness,
+    *,
+    page: int,
+    zone: ZoneInfo,
+    engine: Engine,
+) -> str:
     if fmt == "html":
         return json.dumps(
             {
-                "html": render_view(view, page=page),
-                "badge": render_freshness(freshness),
+                "html": render_view(view, page=page, zone=zone),
+                "badge": render_freshness(freshness, engine),
                 "fresh": freshness.fresh,
                 "as_of_token": freshness.as_of_token,
                 "touchpoints": view.touchpoints,
@@ -195,11 +208,11 @@ def _view_payload(fmt: str, view: CustomerView, freshness: Freshness, page: int)
     return head[:-1] + ',"data":' + _view_adapter.dump_json(view).decode() + "}"
 
 
-def _freshness_payload(fmt: str, freshness: Freshness) -> str:
+def _freshness_payload(fmt: str, freshness: Freshness, engine: Engine) -> str:
     if fmt == "html":
         return json.dumps(
             {
-                "badge": render_freshness(freshness),
+                "badge": render_freshness(freshness, engine),
                 "fresh": freshness.fresh,
                 "as_of_token": freshness.as_of_token,
             }

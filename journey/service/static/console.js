@@ -1,6 +1,51 @@
-// Live customer view: the server pushes the re-rendered view over SSE; no reloads.
+// The console's few scripts: keyboard search, the agent's time zone, and the live customer
+// view (the server pushes the re-rendered view over SSE; no reloads).
 (() => {
   "use strict";
+
+  // ---- keyboard: "/" focuses the search box; arrows move through the results.
+  const search = document.getElementById("q");
+  const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+  const results = () => [...document.querySelectorAll("#hits > li > a")];
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+    const active = document.activeElement;
+    if (event.key === "/" && !typing(active) && search) {
+      event.preventDefault();
+      search.focus();
+      search.select();
+      return;
+    }
+    const links = results();
+    if (!links.length || !["ArrowDown", "ArrowUp", "Escape"].includes(event.key)) return;
+    const at = links.indexOf(active);
+    if (event.key === "Escape" && at >= 0) {
+      search.focus();
+    } else if (event.key === "ArrowDown" && (active === search || at >= 0)) {
+      links[Math.min(at + 1, links.length - 1)].focus();
+    } else if (event.key === "ArrowUp" && at >= 0) {
+      if (at === 0) search.focus();
+      else links[at - 1].focus();
+    } else {
+      return;
+    }
+    event.preventDefault();
+  });
+
+  // ---- time zone: offer this computer's zone when it differs from the one shown.
+  const zoneInput = document.getElementById("tz");
+  const useBrowser = document.getElementById("use-browser-zone");
+  const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zoneInput && useBrowser && browserZone && browserZone !== zoneInput.dataset.zone) {
+    useBrowser.hidden = false;
+    useBrowser.textContent = `Use this computer's zone (${browserZone})`;
+    useBrowser.addEventListener("click", () => {
+      zoneInput.value = browserZone;
+      document.getElementById("zone-form").submit();
+    });
+  }
+
+  // ---- the live customer view
   const view = document.getElementById("view");
   if (!view || !view.dataset.live) return;
   const fresh = document.getElementById("freshness");
@@ -17,7 +62,10 @@
   source.addEventListener("view", (event) => {
     const data = JSON.parse(event.data);
     const before = ids();
+    // Keep what the agent unfolded ("show all") unfolded across updates.
+    const open = new Set([...view.querySelectorAll("details[open]")].map((d) => d.closest("[data-event-id]")?.dataset.eventId).filter(Boolean));
     view.innerHTML = data.html;
+    for (const id of open) view.querySelector(`[data-event-id="${CSS.escape(id)}"] details`)?.setAttribute("open", "");
     fresh.innerHTML = data.badge;
     let added = 0;
     for (const li of view.querySelectorAll("[data-event-id]")) {
