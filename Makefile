@@ -74,9 +74,10 @@ postgres-stop: ## Stop the local PostgreSQL started by `make postgres`
 demo: runtime ## The main job: the seed stories through the whole pipeline, then the agent console on them (DEMO_PORT)
 	$(BIN)/journey demo --serve --port $(DEMO_PORT)
 
-bench: install kafka ## Benchmarks on the local Kafka: rebuild of 100k touchpoints; emit -> visible latency
-	$(BIN)/python bench/rebuild_bench.py --broker kafka://127.0.0.1:$(KAFKA_PORT)
-	$(BIN)/python bench/latency_bench.py --broker kafka://127.0.0.1:$(KAFKA_PORT)
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--large --profile"`.
+BENCH_ARGS ?=
+bench: install kafka ## Benchmarks on the local Kafka beside bare clients (docs/BENCHMARKS.md); BENCH_ARGS="--large --profile"
+	$(BIN)/python -m bench.run --broker kafka://127.0.0.1:$(KAFKA_PORT) $(BENCH_ARGS)
 
 clean: ## Remove caches and the embedded demo log (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache journey.db journey.db-*

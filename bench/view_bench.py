@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(level="warning")
     with tempfile.TemporaryDirectory() as tmp:
-        log = EmbeddedLog(Path(tmp) / "log.db")
+        log = EmbeddedLog(str(Path(tmp) / "log.db"))
         clock = ManualClock(T0 + timedelta(seconds=args.cases + 60))
         pipeline = Pipeline(log, Path(tmp) / "views.db", topic="bench", clock=clock)
         started = time.perf_counter()

@@ -17,16 +17,19 @@ from decimal import Decimal
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
 
-__all__ = ["Arrival", "generate_order_history", "generate_touchpoints"]
+__all__ = ["Arrival", "customer_journey", "generate_order_history", "generate_touchpoints"]
 
 
 def _money(amount: int) -> c.Money:
     return c.Money(amount=Decimal(amount), currency="SEK")
 
 
-def _journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.TouchpointData]:
+def customer_journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.TouchpointData]:
     """One customer's endless, plausible journey. Order and delivery traffic dominates,
-    as in a shop; cases bring acknowledgements, replies, hand-offs, promises, repairs."""
+    as in a shop; cases bring acknowledgements, replies, hand-offs, promises, repairs.
+
+    ``t0`` anchors the deadlines it sets (promised deliveries, call-back promises); every
+    draw comes from ``rng``, so a fixed seed and call order give the same journey."""
     yield c.IdentityLinked(kind="name", value=f"Customer {cid}")
     if rng.random() < 0.6:
         yield c.IdentityLinked(kind="email", value=f"{cid}@example.com")
@@ -133,7 +136,7 @@ def generate_touchpoints(
         cid = f"{prefix}-{rng.randrange(customers):06d}"
         if cid not in journeys:
             t0 = start + timedelta(minutes=rng.randint(0, 3 * 24 * 60))
-            journeys[cid] = (_journey(rng, cid, t0), [t0])
+            journeys[cid] = (customer_journey(rng, cid, t0), [t0])
         script, clock = journeys[cid]
         clock[0] += timedelta(minutes=rng.randint(2, 300))
         out.append(
