@@ -76,8 +76,8 @@ demo: runtime ## The main job: the seed stories through the whole pipeline, then
 
 # BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--large --profile"`.
 BENCH_ARGS ?=
-bench: install kafka ## Benchmarks on the local Kafka beside bare clients (docs/BENCHMARKS.md); BENCH_ARGS="--large --profile"
-	$(BIN)/python -m bench.run --broker kafka://127.0.0.1:$(KAFKA_PORT) $(BENCH_ARGS)
+bench: install kafka postgres ## Benchmarks on the local Kafka and PostgreSQL beside bare clients (docs/BENCHMARKS.md); BENCH_ARGS="--large --profile"
+	$(BIN)/python -m bench.run --broker kafka://127.0.0.1:$(KAFKA_PORT) --postgres $$(bash scripts/postgres.sh url) $(BENCH_ARGS)
 
 clean: ## Remove caches and the embedded demo log (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache journey.db journey.db-*

@@ -309,6 +309,98 @@ def fill_topic(log: Any, hosts: list[str], workload: Workload, topic: str) -> fl
     return time.perf_counter() - started
 
 
+# --------------------------------------------------------------------------- workers
+
+
+def workers_figure(  # noqa: PLR0917 (one call site, every argument named there)
+    log: Any,
+    hosts: list[str],
+    broker: str,
+    workload: Workload,
+    postgres: str,
+    run_id: str,
+    logs: Path,
+    counts: tuple[int, ...] = (1, 2, 4),
+) -> dict[str, Any]:
+    """1, 2 and 4 `journey run` processes in one consumer group folding the same workload
+    (its own copy of the topic each time) into a fresh PostgreSQL database: seconds from the
+    first position recorded to every partition caught up, and the rate that makes."""
+    import psycopg
+
+    from domain.positions import TopicPartition
+    from projections.store import JourneyStore
+
+    out: dict[str, Any] = {"measured": True, "postgres": True, "runs": {}}
+    base, _, _ = postgres.rpartition("/")
+    journey = Path(sys.executable).with_name("journey")
+    for count in counts:
+        topic = f"bench.{run_id}.workers{count}"
+        fill_topic(log, hosts, workload, topic)
+        heads = log.high_watermarks(topic)
+        total = sum(heads.values())
+        db = f"bench_{run_id.replace('-', '_')}_{count}"
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{db}"')
+        url = f"{base}/{db}"
+        JourneyStore(url).close()  # the tables, made before the workers start
+        env = {
+            **os.environ,
+            "JOURNEY_BROKER": broker,
+            "JOURNEY_TOPIC": topic,
+            "JOURNEY_STORE": url,
+            "JOURNEY_GROUP": f"bench-workers-{run_id}-{count}",
+            "JOURNEY_LOG_LEVEL": "warning",
+        }
+        procs = [
+            subprocess.Popen(
+                [str(journey), "run"],
+                env=env,
+                stdout=(logs / f"workers{count}-{n}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            for n in range(count)
+        ]
+        watch = JourneyStore(url)
+        report = Progress(f"{count} worker(s) folded", total)
+        first: float | None = None
+        try:
+            deadline = time.monotonic() + 3600
+            while True:
+                positions = watch.positions()
+                done = sum(positions.get(TopicPartition(topic, p), -1) + 1 for p in heads)
+                if done and first is None:
+                    first = time.monotonic()
+                report(done)
+                if done >= total:
+                    break
+                if any(proc.poll() is not None for proc in procs):
+                    raise RuntimeError(f"a worker exited; see {logs}/workers{count}-*.log")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{count} workers did not fold {total:,} in an hour")
+                time.sleep(0.2)
+            seconds = time.monotonic() - (first or time.monotonic())
+            report(done, final=True)
+        finally:
+            watch.close()
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            delete_topics(hosts, [topic, f"{topic}.dlq"])
+            with psycopg.connect(postgres, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        out["runs"][str(count)] = {"seconds": round(seconds, 2), "per_s": total / seconds}
+        print(f"  {count} worker(s): {total:,} in {seconds:,.1f} s = {total / seconds:,.0f}/s")
+    one = out["runs"].get("1", {}).get("per_s")
+    for count in counts[1:]:
+        rate = out["runs"][str(count)]["per_s"]
+        out["runs"][str(count)]["speedup"] = rate / one if one else None
+    return out
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -895,7 +987,14 @@ def evaluate(results: dict[str, Any], sizes: list[int]) -> list[dict[str, Any]]:
         1.2,
         "" if growth is not None else "run with --large",
     )
-    row("2 workers / 1 worker", None, ">=", 1.7, "needs the PostgreSQL store (issue 10 item 2)")
+    runs = results["workers"].get("runs", {})
+    row(
+        "2 workers / 1 worker",
+        runs.get("2", {}).get("speedup"),
+        ">=",
+        1.7,
+        "2 cores, shared with Kafka and PostgreSQL" if runs else "give --postgres URL",
+    )
     return rows
 
 
@@ -1010,15 +1109,23 @@ def print_table(results: dict[str, Any], sizes: list[int]) -> None:
                     mark(v["warm"]["p99_ms"], "<=", 5, " ms (p99)") if kind == "heavy" else "",
                 )
             )
-    lines.append(
-        (
-            "workers (1, 2, 4)",
-            "not measured",
-            "needs the PostgreSQL store",
-            "",
-            "≥ 1.7× NOT MEASURED",
+    runs = results["workers"].get("runs", {})
+    if runs:
+        one = runs["1"]["per_s"]
+        for count, run in runs.items():
+            lines.append(
+                (
+                    f"workers on PostgreSQL: {count}",
+                    f"{run['per_s']:,.0f}/s",
+                    f"1 worker {one:,.0f}/s",
+                    f"{run['per_s'] / one:.2f}×",
+                    mark(run["per_s"] / one, ">=", 1.7, "×") if count == "2" else "",
+                )
+            )
+    else:
+        lines.append(
+            ("workers (1, 2, 4)", "not measured", "give --postgres URL", "", "≥ 1.7× NOT MEASURED")
         )
-    )
     print(f"  {'figure':<44} {'value':>22}   {'baseline, same run':<40} {'ratio':<8} target")
     for name, value, base, r, target in lines:
         print(f"  {name:<44} {value:>22}   {base:<40} {r:<8} {target}")
@@ -1052,6 +1159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=1000, help="background load, touchpoints/s")
     parser.add_argument("--probes", type=int, default=None, help="emit → visible samples")
     parser.add_argument("--no-latency", action="store_true", help="skip emit → visible")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="a PostgreSQL URL (make postgres prints one) to measure 1, 2 and 4 workers on",
+    )
     parser.add_argument(
         "--rebuild-limit-min",
         type=float,
@@ -1096,8 +1208,8 @@ def main(argv: list[str] | None = None) -> int:
         "latency": {},
         "workers": {
             "measured": False,
-            "note": "1, 2 and 4 `journey run` workers in one group need the PostgreSQL store "
-            "(issue 10 items 2 and 3); not measured here.",
+            "note": "1, 2 and 4 `journey run` workers in one group need a PostgreSQL store: "
+            "give --postgres URL (make bench does).",
         },
     }
     m = results["machine"]
@@ -1190,8 +1302,20 @@ def main(argv: list[str] | None = None) -> int:
                 warmup_s=3 if args.quick else 10,
                 seed=args.seed,
             )
-        step("workers")
-        print(f"  not measured: {results['workers']['note']}")
+        step("workers: 1, 2 and 4 journey run processes on PostgreSQL")
+        if args.postgres is None:
+            print(f"  not measured: {results['workers']['note']}")
+        else:
+            first_size = sizes[0]
+            results["workers"] = workers_figure(
+                log,
+                hosts,
+                args.broker,
+                ensure_workload(args.cache_dir, Shape.for_events(first_size), args.seed),
+                args.postgres,
+                run_id,
+                logs,
+            )
     finally:
         log.close()
         if not args.keep:

@@ -15,7 +15,7 @@ from tests.conftest import kafka_bootstrap
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 SIZE = "2000"
 NUMBERS = [
@@ -53,14 +53,15 @@ def at(doc: dict[str, Any], path: str) -> Any:
     return node
 
 
-def test_a_tiny_run_writes_every_figure_as_a_number(tmp_path: Path) -> None:
+def test_a_tiny_run_writes_every_figure_as_a_number(tmp_path: Path, postgres_store: str) -> None:
     broker = kafka_bootstrap()
     if broker is None:
         pytest.skip("JOURNEY_TEST_KAFKA not set; run `make test` to start a real Kafka")
     out = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--broker", f"kafka://{broker}", "--events", SIZE,
-         "--quick", "--probes", "10", "--out-dir", str(out), "--cache-dir", str(tmp_path)],
+         "--quick", "--probes", "10", "--out-dir", str(out), "--cache-dir", str(tmp_path),
+         "--postgres", postgres_store],
         cwd=ROOT, capture_output=True, text=True, timeout=280, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -72,9 +73,12 @@ def test_a_tiny_run_writes_every_figure_as_a_number(tmp_path: Path) -> None:
     assert all(at(latest, p) > 0 for p in NUMBERS if not p.startswith("view."))
     # not measured is said, never faked
     assert latest["rebuild_scaling"]["rate_ratio"] is None
-    assert latest["workers"]["measured"] is False
+    runs = latest["workers"]["runs"]
+    assert sorted(runs) == ["1", "2", "4"]
+    assert all(run["per_s"] > 0 for run in runs.values())
+    assert all(isinstance(runs[n]["speedup"], float) for n in ("2", "4"))
     statuses = {t["figure"]: t["status"] for t in latest["targets"]}
-    assert statuses["2 workers / 1 worker"] == "NOT MEASURED"
+    assert statuses["2 workers / 1 worker"] in {"PASS", "MISS"}
     assert set(statuses.values()) <= {"PASS", "MISS", "NOT MEASURED"}
     assert len(statuses) == 10
     # every figure is printed beside its baseline, with its target's verdict
