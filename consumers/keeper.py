@@ -162,7 +162,13 @@ class PromiseKeeper:
             return []
         emitted: list[Position] = []
         items = [
-            *open_items(store, self.rules, max(clocks.values()), with_names=False),
+            *open_items(
+                store,
+                self.rules,
+                max(clocks.values()),
+                with_names=False,
+                due_until=max(clocks.values()),
+            ),
             *missed_stopped_items(store, self.rules),
         ]
         for item in items:

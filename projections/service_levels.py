@@ -4,7 +4,7 @@ what was breached, and counts by team and channel."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -73,19 +73,46 @@ def _person_name(store: JourneyStore, customer_id: str) -> str | None:
 
 
 def open_items(
-    store: JourneyStore, rules: ServiceRules, now: datetime, *, with_names: bool = True
+    store: JourneyStore,
+    rules: ServiceRules,
+    now: datetime,
+    *,
+    with_names: bool = True,
+    due_until: datetime | None = None,
 ) -> list[ServiceItem]:
     """Every running clock (reply targets and pending promises) with its deadline today.
 
     ``with_names`` looks up the person behind linked streams for the agent's lists; the
-    promise keeper, which only needs deadlines, skips it."""
+    promise keeper, which only needs deadlines, skips it. ``due_until``: only clocks that
+    may be due by then (the keeper's question), picked in the database, not in Python."""
+    where: str = ""
+    params: tuple[str, ...] = ()
+    if due_until is not None:
+        # A prefilter, generous by a day: times are stored as ISO text with the offset they
+        # came with, so text order is time order only to within a day. The exact test is
+        # made below, on parsed times.
+        shortest = min(
+            hours
+            for table in (rules.first_reply_hours, rules.next_reply_hours)
+            for hours in table.values()
+        )
+        margin = timedelta(days=1)
+        where = (
+            " WHERE (k.due_at IS NOT NULL AND k.due_at <= ?)"
+            " OR (k.due_at IS NULL AND k.started_at <= ?)"
+        )
+        params = (
+            (due_until + margin).isoformat(),
+            (due_until - timedelta(hours=shortest) + margin).isoformat(),
+        )
     rows = store.query(
         "SELECT k.customer_id, c.name, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
         " k.country, k.started_at, k.due_at, c.erased_at FROM clocks k"
-        " JOIN customers c USING (customer_id)"
+        f" JOIN customers c USING (customer_id){where}"
         # A total order, so ties in the (stable) sorts below do not depend on the order the
         # rows happened to be written in: a rebuilt store lists exactly what the live one did.
-        " ORDER BY k.customer_id, k.kind, k.ref"
+        " ORDER BY k.customer_id, k.kind, k.ref",
+        params,
     )
     recorded = {
         (str(r[0]), str(r[1]), str(r[2]), str(r[3]))

@@ -233,3 +233,37 @@ def test_a_withdrawal_folds_the_same_in_any_order() -> None:
         promises.append(journey.promises["p"])
     assert all(p == promises[0] for p in promises)
     assert promises[0].status == "withdrawn" and promises[0].broken_recorded
+
+
+def test_the_keeper_finds_deadlines_written_with_any_offset(tmp_path: Path) -> None:
+    """The keeper asks the database only for clocks that may be due (a prefilter on the
+    stored ISO text): a deadline written at +14:00 or -12:00 is still found on time."""
+    from datetime import timezone
+
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    clock = ManualClock(DUE + timedelta(hours=2))
+    pipeline = Pipeline(log, tmp_path / "views.db", topic=TOPIC, clock=clock)
+    story = []
+    for n, hours in enumerate((14, -12, 0)):
+        zone = timezone(timedelta(hours=hours))
+        story.append(
+            tp(
+                c.PromiseMade(
+                    promise_id=f"p{n}",
+                    what="call back",
+                    made_by="agent",
+                    due_by=DUE.astimezone(zone),
+                ),
+                T0,
+            )
+        )
+    pipeline.emit(story)
+    pipeline.settle(clock.now, clock)
+    view = pipeline.customer("c-1")
+    assert view is not None
+    assert sorted((p.promise_id, p.broken_recorded) for p in view.promises) == [
+        ("p0", True),
+        ("p1", True),
+        ("p2", True),
+    ]
+    pipeline.close()
