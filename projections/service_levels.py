@@ -3,6 +3,7 @@ what was breached, and counts by team and channel."""
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ __all__ = [
     "ServiceLevels",
     "build_service_levels",
     "missed_stopped_items",
+    "page_items",
     "unknown_filter",
 ]
 
@@ -53,6 +55,14 @@ class ServiceLevels(BaseModel):
     )
     due_soon: list[ServiceItem]
     breached: list[ServiceItem]
+    # Over HTTP each list is one page: its whole size and a cursor to the rest
+    # (/service-levels/<list>?cursor=). Null where the list is given whole.
+    unanswered_total: int | None = None
+    unanswered_next: str | None = None
+    due_soon_total: int | None = None
+    due_soon_next: str | None = None
+    breached_total: int | None = None
+    breached_next: str | None = None
     by_team: dict[str, dict[str, int]]
     by_channel: dict[str, dict[str, int]]
 
@@ -294,3 +304,22 @@ def unknown_filter(
     return "team", f"unknown team {team!r}: " + (
         f"use one of {listed}" if known else "this store has seen no team yet"
     )
+
+
+def _order_key(item: ServiceItem, by: str) -> tuple[str, ...]:
+    at = item.started_at if by == "started_at" else item.due_at
+    return (f"{at.timestamp():020.6f}", item.customer_id, item.kind, item.ref)
+
+
+def page_items(
+    items: list[ServiceItem], *, by: str, after: tuple[str, ...] | None, limit: int
+) -> tuple[list[ServiceItem], tuple[str, ...] | None]:
+    """One page of a work list in its order (``by`` started_at or due_at, then customer,
+    kind, ref: a total order, so pages never repeat or skip an item that stays listed) after
+    the key ``after``; and the key to continue from, or None on the last page."""
+    keyed = sorted(((_order_key(i, by), i) for i in items), key=lambda p: p[0])
+    start = 0 if after is None else bisect.bisect_right(keyed, after, key=lambda p: p[0])
+    page = keyed[start : start + limit + 1]
+    more = len(page) > limit
+    page = page[:limit]
+    return [i for _, i in page], (page[-1][0] if more and page else None)

@@ -92,8 +92,11 @@ class ServiceList(BaseModel):
     team: str | None
     channel: str | None
     due_within_hours: float
-    count: int
-    items: list[ServiceItem]
+    count: int = Field(description="How many items the whole list holds")
+    items: list[ServiceItem] = Field(description="One page of them (``limit``), in order")
+    next: str | None = Field(
+        None, description="Cursor to the next page (pass it as ?cursor=), null on the last"
+    )
     by_team: dict[str, dict[str, int]] = Field(description="Counts of open items per team")
     by_channel: dict[str, dict[str, int]] = Field(description="Counts of open items per channel")
 

@@ -94,6 +94,27 @@ def test_twenty_thousand_open_cases_give_a_bounded_view_with_totals_and_cursors(
     assert whole.status_code == 200 and whole.text.count("<tr class=") == 50
     assert 'rel="next">Next page →</a>' in whole.text
 
+    # The work lists are bounded too: the first 50 of each with its total and a cursor, and
+    # each list pages on by cursor, in order, without repeats.
+    levels = _settled(svc, "/service-levels", token)
+    assert levels.status_code == 200, levels.text
+    assert len(levels.content) <= 256 * 1024, f"/service-levels is {len(levels.content)} bytes"
+    data = levels.json()["data"]
+    assert data["unanswered_total"] >= OPEN and len(data["unanswered"]) == 50
+    seen = [(i["customer_id"], i["ref"]) for i in data["unanswered"]]
+    cursor = data["unanswered_next"]
+    for _ in range(3):
+        page = _settled(svc, "/service-levels/unanswered", token, cursor=cursor, limit=500)
+        body = page.json()["data"]
+        assert body["count"] == data["unanswered_total"] and len(body["items"]) == 500
+        seen += [(i["customer_id"], i["ref"]) for i in body["items"]]
+        cursor = body["next"]
+    assert len(seen) == len(set(seen)) == 1550
+    started = [i["started_at"] for i in body["items"]]
+    assert started == sorted(started)  # oldest first, across pages
+    bad = _settled(svc, "/service-levels/unanswered", token, cursor="nonsense")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_cursor"
+
 
 def test_a_small_customer_sees_everything_and_no_cursor(svc: Running) -> None:
     view = svc.get("/customers/cust-sven").json()["data"]
