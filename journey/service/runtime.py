@@ -215,10 +215,14 @@ class Service:
         return parse_tokens(*texts, topic=self.topic, partitions=self.partition_count)
 
     def customer_partitions(self, store: JourneyStore, key: str) -> tuple[str | None, set[int]]:
-        """(customer id, partitions its merged view depends on); unknown: (None, all)."""
+        """(customer id, partitions the answer depends on); unknown: (None, all).
+
+        A customer id depends on the partitions of its merged view. Any other key (an
+        e-mail, a phone, an order) depends on every partition: a fact on any customer's
+        partition may give that identity to someone else."""
         cid = resolve_customer(store, key)
-        if cid is None:
-            return None, self.all_partitions()
+        if cid is None or cid != key:
+            return cid, self.all_partitions()
         return cid, {self.partition_of(c) for c in related_customers(store, cid)}
 
     async def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
 from journey.pipeline import Pipeline
@@ -183,3 +185,32 @@ def test_read_your_writes_through_an_identity_link(svc: Running) -> None:
         if body["data"]["customer_id"] != a:
             wrong.append(i)
     assert not wrong, f"{len(wrong)} of 50 reads answered the customer before the link"
+
+
+def test_a_lookup_by_identity_without_a_token_waits_for_every_partition(
+    svc: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token: an e-mail may be given to another customer by a fact on any partition, so
+    the answer waits for every partition's head, not only the one of whom it named before
+    (before: 'can still answer the old customer right after a link on another partition')."""
+    import consumers.runner
+
+    # Each fold takes 30 ms: the link is not folded yet when the read arrives.
+    monkeypatch.setattr(consumers.runner, "_FOLD_DELAY_S", 0.03)
+    wrong = []
+    for i in range(20):
+        run = uuid.uuid4().hex[:8]
+        a, b, email = f"cust-na-{run}", f"cust-nb-{run}", f"n-{run}@example.com"
+        before = svc.emitter.emit_touchpoints(
+            [inquiry(a, "first"), inquiry(a, "second"), _link(b, "email", email)]
+        )
+        first = svc.get(f"/customers/{email}", params={"after": tokens_of(before)}).json()
+        assert first["data"]["customer_id"] == b, f"round {i}: {first}"
+        svc.emitter.emit_touchpoints([_link(a, "email", email)])
+        response = svc.get(f"/customers/{email}")  # no token: the head, read now
+        body = response.json()
+        assert response.status_code == 200, body
+        assert body["fresh"] is True, f"round {i}"
+        if body["data"]["customer_id"] != a:
+            wrong.append(i)
+    assert not wrong, f"{len(wrong)} of 20 reads answered the customer before the link"
