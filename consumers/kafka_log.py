@@ -675,6 +675,10 @@ class KafkaConsumerAdapter:
         self._state_lock = threading.Lock()
         # Assigned partitions whose start offset on_assign has not given yet (paused).
         self._pending: set[TopicPartition] = set()
+        # What this member holds, by the rebalance callbacks: kafka-python's assignment()
+        # still lists revoked partitions until the next assignment arrives, and in between
+        # another member may already hold them (a keeper must not decide for them).
+        self._held: set[TopicPartition] = set()
         self.member_id = f"{log.client_id}-{uuid.uuid4().hex[:12]}"
         self._log_ctx = logger.bind(group_id=group_id, member_id=self.member_id)
         self._consumer: Any = log._create(
@@ -719,10 +723,13 @@ class KafkaConsumerAdapter:
     def _revoked(self, revoked: set[TopicPartition]) -> None:
         with self._state_lock:
             self._pending -= revoked
+            self._held -= revoked
         if revoked:
             self._log_ctx.info("partitions revoked", revoked=[str(tp) for tp in sorted(revoked)])
 
     def _assigned(self, assigned: set[TopicPartition], kafka_tps: Any) -> None:
+        with self._state_lock:
+            self._held |= assigned
         if self._on_assign is not None and assigned:
             # Nothing of these partitions may be returned before on_assign chose the start.
             self._consumer.pause(*kafka_tps)
@@ -842,7 +849,9 @@ class KafkaConsumerAdapter:
     def assignment(self) -> frozenset[TopicPartition]:
         if self._closed:
             return frozenset()
-        return frozenset(_from_kafka(tp) for tp in self._consumer.assignment())
+        with self._state_lock:
+            held = frozenset(self._held)
+        return frozenset(_from_kafka(tp) for tp in self._consumer.assignment()) & held
 
     def position(self, tp: TopicPartition) -> int | None:
         """The next offset ``poll`` will return for ``tp`` (None when not assigned)."""

@@ -11,6 +11,7 @@ way. The other two take over its partitions, and in the end:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,6 +148,10 @@ def test_killing_a_worker_loses_and_doubles_nothing_and_each_deadline_is_decided
         watch.close()
     logs = [(tmp_path / f"worker{n}.log").read_text() for n in range(1, WORKERS)]
     assert all("Traceback" not in text for text in logs), logs
+    # Every deadline was decided by a worker while it held the deadline's partition (by its
+    # own log of assignments and revocations), the killed one included.
+    for n in range(WORKERS):
+        assert _decided_outside_holding(tmp_path / f"worker{n}.log") == [], n
     # The survivors were handed partitions again after the kill (the runner logs where it
     # starts each assigned partition: from the shared store's positions).
     starts = [
@@ -158,3 +163,22 @@ def test_killing_a_worker_loses_and_doubles_nothing_and_each_deadline_is_decided
 
 def _tps(topic: str, heads: dict[int, int]) -> list[tuple[TopicPartition, int]]:
     return [(TopicPartition(topic, p), h) for p, h in heads.items()]
+
+
+def _decided_outside_holding(log_file: Path) -> list[str]:
+    """Each `deadline passed` this worker logged for a partition it did not hold then."""
+    held: set[int] = set()
+    wrong = []
+    for line in log_file.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a SIGKILLed worker's last line may be cut
+        event = entry.get("event")
+        if event == "partitions assigned" and "assigned" in entry:
+            held |= {int(tp.rsplit("[", 1)[1][:-1]) for tp in entry["assigned"]}
+        elif event == "partitions revoked":
+            held -= {int(tp.rsplit("[", 1)[1][:-1]) for tp in entry["revoked"]}
+        elif event == "deadline passed" and entry["partition"] not in held:
+            wrong.append(f"{entry['timestamp']} partition {entry['partition']}")
+    return wrong
