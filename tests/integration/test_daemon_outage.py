@@ -129,6 +129,13 @@ def test_journey_run_survives_a_broker_outage_and_resumes(
         resumed_after = time.monotonic() - back
     finally:
         log.close()
+    # Health clears once what failed last works again: the runner folding, or the keeper's
+    # next tick (it waits its own backoff, up to 5 s, when it was the last to fail).
+    deadline = time.monotonic() + 30
+    while "pipeline resumed" not in (tmp_path / "run.log").read_text():
+        assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "health never said the pipeline resumed"
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     lines = (tmp_path / "run.log").read_text().splitlines()
