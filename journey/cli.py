@@ -324,6 +324,7 @@ def rebuild(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from consumers.rebuild import rebuild as do_rebuild
+    from projections.location import describe
 
     if projection not in PROJECTIONS:
         raise fail(f"unknown projection {projection!r}: use one of {', '.join(PROJECTIONS)}")
@@ -363,7 +364,7 @@ def rebuild(
     typer.echo(
         json.dumps(
             {
-                "store": str(new_file),
+                "store": describe(new_file),  # a PostgreSQL password never printed
                 "events": stats.processed,
                 "applied": stats.applied,
                 "duplicates": stats.duplicates,
