@@ -18,7 +18,7 @@ import structlog
 
 from consumers.log import TopicPartition
 from domain.aggregates import CustomerJourney
-from projections.store import JourneyStore, StoreAddress, active_store
+from projections.store import JourneyStore, StoreAddress, active_store, describe
 
 __all__ = ["ReadStore", "StoreReader"]
 
@@ -90,7 +90,7 @@ class StoreReader:
             self._checked = now
             active = active_store(self.base)
             if active != self._file:
-                logger.info("store swapped", old=str(self._file), new=str(active))
+                logger.info("store swapped", old=describe(self._file), new=describe(active))
                 # Requests in flight may still read the old file: closed at shutdown.
                 self._retired.append(self._store)
                 self._store = ReadStore(active)

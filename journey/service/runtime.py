@@ -38,6 +38,7 @@ from journey.service.reading import StoreReader
 from journey.settings import Settings
 from projections.customer_view import related_customers, resolve_customer
 from projections.integrity import IntegrityWatch
+from projections.location import describe as describe_store
 from projections.store import JourneyStore
 
 __all__ = ["LogUnavailable", "NotFresh", "Service", "ServiceOptions"]
@@ -149,7 +150,7 @@ class Service:
             "query service started",
             log=self.log.url,
             topic=self.topic,
-            store=str(self.reader.path),
+            store=describe_store(self.reader.path),
             runner="in process" if self.pipeline else "none (--no-runner)",
             max_wait_ms=self.options.max_wait_ms,
         )

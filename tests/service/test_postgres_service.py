@@ -20,6 +20,9 @@ pytestmark = pytest.mark.postgres
 
 
 def test_the_service_answers_from_postgresql(tmp_path: Path, postgres_store: str) -> None:
+    # A password in the URL (the test server trusts loopback, so any will do): it must
+    # never be shown, in health or anywhere else.
+    postgres_store = postgres_store.replace("://journey@", "://journey:s3cr3t-pw@")
     log = EmbeddedLog(str(tmp_path / "log.db"))
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     touchpoints = all_touchpoints(now)
@@ -38,6 +41,7 @@ def test_the_service_answers_from_postgresql(tmp_path: Path, postgres_store: str
         ) as svc:
             health = svc.get("/healthz")
             assert health.status_code == 200, health.text
+            assert "s3cr3t-pw" not in health.text and "***" in health.text
             view = svc.get("/customers/cust-lina")
             assert view.status_code == 200, view.text
             body = view.json()

@@ -8,6 +8,7 @@ from fastapi.responses import PlainTextResponse, Response
 from journey.service.deps import ServiceDep
 from journey.service.metrics import CONTENT_TYPE
 from journey.service.models import Health
+from projections.location import describe
 
 __all__ = ["router"]
 
@@ -46,7 +47,7 @@ async def healthz(service: ServiceDep) -> Response:
         failing_since=health.since if health and health.failing else None,
         log=service.log.url,
         topic=service.topic,
-        store=str(service.reader.path),
+        store=describe(service.reader.path),
         lag_events=events,
         lag_seconds=round(seconds, 3),
     )
