@@ -49,7 +49,6 @@ STORE_KIND = "journey-views"
 # tables written as diffs (owned_products keyed by position).
 SCHEMA_VERSION = "5"
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 
 
@@ -125,13 +124,11 @@ def inspect_store(path: Path, *, check_pages: bool = True) -> None:
         return
     if size == 0:
         return
-    with path.open("rb") as fh:
-        header = fh.read(len(_SQLITE_HEADER))
-    if header != _SQLITE_HEADER:
-        raise ForeignStore(
-            f"store {path} is not a SQLite database (is --store pointing at the wrong "
-            f"file?); point it at a journey store or a new path, or {REMEDY}"
-        )
+    # Never open the file ourselves (open() and close()): closing any descriptor of a file
+    # drops every POSIX lock this process holds on it, SQLite's included, and then another
+    # process may take the store's write-ahead log for unused and delete it under a running
+    # writer (its later commits would go to a deleted file). SQLite reads the header itself,
+    # and knows to keep its locks across its own connections.
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
@@ -148,6 +145,11 @@ def inspect_store(path: Path, *, check_pages: bool = True) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise ForeignStore(
+                f"store {path} is not a SQLite database (is --store pointing at the wrong "
+                f"file?); point it at a journey store or a new path, or {REMEDY}"
+            ) from None
         raise StoreCorrupt(f"store {path} is damaged ({exc}); {REMEDY}") from None
     if not tables:
         return
