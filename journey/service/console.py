@@ -435,6 +435,21 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             zone=zone_of(request, service.settings),
         )
 
+    def no_such_customer(
+        request: Request, service: Service, key: str, freshness: Freshness
+    ) -> HTMLResponse:
+        """404 when the view is up to date, else 503: it may not have folded them yet."""
+        return page(
+            request,
+            "missing.html",
+            status=404 if freshness.fresh else 503,
+            key=key,
+            freshness=freshness,
+            freshness_html=freshness_html(service, freshness),
+            title="No such customer",
+            q=key,
+        )
+
     async def levels(service: Service) -> Any:
         return await service.read(
             lambda s: build_service_levels(s, rules=service.rules, now=service.clock())
@@ -523,16 +538,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 )
             )
         if view is None:
-            return page(
-                request,
-                "missing.html",
-                status=404 if freshness.fresh else 503,
-                key=key,
-                freshness=freshness,
-                freshness_html=freshness_html(service, freshness),
-                title="No such customer",
-                q=key,
-            )
+            return no_such_customer(request, service, key, freshness)
         zone = zone_of(request, service.settings)
         return page(
             request,
@@ -585,16 +591,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 lambda s: build_customer_view(s, who, rules=service.rules, now=service.clock())
             )
         if view is None or (found is None and not bad_cursor):
-            return page(
-                request,
-                "missing.html",
-                status=404 if freshness.fresh else 503,
-                key=key,
-                freshness=freshness,
-                freshness_html=freshness_html(service, freshness),
-                title="No such customer",
-                q=key,
-            )
+            return no_such_customer(request, service, key, freshness)
         return page(
             request,
             "list.html",
