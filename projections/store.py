@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
@@ -155,6 +155,15 @@ class _Live:
     agg: CustomerJourney
     rows: CustomerRows | None
     snapshot_at: int
+
+
+class _Stored(NamedTuple):
+    """A customer's row as committed: what a batch checks its cache against."""
+
+    generation: int
+    touchpoints: int
+    erased_at: Any
+    written_at: TopicPartition
 
 
 @dataclass
@@ -403,8 +412,14 @@ class JourneyStore:
     def _load(
         self, customer_id: str, generation: int, erased_at: str | None = None
     ) -> CustomerJourney:
+        return self._load_from_snapshot(customer_id, generation, erased_at)[0]
+
+    def _load_from_snapshot(
+        self, customer_id: str, generation: int, erased_at: str | None
+    ) -> tuple[CustomerJourney, int]:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
-        later read of them sees at least what the snapshot was taken from)."""
+        later read of them sees at least what the snapshot was taken from); and how many
+        touchpoints the snapshot used holds (0: none, or none readable)."""
         try:
             (snap_rows,) = self.backend.queries(
                 [
@@ -445,7 +460,7 @@ class JourneyStore:
         journey.hand_over()
         journey.earlier_facts = self._facts_of(customer_id, generation)
         agg.collect_events()  # folded, not stored: Kafka holds them
-        return agg
+        return agg, since
 
     def _tail(self, customer_id: str, generation: int, since: int) -> list[bytes]:
         rows = self.query(
@@ -788,25 +803,27 @@ class JourneyStore:
             touchpoints, self._known_hashes([str(t.event_id) for t in touchpoints])
         )
 
-    def _stored_state(self, customer_ids: Iterable[str]) -> dict[str, tuple[int, int, Any]]:
-        """customer id -> (generation, touchpoints, erased_at) as committed."""
+    def _stored_state(self, customer_ids: Iterable[str]) -> dict[str, _Stored]:
+        """customer id -> its customers row as committed."""
         ids = list(customer_ids)
-        out: dict[str, tuple[int, int, Any]] = {}
+        out: dict[str, _Stored] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for cid, gen, count, erased_at in self.query(
-                "SELECT customer_id, generation, touchpoints, erased_at FROM customers"
-                f" WHERE customer_id IN ({marks})",
+            for cid, gen, count, erased_at, topic, partition in self.query(
+                "SELECT customer_id, generation, touchpoints, erased_at, topic, partition"
+                f" FROM customers WHERE customer_id IN ({marks})",
                 chunk,
             ):
-                out[str(cid)] = (int(gen), int(count), erased_at)
+                out[str(cid)] = _Stored(
+                    int(gen), int(count), erased_at, TopicPartition(str(topic), int(partition))
+                )
         return out
 
-    def _load_or_start(self, customer_id: str, state: tuple[int, int, Any] | None) -> _Live:
+    def _load_or_start(self, customer_id: str, state: _Stored | None) -> _Live:
         if state is None:
             return _Live(CustomerJourney(customer_id, 0), None, 0)
-        generation, touchpoints, erased_at = state
+        generation, touchpoints, erased_at, written_at = state
         cached = self._live.get(customer_id)
         # Used only while the customers row (written in the same transaction) still shows
         # its generation and count: another writer or a rebalance can never make it serve
@@ -816,21 +833,10 @@ class JourneyStore:
             touchpoints,
         ):
             return cached
-        agg = self._load(customer_id, generation, erased_at)
+        agg, snapshot_at = self._load_from_snapshot(customer_id, generation, erased_at)
         # What the tables hold for it is what its journey is due (written together).
-        topic_partition = self._where_written(customer_id)
-        rows = customer_rows(agg.journey, generation, agg.touchpoints, topic_partition)
-        snapshot = self.query(
-            "SELECT touchpoints FROM snapshots WHERE customer_id = ? AND generation = ?",
-            (customer_id, generation),
-        )
-        return _Live(agg, rows, int(snapshot[0][0]) if snapshot else 0)
-
-    def _where_written(self, customer_id: str) -> TopicPartition:
-        rows = self.query(
-            "SELECT topic, partition FROM customers WHERE customer_id = ?", (customer_id,)
-        )
-        return TopicPartition(str(rows[0][0]), int(rows[0][1]))
+        rows = customer_rows(agg.journey, generation, agg.touchpoints, written_at)
+        return _Live(agg, rows, snapshot_at)
 
     # ------------------------------------------------------------------ dead letters
 
@@ -899,7 +905,3 @@ class JourneyStore:
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:
     logger.warning("the fold raised: poison touchpoint", offset=offset, error=repr(exc))
     return Rejection(offset, "fold_failed", f"the fold raised {type(exc).__name__}: {exc}")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
