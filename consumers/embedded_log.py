@@ -28,6 +28,7 @@ time, even while the membership changes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -185,6 +186,8 @@ class EmbeddedLog:
             )
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
+            # deleted records (the intake's, once relayed) are zeroed, not left in free pages
+            conn.execute("PRAGMA secure_delete = ON")
             # In WAL mode, NORMAL loses no committed data when the process dies, only on power
             # loss: the same promise Kafka makes with its default (no fsync per message).
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -249,8 +252,12 @@ class EmbeddedLog:
 
     # -- topics ------------------------------------------------------------------------
 
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
-        """Create the topics that do not exist yet; existing ones keep their partitions."""
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, *, retention_ms: int | None = None
+    ) -> None:
+        """Create the topics that do not exist yet; existing ones keep their partitions.
+        The embedded log keeps every record until :meth:`delete_records` (``retention_ms``
+        is accepted for the port's sake)."""
         if partitions < 1:
             raise LogError(f"a topic needs at least one partition, got {partitions}")
         for topic in topics:
@@ -271,6 +278,19 @@ class EmbeddedLog:
                     created.append(topic)
         for topic in created:
             logger.info("topic created", topic=topic, partitions=partitions, log=self.url)
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Delete the records below ``before[partition]``; what they held is zeroed in the
+        file (secure_delete) and the write-ahead log is checkpointed after."""
+        self._partition_count(topic)
+        with self._write() as conn:
+            for partition, offset in before.items():
+                conn.execute(
+                    'DELETE FROM messages WHERE topic = ? AND partition = ? AND "offset" < ?',
+                    (topic, partition, offset),
+                )
+        with contextlib.suppress(sqlite3.Error):  # a reader holds the log: next time
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _partition_count(self, topic: str, conn: sqlite3.Connection | None = None) -> int:
         # A topic's partition count never changes, so it is safe to remember.

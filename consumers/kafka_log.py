@@ -299,10 +299,13 @@ class KafkaLog:
         )
         return {str(t["name"]): t for t in described}
 
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
-        """Create the topics that do not exist yet, with infinite retention; existing ones
-        keep their partitions and settings. Returns once the broker's metadata shows every
-        topic with a leader for each partition."""
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, *, retention_ms: int | None = None
+    ) -> None:
+        """Create the topics that do not exist yet, with infinite retention (or, with
+        ``retention_ms``, deleting records older than that: segments roll as often, so a
+        record's segment can go); existing ones keep their partitions and settings. Returns
+        once the broker's metadata shows every topic with a leader for each partition."""
         if partitions < 1:
             raise LogError(f"a topic needs at least one partition, got {partitions}")
         wanted = list(dict.fromkeys(topics))
@@ -320,7 +323,13 @@ class KafkaLog:
                 t: {
                     "num_partitions": partitions,
                     "replication_factor": -1,  # the broker's default.replication.factor
-                    "configs": dict(_INFINITE_RETENTION),
+                    "configs": dict(_INFINITE_RETENTION)
+                    if retention_ms is None
+                    else {
+                        "retention.ms": str(retention_ms),
+                        "segment.ms": str(retention_ms),
+                        "cleanup.policy": "delete",
+                    },
                 }
                 for t in missing
             }
@@ -353,6 +362,18 @@ class KafkaLog:
                         partitions=len(info["partitions"]),
                         requested=partitions,
                     )
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Move the partitions' start past ``before`` (DeleteRecords): the records below are
+        unreadable at once, and gone from disk when the broker deletes their segment."""
+        from kafka.structs import TopicPartition as KafkaTopicPartition
+
+        wanted = {KafkaTopicPartition(topic, p): o for p, o in before.items() if o > 0}
+        if wanted:
+            self._admin.run(
+                "deleting records",
+                lambda admin: admin.delete_records(wanted, timeout_ms=self.timeout_ms),
+            )
 
     def _partition_count(self, topic: str) -> int:
         # Partitions of our topics never change (a key must keep its partition), so the

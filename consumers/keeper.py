@@ -35,8 +35,9 @@ import structlog
 
 from consumers.log import Log, OutgoingMessage, Position, TopicPartition
 from domain import catalogue as c
-from domain.envelope import encode, new_touchpoint
+from domain.envelope import encode_sealed, new_touchpoint
 from domain.rules import ServiceRules
+from projections.keys import CustomerKeys
 from projections.service_levels import missed_stopped_items, open_items
 from projections.store import JourneyStore
 
@@ -71,8 +72,12 @@ class PromiseKeeper:
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
         owned: Callable[[], Mapping[int, int]] | None = None,
+        keys: CustomerKeys | None = None,
     ) -> None:
         self.log = log
+        # A broken promise repeats what was promised (personal): sealed with the customer's
+        # key; without keys it is left out.
+        self.keys = keys
         # The partitions this keeper decides for: those its worker's runner holds now, each
         # with the number of the assignment that gave it (with several workers, each deadline
         # is decided by the one worker that folds its partition). None: every partition.
@@ -187,7 +192,8 @@ class PromiseKeeper:
                 continue
             data: c.TouchpointData
             if item.kind == "promise":
-                data = c.PromiseBroken(promise_id=item.ref, due_by=item.due_at, what=item.label)
+                what = item.label if self.keys is not None else None
+                data = c.PromiseBroken(promise_id=item.ref, due_by=item.due_at, what=what)
             else:
                 target: Literal["first_reply", "next_reply"] = (
                     "first_reply" if item.kind == "first_reply" else "next_reply"
@@ -200,9 +206,14 @@ class PromiseKeeper:
                 source="promise-keeper",
                 event_id=event_id,
             )
+            key = (
+                self.keys.for_writing([tp.customer_id])[tp.customer_id]
+                if self.keys is not None and isinstance(data, c.PromiseBroken) and data.what
+                else None
+            )
             message = OutgoingMessage(
                 key=tp.customer_id.encode(),
-                value=encode(tp),
+                value=encode_sealed(tp, key),
                 headers=(
                     ("journey-type", tp.type.encode()),
                     ("journey-event-id", str(event_id).encode()),

@@ -172,8 +172,17 @@ class LogConsumer(Protocol):
 class Log(Protocol):
     url: str
 
-    def ensure_topics(self, topics: Sequence[str], partitions: int) -> None:
-        """Create the topics that do not exist yet (infinite retention)."""
+    def ensure_topics(
+        self, topics: Sequence[str], partitions: int, *, retention_ms: int | None = None
+    ) -> None:
+        """Create the topics that do not exist yet: infinite retention, or with
+        ``retention_ms`` records older than that are deleted (the intake topic; the embedded
+        log keeps no retention and relies on :meth:`delete_records`)."""
+        ...
+
+    def delete_records(self, topic: str, before: Mapping[int, int]) -> None:
+        """Make the records of ``topic`` below ``before[partition]`` unreadable for good (the
+        intake's plain records once relayed). Offsets of later records do not change."""
         ...
 
     def partitions(self, topic: str) -> list[int]: ...

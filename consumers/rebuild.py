@@ -18,6 +18,7 @@ import structlog
 from consumers.log import Log
 from consumers.runner import Runner, RunnerStats
 from domain.bounds import DEFAULT_MAX_FUTURE
+from projections.keys import CustomerKeys
 from projections.store import StoreAddress, describe, rebuild_target, swap_store
 
 __all__ = ["rebuild"]
@@ -49,9 +50,13 @@ def rebuild(
         if progress is not None:
             progress(stats.processed, total)
 
+    # The keys stay where they are (beside the base, never swapped): the new store's fold
+    # opens personal values with the same keys, and an erasure's keys stay deleted.
+    keys = CustomerKeys(base)
     runner = Runner(
         log,
         new_file,
+        keys=keys,
         topic=topic,
         dlq_topic=dlq_topic,
         group=None,  # assigned partitions: reading never disturbs a running engine
@@ -68,6 +73,7 @@ def rebuild(
         stats = runner.run_until_caught_up(timeout_s=600, retry_for_s=retry_for_s)
     finally:
         runner.close()
+        keys.close()
     seconds = time.monotonic() - started
     swap_store(base, new_file)
     logger.info(

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import os
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,9 +44,11 @@ from consumers.log import (
     OutgoingMessage,
     TopicPartition,
 )
+from domain import catalogue as c
 from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
-from domain.envelope import Touchpoint, decode
+from domain.envelope import Touchpoint, decode, encode, new_touchpoint
 from domain.errors import InvalidEvent
+from projections.keys import CustomerKeys, KeyRing
 from projections.store import (
     BatchRejected,
     DeadLetterRow,
@@ -56,9 +59,13 @@ from projections.store import (
     describe,
 )
 
-__all__ = ["Runner", "RunnerStats", "tune_gc"]
+__all__ = ["ERASURE_SOURCE", "Runner", "RunnerStats", "now_for", "tune_gc"]
 
 logger = structlog.get_logger(__name__)
+
+# The source of the erasures the runner derives for the customers merged with an erased one.
+ERASURE_SOURCE = "erasure"
+_ERASURES = uuid.UUID("5b0c6f3e-61a4-4c1e-9a53-0f4c2b1d7e90")  # namespace of their event ids
 
 # Chaos hook for the crash tests: slows each fold so a SIGKILL lands mid-batch.
 _FOLD_DELAY_S = float(os.environ.get("JOURNEY_CHAOS_FOLD_DELAY_MS", "0")) / 1000
@@ -107,8 +114,13 @@ class Runner:
         on_batch: Callable[[RunnerStats], None] | None = None,
         produce_dead_letters: bool = True,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
+        keys: CustomerKeys | None = None,
     ) -> None:
         self.log = log
+        # The customers' keys: beside the base store, never the rebuilt one (a rebuild
+        # passes the base's); personal values are opened with them as they are folded.
+        self._own_keys = keys is None
+        self.keys = keys if keys is not None else CustomerKeys(store_path)
         self.max_future = max_future
         self.base = store_path
         self.topic = topic
@@ -173,6 +185,8 @@ class Runner:
             self._consumer.close()
             self._consumer = None
         self.store.close()
+        if self._own_keys:
+            self.keys.close()
 
     def _maybe_swap(self) -> None:
         if not self.follow_swaps:
@@ -259,9 +273,12 @@ class Runner:
         by_offset = {msg.offset: msg for msg in batch}
         items: list[tuple[int, Touchpoint]] = []
         dead: list[DeadLetterRow] = []
+        # One read of the keys of the batch's customers (the message key is the customer).
+        ring = self.keys.for_reading({m.key.decode(errors="replace") for m in batch if m.key})
+        erasures: list[tuple[Touchpoint, datetime]] = []
         for msg in batch:
             try:
-                touchpoint = decode(msg.value, Bounds(_now_for(msg), self.max_future))
+                touchpoint = decode(msg.value, Bounds(now_for(msg), self.max_future), ring.lookup)
             except InvalidEvent as exc:
                 dead.append(self._dead_row(msg, exc))
                 continue
@@ -285,6 +302,12 @@ class Runner:
             if _FOLD_DELAY_S:
                 time.sleep(_FOLD_DELAY_S)
             items.append((msg.offset, touchpoint))
+            if isinstance(touchpoint.data, c.ErasureRequested):
+                # What follows it in this batch reads as a replay will read it: keyless.
+                erasures.append((touchpoint, now_for(msg)))
+                ring.drop(touchpoint.customer_id, now_for(msg))
+        if erasures:
+            self._forget(erasures, ring)
         while True:
             try:
                 result = self.store.process(tp, items, batch[-1].offset, dead)
@@ -321,8 +344,32 @@ class Runner:
                 customer_id=msg.key.decode(errors="replace") if msg.key else None,
             )
 
+    def _forget(self, erasures: list[tuple[Touchpoint, datetime]], ring: KeyRing) -> None:
+        """Delete the keys of the erased customers and of every customer merged with them
+        (made up to the erasure's log time), before the batch is recorded: a crash after
+        it finds them gone, a retry deletes nothing more. Live, each merged customer also
+        gets an ErasureRequested of its own on the log (an id derived from the erasure's,
+        so a retry's copy is a duplicate), which empties its views in turn."""
+        for erasure, until in erasures:
+            merged: list[str] = []
+            if erasure.source != ERASURE_SOURCE:  # a derived one was cascaded already
+                merged = self.store.merged_with(erasure.customer_id)
+            if merged and self.produce_dead_letters:
+                self.log.produce(self.topic, [_derived_erasure(erasure, cid) for cid in merged])
+            self.keys.forget([erasure.customer_id, *merged], until)
+            for cid in merged:
+                ring.drop(cid, until)
+            logger.info(
+                "customer erased: keys deleted",
+                customer_id=erasure.customer_id,
+                event_id=str(erasure.event_id),
+                merged=merged,
+            )
+
     def _dead_row(self, msg: Message, exc: InvalidEvent) -> DeadLetterRow:
-        out = dead_letter(msg, exc.reason, exc.message, exc.field)
+        out = dead_letter(
+            msg, exc.reason, exc.message, exc.field, lambda cid: self.keys.for_writing([cid])[cid]
+        )
         return DeadLetterRow(
             offset=msg.offset,
             reason=exc.reason,
@@ -417,7 +464,27 @@ class Runner:
         raise TimeoutError(f"not caught up with {self.topic} within {timeout_s} s")
 
 
-def _now_for(msg: Message) -> datetime:
+def _derived_erasure(erasure: Touchpoint, customer_id: str) -> OutgoingMessage:
+    event_id = uuid.uuid5(_ERASURES, f"{erasure.event_id}:{customer_id}")
+    tp = new_touchpoint(
+        c.ErasureRequested(channel=erasure.data.channel)
+        if isinstance(erasure.data, c.ErasureRequested)
+        else c.ErasureRequested(),
+        customer_id=customer_id,
+        occurred_at=erasure.occurred_at,
+        source=ERASURE_SOURCE,
+        event_id=event_id,
+        correlation_id=erasure.correlation_id,
+        causation_id=str(erasure.event_id),
+    )
+    return OutgoingMessage(
+        key=customer_id.encode(),
+        value=encode(tp),
+        headers=(("journey-type", tp.type.encode()), ("journey-event-id", str(event_id).encode())),
+    )
+
+
+def now_for(msg: Message) -> datetime:
     """The "now" of the bounds of a message: its log time (the record's timestamp).
 
     Not the wall clock: a replay, at any pace and years later, must judge every message as

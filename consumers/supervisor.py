@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from consumers.intake import IntakeRelay
 from consumers.keeper import PromiseKeeper
 from consumers.log import LogError
 from consumers.runner import Runner
@@ -79,6 +80,7 @@ class Supervisor:
         runner: Runner,
         keeper: PromiseKeeper | None,
         *,
+        intake: IntakeRelay | None = None,
         keeper_interval_s: float = 1.0,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
@@ -88,6 +90,8 @@ class Supervisor:
     ) -> None:
         self.runner = runner
         self.keeper = keeper
+        self.intake = intake
+        self._next_relay = 0.0
         self.keeper_interval_s = keeper_interval_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -102,7 +106,7 @@ class Supervisor:
         self._progress_at = time.monotonic()
         self._progress_applied = 0
         self._behind = False
-        self._source: str | None = None  # what is failing: "runner" or "keeper"
+        self._source: str | None = None  # what is failing: "runner", "keeper" or "intake"
 
     # ------------------------------------------------------------------ one turn
 
@@ -134,6 +138,16 @@ class Supervisor:
             else:
                 self._next_tick = now + self.keeper_interval_s
                 if self._source == "keeper":
+                    self._recovered()
+        if self.intake is not None and now >= self._next_relay and not runner_failing:
+            # The intake relay, like the keeper, fails on its own: the runner keeps folding.
+            try:
+                if self.intake.step():
+                    self.on_progress()
+            except Exception as exc:
+                self._next_relay = now + self._failed(exc, "intake")
+            else:
+                if self._source == "intake":
                     self._recovered()
         if now - self._progress_at >= self.progress_interval_s:
             try:

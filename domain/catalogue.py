@@ -29,6 +29,9 @@ from domain.bounds import DATA_YEARS, in_data_years
 __all__ = [
     "CATALOGUE",
     "CURRENT",
+    "PERSONAL",
+    "SEALED_SCHEMA",
+    "SEALED_VERSION",
     "Amount",
     "Channel",
     "Day",
@@ -114,6 +117,51 @@ Day = Annotated[
 """A calendar date on the wire: ISO 8601 text ``YYYY-MM-DD``, within the years 1900-2200."""
 Amount = Annotated[Decimal, Strict(False), BeforeValidator(_amount_as_number)]
 """A decimal amount: a JSON number or decimal text."""
+
+
+# --------------------------------------------------------------------------- personal data
+
+SEALED_VERSION = "v1"
+SEALED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Sealed",
+    "description": "A personal value encrypted with the customer's key (AES-256-GCM): "
+    "see docs/events.md, Personal fields",
+    "properties": {
+        "enc": {"const": SEALED_VERSION},
+        "kid": {"type": "string", "minLength": 1, "maxLength": 64},
+        "iv": {"type": "string", "description": "base64 of the 12-byte nonce"},
+        "ct": {"type": "string", "description": "base64 of the ciphertext and 16-byte tag"},
+    },
+    "required": ["enc", "kid", "iv", "ct"],
+    "additionalProperties": False,
+}
+
+
+class _Personal:
+    """Marks a field as personal data (``Annotated[..., PERSONAL]``): what identifies the
+    customer or what was said — names, e-mails, phones, addresses, free text, form fields.
+
+    Such a field is encrypted with the customer's key before it reaches the log of record
+    (domain/personal.py), so erasing the key forgets it everywhere. On the wire it holds its
+    plain value or a sealed object; the JSON Schema says both, and ``x-personal``.
+    """
+
+    def __repr__(self) -> str:
+        return "PERSONAL"
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = handler(core_schema)
+        inner = schema.get("additionalProperties")
+        if schema.get("type") == "object" and isinstance(inner, dict):
+            # a mapping (a form): each value is sealed on its own, the names stay readable
+            schema = {**schema, "additionalProperties": {"anyOf": [inner, SEALED_SCHEMA]}}
+            return {**schema, "x-personal": True}
+        return {"anyOf": [schema, SEALED_SCHEMA], "x-personal": True}
+
+
+PERSONAL = _Personal()
+"""The marker of a personal field (see ``_Personal``)."""
 
 # (type name, version) -> model
 CATALOGUE: dict[tuple[str, int], type[TouchpointData]] = {}
@@ -202,7 +250,7 @@ class OrderPlaced(TouchpointData, type_name="OrderPlaced", version=1):
     total: Money
     channel: Channel = "web_form"
     promised_delivery_by: Instant | None = None
-    delivery_address: Text | None = None
+    delivery_address: Annotated[Text | None, PERSONAL] = None
 
 
 class OrderShipped(TouchpointData, type_name="OrderShipped", version=1):
@@ -220,7 +268,7 @@ class DeliveryAttempted(TouchpointData, type_name="DeliveryAttempted", version=1
 
     shipment_id: ShortText = Field(min_length=1)
     carrier: ShortText
-    location: Text | None = None
+    location: Annotated[Text | None, PERSONAL] = None
 
 
 class DeliveryFailed(TouchpointData, type_name="DeliveryFailed", version=1):
@@ -228,7 +276,7 @@ class DeliveryFailed(TouchpointData, type_name="DeliveryFailed", version=1):
 
     shipment_id: ShortText = Field(min_length=1)
     carrier: ShortText
-    reason: Text
+    reason: Annotated[Text, PERSONAL]
     notified_customer_by: Channel | None = Field(
         default=None, description="How the customer was told, e.g. sms after a failed attempt"
     )
@@ -243,7 +291,7 @@ class DeliveryRescheduled(TouchpointData, type_name="DeliveryRescheduled", versi
 
     shipment_id: ShortText = Field(min_length=1)
     carrier: ShortText
-    new_location: Text | None = None
+    new_location: Annotated[Text | None, PERSONAL] = None
     deliver_by: Instant | None = None
     agreed_by: ShortText | None = Field(
         default=None, description="Who agreed to it, e.g. 'customer service, central office'"
@@ -258,7 +306,7 @@ class Delivered(TouchpointData, type_name="Delivered", version=1):
 
     shipment_id: ShortText = Field(min_length=1)
     carrier: ShortText
-    location: Text | None = None
+    location: Annotated[Text | None, PERSONAL] = None
 
 
 # --------------------------------------------------------------------------- identity & forms
@@ -276,7 +324,7 @@ class SignupRequested(TouchpointData, type_name="SignupRequested", version=1):
     products: list[ShortText] = Field(
         default_factory=list, description="What the customer asked for, e.g. mortgage, car loan"
     )
-    fields: dict[str, Text] = Field(
+    fields: Annotated[dict[str, Text], PERSONAL] = Field(
         description="Every field the customer submitted, exactly as typed"
     )
     team: ShortText | None = Field(
@@ -292,7 +340,7 @@ class IdentityLinked(TouchpointData, type_name="IdentityLinked", version=1):
     """
 
     kind: IdentityKind
-    value: ShortText = Field(min_length=1)
+    value: Annotated[ShortText, PERSONAL] = Field(min_length=1)
     verified: bool = False
 
 
@@ -300,7 +348,7 @@ class ErasureRequested(TouchpointData, type_name="ErasureRequested", version=1):
     """The customer asked to be forgotten: views erase their personal data."""
 
     channel: Channel | None = None
-    reason: Text | None = None
+    reason: Annotated[Text | None, PERSONAL] = None
 
 
 # --------------------------------------------------------------------------- cases
@@ -311,8 +359,8 @@ class InquiryReceived(TouchpointData, type_name="InquiryReceived", version=1):
 
     case_id: ShortText = Field(min_length=1)
     channel: Channel
-    subject: Text | None = None
-    body: Text | None = None
+    subject: Annotated[Text | None, PERSONAL] = None
+    body: Annotated[Text | None, PERSONAL] = None
     product: ShortText | None = None
     team: ShortText | None = Field(
         default=None, description="Team the contact was routed to at intake, if known"
@@ -328,7 +376,7 @@ class ComplaintFiledV1(TouchpointData, type_name="ComplaintFiled", version=1, cu
     channel: Channel
     product: ShortText
     serial_number: ShortText | None = None
-    description: Text | None = None
+    description: Annotated[Text | None, PERSONAL] = None
 
 
 class ComplaintFiled(TouchpointData, type_name="ComplaintFiled", version=2):
@@ -342,7 +390,7 @@ class ComplaintFiled(TouchpointData, type_name="ComplaintFiled", version=2):
     channel: Channel
     product: ShortText
     serial_number_as_given: ShortText | None = None
-    description: Text | None = None
+    description: Annotated[Text | None, PERSONAL] = None
     warranty_claim: bool = False
     purchase_place: ShortText | None = None
     purchase_date: Day | None = None
@@ -371,7 +419,7 @@ class ReplySent(TouchpointData, type_name="ReplySent", version=1):
     agent: ShortText
     team: ShortText
     country: ShortText = Field(description="ISO 3166 alpha-2 country of the answering team")
-    body: Text | None = None
+    body: Annotated[Text | None, PERSONAL] = None
     copied_to: list[ShortText] = Field(default_factory=list)
     awaiting_customer: bool = False
 
@@ -386,14 +434,14 @@ class CaseHandedOff(TouchpointData, type_name="CaseHandedOff", version=1):
     to_country: ShortText
     copied_to: list[ShortText] = Field(default_factory=list)
     escalation: bool = False
-    reason: Text | None = None
+    reason: Annotated[Text | None, PERSONAL] = None
 
 
 class CaseResolved(TouchpointData, type_name="CaseResolved", version=1):
     """The case was resolved."""
 
     case_id: ShortText = Field(min_length=1)
-    resolution: Text
+    resolution: Annotated[Text, PERSONAL]
     resolved_by: ShortText | None = None
 
 
@@ -401,7 +449,7 @@ class CaseReopened(TouchpointData, type_name="CaseReopened", version=1):
     """A resolved case was opened again."""
 
     case_id: ShortText = Field(min_length=1)
-    reason: Text | None = None
+    reason: Annotated[Text | None, PERSONAL] = None
 
 
 class SatisfactionRated(TouchpointData, type_name="SatisfactionRated", version=1):
@@ -409,7 +457,7 @@ class SatisfactionRated(TouchpointData, type_name="SatisfactionRated", version=1
 
     case_id: ShortText | None = None
     score: int = Field(ge=1, le=5)
-    comment: Text | None = None
+    comment: Annotated[Text | None, PERSONAL] = None
 
 
 # --------------------------------------------------------------------------- promises
@@ -420,13 +468,15 @@ class PromiseMade(TouchpointData, type_name="PromiseMade", version=1):
 
     promise_id: ShortText = Field(min_length=1)
     case_id: ShortText | None = None
-    what: Text
+    what: Annotated[Text, PERSONAL]
     kind: Literal["callback", "reply", "delivery", "refund", "replacement", "visit", "other"] = (
         "other"
     )
     due_by: Instant
     made_by: ShortText
-    made_to: ShortText | None = Field(default=None, description="Name of the person promised to")
+    made_to: Annotated[ShortText | None, PERSONAL] = Field(
+        default=None, description="Name of the person promised to"
+    )
 
 
 class PromiseKept(TouchpointData, type_name="PromiseKept", version=1):
@@ -434,7 +484,7 @@ class PromiseKept(TouchpointData, type_name="PromiseKept", version=1):
 
     promise_id: ShortText = Field(min_length=1)
     kept_by: ShortText | None = None
-    note: Text | None = None
+    note: Annotated[Text | None, PERSONAL] = None
 
 
 class PromiseWithdrawn(TouchpointData, type_name="PromiseWithdrawn", version=1):
@@ -444,7 +494,7 @@ class PromiseWithdrawn(TouchpointData, type_name="PromiseWithdrawn", version=1):
 
     promise_id: ShortText = Field(min_length=1)
     withdrawn_by: ShortText = Field(min_length=1, description="Who withdrew it (agent or system)")
-    reason: Text | None = None
+    reason: Annotated[Text | None, PERSONAL] = None
 
 
 class PromiseBroken(TouchpointData, type_name="PromiseBroken", version=1):
@@ -452,7 +502,7 @@ class PromiseBroken(TouchpointData, type_name="PromiseBroken", version=1):
 
     promise_id: ShortText = Field(min_length=1)
     due_by: Instant
-    what: Text | None = None
+    what: Annotated[Text | None, PERSONAL] = None
 
 
 class ReplyOverdue(TouchpointData, type_name="ReplyOverdue", version=1):
@@ -473,7 +523,7 @@ class BreachAcknowledged(TouchpointData, type_name="BreachAcknowledged", version
     ref: ShortText = Field(min_length=1, description="The promise id, or the case id")
     due_by: Instant = Field(description="The deadline acknowledged as missed")
     agent: ShortText = Field(min_length=1, description="Who acknowledged it")
-    note: Text | None = None
+    note: Annotated[Text | None, PERSONAL] = None
 
 
 # --------------------------------------------------------------------------- products & repairs
@@ -512,7 +562,7 @@ class RepairCompleted(TouchpointData, type_name="RepairCompleted", version=1):
     case_id: ShortText | None = None
     product: ShortText
     serial_number: ShortText | None = None
-    description: Text | None = None
+    description: Annotated[Text | None, PERSONAL] = None
     repaired_by: ShortText | None = None
 
 
@@ -545,7 +595,7 @@ class ReturnReceived(TouchpointData, type_name="ReturnReceived", version=1):
     case_id: ShortText | None = None
     product: ShortText
     serial_number: ShortText | None = None
-    condition: Text | None = None
+    condition: Annotated[Text | None, PERSONAL] = None
 
 
 class RefundIssued(TouchpointData, type_name="RefundIssued", version=1):
@@ -554,7 +604,7 @@ class RefundIssued(TouchpointData, type_name="RefundIssued", version=1):
     case_id: ShortText | None = None
     order_id: ShortText | None = None
     amount: Money
-    reason: Text | None = None
+    reason: Annotated[Text | None, PERSONAL] = None
 
 
 class GoodwillGranted(TouchpointData, type_name="GoodwillGranted", version=1):
@@ -564,7 +614,7 @@ class GoodwillGranted(TouchpointData, type_name="GoodwillGranted", version=1):
     defect_id: ShortText | None = None
     kind: Literal["gift_card", "voucher", "discount", "free_shipping", "other"]
     value: Money | None = None
-    reason: Text | None = None
+    reason: Annotated[Text | None, PERSONAL] = None
 
 
 class KnownDefectRegistered(TouchpointData, type_name="KnownDefectRegistered", version=1):
@@ -586,7 +636,7 @@ class ProactiveOutreachSent(TouchpointData, type_name="ProactiveOutreachSent", v
 
     defect_id: ShortText = Field(min_length=1)
     channel: Channel
-    message: Text | None = None
+    message: Annotated[Text | None, PERSONAL] = None
 
 
 # --------------------------------------------------------------------------- public voice
@@ -598,8 +648,8 @@ class PublicReviewPosted(TouchpointData, type_name="PublicReviewPosted", version
     review_id: ShortText = Field(min_length=1)
     platform: ShortText
     rating: int | None = Field(default=None, ge=1, le=5)
-    text: Text | None = None
-    url: Text | None = None
+    text: Annotated[Text | None, PERSONAL] = None
+    url: Annotated[Text | None, PERSONAL] = None
 
 
 class ReviewAnswered(TouchpointData, type_name="ReviewAnswered", version=1):
@@ -607,4 +657,4 @@ class ReviewAnswered(TouchpointData, type_name="ReviewAnswered", version=1):
 
     review_id: ShortText = Field(min_length=1)
     answered_by: ShortText
-    text: Text | None = None
+    text: Annotated[Text | None, PERSONAL] = None

@@ -40,6 +40,7 @@ from domain.catalogue import (
     current_model,
 )
 from domain.errors import InvalidEvent, UnknownEventType
+from domain.personal import CustomerKey, KeyLookup, has_personal_values, open_data, seal_data
 from domain.upcasting import upcast
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "check_size",
     "decode",
     "encode",
+    "encode_sealed",
     "loads",
     "new_touchpoint",
     "parse_envelope",
@@ -164,12 +166,17 @@ def _reason(error: ValidationError, default: str) -> str:
     return "out_of_range" if error.errors()[0]["type"] == "out_of_range" else default
 
 
-def parse_envelope(obj: Any, bounds: Bounds | None = None) -> Touchpoint:
+def parse_envelope(
+    obj: Any, bounds: Bounds | None = None, keys: KeyLookup | None = None
+) -> Touchpoint:
     """Validate a JSON-like object (as ``json.loads`` returns it) as an envelope and its
     data; upcast to current.
 
     ``bounds`` applies the limits relative to now; every door (emit, POST, the consumer)
     passes them. Only re-reading what the store already folded leaves them out.
+
+    Sealed personal values (domain/personal.py) are opened with ``keys`` first; one whose
+    key is gone reads ``(erased)``, and without ``keys`` every one reads ``(encrypted)``.
     """
     try:
         env = Envelope.model_validate(obj)
@@ -191,7 +198,9 @@ def parse_envelope(obj: Any, bounds: Bounds | None = None) -> Touchpoint:
             "schema_version",
         )
     try:
-        body = model.model_validate(env.data)
+        body = model.model_validate(
+            open_data(env.data, model, env.customer_id, str(env.event_id), keys)
+        )
         if env.schema_version != target:
             lifted = upcast(env.type, env.schema_version, body.model_dump(mode="json"), target)
             current = current_model(env.type)
@@ -256,7 +265,9 @@ def check_bounds(touchpoint: Touchpoint, bounds: Bounds) -> Touchpoint:
     return touchpoint
 
 
-def decode(raw: bytes | str | None, bounds: Bounds | None = None) -> Touchpoint:
+def decode(
+    raw: bytes | str | None, bounds: Bounds | None = None, keys: KeyLookup | None = None
+) -> Touchpoint:
     """Bytes from the log -> Touchpoint, or InvalidEvent saying what was wrong.
 
     The bounds come first, cheapest first: size, nesting (before any parser recurses),
@@ -272,12 +283,26 @@ def decode(raw: bytes | str | None, bounds: Bounds | None = None) -> Touchpoint:
     obj = loads(raw)
     if not isinstance(obj, dict):
         raise InvalidEvent("invalid_envelope", "an envelope must be a JSON object")
-    return parse_envelope(obj, bounds)
+    return parse_envelope(obj, bounds, keys)
 
 
 def encode(touchpoint: Touchpoint) -> bytes:
     """Touchpoint -> compact JSON bytes of its envelope (what goes on the log)."""
     return touchpoint.to_envelope().model_dump_json(exclude_none=True).encode()
+
+
+def encode_sealed(touchpoint: Touchpoint, key: CustomerKey | None) -> bytes:
+    """Like :func:`encode`, with every personal value sealed with ``key`` (the customer's):
+    what goes on the log of record. A touchpoint without personal values is the same bytes
+    as ``encode`` gives."""
+    env = touchpoint.to_envelope()
+    model = type(touchpoint.data)
+    if not has_personal_values(env.data, model):
+        return encode(touchpoint)
+    if key is None or key.customer_id != touchpoint.customer_id:
+        raise ValueError(f"no key of customer {touchpoint.customer_id!r} to seal with")
+    sealed = seal_data(env.data, model, key, str(touchpoint.event_id))
+    return env.model_copy(update={"data": sealed}).model_dump_json(exclude_none=True).encode()
 
 
 def new_touchpoint(

@@ -111,6 +111,7 @@ def emit(
 
     from domain.bounds import Bounds
     from journey.emitter import Emitter, parse_batch
+    from projections.keys import CustomerKeys
 
     settings = settings_()
     if envelope is not None:
@@ -132,6 +133,8 @@ def emit(
         raise fail(conflict)
     try:
         log = settings.open_log()
+        # personal fields are sealed with the customers' keys, kept beside the store
+        keys = CustomerKeys(settings.store_address())
         try:
             emitter = Emitter(
                 log,
@@ -139,9 +142,11 @@ def emit(
                 source="cli",
                 partitions=settings.partitions,
                 max_future=settings.max_future,
+                keys=keys,
             )
             positions = emitter.emit_touchpoints(touchpoints)
         finally:
+            keys.close()
             log.close()
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
@@ -274,6 +279,7 @@ def _pipeline() -> Pipeline:
         max_future=settings.max_future,
         allowed_lateness=timedelta(seconds=settings.allowed_lateness),
         idle_timeout=timedelta(seconds=settings.idle_timeout),
+        relay_intake=True,
     )
 
 

@@ -15,19 +15,22 @@ from typing import Any
 import structlog
 
 from consumers.log import Log, OutgoingMessage, Position
-from domain.bounds import DEFAULT_MAX_FUTURE, MAX_DEPTH, Bounds, exceeds_depth
+from domain import catalogue as c
+from domain.bounds import DEFAULT_MAX_FUTURE, MAX_DEPTH, MAX_ENVELOPE_BYTES, Bounds, exceeds_depth
 from domain.catalogue import TouchpointData
 from domain.envelope import (
     Touchpoint,
     check_bounds,
     check_size,
-    encode,
+    encode_sealed,
     new_touchpoint,
     parse_envelope,
 )
 from domain.errors import InvalidEvent, JourneyError
+from domain.personal import CustomerKey, has_personal_values
+from projections.keys import CustomerKeys
 
-__all__ = ["BatchError", "Emitter", "parse_batch", "to_message"]
+__all__ = ["BatchError", "Emitter", "NoKeyStore", "needs_keys", "parse_batch", "to_message"]
 
 logger = structlog.get_logger(__name__)
 
@@ -129,10 +132,20 @@ def _one(obj: object, bounds: Bounds) -> Touchpoint:
     return touchpoint
 
 
-def to_message(tp: Touchpoint) -> OutgoingMessage:
+def to_message(tp: Touchpoint, key: CustomerKey | None = None) -> OutgoingMessage:
+    """The record of ``tp`` on the log of record, its personal values sealed with ``key``
+    (the customer's); InvalidEvent ``too_large`` when sealing took it over 1 MiB."""
+    value = encode_sealed(tp, key)
+    if len(value) > MAX_ENVELOPE_BYTES:
+        raise InvalidEvent(
+            "too_large",
+            f"envelope of {len(value):,} bytes (its personal fields encrypted) is larger than "
+            f"{MAX_ENVELOPE_BYTES:,} bytes (1 MiB): keep large content out of the log and link "
+            "to it",
+        )
     return OutgoingMessage(
         key=tp.customer_id.encode(),
-        value=encode(tp),
+        value=value,
         headers=(
             ("journey-type", tp.type.encode()),
             ("journey-event-id", str(tp.event_id).encode()),
@@ -140,10 +153,25 @@ def to_message(tp: Touchpoint) -> OutgoingMessage:
     )
 
 
-class Emitter:
-    """Validates and produces touchpoints to the log of record.
+def needs_keys(touchpoints: Sequence[Touchpoint]) -> set[str]:
+    """The customers of ``touchpoints`` that carry personal values (to be sealed)."""
+    return {
+        tp.customer_id
+        for tp in touchpoints
+        if has_personal_values(tp.data.model_dump(mode="json", exclude_none=True), type(tp.data))
+    }
 
-    >>> emitter = Emitter(log, topic="journey.touchpoints", source="helpdesk")
+
+class NoKeyStore(JourneyError):
+    """Personal fields to emit and no key store to seal them with."""
+
+
+class Emitter:
+    """Validates and produces touchpoints to the log of record, their personal fields sealed
+    with each customer's key from ``keys`` (the key table beside the store the engine folds
+    into: ``CustomerKeys(store_address)``).
+
+    >>> emitter = Emitter(log, topic="journey.touchpoints", source="helpdesk", keys=keys)
     >>> emitter.emit(ReplySent(...), customer_id="c-1", occurred_at=now)
     Position(topic='journey.touchpoints', partition=3, offset=41)
     """
@@ -156,8 +184,10 @@ class Emitter:
         source: str,
         partitions: int = 6,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
+        keys: CustomerKeys | None = None,
     ) -> None:
         self.log = log
+        self.keys = keys
         self.max_future = max_future
         self.topic = topic
         self.source = source
@@ -193,7 +223,8 @@ class Emitter:
     def emit_touchpoints(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
         if not touchpoints:
             return []
-        positions = self.log.produce(self.topic, [to_message(tp) for tp in touchpoints])
+        positions = self.log.produce(self.topic, self.messages(touchpoints))
+        self._forget_erased(touchpoints)
         # One line per touchpoint only at debug: at info, a line per batch (a bulk emit of a
         # million touchpoints would spend more time logging than producing). Each event is
         # still followed by its ids: the debug lines here, the runner's where it is folded.
@@ -217,6 +248,32 @@ class Emitter:
             last=f"{last.partition}:{last.offset}",
         )
         return positions
+
+    def messages(self, touchpoints: Sequence[Touchpoint]) -> list[OutgoingMessage]:
+        """The records of ``touchpoints``, personal values sealed (keys made as needed)."""
+        sealed = needs_keys(touchpoints)
+        if sealed and self.keys is None:
+            raise NoKeyStore(
+                "touchpoints with personal fields (e.g. of customer "
+                f"{sorted(sealed)[0]!r}) and no key store to encrypt them with: give the "
+                "Emitter keys=CustomerKeys(<store>) — personal data never reaches the log "
+                "unencrypted"
+            )
+        keys = self.keys.for_writing(sealed) if self.keys is not None and sealed else {}
+        out = []
+        for index, tp in enumerate(touchpoints, start=1):
+            try:
+                out.append(to_message(tp, keys.get(tp.customer_id)))
+            except InvalidEvent as exc:
+                raise BatchError(index, exc, "") from None
+        return out
+
+    def _forget_erased(self, touchpoints: Sequence[Touchpoint]) -> None:
+        """An erasure on the log deletes the customer's key at once (the engine does it
+        again when it folds the erasure, for erasures from other doors)."""
+        erased = {tp.customer_id for tp in touchpoints if isinstance(tp.data, c.ErasureRequested)}
+        if erased and self.keys is not None:
+            self.keys.forget(erased, datetime.now(UTC))
 
     def emit_text(self, text: str, origin: str = "") -> list[Position]:
         """Validate every envelope in ``text`` first, then produce them all."""

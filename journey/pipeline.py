@@ -13,6 +13,7 @@ from types import FrameType
 
 import structlog
 
+from consumers.intake import IntakeRelay
 from consumers.keeper import DEFAULT_ALLOWED_LATENESS, DEFAULT_IDLE_TIMEOUT, PromiseKeeper
 from consumers.log import Log, Position
 from consumers.runner import Runner, RunnerStats
@@ -23,6 +24,7 @@ from domain.rules import ServiceRules
 from journey.emitter import Emitter
 from projections.customer_view import CustomerView, build_customer_view, resolve_customer
 from projections.defect_outreach import DefectOutreach, build_defect_outreach
+from projections.keys import CustomerKeys
 from projections.service_levels import ServiceLevels, build_service_levels
 from projections.store import JourneyStore, StoreAddress
 
@@ -62,17 +64,25 @@ class Pipeline:
         max_future: timedelta = DEFAULT_MAX_FUTURE,
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
+        relay_intake: bool = False,
     ) -> None:
         self.log = log
         self.topic = topic
         self.rules = rules or ServiceRules()
         self.clock = clock
+        self.keys = CustomerKeys(store_path)
         self.emitter = Emitter(
-            log, topic=topic, source="pipeline", partitions=partitions, max_future=max_future
+            log,
+            topic=topic,
+            source="pipeline",
+            partitions=partitions,
+            max_future=max_future,
+            keys=self.keys,
         )
         self.runner = Runner(
             log,
             store_path,
+            keys=self.keys,
             topic=topic,
             dlq_topic=f"{topic}.dlq",
             group=group,
@@ -87,6 +97,23 @@ class Pipeline:
             allowed_lateness=allowed_lateness,
             idle_timeout=idle_timeout,
             owned=self.runner.owned_partitions,
+            keys=self.keys,
+        )
+
+        # Plain touchpoints from producers that cannot encrypt (kcat, other languages):
+        # relayed from <topic>.intake to the log, sealed. `journey run` and `serve` relay.
+        self.intake = (
+            IntakeRelay(
+                log,
+                self.keys,
+                topic=topic,
+                dlq_topic=f"{topic}.dlq",
+                group=f"{group}-intake",
+                partitions=partitions,
+                max_future=max_future,
+            )
+            if relay_intake
+            else None
         )
 
     @property
@@ -94,7 +121,10 @@ class Pipeline:
         return self.runner.store
 
     def close(self) -> None:
+        if self.intake is not None:
+            self.intake.close()
         self.runner.close()
+        self.keys.close()
 
     def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
         return self.emitter.emit_touchpoints(touchpoints)
@@ -191,6 +221,8 @@ class Pipeline:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
-        supervisor = Supervisor(self.runner, self.keeper, keeper_interval_s=keeper_interval_s)
+        supervisor = Supervisor(
+            self.runner, self.keeper, intake=self.intake, keeper_interval_s=keeper_interval_s
+        )
         supervisor.run(stop)
         logger.info("pipeline stopped", applied=self.runner.stats.applied)

@@ -49,7 +49,8 @@ def render_customer(view: CustomerView) -> RenderableType:
     flags = view.flags
     badges = Text()
     if flags.erased:
-        badges.append(" ASKED TO BE FORGOTTEN ", "bold white on grey30")
+        erased_on = f" {view.erased_at:%Y-%m-%d}" if view.erased_at else ""
+        badges.append(f" ERASED ON{erased_on} ", "bold white on grey30")
         badges.append(" ")
     if flags.unanswered_for_seconds is not None:
         badges.append(

@@ -543,7 +543,22 @@ def _resolve(prop: JSONObject, defs: JSONObject) -> tuple[JSONObject, str | None
     return one, None
 
 
+def _without_sealed(prop: JSONObject) -> JSONObject:
+    """A personal field's schema without its sealed alternative (domain/personal.py)."""
+    out = {k: v for k, v in prop.items() if k != "x-personal"}
+    values = out.get("additionalProperties")
+    if isinstance(values, dict) and "anyOf" in values:
+        out["additionalProperties"] = _without_sealed(values)
+        return out
+    branches = [b for b in out.pop("anyOf", []) if b.get("title") != "Sealed"]
+    if len(branches) == 1:
+        return {**out, **branches[0]}
+    return {**out, "anyOf": branches} if branches else out
+
+
 def _type_text(prop: JSONObject, defs: JSONObject) -> str:
+    if prop.get("x-personal"):
+        return _type_text(_without_sealed(prop), defs) + " · personal: encrypted on the log"
     if _is_decimal(prop):
         number = next(b for b in prop["anyOf"] if b.get("type") == "number")
         floor = " ≥ 0" if number.get("minimum") == 0 else ""

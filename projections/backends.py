@@ -81,6 +81,11 @@ class Backend(ABC):
     def size_bytes(self) -> int:
         """How much the store takes on disk."""
 
+    def purge(self) -> bool:
+        """After an erasure: make what it deleted unreadable on disk as far as this database
+        can; False when something still holds old bytes (the caller logs it)."""
+        return True
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -100,12 +105,15 @@ def _row(row: Any) -> tuple[Any, ...]:
 class _TunedPool(SQLiteConnectionPool):
     """eventsourcing's pool, with each connection tuned for a store that is disposable
     (the log is the truth): WAL with synchronous=NORMAL (a power cut may lose the last
-    commits, never consistency; they are read again from the log) and a 64 MiB cache."""
+    commits, never consistency; they are read again from the log) and a 64 MiB cache.
+    ``secure_delete``: what an erasure deletes or overwrites is zeroed in the file, not
+    left in free space for anyone with the file to read."""
 
     def _create_connection(self) -> SQLiteConnection:
         conn = super()._create_connection()
         cur = conn.cursor()
-        for pragma in ("synchronous=NORMAL", "cache_size=-65536", "temp_store=MEMORY"):
+        pragmas = ("synchronous=NORMAL", "cache_size=-65536", "temp_store=MEMORY")
+        for pragma in (*pragmas, "secure_delete=ON"):
             cur.execute(f"PRAGMA {pragma}")
         return conn
 
@@ -150,6 +158,17 @@ class SQLiteBackend(Backend):
     def transaction(self, *, commit: bool) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as cur:
             yield cur
+
+    def purge(self) -> bool:
+        """The write-ahead log holds the pages as they were before the erasure until a
+        checkpoint copies the new ones over the file: checkpoint and truncate it now. A
+        reader still on an older snapshot makes it partial (busy): then the next erasure or
+        SQLite's own checkpoints finish it."""
+        with self.datastore.get_connection(commit=True) as conn:
+            cur = conn.cursor()
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, _, _ = cur.fetchone()
+        return not busy
 
     def size_bytes(self) -> int:
         total = 0

@@ -407,6 +407,22 @@ class JourneyStore:
             (pattern + "%", limit),
         )
 
+    def merged_with(self, customer_id: str, limit: int = 1000) -> list[str]:
+        """The other customer ids merged with ``customer_id`` (its links, followed through),
+        at most ``limit``: erasing one person erases all of their identities."""
+        seen = {customer_id}
+        frontier = [customer_id]
+        while frontier and len(seen) <= limit:
+            marks = ",".join("?" * len(frontier))
+            rows = self.query(
+                f"SELECT other_id FROM links WHERE customer_id IN ({marks})"
+                f" UNION SELECT customer_id FROM links WHERE other_id IN ({marks})",
+                [*frontier, *frontier],
+            )
+            frontier = [str(r[0]) for r in rows if str(r[0]) not in seen][: limit + 1 - len(seen)]
+            seen.update(frontier)
+        return sorted(seen - {customer_id})
+
     # ------------------------------------------------------------------ loading
 
     def _load(
@@ -667,6 +683,10 @@ class JourneyStore:
                     (cid, generation),
                 )
             )
+        if erased and self.backend.kind == "sqlite":
+            # The trigram index keeps a deleted text's trigrams in its older segments until
+            # they are merged: merge them all now, so nothing of it stays in the file.
+            writes.append(("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('optimize')", ()))
         writes.extend(dead_letter_write(tp, dead) for dead in dead_letters)
         if latest is not None:
             writes.append(
@@ -679,6 +699,12 @@ class JourneyStore:
                 )
             )
         self.backend.record(Tracking(f"{tp.topic}:{tp.partition}", last_offset), writes)
+        if erased and not self.backend.purge():
+            logger.warning(
+                "erased, but a reader kept the write-ahead log from being truncated: the old "
+                "pages go at the next checkpoint",
+                customers=sorted(erased),
+            )
         for f in folded:
             logger.debug(
                 "touchpoint folded",

@@ -37,6 +37,7 @@ class PipelineThread:
         self.supervisor = Supervisor(
             pipeline.runner,
             pipeline.keeper,
+            intake=pipeline.intake,
             keeper_interval_s=keeper_interval_s,
             backoff_max_s=backoff_max_s,
             on_progress=on_progress,

@@ -38,6 +38,7 @@ from journey.service.reading import StoreReader
 from journey.settings import Settings
 from projections.customer_view import related_customers, resolve_customer
 from projections.integrity import IntegrityWatch
+from projections.keys import CustomerKeys
 from projections.location import describe as describe_store
 from projections.store import JourneyStore
 
@@ -103,12 +104,15 @@ class Service:
         self.closing = threading.Event()
         self.pipeline: Pipeline | None = None
         self.thread: PipelineThread | None = None
+        # POST /events seals personal fields with the customers' keys (beside the store).
+        self.keys = CustomerKeys(settings.store_address())
         self.emitter = Emitter(
             self.log,
             topic=self.topic,
             source="http",
             partitions=settings.partitions,
             max_future=settings.max_future,
+            keys=self.keys,
         )
         self.partition_count = len(self.log.partitions(self.topic))
         if options.run_pipeline:
@@ -124,6 +128,7 @@ class Service:
                 max_future=settings.max_future,
                 allowed_lateness=timedelta(seconds=settings.allowed_lateness),
                 idle_timeout=timedelta(seconds=settings.idle_timeout),
+                relay_intake=True,
             )
         self.reader = StoreReader(settings.store_address())
         self.integrity = IntegrityWatch(self.reader.path, options.integrity_interval_s)
@@ -167,6 +172,7 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.close()
         self.reader.close()
+        self.keys.close()
         if self._own_log:
             self.log.close()
 

@@ -19,18 +19,22 @@ import structlog
 from consumers.dead_letters import (
     HEADER_ERROR,
     HEADER_FIELD,
+    HEADER_KEY_OF,
     HEADER_OFFSET,
     HEADER_PARTITION,
     HEADER_REASON,
+    HEADER_SEALED,
     HEADER_TOPIC,
+    sealed_label,
 )
 from consumers.log import Log, Message, OutgoingMessage, Position, TopicPartition
 from consumers.runner import Runner
 from domain import catalogue as c
 from domain.envelope import Touchpoint, encode, new_touchpoint
+from domain.personal import open_bytes
 from domain.rules import ServiceRules
-from journey.emitter import to_message
 from projections.customer_view import build_customer_view
+from projections.keys import CustomerKeys
 from tests.integration.test_exactly_once import (  # the autouse fixture applies here too
     quiet_logs,  # noqa: F401
     read_topic,
@@ -46,6 +50,11 @@ class Bad:
     value: bytes
     reason: str
     field: str | None = None
+
+
+def to_message(tp: Touchpoint) -> OutgoingMessage:
+    """A touchpoint as a foreign producer would put it on the log: plain JSON."""
+    return OutgoingMessage(key=tp.customer_id.encode(), value=encode(tp))
 
 
 def _valid(cid: str, n: int) -> Touchpoint:
@@ -129,6 +138,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_runner_carries_on(
         log, tmp_path / "views.db", topic=unique_topic, dlq_topic=dlq,
         group=f"dlq-{uuid.uuid4().hex[:8]}", batch_size=4,
     )  # fmt: skip
+    keys = CustomerKeys(tmp_path / "views.db")
     try:
         with structlog.testing.capture_logs() as logs:
             stats = runner.run_until_caught_up(60)
@@ -156,7 +166,8 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_runner_carries_on(
         for origin, expected in bad_at.items():
             letter = by_origin[origin]
             assert _header(letter, HEADER_REASON) == expected.reason, expected.what
-            assert letter.value == expected.value, expected.what
+            # unchanged once opened with the customer's key (no personal value stays plain)
+            assert opened(letter, keys, origin) == expected.value, expected.what
             assert letter.key == expected.key, expected.what
             assert _header(letter, HEADER_FIELD) == expected.field, expected.what
             assert _header(letter, HEADER_ERROR), expected.what
@@ -192,6 +203,20 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_runner_carries_on(
             assert [k.status for k in view.closed_cases] == ["resolved"]
     finally:
         runner.close()
+        keys.close()
+
+
+def opened(letter: Message, keys: CustomerKeys, origin: Position) -> bytes:
+    """A dead letter's value as the original message had it: sealed whole, it opens with
+    the key its header names; otherwise its personal values (none here) were sealed."""
+    if letter.header(HEADER_SEALED) != b"whole":
+        return letter.value or b""
+    owner = str(_header(letter, HEADER_KEY_OF))
+    (key,) = [k for (cid, _), (k, _) in keys.for_reading([owner]).keys.items() if cid == owner]
+    msg = Message(origin.topic, origin.partition, origin.offset, letter.key, b"", 0)
+    plain = open_bytes(letter.value or b"", key, sealed_label(msg))
+    assert plain is not None
+    return plain
 
 
 def test_a_rebuild_counts_dead_letters_without_producing_them_again(

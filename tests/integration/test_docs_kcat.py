@@ -1,5 +1,7 @@
 """The kcat commands docs/events.md shows produce what the engine reads: the right key, the
-partition Kafka's murmur2 gives it (the one the engine's own emitter uses), a valid envelope.
+partition Kafka's murmur2 gives it (the one the engine's own emitter uses), a valid envelope
+— to the intake topic, from which the engine relays it to the log of record with its
+personal fields encrypted (kcat holds no keys: nothing plain reaches the log).
 
 Run as written but for the broker address and the topic (uuid-named per test).
 """
@@ -16,14 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from consumers.intake import IntakeRelay
 from consumers.kafka_log import KafkaLog
 from consumers.log import Log, Message
 from domain.envelope import decode
 from journey.schema import example_envelope
+from projections.keys import CustomerKeys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kcat]
 
 ROOT = Path(__file__).resolve().parents[2]
+SAID = "my neighbour Vigdis Kcatsen took the parcel"
 
 
 def kcat_commands() -> list[str]:
@@ -57,7 +62,8 @@ def test_the_documented_kcat_command_keys_and_partitions_like_the_engine(
         assert shutil.which(tool), f"{tool} not found: apt-get install -y {tool}"
     commands = kcat_commands()
     assert len(commands) == 2, commands
-    kafka_log.ensure_topics([unique_topic], partitions=6)
+    keys = CustomerKeys(tmp_path / "views.db")
+    relay = IntakeRelay(kafka_log, keys, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq")
     customers = ["cust-4711", "cust-1", "cust-erik", "cust-sven"]
     complaint = example_envelope("ComplaintFiled", 1)
     complaint["customer_id"] = "cust-4711"
@@ -67,13 +73,14 @@ def test_the_documented_kcat_command_keys_and_partitions_like_the_engine(
     for cid in customers:
         env = example_envelope("InquiryReceived", 1)
         env.update(customer_id=cid, event_id=str(uuid.uuid4()))
+        env["data"]["body"] = f"{SAID} ({cid})"
         lines.append(json.dumps(env))
     (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     bootstrap = ",".join(kafka_log.bootstrap_servers)
     script = (
         commands[which]
         .replace("localhost:19092", bootstrap)
-        .replace("-t journey.touchpoints", f"-t {unique_topic}")
+        .replace("-t journey.touchpoints.intake", f"-t {unique_topic}.intake")
     )
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
@@ -85,11 +92,20 @@ def test_the_documented_kcat_command_keys_and_partitions_like_the_engine(
     )
     assert done.returncode == 0, done.stderr
     want = 1 if which == 0 else len(customers)
+    try:
+        assert relay.run_until_empty() == want
+    finally:
+        relay.close()
     got = read(kafka_log, unique_topic, want)
     assert len(got) == want
+    ring = keys.for_reading(customers)
+    keys.close()
     for msg in got:
-        tp = decode(msg.value)
+        tp = decode(msg.value, keys=ring.lookup)
         assert msg.key == tp.customer_id.encode()
         assert msg.partition == kafka_log.partition_for(unique_topic, msg.key)
+        assert SAID.encode() not in (msg.value or b"")  # sealed on the log of record
+        if which == 1:
+            assert getattr(tp.data, "body", None) == f"{SAID} ({tp.customer_id})"
     if which == 0:
         assert got[0].header("journey-type") == b"ComplaintFiled"

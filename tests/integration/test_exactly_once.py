@@ -41,6 +41,7 @@ from journey.emitter import Emitter
 from journey.stories import all_touchpoints
 from journey.synthetic import generate_touchpoints
 from projections.customer_view import build_customer_view
+from projections.keys import CustomerKeys
 from projections.service_levels import build_service_levels
 from projections.store import JourneyStore
 
@@ -102,10 +103,17 @@ def progress(store: JourneyStore, topic: str) -> int:
     return sum(off + 1 for tp, off in store.positions().items() if tp.topic == topic)
 
 
-def emit(log: Log, topic: str, touchpoints: list[Touchpoint], batch: int = 500) -> None:
-    emitter = Emitter(log, topic=topic, source="test")
-    for start in range(0, len(touchpoints), batch):
-        emitter.emit_touchpoints(touchpoints[start : start + batch])
+def emit(
+    log: Log, topic: str, touchpoints: list[Touchpoint], store: Path, batch: int = 500
+) -> None:
+    """Emit, sealing personal fields with the keys beside ``store``."""
+    keys = CustomerKeys(store)
+    try:
+        emitter = Emitter(log, topic=topic, source="test", keys=keys)
+        for start in range(0, len(touchpoints), batch):
+            emitter.emit_touchpoints(touchpoints[start : start + batch])
+    finally:
+        keys.close()
 
 
 @pytest.fixture(autouse=True)
@@ -179,7 +187,7 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
     ours = all_touchpoints(now) + generate_touchpoints(
         3000, 250, seed=seed, start=now - timedelta(days=12)
     )
-    emit(log, unique_topic, ours)
+    emit(log, unique_topic, ours, tmp_path / "views.db")
     emitted = Counter(tp.customer_id for tp in ours)
     total = sum(log.high_watermarks(unique_topic).values())
     assert total == len(ours)
@@ -253,6 +261,7 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(
         group=f"clean-{uuid.uuid4().hex[:8]}",
         follow_swaps=False,
         produce_dead_letters=False,
+        keys=CustomerKeys(tmp_path / "views.db"),  # the same customers' keys
     )
     try:
         stats = clean.run_until_caught_up(120)
@@ -316,7 +325,9 @@ def test_a_touchpoint_emitted_twice_counts_once(
         for i, d in enumerate(steps)
     ]
     others = generate_touchpoints(200, 20, seed=7, start=now - timedelta(days=5))
-    emitter = Emitter(log, topic=unique_topic, source="test")
+    emitter = Emitter(
+        log, topic=unique_topic, source="test", keys=CustomerKeys(tmp_path / "views.db")
+    )
     emitter.emit_touchpoints(tps + others)
     # Again: every one of them, at later offsets, some in the same poll batch as the first
     # copy, some in a later one; and re-encoded (another producer's bytes, same event_id).
@@ -368,6 +379,7 @@ def test_a_touchpoint_emitted_twice_counts_once(
             dlq_topic=f"{unique_topic}.dlq",
             group=f"once-{uuid.uuid4().hex[:8]}",
             follow_swaps=False,
+            keys=CustomerKeys(tmp_path / "views.db"),
         )
         try:
             once.run_until_caught_up(60)
@@ -386,7 +398,7 @@ def test_a_recorded_batch_delivered_again_is_not_applied_twice(
 ) -> None:
     now = datetime(2026, 11, 23, 12, tzinfo=UTC)
     first = generate_touchpoints(400, 30, seed=11, start=now - timedelta(days=5))
-    emit(log, unique_topic, first)
+    emit(log, unique_topic, first, tmp_path / "views.db")
     store_path = tmp_path / "views.db"
     group = f"views-{uuid.uuid4().hex[:8]}"
 
@@ -437,7 +449,7 @@ def test_a_recorded_batch_delivered_again_is_not_applied_twice(
 
         # 3. A re-delivery overlapping new messages: only the new ones are applied.
         more = generate_touchpoints(120, 30, seed=12, start=now - timedelta(days=1))
-        emit(log, unique_topic, more)
+        emit(log, unique_topic, more, store_path)
         for tp in consumer.assignment():
             consumer.seek(tp, max(0, positions.get(tp, -1) - 20))
         live.run_until_caught_up(60)

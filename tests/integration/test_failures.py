@@ -32,6 +32,7 @@ from journey.emitter import Emitter
 from journey.service import ServiceOptions
 from journey.service.freshness import tokens_of
 from journey.settings import Settings
+from projections.keys import CustomerKeys
 from tests.integration.test_exactly_once import (  # the autouse fixture applies here too
     quiet_logs,  # noqa: F401
     read_topic,
@@ -115,7 +116,9 @@ def test_a_full_disk_stops_the_runner_at_its_last_position_and_loses_nothing(
 ) -> None:
     log.ensure_topics([unique_topic, f"{unique_topic}.dlq"], 3)
     sent = touchpoints(1500, 40)
-    Emitter(log, topic=unique_topic, source="test").emit_touchpoints(sent)
+    keys = CustomerKeys(small_disk.path / "views.db")
+    Emitter(log, topic=unique_topic, source="test", keys=keys).emit_touchpoints(sent)
+    keys.close()
     runner = Runner(
         log,
         small_disk.path / "views.db",
@@ -244,7 +247,9 @@ def test_a_touchpoint_the_fold_raises_on_is_dead_lettered_alone_and_once(
         source="test",
     )
     batch = [*good[:10], poison, *good[10:]]
-    Emitter(log, topic=unique_topic, source="test").emit_touchpoints(batch)
+    keys = CustomerKeys(tmp_path / "views.db")
+    Emitter(log, topic=unique_topic, source="test", keys=keys).emit_touchpoints(batch)
+    keys.close()
     runner = Runner(
         log,
         tmp_path / "views.db",
@@ -315,9 +320,11 @@ def test_a_conflicting_duplicate_goes_to_the_dlq_naming_both_hashes_and_the_firs
     try:
         runner.run_until_caught_up(60)
         log.produce(unique_topic, messages[1:])
-        Emitter(log, topic=unique_topic, source="test").emit_touchpoints(
+        keys = CustomerKeys(tmp_path / "views.db")
+        Emitter(log, topic=unique_topic, source="test", keys=keys).emit_touchpoints(
             [t.model_copy(update={"customer_id": "cust-1"}) for t in later]
         )
+        keys.close()
         runner.run_until_caught_up(60)
         runner.publish_dead_letters()
         assert (runner.stats.applied, runner.stats.duplicates) == (4, 1)
@@ -456,9 +463,11 @@ def test_a_dead_letter_the_dlq_refuses_for_good_becomes_a_stub_and_holds_up_noth
             OutgoingMessage(key=b"cust-1", value=b"\xff an ordinary dead letter"),
         ],
     )
-    Emitter(log, topic=unique_topic, source="test").emit_touchpoints(
+    keys = CustomerKeys(tmp_path / "views.db")
+    Emitter(log, topic=unique_topic, source="test", keys=keys).emit_touchpoints(
         [t.model_copy(update={"customer_id": "cust-1"}) for t in touchpoints(2, 1)]
     )
+    keys.close()
     real_produce = log.produce
 
     def refusing(topic: str, messages: list[OutgoingMessage]) -> object:

@@ -25,6 +25,7 @@ from kafka import KafkaAdminClient
 from consumers.log import Log
 from journey.emitter import Emitter
 from journey.synthetic import generate_touchpoints
+from projections.keys import CustomerKeys
 from projections.store import JourneyStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
@@ -60,7 +61,9 @@ def test_view_and_service_levels_never_join_the_engines_group(
     group = f"views-{uuid.uuid4().hex[:8]}"
     store = tmp_path / "views.db"
     start = datetime.now(UTC) - timedelta(days=3)
-    emitter = Emitter(log, topic=unique_topic, source="test", partitions=3)
+    emitter = Emitter(
+        log, topic=unique_topic, source="test", partitions=3, keys=CustomerKeys(store)
+    )
     first, backlog = (
         generate_touchpoints(20, 5, seed=3, start=start),
         generate_touchpoints(2500, 200, seed=4, start=start),

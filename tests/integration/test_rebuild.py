@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from domain.rules import ServiceRules
 from journey.pipeline import ManualClock, Pipeline
 from journey.stories import all_touchpoints
 from journey.synthetic import generate_touchpoints
+from projections.keys import keys_file
 from projections.service_levels import build_service_levels
 from projections.store import JourneyStore, active_store_path
 from tests.integration.test_exactly_once import (  # the autouse fixture applies here too
@@ -189,6 +191,8 @@ def test_journey_rebuild_from_the_shell(log: Log, tmp_path: Path, unique_topic: 
     finally:
         pipeline.close()
     base = tmp_path / "views.db"
+    # The customers' keys go with the store (the log cannot rebuild them).
+    shutil.copy(keys_file(tmp_path / "reference.db"), keys_file(base))
 
     done = _cli(log.url, unique_topic, base, "rebuild", "all")
     assert done.returncode == 0, done.stderr

@@ -18,6 +18,7 @@ from journey.emitter import Emitter
 from journey.service import ServiceOptions
 from journey.settings import Settings
 from projections.integrity import ForeignStore, OutdatedStore, StoreCorrupt
+from projections.keys import CustomerKeys
 from projections.store import JourneyStore
 from tests.integration.test_exactly_once import quiet_logs  # noqa: F401  (autouse)
 from tests.integration.test_failures import touchpoints
@@ -30,7 +31,9 @@ def fill(directory: Path, n: int = 600) -> tuple[Path, Path]:
     """An embedded log and a store holding ``n`` touchpoints; the store's WAL checkpointed."""
     log = EmbeddedLog(str(directory / "log.db"))
     log.ensure_topics([TOPIC, f"{TOPIC}.dlq"], 3)
-    Emitter(log, topic=TOPIC, source="test").emit_touchpoints(touchpoints(n, 30))
+    keys = CustomerKeys(directory / "views.db")
+    Emitter(log, topic=TOPIC, source="test", keys=keys).emit_touchpoints(touchpoints(n, 30))
+    keys.close()
     runner = Runner(log, directory / "views.db", topic=TOPIC, dlq_topic=f"{TOPIC}.dlq")
     runner.run_until_caught_up(60)
     runner.close()

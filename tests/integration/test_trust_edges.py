@@ -24,6 +24,7 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, encode, new_touchpoint
 from journey.emitter import Emitter
 from projections.integrity import StoreCorrupt, StoreError
+from projections.keys import CustomerKeys
 from projections.store import JourneyStore, swap_store
 from tests.integration.test_exactly_once import quiet_logs  # noqa: F401  (autouse)
 
@@ -83,9 +84,9 @@ def test_a_valid_copy_after_a_poison_copy_is_folded(elog: EmbeddedLog, tmp_path:
 def test_poison_whose_error_says_malformed_is_not_a_damaged_store(
     elog: EmbeddedLog, tmp_path: Path
 ) -> None:
-    Emitter(elog, topic=TOPIC, source="test").emit_touchpoints(
-        [inquiry(0), inquiry(1, subject="poison one"), inquiry(2)]
-    )
+    Emitter(
+        elog, topic=TOPIC, source="test", keys=CustomerKeys(tmp_path / "v.db")
+    ).emit_touchpoints([inquiry(0), inquiry(1, subject="poison one"), inquiry(2)])
     r = runner(elog, tmp_path / "v.db", follow_swaps=False)
     sup = Supervisor(r, None, backoff_max_s=0.01, progress_interval_s=3600)
     try:
@@ -101,7 +102,7 @@ def test_poison_whose_error_says_malformed_is_not_a_damaged_store(
 def test_a_journey_that_cannot_be_loaded_is_the_stores_fault_not_a_dead_letter(
     elog: EmbeddedLog, tmp_path: Path
 ) -> None:
-    emitter = Emitter(elog, topic=TOPIC, source="test")
+    emitter = Emitter(elog, topic=TOPIC, source="test", keys=CustomerKeys(tmp_path / "v.db"))
     emitter.emit_touchpoints([inquiry(0)])
     r = runner(elog, tmp_path / "v.db", follow_swaps=False)
     try:
@@ -149,7 +150,7 @@ def test_another_writer_recording_part_of_a_batch_is_not_already_recorded(tmp_pa
 def test_a_swap_neither_loses_nor_doubles_a_dead_letter(
     elog: EmbeddedLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emitter = Emitter(elog, topic=TOPIC, source="test")
+    emitter = Emitter(elog, topic=TOPIC, source="test", keys=CustomerKeys(tmp_path / "views.db"))
     emitter.emit_touchpoints([inquiry(i) for i in range(5)])  # offsets 0-4
     base = tmp_path / "views.db"
     live = runner(elog, base)

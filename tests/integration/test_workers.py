@@ -27,6 +27,7 @@ from consumers.log import Log
 from consumers.rebuild import rebuild
 from domain.positions import TopicPartition
 from journey.emitter import Emitter
+from projections.keys import CustomerKeys
 from projections.store import JourneyStore
 from tests.contract.test_store_contract import canonical
 from tests.scenarios.test_event_time import broken_on_log, check, history, months, truth
@@ -92,7 +93,13 @@ def test_killing_a_worker_loses_and_doubles_nothing_and_each_deadline_is_decided
             assert proc.poll() is None, (tmp_path / f"worker{n}.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the workers never got partitions"
         time.sleep(0.2)
-    emitter = Emitter(kafka_log, topic=unique_topic, source="history", partitions=6)
+    emitter = Emitter(
+        kafka_log,
+        topic=unique_topic,
+        source="history",
+        partitions=6,
+        keys=CustomerKeys(postgres_store),
+    )
     watch = JourneyStore(postgres_store)
     try:
         chunks = months(arrivals)

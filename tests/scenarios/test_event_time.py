@@ -23,6 +23,7 @@ from domain.envelope import decode, new_touchpoint
 from journey.emitter import Emitter
 from journey.pipeline import ManualClock, Pipeline
 from journey.synthetic import Arrival, generate_order_history
+from projections.keys import CustomerKeys
 from projections.store import JourneyStore, StoreAddress, active_store
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -145,7 +146,11 @@ Run = Callable[[Log, StoreAddress, str, list[Arrival]], None]
 
 
 def all_before_start(log: Log, store: StoreAddress, topic: str, arrivals: list[Arrival]) -> None:
-    Emitter(log, topic=topic, source="backfill").emit_touchpoints([a.touchpoint for a in arrivals])
+    keys = CustomerKeys(store)
+    Emitter(log, topic=topic, source="backfill", keys=keys).emit_touchpoints(
+        [a.touchpoint for a in arrivals]
+    )
+    keys.close()
     clock = ManualClock(NOW)
     pipeline = Pipeline(log, store, topic=topic, clock=clock)
     try:

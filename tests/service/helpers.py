@@ -80,7 +80,8 @@ def running_service(
     try:
         with httpx.Client(base_url=server.url, timeout=30) as http:
             service: Service = app.state.service
-            emitter = Emitter(log, topic=settings.topic, source="test")
+            # the service's own key table: the engine opens what this emitter seals
+            emitter = Emitter(log, topic=settings.topic, source="test", keys=service.keys)
             yield Running(http, server, service, log, emitter)
     finally:
         server.stop()

@@ -238,10 +238,12 @@ def test_the_python_emitter_keeps_the_same_bounds(tmp_path: Path) -> None:
     from consumers.embedded_log import EmbeddedLog
     from domain import catalogue as c
     from journey.emitter import Emitter
+    from projections.keys import CustomerKeys
 
     log = EmbeddedLog(str(tmp_path / "log.db"))
+    keys = CustomerKeys(tmp_path / "views.db")
     try:
-        emitter = Emitter(log, topic="t", source="test")
+        emitter = Emitter(log, topic="t", source="test", keys=keys)
         data = c.CaseResolved(case_id="k-1", resolution="done")
         for at in (datetime.now(UTC) + timedelta(days=2), datetime(9999, 1, 1, tzinfo=UTC)):
             with pytest.raises(InvalidEvent) as info:
@@ -258,6 +260,7 @@ def test_the_python_emitter_keeps_the_same_bounds(tmp_path: Path) -> None:
         assert sum(log.high_watermarks("t").values()) == 0
         assert emitter.emit(data, customer_id="c-1", occurred_at=recent()).offset == 0
     finally:
+        keys.close()
         log.close()
 
 

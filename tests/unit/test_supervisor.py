@@ -16,6 +16,7 @@ from consumers.runner import Runner
 from consumers.supervisor import Supervisor, classify_failure
 from journey.emitter import Emitter
 from projections.integrity import StoreCorrupt
+from projections.keys import CustomerKeys
 from tests.integration.test_failures import touchpoints
 
 TOPIC = "sup.touchpoints"
@@ -24,7 +25,9 @@ TOPIC = "sup.touchpoints"
 def test_catching_up_shows_position_lag_rate_and_eta(tmp_path: Path) -> None:
     log = EmbeddedLog(str(tmp_path / "log.db"))
     log.ensure_topics([TOPIC, f"{TOPIC}.dlq"], 2)
-    Emitter(log, topic=TOPIC, source="test").emit_touchpoints(touchpoints(600, 20))
+    keys = CustomerKeys(tmp_path / "views.db")
+    Emitter(log, topic=TOPIC, source="test", keys=keys).emit_touchpoints(touchpoints(600, 20))
+    keys.close()
     runner = Runner(
         log, tmp_path / "views.db", topic=TOPIC, dlq_topic=f"{TOPIC}.dlq",
         group=f"g-{uuid.uuid4().hex[:6]}", batch_size=100, follow_swaps=False,

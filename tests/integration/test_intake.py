@@ -1,0 +1,101 @@
+"""The intake topic: producers that cannot encrypt send plain envelopes there; the engine
+relays each to the log of record with its personal fields sealed, dead-letters what fails
+(sealed too), deletes what it relayed, and the topic itself keeps records only briefly."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from consumers.intake import IntakeRelay, intake_topic
+from consumers.log import Log, OutgoingMessage
+from domain import catalogue as c
+from domain.envelope import decode, encode, new_touchpoint
+from journey.pipeline import ManualClock, Pipeline
+from projections.keys import CustomerKeys
+from tests.integration.test_erasure import intake_left, raw_records
+
+NAME = "Torbjørg Intakesen"
+NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def inquiry(cid: str) -> OutgoingMessage:
+    tp = new_touchpoint(
+        c.InquiryReceived(case_id="k-1", channel="sms", body=f"This is {NAME}"),
+        customer_id=cid,
+        occurred_at=NOW,
+        source="kcat",
+    )
+    return OutgoingMessage(
+        key=cid.encode(),
+        value=encode(tp),
+        headers=(("journey-event-id", str(tp.event_id).encode()),),
+        timestamp_ms=int(NOW.timestamp() * 1000) + 5,
+    )
+
+
+def test_the_relay_seals_forwards_dead_letters_and_deletes_what_it_relayed(
+    log: Log, tmp_path: Path, unique_topic: str
+) -> None:
+    store = tmp_path / "views.db"
+    pipeline = Pipeline(
+        log,
+        store,
+        topic=unique_topic,
+        clock=ManualClock(NOW),
+        group=unique_topic,
+        relay_intake=True,
+    )
+    try:
+        assert pipeline.intake is not None
+        good = inquiry("c-1")
+        broken = OutgoingMessage(key=b"c-1", value=b"{not json " + NAME.encode())
+        log.produce(intake_topic(unique_topic), [good, broken])
+        assert pipeline.intake.run_until_empty() == 2
+        (relayed,) = raw_records(log, unique_topic)
+        assert NAME.encode() not in (relayed.value or b"")
+        assert relayed.key == b"c-1" and relayed.headers == good.headers
+        assert relayed.timestamp_ms == good.timestamp_ms  # judged by the producer's time
+        assert decode(relayed.value).event_id == decode(good.value).event_id
+        (letter,) = raw_records(log, f"{unique_topic}.dlq")
+        assert NAME.encode() not in (letter.value or b"")
+        assert letter.header("journey-dlq-original-topic") == intake_topic(unique_topic).encode()
+        assert letter.header("journey-dlq-reason") == b"not_json"
+        assert intake_left(log, intake_topic(unique_topic)) == []
+        # Relayed twice (a crash before the commit): folded once.
+        log.produce(intake_topic(unique_topic), [good])
+        pipeline.intake.run_until_empty()
+        pipeline.catch_up()
+        view = pipeline.customer("c-1")
+        assert view is not None and view.touchpoints == 1
+        assert NAME in view.model_dump_json()
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.kafka
+def test_the_intake_topic_is_created_with_a_short_retention(
+    kafka_log: Log, tmp_path: Path, unique_topic: str
+) -> None:
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    keys = CustomerKeys(tmp_path / "views.db")
+    relay = IntakeRelay(kafka_log, keys, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq")
+    admin = KafkaAdminClient(bootstrap_servers=os.environ["JOURNEY_TEST_KAFKA"])
+    try:
+        described = admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, name)
+                for name in (intake_topic(unique_topic), unique_topic)
+            ]
+        )["topic"]
+        intake = {k: v["value"] for k, v in described[intake_topic(unique_topic)].items()}
+        assert intake["retention.ms"] == intake["segment.ms"] == "3600000"
+        assert described[unique_topic]["retention.ms"]["value"] == "-1"  # the log keeps all
+    finally:
+        admin.close()
+        relay.close()
+        keys.close()
