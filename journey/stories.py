@@ -558,7 +558,7 @@ def _flust(t0: datetime) -> list[Step]:
     steps += [
         Step(
             20 * D,
-            "flust.no",
+            c.product_key(sofa),
             c.KnownDefectRegistered(
                 defect_id="paint-2026-09",
                 product=sofa,
