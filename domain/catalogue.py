@@ -10,6 +10,7 @@ current version on read.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -141,6 +142,25 @@ Day = Annotated[
     Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-"}),
 ]
 """A calendar date on the wire: ISO 8601 text ``YYYY-MM-DD``, within the years 1900-2200."""
+
+
+def _date_only(value: Any) -> Any:
+    # pydantic reads "2026-12-01T00:00:00Z" as a date too; for a day that ends at midnight
+    # in a stated zone, a time (and a zone offset) beside it would be a second, conflicting
+    # answer, so exactly YYYY-MM-DD.
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise PydanticCustomError(
+            "date_not_iso", "a date must be YYYY-MM-DD without a time, e.g. 2026-11-23"
+        )
+    return value
+
+
+CalendarDay = Annotated[
+    Day,
+    BeforeValidator(_date_only),
+    Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-[0-9]{{2}}-[0-9]{{2}}$"}),
+]
+"""A day that ends at midnight in a stated time zone: exactly ``YYYY-MM-DD``."""
 Amount = Annotated[Decimal, Strict(False), BeforeValidator(_amount_as_number)]
 """A decimal amount: a JSON number or decimal text."""
 
@@ -298,7 +318,7 @@ class OrderPlaced(TouchpointData, type_name="OrderPlaced", version=1):
     shipping_fee: Money | None = None
     channel: Channel = "web_form"
     promised_delivery_by: Instant | None = None
-    promised_delivery_date: Day | None = None
+    promised_delivery_date: CalendarDay | None = None
     time_zone: TimeZone | None = None
     delivery_address: Text | None = None
 
@@ -354,7 +374,7 @@ class OrderShipped(TouchpointData, type_name="OrderShipped", version=1):
     seller: ShortText | None = None
     tracking_number: ShortText | None = None
     expected_delivery_by: Instant | None = None
-    expected_delivery_date: Day | None = None
+    expected_delivery_date: CalendarDay | None = None
     time_zone: TimeZone | None = None
 
     @model_validator(mode="after")
@@ -394,7 +414,7 @@ class DeliveryRescheduled(TouchpointData, type_name="DeliveryRescheduled", versi
     carrier: ShortText | None = None
     new_location: Text | None = None
     deliver_by: Instant | None = None
-    deliver_on: Day | None = None
+    deliver_on: CalendarDay | None = None
     time_zone: TimeZone | None = None
     agreed_by: ShortText | None = Field(
         default=None, description="Who agreed to it, e.g. 'customer service, central office'"
