@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from consumers.embedded_log import EmbeddedLog
 from domain.envelope import Touchpoint, decode
@@ -60,6 +61,26 @@ def test_the_example_file_uses_the_new_catalogue() -> None:
         "PickupFailed",
         "KnownDefectRegistered",
     } <= types
+
+
+def test_every_example_passes_its_published_json_schema() -> None:
+    """What a producer in another language checks before producing: the exported schema."""
+    for line in lines():
+        name = f"{line['type']}.v{line['schema_version']}.schema.json"
+        schema = json.loads((ROOT / "docs" / "schema" / name).read_text(encoding="utf-8"))
+        checker = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        errors = [e.message for e in checker.iter_errors(line)]
+        assert errors == [], (name, errors)
+    # and the schema refuses what the engine refuses: a time with the date, an odd zone
+    schema = json.loads((ROOT / "docs" / "schema" / "OrderPlaced.v1.schema.json").read_text())
+    checker = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    (placed,) = [x for x in lines() if x["type"] == "OrderPlaced" and "lines" in x["data"]]
+    for field, bad in (
+        ("promised_delivery_date", "2018-10-18T00:00:00Z"),
+        ("time_zone", "../etc/localtime"),
+    ):
+        wrong = {**placed, "data": {**placed["data"], field: bad}}
+        assert list(checker.iter_errors(wrong)), field
 
 
 @pytest.fixture
