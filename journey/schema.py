@@ -186,7 +186,10 @@ TYPE_FIELD_NOTES: Mapping[tuple[str, str], str] = {
     ("GoodwillGranted", "kind"): "What was given",
     ("GoodwillGranted", "value"): "Its value, when it has one",
     ("IdentityLinked", "kind"): (
-        "What kind of identifier `value` is; `customer_id` means two customer ids are one person"
+        "What kind of identifier `value` is; `customer_id` means two customer ids are one "
+        "person; `external_id` is an id another system gives this customer (a marketplace or "
+        "shop account, a customer id issued per order), best prefixed with the system, "
+        "e.g. olist:9ef432eb"
     ),
     ("IdentityLinked", "value"): "The identifier, e.g. an e-mail address or a serial number",
     ("KnownDefectRegistered", "description"): "What the defect is",
