@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+
+# The tz database is reference data, like Unicode tables, not a clock or a state of the world:
+# a zone and a past day give the same instant in every replay. (A country changing its
+# rules changes the end of future days after a tzdata update; that is the new truth.)
 import zoneinfo
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
