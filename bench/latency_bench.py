@@ -45,6 +45,7 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, encode, new_touchpoint
 from journey.emitter import Emitter
 from journey.logs import configure_logging
+from projections.keys import CustomerKeys
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -200,7 +201,7 @@ def main() -> int:
     url = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=url, timeout=30)
     wait_until_up(http, server)
-    emitter = Emitter(log, topic=topic, source="bench")
+    emitter = Emitter(log, topic=topic, source="bench", keys=CustomerKeys(store))
     raw = RawConsumer(log, raw_topic)
     print(f"broker {log.url} · topic {topic} · service {url} (pid {server.pid}) · store {store}")
 

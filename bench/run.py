@@ -250,8 +250,11 @@ def emit_figure(
     """Emitter.emit_text to ``topic`` and a bare producer to ``scratch``, batch by batch
     interleaved so both see the same broker state; only the sending is timed."""
     from journey.emitter import Emitter
+    from projections.keys import CustomerKeys
 
-    emitter = Emitter(log, topic=topic, source="bench")
+    # the emitter seals personal fields as every door does: that cost is part of the figure
+    keys = CustomerKeys(Path(tempfile.mkdtemp(prefix="bench-keys-")) / "views.db")
+    emitter = Emitter(log, topic=topic, source="bench", keys=keys)
     log.ensure_topics([scratch], 6)
     producer = bare_producer(hosts)
     emitter_s = bare_s = 0.0
@@ -752,10 +755,13 @@ def latency_figure(
     from domain import catalogue as c
     from domain.envelope import encode, new_touchpoint
     from journey.emitter import Emitter
+    from projections.keys import CustomerKeys
     from projections.store import JourneyStore
 
     hosts = kafka_hosts(broker)
-    emitter = Emitter(log, topic=topic, source="bench")  # makes the topics
+    # makes the topics; seals with the keys of the store `journey run` folds into below
+    keys = CustomerKeys(workdir / "live" / "views.db")
+    emitter = Emitter(log, topic=topic, source="bench", keys=keys)
     # enough background for the warm-up and every probe at ~5/s, with room to spare
     budget_s = warmup_s + probes * 0.5 + 30
     # Live traffic: many customers adding a few touchpoints each (quiet ones only; the long

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -85,6 +86,7 @@ KeyLookup = Callable[[str, str], bytes | None]
 """(customer id, key id) -> the key's bytes, or None when it is gone."""
 
 
+@functools.cache
 def personal_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The fields of ``model`` the catalogue marks personal, in declaration order."""
     return tuple(name for name, info in model.model_fields.items() if PERSONAL in info.metadata)
@@ -160,6 +162,9 @@ def open_data(
     """``data`` with every sealed value opened: the plain text, or :data:`ERASED` when its
     key is gone (or it does not authenticate: tampered, or moved from another event),
     :data:`UNOPENED` when ``keys`` is None. A plain value passes as it is."""
+    names = personal_fields(model)
+    if not any(isinstance(data.get(name), dict) for name in names):
+        return dict(data)  # nothing sealed (the common case): no walk
     out: dict[str, Any] | None = None
     for path, value in list(_values(data, model)):
         if not is_sealed(value):
