@@ -14,15 +14,23 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from consumers.dead_letters import HEADER_REASON, MAX_DLQ_VALUE
-from consumers.log import Log, OutgoingMessage
+from consumers.dead_letters import (
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_REASON,
+    HEADER_TOPIC,
+    MAX_DLQ_VALUE,
+)
+from consumers.log import Log, Message, OutgoingMessage, Position
 from consumers.rebuild import rebuild
 from consumers.runner import Runner
 from domain.rules import ServiceRules
 from projections.customer_view import build_customer_view
+from projections.keys import CustomerKeys
 from projections.service_levels import build_service_levels
 from projections.store import JourneyStore
 from tests.bounds_cases import cases, inquiry
+from tests.integration.test_dead_letters import opened, same_json
 from tests.integration.test_exactly_once import (  # the autouse fixture applies here too
     quiet_logs,  # noqa: F401
     read_topic,
@@ -76,8 +84,16 @@ def test_each_message_out_of_bounds_is_dead_lettered_once_with_its_reason(
     assert sorted(str(m.header(HEADER_REASON), "utf-8") for m in letters) == sorted(
         c.reason for c in poison.values()
     )
-    # unchanged, except that a value over MAX_DLQ_VALUE is cut to fit the DLQ topic
-    assert {m.value for m in letters} == {c.text.encode()[:MAX_DLQ_VALUE] for c in poison.values()}
+    # unchanged once opened with the customer's key (no personal value stays plain there),
+    # except that a value over MAX_DLQ_VALUE is cut to fit the DLQ topic
+    keys = CustomerKeys(tmp_path / "views.db")
+    try:
+        got = [opened(m, keys, origin(m)) for m in letters]
+    finally:
+        keys.close()
+    expected = [c.text.encode()[:MAX_DLQ_VALUE] for c in poison.values()]
+    assert all(any(same_json(g, e) for g in got) for e in expected)
+    assert all(any(same_json(g, e) for e in expected) for g in got)
 
     # A rebuild replays the same log into a new store: same folds, no second dead letters.
     new_file, again, _ = rebuild(log, tmp_path / "views.db", topic=unique_topic, dlq_topic=dlq)
@@ -121,3 +137,12 @@ def test_now_for_a_message_is_its_log_time_live_and_on_replay(
             assert [r for (r,) in rows] == ["out_of_range"]
         finally:
             runner.close()
+
+
+def origin(letter: Message) -> Position:
+    """Where a dead letter came from, as its headers say."""
+    return Position(
+        (letter.header(HEADER_TOPIC) or b"").decode(),
+        int(letter.header(HEADER_PARTITION) or b"0"),
+        int(letter.header(HEADER_OFFSET) or b"0"),
+    )

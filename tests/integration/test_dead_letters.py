@@ -30,8 +30,9 @@ from consumers.dead_letters import (
 from consumers.log import Log, Message, OutgoingMessage, Position, TopicPartition
 from consumers.runner import Runner
 from domain import catalogue as c
+from domain.catalogue import CATALOGUE
 from domain.envelope import Touchpoint, encode, new_touchpoint
-from domain.personal import open_bytes
+from domain.personal import open_bytes, open_data
 from domain.rules import ServiceRules
 from projections.customer_view import build_customer_view
 from projections.keys import CustomerKeys
@@ -207,16 +208,33 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_runner_carries_on(
 
 
 def opened(letter: Message, keys: CustomerKeys, origin: Position) -> bytes:
-    """A dead letter's value as the original message had it: sealed whole, it opens with
-    the key its header names; otherwise its personal values (none here) were sealed."""
-    if letter.header(HEADER_SEALED) != b"whole":
-        return letter.value or b""
+    """A dead letter's value as the original message had it. Sealed whole, it opens with the
+    key its header names; with its personal fields sealed, they open with the customer's
+    key (the JSON comes back compact); otherwise it is the original, byte for byte."""
+    how = letter.header(HEADER_SEALED)
+    value = letter.value or b""
+    if how is None:
+        return value
     owner = str(_header(letter, HEADER_KEY_OF))
-    (key,) = [k for (cid, _), (k, _) in keys.for_reading([owner]).keys.items() if cid == owner]
+    ring = keys.for_reading([owner])
+    if how == b"fields":
+        obj = json.loads(value)
+        model = CATALOGUE[(obj["type"], obj["schema_version"])]
+        data = open_data(obj["data"], model, owner, obj["event_id"], ring.lookup)
+        return json.dumps({**obj, "data": data}).encode()
+    (key,) = [k for (cid, _), (k, _) in ring.keys.items() if cid == owner]
     msg = Message(origin.topic, origin.partition, origin.offset, letter.key, b"", 0)
-    plain = open_bytes(letter.value or b"", key, sealed_label(msg))
+    plain = open_bytes(value, key, sealed_label(msg))
     assert plain is not None
     return plain
+
+
+def same_json(a: bytes, b: bytes) -> bool:
+    """Equal bytes, or equal JSON (a dead letter with sealed fields is re-serialised)."""
+    try:
+        return a == b or json.loads(a) == json.loads(b)
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser
+        return False
 
 
 def test_a_rebuild_counts_dead_letters_without_producing_them_again(
