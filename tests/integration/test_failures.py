@@ -471,7 +471,8 @@ def test_a_dead_letter_the_dlq_refuses_for_good_becomes_a_stub_and_holds_up_noth
     real_produce = log.produce
 
     def refusing(topic: str, messages: list[OutgoingMessage]) -> object:
-        if topic == dlq and any(b"refused" in m.value for m in messages):
+        # the dead letter of offset 0 (its value is sealed: the header names it)
+        if topic == dlq and any((HEADER_OFFSET, b"0") in m.headers and m.value for m in messages):
             raise LogError("MessageSizeTooLargeError (injected: the broker's limit)")
         return real_produce(topic, messages)
 
@@ -491,9 +492,9 @@ def test_a_dead_letter_the_dlq_refuses_for_good_becomes_a_stub_and_holds_up_noth
         stubbed = [m for m in letters if m.header(HEADER_REFUSED)]
         assert len(stubbed) == 1
         assert stubbed[0].value == b""
-        assert (
-            stubbed[0].header(HEADER_VALUE_DROPPED) == str(len(b"\xff refused by the DLQ")).encode()
-        )
+        # the dead letter's value was the original sealed whole: longer than the original
+        dropped = int(stubbed[0].header(HEADER_VALUE_DROPPED) or b"0")
+        assert dropped > len(b"\xff refused by the DLQ")
         assert stubbed[0].header(HEADER_OFFSET) == b"0"
     finally:
         runner.close()

@@ -23,6 +23,7 @@ import pytest
 from consumers.kafka_log import KafkaLog
 from consumers.log import Message
 from domain.envelope import decode
+from projections.keys import CustomerKeys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kcat]
 
@@ -125,10 +126,11 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
 
 
 def test_what_journey_emit_produces_kcat_reads_and_the_published_schemas_accept(
-    kcat: str, klog: KafkaLog, unique_topic: str
+    kcat: str, klog: KafkaLog, unique_topic: str, tmp_path: Path
 ) -> None:
     customer_id = f"cust-{uuid.uuid4().hex[:8]}"
     envelope = _inquiry(customer_id)
+    store = tmp_path / "views.db"  # the customers' keys live beside it
 
     out = _run(
         [
@@ -137,6 +139,8 @@ def test_what_journey_emit_produces_kcat_reads_and_the_published_schemas_accept(
             klog.url,
             "--topic",
             unique_topic,
+            "--store",
+            f"sqlite:///{store}",
             "emit",
             json.dumps(envelope),
         ]
@@ -171,7 +175,12 @@ def test_what_journey_emit_produces_kcat_reads_and_the_published_schemas_accept(
     assert on_the_wire["event_id"] == envelope["event_id"]
     assert on_the_wire["customer_id"] == customer_id
     assert on_the_wire["data"]["channel"] == "email"
-    # And the engine decodes what it wrote to the same touchpoint it was given.
-    assert decode(value).to_envelope().model_dump(mode="json", exclude_none=True) == (
+    assert "Where is my parcel?" not in value  # personal: encrypted with the customer's key
+    # And the engine decodes what it wrote (with the key) to the touchpoint it was given.
+    keys = CustomerKeys(store)
+    ring = keys.for_reading([customer_id])
+    keys.close()
+    opened = decode(value, keys=ring.lookup)
+    assert opened.to_envelope().model_dump(mode="json", exclude_none=True) == (
         decode(json.dumps(envelope)).to_envelope().model_dump(mode="json", exclude_none=True)
     )
