@@ -86,6 +86,9 @@ class RunnerStats:
     applied: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    # Sealed personal values folded as "(erased)": their key is gone. Expected after
+    # erasures; a great many on a rebuild means the key table is missing or not this log's.
+    keyless: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -306,6 +309,7 @@ class Runner:
                 # What follows it in this batch reads as a replay will read it: keyless.
                 erasures.append((touchpoint, now_for(msg)))
                 ring.drop(touchpoint.customer_id, now_for(msg))
+        self.stats.keyless += ring.misses
         if erasures:
             self._forget(erasures, ring)
         while True:

@@ -375,6 +375,8 @@ def rebuild(
                 "applied": stats.applied,
                 "duplicates": stats.duplicates,
                 "dead_letters": stats.dead_letters,
+                # personal values whose key is gone (erased customers; all of them: no keys)
+                "sealed_values_without_key": stats.keyless,
                 "seconds": round(seconds, 3),
                 "events_per_second": round(rate, 1),
             }

@@ -54,10 +54,14 @@ class KeyRing:
     at in microseconds). ``lookup`` is what opening a sealed value asks."""
 
     keys: dict[tuple[str, str], tuple[bytes, int]] = field(default_factory=dict)
+    misses: int = 0  # sealed values asked for whose key is gone (they read "(erased)")
 
     def lookup(self, customer_id: str, kid: str) -> bytes | None:
         found = self.keys.get((customer_id, kid))
-        return None if found is None else found[0]
+        if found is None:
+            self.misses += 1
+            return None
+        return found[0]
 
     def drop(self, customer_id: str, until: datetime) -> None:
         """Forget, for the rest of the batch, the customer's keys made up to ``until``: a

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -290,6 +289,7 @@ def test_keys_survive_a_rebuild_and_an_erased_customer_stays_erased(
     topic = pipeline.topic
     new, stats, _ = rebuild(pipeline.log, store_address, topic=topic, dlq_topic=f"{topic}.dlq")
     assert stats.dead_letters == 0
+    assert stats.keyless > 0  # the erased customer's values, counted (a report says so)
     pipeline.runner.run_until_caught_up(60)
     assert pipeline.store.address == new
     assert KEPT in view_text(pipeline, kept)  # opened with the key kept beside the stores
@@ -335,39 +335,6 @@ def test_erasing_a_merged_customer_erases_every_identity_of_theirs(
         if m.key == phone.encode() and b"ErasureRequested" in (m.value or b"")
     ]
     assert len(derived) == 1 and derived[0].source == "erasure"
-
-
-def test_two_writers_racing_for_a_new_customer_agree_on_one_key(
-    store_address: Path | str,
-) -> None:
-    import threading
-
-    cid = f"c-{uuid.uuid4().hex[:6]}"
-    got: list[Any] = []
-    stores = [CustomerKeys(store_address) for _ in range(4)]
-    barrier = threading.Barrier(len(stores))
-
-    def make(keys: CustomerKeys) -> None:
-        barrier.wait()
-        got.append(keys.for_writing([cid])[cid])
-
-    threads = [threading.Thread(target=make, args=(k,)) for k in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    try:
-        assert len({(k.kid, k.key) for k in got}) == 1
-        assert stores[0].count() == 1
-        # forgetting deletes only keys made up to the erasure's time
-        assert stores[0].forget([cid], datetime(2000, 1, 1, tzinfo=UTC)) == 0
-        assert stores[0].forget([cid], datetime.now(UTC) + timedelta(seconds=1)) == 1
-        assert stores[1].for_reading([cid]).keys == {}
-        fresh = stores[2].for_writing([cid])[cid]
-        assert fresh.kid != got[0].kid
-    finally:
-        for k in stores:
-            k.close()
 
 
 def test_a_store_opened_alone_needs_no_keys(tmp_path: Path) -> None:
