@@ -17,7 +17,7 @@ Then each step runs in a fresh process, so its peak RSS is its own:
   that grew with the log would show.
 
 Prints touchpoints/s and peak RSS per step beside the bare read, and writes them as JSON to
-bench/results/export-<UTC timestamp>.json.
+bench/results/export-<UTC timestamp>.json (``--results-dir``).
 """
 
 from __future__ import annotations
@@ -99,9 +99,10 @@ def _export(log_path: Path, fmt: str, out: Path) -> dict[str, Any]:
 
     def progress(done: int, total: int) -> None:
         # RSS at every tenth of the way: flat memory shows as a flat line.
-        if total and done * 10 >= next_tenth[0] * total:
+        if total and next_tenth[0] <= 10 and done * 10 >= next_tenth[0] * total:
             samples.append((done, rss_mib()))
-            next_tenth[0] += 1
+            while next_tenth[0] <= 10 and done * 10 >= next_tenth[0] * total:
+                next_tenth[0] += 1
 
     try:
         result = export(log, out, format=fmt, topic=TOPIC, progress=progress)  # type: ignore[arg-type]
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--formats", default="parquet,duckdb,csv")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['event_ids_bytes'] / MiB:.1f} MiB); RSS MiB at each tenth: {rss}"
         )
     print(f"log: {results['log_bytes'] / MiB:.1f} MiB, {workload.customers:,} customers")
-    out_dir = ROOT / "bench" / "results"
+    out_dir = args.results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out_dir / f"export-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
