@@ -114,10 +114,10 @@ def test_auto_acknowledgements_are_not_replies_and_follow_ups_wait_for_the_next(
         tp(
             c.InquiryReceived(case_id="k1", channel="email", body="still broken"),
             t0 + timedelta(hours=6),
-        ),  # fmt: skip
+        ),
         tp(
             c.InquiryReceived(case_id="k1", channel="email", body="hello?"), t0 + timedelta(hours=7)
-        ),  # fmt: skip
+        ),
         tp(reply(), t0 + timedelta(hours=9)),
         tp(c.InquiryReceived(case_id="k2", channel="chat", body="anyone?"), t0),
         tp(c.AutoAcknowledgementSent(case_id="k2", channel="chat"), t0),
@@ -162,7 +162,7 @@ def test_promise_outcomes_by_event_time() -> None:
                 promised_delivery_by=t0 + timedelta(days=3),
             ),
             t0,
-        ),  # fmt: skip
+        ),
         tp(c.OrderShipped(order_id="o1", shipment_id="s1", carrier="PostNord"), t0),
         tp(c.Delivered(shipment_id="s1", carrier="PostNord"), t0 + timedelta(days=4)),
     ]
