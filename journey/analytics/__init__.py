@@ -110,6 +110,7 @@ def read(
     business_hours: Mapping[str, BusinessHours] | None = None,
     resolve: Callable[[str], str] | None = None,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Facts:
     """Fold a source into the facts of [since, until). A broker URL or a Log is streamed
     from the beginning (outside any consumer group) to the head it had when reading
@@ -117,7 +118,8 @@ def read(
     ``resolve``: customer id -> person id, e.g. ``journey.analytics.export.store_resolver``
     (the export's ``resolved_customer_id``); without it, ids linked by ``IdentityLinked``
     of kind ``customer_id`` are one person. ``max_future``: the bounds the engine reads
-    with (``JOURNEY_MAX_FUTURE``), so the same messages count."""
+    with (``JOURNEY_MAX_FUTURE``), so the same messages count. ``progress(read, total)``
+    is called after every poll of a log."""
     if isinstance(source, Facts):
         return source
     if since is None or until is None:
@@ -125,17 +127,22 @@ def read(
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if end <= start:
         raise JourneyError(f"until ({end.isoformat()}) must be after since ({start.isoformat()})")
+    options: dict[str, Any] = {"business_hours": business_hours, "resolve": resolve}
     if isinstance(source, str):
         from consumers import open_log
 
         log = open_log(source, must_exist=True)
         try:
-            return read_log(log, topic, start, end, business_hours=business_hours, resolve=resolve)
+            return read_log(
+                log, topic, start, end, max_future=max_future, progress=progress, **options
+            )
         finally:
             log.close()
     if hasattr(source, "high_watermarks"):
-        return read_log(source, topic, start, end, business_hours=business_hours, resolve=resolve)
-    return fold(source, start, end, business_hours=business_hours, resolve=resolve)
+        return read_log(
+            source, topic, start, end, max_future=max_future, progress=progress, **options
+        )
+    return fold(source, start, end, **options)
 
 
 def metrics(
