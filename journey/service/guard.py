@@ -176,6 +176,14 @@ class Guard:
         if declared and declared.isdigit() and int(declared) > limit:
             await _refuse(secured, 413, "too_large", _too_large(limit))
             return
+        if method not in _SAFE_METHODS:
+            # Read the body here, up to the bound: a route's own parsing would turn an
+            # error raised while it reads into a 400, and chunked bodies declare no length.
+            body = await _read_body(receive, limit)
+            if body is None:
+                await _refuse(secured, 413, "too_large", _too_large(limit))
+                return
+            receive = _replay(body, receive)
         scope.setdefault("state", {})["principal"] = who
         await self.app(scope, _counting(receive, limit), secured)
 
@@ -245,6 +253,36 @@ def _unsafe_problem(scope: Scope, headers: Headers) -> tuple[int, str, str] | No
             "console) an Origin header naming this service",
         )
     return None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it is larger than ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(parts)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then: disconnects, as the server reports them
+
+    return replayed
 
 
 def _counting(receive: Receive, limit: int) -> Receive:
