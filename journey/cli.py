@@ -467,9 +467,11 @@ def view(
         log = _open_log_to_read()
         try:
             note = how_far_behind(store, log, settings.topic)
+            cid = resolve_customer(store, key)
+            if cid is not None:  # audited like the service's reads, before it is read
+                _audit_cli_read(settings, log, cid, lookup="id" if cid == key else "identity")
         finally:
             log.close()
-        cid = resolve_customer(store, key)
         result = (
             None
             if cid is None
@@ -487,6 +489,29 @@ def view(
         typer.echo(result.model_dump_json(indent=2))
     else:
         Console().print(render_customer(result))
+
+
+def _audit_cli_read(settings: Settings, log: Log, customer_id: str, *, lookup: str) -> None:
+    """`journey view` reads the store directly (whoever may read its files may read every
+    customer); it still leaves a record on the audit topic, naming the OS user."""
+    import getpass
+
+    from journey.security.audit import AuditTrail
+    from journey.security.keys import Principal
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    trail = AuditTrail(log, settings.audit_topic, settings.partitions)
+    trail.ensure_topic()
+    trail.record(
+        Principal(key_id="cli", name=f"cli:{user}", role="admin"),
+        [customer_id],
+        action="cli.view",
+        route="journey view",
+        lookup="identity" if lookup == "identity" else "id",
+    )
 
 
 @app.command("service-levels")

@@ -339,3 +339,20 @@ def test_a_read_that_cannot_be_audited_is_not_answered(svc: Running) -> None:
     assert "not answered" in body["message"]
     assert "Sven" not in agent.get("/console/customers/cust-sven").text
     assert read_audit(svc.log, svc.service.settings.audit_topic, customer="cust-sven") == []
+
+
+def test_journey_view_leaves_a_record_too(svc: Running) -> None:
+    settings = svc.service.settings
+    common = [JOURNEY, "--broker", settings.broker, "--topic", TOPIC, "--store", settings.store]
+    shown = subprocess.run(
+        [*common, "view", "erik.haugen@example.no", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["customer_id"] == "cust-erik"
+    records = read_audit(svc.log, settings.audit_topic, customer="cust-erik")
+    assert [(r.action, r.lookup, r.route) for r in records] == [
+        ("cli.view", "identity", "journey view")
+    ]
+    assert records[0].key_name.startswith("cli:")
