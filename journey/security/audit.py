@@ -54,9 +54,13 @@ class AuditTrail:
         self.log = log
         self.topic = topic
         self.partitions = partitions
+        self._ensured = False
 
     def ensure_topic(self) -> None:
+        """Create the audit topic if it is missing (infinite retention, as every topic the
+        engine creates); :meth:`record` does it first when it has not been done."""
         self.log.ensure_topics([self.topic], self.partitions)
+        self._ensured = True
 
     def record(
         self,
@@ -71,6 +75,8 @@ class AuditTrail:
         when it cannot: the caller must then not answer)."""
         if not customer_ids:
             return []
+        if not self._ensured:
+            self.ensure_topic()
         now = datetime.now(UTC)
         messages = [
             OutgoingMessage(

@@ -141,7 +141,10 @@ class Service:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        await anyio.to_thread.run_sync(self.audit_trail.ensure_topic)
+        try:
+            await anyio.to_thread.run_sync(self.audit_trail.ensure_topic)
+        except LogError as exc:  # the broker is away: the first audited read tries again
+            logger.warning("the audit topic could not be made yet", error=str(exc))
         self.watcher.start()
         self._limiter = anyio.CapacityLimiter(self.options.read_threads)
         await self.sample_heads()
