@@ -19,6 +19,7 @@ the tables ``public.journey_keys`` and ``public.journey_sessions`` of the same d
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import sqlite3
 import threading
@@ -173,6 +174,10 @@ class KeyStore:
                 raise StoreUnreachable(
                     f"the key store {self.where} did not answer ({first})"
                 ) from None
+        if not Path(self.address).exists():
+            # Only hashes, but nobody else's business: owner-only, as SQLite's -wal and
+            # -shm files then are too (they take the database file's mode).
+            os.close(os.open(self.address, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(
             str(self.address), timeout=30, isolation_level=None, check_same_thread=False
         )
