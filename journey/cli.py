@@ -804,6 +804,8 @@ def audit_command(
         if when.tzinfo is None:
             raise fail(f"--since {since!r} names no time zone: add Z or +01:00")
     settings = settings_()
+    if settings.log_level == "info":  # stdout is the records; the reader's chatter is noise
+        configure_logging(settings.log_format, "warning")
     log = _open_log_to_read()
     try:
         records = read_audit(
