@@ -4,7 +4,8 @@ Each customer has one AES-256 key at a time (domain/personal.py seals their pers
 with it before they reach the log). Keys are never on the log; they live here, in one
 table that sits *beside* the view stores and is never swapped by a rebuild:
 
-* SQLite: the file ``<store>.keys`` next to the store's base file (``journey.db.keys``);
+* SQLite: the file ``<store>.customer-keys`` next to the store's base file
+  (``journey-views.db.customer-keys``; the API keys of journey/security are ``<store>.keys``);
 * PostgreSQL: the table ``journey_customer_keys`` in the store URL's schema (``public``
   unless the URL names one), outside the ``journey_<stamp>`` schemas rebuilds make.
 
@@ -45,7 +46,7 @@ _CHUNK = 500
 
 def keys_file(base: Path) -> Path:
     """Where the keys of the SQLite store ``base`` live."""
-    return base.with_name(base.name + ".keys")
+    return base.with_name(base.name + ".customer-keys")
 
 
 @dataclass
