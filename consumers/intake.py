@@ -28,6 +28,7 @@ from consumers.runner import now_for
 from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.envelope import Touchpoint, decode, encode_sealed
 from domain.errors import InvalidEvent
+from domain.personal import has_personal_values
 from projections.keys import CustomerKeys
 
 __all__ = ["DEFAULT_INTAKE_RETENTION", "IntakeRelay", "intake_topic"]
@@ -118,7 +119,15 @@ class IntakeRelay:
                 dead.append((msg, self._dead(msg, why)))
                 continue
             good.append((msg, tp))
-        keys = self.keys.for_writing({tp.customer_id for _, tp in good})
+        keys = self.keys.for_writing(
+            {
+                tp.customer_id
+                for _, tp in good
+                if has_personal_values(
+                    tp.data.model_dump(mode="json", exclude_none=True), type(tp.data)
+                )
+            }
+        )
         out = [
             OutgoingMessage(
                 key=msg.key or b"",

@@ -34,7 +34,14 @@ import structlog
 
 from domain.personal import CustomerKey, new_key
 from projections.facts import at_micros
-from projections.location import StoreAddress, connect, describe, is_postgres, schema_of
+from projections.location import (
+    StoreAddress,
+    StoreUnreachable,
+    describe,
+    is_postgres,
+    schema_of,
+    with_schema,
+)
 
 __all__ = ["CustomerKeys", "KeyRing", "keys_file"]
 
@@ -42,6 +49,20 @@ logger = structlog.get_logger(__name__)
 
 _TABLE = "journey_customer_keys"
 _CHUNK = 500
+
+
+def connect_once(url: str) -> Any:
+    """An autocommit connection to the database ``url`` names, or StoreUnreachable."""
+    import psycopg
+
+    try:
+        return psycopg.connect(with_schema(url, None), autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnreachable(
+            f"the PostgreSQL key table at {describe(url)} did not answer ({first}); start it "
+            "or check --store / JOURNEY_STORE"
+        ) from None
 
 
 def keys_file(base: Path) -> Path:
@@ -88,13 +109,19 @@ class CustomerKeys:
             self.where = describe(base) + " (table journey_customer_keys)"
             self._url = base
             self._pg: Any = None
-            with self._pg_conn() as conn:
-                if schema != "public":
-                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {self.table} (customer_id TEXT PRIMARY KEY,"
-                    " kid TEXT NOT NULL UNIQUE, key BYTEA NOT NULL, created_at BIGINT NOT NULL)"
-                )
+            with self._lock, self._pg_conn() as conn:
+                # Several workers may start at once: one creates, the others wait for it.
+                conn.execute("SELECT pg_advisory_lock(7245002)")
+                try:
+                    if schema != "public":
+                        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {self.table} (customer_id TEXT PRIMARY KEY,"
+                        " kid TEXT NOT NULL UNIQUE, key BYTEA NOT NULL,"
+                        " created_at BIGINT NOT NULL)"
+                    )
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(7245002)")
         else:
             path = keys_file(Path(base))
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,20 +144,30 @@ class CustomerKeys:
 
     @contextmanager
     def _pg_conn(self) -> Iterator[Any]:
-        with connect(self._url) as conn:
-            yield conn
+        """The one PostgreSQL connection (the caller holds the lock): opened when first
+        needed, and again after a failure (the database restarted)."""
+        import psycopg
+
+        if self._pg is None or self._pg.closed:
+            self._pg = connect_once(self._url)
+        try:
+            yield self._pg
+        except psycopg.OperationalError:
+            self._pg.close()
+            self._pg = None
+            raise
 
     def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        if self.postgres:
-            with self._pg_conn() as conn:
-                return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
         with self._lock:
+            if self.postgres:
+                with self._pg_conn() as conn:
+                    return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
             return self._db.execute(sql, params).fetchall()
 
     def _write(self, statements: list[tuple[str, list[Any]]]) -> int:
         changed = 0
         if self.postgres:
-            with self._pg_conn() as conn, conn.transaction():
+            with self._lock, self._pg_conn() as conn, conn.transaction():
                 for sql, params in statements:
                     changed += conn.execute(sql.replace("?", "%s"), params).rowcount
             return changed
@@ -146,9 +183,12 @@ class CustomerKeys:
         return changed
 
     def close(self) -> None:
-        if not self.postgres:
-            with self._lock:
+        with self._lock:
+            if not self.postgres:
                 self._db.close()
+            elif self._pg is not None:
+                self._pg.close()
+                self._pg = None
 
     # ------------------------------------------------------------------ keys
 
