@@ -508,7 +508,7 @@ def _segment(
     )
     label = ""
     tag_w = 7 * len(value) + 6
-    if value and w >= tag_w + 2 and h >= 16:
+    if value and w >= tag_w + 8 and h >= 16:
         cx, cy = x + w / 2, y + h / 2
         label = (
             f'<rect x="{cx - tag_w / 2:.1f}" y="{cy - 8:.1f}" width="{tag_w}" height="15" '
