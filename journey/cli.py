@@ -530,6 +530,53 @@ def service_levels(
         Console().print(render_service_levels(levels))
 
 
+@app.command("metrics")
+def metrics_command(
+    since: Annotated[str, typer.Option(help="Start of the period: 2026-01-01 or RFC 3339")],
+    until: Annotated[str, typer.Option(help="End of the period (exclusive)")],
+    by: Annotated[
+        str | None, typer.Option(help="Per group: week, month, channel, team or product")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Judge promise deadlines at this time (default: now)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """Service metrics for a period: reply times, promises, effort, reopenings, reviews.
+
+    Streams the log from the beginning (outside any consumer group; the engine is never
+    disturbed) and folds it; no store is needed. Definitions: docs/metrics.md.
+    """
+    from rich.console import Console
+
+    from journey import analytics
+    from journey.analytics.table import render_metrics
+
+    settings = settings_()
+    rules = load_rules()
+    try:
+        if by is not None and by not in analytics.BY:
+            raise JourneyError(f"unknown grouping {by!r}: use one of {', '.join(analytics.BY)}")
+        start = analytics.parse_time(since, "--since")
+        end = analytics.parse_time(until, "--until")
+        judged = analytics.parse_time(as_of, "--as-of") if as_of else None
+        log = settings.open_log(must_exist=True)
+        try:
+            facts = analytics.read(
+                log, start, end, topic=settings.topic, business_hours=rules.business_hours
+            )
+        finally:
+            log.close()
+        result = analytics.metrics(facts, by=by, as_of=judged)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        Console(width=max(Console().width, 200)).print(render_metrics(result))
+
+
 def _check_filter(store: JourneyStore, team: str | None, channel: str | None) -> None:
     """A team or channel that does not exist is a typo, not an empty list: refuse it."""
     from projections.service_levels import unknown_filter
