@@ -271,7 +271,7 @@ def _x_labels(frame: _Frame, labels: Sequence[str], centres: Sequence[float], ti
     if centres:
         slot = (frame.x1 - frame.x0) / max(len(centres), 1)
         longest = max((len(_short(label, 12)) for label in labels), default=1)
-        every = max(1, math.ceil((longest * 6.8 + 6) / max(slot, 1)))
+        every = max(1, math.ceil((longest * 7.4 + 8) / max(slot, 1)))
         last = len(centres) - 1
         shown = {i for i in range(0, last + 1, every)}
         if last not in shown and last - max(shown) >= every:

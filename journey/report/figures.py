@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,8 @@ class Distribution:
 
     name: str
     hours: Sequence[float]
+    unanswered: int = 0
+    """Waits that never got a reply: no time to draw, a row in the table."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class ReportInput:
     distributions: Sequence[Distribution] = ()
     source: str = ""
     """Where the numbers were read (shown in the footer)."""
+    touchpoints: int = 0
+    """How many touchpoints were read to make them."""
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,24 @@ def _share(value: float | None) -> str:
 # ---------------------------------------------------------------------- figures
 
 
+_ISO_WEEK = re.compile(r"(\d{4})-(W\d{2})")
+
+
+def _week_axis(labels: Sequence[str]) -> tuple[list[str], str]:
+    """Short week names under a chart ("W48"), the years in the axis title: "2026-W48"
+    nine times side by side does not fit."""
+    found = [_ISO_WEEK.fullmatch(label) for label in labels]
+    if not labels or not all(found):
+        return list(labels), "week"
+    years = sorted({m.group(1) for m in found if m})
+    span = years[0] if len(years) == 1 else f"{years[0]}–{years[-1]}"
+    return [m.group(2) for m in found if m], f"ISO week of {span}"
+
+
 def _weekly(data: ReportInput) -> Section:
     section = Section("weeks", "Week by week")
     labels = [label for label, _ in data.weeks]
+    axis_labels, axis_title = _week_axis(labels)
     rows = [m for _, m in data.weeks]
     # The first measure of volume the metrics have: contacts, else cases opened, else people.
     volumes = [
@@ -155,9 +175,9 @@ def _weekly(data: ReportInput) -> Section:
                 bar_chart(
                     chart_id="weekly-volume",
                     title=f"{heading} per week",
-                    labels=labels,
+                    labels=axis_labels,
                     values=counts,
-                    x_label="week",
+                    x_label=axis_title,
                     y_label=unit,
                 )
             ),
@@ -180,12 +200,12 @@ def _weekly(data: ReportInput) -> Section:
                 line_chart(
                     chart_id="weekly-first-reply",
                     title="Time to first reply per week, median (p50) and p90, in hours",
-                    labels=labels,
+                    labels=axis_labels,
                     series=[
                         Series("median (p50)", p50, style=P50),
                         Series("p90: 9 in 10 within", p90, style=P90),
                     ],
-                    x_label="week",
+                    x_label=axis_title,
                     y_label="hours to first reply",
                 )
             ),
@@ -204,7 +224,9 @@ def _weekly(data: ReportInput) -> Section:
             note="Automatic acknowledgements are not replies.",
         )
     )
-    section.figures.append(_promises_figure("weekly-promises", "week", data.weeks))
+    section.figures.append(
+        _promises_figure("weekly-promises", "week", data.weeks, axis=(axis_labels, axis_title))
+    )
     return section
 
 
@@ -221,9 +243,15 @@ _PROMISE_KEYS = ("made", "kept", "kept_late", "broken", "cancelled", "open")
 
 
 def _promises_figure(
-    chart_id: str, by: str, groups: Sequence[tuple[str, Metrics]], *, horizontal: bool = False
+    chart_id: str,
+    by: str,
+    groups: Sequence[tuple[str, Metrics]],
+    *,
+    horizontal: bool = False,
+    axis: tuple[Sequence[str], str] | None = None,
 ) -> Figure:
     shown = list(groups[:MAX_GROUPS])
+    labels, title = axis or ([label for label, _ in shown], by)
     return Figure(
         chart_id,
         f"Promises kept against broken, by {by}",
@@ -231,10 +259,10 @@ def _promises_figure(
             stacked_bar_chart(
                 chart_id=chart_id,
                 title=f"Promises kept, kept late and broken, by {by}",
-                labels=[label for label, _ in shown],
+                labels=labels,
                 series=_promise_series(shown),
-                x_label=by,
-                y_label="promises decided",
+                x_label=title,
+                y_label="promises made, by outcome",
                 horizontal=horizontal,
             )
         ),
@@ -245,7 +273,8 @@ def _promises_figure(
                 for label, m in groups
             ],
         ),
-        note="A promise made in one period may be decided in another.",
+        note=f"Each promise counts where it was made (its {by}), with its outcome as at "
+        "the moment the figures were read.",
     )
 
 
@@ -297,8 +326,12 @@ def _distributions(data: ReportInput) -> Section:
                     [
                         [label, format_number(count), _share(count / total if total else None)]
                         for label, count in zip(labels, counts, strict=True)
-                    ],
+                    ]
+                    + [["Never answered", format_number(dist.unanswered), "—"]],
                 ),
+                note=f"{format_number(dist.unanswered)} never answered (not drawn)."
+                if dist.unanswered
+                else "",
             )
         )
     return section
@@ -399,7 +432,11 @@ def _key_figures(m: Metrics) -> list[tuple[str, str, str]]:
             f"p99 {format_number(_number(m, 'first_reply_hours', 'p99'))} h, "
             f"{format_number(_number(m, 'first_reply_hours', 'n'))} replies",
         ),
-        ("Never answered", _share(_number(m, "unanswered_share")), "of customer contacts"),
+        (
+            "Never answered",
+            _share(_number(m, "unanswered_share")),
+            "of the cases opened have had no real reply",
+        ),
         (
             "Contacts per resolved case",
             format_number(_number(m, "contacts_per_resolved_case")),
@@ -411,7 +448,10 @@ def _key_figures(m: Metrics) -> list[tuple[str, str, str]]:
             format_number(_number(m, "reviews", "n")),
             f"{format_number(_number(m, 'reviews', 'low_scores'))} scored 1–2; answered in "
             f"{format_number(_number(m, 'reviews', 'answer_hours', 'p50'))} h (median), "
-            f"{format_number(_number(m, 'reviews', 'answer_hours', 'p90'))} h (p90)",
+            f"{format_number(_number(m, 'reviews', 'answer_hours', 'p90'))} h (p90)"
+            if _number(m, "reviews", "answer_hours", "p50") is not None
+            else f"{format_number(_number(m, 'reviews', 'low_scores'))} scored 1–2; "
+            "none answered yet",
         ),
     ]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +35,13 @@ from markupsafe import Markup, escape
 from pydantic import BaseModel, TypeAdapter
 
 from journey.service.freshness import Freshness
+from journey.service.metrics_page import (
+    DEFAULT_WEEKS,
+    MAX_WEEKS,
+    PRESETS,
+    MetricsCache,
+    metrics_period,
+)
 from journey.service.queries import search_customers
 from journey.service.runtime import Service
 from journey.settings import Settings
@@ -419,6 +426,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             zone_name=str(zone.key),
             zone_names=_zone_names(),
             here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            request_path=request.url.path,
             **context,
         )
         return HTMLResponse(html, status_code=status)
@@ -633,6 +641,59 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             ZONE_COOKIE, str(zone.key), max_age=400 * 86400, samesite="lax", httponly=False
         )
         return response
+
+    metrics_cache = MetricsCache()
+
+    @app.get("/console/report.css", include_in_schema=False)
+    async def report_stylesheet() -> Response:
+        from journey.report import report_css
+
+        return Response(
+            report_css(), media_type="text/css", headers={"Cache-Control": "max-age=300"}
+        )
+
+    @app.get("/console/metrics", response_class=HTMLResponse, include_in_schema=False)
+    async def metrics_page(
+        request: Request,
+        since: Annotated[str | None, Query(max_length=40)] = None,
+        until: Annotated[str | None, Query(max_length=40)] = None,
+        weeks: Annotated[int | None, Query(ge=1, le=MAX_WEEKS)] = None,
+    ) -> Response:
+        service = svc()
+        today = datetime.now(UTC).date()
+        period = metrics_period(today, since, until, weeks)
+        context: dict[str, Any] = {
+            "presets": PRESETS,
+            "chosen_weeks": weeks if since is None and until is None else None,
+            "freshness_html": "",
+            "title": "Service metrics",
+            "q": "",
+        }
+        if isinstance(period, str):
+            start = today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1)
+            return page(
+                request,
+                "metrics.html",
+                status=422,
+                problem=period,
+                since_day=since or start.isoformat(),
+                until_day=until or today.isoformat(),
+                **context,
+            )
+        first, last = period
+        found = await metrics_cache.get(service, first, last)
+        zone = zone_of(request, service.settings)
+        return page(
+            request,
+            "metrics.html",
+            problem=None,
+            since_day=first.date().isoformat(),
+            until_day=(last - timedelta(days=1)).date().isoformat(),
+            sections=found.sections,
+            touchpoints=found.touchpoints,
+            read_at=found.read_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            **context,
+        )
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon(_: Request) -> Response:
