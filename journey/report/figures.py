@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -318,7 +318,6 @@ def _distributions(data: ReportInput) -> Section:
                         counts=counts,
                         x_label="hours waited",
                         y_label="replies",
-                        unit="h",
                     )
                 ),
                 Table(
@@ -479,6 +478,8 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["day"] = lambda at: at.strftime("%Y-%m-%d")
+    # The last day a period [since, until) includes: until itself when it is midnight is not.
+    env.filters["last_day"] = lambda at: (at - timedelta(microseconds=1)).strftime("%Y-%m-%d")
     return env
 
 
