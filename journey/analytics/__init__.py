@@ -1,4 +1,6 @@
-"""Analytics: service metrics over history, for the command line and for notebooks.
+"""What analysts read: the log exported as tables (``journey.analytics.export``), and
+the views and figures built on it — here, service metrics over history, for the command
+line and for notebooks.
 
 Every function takes a *source* — a broker URL (``embedded:///journey.db``,
 ``kafka://host:9092``), an open :class:`~consumers.log.Log`, an iterable of touchpoints, or
@@ -42,7 +44,7 @@ Return shapes (stable; docs/metrics.md defines every figure):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -102,10 +104,14 @@ def read(
     *,
     topic: str = DEFAULT_TOPIC,
     business_hours: Mapping[str, BusinessHours] | None = None,
+    resolve: Callable[[str], str] | None = None,
 ) -> Facts:
     """Fold a source into the facts of [since, until). A broker URL or a Log is streamed
     from the beginning (outside any consumer group) to the head it had when reading
-    began. ``business_hours``: team -> calendar (the rules file's ``business_hours``)."""
+    began. ``business_hours``: team -> calendar (the rules file's ``business_hours``).
+    ``resolve``: customer id -> person id, e.g. ``journey.analytics.export.store_resolver``
+    (the export's ``resolved_customer_id``); without it, ids linked by ``IdentityLinked``
+    of kind ``customer_id`` are one person."""
     if isinstance(source, Facts):
         return source
     if since is None or until is None:
@@ -118,12 +124,12 @@ def read(
 
         log = open_log(source, must_exist=True)
         try:
-            return read_log(log, topic, start, end, business_hours=business_hours)
+            return read_log(log, topic, start, end, business_hours=business_hours, resolve=resolve)
         finally:
             log.close()
     if hasattr(source, "high_watermarks"):
-        return read_log(source, topic, start, end, business_hours=business_hours)
-    return fold(source, start, end, business_hours=business_hours)
+        return read_log(source, topic, start, end, business_hours=business_hours, resolve=resolve)
+    return fold(source, start, end, business_hours=business_hours, resolve=resolve)
 
 
 def metrics(

@@ -16,15 +16,17 @@ Definitions are in docs/metrics.md.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 
-from consumers.log import Log
+from consumers.log import Log, Message
 from domain import catalogue as c
+from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.business_hours import BusinessHours
 from domain.envelope import Touchpoint, decode
 from domain.errors import InvalidEvent
@@ -264,13 +266,13 @@ class _Fold:
                     product,
                 )
             case c.ReplySent():
-                self._case(cid, d.case_id).replies[eid] = (key, d.team)
+                self._case(cid, d.case_id).replies.setdefault(eid, (key, d.team))
             case c.CaseResolved():
-                self._case(cid, d.case_id).resolutions[eid] = key
+                self._case(cid, d.case_id).resolutions.setdefault(eid, key)
             case c.CaseReopened():
-                self._case(cid, d.case_id).reopens[eid] = key
+                self._case(cid, d.case_id).reopens.setdefault(eid, key)
             case c.SatisfactionRated():
-                self.ratings[eid] = (cid, d.case_id, at, d.score)
+                self.ratings.setdefault(eid, (cid, d.case_id, at, d.score))
             case c.PromiseMade():
                 self._made(cid, d.promise_id, (key, d.kind, d.due_by, d.case_id, False, None, None))
             case c.OrderPlaced() if d.promised_delivery_by is not None:
@@ -309,9 +311,9 @@ class _Fold:
             case c.ReviewAnswered():
                 self.answers[(cid, d.review_id)] = _min(self.answers.get((cid, d.review_id)), at)
             case c.RepairCompleted():
-                self.repairs.setdefault((cid, d.product), {})[eid] = key
+                self.repairs.setdefault((cid, d.product), {}).setdefault(eid, key)
             case c.ReplacementShipped():
-                self.replaced.setdefault((cid, d.product), {})[eid] = (key, d.case_id)
+                self.replaced.setdefault((cid, d.product), {}).setdefault(eid, (key, d.case_id))
             case c.IdentityLinked() if d.kind == "customer_id" and d.value != cid:
                 a, b = self._root(cid), self._root(d.value)
                 if a != b:
@@ -323,7 +325,13 @@ class _Fold:
 
     # -------------------------------------------------------------- results
 
-    def facts(self, calendars: Mapping[str, BusinessHours], skipped: int) -> Facts:
+    def facts(
+        self,
+        calendars: Mapping[str, BusinessHours],
+        skipped: int,
+        resolve: Callable[[str], str] | None = None,
+    ) -> Facts:
+        person = resolve or self._root
         cases: list[CaseFact] = []
         waits: list[Wait] = []
         attrs: dict[tuple[str, str], tuple[str, str | None, str | None]] = {}
@@ -397,8 +405,8 @@ class _Fold:
             reviews=reviews,
             ratings=ratings,
             replacements=replacements,
-            active_days={(self._root(cid), day) for cid, day in self.active},
-            person={cid: self._root(cid) for cid in ids},
+            active_days={(person(cid), day) for cid, day in self.active},
+            person={cid: person(cid) for cid in ids},
             touchpoints=self.touchpoints,
             skipped=skipped,
         )
@@ -494,13 +502,17 @@ def fold(
     until: datetime,
     *,
     business_hours: Mapping[str, BusinessHours] | None = None,
+    resolve: Callable[[str], str] | None = None,
     skipped: int = 0,
 ) -> Facts:
-    """The facts of ``touchpoints`` (any order, duplicates allowed) for [since, until)."""
+    """The facts of ``touchpoints`` (any order, duplicates allowed: the first copy of an
+    event id counts) for [since, until). ``resolve``: customer id -> the person's id (the
+    export's resolver, from the store); without it, ids linked by ``IdentityLinked`` of kind
+    ``customer_id`` are one person, named by the smallest id."""
     state = _Fold(since, until)
     for tp in touchpoints:
         state.apply(tp)
-    return state.facts(business_hours or {}, skipped)
+    return state.facts(business_hours or {}, skipped, resolve)
 
 
 def read_log(
@@ -510,9 +522,11 @@ def read_log(
     until: datetime,
     *,
     business_hours: Mapping[str, BusinessHours] | None = None,
+    resolve: Callable[[str], str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 2000,
     timeout_s: float = 3600.0,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
 ) -> Facts:
     """Stream ``topic`` from the beginning to the head it had when reading began (outside
     any consumer group, like a rebuild: the engine's group is never disturbed) and fold it.
@@ -544,10 +558,11 @@ def read_log(
                     if msg.offset >= hwm - 1:
                         del todo[msg.partition]
                     done += 1
-                    try:
-                        yield decode(msg.value)
-                    except InvalidEvent:
+                    tp = _as_the_engine_reads(msg, max_future)
+                    if tp is None:
                         skipped[0] += 1
+                    else:
+                        yield tp
                 if progress is not None:
                     progress(done, total)
         finally:
@@ -556,4 +571,23 @@ def read_log(
     state = _Fold(since, until)
     for tp in touchpoints():
         state.apply(tp)
-    return state.facts(business_hours or {}, skipped[0])
+    return state.facts(business_hours or {}, skipped[0], resolve)
+
+
+def _as_the_engine_reads(msg: Message, max_future: timedelta) -> Touchpoint | None:
+    """The touchpoint, or None where the engine's runner dead-letters the message: its
+    bounds judged at the message's log time (so any replay judges alike), its key equal to
+    its customer id. The export skips exactly these too."""
+    now = datetime.now(UTC)
+    if msg.timestamp_ms > 0:
+        with contextlib.suppress(OverflowError, ValueError, OSError):
+            now = datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+    try:
+        tp = decode(msg.value, Bounds(now, max_future))
+    except InvalidEvent:
+        return None
+    except Exception:  # decoding is pure: whatever it raises is the message's fault
+        return None
+    if msg.key is None or tp.customer_id.encode() != msg.key:
+        return None
+    return tp
