@@ -403,7 +403,7 @@ def stacked_bar_chart(
     if height is None:
         height = max(140, top_margin + 52 + 26 * len(labels)) if horizontal else 300
     left = (
-        8 + int(6.6 * min(MAX_LABEL, max((len(x) for x in labels), default=4)))
+        14 + int(7.4 * min(MAX_LABEL, max((len(_short(x)) for x in labels), default=4)))
         if horizontal
         else 60
     )
@@ -457,9 +457,11 @@ def stacked_bar_chart(
                     )
                 )
                 x += w
+            known = any(j < len(values) and values[j] is not None for _, values, _ in rows)
             parts.append(
                 f'<text x="{x + 4:.1f}" y="{y + thick / 2 + 4:.1f}" fill="{INK}" '
-                f'font-weight="600">{_text(format_number(totals[j]))}</text>'
+                f'font-weight="600">{_text(format_number(totals[j]) if known else "no data")}'
+                "</text>"
             )
     else:
         parts.append(_y_axis(frame, ticks, y_label, format_number))

@@ -27,7 +27,7 @@ from journey.report import render_report  # noqa: E402
 from journey.report.gather import gather  # noqa: E402
 from journey.service import ServiceOptions  # noqa: E402
 from journey.service.freshness import tokens_of  # noqa: E402
-from journey.synthetic import generate_touchpoints  # noqa: E402
+from journey.synthetic import generate_touchpoints, service_journey  # noqa: E402
 from tests.service.helpers import (  # noqa: E402
     embedded_settings,
     inquiry,
@@ -51,18 +51,24 @@ def report_screenshot(browser: Any, directory: Path) -> None:
     """`journey report` over 13 weeks of synthetic traffic; the top of it, as a reader
     first sees it."""
     now = datetime.now(UTC).replace(microsecond=0)
+    # 13 whole ISO weeks, up to this week's Monday.
+    monday = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=now.weekday())
+    since = monday - timedelta(weeks=13)
     log = EmbeddedLog(str(directory / "synthetic.db"))
     try:
-        touchpoints = generate_touchpoints(30_000, 36, seed=11, start=now - timedelta(weeks=14))
+        # Customers who mostly talk to customer service, arriving over the 13 weeks.
+        touchpoints = generate_touchpoints(
+            24_000,
+            2_000,
+            seed=11,
+            start=since,
+            journey=service_journey,
+            spread_days=13 * 7 - 3,
+        )
         emitter = Emitter(log, topic=TOPIC, source="synthetic")
         for i in range(0, len(touchpoints), 5000):
             emitter.emit_touchpoints(touchpoints[i : i + 5000])
-        # The report covers the days the traffic covers (about 13 weeks).
-        first = min(tp.occurred_at for tp in touchpoints).date()
-        last = max(tp.occurred_at for tp in touchpoints).date()
-        since = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        until = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-        data = gather(log, since, until, as_of=now, topic=TOPIC)
+        data = gather(log, since, monday, as_of=now, topic=TOPIC)
     finally:
         log.close()
     html = directory / "report.html"

@@ -9,7 +9,7 @@ from typing import Any
 
 from domain.business_hours import BusinessHours
 from journey import analytics
-from journey.analytics.metrics import week_of
+from journey.analytics.metrics import NONE, week_of
 from journey.report.figures import Distribution, ReportInput
 
 __all__ = ["MAX_WEEKS", "gather", "weeks_between"]
@@ -49,7 +49,8 @@ def gather(
 
     def groups(by: analytics.By) -> dict[str, Mapping[str, Any]]:
         found: dict[str, Mapping[str, Any]] = analytics.metrics(facts, by=by, as_of=as_of)["groups"]
-        return found
+        # What belongs to no team or channel (an order's implied promise, a review), in words.
+        return {(f"(no {by})" if name == NONE else name): m for name, m in found.items()}
 
     weekly = groups("week")
     waits = analytics.reply_time_distribution(facts).to_pylist()
