@@ -39,6 +39,7 @@ from journey.service.metrics_page import (
     DEFAULT_WEEKS,
     MAX_WEEKS,
     PRESETS,
+    MetricsBusy,
     MetricsCache,
     metrics_period,
 )
@@ -643,6 +644,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         return response
 
     metrics_cache = MetricsCache()
+    app.state.metrics_cache = metrics_cache  # tests shorten its wait
 
     @app.get("/console/report.css", include_in_schema=False)
     async def report_stylesheet() -> Response:
@@ -681,17 +683,27 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 **context,
             )
         first, last = period
-        found = await metrics_cache.get(service, first, last)
+        chosen: dict[str, Any] = {
+            "since_day": first.date().isoformat(),
+            "until_day": (last - timedelta(days=1)).date().isoformat(),
+        }
+        try:
+            found = await metrics_cache.get(service, first, last)
+        except MetricsBusy as exc:
+            return page(request, "metrics.html", status=503, problem=str(exc), **chosen, **context)
+        if found is None:  # still reading: the page reloads itself until it is there
+            return page(
+                request, "metrics.html", status=202, problem=None, pending=True, **chosen, **context
+            )
         zone = zone_of(request, service.settings)
         return page(
             request,
             "metrics.html",
             problem=None,
-            since_day=first.date().isoformat(),
-            until_day=(last - timedelta(days=1)).date().isoformat(),
             sections=found.sections,
             touchpoints=found.touchpoints,
             read_at=found.read_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            **chosen,
             **context,
         )
 

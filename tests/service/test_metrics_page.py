@@ -5,6 +5,7 @@ what is wrong with a period it cannot show (tests/browser checks it in Chromium)
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from journey import analytics
@@ -69,6 +70,29 @@ def test_a_period_it_cannot_show_is_said_in_words(svc: Running) -> None:
         assert 'role="alert"' in response.text
         assert "<svg" not in response.text
     assert svc.get("/console/metrics", params={"weeks": 0}).status_code == 422
+
+
+def test_a_long_read_goes_on_while_the_page_says_so_and_reloads_itself(svc: Running) -> None:
+    cache = svc.server.app.state.metrics_cache
+    cache.wait_s = 0  # every read is "long"
+    response = svc.get("/console/metrics", params={"weeks": 52})
+    assert response.status_code == 202
+    assert '<meta http-equiv="refresh" content="3">' in response.text
+    assert 'role="status">Reading the log of record' in response.text
+    assert "<svg" not in response.text
+    for _ in range(300):  # the read went on without the request: the page gets it
+        response = svc.get("/console/metrics", params={"weeks": 52})
+        if response.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert response.status_code == 200, response.text
+    assert 'http-equiv="refresh"' not in response.text
+    assert "The period at a glance" in response.text
+
+    cache.max_pending = 0  # reads are queued only so far; beyond, the page says so
+    busy = svc.get("/console/metrics", params={"weeks": 26})
+    assert busy.status_code == 503
+    assert "periods are being read from the log already" in busy.text
 
 
 def test_periods_are_whole_utc_days_both_included() -> None:
