@@ -307,7 +307,7 @@ class _Fold:
             case c.PublicReviewPosted():
                 seen = self.reviews.get((cid, d.review_id))
                 if seen is None or key < seen[0]:
-                    self.reviews[(cid, d.review_id)] = (key, d.platform, d.rating)
+                    self.reviews[(cid, d.review_id)] = (key, d.platform, d.score)
             case c.ReviewAnswered():
                 self.answers[(cid, d.review_id)] = _min(self.answers.get((cid, d.review_id)), at)
             case c.RepairCompleted():
