@@ -694,6 +694,7 @@ def metrics_command(
                 topic=settings.topic,
                 business_hours=rules.business_hours,
                 resolve=None if store is None else store_resolver(store),
+                max_future=settings.max_future,
             )
         finally:
             log.close()

@@ -45,9 +45,10 @@ Return shapes (stable; docs/metrics.md defines every figure):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.business_hours import BusinessHours
 from domain.errors import JourneyError
 from journey.analytics.facts import Facts, fold, read_log
@@ -105,13 +106,15 @@ def read(
     topic: str = DEFAULT_TOPIC,
     business_hours: Mapping[str, BusinessHours] | None = None,
     resolve: Callable[[str], str] | None = None,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
 ) -> Facts:
     """Fold a source into the facts of [since, until). A broker URL or a Log is streamed
     from the beginning (outside any consumer group) to the head it had when reading
     began. ``business_hours``: team -> calendar (the rules file's ``business_hours``).
     ``resolve``: customer id -> person id, e.g. ``journey.analytics.export.store_resolver``
     (the export's ``resolved_customer_id``); without it, ids linked by ``IdentityLinked``
-    of kind ``customer_id`` are one person."""
+    of kind ``customer_id`` are one person. ``max_future``: the bounds the engine reads
+    with (``JOURNEY_MAX_FUTURE``), so the same messages count."""
     if isinstance(source, Facts):
         return source
     if since is None or until is None:

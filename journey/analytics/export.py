@@ -506,15 +506,23 @@ class _Columns:
         d["correlation_id"].append(tp.correlation_id)
         d["causation_id"].append(tp.causation_id)
         d["data"].append(body.model_dump_json(exclude_none=True))
+        fields = body.__dict__  # a pydantic model's field values (getattr of a missing one is slow)
         for name in _TYPED:
-            value = getattr(body, name, None)
+            value = fields.get(name)
             d[name].append(value if isinstance(value, str) else None)
 
     def pop(self, n: int) -> pa.RecordBatch:
         head = {name: values[:n] for name, values in self.data.items()}
         for values in self.data.values():
             del values[:n]
-        arrays = [pa.array(head[f.name], type=f.type) for f in SCHEMA]
+        arrays = [
+            # Timestamps go in as int64 microseconds and are cast: pyarrow would import
+            # pandas (a second) to convert Python values to a zoned timestamp.
+            pa.array(head[f.name], type=pa.int64()).cast(f.type)
+            if f.type == _UTC_US
+            else pa.array(head[f.name], type=f.type)
+            for f in SCHEMA
+        ]
         return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
 
 
