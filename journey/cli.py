@@ -724,14 +724,20 @@ def report_command(
     """Write the service report of a period: one HTML file with charts and tables.
 
     Weekly trends, reply-time distributions, promises kept against broken, by team and by
-    channel — the figures of `journey metrics`. The file is self-contained (styles and SVG
-    charts inline, no script, nothing loaded from the network): mail it, open it offline.
+    channel — the figures of `journey metrics`, read the same way. The file is
+    self-contained (styles and SVG charts inline, no script, nothing loaded from the
+    network): mail it, open it offline.
     """
     from datetime import UTC, datetime
 
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     from journey import analytics
+    from journey.analytics.export import store_resolver
+    from journey.analytics.facts import read_log
     from journey.report import render_report
     from journey.report.gather import MAX_WEEKS, gather
+    from projections.store import JourneyStore, active_store, store_exists
 
     settings = settings_()
     rules = load_rules()
@@ -739,7 +745,11 @@ def report_command(
         start = analytics.parse_time(since, "--since")
         end = analytics.parse_time(until, "--until")
         judged = analytics.parse_time(as_of, "--as-of") if as_of else datetime.now(UTC)
-        if end > start and end - start > timedelta(weeks=MAX_WEEKS):
+        if end <= start:
+            raise JourneyError(
+                f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
+            )
+        if end - start > timedelta(weeks=MAX_WEEKS):
             raise JourneyError(
                 f"a report covers at most {MAX_WEEKS} weeks (two years) of weekly charts: "
                 "choose a shorter period with --since and --until"
@@ -747,18 +757,44 @@ def report_command(
         if out.is_dir():
             raise JourneyError(f"--out {out} is a directory: name the HTML file to write")
         log = settings.open_log(must_exist=True)
+        store = None
         try:
-            data = gather(
-                log,
-                start,
-                end,
-                as_of=judged,
-                topic=settings.topic,
-                business_hours=rules.business_hours,
-                source_name=f"{redact(settings.broker)} {settings.topic}",
-            )
+            # Read as `journey metrics` reads: persons as the store merges them, the
+            # engine's bounds; with a progress bar, as a long log takes a while.
+            active = active_store(settings.store_address())
+            if store_exists(active):
+                store = JourneyStore(active)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            ) as progress:
+                task = progress.add_task("reading the log", total=None)
+                facts = read_log(
+                    log,
+                    settings.topic,
+                    start,
+                    end,
+                    business_hours=rules.business_hours,
+                    resolve=None if store is None else store_resolver(store),
+                    max_future=settings.max_future,
+                    progress=lambda done, total: progress.update(
+                        task, completed=done, total=total or None
+                    ),
+                )
         finally:
             log.close()
+            if store is not None:
+                store.close()
+        data = gather(
+            facts,
+            start,
+            end,
+            as_of=judged,
+            source_name=f"{redact(settings.broker)} {settings.topic}",
+        )
         html = render_report(data, generated_at=datetime.now(UTC))
         partial = out.with_name(f".{out.name}.partial")
         try:

@@ -3,10 +3,11 @@ computed. The log is read once; every breakdown is asked of those facts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.business_hours import BusinessHours
 from journey import analytics
 from journey.analytics.metrics import NONE, week_of
@@ -39,13 +40,25 @@ def gather(
     as_of: datetime,
     topic: str = analytics.DEFAULT_TOPIC,
     business_hours: Mapping[str, BusinessHours] | None = None,
+    resolve: Callable[[str], str] | None = None,
+    max_future: timedelta = DEFAULT_MAX_FUTURE,
     source_name: str = "",
 ) -> ReportInput:
     """Everything a report of [since, until) shows; promises judged as at ``as_of``.
 
-    ``source`` is what :func:`journey.analytics.read` takes: a broker URL or an open log.
+    ``source`` and the keywords are what :func:`journey.analytics.read` takes — a broker
+    URL, an open log, or the facts read already — so the report counts what `journey
+    metrics` counts.
     """
-    facts = analytics.read(source, since, until, topic=topic, business_hours=business_hours)
+    facts = analytics.read(
+        source,
+        since,
+        until,
+        topic=topic,
+        business_hours=business_hours,
+        resolve=resolve,
+        max_future=max_future,
+    )
 
     def groups(by: analytics.By) -> dict[str, Mapping[str, Any]]:
         found: dict[str, Mapping[str, Any]] = analytics.metrics(facts, by=by, as_of=as_of)["groups"]

@@ -153,18 +153,21 @@ def _log_failure(task: asyncio.Task[MetricsRead]) -> None:
 
 
 def _read(service: Service, since: datetime, until: datetime) -> MetricsRead:
+    from journey.analytics.export import store_resolver
     from journey.report import render_sections
     from journey.report.gather import gather
 
     started = time.monotonic()
     read_at = service.clock()
-    data = gather(
+    data = gather(  # read as `journey metrics` reads: persons as the store merges them
         service.log,
         since,
         until,
         as_of=read_at,
         topic=service.topic,
         business_hours=service.rules.business_hours,
+        resolve=store_resolver(service.reader.get()),
+        max_future=service.settings.max_future,
     )
     logger.info(
         "metrics page read the log",

@@ -27,9 +27,13 @@ AS_OF = NOW.isoformat()
 
 
 def journey(log: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command on the stories' log and store (its identity merges: persons counted as
+    `journey metrics` counts them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+    store = f"sqlite:///{log.with_name('views.db')}"
     return subprocess.run(
-        [str(JOURNEY), "--broker", f"embedded://{log}", *args],
+        [str(JOURNEY), "--broker", f"embedded://{log}", "--store", store, *args],
+        cwd=log.parent,
         env=env,
         capture_output=True,
         text=True,
