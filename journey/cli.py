@@ -730,6 +730,7 @@ def report_command(
     """
     from datetime import UTC, datetime
 
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from journey import analytics
@@ -770,6 +771,7 @@ def report_command(
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
                 transient=True,
+                console=Console(stderr=True),  # stdout is the one JSON line
             ) as progress:
                 task = progress.add_task("reading the log", total=None)
                 facts = read_log(
