@@ -4,7 +4,7 @@ group. Definitions (which events, which clock, which period) are in docs/metrics
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -74,18 +74,20 @@ def _hours(waits: Iterable[Wait], kind: str) -> dict[str, Any]:
     }
 
 
-def _figures(facts: Facts, keep: Callable[[str, Any], bool], as_of: datetime) -> dict[str, Any]:
-    """The metrics over the items ``keep`` accepts (kind of item, the item)."""
-    inside = _inside(facts)
-    cases = [k for k in facts.cases if inside(k.opened_at) and keep("case", k)]
-    waits = [w for w in facts.waits if inside(w.started_at) and keep("wait", w)]
-    promises = [p for p in facts.promises if inside(p.made_at) and keep("promise", p)]
-    reviews = [r for r in facts.reviews if inside(r.posted_at) and keep("review", r)]
-    ratings = [r for r in facts.ratings if inside(r.rated_at) and keep("rating", r)]
-    replaced = [r for r in facts.replacements if inside(r.shipped_at) and keep("replacement", r)]
-    people = {p for p, day in facts.active_days if keep("day", (p, day))}
-    if keep("case_customers", None):
-        people = {facts.person[k.customer_id] for k in cases}
+_AT = {
+    "cases": "opened_at",
+    "waits": "started_at",
+    "promises": "made_at",
+    "reviews": "posted_at",
+    "ratings": "rated_at",
+    "replacements": "shipped_at",
+}
+
+
+def _figures(items: dict[str, list[Any]], people: set[str], as_of: datetime) -> dict[str, Any]:
+    """The metrics over ``items`` (per kind, those of one period and group) and ``people``."""
+    cases, waits, promises = items["cases"], items["waits"], items["promises"]
+    reviews, ratings, replaced = items["reviews"], items["ratings"], items["replacements"]
     outcomes = {s: 0 for s in ("kept", "kept_late", "broken", "cancelled", "open")}
     for promise in promises:
         outcomes[promise.status(as_of)] += 1
@@ -131,31 +133,16 @@ def _figures(facts: Facts, keep: Callable[[str, Any], bool], as_of: datetime) ->
     }
 
 
-def _inside(facts: Facts) -> Callable[[datetime], bool]:
-    return lambda at: facts.since <= at < facts.until
-
-
-def _group_key(by: By, kind: str, item: Any) -> str | None:
-    """The group an item belongs to (None: counted in no group of this kind)."""
+def _group_key(by: By, kind: str, item: Any) -> str:
+    """The group an item of ``kind`` (cases, waits, ..., or ``day``: a (person, date)
+    pair) belongs to."""
     if kind == "day":
         _person, day = item
-        if by not in ("week", "month"):
-            return None
         midnight = datetime(day.year, day.month, day.day, tzinfo=_utc())
         return group_of(by, midnight, None, None, None)
-    if kind == "case_customers":
-        return None
-    at = {
-        "case": "opened_at",
-        "wait": "started_at",
-        "promise": "made_at",
-        "review": "posted_at",
-        "rating": "rated_at",
-        "replacement": "shipped_at",
-    }[kind]
     return group_of(
         by,
-        getattr(item, at),
+        getattr(item, _AT[kind]),
         getattr(item, "channel", None),
         getattr(item, "team", None),
         getattr(item, "product", None),
@@ -163,8 +150,15 @@ def _group_key(by: By, kind: str, item: Any) -> str | None:
 
 
 def compute(facts: Facts, *, by: By | None = None, as_of: datetime) -> dict[str, Any]:
-    """The metrics of ``facts`` over its period, and with ``by`` the same per group."""
-    result = _figures(facts, lambda kind, item: kind != "case_customers", as_of)
+    """The metrics of ``facts`` over its period, and with ``by`` the same per group.
+
+    Each item's group is worked out once, so grouping costs one pass over the items."""
+    inside: dict[str, list[Any]] = {
+        kind: [i for i in getattr(facts, kind) if facts.since <= getattr(i, at) < facts.until]
+        for kind, at in _AT.items()
+    }
+    everyone = {person for person, _ in facts.active_days}
+    result = _figures(inside, everyone, as_of)
     result["period"] = {
         "since": facts.since.isoformat(),
         "until": facts.until.isoformat(),
@@ -173,32 +167,23 @@ def compute(facts: Facts, *, by: By | None = None, as_of: datetime) -> dict[str,
     }
     if by is None:
         return result
-    inside = _inside(facts)
-    keys: set[str] = set()
-    for kind, items, at in (
-        ("case", facts.cases, "opened_at"),
-        ("wait", facts.waits, "started_at"),
-        ("promise", facts.promises, "made_at"),
-        ("review", facts.reviews, "posted_at"),
-        ("rating", facts.ratings, "rated_at"),
-        ("replacement", facts.replacements, "shipped_at"),
-    ):
-        keys.update(
-            k
-            for item in items
-            if inside(getattr(item, at)) and (k := _group_key(by, kind, item)) is not None
-        )
+    buckets: dict[str, dict[str, list[Any]]] = {}
+    for kind, items in inside.items():
+        for item in items:
+            name = _group_key(by, kind, item)
+            bucket = buckets.setdefault(name, {k: [] for k in _AT})
+            bucket[kind].append(item)
+    people: dict[str, set[str]] = {}
     if by in ("week", "month"):
-        keys.update(k for d in facts.active_days if (k := _group_key(by, "day", d)) is not None)
-    groups = {}
-    for name in sorted(keys):
-
-        def keep(kind: str, item: Any, name: str = name) -> bool:
-            if kind == "case_customers":
-                # a customer belongs to a channel, team or product by the cases they opened
-                return by not in ("week", "month")
-            return _group_key(by, kind, item) == name
-
-        groups[name] = _figures(facts, keep, as_of)
-    result["groups"] = groups
+        for day in facts.active_days:
+            name = _group_key(by, "day", day)
+            buckets.setdefault(name, {k: [] for k in _AT})
+            people.setdefault(name, set()).add(day[0])
+    else:
+        # a customer belongs to a channel, team or product by the cases they opened there
+        for name, bucket in buckets.items():
+            people[name] = {facts.person[k.customer_id] for k in bucket["cases"]}
+    result["groups"] = {
+        name: _figures(buckets[name], people.get(name, set()), as_of) for name in sorted(buckets)
+    }
     return result

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from consumers.embedded_log import EmbeddedLog
 from domain import catalogue as c
 from domain.business_hours import BusinessHours
 from domain.envelope import Touchpoint, new_touchpoint
 from domain.journey import Journey
 from domain.rules import ServiceRules, case_deadline
 from journey import analytics
+from journey.pipeline import ManualClock, Pipeline
 
 STOCKHOLM = BusinessHours(
     time_zone="Europe/Stockholm",
@@ -226,3 +229,30 @@ def test_periods_attribute_by_opening_and_group_by_week() -> None:
     weekly = analytics.weekly(story, SINCE, UNTIL, as_of=AS_OF)
     assert weekly.column("group").to_pylist() == ["2026-W46"]
     assert weekly.column("first_reply_hours_p50").to_pylist() == [2.0]
+
+
+def test_the_service_levels_and_the_keeper_wait_for_business_hours(tmp_path: Path) -> None:
+    """A target that says so is breached after its open hours, not over the weekend: the
+    agents' lists and the keeper's ReplyOverdue both follow the team's calendar."""
+    rules = ServiceRules(
+        first_reply_hours={"email": 4, "default": 4},
+        business_hours={"Support SE": STOCKHOLM},
+        business_time={"first_reply": ["*"]},
+    )
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    clock = ManualClock(FRIDAY_EVENING + timedelta(minutes=5))
+    pipeline = Pipeline(log, tmp_path / "views.db", topic="bh", rules=rules, clock=clock)
+    pipeline.emit([tp(complaint(), FRIDAY_EVENING)])
+    pipeline.catch_up()
+    clock.set(datetime(2026, 11, 28, 12, 0, tzinfo=UTC))  # Saturday noon: not due yet
+    pipeline.catch_up()
+    levels = pipeline.service_levels()
+    assert levels.breached == [] and [i.ref for i in levels.unanswered] == ["k1"]
+    monday_noon_local = datetime(2026, 11, 30, 11, 0, tzinfo=UTC)  # 08:00-12:00 open
+    assert levels.unanswered[0].due_at == monday_noon_local
+    clock.set(monday_noon_local + timedelta(minutes=30))
+    pipeline.catch_up()
+    pipeline.catch_up()
+    (item,) = pipeline.service_levels().breached
+    assert (item.kind, item.due_at, item.recorded) == ("first_reply", monday_noon_local, True)
+    pipeline.close()
