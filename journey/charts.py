@@ -3,7 +3,8 @@
 Pure functions: data in, one ``<svg>`` element out as a string; nothing is read or fetched.
 We write our own rather than use matplotlib (numpy and ~40 MB for four simple charts, text
 drawn as paths unless configured, no ARIA) or pygal (its SVG links script from a CDN unless
-told not to): ~350 lines give charts that are accessible and safe by construction.
+told not to): a few hundred lines of our own give charts that are accessible and safe by
+construction.
 
 - Every text (titles, labels, series names) is escaped, and control characters that XML
   forbids are replaced, so a team called ``<script>`` is just text.
