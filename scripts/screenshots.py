@@ -92,8 +92,14 @@ def main() -> None:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
             )
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            pages = {}
+            for role in ("agent", "analyst"):  # the work is an agent's, the metrics an analyst's
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                context.add_cookies([running.session_cookie(role)])  # signed in
+                pages[role] = context.new_page()
+            page = pages["agent"]
             for name, url, _ in SCREENS:
+                page = pages["analyst" if "metrics" in url else "agent"]
                 page.goto(running.server.url + url)
                 if url.startswith("/console/customers/") and "/lists/" not in url:
                     page.locator("#live-state", has_text="Live").wait_for()
@@ -103,6 +109,7 @@ def main() -> None:
             cases = [inquiry(BUSY, f"Question {i} about the TV", f"tv-q-{i}") for i in range(60)]
             token = tokens_of(running.emitter.emit_touchpoints(cases))
             running.http.get(f"/customers/{BUSY}", params={"after": token})
+            page = pages["agent"]
             page.goto(running.server.url + f"/console/customers/{BUSY}/lists/open_cases")
             page.screenshot(path=str(OUT / "console-list.png"))
             print(f"{OUT / 'console-list.png'}")

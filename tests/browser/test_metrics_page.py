@@ -9,16 +9,19 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_console import ARTIFACTS, browser, console  # noqa: F401 (fixtures)
+from tests.browser.test_console import ARTIFACTS, chromium, console  # noqa: F401 (fixtures)
 from tests.service.helpers import Running
 
 pytestmark = pytest.mark.browser
 
 
-def test_the_metrics_page_draws_its_charts(browser: Any, console: Running) -> None:  # noqa: F811
+def test_the_metrics_page_draws_its_charts(chromium: Any, console: Running) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # An admin: the work lists are an agent's, the metrics an analyst's (admin may both).
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies([console.session_cookie("admin")])
+    page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -61,4 +64,27 @@ def test_the_metrics_page_draws_its_charts(browser: Any, console: Running) -> No
     page.get_by_role("link", name="52 weeks").click()
     expect(page.get_by_role("link", name="52 weeks")).to_have_attribute("aria-current", "page")
     assert not errors, errors
-    page.close()
+    context.close()
+
+
+def test_an_agent_is_not_shown_the_metrics_an_analyst_is(
+    chromium: Any,  # noqa: F811
+    console: Running,  # noqa: F811
+) -> None:
+    for role, shown, status in (("agent", False, 403), ("analyst", True, 200)):
+        context = chromium.new_context()
+        context.add_cookies([console.session_cookie(role)])
+        page = context.new_page()
+        response = page.goto(console.server.url + "/console/metrics?weeks=4")
+        assert response is not None and response.status == status, role
+        if shown:
+            assert page.locator("svg.chart").count() >= 8
+            nav = page.get_by_role("navigation", name="Console")
+            assert nav.get_by_role("link", name="Metrics").count() == 1
+            assert nav.get_by_role("link", name="Work").count() == 0  # not theirs to open
+        else:
+            page.goto(console.server.url + "/")
+            nav = page.get_by_role("navigation", name="Console")
+            assert nav.get_by_role("link", name="Work").count() == 1
+            assert nav.get_by_role("link", name="Metrics").count() == 0
+        context.close()

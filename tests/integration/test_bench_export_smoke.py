@@ -27,6 +27,7 @@ def test_the_export_benchmark_runs_and_reports_every_figure(tmp_path: Path) -> N
         figures = results[step]
         assert figures["touchpoints"] == 1500, step
         assert figures["per_s"] > 0 and figures["peak_rss_mib"] > 0, step
+        assert figures["per_cpu_s"] > 0 and figures["cpu_seconds"] > 0, step
     for fmt in ("parquet", "duckdb", "csv"):
         figures = results[f"export-{fmt}"]
         assert figures["rows"] == 1500 and figures["out_bytes"] > 0

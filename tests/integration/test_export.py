@@ -337,3 +337,60 @@ def test_the_command_prints_a_summary_and_says_when_no_store_resolves_identities
     assert again.stderr.strip().splitlines()[-1].startswith("error: h.duckdb already exists")
     bad = journey(tmp_path, *common, "export", "--out", "p", "--since", "2026-11-01T10:00")
     assert bad.returncode == 2 and "no zone offset" in bad.stderr
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "duckdb", "csv"])
+def test_an_append_that_fails_half_way_leaves_the_export_as_it_was(
+    embedded_log: Log,
+    tmp_path: Path,
+    unique_topic: str,
+    fmt: ExportFormat,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emitter = Emitter(embedded_log, topic=unique_topic, source="t")
+    emitter.emit_touchpoints(generate_touchpoints(300, 20, seed=3, start=NOW - timedelta(days=9)))
+    out = tmp_path / f"h.{fmt}"
+    export(embedded_log, out, format=fmt, topic=unique_topic)
+    before = _rows(out, fmt)
+    saved = positions_path(out).read_text()
+    emitter.emit_touchpoints(
+        generate_touchpoints(2500, 50, seed=4, start=NOW - timedelta(days=8), prefix="c")
+    )
+    calls = []
+
+    def fail_on_the_second_poll(done: int, total: int) -> None:
+        calls.append(done)
+        if len(calls) == 3:  # the start, the first poll (its batches written), the second
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        export(
+            embedded_log, out, format=fmt, topic=unique_topic, batch_rows=100,
+            after_positions=positions_path(out), progress=fail_on_the_second_poll,
+        )  # fmt: skip
+    pd.testing.assert_frame_equal(_rows(out, fmt), before)
+    assert positions_path(out).read_text() == saved
+    if fmt == "duckdb":
+        # A run that died without cleaning up (SIGKILL) left its batches in the table: the
+        # next append removes them before it writes.
+        from journey.analytics import export as module
+
+        monkeypatch.setattr(module._DuckDbSink, "abort", lambda self: self.con.close())
+        with pytest.raises(Interrupted):
+            calls.clear()
+            export(
+                embedded_log, out, format=fmt, topic=unique_topic, batch_rows=100,
+                after_positions=positions_path(out), progress=fail_on_the_second_poll,
+            )  # fmt: skip
+        assert len(_rows(out, fmt)) > len(before)
+    again = export(
+        embedded_log, out, format=fmt, topic=unique_topic, after_positions=positions_path(out)
+    )
+    assert again.rows == 2500
+    full = tmp_path / f"full.{fmt}"
+    export(embedded_log, full, format=fmt, topic=unique_topic)
+    pd.testing.assert_frame_equal(_rows(out, fmt), _rows(full, fmt))
