@@ -698,6 +698,7 @@ def metrics_command(
     disturbed) and folds it; no store is needed. Definitions: docs/metrics.md.
     """
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from journey import analytics
     from journey.analytics.export import store_resolver
@@ -712,6 +713,10 @@ def metrics_command(
         start = analytics.parse_time(since, "--since")
         end = analytics.parse_time(until, "--until")
         judged = analytics.parse_time(as_of, "--as-of") if as_of else None
+        if end <= start:
+            raise JourneyError(
+                f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
+            )
         log = settings.open_log(must_exist=True)
         store = None
         try:
@@ -720,15 +725,27 @@ def metrics_command(
             active = active_store(settings.store_address())
             if store_exists(active):
                 store = JourneyStore(active)
-            facts = analytics.read(
-                log,
-                start,
-                end,
-                topic=settings.topic,
-                business_hours=rules.business_hours,
-                resolve=None if store is None else store_resolver(store),
-                max_future=settings.max_future,
-            )
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("reading the log", total=None)
+                facts = analytics.read(
+                    log,
+                    start,
+                    end,
+                    topic=settings.topic,
+                    business_hours=rules.business_hours,
+                    resolve=None if store is None else store_resolver(store),
+                    max_future=settings.max_future,
+                    progress=lambda done, total: bar.update(
+                        task, completed=done, total=total or None
+                    ),
+                )
         finally:
             log.close()
             if store is not None:
@@ -739,7 +756,7 @@ def metrics_command(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        Console(width=max(Console().width, 200)).print(render_metrics(result))
+        Console().print(render_metrics(result))
 
 
 @app.command("report")

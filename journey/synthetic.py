@@ -136,16 +136,37 @@ def service_journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.To
         n += 1
         roll = rng.random()
         if roll < 0.15:
-            order = f"{cid}-o{n}"
+            order, seller = f"{cid}-o{n}", rng.choice(["seller-a", "seller-b", None])
+            on_day = rng.random() < 0.5  # a promised day in a zone, or an instant
             yield c.OrderPlaced(
                 order_id=order,
                 total=_money(999),
-                promised_delivery_by=t0 + timedelta(days=2 * n),
-                lines=[c.OrderLine(sku="SKU-1", name=rng.choice(products), unit_price=_money(999))],
+                promised_delivery_by=None if on_day else t0 + timedelta(days=2 * n),
+                promised_delivery_date=(t0 + timedelta(days=2 * n)).date() if on_day else None,
+                time_zone="Europe/Oslo" if on_day else None,
+                lines=[
+                    c.OrderLine(
+                        sku="SKU-1", name=rng.choice(products), unit_price=_money(999),
+                        seller=seller, handoff_by=t0 + timedelta(days=2 * n - 1),
+                    )
+                ],
+            )  # fmt: skip
+            if rng.random() < 0.1:
+                yield c.OrderCancelled(order_id=order, reason="changed my mind")
+                continue
+            yield c.OrderShipped(
+                order_id=order, shipment_id=f"{order}-s", carrier="PostNord", seller=seller
             )
-            yield c.OrderShipped(order_id=order, shipment_id=f"{order}-s", carrier="PostNord")
             if rng.random() < 0.85:
                 yield c.Delivered(shipment_id=f"{order}-s", carrier="PostNord")
+            if rng.random() < 0.3:
+                survey = f"{order}-f"
+                yield c.FeedbackRequested(feedback_id=survey, channel="email", order_id=order)
+                if rng.random() < 0.5:
+                    yield c.PublicReviewPosted(
+                        review_id=f"{survey}-r", platform="Marketplace",
+                        score=rng.randint(1, 5), feedback_id=survey,
+                    )  # fmt: skip
             continue
         if roll > 0.92:
             review = f"{cid}-r{n}"
@@ -191,7 +212,12 @@ def service_journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.To
         if rng.random() < 0.75:
             yield c.CaseResolved(case_id=case, resolution="done")
             if rng.random() < 0.5:
-                yield c.SatisfactionRated(case_id=case, score=rng.randint(1, 5))
+                survey = f"{case}-f"
+                yield c.FeedbackRequested(feedback_id=survey, channel="email", case_id=case)
+                if rng.random() < 0.7:
+                    yield c.SatisfactionRated(
+                        case_id=case, score=rng.randint(1, 5), feedback_id=survey
+                    )
             if rng.random() < 0.1:
                 yield c.CaseReopened(case_id=case, reason="not fixed")
                 yield c.ReplySent(

@@ -20,8 +20,9 @@ Return shapes (stable; docs/metrics.md defines every figure):
   cancelled, open}, ``first_reply_hours`` {p50, p90, p99, n}, ``unanswered_share``,
   ``contacts_per_resolved_case``, ``reviews`` {n, low_scores, answer_hours {p50, p90}},
   ``next_reply_hours`` {p50, p90, p99, n}, ``cases`` {opened, answered, resolved},
-  ``reopen_rate``, ``repairs_before_replacement`` {n, mean, max}, ``satisfaction`` {n,
-  mean, low_scores}, ``period`` {since, until, as_of, by}; with ``by``, the same figures
+  ``reopen_rate``, ``repairs_before_replacement`` {n, mean, max}, ``surveys`` {n,
+  answered, answer_hours {p50, p90}}, ``satisfaction`` {n, mean, low_scores}, ``period``
+  {since, until, as_of, by}; with ``by``, the same figures
   per group under ``groups`` (group name -> figures).
 * :func:`metrics_table` -> one row per group (``group``; one row ``all`` without ``by``),
   the figures flattened to columns: ``customers``, ``promises_made``, ``promises_kept``,
@@ -30,14 +31,16 @@ Return shapes (stable; docs/metrics.md defines every figure):
   ``unanswered_share``, ``contacts_per_resolved_case``, ``reopen_rate``, ``reviews_n``,
   ``reviews_low_scores``, ``reviews_answer_hours_p50`` / ``_p90``, ``cases_opened``,
   ``cases_answered``, ``cases_resolved``, ``repairs_before_replacement_n`` / ``_mean`` /
-  ``_max``, ``satisfaction_n`` / ``_mean`` / ``_low_scores``.
+  ``_max``, ``surveys_n``, ``surveys_answered``, ``surveys_answer_hours_p50`` / ``_p90``,
+  ``satisfaction_n`` / ``_mean`` / ``_low_scores``.
 * :func:`weekly` / :func:`monthly` -> :func:`metrics_table` by week (``2026-W48``) / month.
 * :func:`reply_time_distribution` -> one row per wait: ``customer_id``, ``case_id``,
   ``kind`` (first | next), ``started_at``, ``replied_at``, ``hours`` (null: never
   answered), ``business_hours`` (bool), ``channel``, ``team``, ``product``, ``week``.
 * :func:`promise_outcomes` -> one row per promise made in the period: ``customer_id``,
   ``promise_id``, ``kind``, ``implied``, ``made_at``, ``due_by``, ``fulfilled_at``,
-  ``withdrawn_at``, ``status`` (kept | kept_late | broken | cancelled | open), ``case_id``,
+  ``withdrawn_at``, ``cancelled_at`` (its order cancelled), ``status`` (kept | kept_late |
+  broken | cancelled | open), ``case_id``,
   ``channel``, ``team``, ``product``, ``week``.
 * :func:`case_table` -> one row per case opened in the period.
 """
@@ -107,6 +110,7 @@ def read(
     business_hours: Mapping[str, BusinessHours] | None = None,
     resolve: Callable[[str], str] | None = None,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Facts:
     """Fold a source into the facts of [since, until). A broker URL or a Log is streamed
     from the beginning (outside any consumer group) to the head it had when reading
@@ -114,7 +118,8 @@ def read(
     ``resolve``: customer id -> person id, e.g. ``journey.analytics.export.store_resolver``
     (the export's ``resolved_customer_id``); without it, ids linked by ``IdentityLinked``
     of kind ``customer_id`` are one person. ``max_future``: the bounds the engine reads
-    with (``JOURNEY_MAX_FUTURE``), so the same messages count."""
+    with (``JOURNEY_MAX_FUTURE``), so the same messages count. ``progress(read, total)``
+    is called after every poll of a log."""
     if isinstance(source, Facts):
         return source
     if since is None or until is None:
@@ -122,17 +127,22 @@ def read(
     start, end = parse_time(since, "since"), parse_time(until, "until")
     if end <= start:
         raise JourneyError(f"until ({end.isoformat()}) must be after since ({start.isoformat()})")
+    options: dict[str, Any] = {"business_hours": business_hours, "resolve": resolve}
     if isinstance(source, str):
         from consumers import open_log
 
         log = open_log(source, must_exist=True)
         try:
-            return read_log(log, topic, start, end, business_hours=business_hours, resolve=resolve)
+            return read_log(
+                log, topic, start, end, max_future=max_future, progress=progress, **options
+            )
         finally:
             log.close()
     if hasattr(source, "high_watermarks"):
-        return read_log(source, topic, start, end, business_hours=business_hours, resolve=resolve)
-    return fold(source, start, end, business_hours=business_hours, resolve=resolve)
+        return read_log(
+            source, topic, start, end, max_future=max_future, progress=progress, **options
+        )
+    return fold(source, start, end, **options)
 
 
 def metrics(
@@ -257,6 +267,7 @@ def promise_outcomes(
             "due_by": p.due_by.astimezone(UTC),
             "fulfilled_at": None if p.fulfilled_at is None else p.fulfilled_at.astimezone(UTC),
             "withdrawn_at": None if p.withdrawn_at is None else p.withdrawn_at.astimezone(UTC),
+            "cancelled_at": None if p.cancelled_at is None else p.cancelled_at.astimezone(UTC),
             "status": p.status(at),
             "case_id": p.case_id,
             "channel": p.channel,
@@ -358,6 +369,7 @@ def _PROMISE_SCHEMA() -> pa.Schema:
             ("due_by", ts),
             ("fulfilled_at", ts),
             ("withdrawn_at", ts),
+            ("cancelled_at", ts),
             ("status", pa.string()),
             ("case_id", pa.string()),
             ("channel", pa.string()),

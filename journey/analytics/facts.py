@@ -39,6 +39,7 @@ __all__ = [
     "RatingFact",
     "ReplacementFact",
     "ReviewFact",
+    "SurveyFact",
     "Wait",
     "fold",
     "read_log",
@@ -106,12 +107,13 @@ class PromiseFact:
     channel: str | None
     team: str | None
     product: str | None
+    cancelled_at: datetime | None = None  # its order was cancelled (OrderCancelled)
 
     def status(self, as_of: datetime) -> str:
         """kept, kept_late, cancelled, broken or open, judged by event time at ``as_of``."""
         if self.fulfilled_at is not None:
             return "kept" if self.fulfilled_at <= self.due_by else "kept_late"
-        if self.withdrawn_at is not None:
+        if self.withdrawn_at is not None or self.cancelled_at is not None:
             return "cancelled"
         return "broken" if self.due_by <= as_of else "open"
 
@@ -122,7 +124,7 @@ class ReviewFact:
     review_id: str
     platform: str
     posted_at: datetime
-    rating: int | None
+    score: int | None
     answered_at: datetime | None
 
     @property
@@ -130,6 +132,25 @@ class ReviewFact:
         if self.answered_at is None:
             return None
         return max(0.0, (self.answered_at - self.posted_at).total_seconds())
+
+
+@dataclass
+class SurveyFact:
+    """A feedback request (survey, review invitation) and the customer's first answer."""
+
+    customer_id: str
+    feedback_id: str
+    requested_at: datetime
+    answered_at: datetime | None
+    channel: str | None
+    team: str | None
+    product: str | None
+
+    @property
+    def answer_seconds(self) -> float | None:
+        if self.answered_at is None:
+            return None
+        return max(0.0, (self.answered_at - self.requested_at).total_seconds())
 
 
 @dataclass
@@ -168,6 +189,7 @@ class Facts:
     reviews: list[ReviewFact]
     ratings: list[RatingFact]
     replacements: list[ReplacementFact]
+    surveys: list[SurveyFact]
     # (person, UTC day) for every day in [since, until) a person had a touchpoint
     active_days: set[tuple[str, date]]
     person: dict[str, str]  # customer id -> the person's id (identity merges applied)
@@ -188,8 +210,16 @@ class _Case:
     reopens: dict[str, Key] = field(default_factory=dict)
 
 
-# (key, kind, due_by, case_id, implied, order_id, shipment_id)
-_Made = tuple[Key, str, datetime, str | None, bool, str | None, str | None]
+@dataclass(frozen=True)
+class _Made:
+    key: Key
+    kind: str
+    due_by: datetime
+    case_id: str | None
+    implied: bool = False
+    order_id: str | None = None  # kept by a delivery of the order (or its hand-over)
+    shipment_id: str | None = None  # kept by a delivery of this shipment
+    seller: str | None = None  # a hand-off promise: kept by this seller's hand-over
 
 
 @dataclass
@@ -215,6 +245,11 @@ class _Fold:
         self.ratings: dict[str, tuple[str, str | None, datetime, int]] = {}
         self.repairs: dict[tuple[str, str], dict[str, Key]] = {}
         self.replaced: dict[tuple[str, str], dict[str, tuple[Key, str | None]]] = {}
+        self.cancelled: dict[tuple[str, str], datetime] = {}  # order -> cancelled at
+        # (customer, order, seller or None) -> first hand-over to a carrier
+        self.handed_over: dict[tuple[str, str, str | None], datetime] = {}
+        self.surveys: dict[tuple[str, str], tuple[Key, str | None]] = {}
+        self.survey_answers: dict[tuple[str, str], datetime] = {}
         self.parent: dict[str, str] = {}
         self.active: set[tuple[str, date]] = set()
         self.touchpoints = 0
@@ -238,8 +273,13 @@ class _Fold:
         made: _Made,
     ) -> None:
         promise = self._promise(cid, pid)
-        if promise.made is None or made[0] < promise.made[0]:
+        if promise.made is None or made.key < promise.made.key:
             promise.made = made
+
+    def _answered(self, cid: str, feedback_id: str, at: datetime) -> None:
+        self.survey_answers[(cid, feedback_id)] = _min(
+            self.survey_answers.get((cid, feedback_id)), at
+        )
 
     def _root(self, cid: str) -> str:
         root = cid
@@ -258,12 +298,8 @@ class _Fold:
         match d:
             case c.InquiryReceived() | c.ComplaintFiled() | c.SignupRequested():
                 product = getattr(d, "product", None)
-                self._case(cid, d.case_id).contacts[eid] = (
-                    key,
-                    tp.type,
-                    d.channel,
-                    d.team,
-                    product,
+                self._case(cid, d.case_id).contacts.setdefault(
+                    eid, (key, tp.type, d.channel, d.team, product)
                 )
             case c.ReplySent():
                 self._case(cid, d.case_id).replies.setdefault(eid, (key, d.team))
@@ -273,27 +309,45 @@ class _Fold:
                 self._case(cid, d.case_id).reopens.setdefault(eid, key)
             case c.SatisfactionRated():
                 self.ratings.setdefault(eid, (cid, d.case_id, at, d.score))
+                if d.feedback_id is not None:
+                    self._answered(cid, d.feedback_id, at)
+            case c.FeedbackRequested():
+                seen_request = self.surveys.get((cid, d.feedback_id))
+                if seen_request is None or key < seen_request[0]:
+                    self.surveys[(cid, d.feedback_id)] = (key, d.case_id)
             case c.PromiseMade():
-                self._made(cid, d.promise_id, (key, d.kind, d.due_by, d.case_id, False, None, None))
-            case c.OrderPlaced() if d.promised_delivery_by is not None:
-                pid = f"delivery:{d.order_id}"
-                made: _Made = (
-                    key,
-                    "delivery",
-                    d.promised_delivery_by,
-                    None,
-                    True,
-                    d.order_id,
-                    None,
-                )
-                self._made(cid, pid, made)
-            case c.DeliveryRescheduled() if d.deliver_by is not None:
-                pid = d.promise_id or f"reschedule:{d.shipment_id}:{at.isoformat()}"
-                self._made(
-                    cid, pid, (key, "delivery", d.deliver_by, None, False, None, d.shipment_id)
-                )
+                self._made(cid, d.promise_id, _Made(key, d.kind, d.due_by, d.case_id))
+            case c.OrderPlaced():
+                due = d.promised_delivery_by
+                if d.promised_delivery_date is not None and d.time_zone is not None:
+                    due = c.end_of_day(d.promised_delivery_date, d.time_zone)
+                if due is not None:
+                    made = _Made(key, "delivery", due, None, implied=True, order_id=d.order_id)
+                    self._made(cid, f"delivery:{d.order_id}", made)
+                # each seller's hand-off deadline (the earliest of its lines) is a promise
+                handoffs: dict[str | None, datetime] = {}
+                for line in d.lines:
+                    if line.handoff_by is not None:
+                        seen_by = handoffs.get(line.seller)
+                        handoffs[line.seller] = _min(seen_by, line.handoff_by)
+                for seller, by in handoffs.items():
+                    pid = f"handoff:{d.order_id}" + (f":{seller}" if seller else "")
+                    made = _Made(key, "handoff", by, None, True, d.order_id, seller=seller)
+                    self._made(cid, pid, made)
+            case c.OrderCancelled():
+                self.cancelled[(cid, d.order_id)] = _min(self.cancelled.get((cid, d.order_id)), at)
+            case c.DeliveryRescheduled():
+                due = d.deliver_by
+                if d.deliver_on is not None and d.time_zone is not None:
+                    due = c.end_of_day(d.deliver_on, d.time_zone)
+                if due is not None:
+                    pid = d.promise_id or f"reschedule:{d.shipment_id}:{at.isoformat()}"
+                    made = _Made(key, "delivery", due, None, shipment_id=d.shipment_id)
+                    self._made(cid, pid, made)
             case c.OrderShipped():
                 self.ship_order[(cid, d.shipment_id)] = d.order_id
+                handed = (cid, d.order_id, d.seller)
+                self.handed_over[handed] = _min(self.handed_over.get(handed), at)
             case c.Delivered():
                 self.delivered[(cid, d.shipment_id)] = _min(
                     self.delivered.get((cid, d.shipment_id)), at
@@ -308,6 +362,8 @@ class _Fold:
                 seen = self.reviews.get((cid, d.review_id))
                 if seen is None or key < seen[0]:
                     self.reviews[(cid, d.review_id)] = (key, d.platform, d.score)
+                if d.feedback_id is not None:
+                    self._answered(cid, d.feedback_id, at)
             case c.ReviewAnswered():
                 self.answers[(cid, d.review_id)] = _min(self.answers.get((cid, d.review_id)), at)
             case c.RepairCompleted():
@@ -356,26 +412,46 @@ class _Fold:
                 )
         promises = []
         for (cid, pid), p in self.promises.items():
-            if p.made is None:
+            m = p.made
+            if m is None:
                 continue  # kept or withdrawn, never made: an anomaly, not a promise
-            key, kind, due_by, promise_case, implied, order_id, shipment_id = p.made
             fulfilled = p.kept
-            if order_id is not None and (cid, order_id) in shipped_orders:
-                fulfilled = _min(fulfilled, shipped_orders[(cid, order_id)])
-            if shipment_id is not None and (cid, shipment_id) in self.delivered:
-                fulfilled = _min(fulfilled, self.delivered[(cid, shipment_id)])
+            cancelled: datetime | None = None
+            if m.kind == "handoff" and m.order_id is not None:
+                # handed over by this seller, or in a hand-over naming no seller
+                for seller in {m.seller, None}:
+                    if (cid, m.order_id, seller) in self.handed_over:
+                        fulfilled = _min(fulfilled, self.handed_over[(cid, m.order_id, seller)])
+            elif m.order_id is not None and (cid, m.order_id) in shipped_orders:
+                fulfilled = _min(fulfilled, shipped_orders[(cid, m.order_id)])
+            if m.shipment_id is not None and (cid, m.shipment_id) in self.delivered:
+                fulfilled = _min(fulfilled, self.delivered[(cid, m.shipment_id)])
+            # cancelled with its order: the promise's order, or the order of its shipment
+            of_shipment = self.ship_order.get((cid, m.shipment_id or ""))
+            for order_id in {m.order_id, of_shipment}:
+                if order_id is not None and (cid, order_id) in self.cancelled:
+                    cancelled = _min(cancelled, self.cancelled[(cid, order_id)])
             promises.append(
                 PromiseFact(
                     cid,
                     pid,
-                    kind,
-                    implied,
-                    key[0],
-                    due_by,
-                    promise_case,
+                    m.kind,
+                    m.implied,
+                    m.key[0],
+                    m.due_by,
+                    m.case_id,
                     fulfilled,
                     p.withdrawn,
-                    *of_case(cid, promise_case),
+                    *of_case(cid, m.case_id),
+                    cancelled_at=cancelled,
+                )
+            )
+        surveys = []
+        for (cid, fid), (key, survey_case) in self.surveys.items():
+            channel, team, product = of_case(cid, survey_case)
+            surveys.append(
+                SurveyFact(
+                    cid, fid, key[0], self.survey_answers.get((cid, fid)), channel, team, product
                 )
             )
         reviews = [
@@ -405,6 +481,7 @@ class _Fold:
             reviews=reviews,
             ratings=ratings,
             replacements=replacements,
+            surveys=surveys,
             active_days={(person(cid), day) for cid, day in self.active},
             person={cid: person(cid) for cid in ids},
             touchpoints=self.touchpoints,

@@ -81,6 +81,7 @@ _AT = {
     "reviews": "posted_at",
     "ratings": "rated_at",
     "replacements": "shipped_at",
+    "surveys": "requested_at",
 }
 
 
@@ -97,6 +98,7 @@ def _figures(items: dict[str, list[Any]], people: set[str], as_of: datetime) -> 
     answer_hours = [s / 3600 for r in reviews if (s := r.answer_seconds) is not None]
     scores = [r.score for r in ratings]
     repairs = [r.repairs_before for r in replaced]
+    survey_hours = [s / 3600 for r in items["surveys"] if (s := r.answer_seconds) is not None]
     return {
         "customers": len(people),
         "promises": {"made": len(promises), **outcomes},
@@ -107,7 +109,7 @@ def _figures(items: dict[str, list[Any]], people: set[str], as_of: datetime) -> 
         ),
         "reviews": {
             "n": len(reviews),
-            "low_scores": sum(1 for r in reviews if r.rating is not None and r.rating <= 2),
+            "low_scores": sum(1 for r in reviews if r.score is not None and r.score <= 2),
             "answer_hours": {
                 "p50": _r(percentile(answer_hours, 0.5)),
                 "p90": _r(percentile(answer_hours, 0.9)),
@@ -124,6 +126,14 @@ def _figures(items: dict[str, list[Any]], people: set[str], as_of: datetime) -> 
             "n": len(repairs),
             "mean": _r(sum(repairs) / len(repairs)) if repairs else None,
             "max": max(repairs, default=None),
+        },
+        "surveys": {
+            "n": len(items["surveys"]),
+            "answered": len(survey_hours),
+            "answer_hours": {
+                "p50": _r(percentile(survey_hours, 0.5)),
+                "p90": _r(percentile(survey_hours, 0.9)),
+            },
         },
         "satisfaction": {
             "n": len(scores),

@@ -30,6 +30,7 @@ _COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("revw", ("reviews", "n")),
     ("1-2", ("reviews", "low_scores")),
     ("rev ans h p50", ("reviews", "answer_hours", "p50")),
+    ("survey ans h p50", ("surveys", "answer_hours", "p50")),
 )
 
 

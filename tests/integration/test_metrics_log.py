@@ -38,3 +38,19 @@ def test_the_metrics_of_a_log_are_those_of_its_touchpoints(log: Log, unique_topi
     assert analytics.metrics(facts, by="team", as_of=NOW) == analytics.metrics(
         touchpoints, SINCE, UNTIL, "team", as_of=NOW
     )
+
+
+def test_the_bounds_are_the_engines(log: Log, unique_topic: str) -> None:
+    """A touchpoint dated two days after its log time is dead-lettered by an engine allowing
+    one day of clock skew (the default), and counted by one allowing three."""
+    (tp,) = [t for t in all_touchpoints(NOW) if t.type == "ComplaintFiled"][:1]
+    log.ensure_topics([unique_topic], 1)
+    early = int((tp.occurred_at - timedelta(days=2)).timestamp() * 1000)
+    log.produce(
+        unique_topic,
+        [OutgoingMessage(key=tp.customer_id.encode(), value=encode(tp), timestamp_ms=early)],
+    )
+    strict = analytics.read(log, SINCE, UNTIL, topic=unique_topic)
+    lenient = analytics.read(log, SINCE, UNTIL, topic=unique_topic, max_future=timedelta(days=3))
+    assert (strict.skipped, len(strict.cases)) == (1, 0)
+    assert (lenient.skipped, len(lenient.cases)) == (0, 1)

@@ -135,36 +135,69 @@ CREATE TEMP TABLE waits AS
                             AND s.lo < w.replied_at), 0)
          ELSE greatest(0, epoch(w.replied_at) - epoch(w.started_at)) END AS seconds
   FROM waits_raw w;
+CREATE TEMP MACRO end_of_day(day, tz) AS timezone(tz, (day::DATE + 1)::TIMESTAMP);
 CREATE TEMP TABLE made AS
   SELECT customer_id, promise_id AS pid, k, occurred_at,
-         (data->>'$.due_by')::TIMESTAMPTZ AS due_by, case_id, NULL AS order_id,
-         NULL AS shipment_id
+         (data->>'$.due_by')::TIMESTAMPTZ AS due_by, case_id, 'promise' AS kind,
+         NULL AS order_id, NULL AS shipment_id, NULL AS seller
   FROM t WHERE type = 'PromiseMade'
   UNION ALL
   SELECT customer_id, 'delivery:' || order_id, k, occurred_at,
-         (data->>'$.promised_delivery_by')::TIMESTAMPTZ, NULL, order_id, NULL
-  FROM t WHERE type = 'OrderPlaced' AND data->>'$.promised_delivery_by' IS NOT NULL
+         coalesce((data->>'$.promised_delivery_by')::TIMESTAMPTZ,
+                  end_of_day(data->>'$.promised_delivery_date', data->>'$.time_zone')),
+         NULL, 'delivery', order_id, NULL, NULL
+  FROM t WHERE type = 'OrderPlaced' AND (data->>'$.promised_delivery_by' IS NOT NULL
+                                         OR data->>'$.promised_delivery_date' IS NOT NULL)
+  UNION ALL
+  SELECT customer_id, 'handoff:' || order_id || coalesce(':' || seller, ''), min(k),
+         first(occurred_at ORDER BY k), min(handoff_by), NULL, 'handoff', order_id, NULL, seller
+  FROM (SELECT customer_id, order_id, event_id, k, occurred_at, line->>'$.seller' AS seller,
+               (line->>'$.handoff_by')::TIMESTAMPTZ AS handoff_by
+        FROM (SELECT *, unnest(CAST(data->'$.lines' AS JSON[])) AS line FROM t
+              WHERE type = 'OrderPlaced'))
+  WHERE handoff_by IS NOT NULL
+  GROUP BY customer_id, order_id, seller, event_id
   UNION ALL
   SELECT customer_id, coalesce(promise_id, 'reschedule:' || event_id), k, occurred_at,
-         (data->>'$.deliver_by')::TIMESTAMPTZ, NULL, NULL, data->>'$.shipment_id'
-  FROM t WHERE type = 'DeliveryRescheduled' AND data->>'$.deliver_by' IS NOT NULL;
+         coalesce((data->>'$.deliver_by')::TIMESTAMPTZ,
+                  end_of_day(data->>'$.deliver_on', data->>'$.time_zone')),
+         NULL, 'delivery', NULL, data->>'$.shipment_id', NULL
+  FROM t WHERE type = 'DeliveryRescheduled'
+    AND (data->>'$.deliver_by' IS NOT NULL OR data->>'$.deliver_on' IS NOT NULL);
 CREATE TEMP TABLE delivered AS
   SELECT customer_id, data->>'$.shipment_id' AS shipment_id, min(occurred_at) AS at
   FROM t WHERE type = 'Delivered' GROUP BY ALL;
+CREATE TEMP TABLE shipped AS
+  SELECT customer_id, data->>'$.shipment_id' AS shipment_id,
+         last(order_id ORDER BY k) AS order_id
+  FROM t WHERE type = 'OrderShipped' GROUP BY ALL;
 CREATE TEMP TABLE order_delivered AS
   SELECT s.customer_id, s.order_id, min(d.at) AS at
-  FROM (SELECT customer_id, data->>'$.shipment_id' AS shipment_id,
-               last(order_id ORDER BY k) AS order_id
-        FROM t WHERE type = 'OrderShipped' GROUP BY ALL) s
-  JOIN delivered d USING (customer_id, shipment_id) GROUP BY ALL;
+  FROM shipped s JOIN delivered d USING (customer_id, shipment_id) GROUP BY ALL;
+CREATE TEMP TABLE handed_over AS
+  SELECT customer_id, order_id, data->>'$.seller' AS seller, min(occurred_at) AS at
+  FROM t WHERE type = 'OrderShipped' GROUP BY ALL;
+CREATE TEMP TABLE order_cancelled AS
+  SELECT customer_id, order_id, min(occurred_at) AS at
+  FROM t WHERE type = 'OrderCancelled' GROUP BY ALL;
 CREATE TEMP TABLE promises AS
   SELECT m.customer_id, m.pid, m.made_at, m.due_by, m.case_id,
-         least(kept.at, od.at, sd.at) AS fulfilled_at, wd.at AS withdrawn_at,
+         least(kept.at, CASE WHEN m.kind = 'delivery' THEN od.at END, sd.at,
+               (SELECT min(h.at) FROM handed_over h
+                WHERE m.kind = 'handoff' AND h.customer_id = m.customer_id
+                  AND h.order_id = m.order_id
+                  AND (h.seller IS NULL OR h.seller = m.seller))) AS fulfilled_at,
+         wd.at AS withdrawn_at,
+         least(oc.at, (SELECT min(x.at) FROM shipped s JOIN order_cancelled x
+                       USING (customer_id, order_id)
+                       WHERE s.customer_id = m.customer_id AND s.shipment_id = m.shipment_id))
+           AS cancelled_at,
          c.channel, c.team, c.product
   FROM (SELECT customer_id, pid, first(occurred_at ORDER BY k) AS made_at,
                first(due_by ORDER BY k) AS due_by, first(case_id ORDER BY k) AS case_id,
-               first(order_id ORDER BY k) AS order_id,
-               first(shipment_id ORDER BY k) AS shipment_id
+               first(kind ORDER BY k) AS kind, first(order_id ORDER BY k) AS order_id,
+               first(shipment_id ORDER BY k) AS shipment_id,
+               first(seller ORDER BY k) AS seller
         FROM made GROUP BY ALL) m
   LEFT JOIN (SELECT customer_id, promise_id AS pid, min(occurred_at) AS at FROM t
              WHERE type = 'PromiseKept' GROUP BY ALL) kept USING (customer_id, pid)
@@ -173,12 +206,13 @@ CREATE TEMP TABLE promises AS
   LEFT JOIN order_delivered od
          ON od.customer_id = m.customer_id AND od.order_id = m.order_id
   LEFT JOIN delivered sd ON sd.customer_id = m.customer_id AND sd.shipment_id = m.shipment_id
+  LEFT JOIN order_cancelled oc ON oc.customer_id = m.customer_id AND oc.order_id = m.order_id
   LEFT JOIN cases c ON c.customer_id = m.customer_id AND c.case_id = m.case_id;
 CREATE TEMP TABLE reviews AS
   SELECT p.*, a.at AS answered_at
   FROM (SELECT customer_id, data->>'$.review_id' AS review_id,
                first(occurred_at ORDER BY k) AS posted_at,
-               first((data->>'$.rating')::INTEGER ORDER BY k) AS rating
+               first((data->>'$.score')::INTEGER ORDER BY k) AS rating
         FROM t WHERE type = 'PublicReviewPosted' GROUP BY ALL) p
   LEFT JOIN (SELECT customer_id, data->>'$.review_id' AS review_id, min(occurred_at) AS at
              FROM t WHERE type = 'ReviewAnswered' GROUP BY ALL) a
@@ -199,6 +233,17 @@ CREATE TEMP TABLE replacements AS
             AND r.k < f.k) AS repairs_before
   FROM first_replacement f
   LEFT JOIN cases c ON c.customer_id = f.customer_id AND c.case_id = f.case_id;
+CREATE TEMP TABLE surveys AS
+  SELECT q.customer_id, q.requested_at, a.at AS answered_at, c.channel, c.team, c.product
+  FROM (SELECT customer_id, data->>'$.feedback_id' AS feedback_id,
+               first(occurred_at ORDER BY k) AS requested_at,
+               first(case_id ORDER BY k) AS case_id
+        FROM t WHERE type = 'FeedbackRequested' GROUP BY ALL) q
+  LEFT JOIN (SELECT customer_id, data->>'$.feedback_id' AS feedback_id, min(occurred_at) AS at
+             FROM t WHERE type IN ('SatisfactionRated', 'PublicReviewPosted')
+               AND data->>'$.feedback_id' IS NOT NULL GROUP BY ALL) a
+    USING (customer_id, feedback_id)
+  LEFT JOIN cases c ON c.customer_id = q.customer_id AND c.case_id = q.case_id;
 CREATE TEMP TABLE persons AS
   SELECT customer_id, any_value(resolved_customer_id) AS person FROM t GROUP BY ALL;
 """
@@ -245,6 +290,7 @@ def sql_metrics(
                 "cases": {"opened": 0, "answered": 0, "resolved": 0},
                 "reopen_rate": None,
                 "repairs_before_replacement": {"n": 0, "mean": None, "max": None},
+                "surveys": {"n": 0, "answered": 0, "answer_hours": {"p50": None, "p90": None}},
                 "satisfaction": {"n": 0, "mean": None, "low_scores": 0},
             }
         return out[g]
@@ -280,7 +326,7 @@ def sql_metrics(
     status = (
         "CASE WHEN fulfilled_at IS NOT NULL AND fulfilled_at <= due_by THEN 'kept'"
         " WHEN fulfilled_at IS NOT NULL THEN 'kept_late'"
-        " WHEN withdrawn_at IS NOT NULL THEN 'cancelled'"
+        " WHEN withdrawn_at IS NOT NULL OR cancelled_at IS NOT NULL THEN 'cancelled'"
         " WHEN due_by <= $as_of THEN 'broken' ELSE 'open' END"
     )
     for name, state, n in rows(
@@ -303,6 +349,19 @@ def sql_metrics(
     ):
         fig(name)["reviews"] = {
             "n": n, "low_scores": low, "answer_hours": {"p50": _r(p50), "p90": _r(p90)}
+        }  # fmt: skip
+    g = _group(dim, "requested_at")
+    waited = (
+        "CASE WHEN answered_at IS NOT NULL THEN"
+        " greatest(0, epoch(answered_at) - epoch(requested_at)) / 3600 END"
+    )
+    for name, n, answered, p50, p90 in rows(
+        f"SELECT {g}, count(*), count(answered_at), quantile_cont({waited}, 0.5),"
+        f" quantile_cont({waited}, 0.9) FROM surveys"
+        f" WHERE requested_at {inside.format(at='requested_at')} GROUP BY 1"
+    ):
+        fig(name)["surveys"] = {
+            "n": n, "answered": answered, "answer_hours": {"p50": _r(p50), "p90": _r(p90)}
         }  # fmt: skip
     g = _group(dim, "rated_at")
     for name, n, mean, low in rows(
@@ -425,6 +484,7 @@ def test_a_synthetic_year_agrees_with_sql(tmp_path: Path) -> None:
         )
         assert overall["reopen_rate"] and overall["repairs_before_replacement"]["n"] > 100
         assert not math.isnan(overall["satisfaction"]["mean"])
+        assert overall["surveys"]["answered"] > 100 and overall["reviews"]["answer_hours"]["p50"]
     finally:
         con.close()
         log.close()

@@ -115,7 +115,7 @@ def test_by_team_groups_and_a_table(place: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("--since", "2026-11-01", "--until", "2026-10-01"), "must be after since"),
+        (("--since", "2026-11-01", "--until", "2026-10-01"), "must be after --since"),
         (("--since", "yesterday", "--until", "2026-10-01"), "is not a date or time"),
         (("--since", "2026-11-01T08:00", "--until", "2026-12-01"), "has no time zone"),
         ((*PERIOD, "--by", "weekly"), "unknown grouping 'weekly'"),

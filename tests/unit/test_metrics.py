@@ -196,9 +196,9 @@ def test_effort_reopenings_repairs_and_reviews() -> None:
         tp(c.SatisfactionRated(case_id="k1", score=2), t0 + 8 * h),
         tp(complaint("k2"), t0, cid="cust-2"),
         tp(c.CaseResolved(case_id="k2", resolution="done"), t0 + h, cid="cust-2"),
-        tp(c.PublicReviewPosted(review_id="r1", platform="Trustpilot", rating=1), t0),
+        tp(c.PublicReviewPosted(review_id="r1", platform="Trustpilot", score=1), t0),
         tp(c.ReviewAnswered(review_id="r1", answered_by="social"), t0 + 3 * h),
-        tp(c.PublicReviewPosted(review_id="r2", platform="Trustpilot", rating=4), t0),
+        tp(c.PublicReviewPosted(review_id="r2", platform="Trustpilot", score=4), t0),
     ]
     m = analytics.metrics(story, SINCE, UNTIL, as_of=AS_OF)
     assert m["contacts_per_resolved_case"] == 1.5  # (2 + 1) contacts over two cases
@@ -256,3 +256,44 @@ def test_the_service_levels_and_the_keeper_wait_for_business_hours(tmp_path: Pat
     (item,) = pipeline.service_levels().breached
     assert (item.kind, item.due_at, item.recorded) == ("first_reply", monday_noon_local, True)
     pipeline.close()
+
+
+def test_promised_days_hand_offs_cancelled_orders_and_surveys() -> None:
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    sek = c.Money(amount=1, currency="SEK")
+
+    def order(order_id: str, seller: str) -> Touchpoint:
+        line = c.OrderLine(sku="s", name="Lamp", unit_price=sek, seller=seller,
+                           handoff_by=t0 + timedelta(days=1))  # fmt: skip
+        return tp(c.OrderPlaced(order_id=order_id, total=sek, lines=[line],
+                                promised_delivery_date=(t0 + timedelta(days=3)).date(),
+                                time_zone="Europe/Oslo"), t0)  # fmt: skip
+
+    story = [
+        order("o1", "seller-a"),
+        # handed over a day late, delivered at 23:30 on the promised day in Oslo: in time
+        tp(
+            c.OrderShipped(order_id="o1", shipment_id="s1", seller="seller-a"),
+            t0 + timedelta(days=2),
+        ),
+        tp(c.Delivered(shipment_id="s1"), datetime(2026, 11, 5, 22, 30, tzinfo=UTC)),
+        order("o2", "seller-b"),
+        tp(c.OrderCancelled(order_id="o2", reason="out of stock"), t0 + timedelta(days=5)),
+        tp(c.FeedbackRequested(feedback_id="f1", channel="email", order_id="o1"), t0),
+        tp(
+            c.PublicReviewPosted(review_id="r1", platform="Shop", score=5, feedback_id="f1"),
+            t0 + timedelta(hours=2),
+        ),
+        tp(c.FeedbackRequested(feedback_id="f2", channel="email", order_id="o2"), t0),
+    ]
+    m = analytics.metrics(story, SINCE, UNTIL, as_of=AS_OF)
+    outcomes = analytics.promise_outcomes(story, SINCE, UNTIL, as_of=AS_OF).to_pylist()
+    assert {p["promise_id"]: p["status"] for p in outcomes} == {
+        "delivery:o1": "kept",
+        "handoff:o1:seller-a": "kept_late",
+        "delivery:o2": "cancelled",  # cancelled after its day passed: still not broken
+        "handoff:o2:seller-b": "cancelled",
+    }
+    assert m["promises"]["cancelled"] == 2 and m["promises"]["broken"] == 0
+    assert m["surveys"] == {"n": 2, "answered": 1, "answer_hours": {"p50": 2.0, "p90": 2.0}}
+    assert m["reviews"]["answer_hours"] == {"p50": None, "p90": None}  # we never answered
