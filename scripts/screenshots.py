@@ -28,6 +28,7 @@ from journey.report.gather import gather  # noqa: E402
 from journey.service import ServiceOptions  # noqa: E402
 from journey.service.freshness import tokens_of  # noqa: E402
 from journey.synthetic import generate_touchpoints, service_journey  # noqa: E402
+from projections.keys import CustomerKeys  # noqa: E402
 from tests.service.helpers import (  # noqa: E402
     embedded_settings,
     inquiry,
@@ -65,10 +66,13 @@ def report_screenshot(browser: Any, directory: Path) -> None:
             journey=service_journey,
             spread_days=13 * 7 - 3,
         )
-        emitter = Emitter(log, topic=TOPIC, source="synthetic")
+        # personal fields sealed as every door does (the report counts; it needs no keys)
+        keys = CustomerKeys(directory / "views.db")
+        emitter = Emitter(log, topic=TOPIC, source="synthetic", keys=keys)
         for i in range(0, len(touchpoints), 5000):
             emitter.emit_touchpoints(touchpoints[i : i + 5000])
         data = gather(log, since, monday, as_of=now, topic=TOPIC)
+        keys.close()
     finally:
         log.close()
     html = directory / "report.html"
