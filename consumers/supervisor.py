@@ -92,6 +92,10 @@ class Supervisor:
         self.keeper = keeper
         self.intake = intake
         self._next_relay = 0.0
+        # The relay starts once the runner holds partitions and has drained them: joining
+        # the intake's group can hold this thread for a rebalance, and the views' freshness
+        # at start-up must not wait on it.
+        self._relay_ready = False
         self.keeper_interval_s = keeper_interval_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -125,6 +129,8 @@ class Supervisor:
                 self._recovered()
             if folded:
                 self.on_progress()
+            elif not self._relay_ready and self.intake is not None:
+                self._relay_ready = bool(self.runner.owned_partitions())
         except Exception as exc:
             return self._failed(exc, "runner")
         now = time.monotonic()
@@ -139,7 +145,12 @@ class Supervisor:
                 self._next_tick = now + self.keeper_interval_s
                 if self._source == "keeper":
                     self._recovered()
-        if self.intake is not None and now >= self._next_relay and not runner_failing:
+        if (
+            self.intake is not None
+            and self._relay_ready
+            and now >= self._next_relay
+            and not runner_failing
+        ):
             # The intake relay, like the keeper, fails on its own: the runner keeps folding.
             try:
                 if self.intake.step():

@@ -68,3 +68,24 @@ def test_post_events_encrypts_and_an_erasure_leaves_nothing_to_find(svc: Running
         assert cid not in search.text
         assert NAME not in svc.get("/metrics").text
     assert NAME not in repr(logs) and PHONE not in repr(logs)
+
+
+def test_the_service_relays_the_intake_sealed(svc: Running) -> None:
+    """A producer without keys (kcat) writes to the intake; `journey serve` relays it."""
+    import json
+    import time
+
+    from consumers.log import OutgoingMessage
+
+    cid = "cust-from-kcat"
+    env = envelope(cid, f"{NAME} via kcat", body=f"call {PHONE}")
+    svc.log.produce(
+        f"{TOPIC}.intake", [OutgoingMessage(key=cid.encode(), value=json.dumps(env).encode())]
+    )
+    deadline = time.monotonic() + 30
+    while svc.get(f"/customers/{cid}").status_code != 200:  # bounded: relayed, then folded
+        assert time.monotonic() < deadline, "the intake was not relayed"
+        time.sleep(0.1)
+    assert NAME in svc.get(f"/customers/{cid}").text
+    values = b"".join(m.value or b"" for m in all_records(svc))
+    assert NAME.encode() not in values and PHONE.encode() not in values
