@@ -35,6 +35,7 @@ __all__ = [
     "Step",
     "Submission",
     "TimelineEntry",
+    "fact_key",
     "fact_order",
     "said",
 ]
@@ -901,6 +902,11 @@ _RANK: dict[str, int] = {
 def fact_order(tp: Touchpoint) -> FactKey:
     """The order facts are folded in: occurred_at, then cause before effect, then event_id."""
     return (tp.occurred_at, _RANK.get(tp.type, 2), str(tp.event_id))
+
+
+def fact_key(occurred_at: datetime, type_name: str, event_id: str) -> FactKey:
+    """``fact_order`` of a fact known only by its columns (a store's row), undecoded."""
+    return (occurred_at, _RANK.get(type_name, 2), event_id)
 
 
 def said(d: c.TouchpointData) -> str | None:

@@ -96,8 +96,10 @@ class Pipeline:
     def close(self) -> None:
         self.runner.close()
 
-    def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
-        return self.emitter.emit_touchpoints(touchpoints)
+    def emit(
+        self, touchpoints: Sequence[Touchpoint], *, logged_at: datetime | None = None
+    ) -> list[Position]:
+        return self.emitter.emit_touchpoints(touchpoints, logged_at=logged_at)
 
     def catch_up(self, timeout_s: float = 120) -> RunnerStats:
         """Fold everything on the log, let the keeper record passed deadlines, fold those."""
@@ -136,7 +138,7 @@ class Pipeline:
             if at > clock.now:
                 clock.set(at)
                 self.catch_up()
-            self.emit([tp])
+            self.emit([tp], logged_at=arrived)  # logged when it arrived
         self.settle(max(end, clock.now), clock)
 
     def settle(self, end: datetime, clock: ManualClock) -> None:

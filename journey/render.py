@@ -48,6 +48,11 @@ def render_customer(view: CustomerView) -> RenderableType:
     parts: list[RenderableType] = []
     flags = view.flags
     badges = Text()
+    if view.time_travel is not None:
+        travel = view.time_travel
+        what = "AS OF (event time)" if travel.kind == "as_of" else "AS KNOWN AT (log time)"
+        badges.append(f" {what} {_when(travel.at)} ", "bold white on blue")
+        badges.append(" ")
     if flags.erased:
         badges.append(" ASKED TO BE FORGOTTEN ", "bold white on grey30")
         badges.append(" ")

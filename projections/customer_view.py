@@ -3,6 +3,9 @@
 Built at read time from the customer's journey aggregates (every customer id linked to the
 one asked for) and the query tables, with service rules and ``now`` passed in: deadlines,
 warnings and "unanswered for how long" are always computed against the present.
+
+With a ``cut`` (projections.travel) the same view is built from the customer folded afresh
+as of an event time or as known at a log time, and judged at that moment.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from domain.journey import (
 from domain.rules import Deadline, ServiceRules, case_deadline, promise_deadline
 from projections.facts import at_micros
 from projections.store import JourneyStore, display_name, norm_identity
+from projections.travel import Cut, Travelled, travel
 
 __all__ = [
     "LIST_LIMIT",
@@ -42,6 +46,7 @@ __all__ = [
     "CasePage",
     "CustomerView",
     "ItemPage",
+    "TimeTravelOut",
     "build_customer_view",
     "customer_case",
     "customer_cases",
@@ -250,6 +255,16 @@ class CasePage(BaseModel):
     next: str | None = Field(description="Cursor to the rest, if any")
 
 
+class TimeTravelOut(BaseModel):
+    """Which moment a view back in time shows."""
+
+    kind: Literal["as_of", "known_at"] = Field(
+        description="as_of: what had happened by `at` (event time, late reports included); "
+        "known_at: what the log had received by `at` (log time)"
+    )
+    at: datetime = Field(description="The moment; deadlines are judged at it")
+
+
 class CustomerView(BaseModel):
     """Every list holds at most ``LIST_LIMIT`` items; ``<list>_total`` says how many there are
     and ``<list>_next`` is a cursor to the rest (``GET /customers/{key}/lists/<list>``)."""
@@ -293,6 +308,9 @@ class CustomerView(BaseModel):
     erased_at: datetime | None
     timeline: TimelinePage
     computed_at: datetime
+    time_travel: TimeTravelOut | None = Field(
+        None, description="Set when the view looks back in time (as_of / known_at)"
+    )
 
 
 # ---------------------------------------------------------------------- lookups
@@ -752,7 +770,17 @@ def _page(
     return _Window(items=window.items, total=len(pairs), next=window.next)
 
 
-def _journeys(store: JourneyStore, customer_id: str) -> tuple[list[Journey], int]:
+def _travelled(store: JourneyStore, customer_id: str, cut: Cut | None) -> Travelled | None:
+    if cut is None:
+        return None
+    return travel(store, customer_id, cut, related_customers(store, customer_id)[1:])
+
+
+def _journeys(
+    store: JourneyStore, customer_id: str, travelled: Travelled | None = None
+) -> tuple[list[Journey], int]:
+    if travelled is not None:
+        return travelled.journeys, travelled.touchpoints
     journeys: list[Journey] = []
     touchpoints = 0
     for cid in related_customers(store, customer_id):
@@ -792,11 +820,13 @@ def _timeline(
     page: int | None,
     page_size: int,
     cursor: str | None,
+    travelled: Travelled | None = None,
 ) -> TimelinePage:
     """Newest first, by cursor (``next``) or, deprecated, by page number: one indexed range
-    read of the touchpoints rows, whatever the history's length."""
-    keys = _generations(store, journeys)
-    total = store.timeline_total(keys)
+    read of the touchpoints rows, whatever the history's length (back in time: the
+    entries of the fold at the cut)."""
+    keys = _generations(store, journeys) if travelled is None else []
+    total = store.timeline_total(keys) if travelled is None else travelled.timeline_total()
     if cursor is not None or page is None:
         before = decode_cursor("timeline", cursor) if cursor is not None else None
         if before is not None and len(before) != 3:
@@ -807,12 +837,20 @@ def _timeline(
             )
         except ValueError:
             raise BadCursor("that timeline cursor is from an older version: start again") from None
-        rows = store.timeline(keys, before=after, limit=page_size + 1)
+        rows = (
+            store.timeline(keys, before=after, limit=page_size + 1)
+            if travelled is None
+            else travelled.timeline(before=after, limit=page_size + 1)
+        )
         shown_page = None if cursor is not None else 1
         offset_more = len(rows) > page_size
     else:
         page = max(page, 1)
-        rows = store.timeline(keys, offset=(page - 1) * page_size, limit=page_size + 1)
+        rows = (
+            store.timeline(keys, offset=(page - 1) * page_size, limit=page_size + 1)
+            if travelled is None
+            else travelled.timeline(offset=(page - 1) * page_size, limit=page_size + 1)
+        )
         shown_page = page
         offset_more = len(rows) > page_size
     rows = rows[:page_size]
@@ -887,7 +925,11 @@ def _flag_facts(j: Journey, rules: ServiceRules) -> _FlagFacts:
 
 
 def _flags(
-    store: JourneyStore, journeys: list[Journey], rules: ServiceRules, now: datetime
+    store: JourneyStore,
+    journeys: list[Journey],
+    rules: ServiceRules,
+    now: datetime,
+    travelled: Travelled | None = None,
 ) -> Flags:
     """Over every item, from facts derived once per folded state (see ``_flag_facts``)."""
     facts = [_flag_facts(j, rules) for j in journeys]
@@ -900,7 +942,9 @@ def _flags(
         replace_dont_repair=any(
             _replace_dont_repair(p, rules) for j in journeys for p in j.products
         ),
-        known_defects=_unreached_defects(store, [j.customer_id for j in journeys]),
+        known_defects=_unreached_defects(store, [j.customer_id for j in journeys])
+        if travelled is None
+        else travelled.known_defects,
         erased=journeys[0].erased_at is not None,
         deadline_warning=any(f.cases.warning(now) or f.promises.warning(now) for f in facts),
         deadline_breached=any(f.cases.breached(now) for f in facts),
@@ -918,12 +962,21 @@ def build_customer_view(
     page_size: int = 50,
     limit: int = LIST_LIMIT,
     timeline_cursor: str | None = None,
+    cut: Cut | None = None,
 ) -> CustomerView | None:
     """The merged view of ``customer_id`` and every id linked to it, or None if unknown.
 
     Bounded at any size: each list holds at most ``limit`` items (open items first), with
-    its total and a cursor to the rest; the timeline holds one page."""
-    journeys, touchpoints = _journeys(store, customer_id)
+    its total and a cursor to the rest; the timeline holds one page.
+
+    With ``cut``: the view back in time (projections.travel), judged at the cut's moment
+    (``now`` is not used); None when the customer had no touchpoint by then."""
+    travelled = _travelled(store, customer_id, cut)
+    if cut is not None:
+        if travelled is None:
+            return None
+        now = cut.at
+    journeys, touchpoints = _journeys(store, customer_id, travelled)
     if not journeys:
         return None
     lists: dict[str, Any] = {}
@@ -942,12 +995,20 @@ def build_customer_view(
         customer_id=customer_id,
         linked_customer_ids=[j.customer_id for j in journeys[1:]],
         name=shown,
-        flags=_flags(store, journeys, rules, now),
+        flags=_flags(store, journeys, rules, now, travelled),
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
         erased_at=journeys[0].erased_at,
-        timeline=_timeline(store, journeys, page=page, page_size=page_size, cursor=timeline_cursor),
+        timeline=_timeline(
+            store,
+            journeys,
+            page=page,
+            page_size=page_size,
+            cursor=timeline_cursor,
+            travelled=travelled,
+        ),
         computed_at=now,
+        time_travel=None if cut is None else TimeTravelOut(kind=cut.kind, at=cut.at),
         **lists,
     )
 
@@ -961,10 +1022,14 @@ def customer_list(
     now: datetime,
     cursor: str | None = None,
     limit: int = LIST_LIMIT,
+    cut: Cut | None = None,
 ) -> ItemPage | None:
-    """One page of one list of the view (``name`` in ``LIST_NAMES``), after ``cursor``."""
-    journeys, _ = _journeys(store, customer_id)
-    if not journeys:
+    """One page of one list of the view (``name`` in ``LIST_NAMES``), after ``cursor``
+    (with ``cut``: of the view back in time, judged at its moment)."""
+    travelled = _travelled(store, customer_id, cut)
+    now = now if cut is None else cut.at
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if not journeys or (cut is not None and travelled is None):
         return None
     after = decode_cursor(name, cursor) if cursor is not None else None
     window = _page(name, journeys, after=after, limit=limit)
@@ -987,10 +1052,14 @@ def customer_cases(
     now: datetime,
     cursor: str | None = None,
     limit: int = LIST_LIMIT,
+    cut: Cut | None = None,
 ) -> CasePage | None:
-    """One page of a customer's open (or closed) cases, newest first, after ``cursor``."""
-    journeys, _ = _journeys(store, customer_id)
-    if not journeys:
+    """One page of a customer's open (or closed) cases, newest first, after ``cursor``
+    (with ``cut``: of the view back in time, judged at its moment)."""
+    travelled = _travelled(store, customer_id, cut)
+    now = now if cut is None else cut.at
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if not journeys or (cut is not None and travelled is None):
         return None
     name = f"{status}_cases"
     after = decode_cursor(name, cursor) if cursor is not None else None
@@ -1010,26 +1079,47 @@ def customer_timeline(
     page: int | None,
     page_size: int,
     cursor: str | None,
+    cut: Cut | None = None,
 ) -> TimelinePage | None:
-    journeys, _ = _journeys(store, customer_id)
-    if not journeys:
+    travelled = _travelled(store, customer_id, cut)
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if not journeys or (cut is not None and travelled is None):
         return None
-    return _timeline(store, journeys, page=page, page_size=page_size, cursor=cursor)
+    return _timeline(
+        store, journeys, page=page, page_size=page_size, cursor=cursor, travelled=travelled
+    )
 
 
 def customer_case(
-    store: JourneyStore, customer_id: str, case_id: str, *, rules: ServiceRules, now: datetime
+    store: JourneyStore,
+    customer_id: str,
+    case_id: str,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    cut: Cut | None = None,
 ) -> tuple[CaseOut, SubmissionOut | None, list[TimelineOut]] | None:
     """One case of a customer (or of one linked to them) in full: its whole conversation,
-    what was submitted for it, and its timeline."""
-    journeys, _ = _journeys(store, customer_id)
+    what was submitted for it, and its timeline (with ``cut``: back in time)."""
+    travelled = _travelled(store, customer_id, cut)
+    now = now if cut is None else cut.at
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if cut is not None and travelled is None:
+        return None
     for j in journeys:
         case = j.cases.get(case_id)
         if case is None:
             continue
         submission = next((s for s in j.submissions if s.case_id == case_id), None)
-        keys = [k for k in _generations(store, [j]) if k[0] == j.customer_id]
-        entries = store.timeline(keys, case_id=case_id, limit=CASE_TIMELINE_LIMIT)
+        if travelled is None:
+            keys = [k for k in _generations(store, [j]) if k[0] == j.customer_id]
+            entries = store.timeline(keys, case_id=case_id, limit=CASE_TIMELINE_LIMIT)
+        else:
+            entries = [
+                (e, cid)
+                for e, cid in travelled.timeline(case_id=case_id, limit=CASE_TIMELINE_LIMIT)
+                if cid == j.customer_id
+            ]
         return (
             _case_out(j.customer_id, case, rules, now, messages=None),
             _submission_out(j, submission) if submission else None,

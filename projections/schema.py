@@ -18,13 +18,15 @@ _COMMON = [
     # causes and for a cold read's tail after the customer's snapshot. event_id and
     # content_hash are 16 bytes, at is microseconds since the epoch. seq numbers a
     # customer's touchpoints in the order folded. An erasure empties summary, text and fact
-    # of the generations before it.
+    # of the generations before it. logged_at is when the log received the touchpoint (the
+    # record's timestamp, microseconds): what the engine knew at a moment (known-at views,
+    # projections/travel.py) is every row logged by then.
     """CREATE TABLE IF NOT EXISTS touchpoints (
         id {serial}, event_id {blob} NOT NULL UNIQUE, customer_id TEXT NOT NULL,
         generation INTEGER NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL,
         type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT, text TEXT,
         content_hash {blob} NOT NULL, partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
-        fact {blob})""",
+        fact {blob}, logged_at BIGINT NOT NULL)""",
     # The timeline, newest first, a page at a time; with seq in it, a cold read finds the
     # rows folded since the snapshot without visiting the others.
     """CREATE INDEX IF NOT EXISTS touchpoints_timeline

@@ -1,5 +1,6 @@
 """A customer's view, timeline and cases — by customer id or any identity (e-mail, phone,
-order, serial, name) — and search."""
+order, serial, name) — and search. Each customer read also looks back in time: ``as_of``
+(event time) or ``known_at`` (log time), see projections/travel.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
+from domain.bounds import MAX_MOMENT_CHARS, InvalidMoment, parse_moment
 from journey.service.deps import (
     AfterQuery,
     PositionHeader,
@@ -38,6 +40,7 @@ from projections.customer_view import (
     customer_timeline,
 )
 from projections.store import JourneyStore
+from projections.travel import Cut, TooLargeToTravel
 
 __all__ = ["router"]
 
@@ -55,6 +58,22 @@ CursorQuery = Annotated[
     Query(max_length=2000, description="The `next` (or `<list>_next`) of an earlier answer"),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=200, description="How many items")]
+AsOfQuery = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_MOMENT_CHARS,
+        description="Look back: the customer as of this event time (ISO 8601 with a zone): "
+        "every touchpoint that happened by then, late reports included; deadlines judged then",
+    ),
+]
+KnownAtQuery = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_MOMENT_CHARS,
+        description="Look back: what the engine knew at this log time (ISO 8601 with a zone): "
+        "every touchpoint the log had received by then; deadlines judged then",
+    ),
+]
 ListName = Literal[
     "open_cases",
     "closed_cases",
@@ -73,11 +92,39 @@ assert set(get_args(ListName)) == set(LIST_NAMES)
 T = TypeVar("T")
 
 
-async def _paged(service: Service, key: str, read: Callable[[JourneyStore], T | None]) -> T:
+def _cut(service: Service, as_of: str | None, known_at: str | None) -> Cut | None:
+    """The moment to look back to, if one was asked for (422 naming the parameter if it is
+    no usable time)."""
+    if as_of is not None and known_at is not None:
+        raise ServiceError(
+            422,
+            "invalid_request",
+            "give as_of (event time) or known_at (log time), not both",
+            field="known_at",
+        )
+    for name, text in (("as_of", as_of), ("known_at", known_at)):
+        if text is not None:
+            try:
+                at = parse_moment(text, now=service.clock(), name=name)
+            except InvalidMoment as exc:
+                raise ServiceError(422, "invalid_request", str(exc), field=name) from exc
+            return Cut("as_of" if name == "as_of" else "known_at", at)
+    return None
+
+
+async def _paged(
+    service: Service, key: str, read: Callable[[JourneyStore], T | None], cut: Cut | None = None
+) -> T:
     try:
         result = await service.read(read)
     except BadCursor as exc:
         raise ServiceError(400, "bad_cursor", str(exc), field="cursor") from exc
+    except TooLargeToTravel as exc:
+        raise ServiceError(422, "too_large", str(exc), key=key) from exc
+    if result is None and cut is not None:
+        raise ServiceError(
+            404, "unknown_customer", f"{key!r} had no touchpoint {cut.describe()}", key=key
+        )
     if result is None:  # erased between resolving and reading: gone
         raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
     return result
@@ -110,14 +157,21 @@ async def _settled_customer(
 
 
 async def _read_view(
-    service: Service, key: str, cid: str, page: int, page_size: int
+    service: Service, key: str, cid: str, page: int, page_size: int, *, cut: Cut | None = None
 ) -> CustomerView:
     return await _paged(
         service,
         key,
         lambda s: build_customer_view(
-            s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
+            s,
+            cid,
+            rules=service.rules,
+            now=service.clock(),
+            page=page,
+            page_size=page_size,
+            cut=cut,
         ),
+        cut,
     )
 
 
@@ -137,9 +191,12 @@ async def get_customer(
     stale: StaleQuery = False,
     page: Annotated[int, Query(ge=1, description="Timeline page")] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000, description="Timeline page size")] = 50,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
-    view = await _read_view(service, key, cid, page, page_size)
+    view = await _read_view(service, key, cid, page, page_size, cut=cut)
     return answer(freshness, view, _view)
 
 
@@ -163,15 +220,19 @@ async def get_timeline(
         int | None, Query(ge=1, deprecated=True, description="Use `cursor` (the `next` value)")
     ] = None,
     page_size: Annotated[int | None, Query(ge=1, le=1000, deprecated=True)] = None,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
     size = limit or page_size or LIST_LIMIT
     timeline = await _paged(
         service,
         key,
         lambda s: customer_timeline(
-            s, cid, page=None if cursor else page, page_size=size, cursor=cursor
+            s, cid, page=None if cursor else page, page_size=size, cursor=cursor, cut=cut
         ),
+        cut,
     )
     return answer(freshness, timeline, _timeline)
 
@@ -193,14 +254,25 @@ async def get_cases(
     status: Literal["open", "closed"] = "open",
     cursor: CursorQuery = None,
     limit: LimitQuery = LIST_LIMIT,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
     page = await _paged(
         service,
         key,
         lambda s: customer_cases(
-            s, cid, status, rules=service.rules, now=service.clock(), cursor=cursor, limit=limit
+            s,
+            cid,
+            status,
+            rules=service.rules,
+            now=service.clock(),
+            cursor=cursor,
+            limit=limit,
+            cut=cut,
         ),
+        cut,
     )
     return answer(freshness, page, _cases)
 
@@ -222,14 +294,25 @@ async def get_list(
     stale: StaleQuery = False,
     cursor: CursorQuery = None,
     limit: LimitQuery = LIST_LIMIT,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
     page = await _paged(
         service,
         key,
         lambda s: customer_list(
-            s, cid, name, rules=service.rules, now=service.clock(), cursor=cursor, limit=limit
+            s,
+            cid,
+            name,
+            rules=service.rules,
+            now=service.clock(),
+            cursor=cursor,
+            limit=limit,
+            cut=cut,
         ),
+        cut,
     )
     return answer(freshness, page, _items)
 
@@ -249,16 +332,25 @@ async def get_case(
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
     stale: StaleQuery = False,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
-    detail = await service.read(
-        lambda s: case_detail(s, cid, case_id, rules=service.rules, now=service.clock())
-    )
+    try:
+        detail = await service.read(
+            lambda s: case_detail(
+                s, cid, case_id, rules=service.rules, now=service.clock(), cut=cut
+            )
+        )
+    except TooLargeToTravel as exc:
+        raise ServiceError(422, "too_large", str(exc), key=key) from exc
     if detail is None:
         raise ServiceError(
             404,
             "unknown_case",
-            f"customer {cid!r} has no case {case_id!r}",
+            f"customer {cid!r} has no case {case_id!r}"
+            + ("" if cut is None else f" {cut.describe()}"),
             key=case_id,
         )
     return answer(freshness, detail, _case)
