@@ -34,6 +34,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup, escape
 from pydantic import BaseModel, TypeAdapter
 
+from domain.bounds import MAX_MOMENT_CHARS, InvalidMoment, parse_moment
 from journey.service.freshness import Freshness
 from journey.service.queries import search_customers
 from journey.service.runtime import Service
@@ -57,6 +58,7 @@ from projections.customer_view import (
     customer_list,
 )
 from projections.service_levels import ServiceItem, build_service_levels
+from projections.travel import Cut
 
 __all__ = [
     "ZONE_COOKIE",
@@ -526,20 +528,42 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         request: Request,
         key: str,
         page_no: Annotated[int, Query(alias="page", ge=1)] = 1,
+        as_of: Annotated[str | None, Query(max_length=MAX_MOMENT_CHARS)] = None,
+        known_at: Annotated[str | None, Query(max_length=MAX_MOMENT_CHARS)] = None,
     ) -> Response:
         service = svc()
+        # A view back in time (?as_of= / ?known_at=): a banner says which, and it is not
+        # kept live (the live stream shows today).
+        cut: Cut | None = None
+        for name, text in (("as_of", as_of), ("known_at", known_at)):
+            if text is not None and cut is None:
+                try:
+                    at = parse_moment(text, now=service.clock(), name=name)
+                except InvalidMoment as exc:
+                    return page(
+                        request,
+                        "missing.html",
+                        status=422,
+                        freshness=None,
+                        heading="Not a time to look back to",
+                        message=str(exc),
+                        title="Not a time",
+                        q="",
+                    )
+                cut = Cut("as_of" if name == "as_of" else "known_at", at)
         cid, freshness = await service.settle_customer(key, None)
         view = None
         if cid is not None:
             found = cid
             view = await service.read(
                 lambda s: build_customer_view(
-                    s, found, rules=service.rules, now=service.clock(), page=page_no
+                    s, found, rules=service.rules, now=service.clock(), page=page_no, cut=cut
                 )
             )
         if view is None:
             return no_such_customer(request, service, key, freshness)
         zone = zone_of(request, service.settings)
+        live = f"/customers/{quote(view.customer_id, safe='')}/events?format=html&page={page_no}"
         return page(
             request,
             "customer.html",
@@ -547,8 +571,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             page=page_no,
             view_html=render_view(view, page=page_no, zone=zone),
             freshness_html=freshness_html(service, freshness),
-            live_url=f"/customers/{quote(view.customer_id, safe='')}/events?format=html"
-            f"&page={page_no}",
+            live_url="" if cut is not None else live,
             title=view.name or view.customer_id,
             q="",
         )

@@ -313,6 +313,14 @@ def test_the_service_looks_back_both_ways(played: tuple[Path, StoreAddress]) -> 
             error = bad.json()["error"]
             assert says in error["message"] and "\n" not in error["message"]
             assert error["field"] in ("as_of", "known_at")
+        # The console shows it with a banner, and does not keep it live (live is today).
+        console = svc.get(f"/console/customers/{CID}", params={"known_at": when})
+        assert console.status_code == 200, console.text
+        assert "As known at" in console.text and 'data-live=""' in console.text
+        today = svc.get(f"/console/customers/{CID}")
+        assert "As known at" not in today.text and 'data-live="/customers/' in today.text
+        bad = svc.get(f"/console/customers/{CID}", params={"as_of": "2025-03-06"})
+        assert bad.status_code == 422 and "has no time zone" in bad.text
         none_yet = svc.get(f"/customers/{CID}", params={"as_of": "2025-01-01T00:00:00Z"})
         assert none_yet.status_code == 404
         assert "had no touchpoint as of" in none_yet.json()["error"]["message"]
