@@ -317,6 +317,7 @@ def test_the_service_looks_back_both_ways(played: tuple[Path, StoreAddress]) -> 
         console = svc.get(f"/console/customers/{CID}", params={"known_at": when})
         assert console.status_code == 200, console.text
         assert "As known at" in console.text and 'data-live=""' in console.text
+        assert "live-state" not in console.text  # no "Connecting…" that never connects
         today = svc.get(f"/console/customers/{CID}")
         assert "As known at" not in today.text and 'data-live="/customers/' in today.text
         bad = svc.get(f"/console/customers/{CID}", params={"as_of": "2025-03-06"})
