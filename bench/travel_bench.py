@@ -7,9 +7,9 @@ Run:
     .venv/bin/python -m bench.travel_bench --store postgresql://journey@127.0.0.1:15432/empty_db
 
 Builds one customer with ``--touchpoints`` synthetic touchpoints (a tenth of them reported
-five days late) through the pipeline on the embedded log, each record stamped with when it
-reached the log, then measures with the code the query service runs (``build_customer_view``
-and the answer's JSON):
+five days late; ``--late-every``) through the pipeline on the embedded log, each record
+stamped with when it reached the log, then measures with the code the query service runs
+(``build_customer_view`` and the answer's JSON):
 
 * today's view, cold (a fresh read handle: the snapshot and the few touchpoints since) and
   warm (the service's cached journey) — the baseline, from the same run;
@@ -71,13 +71,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--touchpoints", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--late-every",
+        type=int,
+        default=10,
+        help="every Nth touchpoint is reported five days late (each late one refolds the "
+        "customer when it is folded: building a large customer with many costs minutes)",
+    )
     parser.add_argument("--store", help="a store URL (default: a SQLite file in a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     configure_logging(level="warning")
     history = generate_touchpoints(args.touchpoints, 1, seed=5, start=START, prefix="travel")
     logged = {
-        tp.event_id: tp.occurred_at + (timedelta(days=5) if n % 10 == 9 else timedelta(minutes=1))
+        tp.event_id: tp.occurred_at
+        + (
+            timedelta(days=5)
+            if n % args.late_every == args.late_every - 1
+            else timedelta(minutes=1)
+        )
         for n, tp in enumerate(history)
     }
     end = max(logged.values())
@@ -89,11 +101,15 @@ def main() -> None:
         started = time.perf_counter()
         for tp in sorted(history, key=lambda t: logged[t.event_id]):
             pipeline.emit([tp], logged_at=logged[tp.event_id])
-        pipeline.runner.run_until_caught_up(600)
+        pipeline.runner.run_until_caught_up(3600)
         built_s = time.perf_counter() - started
         print(f"built {CUSTOMER} with {args.touchpoints:,} touchpoints in {built_s:.1f} s")
         address = active_store(base)
-        results: dict[str, Any] = {"touchpoints": args.touchpoints, "rounds": args.rounds}
+        results: dict[str, Any] = {
+            "touchpoints": args.touchpoints,
+            "rounds": args.rounds,
+            "late_every": args.late_every,
+        }
 
         cold = []
         for _ in range(5):
