@@ -289,7 +289,9 @@ def _known_defects(store: JourneyStore, journeys: list[Journey], cut: Cut) -> li
     that no outreach had reached by then."""
     owned = {(p.name, p.batch) for j in journeys for p in j.products}
     names = sorted({name for name, _ in owned})
-    registered_by: dict[str, str] = {}
+    # The stream each defect was registered on: its product's (``product:<name>``), or, for
+    # a version-1 registration, the registering organisation's id (kept as registered_by).
+    streams: dict[str, set[str]] = {}
     for start in range(0, len(names), 500):
         chunk = names[start : start + 500]
         marks = ",".join("?" * len(chunk))
@@ -299,11 +301,11 @@ def _known_defects(store: JourneyStore, journeys: list[Journey], cut: Cut) -> li
             chunk,
         ):
             if batch is None or (product, batch) in owned:
-                registered_by[str(defect_id)] = str(by)
+                streams[str(defect_id)] = {str(by), c.product_key(str(product))}
     reached = {d for j in journeys for d in j.outreach}
-    pending = {d: by for d, by in registered_by.items() if d not in reached}
+    pending = {d: keys for d, keys in streams.items() if d not in reached}
     known: set[str] = set()
-    for by in sorted(set(pending.values())):
+    for by in sorted(set().union(*pending.values())):
         # The registration itself must pass the cut (a few rows: one stream's registrations).
         for at, logged, fact in store.query(
             "SELECT at, logged_at, fact FROM touchpoints WHERE customer_id = ?"

@@ -4,8 +4,8 @@ the CLI and the query service.
 The story: an order promised for Thursday 09:00. The carrier delivered on Wednesday but
 reported it only on Saturday — after the deadline, so the promise keeper had recorded the
 promise broken on Friday (when its clock passed the deadline), and the customer had written
-"where is my parcel?". A second customer id (an SMS stream) was merged into this customer on
-Sunday.
+"where is my parcel?". A defect of the jacket, found on Wednesday, was registered on
+Friday. A second customer id (an SMS stream) was merged into this customer on Sunday.
 
 * **as of** Thursday 08:00 (event time): by all we know now, the parcel had arrived: the
   promise is kept, the shipment delivered — although nobody knew it then;
@@ -95,6 +95,17 @@ def _story() -> tuple[list[Touchpoint], list[datetime]]:
             ),
             MON + timedelta(days=4),
         ),
+        # A defect of the jacket found on Wednesday, registered on the log only on Friday.
+        (
+            _tp(
+                c.product_key("Jacket"),
+                c.KnownDefectRegistered(
+                    defect_id="D-1", product="Jacket", description="Zip breaks", registered_by="QA"
+                ),
+                MON + timedelta(days=2, hours=3),
+            ),
+            MON + timedelta(days=4, hours=1),
+        ),
         # The SMS stream: its own customer id, merged on Sunday.
         (
             _tp(
@@ -174,6 +185,7 @@ def test_as_of_and_known_at_differ_for_a_late_carrier_report(
         ]
         assert as_of.touchpoints == as_of.timeline.total == 3
         assert as_of.flags.promise_broken is False
+        assert as_of.flags.known_defects == ["D-1"]
 
         # Known at Thursday 08:00 (log time): the delivery was not reported yet; the promise
         # is pending and due in one hour — judged at that moment, not today.
@@ -184,6 +196,7 @@ def test_as_of_and_known_at_differ_for_a_late_carrier_report(
         assert known.shipments[0].delivered_at is None
         assert [e.type for e in known.timeline.entries] == ["OrderShipped", "OrderPlaced"]
         assert known.computed_at == THU_0800
+        assert known.flags.known_defects == []
 
         # Known at Friday 12:00: the keeper had logged the break, the customer had written.
         friday = _view(store, Cut("known_at", FRI_1200))
@@ -192,6 +205,7 @@ def test_as_of_and_known_at_differ_for_a_late_carrier_report(
         assert [k.case_id for k in friday.open_cases] == ["k-1"]
         assert friday.flags.unanswered_for_seconds == timedelta(hours=3).total_seconds()
         assert friday.shipments[0].delivered_at is None
+        assert friday.flags.known_defects == ["D-1"]
         assert "PromiseBroken" in {e.type for e in friday.timeline.entries}
         assert "Delivered" not in {e.type for e in friday.timeline.entries}
         # The SMS stream was merged only on Sunday.
