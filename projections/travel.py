@@ -26,8 +26,8 @@ not apply at T.
 
 What it cannot show: what an erasure removed (only the customer's current generation has
 facts; a view before the erasure shows the customer erased), and a link that no longer holds
-today (a candidate must still be linked now). A customer is folded from at most
-``TRAVEL_MAX_TOUCHPOINTS`` rows; beyond that, export the log.
+today (a candidate must still be linked now). A view reads at most
+``TRAVEL_MAX_TOUCHPOINTS`` rows, linked customers' included; beyond that, export the log.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ from projections.store import JourneyStore, norm_identity
 
 __all__ = ["TRAVEL_MAX_TOUCHPOINTS", "Cut", "TooLargeToTravel", "Travelled", "travel"]
 
-#: The most touchpoints one customer's view back in time folds (about 5 s of folding).
+#: The most touchpoints a view back in time reads, the customer's and its linked customers'
+#: together (about 5-10 s of folding at most).
 TRAVEL_MAX_TOUCHPOINTS = 100_000
 
 CutKind = Literal["as_of", "known_at"]
@@ -154,8 +155,10 @@ def travel(
     """``customer_id`` at ``cut`` merged with those of ``candidates`` (today's linked
     customers) linked to it at the cut; None when it had no touchpoint by then."""
     folded: dict[str, _Folded] = {}
+    budget = TRAVEL_MAX_TOUCHPOINTS  # for the customer and every candidate together
     for cid in dict.fromkeys([customer_id, *candidates]):
-        one = _fold_at(store, cid, cut)
+        one, rows = _fold_at(store, cid, cut, budget, customer_id)
+        budget -= rows
         if one is not None:
             folded[cid] = one
     if customer_id not in folded:
@@ -173,18 +176,22 @@ def travel(
     )
 
 
-def _fold_at(store: JourneyStore, customer_id: str, cut: Cut) -> _Folded | None:
+def _fold_at(
+    store: JourneyStore, customer_id: str, cut: Cut, budget: int, asked: str
+) -> tuple[_Folded | None, int]:
+    """The customer folded at the cut (None: nothing passes it), and how many rows it has."""
     found = store.query(
         "SELECT generation, erased_at, touchpoints FROM customers WHERE customer_id = ?",
         (customer_id,),
     )
     if not found:
-        return None
+        return None, 0
     generation, erased_at, count = int(found[0][0]), found[0][1], int(found[0][2])
-    if count > TRAVEL_MAX_TOUCHPOINTS:
+    if count > budget:
         raise TooLargeToTravel(
-            f"customer {customer_id!r} has {count} touchpoints; a view back in time folds at "
-            f"most {TRAVEL_MAX_TOUCHPOINTS}: export the log (`journey export`) to study it"
+            f"customer {asked!r} and those linked to it have more than "
+            f"{TRAVEL_MAX_TOUCHPOINTS} touchpoints, the most a view back in time folds: "
+            "export the log (`journey export`) to study it"
         )
     rows = [
         _Row(
@@ -207,7 +214,7 @@ def _fold_at(store: JourneyStore, customer_id: str, cut: Cut) -> _Folded | None:
     ]
     passing = [r for r in rows if cut.passes(r.at, r.logged_at)]
     if not passing:
-        return None
+        return None, count
     start = _from_snapshot(store, customer_id, generation, rows, cut)
     if start is None:
         born_erased = datetime.fromisoformat(str(erased_at)) if generation and erased_at else None
@@ -225,7 +232,7 @@ def _fold_at(store: JourneyStore, customer_id: str, cut: Cut) -> _Folded | None:
         if erased is not None and entry.at <= erased:
             entry.text = None  # as the store keeps it: said before the erasure is gone
         entries.append(entry)
-    return _Folded(journey, len(passing), entries)
+    return _Folded(journey, len(passing), entries), count
 
 
 def _decoded(row: _Row) -> tuple[Touchpoint, bytes]:

@@ -23,7 +23,7 @@ from domain.positions import TopicPartition
 from journey.synthetic import generate_touchpoints
 from projections import travel as travel_module
 from projections.store import JourneyStore, StoreAddress
-from projections.travel import Cut, travel
+from projections.travel import Cut, TooLargeToTravel, travel
 
 START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 TP = TopicPartition("journey.touchpoints", 0)
@@ -109,6 +109,11 @@ def test_a_customer_at_a_cut_is_the_fold_of_what_passes_it(
                     assert _state(got.journeys[0]) == _state(want), cut
                     assert _lines([e for e, _ in got.entries]) == _lines(want.timeline), cut
                     assert got.touchpoints == len(want.timeline)
+        # Bounded: a view back in time reads at most so many rows (here 299 < 300).
+        monkeypatch.setattr(travel_module, "TRAVEL_MAX_TOUCHPOINTS", 299)
+        with pytest.raises(TooLargeToTravel, match="more than 299 touchpoints") as caught:
+            travel(store, late[0][1].customer_id, Cut("as_of", START), [])
+        assert "\n" not in str(caught.value) and "export" in str(caught.value)
     finally:
         store.close()
     # Both ways were taken: from the snapshot where it may be used, from the rows elsewhere.

@@ -37,6 +37,7 @@ from domain.envelope import Touchpoint, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
 from journey.service import ServiceOptions
 from journey.settings import Settings
+from projections import travel as travel_module
 from projections.customer_view import CustomerView, build_customer_view
 from projections.store import JourneyStore, StoreAddress, active_store
 from projections.travel import Cut
@@ -287,7 +288,9 @@ def test_the_cli_looks_back_both_ways(played: tuple[Path, StoreAddress]) -> None
     assert "had no touchpoint as of 2025-01-01T00:00:00+00:00" in before.stderr
 
 
-def test_the_service_looks_back_both_ways(played: tuple[Path, StoreAddress]) -> None:
+def test_the_service_looks_back_both_ways(
+    played: tuple[Path, StoreAddress], monkeypatch: pytest.MonkeyPatch
+) -> None:
     log_path, address = played
     store = address if isinstance(address, str) else f"sqlite:///{address}"
     settings = Settings(broker=f"embedded://{log_path}", store=store, topic=TOPIC)
@@ -336,6 +339,11 @@ def test_the_service_looks_back_both_ways(played: tuple[Path, StoreAddress]) -> 
         assert "As known at" not in today.text and 'data-live="/customers/' in today.text
         bad = svc.get(f"/console/customers/{CID}", params={"as_of": "2025-03-06"})
         assert bad.status_code == 422 and "has no time zone" in bad.text
+        # Bounded: more rows than a view back in time reads is 422, not a slow answer.
+        monkeypatch.setattr(travel_module, "TRAVEL_MAX_TOUCHPOINTS", 3)
+        large = svc.get(f"/customers/{CID}", params={"as_of": when})
+        assert large.status_code == 422 and large.json()["error"]["code"] == "too_large"
+        monkeypatch.undo()
         none_yet = svc.get(f"/customers/{CID}", params={"as_of": "2025-01-01T00:00:00Z"})
         assert none_yet.status_code == 404
         assert "had no touchpoint as of" in none_yet.json()["error"]["message"]
