@@ -32,8 +32,11 @@ from typing import Any
 import pytest
 
 from consumers.embedded_log import EmbeddedLog
+from consumers.log import Log
+from consumers.runner import Runner
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
+from journey.emitter import Emitter
 from journey.pipeline import ManualClock, Pipeline
 from journey.service import ServiceOptions
 from journey.settings import Settings
@@ -347,3 +350,39 @@ def test_the_service_looks_back_both_ways(
         none_yet = svc.get(f"/customers/{CID}", params={"as_of": "2025-01-01T00:00:00Z"})
         assert none_yet.status_code == 404
         assert "had no touchpoint as of" in none_yet.json()["error"]["message"]
+
+
+def test_the_log_time_is_the_record_timestamp_on_either_log(
+    log: Log, unique_topic: str, tmp_path: Path
+) -> None:
+    """Known-at goes by when each record reached the log (its timestamp, on Kafka as on the
+    embedded log), carried through the runner into the store, not by when it was folded."""
+    asked = MON + timedelta(hours=1)
+    touchpoints = [
+        _tp("cust-k", c.InquiryReceived(case_id="k-9", channel="chat", subject="Hello?"), MON),
+        _tp(
+            "cust-k",
+            c.ReplySent(case_id="k-9", channel="chat", agent="A", team="T", country="SE"),
+            MON + timedelta(minutes=10),
+        ),
+    ]
+    emitter = Emitter(log, topic=unique_topic, source="test")
+    emitter.emit_touchpoints(touchpoints[:1], logged_at=MON + timedelta(minutes=1))
+    emitter.emit_touchpoints(touchpoints[1:], logged_at=MON + timedelta(days=3))  # late
+    runner = Runner(
+        log, tmp_path / "views.db", topic=unique_topic, dlq_topic=f"{unique_topic}.dlq", group=None
+    )
+    try:
+        runner.run_until_caught_up(120)
+        store = runner.store
+        known = build_customer_view(
+            store, "cust-k", rules=_rules(), now=END, cut=Cut("known_at", asked)
+        )
+        assert known is not None and [k.answered for k in known.open_cases] == [False]
+        assert known.flags.unanswered_for_seconds == 3600
+        as_of = build_customer_view(
+            store, "cust-k", rules=_rules(), now=END, cut=Cut("as_of", asked)
+        )
+        assert as_of is not None and [k.answered for k in as_of.open_cases] == [True]
+    finally:
+        runner.close()
