@@ -33,6 +33,7 @@ import pytest
 
 from consumers.embedded_log import EmbeddedLog
 from consumers.log import Log
+from consumers.rebuild import rebuild
 from consumers.runner import Runner
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
@@ -232,6 +233,28 @@ def test_as_of_and_known_at_differ_for_a_late_carrier_report(
         )
     finally:
         store.close()
+
+
+def test_a_rebuild_gives_the_same_views_back_in_time(played: tuple[Path, StoreAddress]) -> None:
+    """The log time comes from the log, not from when a store folded it: a store rebuilt
+    from the log, days later, knows what the live one knew, at every moment."""
+    log_path, address = played
+    before = JourneyStore(active_store(address))
+    try:
+        cuts = [Cut(kind, at) for kind in ("as_of", "known_at") for at in (THU_0800, FRI_1200)]
+        old = [_essence(_view(before, cut)) for cut in cuts]
+    finally:
+        before.close()
+    log = EmbeddedLog(str(log_path))
+    try:
+        rebuilt, _, _ = rebuild(log, address, topic=TOPIC, dlq_topic=f"{TOPIC}.dlq")
+    finally:
+        log.close()
+    after = JourneyStore(rebuilt)
+    try:
+        assert [_essence(_view(after, cut)) for cut in cuts] == old
+    finally:
+        after.close()
 
 
 JOURNEY = Path(sys.executable).with_name("journey")
