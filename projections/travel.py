@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from domain import catalogue as c
@@ -231,6 +231,7 @@ def _fold_at(
     for entry in journey.timeline:
         if erased is not None and entry.at <= erased:
             entry.text = None  # as the store keeps it: said before the erasure is gone
+        entry.at = entry.at.astimezone(UTC)  # as the store's rows give it (today's timeline)
         entries.append(entry)
     return _Folded(journey, len(passing), entries), count
 

@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,8 @@ def _story() -> tuple[list[Touchpoint], list[datetime]]:
             _tp(
                 CID,
                 c.InquiryReceived(case_id="k-1", channel="email", subject="Where is my parcel?"),
-                MON + timedelta(days=4),
+                # written in Stockholm: the timeline says it in UTC, as today's does
+                (MON + timedelta(days=4)).astimezone(timezone(timedelta(hours=1))),
             ),
             MON + timedelta(days=4),
         ),
