@@ -7,18 +7,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal, TypeVar, get_args
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
 from domain.bounds import MAX_MOMENT_CHARS, InvalidMoment, parse_moment
+from journey.security.keys import Principal
 from journey.service.deps import (
     AfterQuery,
+    AgentDep,
     PositionHeader,
     ServiceDep,
     SettledAll,
     StaleQuery,
     answer,
+    audit,
     require_fresh,
 )
 from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ServiceError
@@ -131,11 +134,20 @@ async def _paged(
 
 
 async def _settled_customer(
-    service: Service, key: str, after: str | None, header: str | None, stale: bool
+    service: Service,
+    key: str,
+    after: str | None,
+    header: str | None,
+    stale: bool,
+    *,
+    request: Request,
+    who: Principal,
+    action: str,
 ) -> tuple[str, Freshness]:
     """The customer ``key`` names once the view is fresh enough to say (resolved after the
     wait: see :meth:`Service.settle_customer`); 404 when there is none, 503 when the view
-    is behind and may not have folded them yet."""
+    is behind and may not have folded them yet. Audited before anything of the customer is
+    read: whoever gets past here reads them."""
     cid, freshness = await service.settle_customer(key, service.tokens(after, header))
     if cid is None:
         if not freshness.fresh:
@@ -153,6 +165,9 @@ async def _settled_customer(
             key=key,
         )
     require_fresh(freshness, stale, f"the position of customer {cid!r}")
+    await audit(
+        request, service, who, [cid], action=action, lookup="id" if cid == key else "identity"
+    )
     return cid, freshness
 
 
@@ -185,6 +200,8 @@ async def _read_view(
 async def get_customer(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: Annotated[str, Path(description="Customer id, e-mail, phone, order or serial")],
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
@@ -195,7 +212,9 @@ async def get_customer(
     known_at: KnownAtQuery = None,
 ) -> Response:
     cut = _cut(service, as_of, known_at)
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="view"
+    )
     view = await _read_view(service, key, cid, page, page_size, cut=cut)
     return answer(freshness, view, _view)
 
@@ -210,6 +229,8 @@ async def get_customer(
 async def get_timeline(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
@@ -224,7 +245,9 @@ async def get_timeline(
     known_at: KnownAtQuery = None,
 ) -> Response:
     cut = _cut(service, as_of, known_at)
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="timeline"
+    )
     size = limit or page_size or LIST_LIMIT
     timeline = await _paged(
         service,
@@ -247,6 +270,8 @@ async def get_timeline(
 async def get_cases(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
@@ -258,7 +283,9 @@ async def get_cases(
     known_at: KnownAtQuery = None,
 ) -> Response:
     cut = _cut(service, as_of, known_at)
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="cases"
+    )
     page = await _paged(
         service,
         key,
@@ -287,6 +314,8 @@ async def get_cases(
 async def get_list(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     name: ListName,
     after: AfterQuery = None,
@@ -298,7 +327,9 @@ async def get_list(
     known_at: KnownAtQuery = None,
 ) -> Response:
     cut = _cut(service, as_of, known_at)
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="list"
+    )
     page = await _paged(
         service,
         key,
@@ -327,6 +358,8 @@ async def get_list(
 async def get_case(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     case_id: str,
     after: AfterQuery = None,
@@ -336,7 +369,9 @@ async def get_case(
     known_at: KnownAtQuery = None,
 ) -> Response:
     cut = _cut(service, as_of, known_at)
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="case"
+    )
     try:
         detail = await service.read(
             lambda s: case_detail(
@@ -366,9 +401,14 @@ async def get_case(
 async def search(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Prefix to look for")],
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     freshness: SettledAll,
 ) -> Response:
     hits = await service.read(lambda s: search_customers(s, q, limit))
+    await audit(
+        request, service, who, [h.customer_id for h in hits], action="search", lookup="search"
+    )
     return answer(freshness, SearchResults(query=q, hits=hits), _search)
