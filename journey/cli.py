@@ -450,7 +450,7 @@ def view(
 
     from journey.pipeline import system_clock
     from journey.render import render_customer
-    from projections.customer_view import build_customer_view, resolve_customer
+    from projections.customer_view import build_customer_view, lookup_customer
 
     settings = settings_()
     rules = load_rules()
@@ -461,7 +461,8 @@ def view(
             note = how_far_behind(store, log, settings.topic)
         finally:
             log.close()
-        cid = resolve_customer(store, key)
+        found = lookup_customer(store, key)
+        cid = found.customer_id
         result = (
             None
             if cid is None
@@ -473,6 +474,17 @@ def view(
         store.close()
     if note:
         typer.echo(note, err=True)
+    if result is None and found.candidates:
+        # Only claimed (a form, an unverified link): never someone's view on a guess.
+        names = ", ".join(
+            f"{m.customer_id} ({m.kind}, {'verified' if m.verified else 'unverified'})"
+            for m in found.candidates
+        )
+        raise fail(
+            f"{key!r} does not name one customer for sure; candidates: {names}. "
+            "Ask by customer id, or confirm a link first",
+            1,
+        )
     if result is None:
         raise fail(f"no customer found for {key!r} (tried customer id and every identity)", 1)
     if as_json:

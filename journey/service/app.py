@@ -17,7 +17,15 @@ from domain.rules import ServiceRules
 from journey.pipeline import system_clock
 from journey.service.errors import install_error_handlers
 from journey.service.metrics import RequestMetrics, ServiceMetrics
-from journey.service.routers import customers, defects, events, health, live, service_levels
+from journey.service.routers import (
+    customers,
+    defects,
+    events,
+    health,
+    identities,
+    live,
+    service_levels,
+)
 from journey.service.routers.docs import register_docs
 from journey.service.runtime import Service, ServiceOptions
 from journey.settings import Settings
@@ -70,7 +78,7 @@ def create_app(
     register_docs(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
-    for router in (customers, service_levels, defects, events, health):
+    for router in (customers, service_levels, defects, events, health, identities):
         app.include_router(router.router)
     if console:
         from journey.service.console import register_console

@@ -19,7 +19,7 @@ from journey.service.deps import (
     answer,
     require_fresh,
 )
-from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ServiceError
+from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ChooseOne, ServiceError
 from journey.service.freshness import Freshness
 from journey.service.models import Answer, CaseDetail, SearchResults
 from journey.service.queries import case_detail, search_customers
@@ -31,11 +31,13 @@ from projections.customer_view import (
     CasePage,
     CustomerView,
     ItemPage,
+    Lookup,
     TimelinePage,
     build_customer_view,
     customer_cases,
     customer_list,
     customer_timeline,
+    lookup_customer,
 )
 from projections.store import JourneyStore
 
@@ -49,6 +51,7 @@ _case: TypeAdapter[CaseDetail] = TypeAdapter(CaseDetail)
 _search: TypeAdapter[SearchResults] = TypeAdapter(SearchResults)
 _cases: TypeAdapter[CasePage] = TypeAdapter(CasePage)
 _items: TypeAdapter[ItemPage] = TypeAdapter(ItemPage)
+_lookup: TypeAdapter[Lookup] = TypeAdapter(Lookup)
 
 CursorQuery = Annotated[
     str | None,
@@ -90,6 +93,12 @@ async def _settled_customer(
     wait: see :meth:`Service.settle_customer`); 404 when there is none, 503 when the view
     is behind and may not have folded them yet."""
     cid, freshness = await service.settle_customer(key, service.tokens(after, header))
+    if cid is None and freshness.fresh:
+        found = await service.read(lambda s: lookup_customer(s, key))
+        if found.candidates:
+            choices = answer(freshness, found, _lookup)
+            choices.status_code = 300
+            raise ChooseOne(choices)
     if cid is None:
         if not freshness.fresh:
             raise NotFresh(
