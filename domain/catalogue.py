@@ -10,6 +10,12 @@ current version on read.
 from __future__ import annotations
 
 import datetime as dt
+import re
+
+# The tz database is reference data, like Unicode tables, not a clock or a state of the world:
+# a zone and a past day give the same instant in every replay. (A country changing its
+# rules changes the end of future days after a tzdata update; that is the new truth.)
+import zoneinfo
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -21,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -35,14 +42,41 @@ __all__ = [
     "IdentityKind",
     "Instant",
     "TimeText",
+    "TimeZone",
     "TouchpointData",
     "current_model",
+    "end_of_day",
     "model_for",
+    "product_key",
 ]
 
-Channel = Literal["email", "phone", "chat", "web_form", "social", "store", "letter", "sms", "app"]
+# web_shop: the shop's own site or app checkout; marketplace: a marketplace that sells for
+# the shop (its orders, messages and reviews reach us through the marketplace).
+Channel = Literal[
+    "email",
+    "phone",
+    "chat",
+    "web_form",
+    "social",
+    "store",
+    "letter",
+    "sms",
+    "app",
+    "web_shop",
+    "marketplace",
+]
+# external_id: an id another system gives this customer — an account on a marketplace or
+# shop, or a customer id the shop issues per order. Prefix it with the system
+# ("olist:9ef432eb…") so ids of two systems never meet by accident.
 IdentityKind = Literal[
-    "name", "email", "phone", "social_handle", "order_number", "serial_number", "customer_id"
+    "name",
+    "email",
+    "phone",
+    "social_handle",
+    "order_number",
+    "serial_number",
+    "customer_id",
+    "external_id",
 ]
 # Free text (what someone wrote): up to 10,000 characters keeps a message far below Kafka's
 # default 1 MB limit; attachments belong elsewhere, linked.
@@ -112,8 +146,78 @@ Day = Annotated[
     Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-"}),
 ]
 """A calendar date on the wire: ISO 8601 text ``YYYY-MM-DD``, within the years 1900-2200."""
+
+
+def _date_only(value: Any) -> Any:
+    # pydantic reads "2026-12-01T00:00:00Z" as a date too; for a day that ends at midnight
+    # in a stated zone, a time (and a zone offset) beside it would be a second, conflicting
+    # answer, so exactly YYYY-MM-DD.
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise PydanticCustomError(
+            "date_not_iso", "a date must be YYYY-MM-DD without a time, e.g. 2026-11-23"
+        )
+    return value
+
+
+CalendarDay = Annotated[
+    Day,
+    BeforeValidator(_date_only),
+    Field(json_schema_extra={"pattern": f"^{YEARS_1900_2200}-[0-9]{{2}}-[0-9]{{2}}$"}),
+]
+"""A day that ends at midnight in a stated time zone: exactly ``YYYY-MM-DD``."""
 Amount = Annotated[Decimal, Strict(False), BeforeValidator(_amount_as_number)]
 """A decimal amount: a JSON number or decimal text."""
+
+
+def _known_zone(value: str) -> str:
+    # zoneinfo reads a key as a path below the tz database: the pattern keeps it a name
+    # ("Europe/Oslo"), never "../x" or an absolute path, before zoneinfo sees it.
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "unknown_time_zone",
+            "unknown time zone {zone!r}: use an IANA name, e.g. Europe/Oslo or UTC",
+            {"zone": value},
+        ) from None
+    return value
+
+
+TimeZone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
+        description="IANA time zone name, e.g. Europe/Oslo",
+    ),
+    AfterValidator(_known_zone),
+]
+"""An IANA time zone name (``Europe/Oslo``, ``America/Sao_Paulo``, ``UTC``)."""
+
+
+def end_of_day(day: dt.date, zone: str) -> dt.datetime:
+    """The instant a calendar day ends in ``zone``: midnight at the start of the next day,
+    local time, with the fixed offset it has then (so the value pickles and prints without
+    the tz database). A promise "by 1 December" in Oslo is kept by 23:59:59 local time."""
+    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), zoneinfo.ZoneInfo(zone))
+    offset = local.utcoffset()
+    assert offset is not None
+    return local.astimezone(dt.timezone(offset))
+
+
+def product_key(product: str) -> str:
+    """The log key (envelope ``customer_id``) of a fact about a product, not a customer."""
+    return f"product:{product}"
+
+
+def _date_needs_zone(day: dt.date | None, zone: str | None, day_field: str) -> None:
+    if day is not None and zone is None:
+        raise ValueError(
+            f"{day_field} needs time_zone: a date ends at midnight in some zone, "
+            "e.g. time_zone = Europe/Oslo"
+        )
+
 
 # (type name, version) -> model
 CATALOGUE: dict[tuple[str, int], type[TouchpointData]] = {}
@@ -131,6 +235,8 @@ class TouchpointData(_Frozen):
     type_name: ClassVar[str]
     schema_version: ClassVar[int]
     summary: ClassVar[str]
+    # A fact about a product, keyed by ``product_key(self.product)`` rather than a customer.
+    keyed_by_product: ClassVar[bool] = False
 
     def __init_subclass__(
         cls,
@@ -185,6 +291,14 @@ class OrderLine(_Frozen):
     warranty_terms_shown: Text | None = Field(
         default=None, description="The warranty text shown to the customer at purchase, verbatim"
     )
+    seller: ShortText | None = Field(
+        default=None, description="Who sells this line (on a marketplace: the seller's id)"
+    )
+    handoff_by: Instant | None = Field(
+        default=None,
+        description="When the seller must hand this line to the carrier: an implied promise "
+        "(id handoff:<order_id>:<seller>), kept by OrderShipped of the order",
+    )
 
 
 # --------------------------------------------------------------------------- orders & delivery
@@ -193,33 +307,91 @@ class OrderLine(_Frozen):
 class OrderPlaced(TouchpointData, type_name="OrderPlaced", version=1):
     """The customer placed an order: items, price and what was promised at checkout.
 
-    ``promised_delivery_by`` is an implied promise: it is kept by ``Delivered`` before that
-    time and broken otherwise.
+    ``promised_delivery_by`` (an instant), or ``promised_delivery_date`` with ``time_zone``
+    (the end of that day there), is an implied promise with the id ``delivery:<order_id>``:
+    kept by ``Delivered`` of a shipment of the order by then, broken otherwise, cancelled by
+    ``OrderCancelled``. A line's ``handoff_by`` is the seller's promise to hand it to the
+    carrier (id ``handoff:<order_id>:<seller>``, or ``handoff:<order_id>`` without a
+    seller), kept by ``OrderShipped`` of the order. ``lines`` may be empty when the shop
+    does not send them.
     """
 
     order_id: ShortText = Field(min_length=1)
-    lines: list[OrderLine] = Field(min_length=1)
+    lines: list[OrderLine] = Field(default_factory=list)
     total: Money
+    shipping_fee: Money | None = None
     channel: Channel = "web_form"
     promised_delivery_by: Instant | None = None
+    promised_delivery_date: CalendarDay | None = None
+    time_zone: TimeZone | None = None
     delivery_address: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_promise(self) -> OrderPlaced:
+        _date_needs_zone(self.promised_delivery_date, self.time_zone, "promised_delivery_date")
+        if self.promised_delivery_by is not None and self.promised_delivery_date is not None:
+            raise ValueError(
+                "give promised_delivery_by (an instant) or promised_delivery_date, not both"
+            )
+        return self
+
+
+class OrderCancelled(TouchpointData, type_name="OrderCancelled", version=1):
+    """The order was cancelled: its implied promises (delivery, seller hand-off) are
+    cancelled, not broken.
+
+    Cancelled by the deadline, a promise is never recorded broken; cancelled after it, the
+    deadline passed while the promise stood, so the break stays a fact (like
+    ``PromiseWithdrawn``).
+    """
+
+    order_id: ShortText = Field(min_length=1)
+    reason: Text
+    cancelled_by: ShortText | None = Field(
+        default=None, description="Who cancelled: the customer, the shop, the seller, a system"
+    )
+
+
+class PaymentApproved(TouchpointData, type_name="PaymentApproved", version=1):
+    """Payment for an order was approved (one fact per payment: an order paid with a
+    voucher and a card has two)."""
+
+    order_id: ShortText = Field(min_length=1)
+    method: ShortText = Field(
+        description="How it was paid, as the shop names it, e.g. credit_card, boleto, "
+        "voucher, invoice, swish"
+    )
+    instalments: int = Field(default=1, ge=1, le=360, description="Number of instalments")
+    amount: Money | None = None
 
 
 class OrderShipped(TouchpointData, type_name="OrderShipped", version=1):
-    """The order (or a shipment of it) was handed to a carrier."""
+    """The order (or a shipment of it) was handed to a carrier.
+
+    It keeps the seller hand-off promises of the order: those of ``seller``, or every one
+    when no seller is given.
+    """
 
     order_id: ShortText = Field(min_length=1)
     shipment_id: ShortText = Field(min_length=1)
-    carrier: ShortText
+    carrier: ShortText | None = None
+    seller: ShortText | None = None
     tracking_number: ShortText | None = None
     expected_delivery_by: Instant | None = None
+    expected_delivery_date: CalendarDay | None = None
+    time_zone: TimeZone | None = None
+
+    @model_validator(mode="after")
+    def _zone(self) -> OrderShipped:
+        _date_needs_zone(self.expected_delivery_date, self.time_zone, "expected_delivery_date")
+        return self
 
 
 class DeliveryAttempted(TouchpointData, type_name="DeliveryAttempted", version=1):
     """The carrier tried to deliver a shipment."""
 
     shipment_id: ShortText = Field(min_length=1)
-    carrier: ShortText
+    carrier: ShortText | None = None
     location: Text | None = None
 
 
@@ -227,7 +399,7 @@ class DeliveryFailed(TouchpointData, type_name="DeliveryFailed", version=1):
     """A delivery attempt failed (nobody home, wrong address, ...)."""
 
     shipment_id: ShortText = Field(min_length=1)
-    carrier: ShortText
+    carrier: ShortText | None = None
     reason: Text
     notified_customer_by: Channel | None = Field(
         default=None, description="How the customer was told, e.g. sms after a failed attempt"
@@ -237,14 +409,17 @@ class DeliveryFailed(TouchpointData, type_name="DeliveryFailed", version=1):
 class DeliveryRescheduled(TouchpointData, type_name="DeliveryRescheduled", version=1):
     """A new delivery was agreed: a new time and/or place.
 
-    When ``deliver_by`` is given it is a promise, kept only by ``Delivered`` at that place
-    before that time.
+    When ``deliver_by`` (an instant) or ``deliver_on`` with ``time_zone`` (the end of that
+    day there) is given it is a promise, kept only by ``Delivered`` of the shipment by then.
+    Its id is ``promise_id``, or ``reschedule:<shipment_id>:<occurred_at>`` without one.
     """
 
     shipment_id: ShortText = Field(min_length=1)
-    carrier: ShortText
+    carrier: ShortText | None = None
     new_location: Text | None = None
     deliver_by: Instant | None = None
+    deliver_on: CalendarDay | None = None
+    time_zone: TimeZone | None = None
     agreed_by: ShortText | None = Field(
         default=None, description="Who agreed to it, e.g. 'customer service, central office'"
     )
@@ -252,12 +427,19 @@ class DeliveryRescheduled(TouchpointData, type_name="DeliveryRescheduled", versi
         default=None, description="Set to track the reschedule as a promise"
     )
 
+    @model_validator(mode="after")
+    def _one_deadline(self) -> DeliveryRescheduled:
+        _date_needs_zone(self.deliver_on, self.time_zone, "deliver_on")
+        if self.deliver_by is not None and self.deliver_on is not None:
+            raise ValueError("give deliver_by (an instant) or deliver_on (a date), not both")
+        return self
+
 
 class Delivered(TouchpointData, type_name="Delivered", version=1):
     """The shipment reached the customer (or the agreed pick-up point)."""
 
     shipment_id: ShortText = Field(min_length=1)
-    carrier: ShortText
+    carrier: ShortText | None = None
     location: Text | None = None
 
 
@@ -431,6 +613,23 @@ class SatisfactionRated(TouchpointData, type_name="SatisfactionRated", version=1
     case_id: ShortText | None = None
     score: int = Field(ge=1, le=5)
     comment: Text | None = None
+    feedback_id: ShortText | None = Field(
+        default=None, description="The survey (FeedbackRequested) this rating answers"
+    )
+
+
+class FeedbackRequested(TouchpointData, type_name="FeedbackRequested", version=1):
+    """We asked the customer for feedback: a satisfaction survey or review invitation went
+    out. Its answer (``SatisfactionRated`` or ``PublicReviewPosted`` with this
+    ``feedback_id``) says how long the customer took to answer."""
+
+    feedback_id: ShortText = Field(min_length=1)
+    channel: Channel
+    order_id: ShortText | None = None
+    case_id: ShortText | None = None
+    platform: ShortText | None = Field(
+        default=None, description="Where the answer is collected, e.g. a marketplace, Trustpilot"
+    )
 
 
 # --------------------------------------------------------------------------- promises
@@ -545,6 +744,9 @@ class ReplacementShipped(TouchpointData, type_name="ReplacementShipped", version
     serial_number: ShortText | None = None
     carrier: ShortText | None = None
     tracking_number: ShortText | None = None
+    shipment_id: ShortText | None = Field(
+        default=None, description="Id of the shipment: delivery touchpoints refer to it"
+    )
     before_proof: bool = Field(
         default=False, description="Shipped before the customer proved purchase or defect"
     )
@@ -558,6 +760,42 @@ class PickupBooked(TouchpointData, type_name="PickupBooked", version=1):
     serial_number: ShortText | None = None
     carrier: ShortText | None = None
     pickup_at: Instant | None = None
+
+
+class PickupCompleted(TouchpointData, type_name="PickupCompleted", version=1):
+    """The product was collected from the customer."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    serial_number: ShortText | None = None
+    carrier: ShortText | None = None
+
+
+class PickupFailed(TouchpointData, type_name="PickupFailed", version=1):
+    """A booked collection did not happen (nobody home, wrong address, no parcel)."""
+
+    case_id: ShortText | None = None
+    product: ShortText
+    carrier: ShortText | None = None
+    reason: Text
+
+
+class ProofOfPurchaseReceived(TouchpointData, type_name="ProofOfPurchaseReceived", version=1):
+    """The customer sent proof of purchase (a receipt, invoice or order confirmation)."""
+
+    case_id: ShortText | None = None
+    order_id: ShortText | None = None
+    kind: Literal["receipt", "invoice", "order_confirmation", "bank_statement", "other"] = "receipt"
+    channel: Channel | None = None
+
+
+class ClaimDecided(TouchpointData, type_name="ClaimDecided", version=1):
+    """A complaint or warranty claim was decided: approved or rejected, with the reason."""
+
+    case_id: ShortText = Field(min_length=1)
+    decision: Literal["approved", "rejected"]
+    reason: Text | None = None
+    decided_by: ShortText | None = None
 
 
 class ReturnReceived(TouchpointData, type_name="ReturnReceived", version=1):
@@ -588,10 +826,12 @@ class GoodwillGranted(TouchpointData, type_name="GoodwillGranted", version=1):
     reason: Text | None = None
 
 
-class KnownDefectRegistered(TouchpointData, type_name="KnownDefectRegistered", version=1):
-    """A defect affecting a product (and batch) became known.
+class KnownDefectRegisteredV1(
+    TouchpointData, type_name="KnownDefectRegistered", version=1, current=False
+):
+    """A defect affecting a product (and batch) became known (version 1, superseded: keyed
+    by the registering organisation, as if it were a customer). Upcast to version 2 on read.
 
-    Every owner of a matching product is flagged for proactive outreach until one is sent.
     ``customer_id`` of this envelope is the registering organisation's id (e.g. ``company``).
     """
 
@@ -600,6 +840,32 @@ class KnownDefectRegistered(TouchpointData, type_name="KnownDefectRegistered", v
     batch: ShortText | None = Field(default=None, description="None means every batch")
     description: Text
     remedy: Text | None = None
+
+
+class KnownDefectRegistered(TouchpointData, type_name="KnownDefectRegistered", version=2):
+    """A defect affecting a product (and batch) became known: a fact about the product,
+    not about a customer.
+
+    Keyed by the product: the envelope's ``customer_id`` (and so the Kafka key) must be
+    ``product:`` followed by ``product`` exactly, e.g. ``product:Hagesett Oslo``, so every
+    fact about one product is read in order. Every owner of a matching product (an order
+    line's ``name``, a complaint's ``product``; and ``batch`` when given) is flagged for
+    proactive outreach until one is sent.
+    """
+
+    keyed_by_product: ClassVar[bool] = True
+
+    defect_id: ShortText = Field(min_length=1)
+    product: ShortText = Field(
+        description="Affected product (model), as order lines name it; the key is "
+        "product:<product>, so at most 192 characters here"
+    )
+    batch: ShortText | None = Field(default=None, description="None means every batch")
+    description: Text
+    remedy: Text | None = None
+    registered_by: ShortText | None = Field(
+        default=None, description="Who registered it (team, quality department, supplier)"
+    )
 
 
 class ProactiveOutreachSent(TouchpointData, type_name="ProactiveOutreachSent", version=1):
@@ -613,14 +879,38 @@ class ProactiveOutreachSent(TouchpointData, type_name="ProactiveOutreachSent", v
 # --------------------------------------------------------------------------- public voice
 
 
-class PublicReviewPosted(TouchpointData, type_name="PublicReviewPosted", version=1):
-    """The customer posted a public review."""
+class PublicReviewPostedV1(
+    TouchpointData, type_name="PublicReviewPosted", version=1, current=False
+):
+    """The customer posted a public review (version 1, superseded: the score was called
+    ``rating``, and the review named no order). Upcast to version 2 on read."""
 
     review_id: ShortText = Field(min_length=1)
     platform: ShortText
     rating: int | None = Field(default=None, ge=1, le=5)
     text: Text | None = None
     url: Text | None = None
+
+
+class PublicReviewPosted(TouchpointData, type_name="PublicReviewPosted", version=2):
+    """The customer posted a public review, or answered a review invitation.
+
+    ``score`` is the number of stars (1-5), the same scale as ``SatisfactionRated``.
+    ``feedback_id`` names the ``FeedbackRequested`` it answers: the time from that request
+    to this review is how long the customer took to answer; the time from this review to
+    ``ReviewAnswered`` is how long we took to answer the review.
+    """
+
+    review_id: ShortText = Field(min_length=1)
+    platform: ShortText
+    score: int | None = Field(default=None, ge=1, le=5)
+    title: Text | None = None
+    text: Text | None = None
+    url: Text | None = None
+    order_id: ShortText | None = None
+    feedback_id: ShortText | None = Field(
+        default=None, description="The review invitation (FeedbackRequested) this answers"
+    )
 
 
 class ReviewAnswered(TouchpointData, type_name="ReviewAnswered", version=1):

@@ -38,6 +38,7 @@ from domain.catalogue import (
     TimeText,
     TouchpointData,
     current_model,
+    product_key,
 )
 from domain.errors import InvalidEvent, UnknownEventType
 from domain.upcasting import upcast
@@ -202,8 +203,23 @@ def parse_envelope(obj: Any, bounds: Bounds | None = None) -> Touchpoint:
         raise InvalidEvent(
             _reason(exc, "invalid_data"), f"{env.type} v{env.schema_version} {msg}", field
         ) from None
+    if model.keyed_by_product:
+        _check_product_key(env, body)
     fields = env.model_dump(exclude={"data", "schema_version"})
     return Touchpoint(**fields, schema_version=target, data=body)
+
+
+def _check_product_key(env: Envelope, body: TouchpointData) -> None:
+    # A fact about a product is ordered with the product's other facts, never filed under
+    # a customer (or an organisation posing as one): its key is the product's.
+    expected = product_key(str(getattr(body, "product", "")))
+    if env.customer_id != expected:
+        raise InvalidEvent(
+            "invalid_envelope",
+            f"customer_id: a {env.type} v{env.schema_version} is keyed by its product: "
+            f"use {expected!r} as customer_id (and Kafka key), not {env.customer_id!r}",
+            "customer_id",
+        )
 
 
 def _no_constant(name: str) -> Any:
@@ -297,6 +313,14 @@ def new_touchpoint(
             f"{data.type_name} v{data.schema_version} is not the current version; "
             "emit the current one",
             "schema_version",
+        )
+    if data.keyed_by_product and customer_id != product_key(str(getattr(data, "product", ""))):
+        raise InvalidEvent(
+            "invalid_envelope",
+            f"customer_id: a {data.type_name} is keyed by its product: use "
+            f"{product_key(str(getattr(data, 'product', '')))!r} as customer_id, "
+            f"not {customer_id!r}",
+            "customer_id",
         )
     try:
         return Touchpoint(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from domain import catalogue as c
@@ -23,10 +23,12 @@ from domain.envelope import Touchpoint, decode, encode
 __all__ = [
     "Anomaly",
     "Case",
+    "Feedback",
     "Handoff",
     "Identity",
     "Journey",
     "Message",
+    "Order",
     "Product",
     "Promise",
     "Reply",
@@ -47,7 +49,7 @@ CaseKind = Literal["inquiry", "complaint", "signup"]
 # data: the fulfilment may have happened in time and been reported too late).
 # (occurred_at, cause-before-effect rank, event_id): see ``fact_order``.
 FactKey = tuple[datetime, int, str]
-PromiseStatus = Literal["pending", "kept", "kept_late", "broken", "withdrawn"]
+PromiseStatus = Literal["pending", "kept", "kept_late", "broken", "withdrawn", "cancelled"]
 
 
 @dataclass
@@ -108,6 +110,9 @@ class Review:
     answered_at: datetime | None = None
     answered_by: str | None = None
     answer: str | None = None
+    title: str | None = None
+    order_id: str | None = None
+    feedback_id: str | None = None  # the review invitation (FeedbackRequested) it answers
 
     @property
     def status(self) -> str:
@@ -169,6 +174,9 @@ class Case:
     stopped_clocks: list[tuple[str, datetime, datetime]] = field(default_factory=list)
     # Missed reply deadlines an agent acknowledged: (target, due_by, agent, at).
     acknowledged: list[tuple[str, datetime, str, datetime]] = field(default_factory=list)
+    # ClaimDecided: "approved" or "rejected", and why.
+    claim_decision: str | None = None
+    claim_reason: str | None = None
 
     def stop_reply_clock(self, at: datetime) -> None:
         if self.reply_owed is not None and self.reply_owed_since is not None:
@@ -220,10 +228,20 @@ class Promise:
     shipment_id: str | None = None
     # Withdrawn (PromiseWithdrawn): (by whom, when, by event time).
     withdrawn: tuple[str, datetime] | None = None
+    # Cancelled with its order (OrderCancelled): (reason, when, by event time).
+    cancelled: tuple[str, datetime] | None = None
+    # A seller's hand-off promise: whose; kept by OrderShipped of the order by that seller
+    # (or of the whole order).
+    seller: str | None = None
+    # A promise made for a calendar day: the day and its zone (``due_by`` is its end there).
+    due_date: date | None = None
+    time_zone: str | None = None
 
     def settle(self) -> None:
         """Status from the facts alone, so the order they are folded in does not matter."""
-        if self.fulfilled_at is None and self.withdrawn is not None:
+        if self.fulfilled_at is None and self.cancelled is not None:
+            self.status = "cancelled"
+        elif self.fulfilled_at is None and self.withdrawn is not None:
             self.status = "withdrawn"
         elif self.fulfilled_at is None:
             self.status = "broken" if self.broken_recorded else "pending"
@@ -238,7 +256,10 @@ class Promise:
         """Nothing left for the promise keeper to record: kept in time, on the log as broken,
         or withdrawn by its deadline (withdrawn later, its deadline passed first: a break)."""
         withdrawn_in_time = self.withdrawn is not None and self.withdrawn[1] <= self.due_by
-        return self.broken_recorded or self.status == "kept" or withdrawn_in_time
+        cancelled_in_time = self.cancelled is not None and self.cancelled[1] <= self.due_by
+        return (
+            self.broken_recorded or self.status == "kept" or withdrawn_in_time or cancelled_in_time
+        )
 
 
 @dataclass
@@ -265,13 +286,45 @@ class Product:
 @dataclass
 class Shipment:
     shipment_id: str
-    carrier: str
+    carrier: str | None  # None: the shop does not know it
     order_id: str | None = None
     attempts: int = 0
     failures: list[str] = field(default_factory=list)
     rescheduled_to: str | None = None
     delivered_at: datetime | None = None
     delivered_location: str | None = None
+    case_id: str | None = None  # a replacement's shipment: the case it belongs to
+    expected_by: datetime | None = None  # what the carrier announced (not a promise)
+
+
+@dataclass
+class Order:
+    """What we know of an order beyond its summary line."""
+
+    order_id: str
+    placed_at: datetime
+    channel: str
+    what: str  # the summary of what was ordered and the total
+    shipping_fee: str | None = None  # "49.00 SEK"
+    sellers: list[str] = field(default_factory=list)
+    payments: list[str] = field(default_factory=list)  # "credit_card, 3 instalments, 120 BRL"
+    status: Literal["placed", "cancelled"] = "placed"
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+
+
+@dataclass
+class Feedback:
+    """A feedback request (survey, review invitation) and when it was answered. Either side
+    may be folded first."""
+
+    feedback_id: str
+    requested_at: datetime | None = None
+    channel: str | None = None
+    order_id: str | None = None
+    case_id: str | None = None
+    answered_at: datetime | None = None
+    answered_with: str | None = None  # "review <id>" or "rating 4/5"
 
 
 @dataclass
@@ -314,6 +367,8 @@ class Journey:
     anomalies: list[Anomaly] = field(default_factory=list)
     contacts: int = 0
     reviews: dict[str, Review] = field(default_factory=dict)
+    order_details: dict[str, Order] = field(default_factory=dict)
+    feedback: dict[str, Feedback] = field(default_factory=dict)
     erased_at: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
@@ -342,6 +397,12 @@ class Journey:
         state["earlier_facts"] = None
         state.pop("_derived", None)  # a reader's cache (projections.customer_view)
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A snapshot taken before a field existed lacks it: start from a fresh journey's
+        # defaults, so new state (orders, feedback, ...) reads empty, never missing.
+        fresh = Journey(str(state.get("customer_id", ""))).__dict__
+        self.__dict__.update({**fresh, **state})
 
     def hand_over(self) -> tuple[list[tuple[FactKey, bytes]], list[TimelineEntry], bool]:
         """Give the facts and timeline entries folded since the last hand-over to a store,
@@ -499,10 +560,20 @@ class Journey:
         at = tp.occurred_at
         case: Case | None
         promise: Promise | None
+        order: Order | None
         match d:
             case c.OrderPlaced():
                 items = ", ".join(f"{ln.quantity}× {ln.name}" for ln in d.lines)
-                self.orders[d.order_id] = f"{items} — {d.total.amount} {d.total.currency}"
+                items = items or "items not listed"
+                what = f"{items} — {d.total.amount} {d.total.currency}"
+                order = Order(d.order_id, at, d.channel, what)
+                if d.shipping_fee is not None:
+                    order.shipping_fee = f"{d.shipping_fee.amount} {d.shipping_fee.currency}"
+                for line in d.lines:
+                    if line.seller and line.seller not in order.sellers:
+                        order.sellers.append(line.seller)
+                self.order_details[d.order_id] = order
+                self._order_summary(d.order_id)
                 # Our own shop recorded the order under this customer: verified.
                 self._identity("order_number", d.order_id, at, verified=True)
                 for line in d.lines:
@@ -513,33 +584,92 @@ class Journey:
                         line.warranty_terms_shown or product.warranty_terms_shown
                     )
                     self._identity("serial_number", line.serial_number, at, verified=True)
-                if d.promised_delivery_by is not None:
+                due_by = d.promised_delivery_by
+                if d.promised_delivery_date is not None and d.time_zone is not None:
+                    due_by = c.end_of_day(d.promised_delivery_date, d.time_zone)
+                if due_by is not None:
+                    on_day = (
+                        f" by {d.promised_delivery_date.isoformat()} ({d.time_zone})"
+                        if d.promised_delivery_date is not None
+                        else ""
+                    )
                     self.promises[f"delivery:{d.order_id}"] = Promise(
                         f"delivery:{d.order_id}",
-                        f"deliver order {d.order_id}",
+                        f"deliver order {d.order_id}{on_day}",
                         "delivery",
-                        d.promised_delivery_by,
+                        due_by,
                         made_by="checkout",
                         made_at=at,
                         implied=True,
                         order_id=d.order_id,
+                        due_date=d.promised_delivery_date,
+                        time_zone=d.time_zone,
                     )
+                self._handoff_promises(d, at)
                 return f"Order {d.order_id}: {items}", None
+            case c.OrderCancelled():
+                order = self.order_details.get(d.order_id)
+                if d.order_id not in self.orders:
+                    self._anomaly(tp, f"cancelled unknown order {d.order_id}")
+                if order is not None and order.status != "cancelled":
+                    order.status, order.cancelled_at, order.cancel_reason = (
+                        "cancelled",
+                        at,
+                        d.reason,
+                    )
+                    self._order_summary(d.order_id)
+                shipments = {
+                    s.shipment_id for s in self.shipments.values() if s.order_id == d.order_id
+                }
+                for promise in self.promises.values():
+                    if promise.cancelled is None and (
+                        promise.order_id == d.order_id or promise.shipment_id in shipments
+                    ):
+                        promise.cancelled = (d.reason, at)
+                        if promise.fulfilled_at is None:
+                            promise.settled_at = at
+                        promise.settle()
+                by = f" by {d.cancelled_by}" if d.cancelled_by else ""
+                return f"Order {d.order_id} cancelled{by}: {d.reason}", None
+            case c.PaymentApproved():
+                money = f", {d.amount.amount} {d.amount.currency}" if d.amount else ""
+                plan = f", {d.instalments} instalments" if d.instalments > 1 else ""
+                paid = f"{d.method}{plan}{money}"
+                order = self.order_details.get(d.order_id)
+                if order is None:
+                    self._anomaly(tp, f"payment for unknown order {d.order_id}")
+                else:
+                    order.payments.append(paid)
+                    self._order_summary(d.order_id)
+                return f"Payment for order {d.order_id} approved: {paid}", None
             case c.OrderShipped():
                 ship = self.shipments.get(d.shipment_id) or Shipment(d.shipment_id, d.carrier)
                 self.shipments[d.shipment_id] = ship
                 # Carriers' clocks disagree with ours: a delivery stamped before the
                 # hand-over is still a delivery, and keeps the order's promise.
-                ship.carrier, ship.order_id = d.carrier, d.order_id
+                ship.carrier, ship.order_id = d.carrier or ship.carrier, d.order_id
+                if d.expected_delivery_date is not None and d.time_zone is not None:
+                    ship.expected_by = c.end_of_day(d.expected_delivery_date, d.time_zone)
+                else:
+                    ship.expected_by = d.expected_delivery_by or ship.expected_by
                 if ship.delivered_at is not None:
                     self._delivered(ship, ship.delivered_at)
+                for promise in self.promises.values():
+                    if (
+                        promise.kind == "handoff"
+                        and promise.order_id == d.order_id
+                        and (d.seller is None or promise.seller == d.seller)
+                    ):
+                        self._fulfil(promise.promise_id, at)
                 if d.order_id not in self.orders:
                     self._anomaly(tp, f"shipment of unknown order {d.order_id}")
-                return f"Order {d.order_id} handed to {d.carrier}", None
+                by = f" by {d.seller}" if d.seller else ""
+                to = f" to {d.carrier}" if d.carrier else " to the carrier"
+                return f"Order {d.order_id} handed{to}{by}", None
             case c.DeliveryAttempted():
                 ship = self._shipment(tp, d.shipment_id, d.carrier)
                 ship.attempts += 1
-                return f"{d.carrier} tried to deliver {d.shipment_id}", None
+                return f"{d.carrier or 'The carrier'} tried to deliver {d.shipment_id}", None
             case c.DeliveryFailed():
                 ship = self._shipment(tp, d.shipment_id, d.carrier)
                 ship.failures.append(d.reason)
@@ -547,17 +677,26 @@ class Journey:
             case c.DeliveryRescheduled():
                 ship = self._shipment(tp, d.shipment_id, d.carrier)
                 ship.rescheduled_to = d.new_location or ship.rescheduled_to
-                if d.deliver_by is not None:
+                deliver_by = d.deliver_by
+                if d.deliver_on is not None and d.time_zone is not None:
+                    deliver_by = c.end_of_day(d.deliver_on, d.time_zone)
+                if deliver_by is not None:
                     pid = d.promise_id or f"reschedule:{d.shipment_id}:{at.isoformat()}"
+                    on_day = (
+                        f" by {d.deliver_on.isoformat()} ({d.time_zone})" if d.deliver_on else ""
+                    )
                     self.promises[pid] = Promise(
                         pid,
                         f"deliver {d.shipment_id}"
-                        + (f" to {d.new_location}" if d.new_location else ""),
+                        + (f" to {d.new_location}" if d.new_location else "")
+                        + on_day,
                         "delivery",
-                        d.deliver_by,
-                        made_by=d.agreed_by or d.carrier,
+                        deliver_by,
+                        made_by=d.agreed_by or d.carrier or "carrier",
                         made_at=at,
                         shipment_id=d.shipment_id,
+                        due_date=d.deliver_on,
+                        time_zone=d.time_zone,
                     )
                 where = f" to {d.new_location}" if d.new_location else ""
                 return f"Delivery of {d.shipment_id} rescheduled{where}", None
@@ -687,7 +826,36 @@ class Journey:
                 case = self._case(tp, d.case_id, "rating")
                 if case is not None:
                     case.satisfaction = d.score
+                if d.feedback_id is not None:
+                    self._feedback_answered(d.feedback_id, at, f"rating {d.score}/5")
                 return f"Rated the service {d.score}/5", d.case_id
+            case c.FeedbackRequested():
+                asked = self.feedback.get(d.feedback_id) or Feedback(d.feedback_id)
+                asked.requested_at, asked.channel = at, d.channel
+                asked.order_id, asked.case_id = d.order_id, d.case_id
+                self.feedback[d.feedback_id] = asked
+                if d.case_id is not None:
+                    self._case(tp, d.case_id, "feedback request")
+                about = f" about order {d.order_id}" if d.order_id else ""
+                return f"Feedback requested{about} via {d.channel}", d.case_id
+            case c.ClaimDecided():
+                case = self._case(tp, d.case_id, "claim decision")
+                why = f": {d.reason}" if d.reason else ""
+                if case is not None:
+                    case.claim_decision, case.claim_reason = d.decision, d.reason
+                    case.steps.append(Step(at, "claim", f"claim {d.decision}{why}"))
+                return f"Claim {d.decision}{why}", d.case_id
+            case c.ProofOfPurchaseReceived():
+                of = f" for order {d.order_id}" if d.order_id else ""
+                kind = d.kind.replace("_", " ")
+                self._step(tp, d.case_id, "proof", f"proof of purchase ({kind}) received{of}")
+                return f"Proof of purchase received ({kind}){of}", d.case_id
+            case c.PickupCompleted():
+                self._step(tp, d.case_id, "pickup", f"{d.product} collected")
+                return f"Pickup of {d.product} completed", d.case_id
+            case c.PickupFailed():
+                self._step(tp, d.case_id, "pickup", f"pickup of {d.product} failed: {d.reason}")
+                return f"Pickup of {d.product} failed: {d.reason}", d.case_id
             case c.PromiseMade():
                 if d.case_id is not None:
                     self._case(tp, d.case_id, "promise")
@@ -813,6 +981,11 @@ class Journey:
                     self._identity(
                         "serial_number", d.serial_number, at, "replacement", verified=True
                     )
+                if d.shipment_id is not None:
+                    ship = self.shipments.get(d.shipment_id) or Shipment(d.shipment_id, d.carrier)
+                    ship.carrier = d.carrier or ship.carrier
+                    ship.case_id = d.case_id
+                    self.shipments[d.shipment_id] = ship
                 return f"Replacement {d.product} shipped{proof}", d.case_id
             case c.PickupBooked():
                 when = f" for {d.pickup_at.isoformat(timespec='minutes')}" if d.pickup_at else ""
@@ -842,9 +1015,16 @@ class Journey:
             case c.PublicReviewPosted():
                 review = self.reviews.get(d.review_id) or Review(d.review_id, d.platform, at)
                 review.platform, review.posted_at = d.platform, at
-                review.rating, review.text, review.url = d.rating, d.text, d.url
+                review.rating, review.text, review.url = d.score, d.text, d.url
+                review.title, review.order_id, review.feedback_id = (
+                    d.title,
+                    d.order_id,
+                    d.feedback_id,
+                )
                 self.reviews[d.review_id] = review
-                stars = f" {d.rating}/5" if d.rating else ""
+                if d.feedback_id is not None:
+                    self._feedback_answered(d.feedback_id, at, f"review {d.review_id}")
+                stars = f" {d.score}/5" if d.score else ""
                 return f"Public review on {d.platform}{stars}", None
             case c.ReviewAnswered():
                 answered = self.reviews.get(d.review_id)
@@ -857,6 +1037,49 @@ class Journey:
         self._anomaly(tp, f"no fold rule for {tp.type}")
         return tp.type, None
 
+    def _order_summary(self, order_id: str) -> None:
+        """The order's line in the view: what was ordered, then what happened to it."""
+        order = self.order_details.get(order_id)
+        if order is None:
+            return
+        parts = [order.what]
+        if order.shipping_fee:
+            parts.append(f"shipping {order.shipping_fee}")
+        if order.sellers:
+            parts.append("sold by " + ", ".join(order.sellers))
+        parts += [f"paid: {p}" for p in order.payments]
+        if order.status == "cancelled":
+            parts.append(f"cancelled: {order.cancel_reason}")
+        self.orders[order_id] = " · ".join(parts)
+
+    def _handoff_promises(self, d: c.OrderPlaced, at: datetime) -> None:
+        """Each seller's hand-off deadline (the earliest of its lines) is an implied promise,
+        ``handoff:<order>:<seller>`` (``handoff:<order>`` for lines without a seller)."""
+        due: dict[str | None, datetime] = {}
+        for line in d.lines:
+            if line.handoff_by is not None:
+                seen = due.get(line.seller)
+                due[line.seller] = line.handoff_by if seen is None else min(seen, line.handoff_by)
+        for seller, by in due.items():
+            pid = f"handoff:{d.order_id}" + (f":{seller}" if seller else "")
+            self.promises[pid] = Promise(
+                pid,
+                f"hand order {d.order_id} to the carrier" + (f" ({seller})" if seller else ""),
+                "handoff",
+                by,
+                made_by=seller or "seller",
+                made_at=at,
+                implied=True,
+                order_id=d.order_id,
+                seller=seller,
+            )
+
+    def _feedback_answered(self, feedback_id: str, at: datetime, answer: str) -> None:
+        asked = self.feedback.get(feedback_id) or Feedback(feedback_id)
+        if asked.answered_at is None or at < asked.answered_at:
+            asked.answered_at, asked.answered_with = at, answer
+        self.feedback[feedback_id] = asked
+
     def _delivered(self, ship: Shipment, at: datetime) -> None:
         """Keep the delivery promises this shipment fulfils, matched by exact ids."""
         for promise in self.promises.values():
@@ -867,12 +1090,13 @@ class Journey:
             ):
                 self._fulfil(promise.promise_id, at)
 
-    def _shipment(self, tp: Touchpoint, shipment_id: str, carrier: str) -> Shipment:
+    def _shipment(self, tp: Touchpoint, shipment_id: str, carrier: str | None) -> Shipment:
         ship = self.shipments.get(shipment_id)
         if ship is None:
             self._anomaly(tp, f"{tp.type} for unknown shipment {shipment_id}")
             ship = Shipment(shipment_id, carrier)
             self.shipments[shipment_id] = ship
+        ship.carrier = ship.carrier or carrier
         return ship
 
     def _erase(self, at: datetime) -> None:
@@ -889,7 +1113,9 @@ class Journey:
             ]
             case.messages = [Message(m.at, m.channel, None, None) for m in case.messages]
         for review in self.reviews.values():
-            review.text = review.answer = review.url = None
+            review.text = review.answer = review.url = review.title = None
+        for order in self.order_details.values():
+            order.what, order.cancel_reason = "(erased)", None
         for promise in self.promises.values():
             promise.made_to = None
         for product in self.products:
@@ -916,6 +1142,7 @@ _RANK: dict[str, int] = {
             "PublicReviewPosted",
             "PromiseMade",
             "KnownDefectRegistered",
+            "FeedbackRequested",
         ),
         0,
     ),
@@ -957,7 +1184,9 @@ def said(d: c.TouchpointData) -> str | None:
             return d.body
         case c.SignupRequested():
             return "\n".join(f"{key}: {value}" for key, value in d.fields.items()) or None
-        case c.PublicReviewPosted() | c.ReviewAnswered():
+        case c.PublicReviewPosted():
+            return "\n".join(t for t in (d.title, d.text) if t) or None
+        case c.ReviewAnswered():
             return d.text
     return None
 

@@ -45,3 +45,19 @@ def _complaint_v1_to_v2(body: Body) -> Body:
     body["serial_number_as_given"] = serial
     body.setdefault("warranty_claim", False)
     return body
+
+
+@upcaster("PublicReviewPosted", 1)
+def _review_v1_to_v2(body: Body) -> Body:
+    # v1 called the stars "rating"; v2 calls them "score", as SatisfactionRated does, so
+    # one name means one scale. v1 had no title, order or invitation: absent.
+    rating = body.pop("rating", None)
+    body["score"] = rating
+    return body
+
+
+@upcaster("KnownDefectRegistered", 1)
+def _defect_v1_to_v2(body: Body) -> Body:
+    # v2 only changes the key (the product, not the registering organisation): the body is
+    # the same, and who registered it was the v1 key, which a body upcaster cannot see.
+    return body

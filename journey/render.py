@@ -143,6 +143,7 @@ def render_customer(view: CustomerView) -> RenderableType:
                 "kept": "green",
                 "kept_late": "yellow",
                 "withdrawn": "dim",
+                "cancelled": "dim",
                 "broken": "bold red",
                 "overdue": "bold red",
             }.get(p.status, "yellow")
@@ -188,7 +189,9 @@ def render_customer(view: CustomerView) -> RenderableType:
                     f"delivered {_when(sh.delivered_at)}"
                     + (f" at {sh.delivered_location}" if sh.delivered_location else "")
                 )
-            ships.add_row(sh.shipment_id, sh.carrier, str(sh.attempts), "\n".join(events) or "—")
+            ships.add_row(
+                sh.shipment_id, sh.carrier or "—", str(sh.attempts), "\n".join(events) or "—"
+            )
         parts.append(ships)
     if view.anomalies:
         anomalies = Table(title="Anomalies (kept, not dropped)", title_justify="left")

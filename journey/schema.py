@@ -147,6 +147,29 @@ FIELD_NOTES: Mapping[str, str] = {
     "verified": "True when the link was verified (e.g. a confirmed e-mail or a login)",
     "warranty_claim": "True when the customer claims warranty (not just complains)",
     "what": "What was promised, in words the customer would recognise",
+    "cancelled_by": "Who cancelled: the customer, the shop, the seller or a system",
+    "decided_by": "Who decided (person, team, workshop)",
+    "decision": "approved or rejected",
+    "deliver_on": (
+        "New delivery date: the promise ends at midnight at the end of that day in time_zone"
+    ),
+    "expected_delivery_date": "Delivery date the carrier announced (a day in time_zone)",
+    "feedback_id": "Id of the feedback request (survey, review invitation); answers refer to it",
+    "handoff_by": (
+        "When the seller must hand the line to the carrier: an implied promise, "
+        "id handoff:<order_id>:<seller>"
+    ),
+    "instalments": "Number of instalments the payment is split into",
+    "method": "Payment method as the shop names it, e.g. credit_card, boleto, voucher",
+    "promised_delivery_date": (
+        "Delivery date shown at checkout: an implied promise (id delivery:<order_id>) "
+        "that ends at midnight at the end of that day in time_zone"
+    ),
+    "registered_by": "Who registered it (team, quality department, supplier)",
+    "seller": "The seller (on a marketplace: the seller's id)",
+    "shipping_fee": "Shipping fee charged to the customer",
+    "time_zone": "IANA time zone the date is a day in, e.g. Europe/Oslo",
+    "title": "The title, verbatim",
 }
 
 TYPE_FIELD_NOTES: Mapping[tuple[str, str], str] = {
@@ -163,7 +186,10 @@ TYPE_FIELD_NOTES: Mapping[tuple[str, str], str] = {
     ("GoodwillGranted", "kind"): "What was given",
     ("GoodwillGranted", "value"): "Its value, when it has one",
     ("IdentityLinked", "kind"): (
-        "What kind of identifier `value` is; `customer_id` means two customer ids are one person"
+        "What kind of identifier `value` is; `customer_id` means two customer ids are one "
+        "person; `external_id` is an id another system gives this customer (a marketplace or "
+        "shop account, a customer id issued per order), best prefixed with the system, "
+        "e.g. olist:9ef432eb"
     ),
     ("IdentityLinked", "value"): "The identifier, e.g. an e-mail address or a serial number",
     ("IdentityLinked", "verified"): (
@@ -181,6 +207,25 @@ TYPE_FIELD_NOTES: Mapping[tuple[str, str], str] = {
     ("KnownDefectRegistered", "description"): "What the defect is",
     ("KnownDefectRegistered", "product"): "Affected product (model)",
     ("OrderPlaced", "channel"): "Where the order was placed",
+    ("OrderCancelled", "reason"): "Why the order was cancelled",
+    ("OrderShipped", "seller"): (
+        "The seller handing over (keeps that seller's hand-off promise); "
+        "none: the whole order, every seller's"
+    ),
+    ("PaymentApproved", "amount"): "Amount of this payment",
+    ("PickupFailed", "reason"): "Why the collection failed, e.g. nobody home",
+    ("PickupCompleted", "serial_number"): "Serial number of the unit collected",
+    ("ProofOfPurchaseReceived", "kind"): "What the customer sent",
+    ("ProofOfPurchaseReceived", "channel"): "How it arrived",
+    ("ClaimDecided", "reason"): "Why it was approved or rejected, in words",
+    ("FeedbackRequested", "channel"): "How the request went out",
+    ("PublicReviewPosted", "score"): "Stars, 1-5 (the same scale as SatisfactionRated)",
+    ("PublicReviewPosted", "rating"): "Star rating on the platform, 1-5 (v2 calls it score)",
+    ("PublicReviewPosted", "title"): "The review's title, verbatim",
+    ("PublicReviewPosted", "order_id"): "The order the review is about",
+    ("KnownDefectRegistered", "registered_by"): (
+        "Who registered it (team, quality department, supplier)"
+    ),
     ("PickupBooked", "serial_number"): "Serial number of the unit to collect",
     ("ProactiveOutreachSent", "channel"): "How the customer was contacted",
     ("PromiseBroken", "due_by"): "The deadline that passed",
@@ -472,12 +517,20 @@ EXAMPLE_VALUES: Mapping[str, Any] = {
     "total": {"amount": "4990.00", "currency": "SEK"},
     "value": "anna.svensson@example.com",
     "what": "Call the customer back about the replacement",
+    "decision": "rejected",
+    "feedback_id": "survey-ord-77120",
+    "method": "credit_card",
 }
 TYPE_EXAMPLE_VALUES: Mapping[tuple[str, str], Any] = {
     ("IdentityLinked", "kind"): "email",  # goes with the e-mail address in "value"
     ("IdentityUnlinked", "kind"): "email",
     ("BreachAcknowledged", "kind"): "promise",  # goes with the promise id in "ref"
     ("BreachAcknowledged", "ref"): "prm-88",
+    ("OrderCancelled", "reason"): "The customer changed their mind before shipping",
+    ("PickupFailed", "reason"): "Nobody home",
+    ("ClaimDecided", "reason"): "Water damage is not covered by the warranty",
+    ("FeedbackRequested", "channel"): "email",
+    ("KnownDefectRegistered", "product"): "Hagesett Oslo",
 }
 EXAMPLE_SOURCE_BY_TYPE: Mapping[str, str] = {
     "OrderPlaced": "webshop",
@@ -495,10 +548,17 @@ EXAMPLE_SOURCE_BY_TYPE: Mapping[str, str] = {
     "ReplyOverdue": "promise-keeper",
     "PublicReviewPosted": "review-monitor",
     "ReviewAnswered": "review-monitor",
+    "OrderCancelled": "webshop",
+    "PaymentApproved": "webshop",
+    "FeedbackRequested": "webshop",
+    "PickupCompleted": "carrier-postnord",
+    "PickupFailed": "carrier-postnord",
+    "KnownDefectRegistered": "quality",
 }
-EXAMPLE_CUSTOMER_BY_TYPE: Mapping[str, str] = {
-    # a defect is registered by the company, not for one customer (see its description)
-    "KnownDefectRegistered": "company",
+EXAMPLE_CUSTOMER_BY_TYPE: Mapping[tuple[str, int], str] = {
+    # v1: registered by the company, as if a customer; v2: keyed by the product
+    ("KnownDefectRegistered", 1): "company",
+    ("KnownDefectRegistered", 2): "product:Hagesett Oslo",
 }
 
 
@@ -529,7 +589,7 @@ def example_envelope(type_name: str, version: int) -> JSONObject:
         ),
         "type": type_name,
         "schema_version": version,
-        "customer_id": EXAMPLE_CUSTOMER_BY_TYPE.get(type_name, EXAMPLE_CUSTOMER),
+        "customer_id": EXAMPLE_CUSTOMER_BY_TYPE.get((type_name, version), EXAMPLE_CUSTOMER),
         "occurred_at": EXAMPLE_TIME,
         "source": EXAMPLE_SOURCE_BY_TYPE.get(type_name, EXAMPLE_SOURCE),
         "data": data,

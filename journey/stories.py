@@ -15,8 +15,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
@@ -592,7 +593,7 @@ def _flust(t0: datetime) -> list[Step]:
     steps += [
         Step(
             20 * D,
-            "flust.no",
+            c.product_key(sofa),
             c.KnownDefectRegistered(
                 defect_id="paint-2026-09",
                 product=sofa,
@@ -694,6 +695,123 @@ def _returns(t0: datetime) -> list[Step]:
     ]
 
 
+def _marketplace(t0: datetime) -> list[Step]:
+    """A marketplace order (the integrator's guide in docs/events.md): the seller hands the
+    parcel over a day late, the survey is answered with a public review, which we answer;
+    a second order is cancelled before its day, so its promise is cancelled, not broken."""
+    bia = "cust-bia"
+    zone = "America/Sao_Paulo"
+    seller = "seller-casa-sul"
+
+    def day(after: timedelta) -> date:
+        return (t0 + after).astimezone(ZoneInfo(zone)).date()
+
+    return [
+        Step(0 * H, bia, c.IdentityLinked(kind="name", value="Beatriz Souza"), "marketplace"),
+        Step(
+            0 * H,
+            bia,
+            c.IdentityLinked(kind="external_id", value="marketplace-buyer:77a1c0de", verified=True),
+            "marketplace",
+        ),
+        Step(
+            0 * H,
+            bia,
+            c.OrderPlaced(
+                order_id="MK-501",
+                channel="marketplace",
+                total=_sek("149.90", "BRL"),
+                shipping_fee=_sek("19.90", "BRL"),
+                lines=[
+                    c.OrderLine(
+                        sku="LUM-7",
+                        name="Desk lamp",
+                        unit_price=_sek("130.00", "BRL"),
+                        seller=seller,
+                        handoff_by=t0 + 2 * D,
+                    )
+                ],
+                promised_delivery_date=day(8 * D),
+                time_zone=zone,
+            ),
+            "marketplace",
+        ),
+        Step(
+            1 * H,
+            bia,
+            c.PaymentApproved(
+                order_id="MK-501",
+                method="credit_card",
+                instalments=3,
+                amount=_sek("149.90", "BRL"),
+            ),
+            "marketplace",
+        ),
+        Step(
+            3 * D,
+            bia,
+            c.OrderShipped(order_id="MK-501", shipment_id="MK-501-1", seller=seller),
+            "marketplace",
+        ),
+        Step(6 * D, bia, c.Delivered(shipment_id="MK-501-1"), "marketplace"),
+        Step(
+            6 * D + 2 * H,
+            bia,
+            c.FeedbackRequested(
+                feedback_id="survey-MK-501",
+                channel="email",
+                order_id="MK-501",
+                platform="marketplace",
+            ),
+            "marketplace",
+        ),
+        Step(
+            7 * D,
+            bia,
+            c.PublicReviewPosted(
+                review_id="rev-MK-501",
+                platform="marketplace",
+                score=2,
+                title="Arrived, but late",
+                text="The lamp is fine, but it left the seller two days after I paid.",
+                order_id="MK-501",
+                feedback_id="survey-MK-501",
+            ),
+            "marketplace",
+        ),
+        Step(
+            7 * D + 5 * H,
+            bia,
+            c.ReviewAnswered(
+                review_id="rev-MK-501",
+                answered_by="Casa Sul customer care",
+                text="Sorry for the wait: we have changed how we pack orders.",
+            ),
+            "marketplace",
+        ),
+        Step(
+            7 * D + 6 * H,
+            bia,
+            c.OrderPlaced(
+                order_id="MK-502",
+                channel="marketplace",
+                total=_sek("89.00", "BRL"),
+                promised_delivery_date=day(15 * D),
+                time_zone=zone,
+            ),
+            "marketplace",
+        ),
+        Step(
+            7 * D + 8 * H,
+            bia,
+            c.OrderCancelled(
+                order_id="MK-502", reason="Out of stock at the seller", cancelled_by=seller
+            ),
+            "marketplace",
+        ),
+    ]
+
+
 STORIES: dict[str, Story] = {
     s.name: s
     for s in (
@@ -706,6 +824,12 @@ STORIES: dict[str, Story] = {
         Story("parcel", "Posten and FedEx: missed parcels", "cust-mari", _parcel),
         Story("flust", "flust.no: known paint defect, proactive gift card", "cust-siri", _flust),
         Story("returns", "A return with a status at every step", "cust-emma", _returns),
+        Story(
+            "marketplace",
+            "A marketplace order: late hand-off, survey answered, order cancelled",
+            "cust-bia",
+            _marketplace,
+        ),
     )
 }
 

@@ -111,7 +111,7 @@ def customer_journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.T
         else:
             review = f"{cid}-r{n}"
             yield c.PublicReviewPosted(
-                review_id=review, platform="Trustpilot", rating=rng.randint(1, 5)
+                review_id=review, platform="Trustpilot", score=rng.randint(1, 5)
             )
             if rng.random() < 0.5:
                 yield c.ReviewAnswered(review_id=review, answered_by="social team")

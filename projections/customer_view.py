@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
@@ -157,8 +157,22 @@ class ReviewOut(BaseModel):
     review_id: str
     platform: str
     posted_at: datetime
-    rating: int | None
+    rating: int | None = Field(description="The score, 1-5 stars (PublicReviewPosted score)")
+    title: str | None = Field(None, description="The review's title, verbatim")
     text: str | None = Field(description="The review, verbatim")
+    order_id: str | None = None
+    feedback_id: str | None = Field(
+        None, description="The review invitation (FeedbackRequested) this review answers"
+    )
+    invited_at: datetime | None = Field(
+        None, description="When the invitation went out (FeedbackRequested)"
+    )
+    customer_answer_seconds: float | None = Field(
+        None, description="How long the customer took to answer the invitation with this review"
+    )
+    our_answer_seconds: float | None = Field(
+        None, description="How long we took to answer this review (ReviewAnswered)"
+    )
     url: str | None
     status: Literal["answered", "unanswered"]
     answered_at: datetime | None
@@ -186,6 +200,10 @@ class CaseOut(BaseModel):
     next_deadline: DeadlineOut | None
     steps: list[str]
     satisfaction: int | None
+    claim_decision: Literal["approved", "rejected"] | None = Field(
+        None, description="How the claim was decided (ClaimDecided)"
+    )
+    claim_reason: str | None = None
     reopened: int
     missed_targets: int
     messages: list[MessageOut] = Field(
@@ -204,8 +222,12 @@ class PromiseOut(BaseModel):
     made_to: str | None
     made_at: datetime
     due_by: datetime
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"]
+    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn", "cancelled"]
     implied: bool
+    due_date: date | None = Field(
+        None, description="A promise for a calendar day: the day (due_by is its end in time_zone)"
+    )
+    time_zone: str | None = None
     kept_late: bool = Field(
         description="Fulfilled after the deadline, or reported after the break was recorded"
     )
@@ -231,7 +253,9 @@ class ShipmentOut(BaseModel):
     customer_id: str
     shipment_id: str
     order_id: str | None
-    carrier: str
+    case_id: str | None = Field(None, description="A replacement's shipment: its case")
+    expected_by: datetime | None = Field(None, description="Delivery time the carrier announced")
+    carrier: str | None
     attempts: int
     failures: list[str]
     rescheduled_to: str | None
@@ -570,12 +594,18 @@ def _case_out(
         next_deadline=_deadline_out(case_deadline(case, rules), now),
         steps=[f"{s.at:%Y-%m-%d} {s.detail}" for s in case.steps],
         satisfaction=case.satisfaction,
+        claim_decision=_decision(case.claim_decision),
+        claim_reason=case.claim_reason,
         reopened=case.reopened,
         missed_targets=len(case.overdue_recorded),
         # The latest messages: the ones an agent answers.
         messages=conversation if messages is None else conversation[-messages:],
         messages_total=len(conversation),
     )
+
+
+def _decision(value: str | None) -> Literal["approved", "rejected"] | None:
+    return "approved" if value == "approved" else "rejected" if value == "rejected" else None
 
 
 def _conversation(case: Case) -> list[MessageOut]:
@@ -599,7 +629,9 @@ def _conversation(case: Case) -> list[MessageOut]:
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
-    status: Literal["pending", "kept", "kept_late", "broken", "overdue", "withdrawn"] = p.status
+    status: Literal[
+        "pending", "kept", "kept_late", "broken", "overdue", "withdrawn", "cancelled"
+    ] = p.status
     if status == "pending" and now >= p.due_by:
         status = "overdue"  # the promise keeper will record it as broken
     return PromiseOut(
@@ -613,6 +645,8 @@ def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> Pr
         due_by=p.due_by,
         status=status,
         implied=p.implied,
+        due_date=p.due_date,
+        time_zone=p.time_zone,
         kept_late=p.kept_late,
         fulfilled_at=p.fulfilled_at,
         broken_recorded=p.broken_recorded,
@@ -791,7 +825,7 @@ _SOURCES: dict[str, _Source] = {
     "reviews": _Source(
         True,
         lambda js: [
-            ((_ts(r.posted_at), j.customer_id, r.review_id), (j.customer_id, r))
+            ((_ts(r.posted_at), j.customer_id, r.review_id), (j.customer_id, (j, r)))
             for j in js
             for r in j.reviews.values()
         ],
@@ -852,6 +886,8 @@ def _shipment_out(cid: str, sh: Shipment) -> ShipmentOut:
         customer_id=cid,
         shipment_id=sh.shipment_id,
         order_id=sh.order_id,
+        case_id=sh.case_id,
+        expected_by=sh.expected_by,
         carrier=sh.carrier,
         attempts=sh.attempts,
         failures=list(sh.failures),
@@ -861,13 +897,23 @@ def _shipment_out(cid: str, sh: Shipment) -> ShipmentOut:
     )
 
 
-def _review_out(cid: str, r: Review) -> ReviewOut:
+def _review_out(cid: str, r: Review, invited_at: datetime | None = None) -> ReviewOut:
     return ReviewOut(
         customer_id=cid,
         review_id=r.review_id,
         platform=r.platform,
         posted_at=r.posted_at,
         rating=r.rating,
+        title=r.title,
+        order_id=r.order_id,
+        feedback_id=r.feedback_id,
+        invited_at=invited_at,
+        customer_answer_seconds=(r.posted_at - invited_at).total_seconds()
+        if invited_at is not None
+        else None,
+        our_answer_seconds=(r.answered_at - r.posted_at).total_seconds()
+        if r.answered_at is not None
+        else None,
         text=r.text,
         url=r.url,
         status="answered" if r.answered_at is not None else "unanswered",
@@ -898,7 +944,9 @@ def _convert(name: str, cid: str, item: Any, rules: ServiceRules, now: datetime)
         case "shipments":
             return _shipment_out(cid, item)
         case "reviews":
-            return _review_out(cid, item)
+            journey, review = item
+            asked = journey.feedback.get(review.feedback_id) if review.feedback_id else None
+            return _review_out(cid, review, asked.requested_at if asked else None)
         case "identities":
             return _identity_out(cid, item)
         case "products":

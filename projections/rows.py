@@ -285,7 +285,15 @@ def fact_writes(tp: Touchpoint) -> list[Statement]:
                 " DO UPDATE SET product = excluded.product, batch = excluded.batch,"
                 " description = excluded.description, remedy = excluded.remedy,"
                 " registered_at = excluded.registered_at, registered_by = excluded.registered_by",
-                (d.defect_id, d.product, d.batch, d.description, d.remedy, at, tp.customer_id),
+                (
+                    d.defect_id,
+                    d.product,
+                    d.batch,
+                    d.description,
+                    d.remedy,
+                    at,
+                    d.registered_by or tp.customer_id,
+                ),
             )
         ]
     if isinstance(d, c.ProactiveOutreachSent):

@@ -263,6 +263,28 @@ def test_flust_known_defect_outreach(played: Pipeline) -> None:
     assert view(played, "cust-ali").flags.known_defects == []
 
 
+# ------------------------------------------------------------------------------ marketplace
+
+
+def test_marketplace_late_handoff_survey_answered_and_order_cancelled(played: Pipeline) -> None:
+    bia = view(played, "cust-bia")
+    assert view(played, "marketplace-buyer:77a1c0de").customer_id == "cust-bia"
+    statuses = {p.promise_id: p.status for p in bia.promises}
+    assert statuses == {
+        "handoff:MK-501:seller-casa-sul": "kept_late",  # handed over a day late: recorded
+        "delivery:MK-501": "kept",
+        "delivery:MK-502": "cancelled",  # cancelled before its day: never broken
+    }
+    assert messages_of_type(played, "PromiseBroken", "cust-bia") == 1
+    (review,) = bia.reviews
+    assert (review.rating, review.title, review.order_id) == (2, "Arrived, but late", "MK-501")
+    assert review.customer_answer_seconds == 22 * 3600  # the survey: 22 hours to answer
+    assert review.our_answer_seconds == 5 * 3600  # the review: 5 hours to answer
+    assert "paid: credit_card, 3 instalments" in bia.orders["MK-501"]
+    assert "cancelled: Out of stock at the seller" in bia.orders["MK-502"]
+    assert bia.anomalies == []
+
+
 # ------------------------------------------------------------------------------ returns
 
 

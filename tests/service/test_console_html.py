@@ -176,3 +176,16 @@ def test_the_time_zone_is_a_cookie_and_never_an_open_redirect(svc: Running) -> N
     default = svc.get("/console/customers/cust-sven").text
     assert 'value="Europe/Oslo"' in default
     assert re.search(r" CES?T</time>", default)
+
+
+def test_a_marketplace_customer_shows_cancelled_promises_reviews_and_unknown_carriers(
+    svc: Running,
+) -> None:
+    html = svc.get("/console/customers/cust-bia").text
+    _accessible(html)
+    assert ">Cancelled<" in html  # the order cancelled before its day
+    assert "(implied by handoff)" in html  # the seller's hand-off deadline
+    assert "<strong>Arrived, but late</strong>" in html  # the review's title
+    assert "order MK-501" in html and "invited " in html
+    assert "<td>—</td>" in html  # a shipment whose carrier the marketplace did not name
+    assert "cancelled: Out of stock at the seller" in html

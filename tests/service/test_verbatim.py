@@ -94,7 +94,7 @@ def test_long_texts_fold_behind_show_all_and_stay_whole(svc: Running) -> None:
             _touch(
                 customer,
                 c.PublicReviewPosted(
-                    review_id="r-1", platform="Trustpilot", rating=1, text="Never again <3"
+                    review_id="r-1", platform="Trustpilot", score=1, text="Never again <3"
                 ),
             ),
             _touch(

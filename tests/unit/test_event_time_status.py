@@ -163,7 +163,7 @@ def _edge_cases() -> list[Touchpoint]:
             c.PromiseBroken(promise_id="p", what="call back", due_by=T0 + timedelta(hours=8)),
             8,
         ),
-        tp(c.PublicReviewPosted(review_id="r", platform="Trustpilot", rating=1, text="bad"), 7),
+        tp(c.PublicReviewPosted(review_id="r", platform="Trustpilot", score=1, text="bad"), 7),
         tp(c.ReviewAnswered(review_id="r", answered_by="social", text="sorry"), 9),
         tp(c.IdentityLinked(kind="email", value="x@example.org"), 0),
         # Linked, unlinked at the same instant (the unlink folds after), linked again.
