@@ -55,6 +55,7 @@ from projections.customer_view import (
     build_customer_view,
     customer_cases,
     customer_list,
+    lookup_customer,
 )
 from projections.service_levels import ServiceItem, build_service_levels
 
@@ -435,14 +436,21 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             zone=zone_of(request, service.settings),
         )
 
-    def no_such_customer(
+    async def no_such_customer(
         request: Request, service: Service, key: str, freshness: Freshness
     ) -> HTMLResponse:
-        """404 when the view is up to date, else 503: it may not have folded them yet."""
+        """404 when the view is up to date, else 503: it may not have folded them yet; 300
+        with the candidates when the key is only claimed (never one of their views)."""
+        candidates = (
+            (await service.read(lambda s: lookup_customer(s, key))).candidates
+            if freshness.fresh
+            else []
+        )
         return page(
             request,
             "missing.html",
-            status=404 if freshness.fresh else 503,
+            status=300 if candidates else 404 if freshness.fresh else 503,
+            candidates=candidates,
             key=key,
             freshness=freshness,
             freshness_html=freshness_html(service, freshness),
@@ -538,7 +546,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 )
             )
         if view is None:
-            return no_such_customer(request, service, key, freshness)
+            return await no_such_customer(request, service, key, freshness)
         zone = zone_of(request, service.settings)
         return page(
             request,
@@ -591,7 +599,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 lambda s: build_customer_view(s, who, rules=service.rules, now=service.clock())
             )
         if view is None or (found is None and not bad_cursor):
-            return no_such_customer(request, service, key, freshness)
+            return await no_such_customer(request, service, key, freshness)
         return page(
             request,
             "list.html",
