@@ -9,6 +9,7 @@ verified ``IdentityLinked`` confirms one; ``IdentityUnlinked`` undoes a merge.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
 from projections.customer_view import CustomerView
+from tests.conftest import fresh_postgres_database
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 T0 = NOW - timedelta(days=2)
@@ -28,15 +30,21 @@ PHONE = "+46 70 555 12 34"
 EMAIL = "anna.lind@example.se"
 
 
-@pytest.fixture
-def pipe(tmp_path: Path) -> Iterator[Pipeline]:
-    log = EmbeddedLog(str(tmp_path / "log.db"))
-    pipeline = Pipeline(
-        log, tmp_path / "views.db", topic="ids", clock=ManualClock(NOW), idle_timeout=None
-    )
-    yield pipeline
-    pipeline.close()
-    log.close()
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def pipe(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pipeline]:
+    """The embedded log into a SQLite store, and into a PostgreSQL one (the lookups and the
+    possible matches are SQL both must answer alike)."""
+    with contextlib.ExitStack() as stack:
+        store = (
+            stack.enter_context(fresh_postgres_database())
+            if request.param == "postgresql"
+            else tmp_path / "views.db"
+        )
+        log = EmbeddedLog(str(tmp_path / "log.db"))
+        pipeline = Pipeline(log, store, topic="ids", clock=ManualClock(NOW), idle_timeout=None)
+        yield pipeline
+        pipeline.close()
+        log.close()
 
 
 def tp(cid: str, data: c.TouchpointData, minutes: float, source: str = "test") -> Touchpoint:
