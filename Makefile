@@ -7,7 +7,7 @@ KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 
 .DEFAULT_GOAL := help
-.PHONY: help runtime install test unit bench lint format typecheck schema screenshots kafka kafka-stop kafka-status postgres postgres-stop demo clean
+.PHONY: help runtime install test unit bench bench-export lint format typecheck schema screenshots kafka kafka-stop kafka-status postgres postgres-stop demo clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -81,3 +81,7 @@ bench: install kafka postgres ## Benchmarks on the local Kafka and PostgreSQL be
 
 clean: ## Remove caches and the embedded demo log (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache journey.db journey.db-*
+
+BENCH_EXPORT_ARGS ?=
+bench-export: install ## `journey export` of 1M touchpoints from the embedded log beside a bare read: rate and peak RSS (docs/BENCHMARKS.md)
+	$(BIN)/python -m bench.export $(BENCH_EXPORT_ARGS)

@@ -376,6 +376,122 @@ def rebuild(
     )
 
 
+@app.command("export")
+def export_command(
+    *,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write: a directory of part files (parquet), a DuckDB file "
+            "(table touchpoints) or a CSV file; its end positions go to PATH.positions.json"
+        ),
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="parquet, duckdb or csv")] = "parquet",
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only touchpoints that occurred at or after T (2026-11-01, or RFC 3339)"),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only touchpoints that occurred before T")
+    ] = None,
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this touchpoint type (repeat it, or comma-separate)"),
+    ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="Only this customer id and the ids merged with it"),
+    ] = None,
+    after_positions: Annotated[
+        Path | None,
+        typer.Option(
+            "--after-positions",
+            help="An earlier export's PATH.positions.json: append only what is new to --out",
+        ),
+    ] = None,
+) -> None:
+    """Export the log, one row per touchpoint, to Parquet, DuckDB or CSV (docs/export.md).
+
+    Streams the log (memory stays flat) outside any consumer group, so a running engine is
+    not disturbed. resolved_customer_id applies the identity merges the store knows;
+    messages the engine dead-letters are skipped and counted. Prints a JSON summary.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from journey.analytics.export import FORMATS, export, parse_time, store_resolver
+    from projections.store import JourneyStore, active_store, describe, store_exists
+
+    settings = settings_()
+    if fmt not in FORMATS:
+        raise fail(f"unknown --format {fmt!r}: use one of {', '.join(FORMATS)}")
+    try:
+        since_at = None if since is None else parse_time(since, "--since")
+        until_at = None if until is None else parse_time(until, "--until")
+        log = settings.open_log(must_exist=True)  # a mistyped path must not become a new log
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    wanted = [t.strip() for item in types or [] for t in item.split(",") if t.strip()]
+    store = None
+    active = active_store(settings.store_address())
+    try:
+        if store_exists(active):
+            store = JourneyStore(active)
+            note = how_far_behind(store, log, settings.topic)
+            if note:
+                typer.echo(f"{note}; identity merges it has not folded are not applied", err=True)
+        else:
+            typer.echo(
+                f"note: no store at {describe(active)}, so resolved_customer_id is the "
+                "customer_id as emitted (no identity merges applied); `journey rebuild` "
+                "makes the store, or pass --store",
+                err=True,
+            )
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            "[progress.percentage]{task.percentage:>3.0f}%",
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        task = progress.add_task(f"exporting to {out}", total=None)
+
+        def report(done: int, total: int) -> None:
+            # Started by the first report: a refusal (out exists, ...) shows no empty bar.
+            if not progress.live.is_started:
+                progress.start()
+            progress.update(task, completed=done, total=total or None)
+
+        try:
+            result = export(
+                log,
+                out,
+                format=fmt,  # checked against FORMATS above
+                topic=settings.topic,
+                since=since_at,
+                until=until_at,
+                types=wanted,
+                customer=customer,
+                after_positions=after_positions,
+                resolve=None if store is None else store_resolver(store),
+                resolved_with="none" if store is None else f"store {describe(active)}",
+                progress=report,
+                max_future=settings.max_future,
+            )
+        finally:
+            if progress.live.is_started:
+                progress.stop()
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    finally:
+        log.close()
+        if store is not None:
+            store.close()
+    typer.echo(json.dumps(result.as_dict()))
+
+
 # Reading the log's head for a read-only command: it must answer soon or not at all.
 _HEAD_TIMEOUT_S = 5.0
 

@@ -97,6 +97,9 @@ def fresh_copy(into: Path) -> None:
     wrapper = venv_bin / "journey"
     wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(str(JOURNEY))} "$@"\n', encoding="utf-8")
     wrapper.chmod(0o755)
+    python = venv_bin / "python"  # the README reads an export with the venv's duckdb
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
+    python.chmod(0o755)
     # Newer than pyproject.toml: make takes the venv as installed.
     for stamp in (".installed-runtime", ".installed-dev"):
         (into / ".venv" / stamp).touch()
