@@ -319,3 +319,16 @@ def test_identities_say_whether_they_are_verified(pipe: Pipeline) -> None:
     assert shown[("phone", PHONE)] is False
     shown = {(i.kind, i.value): i.verified for i in view(pipe, "cust-anna").identities}
     assert shown[("phone", PHONE)] is True
+
+
+def test_the_cli_view_shows_claims_and_possible_matches(pipe: Pipeline) -> None:
+    from rich.console import Console
+
+    from journey.render import render_customer
+
+    play(pipe, *anna(), stranger_form())
+    console = Console(record=True, width=160)
+    console.print(render_customer(view(pipe, "cust-stranger")))
+    text = console.export_text()
+    assert "Possible matches to confirm" in text and "Anna Lind (cust-anna)" in text
+    assert "claimed, not verified" in text
