@@ -473,13 +473,11 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         query = (q or "").strip()
         hits = await service.read(lambda s: search_customers(s, query)) if query else []
         if query:
-            exact = [
-                h
-                for h in hits
-                if h.customer_id == query or h.matched_value.lower() == query.lower()
-            ]
-            if len({h.customer_id for h in exact}) == 1:
-                target = quote(exact[0].customer_id, safe="")
+            # Straight to the customer only when the query names one for sure (an id or a
+            # verified identity): a form's e-mail or phone is a claim, and lists its hits.
+            named = (await service.read(lambda s: lookup_customer(s, query))).customer_id
+            if named is not None:
+                target = quote(named, safe="")
                 return RedirectResponse(f"/console/customers/{target}", status_code=303)
         found = await levels(service)
         work = {

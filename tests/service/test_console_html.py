@@ -66,6 +66,10 @@ def test_search_results_and_exact_match_redirect(svc: Running) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/console/customers/cust-sven"
     assert "Nobody matches" in svc.get("/", params={"q": "qqq-nobody"}).text
+    # An e-mail only typed into a form is a claim: its hits are listed, no redirect.
+    claimed = svc.get("/", params={"q": "erik.haugen@example.no"}, follow_redirects=False)
+    assert claimed.status_code == 200
+    assert 'href="/console/customers/cust-erik"' in claimed.text
 
 
 def test_customer_page(svc: Running) -> None:
