@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from domain.envelope import Touchpoint
     from domain.rules import ServiceRules
     from journey.pipeline import Pipeline
+    from journey.security.keys import KeyStore
     from projections.store import JourneyStore
 
 app = typer.Typer(
@@ -254,7 +255,14 @@ def demo(
             pipeline.log.close()
             if lock is not None:  # held while serving: a second demo refuses, naming us
                 say_holder(lock, f"pid {os.getpid()}, serving http://127.0.0.1:{port}/")
-            _serve(settings, host="127.0.0.1", port=port, max_wait_ms=2000, runner=True)
+            _serve(
+                settings,
+                host="127.0.0.1",
+                port=port,
+                max_wait_ms=2000,
+                runner=True,
+                sign_in_key=_demo_key(settings),
+            )
     finally:
         if lock is not None:
             lock.close()
@@ -575,10 +583,12 @@ def view(
         log = _open_log_to_read()
         try:
             note = how_far_behind(store, log, settings.topic)
+            found = lookup_customer(store, key)  # a claim names candidates, not a view
+            cid = found.customer_id
+            if cid is not None:  # audited like the service's reads, before it is read
+                _audit_cli_read(settings, log, cid, lookup="id" if cid == key else "identity")
         finally:
             log.close()
-        found = lookup_customer(store, key)
-        cid = found.customer_id
         result = (
             None
             if cid is None
@@ -607,6 +617,29 @@ def view(
         typer.echo(result.model_dump_json(indent=2))
     else:
         Console().print(render_customer(result))
+
+
+def _audit_cli_read(settings: Settings, log: Log, customer_id: str, *, lookup: str) -> None:
+    """`journey view` reads the store directly (whoever may read its files may read every
+    customer); it still leaves a record on the audit topic, naming the OS user."""
+    import getpass
+
+    from journey.security.audit import AuditTrail
+    from journey.security.keys import Principal
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    trail = AuditTrail(log, settings.audit_topic, settings.partitions)
+    trail.ensure_topic()
+    trail.record(
+        Principal(key_id="cli", name=f"cli:{user}", role="admin"),
+        [customer_id],
+        action="cli.view",
+        route="journey view",
+        lookup="identity" if lookup == "identity" else "id",
+    )
 
 
 @app.command("service-levels")
@@ -692,17 +725,70 @@ def serve_command(
     _serve(settings_(), host=host, port=port, max_wait_ms=max_wait_ms, runner=runner)
 
 
-def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner: bool) -> None:
+def _demo_key(settings: Settings) -> str:
+    """A new agent key for the demo's console (the demo's store is replaced each run)."""
+    import uuid
+
+    from journey.security.keys import KeyStore
+
+    store = KeyStore(settings.store_address())
+    try:
+        _, secret = store.create("agent", f"demo-agent-{uuid.uuid4().hex[:6]}")
+    finally:
+        store.close()
+    return secret
+
+
+def _say_if_no_keys(settings: Settings) -> None:
+    from journey.security.keys import KeyStore
+
+    try:
+        store = KeyStore(settings.store_address())
+    except JourneyError:
+        return  # the store's own check below says what is wrong
+    try:
+        usable = [k for k in store.list() if k.revoked_at is None]
+    finally:
+        store.close()
+    if not usable:
+        typer.echo(
+            "note: no keys yet, so every request but /healthz will be refused (401): "
+            "create one with `journey keys create --role agent --name <who>`",
+            err=True,
+        )
+
+
+def _serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    max_wait_ms: int,
+    runner: bool,
+    sign_in_key: str | None = None,
+) -> None:
     from journey.service import ServiceOptions, create_app
     from journey.service.server import serve_forever
 
     def ready(url: str) -> None:
+        if sign_in_key is not None:
+            # The key rides in the fragment: browsers never send it, so it stays out of
+            # server and proxy logs and Referer headers; the page removes it from the
+            # address bar at once (journey/service/static/signin.js).
+            typer.echo(
+                f"Agent console (signs in with a demo agent key): "
+                f"{url}/console/sign-in#key={sign_in_key}\n"
+                f"API: {url}/docs   (Ctrl-C stops)"
+            )
+            return
         typer.echo(f"Agent console: {url}/   API: {url}/docs   (Ctrl-C stops)")
 
     rules = load_rules()
     if not runner:
         # --no-runner only reads what a `journey run` writes: both must be there already.
         _existing_store().close()
+    if sign_in_key is None:
+        _say_if_no_keys(settings)
     try:  # a broker that does not answer is said plainly, before anything starts
         log = settings.open_log(must_exist=not runner)
     except JourneyError as exc:
@@ -724,6 +810,141 @@ def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=EXIT_FAILED) from None
     finally:
         log.close()
+
+
+# ---------------------------------------------------------------------- keys and audit
+
+keys_app = typer.Typer(
+    help="API keys of the query service: create (shown once), list, revoke.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store(*, create: bool = False) -> KeyStore:
+    from journey.security.keys import KeyStore
+
+    try:
+        return KeyStore(settings_().store_address(), create=create)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="service, agent, analyst or admin")],
+    name: Annotated[
+        str | None, typer.Option(help="A name to know it by (default: role-<random>)")
+    ] = None,
+) -> None:
+    """Create a key and print it — once: only its hash is kept. The key alone goes to
+    stdout (`KEY=$(journey keys create --role agent)`), what it is to stderr."""
+    from journey.security.keys import KeyError_
+
+    store = _key_store(create=True)
+    try:
+        made, secret = store.create(role, name)
+    except KeyError_ as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(secret)
+    typer.echo(
+        f"created key {made.name!r} (role {made.role}, id {made.id}) in {store.where}; "
+        "it is shown only now: keep it secret",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Every key: name, role, when created and last used, whether revoked (never the key)."""
+    store = _key_store()
+    try:
+        found = store.list()
+    finally:
+        store.close()
+    if as_json:
+        for key in found:
+            typer.echo(json.dumps(key.as_dict()))
+        return
+    if not found:
+        typer.echo("no keys yet: journey keys create --role agent --name <who>")
+        return
+    typer.echo(f"{'name':<24} {'role':<8} {'id':<12} {'created':<20} {'last used':<20} revoked")
+    for key in found:
+        typer.echo(
+            f"{key.name:<24} {key.role:<8} {key.id:<12} {_minute(key.created_at):<20} "
+            f"{_minute(key.last_used_at):<20} {_minute(key.revoked_at) if key.revoked_at else ''}"
+        )
+
+
+def _minute(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's name or id")],
+) -> None:
+    """Revoke a key: refused at once by every service on this store, its console sessions
+    end."""
+    from journey.security.keys import KeyError_
+
+    store = _key_store()
+    try:
+        done = store.revoke(key)
+    except KeyError_ as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(f"revoked key {done.name!r} (role {done.role}, id {done.id})")
+
+
+@app.command("audit")
+def audit_command(
+    customer: Annotated[str | None, typer.Option(help="Only reads of this customer id")] = None,
+    key: Annotated[str | None, typer.Option(help="Only reads with this key (name or id)")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only reads at or after this time (RFC 3339, e.g. 2026-12-01T09:00Z)"),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="At most this many (newest)")
+    ] = 1000,
+) -> None:
+    """Who read which customer, when: the audit topic (<topic>.audit), one JSON line per
+    read, oldest first."""
+    from datetime import datetime as _datetime
+
+    from journey.security.audit import read_audit
+
+    when = None
+    if since is not None:
+        try:
+            when = _datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            raise fail(
+                f"--since {since!r} is not an RFC 3339 time (e.g. 2026-12-01T09:00Z)"
+            ) from None
+        if when.tzinfo is None:
+            raise fail(f"--since {since!r} names no time zone: add Z or +01:00")
+    settings = settings_()
+    if settings.log_level == "info":  # stdout is the records; the reader's chatter is noise
+        configure_logging(settings.log_format, "warning")
+    log = _open_log_to_read()
+    try:
+        records = read_audit(
+            log, settings.audit_topic, customer=customer, key=key, since=when, limit=limit
+        )
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    finally:
+        log.close()
+    for record in records:
+        typer.echo(record.model_dump_json())
 
 
 def _debug_requested() -> bool:

@@ -47,7 +47,9 @@ def main() -> None:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
             )
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.add_cookies([running.session_cookie("agent")])  # signed in, as an agent
+            page = context.new_page()
             for name, url, _ in SCREENS:
                 page.goto(running.server.url + url)
                 if url.startswith("/console/customers/") and "/lists/" not in url:

@@ -4,6 +4,7 @@ the agent as source) and undoes a merge (IdentityUnlinked) through JSON endpoint
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from domain import catalogue as c
 from domain.envelope import new_touchpoint
 from journey.service.freshness import tokens_of
+from projections.facts import unpack
+from projections.store import JourneyStore
 from tests.service.helpers import Running, inquiry
 
 PIN = "PIN 55102"
@@ -90,7 +93,7 @@ def test_an_agent_confirms_and_then_undoes_a_merge(svc: Running) -> None:
     _data(svc, f"/customers/{stranger}", after=token)
     confirmed = svc.http.post(
         f"/customers/{stranger}/identities",
-        json={"kind": "customer_id", "value": victim, "agent": "Nina"},
+        json={"kind": "customer_id", "value": victim},
     )
     assert confirmed.status_code == 201, confirmed.text
     merged = _data(svc, f"/customers/{stranger}", after=confirmed.json()["token"])
@@ -98,10 +101,26 @@ def test_an_agent_confirms_and_then_undoes_a_merge(svc: Running) -> None:
     assert merged["possible_matches"] == []
     link = next(e for e in merged["timeline"]["entries"] if e["type"] == "IdentityLinked")
     assert "verified" in link["summary"]
+    agent = svc.client("agent", "agent-nina")
+    done = agent.post(
+        f"/customers/{stranger}/identities", json={"kind": "email", "value": "s@example.org"}
+    )
+    assert done.status_code == 201, done.text
+    # The touchpoint names the agent by the key's name (read back from the store's fact).
+    (event_id,) = [p["event_id"] for p in done.json()["positions"]]
+    _data(svc, f"/customers/{stranger}", after=done.json()["token"])
+    store = JourneyStore(svc.service.settings.store_address())
+    try:
+        (fact,) = store.query(
+            "SELECT fact FROM touchpoints WHERE event_id = ?", (uuid.UUID(event_id).bytes,)
+        )[0]
+    finally:
+        store.close()
+    assert json.loads(unpack(bytes(fact)))["source"] == "agent:agent-nina"
     # The link is undone from the victim's side: the service withdraws it where it was made.
     undone = svc.http.post(
         f"/customers/{victim}/identities/unlink",
-        json={"kind": "customer_id", "value": stranger, "agent": "Nina", "reason": "wrong"},
+        json={"kind": "customer_id", "value": stranger, "reason": "wrong"},
     )
     assert undone.status_code == 201, undone.text
     assert [p["customer_id"] for p in undone.json()["positions"]] == [stranger]
@@ -113,7 +132,13 @@ def test_an_agent_confirms_and_then_undoes_a_merge(svc: Running) -> None:
 
 
 def test_the_link_endpoints_take_json_for_a_known_customer_only(svc: Running) -> None:
-    body = {"kind": "email", "value": "x@example.org", "agent": "Nina"}
+    body = {"kind": "email", "value": "x@example.org"}
+    # Only an agent (or admin) confirms; the key's name is the source, never the body's word.
+    for role in ("service", "analyst"):
+        refused = svc.client(role).post("/customers/cust-erik/identities", json=body)
+        assert refused.status_code == 403, (role, refused.text)
+    named = svc.http.post("/customers/cust-erik/identities", json=body | {"agent": "Eve"})
+    assert named.status_code == 422, named.text
     unknown = svc.http.post("/customers/nobody-here/identities", json=body)
     assert unknown.status_code == 404, unknown.text
     form = svc.http.post(
@@ -121,7 +146,7 @@ def test_the_link_endpoints_take_json_for_a_known_customer_only(svc: Running) ->
         content="kind=email&value=x%40example.org&agent=Nina",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert form.status_code == 422, form.text
+    assert form.status_code == 415, form.text  # the guard: JSON only
     extra = svc.http.post("/customers/cust-erik/identities", json=body | {"verified": False})
     assert extra.status_code == 422, extra.text
     bad_kind = svc.http.post("/customers/cust-erik/identities", json=body | {"kind": "pin"})

@@ -1,7 +1,8 @@
 """An agent confirms a possible match, or undoes a merge: ``POST
 /customers/{customer_id}/identities`` produces a verified ``IdentityLinked`` with the agent
 as its source; ``POST /customers/{customer_id}/identities/unlink`` an ``IdentityUnlinked``
-(on both customers' streams when both made the link). JSON bodies only."""
+(on both customers' streams when both made the link). JSON bodies only; an agent's (or
+admin's) key, whose name becomes the touchpoint's source."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from domain import catalogue as c
 from domain.catalogue import IdentityKind
 from domain.envelope import Touchpoint, new_touchpoint
 from domain.errors import InvalidEvent
-from journey.service.deps import ServiceDep
+from journey.service.deps import AgentDep, ServiceDep
 from journey.service.errors import ServiceError
 from journey.service.freshness import tokens_of
 from journey.service.models import EmitResult, EmittedPosition, ErrorOut
@@ -27,7 +28,6 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-Agent = Annotated[str, Field(min_length=1, max_length=200, description="The agent who checked it")]
 CustomerPath = Annotated[str, Path(max_length=200, description="The customer id (not an identity)")]
 
 
@@ -36,7 +36,6 @@ class _Body(BaseModel):
 
     kind: IdentityKind = Field(description="customer_id merges the two customers")
     value: str = Field(min_length=1, max_length=200, description="The identifier")
-    agent: Agent
 
 
 class LinkBody(_Body):
@@ -50,6 +49,8 @@ class UnlinkBody(_Body):
 
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorOut, "description": "No valid key: send Authorization: Bearer <key>"},
+    403: {"model": ErrorOut, "description": "The key's role is not agent (or admin)"},
     404: {"model": ErrorOut, "description": "No customer by that id: names the key"},
     422: {"model": ErrorOut, "description": "An invalid body: names the field"},
     503: {"model": ErrorOut, "description": "The log did not accept the touchpoint"},
@@ -113,16 +114,16 @@ async def _emit(service: Service, touchpoints: list[Touchpoint]) -> Response:
     tags=["customers"],
     summary="Confirm a possible match: a verified IdentityLinked with the agent as source",
     description="The identifier (with `kind` customer_id: the other customer) is this "
-    "customer's, checked by `agent`: a verified `IdentityLinked` is produced with source "
-    "`agent:<agent>`, and the views merge once it is folded (pass the returned token as "
+    "customer's, checked by the agent asking: a verified `IdentityLinked` is produced with "
+    "source `agent:<key name>`, and the views merge once it is folded (pass the returned token as "
     "`?after=` to read it).",
 )
 async def link_identity(
-    *, service: ServiceDep, customer_id: CustomerPath, body: LinkBody
+    *, service: ServiceDep, who: AgentDep, customer_id: CustomerPath, body: LinkBody
 ) -> Response:
     await _known(service, customer_id)
     data = c.IdentityLinked(kind=body.kind, value=body.value, verified=True)
-    return await _emit(service, [_touchpoint(customer_id, data, body.agent)])
+    return await _emit(service, [_touchpoint(customer_id, data, who.name)])
 
 
 @router.post(
@@ -137,13 +138,14 @@ async def link_identity(
     "`IdentityUnlinked` on the other customer's too, when its stream linked this one).",
 )
 async def unlink_identity(
-    *, service: ServiceDep, customer_id: CustomerPath, body: UnlinkBody
+    *, service: ServiceDep, who: AgentDep, customer_id: CustomerPath, body: UnlinkBody
 ) -> Response:
     await _known(service, customer_id)
+    agent = who.name
     data = c.IdentityUnlinked(
-        kind=body.kind, value=body.value, unlinked_by=body.agent, reason=body.reason
+        kind=body.kind, value=body.value, unlinked_by=agent, reason=body.reason
     )
-    touchpoints = [_touchpoint(customer_id, data, body.agent)]
+    touchpoints = [_touchpoint(customer_id, data, agent)]
     if body.kind == "customer_id":
         other = body.value
 
@@ -158,7 +160,7 @@ async def unlink_identity(
             # The other stream made the link: it is withdrawn there (and here only if this
             # stream made it too).
             mirror = c.IdentityUnlinked(
-                kind="customer_id", value=customer_id, unlinked_by=body.agent, reason=body.reason
+                kind="customer_id", value=customer_id, unlinked_by=agent, reason=body.reason
             )
-            touchpoints = [_touchpoint(other, mirror, body.agent)] + (touchpoints if own else [])
+            touchpoints = [_touchpoint(other, mirror, agent)] + (touchpoints if own else [])
     return await _emit(service, touchpoints)

@@ -45,6 +45,20 @@
     });
   }
 
+  // ---- sign out: ends the session on the server (the cookie is HttpOnly: only it can).
+  const signOut = document.getElementById("sign-out");
+  if (signOut) {
+    signOut.addEventListener("click", async () => {
+      await fetch("/console/sign-out", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: "{}",
+        credentials: "same-origin",
+      }).catch(() => undefined);
+      location.replace("/console/sign-in");
+    });
+  }
+
   // ---- the live customer view
   const view = document.getElementById("view");
   if (!view || !view.dataset.live) return;
@@ -85,26 +99,20 @@
     source.close();
     setState(false, "This customer's data was erased");
   });
-  // ---- possible matches: an agent confirms one (a verified IdentityLinked, JSON POST);
+  // ---- possible matches: an agent confirms one (a verified IdentityLinked, JSON POST; the
+  // session's key names the agent);
   // the live view then shows the merge. Delegated: the view fragment is re-rendered live.
   document.addEventListener("click", async (event) => {
     const button = event.target instanceof Element ? event.target.closest("[data-confirm-match]") : null;
     if (!button) return;
     const section = button.closest("section") || document;
-    const agentInput = section.querySelector("[data-match-agent]");
     const status = section.querySelector("[data-match-status]");
-    const agent = agentInput ? agentInput.value.trim() : "";
-    if (!agent) {
-      if (status) status.textContent = "Say who checked it: type your name first.";
-      if (agentInput) agentInput.focus();
-      return;
-    }
     button.disabled = true;
     const customer = button.dataset.customer;
     const response = await fetch(`/customers/${encodeURIComponent(customer)}/identities`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ kind: "customer_id", value: button.dataset.other, agent }),
+      body: JSON.stringify({ kind: "customer_id", value: button.dataset.other }),
     });
     if (status) {
       status.textContent = response.ok
