@@ -72,6 +72,12 @@ def test_a_claimed_identity_answers_300_with_candidates_and_no_view(svc: Running
         ("cust-erik", False)
     ]
     assert "submissions" not in response.text and "floating rate" not in response.text
+    # Who was shown as a candidate is audited, as a search is.
+    from journey.security.audit import read_audit
+
+    settings = svc.service.settings
+    records = read_audit(svc.log, settings.audit_topic, customer="cust-erik")
+    assert ("search", "/customers/{key}") in {(r.lookup, r.route) for r in records}
     # Every route under the key answers the same way.
     for tail in ("/timeline", "/cases", "/lists/identities"):
         assert svc.get(f"/customers/erik.haugen@example.no{tail}").status_code == 300, tail

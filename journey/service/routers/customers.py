@@ -108,6 +108,9 @@ async def _settled_customer(
     if cid is None and freshness.fresh:
         found = await service.read(lambda s: lookup_customer(s, key))
         if found.candidates:
+            # The candidates' ids and names are read too: audited as a search is.
+            ids = list(dict.fromkeys(m.customer_id for m in found.candidates))
+            await audit(request, service, who, ids, action=action, lookup="search")
             choices = answer(freshness, found, _lookup)
             choices.status_code = 300
             raise ChooseOne(choices)
