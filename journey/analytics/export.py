@@ -840,6 +840,9 @@ def export(
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     out = Path(out)
+    if not out.parent.is_dir():
+        # Checked first: the ids file beside the export would fail with a bare SQLite error.
+        raise ExportError(f"{out.parent} does not exist: create it, or choose another --out")
     filters = _Filters(since, until, frozenset(types), customer)
     append = after_positions is not None
     start: dict[int, int] | None = None

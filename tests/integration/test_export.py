@@ -432,3 +432,17 @@ def test_a_run_published_but_whose_positions_were_not_written_is_neither_lost_no
     full = tmp_path / f"full.{fmt}"
     export(embedded_log, full, format=fmt, topic=unique_topic)
     pd.testing.assert_frame_equal(_rows(out, fmt), _rows(full, fmt))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "duckdb", "csv"])
+def test_an_out_in_a_directory_that_does_not_exist_is_refused_in_one_line(
+    embedded_log: Log, tmp_path: Path, unique_topic: str, fmt: ExportFormat
+) -> None:
+    # Before: "unexpected OperationalError: unable to open database file" (the ids file).
+    Emitter(embedded_log, topic=unique_topic, source="t").emit_touchpoints(
+        generate_touchpoints(10, 2, seed=1, start=NOW - timedelta(days=3))
+    )
+    out = tmp_path / "no-such-dir" / f"h.{fmt}"
+    with pytest.raises(ExportError, match=r"no-such-dir does not exist: create it"):
+        export(embedded_log, out, format=fmt, topic=unique_topic)
+    assert not out.parent.exists()
