@@ -53,7 +53,7 @@ typecheck: install ## mypy --strict
 schema: install ## Re-export the JSON Schemas into docs/schema/
 	$(BIN)/journey schema --out docs/schema
 
-screenshots: install ## Screenshots of the console's main screens into docs/img/ (headless Chromium)
+screenshots: install ## Screenshots of the console (seed stories) and the service report (synthetic) into docs/img/ (headless Chromium)
 	$(BIN)/python scripts/screenshots.py
 
 kafka: ## Start a single-node Apache Kafka (KRaft) on 127.0.0.1:$(KAFKA_PORT); idempotent
@@ -71,7 +71,7 @@ postgres: ## Start a local PostgreSQL (Debian package) on 127.0.0.1:15432 (PG_PO
 postgres-stop: ## Stop the local PostgreSQL started by `make postgres`
 	bash scripts/postgres.sh stop
 
-demo: runtime ## The main job: the seed stories through the whole pipeline, then the agent console on them (DEMO_PORT)
+demo: runtime ## The main job: the seed stories through the whole pipeline, then the agent console on them (DEMO_PORT; prints a sign-in address with a demo agent key)
 	$(BIN)/journey demo --serve --port $(DEMO_PORT)
 
 # BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--large --profile"`.

@@ -45,6 +45,7 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, encode, new_touchpoint
 from journey.emitter import Emitter
 from journey.logs import configure_logging
+from journey.security.keys import KeyStore
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -198,7 +199,11 @@ def main() -> int:
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=url, timeout=30)
+    # An admin key (it reads and emits), kept beside the store as `journey keys create` does.
+    keys = KeyStore(store)
+    _, secret = keys.create("admin", f"bench-{port}")
+    keys.close()
+    http = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {secret}"})
     wait_until_up(http, server)
     emitter = Emitter(log, topic=topic, source="bench")
     raw = RawConsumer(log, raw_topic)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from domain.envelope import Touchpoint
     from domain.rules import ServiceRules
     from journey.pipeline import Pipeline
+    from journey.security.keys import KeyStore
     from projections.store import JourneyStore
 
 app = typer.Typer(
@@ -254,7 +255,14 @@ def demo(
             pipeline.log.close()
             if lock is not None:  # held while serving: a second demo refuses, naming us
                 say_holder(lock, f"pid {os.getpid()}, serving http://127.0.0.1:{port}/")
-            _serve(settings, host="127.0.0.1", port=port, max_wait_ms=2000, runner=True)
+            _serve(
+                settings,
+                host="127.0.0.1",
+                port=port,
+                max_wait_ms=2000,
+                runner=True,
+                sign_in_key=_demo_key(settings),
+            )
     finally:
         if lock is not None:
             lock.close()
@@ -575,9 +583,11 @@ def view(
         log = _open_log_to_read()
         try:
             note = how_far_behind(store, log, settings.topic)
+            cid = resolve_customer(store, key)
+            if cid is not None:  # audited like the service's reads, before it is read
+                _audit_cli_read(settings, log, cid, lookup="id" if cid == key else "identity")
         finally:
             log.close()
-        cid = resolve_customer(store, key)
         result = (
             None
             if cid is None
@@ -595,6 +605,29 @@ def view(
         typer.echo(result.model_dump_json(indent=2))
     else:
         Console().print(render_customer(result))
+
+
+def _audit_cli_read(settings: Settings, log: Log, customer_id: str, *, lookup: str) -> None:
+    """`journey view` reads the store directly (whoever may read its files may read every
+    customer); it still leaves a record on the audit topic, naming the OS user."""
+    import getpass
+
+    from journey.security.audit import AuditTrail
+    from journey.security.keys import Principal
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    trail = AuditTrail(log, settings.audit_topic, settings.partitions)
+    trail.ensure_topic()
+    trail.record(
+        Principal(key_id="cli", name=f"cli:{user}", role="admin"),
+        [customer_id],
+        action="cli.view",
+        route="journey view",
+        lookup="identity" if lookup == "identity" else "id",
+    )
 
 
 @app.command("service-levels")
@@ -646,6 +679,200 @@ def service_levels(
         Console().print(render_service_levels(levels))
 
 
+@app.command("metrics")
+def metrics_command(
+    since: Annotated[str, typer.Option(help="Start of the period: 2026-01-01 or RFC 3339")],
+    until: Annotated[str, typer.Option(help="End of the period (exclusive)")],
+    by: Annotated[
+        str | None, typer.Option(help="Per group: week, month, channel, team or product")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Judge promise deadlines at this time (default: now)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """Service metrics for a period: reply times, promises, effort, reopenings, reviews.
+
+    Streams the log from the beginning (outside any consumer group; the engine is never
+    disturbed) and folds it; no store is needed. Definitions: docs/metrics.md.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from journey import analytics
+    from journey.analytics.export import store_resolver
+    from journey.analytics.table import render_metrics
+    from projections.store import JourneyStore, active_store, store_exists
+
+    settings = settings_()
+    rules = load_rules()
+    try:
+        if by is not None and by not in analytics.BY:
+            raise JourneyError(f"unknown grouping {by!r}: use one of {', '.join(analytics.BY)}")
+        start = analytics.parse_time(since, "--since")
+        end = analytics.parse_time(until, "--until")
+        judged = analytics.parse_time(as_of, "--as-of") if as_of else None
+        if end <= start:
+            raise JourneyError(
+                f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
+            )
+        log = settings.open_log(must_exist=True)
+        store = None
+        try:
+            # Persons as the export resolves them (identity merges the store knows), so a
+            # figure here and a query over an export count the same customers.
+            active = active_store(settings.store_address())
+            if store_exists(active):
+                store = JourneyStore(active)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("reading the log", total=None)
+                facts = analytics.read(
+                    log,
+                    start,
+                    end,
+                    topic=settings.topic,
+                    business_hours=rules.business_hours,
+                    resolve=None if store is None else store_resolver(store),
+                    max_future=settings.max_future,
+                    progress=lambda done, total: bar.update(
+                        task, completed=done, total=total or None
+                    ),
+                )
+        finally:
+            log.close()
+            if store is not None:
+                store.close()
+        result = analytics.metrics(facts, by=by, as_of=judged)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        Console().print(render_metrics(result))
+
+
+@app.command("report")
+def report_command(
+    since: Annotated[str, typer.Option(help="Start of the period: 2026-01-01 or RFC 3339")],
+    until: Annotated[str, typer.Option(help="End of the period (exclusive)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path(
+        "report.html"
+    ),
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Judge promise deadlines at this time (default: now)"),
+    ] = None,
+) -> None:
+    """Write the service report of a period: one HTML file with charts and tables.
+
+    Weekly trends, reply-time distributions, promises kept against broken, by team and by
+    channel — the figures of `journey metrics`, read the same way. The file is
+    self-contained (styles and SVG charts inline, no script, nothing loaded from the
+    network): mail it, open it offline.
+    """
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from journey import analytics
+    from journey.analytics.export import store_resolver
+    from journey.analytics.facts import read_log
+    from journey.report import render_report
+    from journey.report.gather import MAX_WEEKS, gather
+    from projections.store import JourneyStore, active_store, store_exists
+
+    settings = settings_()
+    rules = load_rules()
+    try:
+        start = analytics.parse_time(since, "--since")
+        end = analytics.parse_time(until, "--until")
+        judged = analytics.parse_time(as_of, "--as-of") if as_of else datetime.now(UTC)
+        if end <= start:
+            raise JourneyError(
+                f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
+            )
+        if end - start > timedelta(weeks=MAX_WEEKS):
+            raise JourneyError(
+                f"a report covers at most {MAX_WEEKS} weeks (two years) of weekly charts: "
+                "choose a shorter period with --since and --until"
+            )
+        if out.is_dir():
+            raise JourneyError(f"--out {out} is a directory: name the HTML file to write")
+        log = settings.open_log(must_exist=True)
+        store = None
+        try:
+            # Read as `journey metrics` reads: persons as the store merges them, the
+            # engine's bounds; with a progress bar, as a long log takes a while.
+            active = active_store(settings.store_address())
+            if store_exists(active):
+                store = JourneyStore(active)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+                console=Console(stderr=True),  # stdout is the one JSON line
+            ) as progress:
+                task = progress.add_task("reading the log", total=None)
+                facts = read_log(
+                    log,
+                    settings.topic,
+                    start,
+                    end,
+                    business_hours=rules.business_hours,
+                    resolve=None if store is None else store_resolver(store),
+                    max_future=settings.max_future,
+                    progress=lambda done, total: progress.update(
+                        task, completed=done, total=total or None
+                    ),
+                )
+        finally:
+            log.close()
+            if store is not None:
+                store.close()
+        data = gather(
+            facts,
+            start,
+            end,
+            as_of=judged,
+            source_name=f"{redact(settings.broker)} {settings.topic}",
+        )
+        html = render_report(data, generated_at=datetime.now(UTC))
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            partial.write_text(html, encoding="utf-8")
+            partial.replace(out)  # never a half-written report under the name asked for
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise JourneyError(
+                f"cannot write {out}: {exc.strerror}; choose another --out"
+            ) from None
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    typer.echo(
+        json.dumps(
+            {
+                "report": str(out),
+                "since": data.since.isoformat(),
+                "until": data.until.isoformat(),
+                "touchpoints": data.touchpoints,
+                "customers": data.overall.get("customers"),
+                "bytes": len(html.encode()),
+            }
+        )
+    )
+
+
 def _check_filter(store: JourneyStore, team: str | None, channel: str | None) -> None:
     """A team or channel that does not exist is a typo, not an empty list: refuse it."""
     from projections.service_levels import unknown_filter
@@ -680,17 +907,70 @@ def serve_command(
     _serve(settings_(), host=host, port=port, max_wait_ms=max_wait_ms, runner=runner)
 
 
-def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner: bool) -> None:
+def _demo_key(settings: Settings) -> str:
+    """A new agent key for the demo's console (the demo's store is replaced each run)."""
+    import uuid
+
+    from journey.security.keys import KeyStore
+
+    store = KeyStore(settings.store_address())
+    try:
+        _, secret = store.create("agent", f"demo-agent-{uuid.uuid4().hex[:6]}")
+    finally:
+        store.close()
+    return secret
+
+
+def _say_if_no_keys(settings: Settings) -> None:
+    from journey.security.keys import KeyStore
+
+    try:
+        store = KeyStore(settings.store_address())
+    except JourneyError:
+        return  # the store's own check below says what is wrong
+    try:
+        usable = [k for k in store.list() if k.revoked_at is None]
+    finally:
+        store.close()
+    if not usable:
+        typer.echo(
+            "note: no keys yet, so every request but /healthz will be refused (401): "
+            "create one with `journey keys create --role agent --name <who>`",
+            err=True,
+        )
+
+
+def _serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    max_wait_ms: int,
+    runner: bool,
+    sign_in_key: str | None = None,
+) -> None:
     from journey.service import ServiceOptions, create_app
     from journey.service.server import serve_forever
 
     def ready(url: str) -> None:
+        if sign_in_key is not None:
+            # The key rides in the fragment: browsers never send it, so it stays out of
+            # server and proxy logs and Referer headers; the page removes it from the
+            # address bar at once (journey/service/static/signin.js).
+            typer.echo(
+                f"Agent console (signs in with a demo agent key): "
+                f"{url}/console/sign-in#key={sign_in_key}\n"
+                f"API: {url}/docs   (Ctrl-C stops)"
+            )
+            return
         typer.echo(f"Agent console: {url}/   API: {url}/docs   (Ctrl-C stops)")
 
     rules = load_rules()
     if not runner:
         # --no-runner only reads what a `journey run` writes: both must be there already.
         _existing_store().close()
+    if sign_in_key is None:
+        _say_if_no_keys(settings)
     try:  # a broker that does not answer is said plainly, before anything starts
         log = settings.open_log(must_exist=not runner)
     except JourneyError as exc:
@@ -712,6 +992,141 @@ def _serve(settings: Settings, *, host: str, port: int, max_wait_ms: int, runner
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=EXIT_FAILED) from None
     finally:
         log.close()
+
+
+# ---------------------------------------------------------------------- keys and audit
+
+keys_app = typer.Typer(
+    help="API keys of the query service: create (shown once), list, revoke.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store(*, create: bool = False) -> KeyStore:
+    from journey.security.keys import KeyStore
+
+    try:
+        return KeyStore(settings_().store_address(), create=create)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="service, agent, analyst or admin")],
+    name: Annotated[
+        str | None, typer.Option(help="A name to know it by (default: role-<random>)")
+    ] = None,
+) -> None:
+    """Create a key and print it — once: only its hash is kept. The key alone goes to
+    stdout (`KEY=$(journey keys create --role agent)`), what it is to stderr."""
+    from journey.security.keys import KeyError_
+
+    store = _key_store(create=True)
+    try:
+        made, secret = store.create(role, name)
+    except KeyError_ as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(secret)
+    typer.echo(
+        f"created key {made.name!r} (role {made.role}, id {made.id}) in {store.where}; "
+        "it is shown only now: keep it secret",
+        err=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Every key: name, role, when created and last used, whether revoked (never the key)."""
+    store = _key_store()
+    try:
+        found = store.list()
+    finally:
+        store.close()
+    if as_json:
+        for key in found:
+            typer.echo(json.dumps(key.as_dict()))
+        return
+    if not found:
+        typer.echo("no keys yet: journey keys create --role agent --name <who>")
+        return
+    typer.echo(f"{'name':<24} {'role':<8} {'id':<12} {'created':<20} {'last used':<20} revoked")
+    for key in found:
+        typer.echo(
+            f"{key.name:<24} {key.role:<8} {key.id:<12} {_minute(key.created_at):<20} "
+            f"{_minute(key.last_used_at):<20} {_minute(key.revoked_at) if key.revoked_at else ''}"
+        )
+
+
+def _minute(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "—"
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's name or id")],
+) -> None:
+    """Revoke a key: refused at once by every service on this store, its console sessions
+    end."""
+    from journey.security.keys import KeyError_
+
+    store = _key_store()
+    try:
+        done = store.revoke(key)
+    except KeyError_ as exc:
+        raise fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(f"revoked key {done.name!r} (role {done.role}, id {done.id})")
+
+
+@app.command("audit")
+def audit_command(
+    customer: Annotated[str | None, typer.Option(help="Only reads of this customer id")] = None,
+    key: Annotated[str | None, typer.Option(help="Only reads with this key (name or id)")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only reads at or after this time (RFC 3339, e.g. 2026-12-01T09:00Z)"),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="At most this many (newest)")
+    ] = 1000,
+) -> None:
+    """Who read which customer, when: the audit topic (<topic>.audit), one JSON line per
+    read, oldest first."""
+    from datetime import datetime as _datetime
+
+    from journey.security.audit import read_audit
+
+    when = None
+    if since is not None:
+        try:
+            when = _datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            raise fail(
+                f"--since {since!r} is not an RFC 3339 time (e.g. 2026-12-01T09:00Z)"
+            ) from None
+        if when.tzinfo is None:
+            raise fail(f"--since {since!r} names no time zone: add Z or +01:00")
+    settings = settings_()
+    if settings.log_level == "info":  # stdout is the records; the reader's chatter is noise
+        configure_logging(settings.log_format, "warning")
+    log = _open_log_to_read()
+    try:
+        records = read_audit(
+            log, settings.audit_topic, customer=customer, key=key, since=when, limit=limit
+        )
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    finally:
+        log.close()
+    for record in records:
+        typer.echo(record.model_dump_json())
 
 
 def _debug_requested() -> bool:

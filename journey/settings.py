@@ -188,6 +188,12 @@ class Settings(BaseSettings):
         "chose another (the console offers the browser's)",
     )
 
+    allowed_hosts: str = Field(
+        default="localhost,127.0.0.1,::1",
+        description="Comma-separated host names the query service answers to (the Host "
+        "header, port aside); '*' answers any (only behind a proxy that checks it)",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _normalise(cls, data: Any) -> Any:
@@ -211,6 +217,17 @@ class Settings(BaseSettings):
     def _check_store(cls, url: str) -> str:
         _check_store_url(url)
         return url
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: str) -> str:
+        names = [h.strip() for h in value.split(",") if h.strip()]
+        if not names:
+            raise ValueError("name at least one host (e.g. localhost,127.0.0.1,::1)")
+        for name in names:
+            if name != "*" and (len(name) > 253 or any(c in name for c in "/@ ")):
+                raise ValueError(f"{name!r} is not a host name")
+        return value
 
     @field_validator("console_time_zone")
     @classmethod
@@ -241,6 +258,15 @@ class Settings(BaseSettings):
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def audit_topic(self) -> str:
+        """Who read which customer, when (journey/security/audit.py)."""
+        return f"{self.topic}.audit"
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

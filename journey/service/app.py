@@ -16,8 +16,17 @@ from consumers.log import Log
 from domain.rules import ServiceRules
 from journey.pipeline import system_clock
 from journey.service.errors import install_error_handlers
+from journey.service.guard import Guard
 from journey.service.metrics import RequestMetrics, ServiceMetrics
-from journey.service.routers import customers, defects, events, health, live, service_levels
+from journey.service.routers import (
+    audit,
+    customers,
+    defects,
+    events,
+    health,
+    live,
+    service_levels,
+)
 from journey.service.routers.docs import register_docs
 from journey.service.runtime import Service, ServiceOptions
 from journey.settings import Settings
@@ -68,9 +77,14 @@ def create_app(
         redoc_url=None,
     )
     register_docs(app)
+    app.add_middleware(
+        Guard,
+        allowed_hosts=settings.hosts,
+        keys=lambda: svc.keys if (svc := running.get("svc")) is not None else None,
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
-    for router in (customers, service_levels, defects, events, health):
+    for router in (customers, service_levels, defects, events, health, audit):
         app.include_router(router.router)
     if console:
         from journey.service.console import register_console
@@ -90,6 +104,14 @@ service reads the log's high-water mark at request time and waits until the view
 up. Waits are bounded (`--max-wait-ms`, default 2000); at the bound the answer is
 **503 with the lag** (`Retry-After: 1`), or — only with `stale=true` — 200 with
 `fresh: false`.
+
+**Keys and roles.** Every request but `/healthz` (and `/metrics` from loopback) carries
+`Authorization: Bearer <key>` (`journey keys create --role agent|service|analyst|admin`):
+401 without a valid key, 403 when its role may not do what was asked. `service` emits,
+`agent` reads customers, lists and the console, `analyst` reads metrics and exports, `admin`
+may do everything (erasure, the audit trail). Every read of a customer is recorded on the
+audit topic (`GET /audit`). Requests that change state take only `application/json`
+(or `application/x-ndjson`).
 
 The agent console is at [/](/).
 """

@@ -19,22 +19,35 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
+from journey.security.keys import SESSION_TTL
+from journey.service.deps import AgentDep, audit, require
+from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
+from journey.service.guard import SESSION_COOKIE, principal_of, session_cookie
+from journey.service.metrics_page import (
+    DEFAULT_WEEKS,
+    MAX_WEEKS,
+    PRESETS,
+    MetricsBusy,
+    MetricsCache,
+    metrics_period,
+)
 from journey.service.queries import search_customers
 from journey.service.runtime import Service
 from journey.settings import Settings
@@ -408,6 +421,17 @@ def render_freshness(
     return _ENV.get_template("_freshness.html").render(f=freshness, words=words, checked=checked)
 
 
+class SignIn(BaseModel):
+    key: str = Field(max_length=200)
+    next: str = Field(default="/", max_length=2000)
+
+
+def _local(target: str) -> str:
+    """Only a path on this site: never an open redirect."""
+    ok = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if ok else "/"
+
+
 def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
 
@@ -415,10 +439,12 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         service = svc()
         zone = zone_of(request, service.settings)
         html = _ENV.get_template(template).render(
+            signed_in=principal_of(request.scope),
             tz=zone,
             zone_name=str(zone.key),
             zone_names=_zone_names(),
             here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            request_path=request.url.path,
             **context,
         )
         return HTMLResponse(html, status_code=status)
@@ -455,15 +481,26 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             lambda s: build_service_levels(s, rules=service.rules, now=service.clock())
         )
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    agent = [Depends(require("agent"))]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False, dependencies=agent)
     async def home(
         request: Request,
+        who: AgentDep,
         q: Annotated[str | None, Query(max_length=200)] = None,
     ) -> Response:
         service = svc()
         freshness = await service.settle(None, service.all_partitions())
         query = (q or "").strip()
         hits = await service.read(lambda s: search_customers(s, query)) if query else []
+        await audit(
+            request,
+            service,
+            who,
+            [h.customer_id for h in hits],
+            action="console.search",
+            lookup="search",
+        )
         if query:
             exact = [
                 h
@@ -492,7 +529,12 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             title="Find a customer" if not query else f"Search: {query}",
         )
 
-    @app.get("/console/work/{name}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/console/work/{name}",
+        response_class=HTMLResponse,
+        include_in_schema=False,
+        dependencies=agent,
+    )
     async def work_list(
         request: Request,
         name: Literal["breached", "due-soon", "unanswered"],
@@ -524,6 +566,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
     @app.get("/console/customers/{key}", response_class=HTMLResponse, include_in_schema=False)
     async def customer_page(
         request: Request,
+        who: AgentDep,
         key: str,
         page_no: Annotated[int, Query(alias="page", ge=1)] = 1,
     ) -> Response:
@@ -539,6 +582,14 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             )
         if view is None:
             return no_such_customer(request, service, key, freshness)
+        await audit(
+            request,
+            service,
+            who,
+            [view.customer_id],
+            action="console.customer",
+            lookup="id" if view.customer_id == key else "identity",
+        )
         zone = zone_of(request, service.settings)
         return page(
             request,
@@ -560,6 +611,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
     )
     async def customer_list_page(
         request: Request,
+        reader: AgentDep,
         key: str,
         name: str,
         cursor: Annotated[str | None, Query(max_length=2000)] = None,
@@ -592,6 +644,14 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             )
         if view is None or (found is None and not bad_cursor):
             return no_such_customer(request, service, key, freshness)
+        await audit(
+            request,
+            service,
+            reader,
+            [view.customer_id],
+            action="console.list",
+            lookup="id" if view.customer_id == key else "identity",
+        )
         return page(
             request,
             "list.html",
@@ -606,14 +666,13 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             q="",
         )
 
-    @app.get("/console/time-zone", include_in_schema=False)
+    @app.get("/console/time-zone", include_in_schema=False, dependencies=agent)
     async def set_time_zone(
         request: Request,
         tz: Annotated[str, Query(max_length=200)],
         back: Annotated[str, Query(max_length=2000)] = "/",
     ) -> Response:
-        # Only paths on this site: never an open redirect.
-        target = back if back.startswith("/") and not back.startswith("//") else "/"
+        target = _local(back)
         zone = _zone(tz.strip())
         if zone is None:
             return page(
@@ -632,6 +691,108 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         response.set_cookie(
             ZONE_COOKIE, str(zone.key), max_age=400 * 86400, samesite="lax", httponly=False
         )
+        return response
+
+    metrics_cache = MetricsCache()
+    app.state.metrics_cache = metrics_cache  # tests shorten its wait
+
+    analyst = [Depends(require("analyst"))]
+
+    @app.get("/console/report.css", include_in_schema=False, dependencies=analyst)
+    async def report_stylesheet() -> Response:
+        from journey.report import report_css
+
+        return Response(
+            report_css(), media_type="text/css", headers={"Cache-Control": "max-age=300"}
+        )
+
+    @app.get(
+        "/console/metrics",
+        response_class=HTMLResponse,
+        include_in_schema=False,
+        dependencies=analyst,
+    )
+    async def metrics_page(
+        request: Request,
+        since: Annotated[str | None, Query(max_length=40)] = None,
+        until: Annotated[str | None, Query(max_length=40)] = None,
+        weeks: Annotated[int | None, Query(ge=1, le=MAX_WEEKS)] = None,
+    ) -> Response:
+        service = svc()
+        today = datetime.now(UTC).date()
+        period = metrics_period(today, since, until, weeks)
+        context: dict[str, Any] = {
+            "presets": PRESETS,
+            "chosen_weeks": weeks if since is None and until is None else None,
+            "freshness_html": "",
+            "title": "Service metrics",
+            "q": "",
+        }
+        if isinstance(period, str):
+            start = today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1)
+            return page(
+                request,
+                "metrics.html",
+                status=422,
+                problem=period,
+                since_day=since or start.isoformat(),
+                until_day=until or today.isoformat(),
+                **context,
+            )
+        first, last = period
+        chosen: dict[str, Any] = {
+            "since_day": first.date().isoformat(),
+            "until_day": (last - timedelta(days=1)).date().isoformat(),
+        }
+        try:
+            found = await metrics_cache.get(service, first, last)
+        except MetricsBusy as exc:
+            return page(request, "metrics.html", status=503, problem=str(exc), **chosen, **context)
+        if found is None:  # still reading: the page reloads itself until it is there
+            return page(
+                request, "metrics.html", status=202, problem=None, pending=True, **chosen, **context
+            )
+        zone = zone_of(request, service.settings)
+        return page(
+            request,
+            "metrics.html",
+            problem=None,
+            sections=found.sections,
+            touchpoints=found.touchpoints,
+            read_at=found.read_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            **chosen,
+            **context,
+        )
+
+    @app.get("/console/sign-in", response_class=HTMLResponse, include_in_schema=False)
+    async def sign_in_page(request: Request) -> Response:
+        html = _ENV.get_template("signin.html").render(
+            title="Sign in", signed_in=principal_of(request.scope)
+        )
+        return HTMLResponse(html)
+
+    @app.post("/console/sign-in", include_in_schema=False)
+    async def sign_in(request: Request, body: SignIn) -> Response:
+        service = svc()
+        opened = await anyio.to_thread.run_sync(service.keys.open_session, body.key.strip())
+        if opened is None:
+            raise ServiceError(
+                401, "unauthenticated", "unknown or revoked key: ask an admin for a valid one"
+            )
+        who, session = opened
+        response = JSONResponse({"next": _local(body.next), "name": who.name, "role": who.role})
+        response.headers["set-cookie"] = session_cookie(
+            request.scope, session, max_age=int(SESSION_TTL.total_seconds())
+        )
+        return response
+
+    @app.post("/console/sign-out", include_in_schema=False)
+    async def sign_out(request: Request) -> Response:
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            await anyio.to_thread.run_sync(svc().keys.close_session, session)
+        response = JSONResponse({"next": "/console/sign-in"})
+        response.headers["set-cookie"] = session_cookie(request.scope, "", max_age=0)
         return response
 
     @app.get("/favicon.ico", include_in_schema=False)

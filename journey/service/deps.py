@@ -7,24 +7,41 @@ with a position token it waits for that position, without one for the log's head
 request time. When the bound is hit the answer is **503 with the lag** — unless the client
 passed ``stale=true``, which gets 200 with ``fresh: false``: old data is only ever served to
 a client that asked for it, and it always says so.
+
+**Who may ask** (issue 12): every route but ``/healthz`` (and ``/metrics`` from loopback)
+declares the role it needs with ``require``: ``Depends(require("agent"))`` in its
+parameters or ``dependencies=[Depends(require("analyst"))]`` on the route or router. Roles
+are ``service`` (POST /events), ``agent`` (views, lists, search, the console), ``analyst``
+(metrics, exports) and ``admin`` (erasure, rebuild, keys, the audit trail); an admin key may
+do everything. The guard (``guard.py``) already refused a request without a valid key
+(401); ``require`` answers 403 to a valid key of another role. A test
+(tests/service/test_access.py) fails for any route that declares no role.
+
+**Every read of a customer is audited**: a route that answers with one customer's data calls
+:func:`audit` (or :meth:`Service.audit`) before it answers; see journey/security/audit.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter
 
+from journey.security.keys import ROLES, Principal, Role
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
+from journey.service.guard import principal_of
 from journey.service.runtime import NotFresh, Service
 from projections.service_levels import ServiceLevels, build_service_levels, unknown_filter
 
 __all__ = [
+    "AdminDep",
     "AfterQuery",
+    "AgentDep",
     "ChannelQuery",
     "HorizonQuery",
     "LevelsRead",
@@ -35,7 +52,9 @@ __all__ = [
     "StaleQuery",
     "TeamQuery",
     "answer",
+    "audit",
     "get_service",
+    "require",
     "require_fresh",
 ]
 
@@ -47,6 +66,52 @@ def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def require(role: Role) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
+    """A dependency that lets in ``role`` (and admin) and returns who is asking; 403 for any
+    other role. Each call makes a new function marked with the role (see the tests)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+
+    async def allowed(request: Request) -> Principal:
+        who = principal_of(request.scope)
+        if who is None:  # the guard lets nobody without a key this far but public routes
+            raise ServiceError(401, "unauthenticated", "no key: send Authorization: Bearer")
+        if who.role not in (role, "admin"):
+            raise ServiceError(
+                403,
+                "forbidden",
+                f"key {who.name!r} has role {who.role}; this needs {role} (or admin): ask an "
+                "admin for a key with that role",
+            )
+        return who
+
+    allowed.required_role = role  # type: ignore[attr-defined]  # read by the route test
+    return allowed
+
+
+AgentDep = Annotated[Principal, Depends(require("agent"))]
+"""An agent (or admin) is asking: the parameter every customer read takes."""
+AdminDep = Annotated[Principal, Depends(require("admin"))]
+
+
+async def audit(
+    request: Request,
+    service: Service,
+    who: Principal,
+    customer_ids: Sequence[str],
+    *,
+    action: str,
+    lookup: Literal["id", "identity", "search"] = "id",
+) -> None:
+    """Record that ``who`` read ``customer_ids`` (before answering; see
+    journey/security/audit.py). The route template, never the concrete path (it may hold an
+    e-mail), says where."""
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", request.url.path))
+    await service.audit(who, customer_ids, action=action, route=template, lookup=lookup)
+
 
 AfterQuery = Annotated[
     str | None,

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from consumers.log import LogError
 from journey.service.freshness import BadToken
 from journey.service.models import ErrorBody, ErrorOut, NotFreshOut
-from journey.service.runtime import LogUnavailable, NotFresh, Service
+from journey.service.runtime import AuditUnavailable, LogUnavailable, NotFresh, Service
 from projections.integrity import StoreError
 
 __all__ = [
@@ -75,7 +75,15 @@ E503 = {
     "description": "The view did not reach the requested position (or the log head) within "
     "the bound: the lag, instead of stale data. Retry, or pass stale=true.",
 }
-READ_ERRORS: dict[int | str, dict[str, Any]] = {400: E400, 422: E422, 503: E503}
+E401 = {"model": ErrorOut, "description": "No valid key: send Authorization: Bearer <key>"}
+E403 = {"model": ErrorOut, "description": "The key's role may not read this (agent or admin)"}
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: E400,
+    401: E401,
+    403: E403,
+    422: E422,
+    503: E503,
+}
 CUSTOMER_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: E404}
 
 
@@ -121,6 +129,14 @@ async def _on_log_error(_: Request, exc: Exception) -> Response:
     return error_response(
         503,
         ErrorBody(status=503, code="log_unavailable", message=message),
+        {"Retry-After": "2"},
+    )
+
+
+async def _on_audit_unavailable(_: Request, exc: Exception) -> Response:
+    return error_response(
+        503,
+        ErrorBody(status=503, code="audit_unavailable", message=str(exc)),
         {"Retry-After": "2"},
     )
 
@@ -188,6 +204,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _on_service_error)
     app.add_exception_handler(BadToken, _on_bad_token)
     app.add_exception_handler(NotFresh, _on_not_fresh)
+    app.add_exception_handler(AuditUnavailable, _on_audit_unavailable)
     app.add_exception_handler(LogUnavailable, _on_log_error)
     app.add_exception_handler(LogError, _on_log_error)
     app.add_exception_handler(RequestValidationError, _on_invalid)

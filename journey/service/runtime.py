@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -22,6 +23,8 @@ from domain.errors import JourneyError
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
 from journey.pipeline import Pipeline, system_clock
+from journey.security.audit import AuditTrail
+from journey.security.keys import KeyStore, Principal
 from journey.service.background import PipelineThread
 from journey.service.freshness import (
     BadToken,
@@ -41,7 +44,7 @@ from projections.integrity import IntegrityWatch
 from projections.location import describe as describe_store
 from projections.store import JourneyStore
 
-__all__ = ["LogUnavailable", "NotFresh", "Service", "ServiceOptions"]
+__all__ = ["AuditUnavailable", "LogUnavailable", "NotFresh", "Service", "ServiceOptions"]
 
 logger = structlog.get_logger(__name__)
 
@@ -126,6 +129,9 @@ class Service:
                 idle_timeout=timedelta(seconds=settings.idle_timeout),
             )
         self.reader = StoreReader(settings.store_address())
+        # Beside the store, not in it: a rebuild swaps the store (journey/security/keys.py).
+        self.keys = KeyStore(settings.store_address())
+        self.audit_trail = AuditTrail(self.log, settings.audit_topic, settings.partitions)
         self.integrity = IntegrityWatch(self.reader.path, options.integrity_interval_s)
         self.watcher = PositionWatcher(self.reader.positions)
         self._limiter: anyio.CapacityLimiter | None = None
@@ -135,6 +141,10 @@ class Service:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.audit_trail.ensure_topic)
+        except LogError as exc:  # the broker is away: the first audited read tries again
+            logger.warning("the audit topic could not be made yet", error=str(exc))
         self.watcher.start()
         self._limiter = anyio.CapacityLimiter(self.options.read_threads)
         await self.sample_heads()
@@ -167,6 +177,7 @@ class Service:
         if self.pipeline is not None:
             self.pipeline.close()
         self.reader.close()
+        self.keys.close()
         if self._own_log:
             self.log.close()
 
@@ -225,6 +236,34 @@ class Service:
         if cid is None or cid != key:
             return cid, self.all_partitions()
         return cid, {self.partition_of(c) for c in related_customers(store, cid)}
+
+    async def audit(
+        self,
+        who: Principal,
+        customer_ids: Sequence[str],
+        *,
+        action: str,
+        route: str,
+        lookup: Literal["id", "identity", "search"],
+    ) -> None:
+        """Append the audit record of a read before it is answered; AuditUnavailable (503,
+        the read is not answered) when the log does not take it."""
+        record = functools.partial(
+            self.audit_trail.record,
+            who,
+            list(customer_ids),
+            action=action,
+            route=route,
+            lookup=lookup,
+        )
+        try:
+            await anyio.to_thread.run_sync(record)
+        except LogError as exc:
+            logger.error("audit record not written: the read is refused", error=str(exc))
+            raise AuditUnavailable(
+                f"the read was not answered: its audit record could not be written ({exc}). "
+                "Retry when the log answers"
+            ) from None
 
     async def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
         """Produce validated touchpoints (on a worker thread: producing blocks until the
@@ -436,3 +475,7 @@ class Service:
 
 class LogUnavailable(JourneyError):
     """The log (broker) did not answer: the service cannot say how fresh the view is."""
+
+
+class AuditUnavailable(JourneyError):
+    """A read's audit record could not be written, so the read is not answered."""

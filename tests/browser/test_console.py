@@ -48,7 +48,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
     if not Path(CHROMIUM).is_file():
         message = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set JOURNEY_CHROMIUM)"
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
@@ -68,6 +68,28 @@ def console(tmp_path: Path) -> Iterator[Running]:
     options = ServiceOptions(max_wait_ms=1000, sample_interval_s=0.25, live_interval_s=0.25)
     with running_service(embedded_settings(directory), options) as running:
         yield running
+
+
+class SignedIn:
+    """Chromium with an agent signed in to ``console``: every page and context it makes
+    carries the console's session cookie (as the sign-in page leaves it)."""
+
+    def __init__(self, chromium: Any, console: Running) -> None:
+        self.chromium = chromium
+        self.cookie = console.session_cookie("agent")
+
+    def new_context(self, **options: Any) -> Any:
+        context = self.chromium.new_context(**options)
+        context.add_cookies([self.cookie])
+        return context
+
+    def new_page(self, **options: Any) -> Any:
+        return self.new_context(**options).new_page()
+
+
+@pytest.fixture
+def browser(chromium: Any, console: Running) -> SignedIn:
+    return SignedIn(chromium, console)
 
 
 def test_search_open_a_customer_and_see_an_event_arrive_live(
@@ -321,7 +343,8 @@ def test_and_n_more_on_a_work_list_links_to_the_whole_list_paged(
     expect(page.get_by_role("heading", level=1)).to_contain_text("58 customers")
     seen = page.locator("table.work tbody th").all_inner_texts()
     assert len(seen) == 50
-    page.get_by_role("link", name="Next →").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Next →").click()
     seen += page.locator("table.work tbody th").all_inner_texts()
     expect(page.get_by_text("page 2 of 2")).to_be_visible()
     assert len(seen) == len(set(seen)) == 58
@@ -346,7 +369,9 @@ def test_and_n_more_on_a_customer_links_to_the_whole_list_paged(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Open cases")
     seen = page.locator("table.cases tbody tr td:first-child code").all_inner_texts()
     assert len(seen) == 50
-    page.get_by_role("link", name="Next page →").click()
+    # Wait for the next page to load before reading it (a click returns before navigation).
+    with page.expect_navigation():
+        page.get_by_role("link", name="Next page →").click()
     seen += page.locator("table.cases tbody tr td:first-child code").all_inner_texts()
     assert len(seen) == len(set(seen)) == total
     assert set(cases) <= set(seen)

@@ -159,7 +159,9 @@ def test_serve_answers_503_while_the_broker_is_away_and_accepts_again_after(
     app = create_app(settings, ServiceOptions(max_wait_ms=1000, group=f"views-{topic}"), log=log)
     server = start_in_thread(app)
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as http:
+        _, key = app.state.service.keys.create("admin", "outage-admin")
+        auth = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, timeout=60, headers=auth) as http:
             sent = http.post("/events", json=envelope("cust-1", "before"))
             assert sent.status_code == 201, sent.text
             broker.stop()

@@ -21,6 +21,7 @@ from domain.envelope import Touchpoint, new_touchpoint
 from journey.emitter import Emitter
 from journey.pipeline import ManualClock, Pipeline
 from journey.service import ServiceOptions, create_app
+from journey.service.guard import SESSION_COOKIE
 from journey.service.runtime import Service
 from journey.service.server import RunningServer, start_in_thread
 from journey.settings import Settings
@@ -56,16 +57,57 @@ def copy_store(golden: Path, target: Path) -> Path:
 @dataclass
 class Running:
     """A service under test: its HTTP client, the Service object and an emitter of our own
-    that produces straight to the log (as any other backend would)."""
+    that produces straight to the log (as any other backend would).
+
+    ``http`` carries an admin key (admin may do everything: the tests of what the service
+    answers need not care who asks); ``client(role)`` is a client with a new key of that
+    role, ``anonymous`` one without any (tests/service/test_access.py)."""
 
     http: httpx.Client
     server: RunningServer
     service: Service
     log: Log
     emitter: Emitter
+    admin_key: str = ""
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return self.http.get(url, **kwargs)
+
+    def new_key(self, role: str, name: str | None = None) -> str:
+        _, secret = self.service.keys.create(role, name)
+        return secret
+
+    def client(self, role: str, name: str | None = None) -> httpx.Client:
+        return self._client({"Authorization": f"Bearer {self.new_key(role, name)}"})
+
+    @property
+    def anonymous(self) -> httpx.Client:
+        return self._client({})
+
+    def _client(self, headers: dict[str, str]) -> httpx.Client:
+        client = httpx.Client(base_url=self.server.url, timeout=30, headers=headers)
+        self._clients.append(client)
+        return client
+
+    def session_cookie(self, role: str = "agent") -> dict[str, Any]:
+        """A console session of a new key of ``role``, as a browser cookie (Playwright's
+        ``add_cookies`` shape): what signing in on /console/sign-in leaves."""
+        opened = self.service.keys.open_session(self.new_key(role))
+        assert opened is not None
+        return {
+            "name": SESSION_COOKIE,
+            "value": opened[1],
+            "url": self.server.url,
+            "httpOnly": True,
+            "sameSite": "Strict",
+        }
+
+    def close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+
+    def __post_init__(self) -> None:
+        self._clients: list[httpx.Client] = []
 
 
 @contextmanager
@@ -78,10 +120,16 @@ def running_service(
     app = create_app(settings, options, log=log)
     server = start_in_thread(app)
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            service: Service = app.state.service
+        service: Service = app.state.service
+        _, admin = service.keys.create("admin", f"test-admin-{uuid.uuid4().hex[:6]}")
+        headers = {"Authorization": f"Bearer {admin}"}
+        with httpx.Client(base_url=server.url, timeout=30, headers=headers) as http:
             emitter = Emitter(log, topic=settings.topic, source="test")
-            yield Running(http, server, service, log, emitter)
+            running = Running(http, server, service, log, emitter, admin)
+            try:
+                yield running
+            finally:
+                running.close_clients()
     finally:
         server.stop()
         if own_log:

@@ -18,6 +18,7 @@ from tests.integration.test_exactly_once import read_topic
 from tests.service.helpers import TOPIC, Running, event_ids
 
 CASES = cases()
+JSON = "application/json"
 
 
 def _error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -49,14 +50,15 @@ def test_post_refuses_each_bound_with_4xx_naming_the_field(svc: Running, name: s
 
 def test_a_body_over_the_limit_is_413_before_it_is_read(svc: Running) -> None:
     body = b"x" * (MAX_BODY_BYTES + 1)
-    response = svc.http.post("/events", content=body)
+    response = svc.http.post("/events", content=body, headers={"content-type": "application/json"})
     error = _error(response, 413, "too_large")
     assert "split the batch" in error["message"]
 
 
 def test_a_deep_array_body_is_422_not_500(svc: Running) -> None:
     for body in ("[" * 5000 + "]" * 5000, json.dumps([inquiry()])[:-1] + "," + "[" * 2000):
-        error = _error(svc.http.post("/events", content=body), 422, "invalid_body")
+        posted = svc.http.post("/events", content=body, headers={"content-type": JSON})
+        error = _error(posted, 422, "invalid_body")
         assert "32 levels" in error["message"] or "not JSON" in error["message"]
 
 

@@ -73,7 +73,9 @@ class Events:
 @contextmanager
 def stream(svc: Running, url: str) -> Iterator[Events]:
     with (
-        httpx.Client(base_url=svc.server.url, timeout=httpx.Timeout(30, read=60)) as client,
+        httpx.Client(
+            base_url=svc.server.url, timeout=httpx.Timeout(30, read=60), headers=svc.http.headers
+        ) as client,
         client.stream("GET", url) as response,
     ):
         assert response.status_code == 200, response.read()

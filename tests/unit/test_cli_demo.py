@@ -85,9 +85,19 @@ def test_a_second_demo_refuses_and_leaves_the_running_servers_data_intact(
         assert str(server.pid) in lines[0] and str(port) in lines[0], lines
         # The same files, not replaced ones: the server still reads what it wrote.
         assert (log.stat().st_ino, views.stat().st_ino, log.stat().st_size) == before
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/customers/cust-erik", timeout=30
-        ) as answer:
+        key = subprocess.run(  # a key for the demo's store, as the README makes one
+            [str(JOURNEY), "keys", "create", "--role", "agent"],
+            cwd=tmp_path,
+            env={**clean_env(), **AGAIN["naming .demo/ explicitly"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/customers/cust-erik",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310  # loopback
             assert answer.status == 200
     finally:
         server.terminate()

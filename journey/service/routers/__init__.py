@@ -7,6 +7,10 @@ wires them.
 * ``defects`` — known defects and their outreach.
 * ``events`` — ``POST /events``: validate touchpoints, produce them to the log.
 * ``health`` — ``/healthz`` and ``/metrics``.
+* ``audit`` — ``GET /audit``: who read which customer (admin).
+
+Who may call what is declared per route (``deps.require``); the guard in front of them all
+(``journey.service.guard``) checks keys, hosts, origins and bodies.
 
 The agent console's HTML routes live in ``journey.service.console``.
 """

@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal, TypeVar, get_args
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
+from journey.security.keys import Principal
 from journey.service.deps import (
     AfterQuery,
+    AgentDep,
     PositionHeader,
     ServiceDep,
     SettledAll,
     StaleQuery,
     answer,
+    audit,
     require_fresh,
 )
 from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ServiceError
@@ -84,11 +87,20 @@ async def _paged(service: Service, key: str, read: Callable[[JourneyStore], T | 
 
 
 async def _settled_customer(
-    service: Service, key: str, after: str | None, header: str | None, stale: bool
+    service: Service,
+    key: str,
+    after: str | None,
+    header: str | None,
+    stale: bool,
+    *,
+    request: Request,
+    who: Principal,
+    action: str,
 ) -> tuple[str, Freshness]:
     """The customer ``key`` names once the view is fresh enough to say (resolved after the
     wait: see :meth:`Service.settle_customer`); 404 when there is none, 503 when the view
-    is behind and may not have folded them yet."""
+    is behind and may not have folded them yet. Audited before anything of the customer is
+    read: whoever gets past here reads them."""
     cid, freshness = await service.settle_customer(key, service.tokens(after, header))
     if cid is None:
         if not freshness.fresh:
@@ -106,6 +118,9 @@ async def _settled_customer(
             key=key,
         )
     require_fresh(freshness, stale, f"the position of customer {cid!r}")
+    await audit(
+        request, service, who, [cid], action=action, lookup="id" if cid == key else "identity"
+    )
     return cid, freshness
 
 
@@ -131,6 +146,8 @@ async def _read_view(
 async def get_customer(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: Annotated[str, Path(description="Customer id, e-mail, phone, order or serial")],
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
@@ -138,7 +155,9 @@ async def get_customer(
     page: Annotated[int, Query(ge=1, description="Timeline page")] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000, description="Timeline page size")] = 50,
 ) -> Response:
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="view"
+    )
     view = await _read_view(service, key, cid, page, page_size)
     return answer(freshness, view, _view)
 
@@ -153,6 +172,8 @@ async def get_customer(
 async def get_timeline(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
@@ -164,7 +185,9 @@ async def get_timeline(
     ] = None,
     page_size: Annotated[int | None, Query(ge=1, le=1000, deprecated=True)] = None,
 ) -> Response:
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="timeline"
+    )
     size = limit or page_size or LIST_LIMIT
     timeline = await _paged(
         service,
@@ -186,6 +209,8 @@ async def get_timeline(
 async def get_cases(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
@@ -194,7 +219,9 @@ async def get_cases(
     cursor: CursorQuery = None,
     limit: LimitQuery = LIST_LIMIT,
 ) -> Response:
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="cases"
+    )
     page = await _paged(
         service,
         key,
@@ -215,6 +242,8 @@ async def get_cases(
 async def get_list(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     name: ListName,
     after: AfterQuery = None,
@@ -223,7 +252,9 @@ async def get_list(
     cursor: CursorQuery = None,
     limit: LimitQuery = LIST_LIMIT,
 ) -> Response:
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="list"
+    )
     page = await _paged(
         service,
         key,
@@ -244,13 +275,17 @@ async def get_list(
 async def get_case(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     key: str,
     case_id: str,
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
     stale: StaleQuery = False,
 ) -> Response:
-    cid, freshness = await _settled_customer(service, key, after, x_journey_position, stale)
+    cid, freshness = await _settled_customer(
+        service, key, after, x_journey_position, stale, request=request, who=who, action="case"
+    )
     detail = await service.read(
         lambda s: case_detail(s, cid, case_id, rules=service.rules, now=service.clock())
     )
@@ -274,9 +309,14 @@ async def get_case(
 async def search(
     *,
     service: ServiceDep,
+    who: AgentDep,
+    request: Request,
     q: Annotated[str, Query(min_length=1, max_length=200, description="Prefix to look for")],
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     freshness: SettledAll,
 ) -> Response:
     hits = await service.read(lambda s: search_customers(s, q, limit))
+    await audit(
+        request, service, who, [h.customer_id for h in hits], action="search", lookup="search"
+    )
     return answer(freshness, SearchResults(query=q, hits=hits), _search)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
-from journey.service.deps import ServiceDep, SettledAll, answer
+from journey.service.deps import ServiceDep, SettledAll, answer, require
 from journey.service.errors import E404, READ_ERRORS, ServiceError
 from journey.service.models import Answer
 from projections.defect_outreach import DefectOutreach, build_defect_outreach
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require("agent"))])
 
 _defects: TypeAdapter[list[DefectOutreach]] = TypeAdapter(list[DefectOutreach])
 _defect: TypeAdapter[DefectOutreach] = TypeAdapter(DefectOutreach)

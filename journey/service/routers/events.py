@@ -4,14 +4,16 @@ log of record; answer each position and a token to read your writes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from domain.bounds import Bounds
 from domain.envelope import Envelope
 from journey.emitter import BatchError, parse_batch
-from journey.service.deps import ServiceDep
+from journey.security.keys import Principal
+from journey.service.deps import ServiceDep, require
 from journey.service.errors import ServiceError
 from journey.service.freshness import tokens_of
 from journey.service.models import EmitResult, EmittedPosition, ErrorOut
@@ -24,6 +26,8 @@ router = APIRouter()
 # keeps one request's parse (several times its size in Python objects) small.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _TOO_LARGE_BODY = "body larger than 8 MiB: split the batch"
+# Touchpoints only an admin key may emit: they destroy what others may read.
+_ADMIN_ONLY = frozenset({"ErasureRequested"})
 
 
 @router.post(
@@ -46,6 +50,13 @@ _TOO_LARGE_BODY = "body larger than 8 MiB: split the batch"
             "description": "An event_id already recorded (or twice in the batch) with other "
             "content: names the id; nothing of the batch was produced",
         },
+        401: {"model": ErrorOut, "description": "No valid key"},
+        403: {
+            "model": ErrorOut,
+            "description": "The key's role may not emit (service or admin may), or the batch "
+            "holds an ErasureRequested and the key is not admin",
+        },
+        415: {"model": ErrorOut, "description": "Not application/json or application/x-ndjson"},
         503: {"model": ErrorOut, "description": "The log did not accept the batch"},
     },
     tags=["emitting"],
@@ -72,7 +83,11 @@ _TOO_LARGE_BODY = "body larger than 8 MiB: split the batch"
         }
     },
 )
-async def post_events(request: Request, service: ServiceDep) -> Response:
+async def post_events(
+    request: Request,
+    service: ServiceDep,
+    who: Annotated[Principal, Depends(require("service"))],
+) -> Response:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise ServiceError(413, "too_large", _TOO_LARGE_BODY)
@@ -100,6 +115,15 @@ async def post_events(request: Request, service: ServiceDep) -> Response:
             field=exc.error.field,
             line=exc.line,
         ) from None
+    erasures = [t for t in touchpoints if t.type in _ADMIN_ONLY]
+    if erasures and who.role != "admin":
+        raise ServiceError(
+            403,
+            "forbidden",
+            f"key {who.name!r} has role {who.role}: only an admin key may send "
+            f"{erasures[0].type} (it erases a customer). Nothing of the batch was produced",
+            key=str(erasures[0].event_id),
+        )
     conflicts = await service.read(lambda store: store.conflicts(touchpoints))
     if conflicts:
         event_id, recorded, sent = conflicts[0]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from journey.service.deps import ServiceDep
+from journey.service.deps import ServiceDep, require
+from journey.service.guard import is_loopback
 from journey.service.metrics import CONTENT_TYPE
 from journey.service.models import Health
 from projections.location import describe
@@ -13,6 +14,19 @@ from projections.location import describe
 __all__ = ["router"]
 
 router = APIRouter()
+
+_analyst = require("analyst")
+
+
+async def metrics_reader(request: Request) -> None:
+    """/metrics: anyone on this machine (a Prometheus scraping loopback), else an analyst
+    key (or admin)."""
+    client = request.client
+    if not is_loopback(client.host if client else None):
+        await _analyst(request)
+
+
+metrics_reader.required_role = "analyst"  # type: ignore[attr-defined]  # see deps.require
 
 
 @router.get(
@@ -69,6 +83,8 @@ async def healthz(service: ServiceDep) -> Response:
     },
     tags=["operations"],
     summary="Prometheus metrics: events folded, lag per partition, dead letters, latency",
+    description="Anonymous from loopback; from elsewhere an analyst (or admin) key.",
+    dependencies=[Depends(metrics_reader)],
 )
 async def metrics(service: ServiceDep) -> Response:
     await service.sample_heads()

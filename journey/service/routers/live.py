@@ -28,7 +28,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from consumers.log import TopicPartition
 from journey.service.console import Engine, engine_of, render_freshness, render_view, zone_of
-from journey.service.deps import ServiceDep
+from journey.service.deps import AgentDep, ServiceDep, audit
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
 from journey.service.models import ErrorOut
@@ -79,6 +79,7 @@ router = APIRouter()
 async def customer_events(
     *,
     service: ServiceDep,
+    who: AgentDep,
     request: Request,
     key: str,
     format: Annotated[Literal["json", "html"], Query()] = "json",
@@ -95,6 +96,10 @@ async def customer_events(
             if not freshness.fresh:
                 raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")
             raise ServiceError(404, "unknown_customer", f"no customer found for {key!r}", key=key)
+    # One record when the stream opens: what it pushes afterwards is the same read, kept live.
+    await audit(
+        request, service, who, [cid], action="live", lookup="id" if cid == key else "identity"
+    )
     stream = _stream(
         service=service,
         request=request,

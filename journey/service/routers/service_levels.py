@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
-from journey.service.deps import LevelsReadDep, answer
+from journey.service.deps import LevelsReadDep, answer, require
 from journey.service.errors import READ_ERRORS, ServiceError
 from journey.service.models import Answer, ServiceCounts, ServiceList
 from projections.customer_view import BadCursor, decode_cursor, encode_cursor
@@ -17,7 +17,7 @@ from projections.service_levels import ServiceItem, ServiceLevels, page_items
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require("agent"))])
 
 _levels: TypeAdapter[ServiceLevels] = TypeAdapter(ServiceLevels)
 _list: TypeAdapter[ServiceList] = TypeAdapter(ServiceList)

@@ -45,6 +45,20 @@
     });
   }
 
+  // ---- sign out: ends the session on the server (the cookie is HttpOnly: only it can).
+  const signOut = document.getElementById("sign-out");
+  if (signOut) {
+    signOut.addEventListener("click", async () => {
+      await fetch("/console/sign-out", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: "{}",
+        credentials: "same-origin",
+      }).catch(() => undefined);
+      location.replace("/console/sign-in");
+    });
+  }
+
   // ---- the live customer view
   const view = document.getElementById("view");
   if (!view || !view.dataset.live) return;
