@@ -427,3 +427,14 @@ def test_an_order_line_stays_short_however_many_payments_arrive() -> None:
     assert line.startswith("items not listed — 120.00 BRL · paid: voucher-0, 1.00 BRL")
     assert line.endswith("· and 1995 more payments")
     assert len(j.order_details["o-1"].payments) == 5
+
+
+@pytest.mark.parametrize("zone", ["America", "America/Argentina", "Etc"])
+def test_a_zone_that_names_a_folder_or_file_of_the_tz_database_is_invalid_data(zone: str) -> None:
+    # Before: "America" made decoding raise IsADirectoryError, not InvalidEvent.
+    base = {"order_id": "o-1", "total": {"amount": "1", "currency": "NOK"}}
+    day = {"promised_delivery_date": "2026-12-01", "time_zone": zone}
+    raw = envelope("OrderPlaced", {**base, **day})
+    with pytest.raises(InvalidEvent, match="unknown time zone") as err:
+        decode(raw)
+    assert err.value.reason == "invalid_data"
