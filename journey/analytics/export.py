@@ -375,6 +375,12 @@ class TouchpointReader:
                 f"unknown touchpoint type(s) {', '.join(unknown)}: use names from "
                 "docs/events.md, e.g. ReplySent"
             )
+        for option, at in (("since", since), ("until", until)):
+            if at is not None and at.utcoffset() is None:
+                raise ExportError(
+                    f"{option} {at.isoformat()} has no zone: pass an aware datetime, "
+                    "e.g. with tzinfo=UTC"
+                )
         if since is not None and until is not None and since >= until:
             raise ExportError(
                 f"--since {since.isoformat()} is not before --until {until.isoformat()}"

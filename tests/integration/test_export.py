@@ -446,3 +446,16 @@ def test_an_out_in_a_directory_that_does_not_exist_is_refused_in_one_line(
     with pytest.raises(ExportError, match=r"no-such-dir does not exist: create it"):
         export(embedded_log, out, format=fmt, topic=unique_topic)
     assert not out.parent.exists()
+
+
+def test_a_time_without_a_zone_is_refused_by_the_python_api_too(
+    embedded_log: Log, tmp_path: Path, unique_topic: str
+) -> None:
+    # Before: a TypeError (naive and aware datetimes compared) once the first row was read.
+    Emitter(embedded_log, topic=unique_topic, source="t").emit_touchpoints(
+        generate_touchpoints(10, 2, seed=1, start=NOW - timedelta(days=3))
+    )
+    naive = datetime(2026, 11, 1, 8, 0)
+    with pytest.raises(ExportError, match=r"since .* has no zone"):
+        export(embedded_log, tmp_path / "h.csv", format="csv", topic=unique_topic, since=naive)
+    assert not (tmp_path / "h.csv").exists()
