@@ -21,7 +21,13 @@ from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.envelope import Touchpoint
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
-from projections.customer_view import CustomerView, build_customer_view, resolve_customer
+from projections.customer_view import (
+    CustomerView,
+    Lookup,
+    build_customer_view,
+    lookup_customer,
+    resolve_customer,
+)
 from projections.defect_outreach import DefectOutreach, build_defect_outreach
 from projections.service_levels import ServiceLevels, build_service_levels
 from projections.store import JourneyStore, StoreAddress
@@ -163,6 +169,10 @@ class Pipeline:
         return build_customer_view(
             self.store, cid, rules=self.rules, now=self.clock(), page=page, page_size=page_size
         )
+
+    def lookup(self, key: str) -> Lookup:
+        """Whom ``key`` names: a customer, or the candidates when only claims hold it."""
+        return lookup_customer(self.store, key)
 
     def service_levels(self, **filters: str | float | None) -> ServiceLevels:
         return build_service_levels(

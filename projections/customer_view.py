@@ -42,16 +42,22 @@ from projections.travel import Cut, Travelled, travel
 __all__ = [
     "LIST_LIMIT",
     "LIST_NAMES",
+    "MATCH_LIMIT",
     "BadCursor",
+    "Candidate",
     "CasePage",
     "CustomerView",
     "ItemPage",
+    "Lookup",
+    "PossibleMatchOut",
     "TimeTravelOut",
     "build_customer_view",
     "customer_case",
     "customer_cases",
     "customer_list",
     "customer_timeline",
+    "lookup_customer",
+    "possible_matches",
     "related_customers",
     "resolve_customer",
 ]
@@ -73,6 +79,45 @@ class IdentityOut(BaseModel):
     value: str
     note: str | None = None
     customer_id: str
+    verified: bool = Field(
+        False, description="Checked by its producer; an unverified one is only a claim"
+    )
+
+
+#: At most this many possible matches in a view, and candidates in a lookup's answer.
+MATCH_LIMIT = 20
+
+
+class PossibleMatchOut(BaseModel):
+    """Another customer that may be the same person, through an unverified claim: an agent
+    confirms it with a verified ``IdentityLinked`` (nothing merges until then)."""
+
+    customer_id: str = Field(description="The other customer")
+    name: str | None = None
+    kind: str = Field(description="Which identifier they share, e.g. phone")
+    value: str = Field(description="The identifier as the claim wrote it")
+    claimed_by: str = Field(description="The customer whose unverified claim it is")
+    verified: bool = Field(description="The other customer holds the identifier verified")
+
+
+class Candidate(BaseModel):
+    """A customer an identity may name, and how."""
+
+    customer_id: str
+    name: str | None = None
+    kind: str = Field(description="The identity's kind, e.g. email")
+    value: str
+    verified: bool = Field(description="False: only claimed (a form, an unverified link)")
+    touchpoints: int
+
+
+class Lookup(BaseModel):
+    """What a key names: one customer (by its id or a verified identity), or, when only
+    unverified claims hold the key, the candidates for an agent to choose from."""
+
+    key: str
+    customer_id: str | None
+    candidates: list[Candidate] = Field(default_factory=list)
 
 
 class SubmissionOut(BaseModel):
@@ -295,6 +340,11 @@ class CustomerView(BaseModel):
 
     customer_id: str
     linked_customer_ids: list[str]
+    possible_matches: list[PossibleMatchOut] = Field(
+        default_factory=list,
+        description="Customers who may be the same person through an unverified claim; "
+        "confirm one with a verified IdentityLinked (POST /customers/{id}/identities)",
+    )
     name: str | None
     flags: Flags
     open_cases: list[CaseOut] = Field(description="Newest first")
@@ -341,26 +391,62 @@ class CustomerView(BaseModel):
 
 
 def resolve_customer(store: JourneyStore, key: str) -> str | None:
-    """A customer id from a customer id or any identity (e-mail, phone, order, serial)."""
+    """The customer a key names: a customer id, or an identity held verified (see
+    :func:`lookup_customer`); None when only unverified claims hold it, or nothing does."""
+    return lookup_customer(store, key).customer_id
+
+
+def lookup_customer(store: JourneyStore, key: str) -> Lookup:
+    """The customer a key names, or the candidates when that would be a guess.
+
+    A customer id names itself. Any other key (e-mail, phone, order, serial, name) names the
+    customer who holds it verified — however many touchpoints an older unverified claim has.
+    Held verified by customers who are not one person, or only claimed (a form, an
+    unverified link), it names nobody: the answer lists the candidates instead, so a lookup
+    never silently shows someone's view. A stream keyed by the identifier (the phone system
+    keys a text by its number) names itself too."""
     if store.query("SELECT 1 FROM customers WHERE customer_id = ?", (key,)):
-        return key
+        return Lookup(key=key, customer_id=key)
     norm = norm_identity(key)
     if not norm:
-        return None
+        return Lookup(key=key, customer_id=None)
     rows = store.query(
-        "SELECT i.customer_id FROM identities i JOIN customers c USING (customer_id)"
-        " WHERE i.norm = ? ORDER BY c.touchpoints DESC LIMIT 1",
+        "SELECT i.customer_id, c.name, i.kind, i.value, i.verified, c.touchpoints"
+        " FROM identities i JOIN customers c USING (customer_id) WHERE i.norm = ?"
+        " ORDER BY i.verified DESC, c.touchpoints DESC, i.customer_id LIMIT ?",
+        (norm, MATCH_LIMIT),
+    )
+    candidates = [
+        Candidate(
+            customer_id=str(cid),
+            name=None if name is None else str(name),
+            kind=str(kind),
+            value=str(value),
+            verified=bool(verified),
+            touchpoints=int(count),
+        )
+        for cid, name, kind, value, verified, count in rows
+    ]
+    owners = list(dict.fromkeys(c.customer_id for c in candidates if c.verified))
+    if owners:
+        # Several verified owners answer only when they are one person (merged).
+        group = related_customers(store, owners[0]) if len(owners) > 1 else owners
+        if set(owners) <= set(group):
+            return Lookup(key=key, customer_id=owners[0])
+        return Lookup(key=key, customer_id=None, candidates=candidates)
+    keyed = store.query(
+        "SELECT customer_id FROM customers WHERE id_norm = ? ORDER BY customer_id LIMIT 1",
         (norm,),
     )
-    if rows:
-        return str(rows[0][0])
-    rows = store.query("SELECT customer_id FROM customers WHERE id_norm = ? LIMIT 1", (norm,))
-    return str(rows[0][0]) if rows else None
+    if keyed:
+        return Lookup(key=key, customer_id=str(keyed[0][0]))
+    return Lookup(key=key, customer_id=None, candidates=candidates)
 
 
 def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
-    """Every customer id that is the same person: linked explicitly (IdentityLinked with
-    kind customer_id, in either direction) or keyed by an identifier this person showed."""
+    """Every customer id that is the same person: linked by a verified IdentityLinked of
+    kind customer_id (made on either's stream), or keyed by an identifier this person holds
+    verified. Unverified claims never merge (see :func:`possible_matches`)."""
     seen = [customer_id]
     frontier = [customer_id]
     while frontier:
@@ -368,23 +454,29 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
         found: set[str] = set()
         found.update(
             str(r[0])
-            for r in store.query("SELECT other_id FROM links WHERE customer_id = ?", (cid,))
+            for r in store.query(
+                "SELECT other_id FROM links WHERE customer_id = ?"
+                " UNION SELECT customer_id FROM links WHERE other_id = ?",
+                (cid, cid),
+            )
         )
-        # Someone else's identifier equals this id (the touchpoint was keyed by it) ...
+        # Someone else's verified identifier equals this id (the touchpoint was keyed by
+        # it) ...
         found.update(
             str(r[0])
             for r in store.query(
                 # Names are not identifiers: two people may share one.
-                "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name'",
+                "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name'"
+                " AND verified = 1",
                 (norm_identity(cid),),
             )
         )
-        # ... or this customer's identifiers are used as ids of other streams.
+        # ... or this customer's verified identifiers are used as ids of other streams.
         found.update(
             str(r[0])
             for r in store.query(
                 "SELECT c.customer_id FROM identities i JOIN customers c ON c.id_norm = i.norm"
-                " WHERE i.customer_id = ? AND i.kind != 'name'",
+                " WHERE i.customer_id = ? AND i.kind != 'name' AND i.verified = 1",
                 (cid,),
             )
         )
@@ -393,6 +485,81 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
                 seen.append(other)
                 frontier.append(other)
     return seen
+
+
+def possible_matches(store: JourneyStore, group: list[str]) -> list[PossibleMatchOut]:
+    """Other customers who may be the same person as ``group`` (one merged view) through an
+    unverified claim: one the group made (its claim equals their id or an identifier they
+    hold) or one they made on the group's id or verified identifiers. Names are left out:
+    two people may share one. At most ``MATCH_LIMIT``."""
+    marks = ",".join("?" * len(group))
+    ids = [norm_identity(cid) for cid in group]
+    limit = MATCH_LIMIT * 4
+    # Each query starts from the group's own rows (indexed by customer) and meets the others
+    # through the norm indexes: a view never scans the whole identities table.
+    rows = store.query(
+        # The group's claims on identifiers others hold (verified or not) ...
+        "SELECT s.customer_id, h.customer_id, s.kind, s.value, h.verified"
+        " FROM identities s JOIN identities h ON h.norm = s.norm"
+        f" WHERE s.customer_id IN ({marks}) AND s.verified = 0 AND s.kind != 'name'"
+        f" AND h.kind != 'name' AND h.customer_id NOT IN ({marks}) LIMIT ?",
+        [*group, *group, limit],
+    )
+    rows += store.query(
+        # ... or on other customers' ids ...
+        "SELECT s.customer_id, c.customer_id, s.kind, s.value, 1"
+        " FROM identities s JOIN customers c ON c.id_norm = s.norm"
+        f" WHERE s.customer_id IN ({marks}) AND s.verified = 0 AND s.kind != 'name'"
+        f" AND c.customer_id NOT IN ({marks}) LIMIT ?",
+        [*group, *group, limit],
+    )
+    rows += store.query(
+        # ... others' claims on what the group holds ...
+        "SELECT s.customer_id, h.customer_id, s.kind, s.value, h.verified"
+        " FROM identities h JOIN identities s ON s.norm = h.norm"
+        f" WHERE h.customer_id IN ({marks}) AND h.kind != 'name' AND s.verified = 0"
+        f" AND s.kind != 'name' AND s.customer_id NOT IN ({marks}) LIMIT ?",
+        [*group, *group, limit],
+    )
+    id_marks = ",".join("?" * len(ids))
+    rows += store.query(
+        # ... or on the group's ids.
+        "SELECT s.customer_id, c.customer_id, s.kind, s.value, 1"
+        " FROM identities s JOIN customers c ON c.id_norm = s.norm"
+        f" WHERE s.norm IN ({id_marks}) AND c.customer_id IN ({marks}) AND s.verified = 0"
+        f" AND s.kind != 'name' AND s.customer_id NOT IN ({marks}) LIMIT ?",
+        [*ids, *group, *group, limit],
+    )
+    rows.sort(key=lambda r: (str(r[0]), str(r[1]), str(r[2]), str(r[3])))
+    out: dict[tuple[str, str, str], PossibleMatchOut] = {}
+    for claimer, holder, kind, value, verified in rows:
+        other = str(holder) if str(claimer) in group else str(claimer)
+        key = (other, str(kind), str(value))
+        # A claim against a verified holding says more than one against another claim.
+        if key in out and (out[key].verified or not verified):
+            continue
+        out[key] = PossibleMatchOut(
+            customer_id=other,
+            kind=str(kind),
+            value=str(value),
+            claimed_by=str(claimer),
+            verified=bool(verified) and other == str(holder),
+        )
+    matches = list(out.values())[:MATCH_LIMIT]
+    names = _names(store, [m.customer_id for m in matches])
+    for m in matches:
+        m.name = names.get(m.customer_id)
+    return matches
+
+
+def _names(store: JourneyStore, ids: list[str]) -> dict[str, str | None]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = store.query(
+        f"SELECT customer_id, name FROM customers WHERE customer_id IN ({marks})", ids
+    )
+    return {str(cid): None if name is None else str(name) for cid, name in rows}
 
 
 # ---------------------------------------------------------------------- the view
@@ -775,7 +942,9 @@ def _review_out(cid: str, r: Review, invited_at: datetime | None = None) -> Revi
 
 
 def _identity_out(cid: str, i: Identity) -> IdentityOut:
-    return IdentityOut(kind=i.kind, value=i.value, note=i.note, customer_id=cid)
+    return IdentityOut(
+        kind=i.kind, value=i.value, note=i.note, customer_id=cid, verified=i.verified
+    )
 
 
 def _anomaly_out(a: Anomaly) -> AnomalyOut:
@@ -1042,6 +1211,7 @@ def build_customer_view(
     return CustomerView(
         customer_id=customer_id,
         linked_customer_ids=[j.customer_id for j in journeys[1:]],
+        possible_matches=possible_matches(store, [j.customer_id for j in journeys]),
         name=shown,
         flags=_flags(store, journeys, rules, now, travelled),
         contacts=sum(j.contacts for j in journeys),

@@ -43,13 +43,18 @@ _COMMON = [
         phone TEXT, touchpoints BIGINT NOT NULL, first_seen TEXT, last_seen TEXT,
         erased_at TEXT, topic TEXT NOT NULL, partition INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS customers_id_norm ON customers (id_norm)",
+    # verified = 1: checked by its producer (see domain.journey.Identity); only those merge
+    # customers and answer lookups, the others are claims shown as possible matches.
     """CREATE TABLE IF NOT EXISTS identities (
         kind TEXT NOT NULL, value TEXT NOT NULL, norm TEXT NOT NULL, customer_id TEXT NOT NULL,
-        PRIMARY KEY (kind, value, customer_id))""",
+        verified INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (kind, value, customer_id))""",
     "CREATE INDEX IF NOT EXISTS identities_norm ON identities (norm)",
     "CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id)",
+    # A verified IdentityLinked of kind customer_id: customer_id's stream says other_id is
+    # the same person (read in both directions).
     """CREATE TABLE IF NOT EXISTS links (
         customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
+    "CREATE INDEX IF NOT EXISTS links_other ON links (other_id)",
     """CREATE TABLE IF NOT EXISTS clocks (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
         team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,

@@ -129,6 +129,7 @@ def open_items(
         for r in store.query("SELECT customer_id, kind, ref, due_at FROM breaches")
     }
     items = []
+    person_names: dict[str, str | None] = {}
     for (
         cid,
         own_name,
@@ -145,15 +146,17 @@ def open_items(
     ) in rows:
         start = _parse(started)
         if due is None:
-            target = rules.target(kind, channel or "default")
-            due_at = start + target
+            warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
         else:
             due_at = _parse(due)
-        warn_at = start + (due_at - start) * rules.warn_at_fraction
+            warn_at = start + (due_at - start) * rules.warn_at_fraction
         state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
         name = own_name
         if with_names and name is None and not erased:
-            name = _person_name(store, cid)
+            # Once per customer, not per clock: a customer may have thousands of clocks.
+            if cid not in person_names:
+                person_names[cid] = _person_name(store, cid)
+            name = person_names[cid]
         items.append(
             ServiceItem(
                 customer_id=cid,
@@ -203,7 +206,7 @@ def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[Servi
     items = []
     for cid, kind, ref, case_kind, channel, team, country, started, stopped in rows:
         start, end = _parse(started), _parse(stopped)
-        due_at = start + rules.target(kind, channel or "default")
+        warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
         if end <= due_at:
             continue
         items.append(
@@ -218,7 +221,7 @@ def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[Servi
                 team=team,
                 country=country,
                 started_at=start,
-                warn_at=start + (due_at - start) * rules.warn_at_fraction,
+                warn_at=warn_at,
                 due_at=due_at,
                 age_seconds=(end - start).total_seconds(),
                 state="breached",

@@ -267,9 +267,11 @@ def _from_snapshot(
 
 def _linked_at(customer_id: str, journeys: dict[str, Journey]) -> list[str]:
     """``customer_id`` and every customer of ``journeys`` linked to it by what they hold:
-    an IdentityLinked either way, or an identifier one showed that is the other's id."""
+    a verified IdentityLinked either way, or a verified identifier of one that is the
+    other's id."""
+    # As related_customers: only verified identifiers merge (a claim is a possible match).
     shown = {
-        cid: {norm_identity(i.value) for i in j.identities if i.kind != "name"}
+        cid: {norm_identity(i.value) for i in j.identities if i.kind != "name" and i.verified}
         for cid, j in journeys.items()
     }
 

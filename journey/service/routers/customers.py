@@ -24,7 +24,7 @@ from journey.service.deps import (
     audit,
     require_fresh,
 )
-from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ServiceError
+from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ChooseOne, ServiceError
 from journey.service.freshness import Freshness
 from journey.service.models import Answer, CaseDetail, SearchResults
 from journey.service.queries import case_detail, search_customers
@@ -36,11 +36,13 @@ from projections.customer_view import (
     CasePage,
     CustomerView,
     ItemPage,
+    Lookup,
     TimelinePage,
     build_customer_view,
     customer_cases,
     customer_list,
     customer_timeline,
+    lookup_customer,
 )
 from projections.store import JourneyStore
 from projections.travel import Cut, TooLargeToTravel
@@ -55,6 +57,7 @@ _case: TypeAdapter[CaseDetail] = TypeAdapter(CaseDetail)
 _search: TypeAdapter[SearchResults] = TypeAdapter(SearchResults)
 _cases: TypeAdapter[CasePage] = TypeAdapter(CasePage)
 _items: TypeAdapter[ItemPage] = TypeAdapter(ItemPage)
+_lookup: TypeAdapter[Lookup] = TypeAdapter(Lookup)
 
 CursorQuery = Annotated[
     str | None,
@@ -149,6 +152,15 @@ async def _settled_customer(
     is behind and may not have folded them yet. Audited before anything of the customer is
     read: whoever gets past here reads them."""
     cid, freshness = await service.settle_customer(key, service.tokens(after, header))
+    if cid is None and freshness.fresh:
+        found = await service.read(lambda s: lookup_customer(s, key))
+        if found.candidates:
+            # The candidates' ids and names are read too: audited as a search is.
+            ids = list(dict.fromkeys(m.customer_id for m in found.candidates))
+            await audit(request, service, who, ids, action=action, lookup="search")
+            choices = answer(freshness, found, _lookup)
+            choices.status_code = 300
+            raise ChooseOne(choices)
     if cid is None:
         if not freshness.fresh:
             raise NotFresh(
