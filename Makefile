@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 KAFKA_PORT ?= 19092
 export JOURNEY_TEST_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
+# The local broker's segment files: the erasure test greps them for a forgotten name.
+export JOURNEY_TEST_KAFKA_DATA ?= $(CURDIR)/$(or $(KAFKA_STATE_DIR),.cache/kafka)/data
 
 .DEFAULT_GOAL := help
 .PHONY: help runtime install test unit bench bench-export lint format typecheck schema screenshots kafka kafka-stop kafka-status postgres postgres-stop demo clean
