@@ -423,7 +423,7 @@ def test_a_run_published_but_whose_positions_were_not_written_is_neither_lost_no
     # that run's rows by position and then skipped every message as already exported.
     from journey.analytics import export as module
 
-    emitter = Emitter(embedded_log, topic=unique_topic, source="t")
+    emitter = Emitter(embedded_log, topic=unique_topic, source="t", keys=keys_in(tmp_path))
     emitter.emit_touchpoints(generate_touchpoints(200, 20, seed=5, start=NOW - timedelta(days=9)))
     out = tmp_path / f"h.{fmt}"
     export(embedded_log, out, format=fmt, topic=unique_topic)
@@ -453,7 +453,7 @@ def test_an_out_in_a_directory_that_does_not_exist_is_refused_in_one_line(
     embedded_log: Log, tmp_path: Path, unique_topic: str, fmt: ExportFormat
 ) -> None:
     # Before: "unexpected OperationalError: unable to open database file" (the ids file).
-    Emitter(embedded_log, topic=unique_topic, source="t").emit_touchpoints(
+    Emitter(embedded_log, topic=unique_topic, source="t", keys=keys_in(tmp_path)).emit_touchpoints(
         generate_touchpoints(10, 2, seed=1, start=NOW - timedelta(days=3))
     )
     out = tmp_path / "no-such-dir" / f"h.{fmt}"
@@ -466,7 +466,7 @@ def test_a_time_without_a_zone_is_refused_by_the_python_api_too(
     embedded_log: Log, tmp_path: Path, unique_topic: str
 ) -> None:
     # Before: a TypeError (naive and aware datetimes compared) once the first row was read.
-    Emitter(embedded_log, topic=unique_topic, source="t").emit_touchpoints(
+    Emitter(embedded_log, topic=unique_topic, source="t", keys=keys_in(tmp_path)).emit_touchpoints(
         generate_touchpoints(10, 2, seed=1, start=NOW - timedelta(days=3))
     )
     naive = datetime(2026, 11, 1, 8, 0)

@@ -43,6 +43,7 @@ from journey.service import ServiceOptions
 from journey.settings import Settings
 from projections import travel as travel_module
 from projections.customer_view import CustomerView, build_customer_view
+from projections.keys import CustomerKeys
 from projections.store import JourneyStore, StoreAddress, active_store
 from projections.travel import Cut
 from tests.service.helpers import running_service
@@ -390,7 +391,8 @@ def test_the_log_time_is_the_record_timestamp_on_either_log(
             MON + timedelta(minutes=10),
         ),
     ]
-    emitter = Emitter(log, topic=unique_topic, source="test")
+    keys = CustomerKeys(tmp_path / "views.db")  # the runner below opens with these
+    emitter = Emitter(log, topic=unique_topic, source="test", keys=keys)
     emitter.emit_touchpoints(touchpoints[:1], logged_at=MON + timedelta(minutes=1))
     emitter.emit_touchpoints(touchpoints[1:], logged_at=MON + timedelta(days=3))  # late
     runner = Runner(
