@@ -420,7 +420,15 @@ class SignIn(BaseModel):
 
 def _local(target: str) -> str:
     """Only a path on this site: never an open redirect."""
-    ok = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    # A browser drops tabs and line ends anywhere in an address ("/\t/evil.example" is
+    # "//evil.example" to it) and reads a backslash as a slash: neither may pass.
+    controls = any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+    ok = (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not controls
+    )
     return target if ok else "/"
 
 

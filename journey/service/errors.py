@@ -179,6 +179,11 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_bug(request: Request, exc: Exception) -> Response:
+    # Starlette calls this handler from its outermost middleware, outside the guard: the
+    # guard's headers (CSP, nosniff, no-store...) are added here.
+    from journey.service.guard import security_headers  # the guard imports this module
+
+    secured = security_headers(no_store=True)
     service = _service(request)
     if service is not None and service.integrity.saw(exc):
         problem = service.integrity.problem or str(exc)
@@ -186,7 +191,7 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
         return error_response(
             503,
             ErrorBody(status=503, code="store_corrupt", message=problem),
-            {"Retry-After": "60"},
+            {**secured, "Retry-After": "60"},
         )
     logger.exception("unhandled error", path=request.url.path)
     return error_response(
@@ -196,6 +201,7 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
             code="internal",
             message=f"internal error ({type(exc).__name__}); this is a bug, please report it",
         ),
+        secured,
     )
 
 

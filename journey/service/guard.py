@@ -49,6 +49,7 @@ __all__ = [
     "Guard",
     "is_loopback",
     "principal_of",
+    "security_headers",
 ]
 
 logger = structlog.get_logger(__name__)
@@ -91,8 +92,14 @@ def _public(path: str, scope: Scope) -> bool:
 
 
 def _host_name(host: str) -> str:
+    """The name in a Host header, its port aside; the whole header when it is not
+    ``name[:port]`` (so it matches no allowed name)."""
     if host.startswith("["):  # [::1]:8000
-        return host[1:].partition("]")[0].lower()
+        name, _, rest = host[1:].partition("]")
+        # "[::1]evil.example" is not ::1: only a port may follow the brackets.
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return host.lower()
+        return name.lower()
     name, _, port = host.rpartition(":")
     return (name if name and port.isdigit() else host).lower()
 
@@ -338,16 +345,22 @@ def _with_security_headers(
             out.append((name, value + b"; frame-ancestors 'none'"))  # the API docs' own
         else:
             out.append((name, value))
-    defaults = [
-        (b"content-security-policy", CSP.encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-    ]
-    if no_store:
-        defaults.append((b"cache-control", b"no-store"))
+    defaults = [(n.encode(), v.encode()) for n, v in security_headers(no_store=no_store).items()]
     out.extend((n, v) for n, v in defaults if n not in names)
     return out
+
+
+def security_headers(*, no_store: bool) -> dict[str, str]:
+    """The headers every answer carries (see the module's docstring)."""
+    headers = {
+        "content-security-policy": CSP,
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+    }
+    if no_store:
+        headers["cache-control"] = "no-store"
+    return headers
 
 
 async def _refuse(
