@@ -499,6 +499,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             [h.customer_id for h in hits],
             action="console.search",
             lookup="search",
+            merged=True,
         )
         if query:
             exact = [
@@ -515,6 +516,14 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             "due-soon": by_customer(found.due_soon),
             "unanswered": by_customer(found.unanswered),
         }
+        await audit(
+            request,
+            service,
+            who,
+            [r.customer_id for rows in work.values() for r in rows[:HOME_ROWS]],
+            action="console.work",
+            lookup="list",
+        )
         return page(
             request,
             "index.html",
@@ -536,6 +545,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
     )
     async def work_list(
         request: Request,
+        who: AgentDep,
         name: Literal["breached", "due-soon", "unanswered"],
         page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> Response:
@@ -545,13 +555,22 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         rows = by_customer(getattr(found, name.replace("-", "_")))
         pages = max(1, (len(rows) + WORK_PAGE - 1) // WORK_PAGE)
         title, empty = WORK_LISTS[name]
+        shown = rows[(page_no - 1) * WORK_PAGE : page_no * WORK_PAGE]
+        await audit(
+            request,
+            service,
+            who,
+            [r.customer_id for r in shown],
+            action="console.work",
+            lookup="list",
+        )
         return page(
             request,
             "work.html",
             name=name,
             heading=title,
             empty=empty,
-            rows=rows[(page_no - 1) * WORK_PAGE : page_no * WORK_PAGE],
+            rows=shown,
             total=len(rows),
             items=sum(len(r.items) for r in rows),
             page=page_no,
@@ -585,7 +604,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             request,
             service,
             who,
-            [view.customer_id],
+            [view.customer_id, *view.linked_customer_ids],
             action="console.customer",
             lookup="id" if view.customer_id == key else "identity",
         )
@@ -647,7 +666,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             request,
             service,
             reader,
-            [view.customer_id],
+            [view.customer_id, *view.linked_customer_ids],
             action="console.list",
             lookup="id" if view.customer_id == key else "identity",
         )

@@ -364,3 +364,104 @@ def test_error_answers_carry_the_security_headers(svc: Running) -> None:
     crashed = svc.http.get("/defects")
     assert crashed.status_code == 500
     _secured(crashed)
+
+
+# ---------------------------------------------------------------------- the audit of reads
+
+# Every GET route that may answer with a customer's data, as a URL to call. A new route
+# fails the test below until it is given one here (and then it must audit what it shows).
+NOT_CUSTOMER_DATA = {
+    "/healthz",
+    "/metrics",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/favicon.ico",
+    "/console/sign-in",
+    "/console/time-zone",  # a redirect
+    "/audit",  # the trail itself (admin): who read whom, no customer's data
+}
+
+
+def _customer_routes(svc: Running) -> set[str]:
+    paths = set()
+    route: Any
+    for route in svc.server.app.routes:
+        contexts = (
+            route.effective_route_contexts()
+            if hasattr(route, "effective_route_contexts")
+            else [route]
+        )
+        for context in contexts:
+            if "GET" in (getattr(context, "methods", None) or set()):
+                paths.add(context.path)
+    return paths - NOT_CUSTOMER_DATA
+
+
+def _samples(svc: Running) -> dict[str, list[str]]:
+    case_id = svc.http.get("/customers/cust-sven/cases").json()["data"]["items"][0]["case_id"]
+    defect_id = svc.http.get("/defects").json()["data"][0]["defect_id"]
+    return {
+        "/customers/{key}": ["/customers/cust-sven", "/customers/sven.berg@example.se"],
+        "/customers/{key}/timeline": ["/customers/cust-sven/timeline"],
+        "/customers/{key}/cases": ["/customers/cust-sven/cases"],
+        "/customers/{key}/cases/{case_id}": [f"/customers/cust-sven/cases/{case_id}"],
+        "/customers/{key}/lists/{name}": ["/customers/cust-sven/lists/identities"],
+        "/customers/{key}/events": ["/customers/cust-sven/events"],
+        "/search": ["/search?q=s"],
+        "/service-levels": ["/service-levels"],
+        "/service-levels/unanswered": ["/service-levels/unanswered"],
+        "/service-levels/due-soon": ["/service-levels/due-soon?due_within_hours=8760"],
+        "/service-levels/breached": ["/service-levels/breached"],
+        "/service-levels/counts": ["/service-levels/counts"],
+        "/defects": ["/defects"],
+        "/defects/{defect_id}": [f"/defects/{defect_id}"],
+        "/": ["/", "/?q=s"],
+        "/console/work/{name}": [
+            f"/console/work/{n}" for n in ("breached", "due-soon", "unanswered")
+        ],
+        "/console/customers/{key}": ["/console/customers/cust-sven"],
+        "/console/customers/{key}/lists/{name}": ["/console/customers/cust-sven/lists/identities"],
+    }
+
+
+def _read(client: httpx.Client, url: str) -> str:
+    if not url.endswith("/events"):
+        answer = client.get(url)
+        assert answer.status_code == 200, (url, answer.text[:300])
+        return answer.text
+    with client.stream("GET", url) as stream:  # the live stream: its first view is enough
+        text = ""
+        for chunk in stream.iter_text():
+            text += chunk
+            if re.search(r"event: view\r?\n(data:[^\r\n]*\r?\n)+\r?\n", text):
+                return text
+            assert len(text) < 10_000_000
+    raise AssertionError(f"{url}: the stream ended before its first view")
+
+
+def test_every_route_that_shows_a_customer_audits_it(svc: Running) -> None:
+    samples = _samples(svc)
+    routes = _customer_routes(svc)
+    assert not routes - set(samples), (
+        f"new GET routes {sorted(routes - set(samples))}: give each a sample URL here (or "
+        "list it in NOT_CUSTOMER_DATA if it never shows a customer)"
+    )
+    store = svc.service.reader.get()
+    everyone = [str(r[0]) for r in store.query("SELECT customer_id FROM customers", [])]
+    assert "cust-sven" in everyone and len(everyone) > 5
+    missing = []
+    for template in sorted(routes):
+        for url in samples[template]:
+            name = f"reader-{uuid.uuid4().hex[:8]}"
+            client = svc.client("agent", name=name)
+            text = _read(client, url)
+            shown = {c for c in everyone if re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", text)}
+            audited = {
+                r.customer_id
+                for r in read_audit(svc.log, svc.service.settings.audit_topic, key=name)
+                if r.route == template
+            }
+            if shown - audited:
+                missing.append((url, sorted(shown - audited)))
+    assert not missing, f"customers shown without an audit record: {missing}"

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from consumers.log import TopicPartition
+from journey.security.keys import Principal
 from journey.service.console import Engine, engine_of, render_freshness, render_view, zone_of
 from journey.service.deps import AgentDep, ServiceDep, audit
 from journey.service.errors import ServiceError
@@ -56,10 +57,11 @@ def _signature(store: JourneyStore, ids: list[str]) -> tuple[tuple[object, ...],
 
 
 router = APIRouter()
+_ROUTE = "/customers/{key}/events"
 
 
 @router.get(
-    "/customers/{key}/events",
+    _ROUTE,
     response_class=EventSourceResponse,
     responses={
         200: {
@@ -97,13 +99,21 @@ async def customer_events(
                 raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")
             raise ServiceError(404, "unknown_customer", f"no customer found for {key!r}", key=key)
     # One record when the stream opens: what it pushes afterwards is the same read, kept live.
-    await audit(
-        request, service, who, [cid], action="live", lookup="id" if cid == key else "identity"
+    audited = await audit(
+        request,
+        service,
+        who,
+        [cid],
+        action="live",
+        lookup="id" if cid == key else "identity",
+        merged=True,
     )
     stream = _stream(
         service=service,
         request=request,
         customer_id=cid,
+        who=who,
+        audited=set(audited),
         fmt=format,
         page=page,
         page_size=page_size,
@@ -118,6 +128,8 @@ async def _stream(
     service: Service,
     request: Request,
     customer_id: str,
+    who: Principal,
+    audited: set[str],
     fmt: str,
     page: int,
     page_size: int,
@@ -154,6 +166,10 @@ async def _stream(
             linked = [customer_id, *view.linked_customer_ids]
             if linked != ids:  # a link came or went: look again at the new set next round
                 ids, signature = linked, None
+            if newly := [c for c in linked if c not in audited]:
+                # A customer merged in while the stream is open: their data is shown now.
+                await service.audit(who, newly, action="live", route=_ROUTE, lookup="id")
+                audited.update(newly)
             payload = _view_payload(
                 fmt, view, freshness, page=page, zone=zone, engine=engine_of(service)
             )
