@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from journey.security.audit import read_audit
 from journey.service.guard import SESSION_COOKIE
-from tests.service.helpers import Running, envelope
+from tests.service.helpers import Running, envelope, inquiry
 
 JSON = {"content-type": "application/json"}
 PUBLIC = {"/healthz", "/console/sign-in", "/favicon.ico", "/metrics"}  # metrics: loopback
@@ -465,3 +465,26 @@ def test_every_route_that_shows_a_customer_audits_it(svc: Running) -> None:
             if shown - audited:
                 missing.append((url, sorted(shown - audited)))
     assert not missing, f"customers shown without an audit record: {missing}"
+
+
+def test_an_open_live_stream_ends_when_its_key_is_revoked(svc: Running) -> None:
+    key = svc.new_key("agent", "streamer")
+    headers = {"Authorization": f"Bearer {key}"}
+    with (
+        httpx.Client(base_url=svc.server.url, timeout=httpx.Timeout(30, read=60)) as client,
+        client.stream("GET", "/customers/cust-sven/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_text()
+        text = ""
+        while "event: view" not in text:
+            text += next(chunks)
+        svc.service.keys.revoke("streamer")
+        secret = f"after-revocation-{uuid.uuid4().hex}"
+        svc.emitter.emit_touchpoints([inquiry("cust-sven", secret)])
+        rest = ""
+        for chunk in chunks:  # until the stream ends, or pushes what was emitted after
+            rest += chunk
+            if secret in rest:
+                break
+    assert secret not in rest, "a revoked key's stream went on pushing the customer's view"

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
+import anyio.to_thread
+import structlog
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import TypeAdapter
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -32,6 +34,7 @@ from journey.service.console import Engine, engine_of, render_freshness, render_
 from journey.service.deps import AgentDep, ServiceDep, audit
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
+from journey.service.guard import SESSION_COOKIE
 from journey.service.models import ErrorOut
 from journey.service.runtime import NotFresh, Service
 from projections.customer_view import CustomerView, build_customer_view
@@ -55,6 +58,8 @@ def _signature(store: JourneyStore, ids: list[str]) -> tuple[tuple[object, ...],
         )
     )
 
+
+logger = structlog.get_logger(__name__)
 
 router = APIRouter()
 _ROUTE = "/customers/{key}/events"
@@ -144,6 +149,9 @@ async def _stream(
     while not service.closing.is_set():
         if await request.is_disconnected():
             return
+        if not await _still_signed_in(service, request, who):
+            logger.info("live stream ended: its key or session ended", key=who.name)
+            return
         now = loop.time()
         signature: object = await service.read(functools.partial(_signature, ids=ids))
         if signature != last_signature or now - last_render > RERENDER_S:
@@ -196,6 +204,18 @@ async def _stream(
             return any(positions.get(tp, -1) > before.get(tp, -1) for tp in tps)
 
         await service.watcher.wait_until(advanced, service.options.live_interval_s)
+
+
+async def _still_signed_in(service: Service, request: Request, who: Principal) -> bool:
+    """The key (or console session) that opened the stream is still valid: a stream stays
+    open for hours, and revoking a key or signing out must end what it reads too."""
+    if who.via == "session":
+        session = request.cookies.get(SESSION_COOKIE, "")
+        found = await anyio.to_thread.run_sync(service.keys.session, session)
+    else:
+        _, _, secret = request.headers.get("authorization", "").partition(" ")
+        found = await anyio.to_thread.run_sync(service.keys.authenticate, secret.strip())
+    return found is not None and found.key_id == who.key_id
 
 
 def _partitions(service: Service, ids: list[str]) -> set[int]:
