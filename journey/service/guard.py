@@ -9,7 +9,11 @@ live streams pass through unbuffered). In order:
    files and its sign-in page; anything else without a valid key is 401 (a browser's page
    navigation is sent to the sign-in page instead). What each role may do is decided by the
    routes (``deps.require``).
-3. **Browser safety** for every request that changes state (any method but GET/HEAD):
+3. **Browser safety.** A console session (cookie) is used only by the console's own pages
+   and by addresses a person opens: a request another page made (``Sec-Fetch-Site`` other
+   than same-origin, unless it is a top-level navigation) is refused (403) — an ``<img>`` or
+   ``<script>`` on another port of this machine would otherwise read a customer in the
+   agent's name. For every request that changes state (any method but GET/HEAD):
    ``Content-Type`` must be ``application/json`` (or ``application/x-ndjson`` for bulk
    events) — the types a web page cannot send to another origin without a CORS preflight,
    which this service never grants — else 415; a request without a bearer key (a browser's)
@@ -163,6 +167,22 @@ class Guard:
             )
             return
         authenticated = who is not None
+        if who is not None and who.via == "session" and _embedded_elsewhere(headers):
+            logger.warning(
+                "cross-site request with a console session refused",
+                path=path,
+                site=headers.get("sec-fetch-site"),
+                dest=headers.get("sec-fetch-dest"),
+                key=who.name,
+            )
+            await _refuse(
+                secured,
+                403,
+                "cross_site",
+                "another site's page may not use the console session: open the console "
+                "itself (or send Authorization: Bearer <key>)",
+            )
+            return
 
         if method not in _SAFE_METHODS:
             problem = _unsafe_problem(scope, headers)
@@ -235,6 +255,19 @@ class Guard:
         if clear and _cookie(headers, SESSION_COOKIE) is not None:
             extra.append((b"set-cookie", _clear_cookie(scope)))
         await _refuse(send, 401, "unauthenticated", message, extra)
+
+
+def _embedded_elsewhere(headers: Headers) -> bool:
+    """A request another page made (an image, script, frame, fetch, EventSource), not the
+    console's own page or a person opening an address. The browser says so in its
+    ``Sec-Fetch-*`` headers, which a page cannot set. A page on another port of this machine
+    is same-site, so the SameSite=Strict cookie goes with such requests: each would read a
+    customer in the agent's name (an audit record the agent never caused)."""
+    site = headers.get("sec-fetch-site")
+    if site is None or site in ("same-origin", "none"):
+        return False
+    navigation = headers.get("sec-fetch-mode") == "navigate"
+    return not (navigation and headers.get("sec-fetch-dest") == "document")
 
 
 def _unsafe_problem(scope: Scope, headers: Headers) -> tuple[int, str, str] | None:

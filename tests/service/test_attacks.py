@@ -488,3 +488,36 @@ def test_an_open_live_stream_ends_when_its_key_is_revoked(svc: Running) -> None:
             if secret in rest:
                 break
     assert secret not in rest, "a revoked key's stream went on pushing the customer's view"
+
+
+def test_a_console_session_serves_only_the_consoles_own_pages(svc: Running) -> None:
+    """What a browser says of a request made by another page (tests/browser has the real
+    thing): the session cookie is not honoured for it, and nothing is audited."""
+    with _signed_in(svc, "agent") as browser:
+        name = svc.service.keys.session(browser.cookies[SESSION_COOKIE])
+        assert name is not None
+        for site, mode, dest in (
+            ("same-site", "no-cors", "image"),
+            ("same-site", "no-cors", "script"),
+            ("same-site", "navigate", "iframe"),
+            ("same-site", "cors", "empty"),
+            ("cross-site", "no-cors", "empty"),
+        ):
+            fetched = {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest}
+            answer = browser.get("/customers/cust-sven", headers=fetched)
+            assert answer.status_code == 403, (site, mode, dest, answer.status_code)
+            assert answer.json()["error"]["code"] == "cross_site"
+        trail = svc.service.settings.audit_topic
+        assert read_audit(svc.log, trail, key=name.name) == []
+        # A person opening the address (typed, a bookmark, a link on a same-site page) and
+        # the console's own requests are served.
+        for site, mode, dest in (
+            ("none", "navigate", "document"),
+            ("same-site", "navigate", "document"),
+            ("same-origin", "cors", "empty"),
+        ):
+            fetched = {"Sec-Fetch-Site": site, "Sec-Fetch-Mode": mode, "Sec-Fetch-Dest": dest}
+            assert browser.get("/console/customers/cust-sven", headers=fetched).status_code == 200
+    # A bearer key is no ambient credential: the headers do not matter to it.
+    same_site = {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"}
+    assert svc.http.get("/customers/cust-sven", headers=same_site).status_code == 200
