@@ -53,7 +53,7 @@ typecheck: install ## mypy --strict
 schema: install ## Re-export the JSON Schemas into docs/schema/
 	$(BIN)/journey schema --out docs/schema
 
-screenshots: install ## Screenshots of the console's main screens into docs/img/ (headless Chromium)
+screenshots: install ## Screenshots of the console (seed stories) and the service report (synthetic) into docs/img/ (headless Chromium)
 	$(BIN)/python scripts/screenshots.py
 
 kafka: ## Start a single-node Apache Kafka (KRaft) on 127.0.0.1:$(KAFKA_PORT); idempotent

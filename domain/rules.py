@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.bounds import after_hours, shifted
+from domain.business_hours import BusinessHours
 from domain.journey import Case, Promise
 
 __all__ = ["Deadline", "ServiceRules", "case_deadline", "promise_deadline"]
@@ -70,6 +71,17 @@ class ServiceRules(BaseModel):
     replace_after_repairs: int = Field(
         default=3, ge=1, description="Flag 'replace, don't repair' at this many repairs"
     )
+    business_hours: dict[str, BusinessHours] = Field(
+        default_factory=dict,
+        description="Per team: time zone, opening hours per weekday, public holidays. "
+        "Reply-time metrics count only open hours for a team listed here; a target does "
+        "where ``business_time`` says so",
+    )
+    business_time: dict[Literal["first_reply", "next_reply"], list[str]] = Field(
+        default_factory=dict,
+        description="Targets counted in the team's business hours: per target, the "
+        'channels ("*" for every channel), e.g. {"first_reply": ["email", "web_form"]}',
+    )
 
     def target_hours(self, kind: str, channel: str) -> float:
         table = self.first_reply_hours if kind == "first_reply" else self.next_reply_hours
@@ -77,6 +89,28 @@ class ServiceRules(BaseModel):
 
     def target(self, kind: str, channel: str) -> timedelta:
         return timedelta(hours=self.target_hours(kind, channel))
+
+    def calendar(self, kind: str, channel: str, team: str | None) -> BusinessHours | None:
+        """The team's business hours when this target counts in them, else None (the
+        target then runs around the clock)."""
+        channels = next((v for k, v in self.business_time.items() if k == kind), None)
+        if not channels or team is None or ("*" not in channels and channel not in channels):
+            return None
+        return self.business_hours.get(team)
+
+    def deadline(
+        self, kind: str, channel: str, team: str | None, start: datetime
+    ) -> tuple[datetime, datetime]:
+        """(warn at, due at) of a reply target that started at ``start``: in the team's
+        business hours where the target says so, else around the clock."""
+        hours = self.target_hours(kind, channel)
+        calendar = self.calendar(kind, channel, team)
+        if calendar is None:
+            return after_hours(start, hours * self.warn_at_fraction), after_hours(start, hours)
+        return (
+            calendar.add(start, timedelta(hours=hours * self.warn_at_fraction)),
+            calendar.add(start, timedelta(hours=hours)),
+        )
 
 
 @dataclass(frozen=True)
@@ -108,17 +142,11 @@ def case_deadline(case: Case, rules: ServiceRules) -> Deadline | None:
         return None
     if case.awaiting_customer_since is not None:
         return None
-    hours = rules.target_hours(case.reply_owed, case.channel)
     start = case.reply_owed_since
-    # saturating: the bounds keep valid dates far from datetime's edges, this keeps a
-    # read from failing on whatever slipped past them
-    return Deadline(
-        case.reply_owed,
-        case.case_id,
-        start,
-        after_hours(start, hours * rules.warn_at_fraction),
-        after_hours(start, hours),
-    )
+    # saturating (around the clock): the bounds keep valid dates far from datetime's
+    # edges, this keeps a read from failing on whatever slipped past them
+    warn_at, due_at = rules.deadline(case.reply_owed, case.channel, case.team, start)
+    return Deadline(case.reply_owed, case.case_id, start, warn_at, due_at)
 
 
 def promise_deadline(promise: Promise, rules: ServiceRules) -> Deadline | None:

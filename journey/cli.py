@@ -679,6 +679,200 @@ def service_levels(
         Console().print(render_service_levels(levels))
 
 
+@app.command("metrics")
+def metrics_command(
+    since: Annotated[str, typer.Option(help="Start of the period: 2026-01-01 or RFC 3339")],
+    until: Annotated[str, typer.Option(help="End of the period (exclusive)")],
+    by: Annotated[
+        str | None, typer.Option(help="Per group: week, month, channel, team or product")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Judge promise deadlines at this time (default: now)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON")] = False,
+) -> None:
+    """Service metrics for a period: reply times, promises, effort, reopenings, reviews.
+
+    Streams the log from the beginning (outside any consumer group; the engine is never
+    disturbed) and folds it; no store is needed. Definitions: docs/metrics.md.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from journey import analytics
+    from journey.analytics.export import store_resolver
+    from journey.analytics.table import render_metrics
+    from projections.store import JourneyStore, active_store, store_exists
+
+    settings = settings_()
+    rules = load_rules()
+    try:
+        if by is not None and by not in analytics.BY:
+            raise JourneyError(f"unknown grouping {by!r}: use one of {', '.join(analytics.BY)}")
+        start = analytics.parse_time(since, "--since")
+        end = analytics.parse_time(until, "--until")
+        judged = analytics.parse_time(as_of, "--as-of") if as_of else None
+        if end <= start:
+            raise JourneyError(
+                f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
+            )
+        log = settings.open_log(must_exist=True)
+        store = None
+        try:
+            # Persons as the export resolves them (identity merges the store knows), so a
+            # figure here and a query over an export count the same customers.
+            active = active_store(settings.store_address())
+            if store_exists(active):
+                store = JourneyStore(active)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            ) as bar:
+                task = bar.add_task("reading the log", total=None)
+                facts = analytics.read(
+                    log,
+                    start,
+                    end,
+                    topic=settings.topic,
+                    business_hours=rules.business_hours,
+                    resolve=None if store is None else store_resolver(store),
+                    max_future=settings.max_future,
+                    progress=lambda done, total: bar.update(
+                        task, completed=done, total=total or None
+                    ),
+                )
+        finally:
+            log.close()
+            if store is not None:
+                store.close()
+        result = analytics.metrics(facts, by=by, as_of=judged)
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        Console().print(render_metrics(result))
+
+
+@app.command("report")
+def report_command(
+    since: Annotated[str, typer.Option(help="Start of the period: 2026-01-01 or RFC 3339")],
+    until: Annotated[str, typer.Option(help="End of the period (exclusive)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path(
+        "report.html"
+    ),
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Judge promise deadlines at this time (default: now)"),
+    ] = None,
+) -> None:
+    """Write the service report of a period: one HTML file with charts and tables.
+
+    Weekly trends, reply-time distributions, promises kept against broken, by team and by
+    channel — the figures of `journey metrics`, read the same way. The file is
+    self-contained (styles and SVG charts inline, no script, nothing loaded from the
+    network): mail it, open it offline.
+    """
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from journey import analytics
+    from journey.analytics.export import store_resolver
+    from journey.analytics.facts import read_log
+    from journey.report import render_report
+    from journey.report.gather import MAX_WEEKS, gather
+    from projections.store import JourneyStore, active_store, store_exists
+
+    settings = settings_()
+    rules = load_rules()
+    try:
+        start = analytics.parse_time(since, "--since")
+        end = analytics.parse_time(until, "--until")
+        judged = analytics.parse_time(as_of, "--as-of") if as_of else datetime.now(UTC)
+        if end <= start:
+            raise JourneyError(
+                f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
+            )
+        if end - start > timedelta(weeks=MAX_WEEKS):
+            raise JourneyError(
+                f"a report covers at most {MAX_WEEKS} weeks (two years) of weekly charts: "
+                "choose a shorter period with --since and --until"
+            )
+        if out.is_dir():
+            raise JourneyError(f"--out {out} is a directory: name the HTML file to write")
+        log = settings.open_log(must_exist=True)
+        store = None
+        try:
+            # Read as `journey metrics` reads: persons as the store merges them, the
+            # engine's bounds; with a progress bar, as a long log takes a while.
+            active = active_store(settings.store_address())
+            if store_exists(active):
+                store = JourneyStore(active)
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+                console=Console(stderr=True),  # stdout is the one JSON line
+            ) as progress:
+                task = progress.add_task("reading the log", total=None)
+                facts = read_log(
+                    log,
+                    settings.topic,
+                    start,
+                    end,
+                    business_hours=rules.business_hours,
+                    resolve=None if store is None else store_resolver(store),
+                    max_future=settings.max_future,
+                    progress=lambda done, total: progress.update(
+                        task, completed=done, total=total or None
+                    ),
+                )
+        finally:
+            log.close()
+            if store is not None:
+                store.close()
+        data = gather(
+            facts,
+            start,
+            end,
+            as_of=judged,
+            source_name=f"{redact(settings.broker)} {settings.topic}",
+        )
+        html = render_report(data, generated_at=datetime.now(UTC))
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            partial.write_text(html, encoding="utf-8")
+            partial.replace(out)  # never a half-written report under the name asked for
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise JourneyError(
+                f"cannot write {out}: {exc.strerror}; choose another --out"
+            ) from None
+    except JourneyError as exc:
+        raise fail(str(exc), code=_exit_code(exc)) from None
+    typer.echo(
+        json.dumps(
+            {
+                "report": str(out),
+                "since": data.since.isoformat(),
+                "until": data.until.isoformat(),
+                "touchpoints": data.touchpoints,
+                "customers": data.overall.get("customers"),
+                "bytes": len(html.encode()),
+            }
+        )
+    )
+
+
 def _check_filter(store: JourneyStore, team: str | None, channel: str | None) -> None:
     """A team or channel that does not exist is a typo, not an empty list: refuse it."""
     from projections.service_levels import unknown_filter

@@ -17,7 +17,13 @@ from decimal import Decimal
 from domain import catalogue as c
 from domain.envelope import Touchpoint, new_touchpoint
 
-__all__ = ["Arrival", "customer_journey", "generate_order_history", "generate_touchpoints"]
+__all__ = [
+    "Arrival",
+    "customer_journey",
+    "generate_order_history",
+    "generate_touchpoints",
+    "service_journey",
+]
 
 
 def _money(amount: int) -> c.Money:
@@ -117,6 +123,109 @@ def customer_journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.T
                 yield c.ReviewAnswered(review_id=review, answered_by="social team")
 
 
+def service_journey(rng: random.Random, cid: str, t0: datetime) -> Iterator[c.TouchpointData]:
+    """A customer who mostly talks to customer service: cases with follow-ups after our
+    replies, reopenings, promises kept, kept late, withdrawn or left to break, repairs
+    before a replacement, ratings, reviews answered or not — everything the service
+    metrics count (docs/metrics.md). Deterministic per ``rng``, like ``customer_journey``."""
+    teams = ["Support SE", "Support NO", "Support PL"]
+    channels: list[c.Channel] = ["email", "email", "phone", "chat", "web_form", "social"]
+    products = ["Monitor U27", "TV OLED55", "Phone P8"]
+    n = 0
+    while True:
+        n += 1
+        roll = rng.random()
+        if roll < 0.15:
+            order, seller = f"{cid}-o{n}", rng.choice(["seller-a", "seller-b", None])
+            on_day = rng.random() < 0.5  # a promised day in a zone, or an instant
+            yield c.OrderPlaced(
+                order_id=order,
+                total=_money(999),
+                promised_delivery_by=None if on_day else t0 + timedelta(days=2 * n),
+                promised_delivery_date=(t0 + timedelta(days=2 * n)).date() if on_day else None,
+                time_zone="Europe/Oslo" if on_day else None,
+                lines=[
+                    c.OrderLine(
+                        sku="SKU-1", name=rng.choice(products), unit_price=_money(999),
+                        seller=seller, handoff_by=t0 + timedelta(days=2 * n - 1),
+                    )
+                ],
+            )  # fmt: skip
+            if rng.random() < 0.1:
+                yield c.OrderCancelled(order_id=order, reason="changed my mind")
+                continue
+            yield c.OrderShipped(
+                order_id=order, shipment_id=f"{order}-s", carrier="PostNord", seller=seller
+            )
+            if rng.random() < 0.85:
+                yield c.Delivered(shipment_id=f"{order}-s", carrier="PostNord")
+            if rng.random() < 0.3:
+                survey = f"{order}-f"
+                yield c.FeedbackRequested(feedback_id=survey, channel="email", order_id=order)
+                if rng.random() < 0.5:
+                    yield c.PublicReviewPosted(
+                        review_id=f"{survey}-r", platform="Marketplace",
+                        score=rng.randint(1, 5), feedback_id=survey,
+                    )  # fmt: skip
+            continue
+        if roll > 0.92:
+            review = f"{cid}-r{n}"
+            yield c.PublicReviewPosted(
+                review_id=review, platform="Trustpilot", score=rng.randint(1, 5)
+            )
+            if rng.random() < 0.6:
+                yield c.ReviewAnswered(review_id=review, answered_by="social team")
+            continue
+        case, team = f"{cid}-c{n}", rng.choice(teams)
+        channel, product = rng.choice(channels), rng.choice(products)
+        routed = team if rng.random() < 0.8 else None
+        if roll < 0.6:
+            yield c.InquiryReceived(
+                case_id=case, channel=channel, subject="Question", product=product, team=routed
+            )
+        else:
+            yield c.ComplaintFiled(case_id=case, channel=channel, product=product, team=routed)
+        yield c.AutoAcknowledgementSent(case_id=case, channel="email")
+        for _ in range(rng.choice([0, 1, 1, 1, 2, 3])):
+            yield c.ReplySent(
+                case_id=case, channel=channel, agent=f"agent-{rng.randint(1, 40)}",
+                team=team, country=team[-2:],
+            )  # fmt: skip
+            if rng.random() < 0.4:
+                yield c.InquiryReceived(case_id=case, channel=channel, body="And another thing")
+        if rng.random() < 0.35:
+            promise = f"{case}-p"
+            yield c.PromiseMade(
+                promise_id=promise, case_id=case, what="call back", kind="callback",
+                due_by=t0 + timedelta(days=n // 2, hours=rng.randint(1, 72)), made_by="agent",
+            )  # fmt: skip
+            fate = rng.random()
+            if fate < 0.5:
+                yield c.PromiseKept(promise_id=promise, kept_by="agent")
+            elif fate < 0.65:
+                yield c.PromiseWithdrawn(promise_id=promise, withdrawn_by="agent")
+        if roll >= 0.6:
+            for _ in range(rng.choice([0, 1, 2, 3])):
+                yield c.RepairCompleted(case_id=case, product=product)
+            if rng.random() < 0.3:
+                yield c.ReplacementShipped(case_id=case, product=product)
+        if rng.random() < 0.75:
+            yield c.CaseResolved(case_id=case, resolution="done")
+            if rng.random() < 0.5:
+                survey = f"{case}-f"
+                yield c.FeedbackRequested(feedback_id=survey, channel="email", case_id=case)
+                if rng.random() < 0.7:
+                    yield c.SatisfactionRated(
+                        case_id=case, score=rng.randint(1, 5), feedback_id=survey
+                    )
+            if rng.random() < 0.1:
+                yield c.CaseReopened(case_id=case, reason="not fixed")
+                yield c.ReplySent(
+                    case_id=case, channel=channel, agent="agent-1", team=team, country=team[-2:]
+                )
+                yield c.CaseResolved(case_id=case, resolution="done again")
+
+
 def generate_touchpoints(
     count: int,
     customers: int,
@@ -126,17 +235,23 @@ def generate_touchpoints(
     prefix: str = "gen",
     source: str = "generator",
     progress: Callable[[int], None] | None = None,
+    journey: Callable[[random.Random, str, datetime], Iterator[c.TouchpointData]] = (
+        customer_journey
+    ),
+    spread_days: int = 3,
 ) -> list[Touchpoint]:
     """``count`` touchpoints spread over up to ``customers`` customers (ids
-    ``<prefix>-000042``), each customer's in time order after ``start``."""
+    ``<prefix>-000042``), each customer's in time order after ``start``; a customer's first
+    touchpoint lies within ``spread_days`` of ``start`` (365 and ``service_journey``: a
+    year of customer service)."""
     rng = random.Random(seed)  # noqa: S311 -- synthetic data, not secrets
     journeys: dict[str, tuple[Iterator[c.TouchpointData], list[datetime]]] = {}
     out: list[Touchpoint] = []
     for i in range(count):
         cid = f"{prefix}-{rng.randrange(customers):06d}"
         if cid not in journeys:
-            t0 = start + timedelta(minutes=rng.randint(0, 3 * 24 * 60))
-            journeys[cid] = (customer_journey(rng, cid, t0), [t0])
+            t0 = start + timedelta(minutes=rng.randint(0, spread_days * 24 * 60))
+            journeys[cid] = (journey(rng, cid, t0), [t0])
         script, clock = journeys[cid]
         clock[0] += timedelta(minutes=rng.randint(2, 300))
         out.append(

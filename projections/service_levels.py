@@ -145,11 +145,10 @@ def open_items(
     ) in rows:
         start = _parse(started)
         if due is None:
-            target = rules.target(kind, channel or "default")
-            due_at = start + target
+            warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
         else:
             due_at = _parse(due)
-        warn_at = start + (due_at - start) * rules.warn_at_fraction
+            warn_at = start + (due_at - start) * rules.warn_at_fraction
         state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
         name = own_name
         if with_names and name is None and not erased:
@@ -203,7 +202,7 @@ def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[Servi
     items = []
     for cid, kind, ref, case_kind, channel, team, country, started, stopped in rows:
         start, end = _parse(started), _parse(stopped)
-        due_at = start + rules.target(kind, channel or "default")
+        warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
         if end <= due_at:
             continue
         items.append(
@@ -218,7 +217,7 @@ def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[Servi
                 team=team,
                 country=country,
                 started_at=start,
-                warn_at=start + (due_at - start) * rules.warn_at_fraction,
+                warn_at=warn_at,
                 due_at=due_at,
                 age_seconds=(end - start).total_seconds(),
                 state="breached",

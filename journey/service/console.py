@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +40,14 @@ from journey.service.deps import AgentDep, audit, require
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
 from journey.service.guard import SESSION_COOKIE, principal_of, session_cookie
+from journey.service.metrics_page import (
+    DEFAULT_WEEKS,
+    MAX_WEEKS,
+    PRESETS,
+    MetricsBusy,
+    MetricsCache,
+    metrics_period,
+)
 from journey.service.queries import search_customers
 from journey.service.runtime import Service
 from journey.settings import Settings
@@ -444,6 +452,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             zone_name=str(zone.key),
             zone_names=_zone_names(),
             here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            request_path=request.url.path,
             **context,
         )
         return HTMLResponse(html, status_code=status)
@@ -710,6 +719,77 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             ZONE_COOKIE, str(zone.key), max_age=400 * 86400, samesite="lax", httponly=False
         )
         return response
+
+    metrics_cache = MetricsCache()
+    app.state.metrics_cache = metrics_cache  # tests shorten its wait
+
+    analyst = [Depends(require("analyst"))]
+
+    @app.get("/console/report.css", include_in_schema=False, dependencies=analyst)
+    async def report_stylesheet() -> Response:
+        from journey.report import report_css
+
+        return Response(
+            report_css(), media_type="text/css", headers={"Cache-Control": "max-age=300"}
+        )
+
+    @app.get(
+        "/console/metrics",
+        response_class=HTMLResponse,
+        include_in_schema=False,
+        dependencies=analyst,
+    )
+    async def metrics_page(
+        request: Request,
+        since: Annotated[str | None, Query(max_length=40)] = None,
+        until: Annotated[str | None, Query(max_length=40)] = None,
+        weeks: Annotated[int | None, Query(ge=1, le=MAX_WEEKS)] = None,
+    ) -> Response:
+        service = svc()
+        today = datetime.now(UTC).date()
+        period = metrics_period(today, since, until, weeks)
+        context: dict[str, Any] = {
+            "presets": PRESETS,
+            "chosen_weeks": weeks if since is None and until is None else None,
+            "freshness_html": "",
+            "title": "Service metrics",
+            "q": "",
+        }
+        if isinstance(period, str):
+            start = today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1)
+            return page(
+                request,
+                "metrics.html",
+                status=422,
+                problem=period,
+                since_day=since or start.isoformat(),
+                until_day=until or today.isoformat(),
+                **context,
+            )
+        first, last = period
+        chosen: dict[str, Any] = {
+            "since_day": first.date().isoformat(),
+            "until_day": (last - timedelta(days=1)).date().isoformat(),
+        }
+        try:
+            found = await metrics_cache.get(service, first, last)
+        except MetricsBusy as exc:
+            return page(request, "metrics.html", status=503, problem=str(exc), **chosen, **context)
+        if found is None:  # still reading: the page reloads itself until it is there
+            return page(
+                request, "metrics.html", status=202, problem=None, pending=True, **chosen, **context
+            )
+        zone = zone_of(request, service.settings)
+        return page(
+            request,
+            "metrics.html",
+            problem=None,
+            sections=found.sections,
+            touchpoints=found.touchpoints,
+            read_at=found.read_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            **chosen,
+            **context,
+        )
 
     @app.get("/console/sign-in", response_class=HTMLResponse, include_in_schema=False)
     async def sign_in_page(request: Request) -> Response:

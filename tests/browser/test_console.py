@@ -343,7 +343,8 @@ def test_and_n_more_on_a_work_list_links_to_the_whole_list_paged(
     expect(page.get_by_role("heading", level=1)).to_contain_text("58 customers")
     seen = page.locator("table.work tbody th").all_inner_texts()
     assert len(seen) == 50
-    page.get_by_role("link", name="Next →").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Next →").click()
     seen += page.locator("table.work tbody th").all_inner_texts()
     expect(page.get_by_text("page 2 of 2")).to_be_visible()
     assert len(seen) == len(set(seen)) == 58
@@ -368,7 +369,9 @@ def test_and_n_more_on_a_customer_links_to_the_whole_list_paged(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Open cases")
     seen = page.locator("table.cases tbody tr td:first-child code").all_inner_texts()
     assert len(seen) == 50
-    page.get_by_role("link", name="Next page →").click()
+    # Wait for the next page to load before reading it (a click returns before navigation).
+    with page.expect_navigation():
+        page.get_by_role("link", name="Next page →").click()
     seen += page.locator("table.cases tbody tr td:first-child code").all_inner_texts()
     assert len(seen) == len(set(seen)) == total
     assert set(cases) <= set(seen)
