@@ -43,6 +43,7 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain.errors import JourneyError
 from journey.security.keys import KeyStore, Principal
 from journey.service.errors import ServiceError
 
@@ -149,7 +150,18 @@ class Guard:
             )
             return
 
-        who = await self._who(headers)
+        try:
+            who = await self._who(headers)
+        except JourneyError as exc:  # the key store did not answer (PostgreSQL down)
+            logger.error("keys could not be checked", path=path, error=str(exc))
+            await _refuse(
+                secured,
+                503,
+                "keys_unavailable",
+                f"keys cannot be checked now ({exc}): retry shortly",
+                [(b"retry-after", b"2")],
+            )
+            return
         public = _public(path, scope)
         if isinstance(who, str):  # a credential was sent and is not valid
             if not public:
