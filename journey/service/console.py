@@ -807,6 +807,9 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 401, "unauthenticated", "unknown or revoked key: ask an admin for a valid one"
             )
         who, session = opened
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:  # one browser, one session: the one it had ends here
+            await anyio.to_thread.run_sync(service.keys.close_session, previous)
         response = JSONResponse({"next": _local(body.next), "name": who.name, "role": who.role})
         response.headers["set-cookie"] = session_cookie(
             request.scope, session, max_age=int(SESSION_TTL.total_seconds())

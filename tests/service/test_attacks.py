@@ -543,3 +543,18 @@ def test_a_key_store_that_does_not_answer_is_a_503_not_a_crash(svc: Running) -> 
     assert answer.headers["retry-after"]
     _secured(answer)
     assert b"Sven" not in answer.content
+
+
+def test_signing_in_again_ends_the_session_the_browser_had(svc: Running) -> None:
+    """Signing in replaces the browser's session: the one it had ends (a shared browser's
+    previous agent, or one planted by a page on another port — cookies ignore ports)."""
+    planted = svc.service.keys.open_session(svc.new_key("agent", "planted"))
+    assert planted is not None
+    key = svc.new_key("agent", "own")
+    with httpx.Client(base_url=svc.server.url) as browser:
+        browser.cookies.set(SESSION_COOKIE, planted[1])
+        signed = browser.post(
+            "/console/sign-in", json={"key": key}, headers={"Origin": svc.server.url}
+        )
+        assert signed.status_code == 200
+    assert svc.service.keys.session(planted[1]) is None
