@@ -558,3 +558,25 @@ def test_signing_in_again_ends_the_session_the_browser_had(svc: Running) -> None
         )
         assert signed.status_code == 200
     assert svc.service.keys.session(planted[1]) is None
+
+
+def test_an_open_live_stream_ends_when_its_console_session_signs_out(svc: Running) -> None:
+    with _signed_in(svc, "agent") as browser:
+        session = browser.cookies[SESSION_COOKIE]
+        own = {"Origin": svc.server.url}
+        with browser.stream("GET", "/customers/cust-sven/events") as response:
+            assert response.status_code == 200
+            chunks = response.iter_text()
+            text = ""
+            while "event: view" not in text:
+                text += next(chunks)
+            with httpx.Client(base_url=svc.server.url, cookies={SESSION_COOKIE: session}) as tab:
+                assert tab.post("/console/sign-out", json={}, headers=own).status_code == 200
+            secret = f"after-sign-out-{uuid.uuid4().hex}"
+            svc.emitter.emit_touchpoints([inquiry("cust-sven", secret)])
+            rest = ""
+            for chunk in chunks:
+                rest += chunk
+                if secret in rest:
+                    break
+    assert secret not in rest, "a signed-out session's stream went on pushing the view"
