@@ -174,7 +174,8 @@ def _known_zone(value: str) -> str:
     # ("Europe/Oslo"), never "../x" or an absolute path, before zoneinfo sees it.
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # OSError: a folder of the tz database ("America") is a name the pattern lets through.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise PydanticCustomError(
             "unknown_time_zone",
             "unknown time zone {zone!r}: use an IANA name, e.g. Europe/Oslo or UTC",

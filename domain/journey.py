@@ -292,6 +292,10 @@ class Shipment:
     expected_by: datetime | None = None  # what the carrier announced (not a promise)
 
 
+# Payments an order's line lists (a voucher and a card is two; marketplaces split more).
+_PAYMENTS_LISTED = 5
+
+
 @dataclass
 class Order:
     """What we know of an order beyond its summary line."""
@@ -303,6 +307,7 @@ class Order:
     shipping_fee: str | None = None  # "49.00 SEK"
     sellers: list[str] = field(default_factory=list)
     payments: list[str] = field(default_factory=list)  # "credit_card, 3 instalments, 120 BRL"
+    more_payments: int = 0  # approved beyond the first _PAYMENTS_LISTED: counted, not listed
     status: Literal["placed", "cancelled"] = "placed"
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
@@ -611,7 +616,12 @@ class Journey:
                 if order is None:
                     self._anomaly(tp, f"payment for unknown order {d.order_id}")
                 else:
-                    order.payments.append(paid)
+                    # Bounded: payments re-sent with new ids would grow the line (and its
+                    # rebuild) without end.
+                    if len(order.payments) < _PAYMENTS_LISTED:
+                        order.payments.append(paid)
+                    else:
+                        order.more_payments += 1
                     self._order_summary(d.order_id)
                 return f"Payment for order {d.order_id} approved: {paid}", None
             case c.OrderShipped():
@@ -1008,6 +1018,8 @@ class Journey:
         if order.sellers:
             parts.append("sold by " + ", ".join(order.sellers))
         parts += [f"paid: {p}" for p in order.payments]
+        if order.more_payments:
+            parts.append(f"and {order.more_payments} more payments")
         if order.status == "cancelled":
             parts.append(f"cancelled: {order.cancel_reason}")
         self.orders[order_id] = " · ".join(parts)

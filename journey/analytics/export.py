@@ -304,6 +304,21 @@ class _Seen:
         self.conn.executemany("INSERT INTO seen (id) VALUES (?)", new)
         return out
 
+    def forget(self, ids: Iterator[bytes]) -> None:
+        """Drop ``ids`` for good, at once (in a transaction of its own, before this run
+        writes any): their rows are being removed from the export to be written again."""
+        self.conn.execute("COMMIT")
+        self.conn.execute("BEGIN")
+        chunk: list[tuple[bytes]] = []
+        for i in ids:
+            chunk.append((i,))
+            if len(chunk) == 500:
+                self.conn.executemany("DELETE FROM seen WHERE id = ?", chunk)
+                chunk = []
+        self.conn.executemany("DELETE FROM seen WHERE id = ?", chunk)
+        self.conn.execute("COMMIT")
+        self.conn.execute("BEGIN")
+
     def commit(self) -> None:
         self.conn.execute("COMMIT")
 
@@ -360,6 +375,12 @@ class TouchpointReader:
                 f"unknown touchpoint type(s) {', '.join(unknown)}: use names from "
                 "docs/events.md, e.g. ReplySent"
             )
+        for option, at in (("since", since), ("until", until)):
+            if at is not None and at.utcoffset() is None:
+                raise ExportError(
+                    f"{option} {at.isoformat()} has no zone: pass an aware datetime, "
+                    "e.g. with tzinfo=UTC"
+                )
         if since is not None and until is not None and since >= until:
             raise ExportError(
                 f"--since {since.isoformat()} is not before --until {until.isoformat()}"
@@ -660,9 +681,13 @@ class _DuckDbSink(_Sink):
     over 1M rows). So the rows of a run are told apart by their positions instead: every
     row of this run lies at or after ``start`` in its partition, and no earlier row does.
     A failed run deletes them; an append first deletes any that a run which died before
-    writing its positions left behind."""
+    writing its positions left behind. Those rows' ids are forgotten first (committed
+    before the rows go): a run that published its rows and ids but not its positions would
+    otherwise have its rows deleted and every message skipped as already exported."""
 
-    def __init__(self, out: Path, append: bool, topic: str, start: Mapping[int, int]) -> None:
+    def __init__(
+        self, out: Path, append: bool, topic: str, start: Mapping[int, int], seen: _Seen
+    ) -> None:
         import duckdb
 
         self.out, self.append = out, append
@@ -681,14 +706,23 @@ class _DuckDbSink(_Sink):
             self.con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM journey_export_batch")
             self.con.unregister("journey_export_batch")
         else:
+            seen.forget(self._ids_of_this_run())
             self._delete_this_run()
 
-    def _delete_this_run(self) -> None:
+    def _this_run(self) -> str:
         ours = " OR ".join(f'(partition = {int(p)} AND "offset" >= {int(o)})' for p, o in
                            sorted(self.start.items()))  # fmt: skip
-        self.con.execute(
-            f"DELETE FROM {TABLE} WHERE topic = ? AND ({ours or 'true'})", [self.topic]
-        )
+        return f"topic = ? AND ({ours or 'true'})"
+
+    def _ids_of_this_run(self) -> Iterator[bytes]:
+        cursor = self.con.execute(f"SELECT event_id FROM {TABLE} WHERE {self._this_run()}",
+                                  [self.topic])  # fmt: skip
+        while rows := cursor.fetchmany(10_000):
+            for (event_id,) in rows:
+                yield uuid.UUID(event_id).bytes
+
+    def _delete_this_run(self) -> None:
+        self.con.execute(f"DELETE FROM {TABLE} WHERE {self._this_run()}", [self.topic])
 
     def write(self, batch: pa.RecordBatch) -> None:
         self.con.register("journey_export_batch", pa.Table.from_batches([batch]))
@@ -715,13 +749,19 @@ class _DuckDbSink(_Sink):
 
 
 def _sink(
-    fmt: ExportFormat, out: Path, append: bool, topic: str, start: Mapping[int, int]
+    fmt: ExportFormat,
+    out: Path,
+    *,
+    append: bool,
+    topic: str,
+    start: Mapping[int, int],
+    seen: _Seen,
 ) -> _Sink:
     if fmt == "parquet":
         return _ParquetSink(out, append)
     if fmt == "csv":
         return _CsvSink(out, append)
-    return _DuckDbSink(out, append, topic, start)
+    return _DuckDbSink(out, append, topic, start, seen)
 
 
 # ---------------------------------------------------------------------- the export
@@ -806,6 +846,9 @@ def export(
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     out = Path(out)
+    if not out.parent.is_dir():
+        # Checked first: the ids file beside the export would fail with a bare SQLite error.
+        raise ExportError(f"{out.parent} does not exist: create it, or choose another --out")
     filters = _Filters(since, until, frozenset(types), customer)
     append = after_positions is not None
     start: dict[int, int] | None = None
@@ -843,7 +886,7 @@ def export(
         )
         if progress is not None:
             progress(0, reader.total)
-        sink = _sink(format, out, append, topic, reader.positions)
+        sink = _sink(format, out, append=append, topic=topic, start=reader.positions, seen=seen)
         try:
             for batch in reader.batches(progress):
                 sink.write(batch)

@@ -394,3 +394,68 @@ def test_an_append_that_fails_half_way_leaves_the_export_as_it_was(
     full = tmp_path / f"full.{fmt}"
     export(embedded_log, full, format=fmt, topic=unique_topic)
     pd.testing.assert_frame_equal(_rows(out, fmt), _rows(full, fmt))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "duckdb", "csv"])
+def test_a_run_published_but_whose_positions_were_not_written_is_neither_lost_nor_doubled(
+    embedded_log: Log,
+    tmp_path: Path,
+    unique_topic: str,
+    fmt: ExportFormat,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The rows and their ids are committed, then writing the positions fails (a full disk,
+    # a kill): the next append starts from the old positions again. Before: DuckDB deleted
+    # that run's rows by position and then skipped every message as already exported.
+    from journey.analytics import export as module
+
+    emitter = Emitter(embedded_log, topic=unique_topic, source="t")
+    emitter.emit_touchpoints(generate_touchpoints(200, 20, seed=5, start=NOW - timedelta(days=9)))
+    out = tmp_path / f"h.{fmt}"
+    export(embedded_log, out, format=fmt, topic=unique_topic)
+    saved = positions_path(out).read_text()
+    emitter.emit_touchpoints(
+        generate_touchpoints(300, 20, seed=6, start=NOW - timedelta(days=8), prefix="d")
+    )
+    real = module._write_positions
+
+    def disk_full(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "_write_positions", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        export(embedded_log, out, format=fmt, topic=unique_topic,
+               after_positions=positions_path(out))  # fmt: skip
+    monkeypatch.setattr(module, "_write_positions", real)
+    assert positions_path(out).read_text() == saved
+    export(embedded_log, out, format=fmt, topic=unique_topic, after_positions=positions_path(out))
+    full = tmp_path / f"full.{fmt}"
+    export(embedded_log, full, format=fmt, topic=unique_topic)
+    pd.testing.assert_frame_equal(_rows(out, fmt), _rows(full, fmt))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "duckdb", "csv"])
+def test_an_out_in_a_directory_that_does_not_exist_is_refused_in_one_line(
+    embedded_log: Log, tmp_path: Path, unique_topic: str, fmt: ExportFormat
+) -> None:
+    # Before: "unexpected OperationalError: unable to open database file" (the ids file).
+    Emitter(embedded_log, topic=unique_topic, source="t").emit_touchpoints(
+        generate_touchpoints(10, 2, seed=1, start=NOW - timedelta(days=3))
+    )
+    out = tmp_path / "no-such-dir" / f"h.{fmt}"
+    with pytest.raises(ExportError, match=r"no-such-dir does not exist: create it"):
+        export(embedded_log, out, format=fmt, topic=unique_topic)
+    assert not out.parent.exists()
+
+
+def test_a_time_without_a_zone_is_refused_by_the_python_api_too(
+    embedded_log: Log, tmp_path: Path, unique_topic: str
+) -> None:
+    # Before: a TypeError (naive and aware datetimes compared) once the first row was read.
+    Emitter(embedded_log, topic=unique_topic, source="t").emit_touchpoints(
+        generate_touchpoints(10, 2, seed=1, start=NOW - timedelta(days=3))
+    )
+    naive = datetime(2026, 11, 1, 8, 0)
+    with pytest.raises(ExportError, match=r"since .* has no zone"):
+        export(embedded_log, tmp_path / "h.csv", format="csv", topic=unique_topic, since=naive)
+    assert not (tmp_path / "h.csv").exists()

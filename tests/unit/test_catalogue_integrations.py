@@ -409,3 +409,32 @@ def test_a_snapshot_from_before_these_fields_loads_with_them_empty() -> None:
     codec = PickleTranscoder()
     again = codec.decode(codec.encode(dated))
     assert again.promises["delivery:o-1"].due_by.utcoffset() == timedelta(hours=1)
+
+
+def test_an_order_line_stays_short_however_many_payments_arrive() -> None:
+    # A message can be sent again and again with new ids (a producer retrying): before, the
+    # order's line listed every payment and was rebuilt at every one (quadratic, unbounded).
+    payments = [
+        tp(
+            c.PaymentApproved(order_id="o-1", method=f"voucher-{i}", amount=money("1.00")),
+            1 + i / 3600,  # in order: a fact folded out of order refolds them all
+        )
+        for i in range(2_000)
+    ]
+    j = fold(tp(order()), *payments)
+    line = j.orders["o-1"]
+    assert len(line) < 500, len(line)
+    assert line.startswith("items not listed — 120.00 BRL · paid: voucher-0, 1.00 BRL")
+    assert line.endswith("· and 1995 more payments")
+    assert len(j.order_details["o-1"].payments) == 5
+
+
+@pytest.mark.parametrize("zone", ["America", "America/Argentina", "Etc"])
+def test_a_zone_that_names_a_folder_or_file_of_the_tz_database_is_invalid_data(zone: str) -> None:
+    # Before: "America" made decoding raise IsADirectoryError, not InvalidEvent.
+    base = {"order_id": "o-1", "total": {"amount": "1", "currency": "NOK"}}
+    day = {"promised_delivery_date": "2026-12-01", "time_zone": zone}
+    raw = envelope("OrderPlaced", {**base, **day})
+    with pytest.raises(InvalidEvent, match="unknown time zone") as err:
+        decode(raw)
+    assert err.value.reason == "invalid_data"

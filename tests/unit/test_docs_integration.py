@@ -147,3 +147,24 @@ def test_folded_the_examples_say_what_the_guide_says(pipeline: Pipeline) -> None
         "Hagesett Oslo",
         "2026-09",
     )
+
+
+def test_the_documented_id_of_a_rescheduled_delivery_is_the_one_it_gets() -> None:
+    # Before, the guide said "occurred_at as sent": a message sent with Z got +00:00.
+    from domain.journey import Journey
+
+    sent = {
+        "event_id": "3f1f1c1e-7d1b-4f7e-9a57-3b1d6c1f0a01",
+        "type": "DeliveryRescheduled",
+        "schema_version": 1,
+        "customer_id": "cust-1",
+        "occurred_at": "2026-11-20T09:30:00Z",
+        "source": "carrier",
+        "data": {"shipment_id": "s-1", "deliver_by": "2026-11-21T16:00:00Z"},
+    }
+    journey = Journey("cust-1")
+    journey.apply(decode(json.dumps(sent)))
+    [pid] = journey.promises
+    events_md = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
+    assert pid == "reschedule:s-1:2026-11-20T09:30:00+00:00"
+    assert f"`{pid}`" in events_md
