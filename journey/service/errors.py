@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumers.log import LogError
 from journey.service.freshness import BadToken
+from journey.service.headers import security_headers
 from journey.service.models import ErrorBody, ErrorOut, NotFreshOut
 from journey.service.runtime import AuditUnavailable, LogUnavailable, NotFresh, Service
 from projections.integrity import StoreError
@@ -181,8 +182,6 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
 async def _on_bug(request: Request, exc: Exception) -> Response:
     # Starlette calls this handler from its outermost middleware, outside the guard: the
     # guard's headers (CSP, nosniff, no-store...) are added here.
-    from journey.service.guard import security_headers  # the guard imports this module
-
     secured = security_headers(no_store=True)
     service = _service(request)
     if service is not None and service.integrity.saw(exc):

@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from domain.errors import JourneyError
 from journey.security.keys import KeyStore, Principal
 from journey.service.errors import ServiceError
+from journey.service.headers import CSP, security_headers
 
 __all__ = [
     "CSP",
@@ -54,7 +55,6 @@ __all__ = [
     "Guard",
     "is_loopback",
     "principal_of",
-    "security_headers",
 ]
 
 logger = structlog.get_logger(__name__)
@@ -65,11 +65,6 @@ MAX_BODY_BYTES = 1024 * 1024
 _BODY_LIMITS = {"/events": 8 * 1024 * 1024}
 _JSON_TYPES = frozenset({"application/json", "application/x-ndjson"})
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
-    "frame-ancestors 'none'"
-)
 SIGN_IN = "/console/sign-in"
 
 
@@ -393,19 +388,6 @@ def _with_security_headers(
     defaults = [(n.encode(), v.encode()) for n, v in security_headers(no_store=no_store).items()]
     out.extend((n, v) for n, v in defaults if n not in names)
     return out
-
-
-def security_headers(*, no_store: bool) -> dict[str, str]:
-    """The headers every answer carries (see the module's docstring)."""
-    headers = {
-        "content-security-policy": CSP,
-        "x-content-type-options": "nosniff",
-        "x-frame-options": "DENY",
-        "referrer-policy": "no-referrer",
-    }
-    if no_store:
-        headers["cache-control"] = "no-store"
-    return headers
 
 
 async def _refuse(
