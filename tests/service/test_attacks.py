@@ -580,3 +580,19 @@ def test_an_open_live_stream_ends_when_its_console_session_signs_out(svc: Runnin
                 if secret in rest:
                     break
     assert secret not in rest, "a signed-out session's stream went on pushing the view"
+
+
+def test_a_session_is_no_bearer_key_and_a_key_no_session(svc: Running) -> None:
+    key = svc.new_key("agent")
+    opened = svc.service.keys.open_session(key)
+    assert opened is not None
+    session = opened[1]
+    as_bearer = svc.anonymous.get(
+        "/customers/cust-sven", headers={"Authorization": f"Bearer {session}"}
+    )
+    assert as_bearer.status_code == 401
+    with httpx.Client(base_url=svc.server.url, cookies={SESSION_COOKIE: key}) as browser:
+        assert browser.get("/customers/cust-sven").status_code == 401
+    for value in (f"Basic {key}", f"Token {key}", f"Bearer\t{key}", key, f"Bearer {key}x"):
+        odd = svc.anonymous.get("/customers/cust-sven", headers={"Authorization": value})
+        assert odd.status_code == 401, value[:8]
