@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -26,6 +29,7 @@ from projections.location import StoreUnreachable
 from tests.service.helpers import Running, envelope, inquiry
 
 JSON = {"content-type": "application/json"}
+JOURNEY = str(Path(sys.executable).with_name("journey"))
 PUBLIC = {"/healthz", "/console/sign-in", "/favicon.ico", "/metrics"}  # metrics: loopback
 
 
@@ -596,3 +600,32 @@ def test_a_session_is_no_bearer_key_and_a_key_no_session(svc: Running) -> None:
     for value in (f"Basic {key}", f"Token {key}", f"Bearer\t{key}", key, f"Bearer {key}x"):
         odd = svc.anonymous.get("/customers/cust-sven", headers={"Authorization": value})
         assert odd.status_code == 401, value[:8]
+
+
+def test_journey_service_levels_leaves_a_record_per_customer_listed(svc: Running) -> None:
+    settings = svc.service.settings
+    done = subprocess.run(
+        [
+            JOURNEY,
+            "--broker",
+            settings.broker,
+            "--topic",
+            settings.topic,
+            "--store",
+            settings.store,
+            "service-levels",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    listed = json.loads(done.stdout)
+    shown = {i["customer_id"] for n in ("unanswered", "due_soon", "breached") for i in listed[n]}
+    assert shown
+    records = read_audit(svc.log, settings.audit_topic)
+    audited = {r.customer_id for r in records if r.route == "journey service-levels"}
+    assert audited == shown
+    assert all(
+        r.key_name.startswith("cli:") for r in records if r.route == "journey service-levels"
+    )
