@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from consumers.log import Log, LogError
+
+if TYPE_CHECKING:
+    from consumers.kafka_log import KafkaSecurity
 
 __all__ = ["LogUrl", "open_log", "parse_log_url"]
 
@@ -74,23 +78,29 @@ def open_log(
     password: str | None = None,
     must_exist: bool = False,
     timeout_s: float | None = None,
+    security: KafkaSecurity | None = None,
 ) -> Log:
     """Open the log a broker URL names (see :func:`parse_log_url`).
 
     ``password`` (SASL) is used when the URL carries none. With ``must_exist`` an embedded
     log file that is not there is an error instead of being created: commands that only
     read must not make a new, empty log out of a mistyped path. ``timeout_s`` bounds each
-    call to a Kafka broker (the adapter's default otherwise).
+    call to a Kafka broker (the adapter's default otherwise). ``security`` says how to reach a
+    secured broker (SASL mechanism, TLS and its files); the URL's user name (and password)
+    go into it.
     """
     parsed = parse_log_url(url)
     if parsed.scheme == "kafka":
-        from consumers.kafka_log import KafkaLog
+        from consumers.kafka_log import KafkaLog, KafkaSecurity
 
         secret = parsed.password if parsed.password is not None else password
-        sasl = (parsed.username, secret or "") if parsed.username else None
+        if parsed.username:
+            security = replace(
+                security or KafkaSecurity(), username=parsed.username, password=secret or ""
+            )
         if timeout_s is not None:
-            return KafkaLog(list(parsed.hosts), sasl=sasl, timeout_s=timeout_s)
-        return KafkaLog(list(parsed.hosts), sasl=sasl)
+            return KafkaLog(list(parsed.hosts), security=security, timeout_s=timeout_s)
+        return KafkaLog(list(parsed.hosts), security=security)
     from consumers.embedded_log import EmbeddedLog
 
     if must_exist and not os.path.isfile(parsed.path):

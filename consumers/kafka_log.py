@@ -28,12 +28,14 @@ listener runs and must not block heartbeats): a newly assigned partition is paus
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 from kafka import (
@@ -60,7 +62,7 @@ from consumers.log import (
     TopicPartition,
 )
 
-__all__ = ["KafkaConsumerAdapter", "KafkaLog"]
+__all__ = ["KafkaConsumerAdapter", "KafkaLog", "KafkaSecurity"]
 
 logger = structlog.get_logger(__name__)
 
@@ -117,6 +119,103 @@ def _from_kafka(tp: Any) -> TopicPartition:
     return TopicPartition(str(tp.topic), int(tp.partition))
 
 
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+# Passwords of every KafkaSecurity in use: kafka-python logs its admin client's whole
+# configuration (sasl_plain_password included) and, with SASL/PLAIN, the bytes it sends, at
+# DEBUG. The filter below blanks them in its records before any handler sees them, whoever
+# configured logging (the CLI's redaction covers its own handlers only).
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+
+
+class _RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _SECRETS_LOCK:
+            found = [s for s in _SECRETS if s]
+        if not found:
+            return True
+        message = record.getMessage()
+        cleaned = message
+        for secret in sorted(found, key=len, reverse=True):
+            cleaned = cleaned.replace(secret, "***")
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+_REDACTING = _RedactSecrets()
+
+
+def _guard_kafka_loggers(secrets: Sequence[str]) -> None:
+    """Remember ``secrets`` and put the filter on every kafka-python logger (a filter on a
+    logger applies to its own records only, so each one gets it)."""
+    with _SECRETS_LOCK:
+        _SECRETS.update(s for s in secrets if s)
+    names = [
+        n for n in list(logging.root.manager.loggerDict) if n == "kafka" or n.startswith("kafka.")
+    ]
+    for name in names:
+        log = logging.getLogger(name)
+        if _REDACTING not in log.filters:
+            log.addFilter(_REDACTING)
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How to reach a secured broker: SASL (PLAIN or SCRAM) and/or TLS.
+
+    ``username``/``password`` authenticate with ``mechanism`` (SASL); ``tls`` encrypts, and
+    verifies the broker's certificate against ``ca_file`` (the system's trust store when
+    None); ``cert_file``/``key_file`` (``key_password``) present a client certificate when
+    the broker asks for one. Passwords are never part of repr, a message or a log line.
+    """
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    mechanism: SaslMechanism = "PLAIN"
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password: str | None = field(default=None, repr=False)
+
+    @property
+    def protocol(self) -> str:
+        sasl = self.username is not None
+        if self.tls:
+            return "SASL_SSL" if sasl else "SSL"
+        return "SASL_PLAINTEXT" if sasl else "PLAINTEXT"
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.password, self.key_password) if s]
+
+    def describe(self) -> str:
+        """How this client authenticates, for messages (no secret)."""
+        how = f"SASL {self.mechanism} as user {self.username!r}" if self.username else ""
+        tls = "TLS" if self.tls else ""
+        return " over ".join(p for p in (how, tls) if p) or "no authentication"
+
+    def client_config(self) -> dict[str, Any]:
+        """kafka-python's settings for this (producers, consumers and admin clients)."""
+        config: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.username is not None:
+            config.update(
+                sasl_mechanism=self.mechanism,
+                sasl_plain_username=self.username,
+                sasl_plain_password=self.password or "",
+            )
+        if self.tls:
+            config.update(ssl_check_hostname=True, ssl_cafile=self.ca_file)
+            if self.cert_file:
+                config.update(
+                    ssl_certfile=self.cert_file,
+                    ssl_keyfile=self.key_file,
+                    ssl_password=self.key_password,
+                )
+        return config
+
+
 class KafkaLog:
     """The :class:`~consumers.log.Log` port on Apache Kafka.
 
@@ -139,6 +238,7 @@ class KafkaLog:
         fetch_max_wait_ms: int = 20,
         offsets_timeout_s: float = _OFFSETS_TIMEOUT_S,
         sasl: tuple[str, str] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not bootstrap_servers:
             raise LogError("KafkaLog needs at least one bootstrap server (host:port)")
@@ -151,8 +251,13 @@ class KafkaLog:
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.offsets_timeout_ms = int(min(offsets_timeout_s, timeout_s) * 1000)
-        # SASL/PLAIN credentials; the password is never part of url, repr or a message.
-        self._sasl = sasl
+        # SASL and TLS; the passwords are never part of url, repr or a message. ``sasl``
+        # (user, password) is SASL/PLAIN, as the broker URL's user:password@ gives it.
+        if security is None and sasl is not None:
+            security = KafkaSecurity(username=sasl[0], password=sasl[1])
+        self._security = security
+        if security is not None and security.secrets():
+            _guard_kafka_loggers(security.secrets())
         self._closed = False
         # One lock per client: an offset look-up stuck on a broker that went away must
         # never hold up a produce (it did: POST /events waited 13-95 s behind them).
@@ -176,24 +281,29 @@ class KafkaLog:
             "bootstrap_timeout_ms": self.timeout_ms,
             "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
         }
-        if self._sasl is not None:
-            config.update(
-                security_protocol="SASL_PLAINTEXT",
-                sasl_mechanism="PLAIN",
-                sasl_plain_username=self._sasl[0],
-                sasl_plain_password=self._sasl[1],
-            )
+        if self._security is not None:
+            config.update(self._security.client_config())
         return config
 
     def _clean(self, exc: BaseException) -> str:
-        """An exception's text, safe to show: the SASL password never appears."""
+        """An exception's text, safe to show: no password ever appears, and it is one line."""
         name, message = type(exc).__name__, str(exc)
         text = message if message.startswith(name) else f"{name}: {message}".rstrip(": ")
-        if self._sasl is not None and self._sasl[1]:
-            text = text.replace(self._sasl[1], "***")
-        return text
+        for secret in self._security.secrets() if self._security is not None else []:
+            text = text.replace(secret, "***")
+        return " ".join(text.split())
 
     def _unreachable(self, exc: BaseException) -> LogUnavailable:
+        security = self._security
+        if security is not None and security.protocol != "PLAINTEXT":
+            # kafka-python reports refused credentials or an untrusted certificate only as a
+            # bootstrap that never completed: name what to check besides the address.
+            return LogUnavailable(
+                f"Kafka at {', '.join(self.bootstrap_servers)} did not answer or refused the "
+                f"connection ({self._clean(exc)}; {security.describe()}). Check the address, "
+                "the user name and password (JOURNEY_KAFKA_PASSWORD), the SASL mechanism "
+                "(JOURNEY_KAFKA_SASL_MECHANISM) and the CA file (JOURNEY_KAFKA_CA_FILE)."
+            )
         return LogUnavailable(
             f"Kafka at {', '.join(self.bootstrap_servers)} did not answer ({self._clean(exc)}). "
             "Is the broker running and the address right? `make kafka` starts a local one."

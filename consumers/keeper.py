@@ -207,6 +207,9 @@ class PromiseKeeper:
                     ("journey-type", tp.type.encode()),
                     ("journey-event-id", str(event_id).encode()),
                 ),
+                # Logged when the keeper decided, by its clock (an input like every time):
+                # a known-at view before this moment does not know of the breach yet.
+                timestamp_ms=int(now.timestamp() * 1000),
             )
             (pos,) = self.log.produce(self.topic, [message])
             self._in_flight[event_id] = pos

@@ -287,7 +287,14 @@ class Runner:
             items.append((msg.offset, touchpoint))
         while True:
             try:
-                result = self.store.process(tp, items, batch[-1].offset, dead)
+                result = self.store.process(
+                    tp,
+                    items,
+                    batch[-1].offset,
+                    dead,
+                    # When the log received each one: what a known-at view goes by.
+                    logged_at={off: _now_for(by_offset[off]) for off, _ in items},
+                )
                 break
             except BatchRejected as rejected:
                 # Poison among the touchpoints: set them aside, record the rest.

@@ -21,15 +21,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import accumulate
 
+from domain.errors import JourneyError
+
 __all__ = [
     "DATA_YEARS",
     "DEFAULT_MAX_FUTURE",
     "EARLIEST_OCCURRED_AT",
     "MAX_DEPTH",
     "MAX_ENVELOPE_BYTES",
+    "MAX_MOMENT_CHARS",
     "Bounds",
+    "InvalidMoment",
     "after_hours",
     "exceeds_depth",
+    "parse_moment",
     "shifted",
 ]
 
@@ -122,3 +127,51 @@ def exceeds_depth(raw: str | bytes, limit: int = MAX_DEPTH) -> bool:
         return False
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
+
+
+# The longest moment a client may give (an ISO 8601 timestamp with microseconds and an
+# offset is 32 characters).
+MAX_MOMENT_CHARS = 64
+_MOMENT_EXAMPLE = "2026-11-23T10:15:00+01:00"
+
+
+class InvalidMoment(JourneyError):
+    """A moment to look back to (``--as-of``, ``--known-at``) that is no usable time."""
+
+
+def parse_moment(text: str, *, now: datetime, name: str = "time") -> datetime:
+    """``text`` as a UTC instant: an ISO 8601 timestamp with a zone, from 1970 (before it
+    nothing can have happened: see ``EARLIEST_OCCURRED_AT``) to ``now`` (a view looks back;
+    deadlines judged at a moment still to come would be a guess). ``name`` is what the
+    caller calls it, for the one-line error."""
+    if len(text) > MAX_MOMENT_CHARS:
+        raise InvalidMoment(
+            f"{name} is {len(text)} characters long: give an ISO 8601 timestamp with a zone, "
+            f"e.g. {_MOMENT_EXAMPLE}"
+        )
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidMoment(
+            f"{name} {text!r} is not an ISO 8601 timestamp: give one with a zone, "
+            f"e.g. {_MOMENT_EXAMPLE}"
+        ) from None
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise InvalidMoment(
+            f"{name} {text!r} has no time zone: add one (Z or +01:00), e.g. {_MOMENT_EXAMPLE}"
+        )
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: before datetime's first instant
+        at = _MIN if at.year == 1 else _MAX
+    if at < EARLIEST_OCCURRED_AT:
+        raise InvalidMoment(
+            f"{name} {text!r} is before 1970-01-01T00:00:00Z, before any touchpoint can have "
+            "happened: give a later time"
+        )
+    if at > now:
+        raise InvalidMoment(
+            f"{name} {text!r} is in the future (now is {now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}):"
+            " a view looks back only; leave it out for today's view"
+        )
+    return at

@@ -469,14 +469,35 @@ class SignupRequested(TouchpointData, type_name="SignupRequested", version=1):
 
 
 class IdentityLinked(TouchpointData, type_name="IdentityLinked", version=1):
-    """An identifier was shown to belong to this customer.
+    """An identifier was linked to this customer; only a verified link merges customers.
 
-    With ``kind = customer_id`` the two customer ids are one person: their views merge.
+    ``verified = true`` says the producer checked it (a login, a code sent to the number, an
+    agent who confirmed it with the customer): the identifier is this customer's, a lookup by
+    it answers this customer's view, and with ``kind = customer_id`` the two customer ids are
+    one person and their views merge. ``verified = false`` (the default) is only a claim, as
+    is what a form carries: agents see it as a possible match to confirm, nothing merges, and
+    a lookup by it answers with the candidates, never with a view.
     """
 
     kind: IdentityKind
     value: ShortText = Field(min_length=1)
-    verified: bool = False
+    verified: bool = Field(
+        default=False, description="Checked by the producer; only a verified link merges"
+    )
+
+
+class IdentityUnlinked(TouchpointData, type_name="IdentityUnlinked", version=1):
+    """An identifier linked to this customer is not theirs after all: the link is undone.
+
+    It withdraws this customer's own link (verified or not) to the identifier; with
+    ``kind = customer_id`` the two views separate again. A link made on the other customer's
+    stream is withdrawn by an ``IdentityUnlinked`` there.
+    """
+
+    kind: IdentityKind
+    value: ShortText = Field(min_length=1)
+    unlinked_by: ShortText | None = Field(default=None, description="Who undid it (agent)")
+    reason: Text | None = None
 
 
 class ErasureRequested(TouchpointData, type_name="ErasureRequested", version=1):

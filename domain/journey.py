@@ -37,8 +37,10 @@ __all__ = [
     "Step",
     "Submission",
     "TimelineEntry",
+    "fact_key",
     "fact_order",
     "said",
+    "same_identity",
 ]
 
 CaseKind = Literal["inquiry", "complaint", "signup"]
@@ -57,6 +59,10 @@ class Identity:
     value: str
     seen_at: datetime
     note: str | None = None
+    # Checked by whoever recorded it (a verified IdentityLinked, our own order): only such
+    # an identity merges customers and answers a lookup. A form's field, a serial as the
+    # customer typed it or an unverified IdentityLinked is a claim, shown as a possible match.
+    verified: bool = False
 
 
 @dataclass
@@ -414,14 +420,36 @@ class Journey:
     # ------------------------------------------------------------------ helpers
 
     def _identity(
-        self, kind: str, value: str | None, at: datetime, note: str | None = None
+        self,
+        kind: str,
+        value: str | None,
+        at: datetime,
+        note: str | None = None,
+        *,
+        verified: bool = False,
     ) -> None:
         if not value:
             return
         for ident in self.identities:
             if ident.kind == kind and ident.value == value:
+                # A claim confirmed later is verified from then on; never the other way.
+                ident.verified = ident.verified or verified
                 return
-        self.identities.append(Identity(kind, value, at, note))
+        self.identities.append(Identity(kind, value, at, note, verified))
+
+    def _unlink(self, kind: str, value: str) -> bool:
+        """Drop this customer's own link to the identifier; False when there was none."""
+        key = same_identity(value)
+        kept = [
+            i for i in self.identities if not (i.kind == kind and same_identity(i.value) == key)
+        ]
+        removed = len(kept) < len(self.identities)
+        self.identities = kept
+        if kind == "customer_id":
+            others = [o for o in self.linked_customers if same_identity(o) != key]
+            removed = removed or len(others) < len(self.linked_customers)
+            self.linked_customers = others
+        return removed
 
     def _case(self, tp: Touchpoint, case_id: str | None, what: str) -> Case | None:
         if case_id is None:
@@ -552,7 +580,8 @@ class Journey:
                         order.sellers.append(line.seller)
                 self.order_details[d.order_id] = order
                 self._order_summary(d.order_id)
-                self._identity("order_number", d.order_id, at)
+                # Our own shop recorded the order under this customer: verified.
+                self._identity("order_number", d.order_id, at, verified=True)
                 for line in d.lines:
                     product = self._product(line.name, line.serial_number)
                     product.order_id = d.order_id
@@ -560,7 +589,7 @@ class Journey:
                     product.warranty_terms_shown = (
                         line.warranty_terms_shown or product.warranty_terms_shown
                     )
-                    self._identity("serial_number", line.serial_number, at)
+                    self._identity("serial_number", line.serial_number, at, verified=True)
                 due_by = d.promised_delivery_by
                 if d.promised_delivery_date is not None and d.time_zone is not None:
                     due_by = c.end_of_day(d.promised_delivery_date, d.time_zone)
@@ -702,14 +731,22 @@ class Journey:
                 case.subject = "Signup: " + (", ".join(d.products) or d.form)
                 return f"Signup request via {d.form}: {', '.join(d.products)}", d.case_id
             case c.IdentityLinked():
-                self._identity(d.kind, d.value, at)
+                self._identity(d.kind, d.value, at, verified=d.verified)
+                # Only a verified link merges two customers; a claim waits for an agent.
                 if (
-                    d.kind == "customer_id"
+                    d.verified
+                    and d.kind == "customer_id"
                     and d.value != self.customer_id
                     and d.value not in self.linked_customers
                 ):
                     self.linked_customers.append(d.value)
-                return f"Identity linked: {d.kind} {d.value}", None
+                how = "verified" if d.verified else "unverified claim"
+                return f"Identity linked ({how}): {d.kind} {d.value}", None
+            case c.IdentityUnlinked():
+                if not self._unlink(d.kind, d.value):
+                    self._anomaly(tp, f"unlinked {d.kind} {d.value}, which was never linked")
+                by = f" by {d.unlinked_by}" if d.unlinked_by else ""
+                return f"Identity unlinked{by}: {d.kind} {d.value}", None
             case c.ErasureRequested():
                 self._erase(at)
                 return "Customer asked to be forgotten", None
@@ -910,7 +947,9 @@ class Journey:
                 product = self._product(d.product, d.serial_number_as_given)
                 product.serial_corrected = d.corrected_serial_number
                 product.serial_confirmed = False
-                self._identity("serial_number", d.corrected_serial_number, at, "corrected")
+                self._identity(
+                    "serial_number", d.corrected_serial_number, at, "corrected", verified=True
+                )
                 if d.case_id:
                     self._case(tp, d.case_id, "serial correction")
                 return (
@@ -950,7 +989,9 @@ class Journey:
                 self._step(tp, d.case_id, "replacement", f"replacement {d.product} shipped{proof}")
                 if d.serial_number:
                     self.products.append(Product(name=d.product, serial_as_given=d.serial_number))
-                    self._identity("serial_number", d.serial_number, at, "replacement")
+                    self._identity(
+                        "serial_number", d.serial_number, at, "replacement", verified=True
+                    )
                 if d.shipment_id is not None:
                     ship = self.shipments.get(d.shipment_id) or Shipment(d.shipment_id, d.carrier)
                     ship.carrier = d.carrier or ship.carrier
@@ -1126,6 +1167,7 @@ _RANK: dict[str, int] = {
             "PromiseKept",
             "PromiseWithdrawn",
             "PromiseBroken",
+            "IdentityUnlinked",
             "ReplyOverdue",
             "ReviewAnswered",
             "SatisfactionRated",
@@ -1140,6 +1182,11 @@ _RANK: dict[str, int] = {
 def fact_order(tp: Touchpoint) -> FactKey:
     """The order facts are folded in: occurred_at, then cause before effect, then event_id."""
     return (tp.occurred_at, _RANK.get(tp.type, 2), str(tp.event_id))
+
+
+def fact_key(occurred_at: datetime, type_name: str, event_id: str) -> FactKey:
+    """``fact_order`` of a fact known only by its columns (a store's row), undecoded."""
+    return (occurred_at, _RANK.get(type_name, 2), event_id)
 
 
 def said(d: c.TouchpointData) -> str | None:
@@ -1160,6 +1207,12 @@ def said(d: c.TouchpointData) -> str | None:
         case c.ReviewAnswered():
             return d.text
     return None
+
+
+def same_identity(value: str) -> str:
+    """An identifier as compared: case, spaces and punctuation aside (``+46 70-123`` is
+    ``+4670123``), so an unlink names a link however it was written."""
+    return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
 
 
 def _first_words(text: str | None, limit: int = 60) -> str | None:

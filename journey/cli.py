@@ -565,25 +565,56 @@ def view(
     key: Annotated[str, typer.Argument(help="Customer id, e-mail, phone, order or serial")],
     page: Annotated[int, typer.Option(min=1, help="Timeline page")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON")] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The customer as of this event time (ISO 8601 with a zone): every touchpoint "
+            "that happened by then, late reports included",
+        ),
+    ] = None,
+    known_at: Annotated[
+        str | None,
+        typer.Option(
+            "--known-at",
+            help="What the engine knew at this log time (ISO 8601 with a zone): every "
+            "touchpoint the log had received by then",
+        ),
+    ] = None,
 ) -> None:
     """Show one customer's view from the store; says on stderr how far behind the log it is.
 
     It only reads: the store that `journey run` (or `serve`) writes, and the log's head.
+    With --as-of or --known-at it shows the customer back then, folded afresh from their
+    touchpoints, deadlines judged at that moment.
     """
     from rich.console import Console
 
+    from domain.bounds import parse_moment
     from journey.pipeline import system_clock
     from journey.render import render_customer
-    from projections.customer_view import build_customer_view, resolve_customer
+    from projections.customer_view import build_customer_view, lookup_customer
+    from projections.travel import Cut
 
     settings = settings_()
     rules = load_rules()
+    cut: Cut | None = None
+    if as_of is not None and known_at is not None:
+        raise fail("give --as-of (event time) or --known-at (log time), not both")
+    try:
+        if as_of is not None:
+            cut = Cut("as_of", parse_moment(as_of, now=system_clock(), name="--as-of"))
+        elif known_at is not None:
+            cut = Cut("known_at", parse_moment(known_at, now=system_clock(), name="--known-at"))
+    except JourneyError as exc:
+        raise fail(str(exc)) from None
     store = _existing_store()
     try:
         log = _open_log_to_read()
         try:
             note = how_far_behind(store, log, settings.topic)
-            cid = resolve_customer(store, key)
+            found = lookup_customer(store, key)  # a claim names candidates, not a view
+            cid = found.customer_id
             if cid is not None:  # audited like the service's reads, before it is read
                 _audit_cli_read(settings, log, cid, lookup="id" if cid == key else "identity")
         finally:
@@ -591,7 +622,9 @@ def view(
         result = (
             None
             if cid is None
-            else build_customer_view(store, cid, rules=rules, now=system_clock(), page=page)
+            else build_customer_view(
+                store, cid, rules=rules, now=system_clock(), page=page, cut=cut
+            )
         )
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
@@ -599,6 +632,19 @@ def view(
         store.close()
     if note:
         typer.echo(note, err=True)
+    if result is None and cid is not None and cut is not None:
+        raise fail(f"customer {cid!r} had no touchpoint {cut.describe()}", 1)
+    if result is None and found.candidates:
+        # Only claimed (a form, an unverified link): never someone's view on a guess.
+        names = ", ".join(
+            f"{m.customer_id} ({m.kind}, {'verified' if m.verified else 'unverified'})"
+            for m in found.candidates
+        )
+        raise fail(
+            f"{key!r} does not name one customer for sure; candidates: {names}. "
+            "Ask by customer id, or confirm a link first",
+            1,
+        )
     if result is None:
         raise fail(f"no customer found for {key!r} (tried customer id and every identity)", 1)
     if as_json:

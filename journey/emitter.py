@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -190,10 +191,18 @@ class Emitter:
         check_bounds(tp, self._bounds())
         return self.emit_touchpoints([tp])[0]
 
-    def emit_touchpoints(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
+    def emit_touchpoints(
+        self, touchpoints: Sequence[Touchpoint], *, logged_at: datetime | None = None
+    ) -> list[Position]:
+        """Produce them; ``logged_at`` stamps the records (default: the log's own clock), as
+        a replay of history does with each touchpoint's arrival time."""
         if not touchpoints:
             return []
-        positions = self.log.produce(self.topic, [to_message(tp) for tp in touchpoints])
+        messages = [to_message(tp) for tp in touchpoints]
+        if logged_at is not None:
+            stamp = int(logged_at.timestamp() * 1000)
+            messages = [replace(m, timestamp_ms=stamp) for m in messages]
+        positions = self.log.produce(self.topic, messages)
         # One line per touchpoint only at debug: at info, a line per batch (a bulk emit of a
         # million touchpoints would spend more time logging than producing). Each event is
         # still followed by its ids: the debug lines here, the runner's where it is folded.

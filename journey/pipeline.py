@@ -21,7 +21,13 @@ from domain.bounds import DEFAULT_MAX_FUTURE
 from domain.envelope import Touchpoint
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
-from projections.customer_view import CustomerView, build_customer_view, resolve_customer
+from projections.customer_view import (
+    CustomerView,
+    Lookup,
+    build_customer_view,
+    lookup_customer,
+    resolve_customer,
+)
 from projections.defect_outreach import DefectOutreach, build_defect_outreach
 from projections.service_levels import ServiceLevels, build_service_levels
 from projections.store import JourneyStore, StoreAddress
@@ -96,8 +102,10 @@ class Pipeline:
     def close(self) -> None:
         self.runner.close()
 
-    def emit(self, touchpoints: Sequence[Touchpoint]) -> list[Position]:
-        return self.emitter.emit_touchpoints(touchpoints)
+    def emit(
+        self, touchpoints: Sequence[Touchpoint], *, logged_at: datetime | None = None
+    ) -> list[Position]:
+        return self.emitter.emit_touchpoints(touchpoints, logged_at=logged_at)
 
     def catch_up(self, timeout_s: float = 120) -> RunnerStats:
         """Fold everything on the log, let the keeper record passed deadlines, fold those."""
@@ -136,7 +144,7 @@ class Pipeline:
             if at > clock.now:
                 clock.set(at)
                 self.catch_up()
-            self.emit([tp])
+            self.emit([tp], logged_at=arrived)  # logged when it arrived
         self.settle(max(end, clock.now), clock)
 
     def settle(self, end: datetime, clock: ManualClock) -> None:
@@ -161,6 +169,10 @@ class Pipeline:
         return build_customer_view(
             self.store, cid, rules=self.rules, now=self.clock(), page=page, page_size=page_size
         )
+
+    def lookup(self, key: str) -> Lookup:
+        """Whom ``key`` names: a customer, or the candidates when only claims hold it."""
+        return lookup_customer(self.store, key)
 
     def service_levels(self, **filters: str | float | None) -> ServiceLevels:
         return build_service_levels(

@@ -48,6 +48,11 @@ def render_customer(view: CustomerView) -> RenderableType:
     parts: list[RenderableType] = []
     flags = view.flags
     badges = Text()
+    if view.time_travel is not None:
+        travel = view.time_travel
+        what = "AS OF (event time)" if travel.kind == "as_of" else "AS KNOWN AT (log time)"
+        badges.append(f" {what} {_when(travel.at)} ", "bold white on blue")
+        badges.append(" ")
     if flags.erased:
         badges.append(" ASKED TO BE FORGOTTEN ", "bold white on grey30")
         badges.append(" ")
@@ -88,8 +93,22 @@ def render_customer(view: CustomerView) -> RenderableType:
         ids.add_column("value", overflow="fold")
         ids.add_column("note", style="dim", overflow="fold")
         for ident in view.identities:
-            ids.add_row(ident.kind, ident.value, ident.note or "")
+            checked = "" if ident.verified else "claimed, not verified"
+            ids.add_row(ident.kind, ident.value, "; ".join(p for p in (ident.note, checked) if p))
         parts.append(ids)
+    if view.possible_matches:
+        matches = Table(
+            title="Possible matches to confirm (nothing merged until an agent does)",
+            title_justify="left",
+            show_edge=False,
+        )
+        matches.add_column("customer", overflow="fold")
+        matches.add_column("shares", overflow="fold")
+        matches.add_column("claimed by", style="dim", overflow="fold")
+        for m in view.possible_matches:
+            who = f"{m.name} ({m.customer_id})" if m.name else m.customer_id
+            matches.add_row(who, f"{m.kind} {m.value}", m.claimed_by)
+        parts.append(matches)
     for sub in view.submissions:
         table = Table(
             title=f"What they submitted — {sub.form} ({_when(sub.submitted_at)}, "

@@ -192,6 +192,18 @@ TYPE_FIELD_NOTES: Mapping[tuple[str, str], str] = {
         "e.g. olist:9ef432eb"
     ),
     ("IdentityLinked", "value"): "The identifier, e.g. an e-mail address or a serial number",
+    ("IdentityLinked", "verified"): (
+        "True only when the producer checked it (a login, a code sent to the number, an agent "
+        "who confirmed it): only a verified link merges customers and answers lookups. "
+        "False: a claim, shown to agents as a possible match"
+    ),
+    ("IdentityUnlinked", "kind"): "What kind of identifier `value` is, as it was linked",
+    ("IdentityUnlinked", "value"): (
+        "The identifier to unlink (case, spaces and punctuation aside); with kind "
+        "`customer_id`, the other customer"
+    ),
+    ("IdentityUnlinked", "unlinked_by"): "The agent who undid the link",
+    ("IdentityUnlinked", "reason"): "Why it is not this customer's",
     ("KnownDefectRegistered", "description"): "What the defect is",
     ("KnownDefectRegistered", "product"): "Affected product (model)",
     ("OrderPlaced", "channel"): "Where the order was placed",
@@ -511,6 +523,7 @@ EXAMPLE_VALUES: Mapping[str, Any] = {
 }
 TYPE_EXAMPLE_VALUES: Mapping[tuple[str, str], Any] = {
     ("IdentityLinked", "kind"): "email",  # goes with the e-mail address in "value"
+    ("IdentityUnlinked", "kind"): "email",
     ("BreachAcknowledged", "kind"): "promise",  # goes with the promise id in "ref"
     ("BreachAcknowledged", "ref"): "prm-88",
     ("OrderCancelled", "reason"): "The customer changed their mind before shipping",

@@ -182,6 +182,28 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = Field(
         default=None, description="SASL password (or put it in the broker URL); never logged"
     )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN",
+        description="SASL mechanism for the broker URL's user: PLAIN, SCRAM-SHA-256 or "
+        "SCRAM-SHA-512 (use TLS with PLAIN: it sends the password as it is)",
+    )
+    kafka_tls: bool = Field(
+        default=False, description="Talk TLS to the broker (SSL, or SASL_SSL with a user)"
+    )
+    kafka_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the broker's certificate (TLS); "
+        "the system's trust store when not given",
+    )
+    kafka_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, when the broker asks for one (TLS)"
+    )
+    kafka_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate (TLS)"
+    )
+    kafka_key_password: SecretStr | None = Field(
+        default=None, description="Password of the client key file, if it has one; never logged"
+    )
     console_time_zone: str = Field(
         default="Europe/Oslo",
         description="IANA time zone the agent console shows times in, unless an agent "
@@ -243,6 +265,33 @@ class Settings(BaseSettings):
         return name.strip()
 
     @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        files = {
+            "kafka_ca_file": self.kafka_ca_file,
+            "kafka_cert_file": self.kafka_cert_file,
+            "kafka_key_file": self.kafka_key_file,
+        }
+        given = [name for name, path in files.items() if path is not None]
+        if given and not self.kafka_tls:
+            names = ", ".join(f"JOURNEY_{n.upper()}" for n in given)
+            raise ValueError(f"{names} given without TLS: set JOURNEY_KAFKA_TLS=true too")
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"JOURNEY_{name.upper()}: no file at {str(path)!r}")
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            raise ValueError(
+                "a client certificate needs both JOURNEY_KAFKA_CERT_FILE and JOURNEY_KAFKA_KEY_FILE"
+            )
+        if self.kafka_sasl_mechanism != "PLAIN":
+            parsed = parse_log_url(self.broker)
+            if parsed.scheme == "kafka" and not parsed.username:
+                raise ValueError(
+                    f"JOURNEY_KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism} needs a user: "
+                    "put it in the broker URL, kafka://user@host:port"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _move_secrets(self) -> Settings:
         parsed = parse_log_url(self.broker)
         if parsed.password is not None:
@@ -251,8 +300,9 @@ class Settings(BaseSettings):
             object.__setattr__(self, "broker", str(parsed))
             if self.kafka_password is None:
                 object.__setattr__(self, "kafka_password", SecretStr(parsed.password))
-        if self.kafka_password is not None:
-            register_secret(self.kafka_password.get_secret_value())
+        for secret in (self.kafka_password, self.kafka_key_password):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
         return self
 
     @property
@@ -284,6 +334,7 @@ class Settings(BaseSettings):
         data["broker"] = redact_url(self.broker)
         data["store"] = redact_url(self.store)
         data["kafka_password"] = "***" if self.kafka_password else None
+        data["kafka_key_password"] = "***" if self.kafka_key_password else None
         return data
 
     def store_path(self) -> Path:
@@ -297,9 +348,27 @@ class Settings(BaseSettings):
         return self.store_path()
 
     def open_log(self, *, must_exist: bool = False, timeout_s: float | None = None) -> Log:
-        """The log ``broker`` names, with the SASL password when there is one."""
+        """The log ``broker`` names, with the SASL password, mechanism and TLS settings."""
+        from consumers.kafka_log import KafkaSecurity
+
         password = self.kafka_password.get_secret_value() if self.kafka_password else None
-        return open_log(self.broker, password=password, must_exist=must_exist, timeout_s=timeout_s)
+        security = KafkaSecurity(
+            mechanism=self.kafka_sasl_mechanism,
+            tls=self.kafka_tls,
+            ca_file=None if self.kafka_ca_file is None else str(self.kafka_ca_file),
+            cert_file=None if self.kafka_cert_file is None else str(self.kafka_cert_file),
+            key_file=None if self.kafka_key_file is None else str(self.kafka_key_file),
+            key_password=(
+                self.kafka_key_password.get_secret_value() if self.kafka_key_password else None
+            ),
+        )
+        return open_log(
+            self.broker,
+            password=password,
+            must_exist=must_exist,
+            timeout_s=timeout_s,
+            security=security,
+        )
 
 
 def _check_store_url(url: str) -> None:

@@ -2,6 +2,12 @@
 
 Every story is a list of touchpoints relative to a start time ``t0``. Event ids are derived
 from the story and step, so emitting a story twice is a duplicate the views ignore.
+
+Every ``IdentityLinked`` says whether it was verified: a card company's and Dell's CRM hold
+accounts their customers signed in to (verified); the names web shops, flust.no and the
+carrier took from what customers typed are claims (``verified=False``). The bank's web forms
+carry e-mail and phone as claims too: a lookup by them answers with the candidates, and only
+the Dell agent's confirmed phone merges a stream (the text keyed by that number).
 """
 
 from __future__ import annotations
@@ -131,8 +137,19 @@ def _dell(t0: datetime) -> list[Step]:
     to confirm, books the pickup."""
     sven = "cust-sven"
     return [
-        Step(0 * H, sven, c.IdentityLinked(kind="name", value="Sven Berg"), "dell-crm"),
-        Step(0 * H, sven, c.IdentityLinked(kind="email", value="sven.berg@example.se"), "dell-crm"),
+        # His Dell account: he signed in with the e-mail, so the CRM links it verified.
+        Step(
+            0 * H,
+            sven,
+            c.IdentityLinked(kind="name", value="Sven Berg", verified=True),
+            "dell-crm",
+        ),
+        Step(
+            0 * H,
+            sven,
+            c.IdentityLinked(kind="email", value="sven.berg@example.se", verified=True),
+            "dell-crm",
+        ),
         Step(
             1 * M,
             sven,
@@ -246,11 +263,14 @@ def _dell(t0: datetime) -> list[Step]:
             ),
             "dell-sms",
         ),
+        # Sweden called the number back and he confirmed it is his: a verified link, made by
+        # the agent, merges the text into his view (an unverified one would only be shown as
+        # a possible match).
         Step(
             4 * D + 1 * M,
             sven,
-            c.IdentityLinked(kind="phone", value="+46 70 123 45 67"),
-            "dell-crm",
+            c.IdentityLinked(kind="phone", value="+46 70 123 45 67", verified=True),
+            "agent:Dell support SE",
         ),
     ]
 
@@ -261,7 +281,12 @@ def _tv(t0: datetime) -> list[Step]:
     lina = "cust-lina"
     tv = "LG OLED55C1"
     steps = [
-        Step(0 * D, lina, c.IdentityLinked(kind="name", value="Lina Ek"), "elshop-web"),
+        Step(
+            0 * D,
+            lina,
+            c.IdentityLinked(kind="name", value="Lina Ek", verified=False),
+            "elshop-web",
+        ),
         Step(
             0 * D,
             lina,
@@ -355,7 +380,12 @@ def _amex(t0: datetime) -> list[Step]:
     office with no authority."""
     anders = "cust-anders"
     return [
-        Step(0 * H, anders, c.IdentityLinked(kind="name", value="Anders Vik"), "amex-crm"),
+        Step(
+            0 * H,
+            anders,
+            c.IdentityLinked(kind="name", value="Anders Vik", verified=True),
+            "amex-crm",
+        ),
         Step(
             0 * H,
             anders,
@@ -428,8 +458,12 @@ def _parcel(t0: datetime) -> list[Step]:
     mari = "cust-mari"
     jonas = "cust-jonas"
     return [
-        Step(0 * H, mari, c.IdentityLinked(kind="name", value="Mari Dahl"), "webshop"),
-        Step(0 * H, jonas, c.IdentityLinked(kind="name", value="Jonas Moe"), "fedex"),
+        Step(
+            0 * H, mari, c.IdentityLinked(kind="name", value="Mari Dahl", verified=False), "webshop"
+        ),
+        Step(
+            0 * H, jonas, c.IdentityLinked(kind="name", value="Jonas Moe", verified=False), "fedex"
+        ),
         Step(
             0 * H,
             mari,
@@ -533,7 +567,7 @@ def _flust(t0: datetime) -> list[Step]:
     owners = ["cust-per", "cust-siri", "cust-ali"]
     names = ["Per Lie", "Siri Nilsen", "Ali Khan"]
     steps = [
-        Step(0 * H, cid, c.IdentityLinked(kind="name", value=name), "flust-web")
+        Step(0 * H, cid, c.IdentityLinked(kind="name", value=name, verified=False), "flust-web")
         for cid, name in zip(owners, names, strict=True)
     ]
     steps += [
@@ -598,7 +632,9 @@ def _returns(t0: datetime) -> list[Step]:
     """001/004: Asos-style return with a status at every step."""
     emma = "cust-emma"
     return [
-        Step(0 * H, emma, c.IdentityLinked(kind="name", value="Emma Stone"), "shop"),
+        Step(
+            0 * H, emma, c.IdentityLinked(kind="name", value="Emma Stone", verified=False), "shop"
+        ),
         Step(
             0 * H,
             emma,

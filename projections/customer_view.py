@@ -3,6 +3,9 @@
 Built at read time from the customer's journey aggregates (every customer id linked to the
 one asked for) and the query tables, with service rules and ``now`` passed in: deadlines,
 warnings and "unanswered for how long" are always computed against the present.
+
+With a ``cut`` (projections.travel) the same view is built from the customer folded afresh
+as of an event time or as known at a log time, and judged at that moment.
 """
 
 from __future__ import annotations
@@ -34,19 +37,27 @@ from domain.journey import (
 from domain.rules import Deadline, ServiceRules, case_deadline, promise_deadline
 from projections.facts import at_micros
 from projections.store import JourneyStore, display_name, norm_identity
+from projections.travel import Cut, Travelled, travel
 
 __all__ = [
     "LIST_LIMIT",
     "LIST_NAMES",
+    "MATCH_LIMIT",
     "BadCursor",
+    "Candidate",
     "CasePage",
     "CustomerView",
     "ItemPage",
+    "Lookup",
+    "PossibleMatchOut",
+    "TimeTravelOut",
     "build_customer_view",
     "customer_case",
     "customer_cases",
     "customer_list",
     "customer_timeline",
+    "lookup_customer",
+    "possible_matches",
     "related_customers",
     "resolve_customer",
 ]
@@ -68,6 +79,45 @@ class IdentityOut(BaseModel):
     value: str
     note: str | None = None
     customer_id: str
+    verified: bool = Field(
+        False, description="Checked by its producer; an unverified one is only a claim"
+    )
+
+
+#: At most this many possible matches in a view, and candidates in a lookup's answer.
+MATCH_LIMIT = 20
+
+
+class PossibleMatchOut(BaseModel):
+    """Another customer that may be the same person, through an unverified claim: an agent
+    confirms it with a verified ``IdentityLinked`` (nothing merges until then)."""
+
+    customer_id: str = Field(description="The other customer")
+    name: str | None = None
+    kind: str = Field(description="Which identifier they share, e.g. phone")
+    value: str = Field(description="The identifier as the claim wrote it")
+    claimed_by: str = Field(description="The customer whose unverified claim it is")
+    verified: bool = Field(description="The other customer holds the identifier verified")
+
+
+class Candidate(BaseModel):
+    """A customer an identity may name, and how."""
+
+    customer_id: str
+    name: str | None = None
+    kind: str = Field(description="The identity's kind, e.g. email")
+    value: str
+    verified: bool = Field(description="False: only claimed (a form, an unverified link)")
+    touchpoints: int
+
+
+class Lookup(BaseModel):
+    """What a key names: one customer (by its id or a verified identity), or, when only
+    unverified claims hold the key, the candidates for an agent to choose from."""
+
+    key: str
+    customer_id: str | None
+    candidates: list[Candidate] = Field(default_factory=list)
 
 
 class SubmissionOut(BaseModel):
@@ -274,12 +324,27 @@ class CasePage(BaseModel):
     next: str | None = Field(description="Cursor to the rest, if any")
 
 
+class TimeTravelOut(BaseModel):
+    """Which moment a view back in time shows."""
+
+    kind: Literal["as_of", "known_at"] = Field(
+        description="as_of: what had happened by `at` (event time, late reports included); "
+        "known_at: what the log had received by `at` (log time)"
+    )
+    at: datetime = Field(description="The moment; deadlines are judged at it")
+
+
 class CustomerView(BaseModel):
     """Every list holds at most ``LIST_LIMIT`` items; ``<list>_total`` says how many there are
     and ``<list>_next`` is a cursor to the rest (``GET /customers/{key}/lists/<list>``)."""
 
     customer_id: str
     linked_customer_ids: list[str]
+    possible_matches: list[PossibleMatchOut] = Field(
+        default_factory=list,
+        description="Customers who may be the same person through an unverified claim; "
+        "confirm one with a verified IdentityLinked (POST /customers/{id}/identities)",
+    )
     name: str | None
     flags: Flags
     open_cases: list[CaseOut] = Field(description="Newest first")
@@ -317,32 +382,71 @@ class CustomerView(BaseModel):
     erased_at: datetime | None
     timeline: TimelinePage
     computed_at: datetime
+    time_travel: TimeTravelOut | None = Field(
+        None, description="Set when the view looks back in time (as_of / known_at)"
+    )
 
 
 # ---------------------------------------------------------------------- lookups
 
 
 def resolve_customer(store: JourneyStore, key: str) -> str | None:
-    """A customer id from a customer id or any identity (e-mail, phone, order, serial)."""
+    """The customer a key names: a customer id, or an identity held verified (see
+    :func:`lookup_customer`); None when only unverified claims hold it, or nothing does."""
+    return lookup_customer(store, key).customer_id
+
+
+def lookup_customer(store: JourneyStore, key: str) -> Lookup:
+    """The customer a key names, or the candidates when that would be a guess.
+
+    A customer id names itself. Any other key (e-mail, phone, order, serial, name) names the
+    customer who holds it verified — however many touchpoints an older unverified claim has.
+    Held verified by customers who are not one person, or only claimed (a form, an
+    unverified link), it names nobody: the answer lists the candidates instead, so a lookup
+    never silently shows someone's view. A stream keyed by the identifier (the phone system
+    keys a text by its number) names itself too."""
     if store.query("SELECT 1 FROM customers WHERE customer_id = ?", (key,)):
-        return key
+        return Lookup(key=key, customer_id=key)
     norm = norm_identity(key)
     if not norm:
-        return None
+        return Lookup(key=key, customer_id=None)
     rows = store.query(
-        "SELECT i.customer_id FROM identities i JOIN customers c USING (customer_id)"
-        " WHERE i.norm = ? ORDER BY c.touchpoints DESC LIMIT 1",
+        "SELECT i.customer_id, c.name, i.kind, i.value, i.verified, c.touchpoints"
+        " FROM identities i JOIN customers c USING (customer_id) WHERE i.norm = ?"
+        " ORDER BY i.verified DESC, c.touchpoints DESC, i.customer_id LIMIT ?",
+        (norm, MATCH_LIMIT),
+    )
+    candidates = [
+        Candidate(
+            customer_id=str(cid),
+            name=None if name is None else str(name),
+            kind=str(kind),
+            value=str(value),
+            verified=bool(verified),
+            touchpoints=int(count),
+        )
+        for cid, name, kind, value, verified, count in rows
+    ]
+    owners = list(dict.fromkeys(c.customer_id for c in candidates if c.verified))
+    if owners:
+        # Several verified owners answer only when they are one person (merged).
+        group = related_customers(store, owners[0]) if len(owners) > 1 else owners
+        if set(owners) <= set(group):
+            return Lookup(key=key, customer_id=owners[0])
+        return Lookup(key=key, customer_id=None, candidates=candidates)
+    keyed = store.query(
+        "SELECT customer_id FROM customers WHERE id_norm = ? ORDER BY customer_id LIMIT 1",
         (norm,),
     )
-    if rows:
-        return str(rows[0][0])
-    rows = store.query("SELECT customer_id FROM customers WHERE id_norm = ? LIMIT 1", (norm,))
-    return str(rows[0][0]) if rows else None
+    if keyed:
+        return Lookup(key=key, customer_id=str(keyed[0][0]))
+    return Lookup(key=key, customer_id=None, candidates=candidates)
 
 
 def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
-    """Every customer id that is the same person: linked explicitly (IdentityLinked with
-    kind customer_id, in either direction) or keyed by an identifier this person showed."""
+    """Every customer id that is the same person: linked by a verified IdentityLinked of
+    kind customer_id (made on either's stream), or keyed by an identifier this person holds
+    verified. Unverified claims never merge (see :func:`possible_matches`)."""
     seen = [customer_id]
     frontier = [customer_id]
     while frontier:
@@ -350,23 +454,29 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
         found: set[str] = set()
         found.update(
             str(r[0])
-            for r in store.query("SELECT other_id FROM links WHERE customer_id = ?", (cid,))
+            for r in store.query(
+                "SELECT other_id FROM links WHERE customer_id = ?"
+                " UNION SELECT customer_id FROM links WHERE other_id = ?",
+                (cid, cid),
+            )
         )
-        # Someone else's identifier equals this id (the touchpoint was keyed by it) ...
+        # Someone else's verified identifier equals this id (the touchpoint was keyed by
+        # it) ...
         found.update(
             str(r[0])
             for r in store.query(
                 # Names are not identifiers: two people may share one.
-                "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name'",
+                "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name'"
+                " AND verified = 1",
                 (norm_identity(cid),),
             )
         )
-        # ... or this customer's identifiers are used as ids of other streams.
+        # ... or this customer's verified identifiers are used as ids of other streams.
         found.update(
             str(r[0])
             for r in store.query(
                 "SELECT c.customer_id FROM identities i JOIN customers c ON c.id_norm = i.norm"
-                " WHERE i.customer_id = ? AND i.kind != 'name'",
+                " WHERE i.customer_id = ? AND i.kind != 'name' AND i.verified = 1",
                 (cid,),
             )
         )
@@ -375,6 +485,81 @@ def related_customers(store: JourneyStore, customer_id: str) -> list[str]:
                 seen.append(other)
                 frontier.append(other)
     return seen
+
+
+def possible_matches(store: JourneyStore, group: list[str]) -> list[PossibleMatchOut]:
+    """Other customers who may be the same person as ``group`` (one merged view) through an
+    unverified claim: one the group made (its claim equals their id or an identifier they
+    hold) or one they made on the group's id or verified identifiers. Names are left out:
+    two people may share one. At most ``MATCH_LIMIT``."""
+    marks = ",".join("?" * len(group))
+    ids = [norm_identity(cid) for cid in group]
+    limit = MATCH_LIMIT * 4
+    # Each query starts from the group's own rows (indexed by customer) and meets the others
+    # through the norm indexes: a view never scans the whole identities table.
+    rows = store.query(
+        # The group's claims on identifiers others hold (verified or not) ...
+        "SELECT s.customer_id, h.customer_id, s.kind, s.value, h.verified"
+        " FROM identities s JOIN identities h ON h.norm = s.norm"
+        f" WHERE s.customer_id IN ({marks}) AND s.verified = 0 AND s.kind != 'name'"
+        f" AND h.kind != 'name' AND h.customer_id NOT IN ({marks}) LIMIT ?",
+        [*group, *group, limit],
+    )
+    rows += store.query(
+        # ... or on other customers' ids ...
+        "SELECT s.customer_id, c.customer_id, s.kind, s.value, 1"
+        " FROM identities s JOIN customers c ON c.id_norm = s.norm"
+        f" WHERE s.customer_id IN ({marks}) AND s.verified = 0 AND s.kind != 'name'"
+        f" AND c.customer_id NOT IN ({marks}) LIMIT ?",
+        [*group, *group, limit],
+    )
+    rows += store.query(
+        # ... others' claims on what the group holds ...
+        "SELECT s.customer_id, h.customer_id, s.kind, s.value, h.verified"
+        " FROM identities h JOIN identities s ON s.norm = h.norm"
+        f" WHERE h.customer_id IN ({marks}) AND h.kind != 'name' AND s.verified = 0"
+        f" AND s.kind != 'name' AND s.customer_id NOT IN ({marks}) LIMIT ?",
+        [*group, *group, limit],
+    )
+    id_marks = ",".join("?" * len(ids))
+    rows += store.query(
+        # ... or on the group's ids.
+        "SELECT s.customer_id, c.customer_id, s.kind, s.value, 1"
+        " FROM identities s JOIN customers c ON c.id_norm = s.norm"
+        f" WHERE s.norm IN ({id_marks}) AND c.customer_id IN ({marks}) AND s.verified = 0"
+        f" AND s.kind != 'name' AND s.customer_id NOT IN ({marks}) LIMIT ?",
+        [*ids, *group, *group, limit],
+    )
+    rows.sort(key=lambda r: (str(r[0]), str(r[1]), str(r[2]), str(r[3])))
+    out: dict[tuple[str, str, str], PossibleMatchOut] = {}
+    for claimer, holder, kind, value, verified in rows:
+        other = str(holder) if str(claimer) in group else str(claimer)
+        key = (other, str(kind), str(value))
+        # A claim against a verified holding says more than one against another claim.
+        if key in out and (out[key].verified or not verified):
+            continue
+        out[key] = PossibleMatchOut(
+            customer_id=other,
+            kind=str(kind),
+            value=str(value),
+            claimed_by=str(claimer),
+            verified=bool(verified) and other == str(holder),
+        )
+    matches = list(out.values())[:MATCH_LIMIT]
+    names = _names(store, [m.customer_id for m in matches])
+    for m in matches:
+        m.name = names.get(m.customer_id)
+    return matches
+
+
+def _names(store: JourneyStore, ids: list[str]) -> dict[str, str | None]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = store.query(
+        f"SELECT customer_id, name FROM customers WHERE customer_id IN ({marks})", ids
+    )
+    return {str(cid): None if name is None else str(name) for cid, name in rows}
 
 
 # ---------------------------------------------------------------------- the view
@@ -757,7 +942,9 @@ def _review_out(cid: str, r: Review, invited_at: datetime | None = None) -> Revi
 
 
 def _identity_out(cid: str, i: Identity) -> IdentityOut:
-    return IdentityOut(kind=i.kind, value=i.value, note=i.note, customer_id=cid)
+    return IdentityOut(
+        kind=i.kind, value=i.value, note=i.note, customer_id=cid, verified=i.verified
+    )
 
 
 def _anomaly_out(a: Anomaly) -> AnomalyOut:
@@ -800,7 +987,17 @@ def _page(
     return _Window(items=window.items, total=len(pairs), next=window.next)
 
 
-def _journeys(store: JourneyStore, customer_id: str) -> tuple[list[Journey], int]:
+def _travelled(store: JourneyStore, customer_id: str, cut: Cut | None) -> Travelled | None:
+    if cut is None:
+        return None
+    return travel(store, customer_id, cut, related_customers(store, customer_id)[1:])
+
+
+def _journeys(
+    store: JourneyStore, customer_id: str, travelled: Travelled | None = None
+) -> tuple[list[Journey], int]:
+    if travelled is not None:
+        return travelled.journeys, travelled.touchpoints
     journeys: list[Journey] = []
     touchpoints = 0
     for cid in related_customers(store, customer_id):
@@ -840,11 +1037,13 @@ def _timeline(
     page: int | None,
     page_size: int,
     cursor: str | None,
+    travelled: Travelled | None = None,
 ) -> TimelinePage:
     """Newest first, by cursor (``next``) or, deprecated, by page number: one indexed range
-    read of the touchpoints rows, whatever the history's length."""
-    keys = _generations(store, journeys)
-    total = store.timeline_total(keys)
+    read of the touchpoints rows, whatever the history's length (back in time: the
+    entries of the fold at the cut)."""
+    keys = _generations(store, journeys) if travelled is None else []
+    total = store.timeline_total(keys) if travelled is None else travelled.timeline_total()
     if cursor is not None or page is None:
         before = decode_cursor("timeline", cursor) if cursor is not None else None
         if before is not None and len(before) != 3:
@@ -855,12 +1054,20 @@ def _timeline(
             )
         except ValueError:
             raise BadCursor("that timeline cursor is from an older version: start again") from None
-        rows = store.timeline(keys, before=after, limit=page_size + 1)
+        rows = (
+            store.timeline(keys, before=after, limit=page_size + 1)
+            if travelled is None
+            else travelled.timeline(before=after, limit=page_size + 1)
+        )
         shown_page = None if cursor is not None else 1
         offset_more = len(rows) > page_size
     else:
         page = max(page, 1)
-        rows = store.timeline(keys, offset=(page - 1) * page_size, limit=page_size + 1)
+        rows = (
+            store.timeline(keys, offset=(page - 1) * page_size, limit=page_size + 1)
+            if travelled is None
+            else travelled.timeline(offset=(page - 1) * page_size, limit=page_size + 1)
+        )
         shown_page = page
         offset_more = len(rows) > page_size
     rows = rows[:page_size]
@@ -935,7 +1142,11 @@ def _flag_facts(j: Journey, rules: ServiceRules) -> _FlagFacts:
 
 
 def _flags(
-    store: JourneyStore, journeys: list[Journey], rules: ServiceRules, now: datetime
+    store: JourneyStore,
+    journeys: list[Journey],
+    rules: ServiceRules,
+    now: datetime,
+    travelled: Travelled | None = None,
 ) -> Flags:
     """Over every item, from facts derived once per folded state (see ``_flag_facts``)."""
     facts = [_flag_facts(j, rules) for j in journeys]
@@ -948,7 +1159,9 @@ def _flags(
         replace_dont_repair=any(
             _replace_dont_repair(p, rules) for j in journeys for p in j.products
         ),
-        known_defects=_unreached_defects(store, [j.customer_id for j in journeys]),
+        known_defects=_unreached_defects(store, [j.customer_id for j in journeys])
+        if travelled is None
+        else travelled.known_defects,
         erased=journeys[0].erased_at is not None,
         deadline_warning=any(f.cases.warning(now) or f.promises.warning(now) for f in facts),
         deadline_breached=any(f.cases.breached(now) for f in facts),
@@ -966,12 +1179,21 @@ def build_customer_view(
     page_size: int = 50,
     limit: int = LIST_LIMIT,
     timeline_cursor: str | None = None,
+    cut: Cut | None = None,
 ) -> CustomerView | None:
     """The merged view of ``customer_id`` and every id linked to it, or None if unknown.
 
     Bounded at any size: each list holds at most ``limit`` items (open items first), with
-    its total and a cursor to the rest; the timeline holds one page."""
-    journeys, touchpoints = _journeys(store, customer_id)
+    its total and a cursor to the rest; the timeline holds one page.
+
+    With ``cut``: the view back in time (projections.travel), judged at the cut's moment
+    (``now`` is not used); None when the customer had no touchpoint by then."""
+    travelled = _travelled(store, customer_id, cut)
+    if cut is not None:
+        if travelled is None:
+            return None
+        now = cut.at
+    journeys, touchpoints = _journeys(store, customer_id, travelled)
     if not journeys:
         return None
     lists: dict[str, Any] = {}
@@ -989,13 +1211,22 @@ def build_customer_view(
     return CustomerView(
         customer_id=customer_id,
         linked_customer_ids=[j.customer_id for j in journeys[1:]],
+        possible_matches=possible_matches(store, [j.customer_id for j in journeys]),
         name=shown,
-        flags=_flags(store, journeys, rules, now),
+        flags=_flags(store, journeys, rules, now, travelled),
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
         erased_at=journeys[0].erased_at,
-        timeline=_timeline(store, journeys, page=page, page_size=page_size, cursor=timeline_cursor),
+        timeline=_timeline(
+            store,
+            journeys,
+            page=page,
+            page_size=page_size,
+            cursor=timeline_cursor,
+            travelled=travelled,
+        ),
         computed_at=now,
+        time_travel=None if cut is None else TimeTravelOut(kind=cut.kind, at=cut.at),
         **lists,
     )
 
@@ -1009,10 +1240,14 @@ def customer_list(
     now: datetime,
     cursor: str | None = None,
     limit: int = LIST_LIMIT,
+    cut: Cut | None = None,
 ) -> ItemPage | None:
-    """One page of one list of the view (``name`` in ``LIST_NAMES``), after ``cursor``."""
-    journeys, _ = _journeys(store, customer_id)
-    if not journeys:
+    """One page of one list of the view (``name`` in ``LIST_NAMES``), after ``cursor``
+    (with ``cut``: of the view back in time, judged at its moment)."""
+    travelled = _travelled(store, customer_id, cut)
+    now = now if cut is None else cut.at
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if not journeys or (cut is not None and travelled is None):
         return None
     after = decode_cursor(name, cursor) if cursor is not None else None
     window = _page(name, journeys, after=after, limit=limit)
@@ -1035,10 +1270,14 @@ def customer_cases(
     now: datetime,
     cursor: str | None = None,
     limit: int = LIST_LIMIT,
+    cut: Cut | None = None,
 ) -> CasePage | None:
-    """One page of a customer's open (or closed) cases, newest first, after ``cursor``."""
-    journeys, _ = _journeys(store, customer_id)
-    if not journeys:
+    """One page of a customer's open (or closed) cases, newest first, after ``cursor``
+    (with ``cut``: of the view back in time, judged at its moment)."""
+    travelled = _travelled(store, customer_id, cut)
+    now = now if cut is None else cut.at
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if not journeys or (cut is not None and travelled is None):
         return None
     name = f"{status}_cases"
     after = decode_cursor(name, cursor) if cursor is not None else None
@@ -1058,26 +1297,47 @@ def customer_timeline(
     page: int | None,
     page_size: int,
     cursor: str | None,
+    cut: Cut | None = None,
 ) -> TimelinePage | None:
-    journeys, _ = _journeys(store, customer_id)
-    if not journeys:
+    travelled = _travelled(store, customer_id, cut)
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if not journeys or (cut is not None and travelled is None):
         return None
-    return _timeline(store, journeys, page=page, page_size=page_size, cursor=cursor)
+    return _timeline(
+        store, journeys, page=page, page_size=page_size, cursor=cursor, travelled=travelled
+    )
 
 
 def customer_case(
-    store: JourneyStore, customer_id: str, case_id: str, *, rules: ServiceRules, now: datetime
+    store: JourneyStore,
+    customer_id: str,
+    case_id: str,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    cut: Cut | None = None,
 ) -> tuple[CaseOut, SubmissionOut | None, list[TimelineOut]] | None:
     """One case of a customer (or of one linked to them) in full: its whole conversation,
-    what was submitted for it, and its timeline."""
-    journeys, _ = _journeys(store, customer_id)
+    what was submitted for it, and its timeline (with ``cut``: back in time)."""
+    travelled = _travelled(store, customer_id, cut)
+    now = now if cut is None else cut.at
+    journeys, _ = _journeys(store, customer_id, travelled)
+    if cut is not None and travelled is None:
+        return None
     for j in journeys:
         case = j.cases.get(case_id)
         if case is None:
             continue
         submission = next((s for s in j.submissions if s.case_id == case_id), None)
-        keys = [k for k in _generations(store, [j]) if k[0] == j.customer_id]
-        entries = store.timeline(keys, case_id=case_id, limit=CASE_TIMELINE_LIMIT)
+        if travelled is None:
+            keys = [k for k in _generations(store, [j]) if k[0] == j.customer_id]
+            entries = store.timeline(keys, case_id=case_id, limit=CASE_TIMELINE_LIMIT)
+        else:
+            entries = [
+                (e, cid)
+                for e, cid in travelled.timeline(case_id=case_id, limit=CASE_TIMELINE_LIMIT)
+                if cid == j.customer_id
+            ]
         return (
             _case_out(j.customer_id, case, rules, now, messages=None),
             _submission_out(j, submission) if submission else None,

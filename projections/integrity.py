@@ -47,7 +47,10 @@ STORE_KIND = "journey-views"
 # 5: snapshots and one compact touchpoints row per touchpoint (16-byte ids and hashes,
 # integer times, dictionary-deflated facts) instead of the aggregates' event copy; query
 # tables written as diffs (owned_products keyed by position).
-SCHEMA_VERSION = "5"
+# 6: identities say whether they are verified; a link is one row, of the customer whose
+# stream made it (deleted by IdentityUnlinked and erasure).
+# 7: touchpoints.logged_at, when the log received each touchpoint (time travel: known-at).
+SCHEMA_VERSION = "7"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 

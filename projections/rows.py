@@ -11,7 +11,7 @@ from typing import Any
 
 from domain import catalogue as c
 from domain.envelope import Touchpoint
-from domain.journey import Journey
+from domain.journey import Journey, same_identity
 from domain.positions import TopicPartition
 from projections.backends import Statement
 
@@ -71,7 +71,9 @@ _TABLES = {
             ("customer_id",),
         ),
         _Table(
-            "identities", ("kind", "value", "norm", "customer_id"), ("kind", "value", "customer_id")
+            "identities",
+            ("kind", "value", "norm", "customer_id", "verified"),
+            ("kind", "value", "customer_id"),
         ),
         _Table("links", ("customer_id", "other_id"), ("customer_id", "other_id")),
         _Table(
@@ -113,8 +115,10 @@ _TABLES = {
         ),
     )
 }
-# Links are facts about two customers, kept when either side's journey moves on.
-_NEVER_DELETED = frozenset({"links"})
+# Every table holds rows of one customer's journey only (a link is the row of the customer
+# whose stream made it, read in both directions), so a diff may delete any of them: an
+# IdentityUnlinked or an erasure takes the customer's links away with its journey's.
+_NEVER_DELETED: frozenset[str] = frozenset()
 
 
 def clock_text(at: datetime) -> str:
@@ -123,7 +127,7 @@ def clock_text(at: datetime) -> str:
 
 
 def norm_identity(value: str) -> str:
-    return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
+    return same_identity(value)
 
 
 _NAME_FIELDS = ("name", "full_name", "fullname", "navn", "namn", "fornavn", "förnamn")
@@ -176,10 +180,12 @@ def customer_rows(
         ),
     )
     for ident in j.identities:
-        put("identities", (ident.kind, ident.value, norm_identity(ident.value), cid))
+        put(
+            "identities",
+            (ident.kind, ident.value, norm_identity(ident.value), cid, int(ident.verified)),
+        )
     for other in j.linked_customers:
         put("links", (cid, other))
-        put("links", (other, cid))
     for case in j.cases.values():
         # An overdue reply stays listed (its clock row stays) until a reply stops the clock,
         # the case is resolved, or an agent acknowledges the recorded breach.

@@ -18,13 +18,15 @@ _COMMON = [
     # causes and for a cold read's tail after the customer's snapshot. event_id and
     # content_hash are 16 bytes, at is microseconds since the epoch. seq numbers a
     # customer's touchpoints in the order folded. An erasure empties summary, text and fact
-    # of the generations before it.
+    # of the generations before it. logged_at is when the log received the touchpoint (the
+    # record's timestamp, microseconds): what the engine knew at a moment (known-at views,
+    # projections/travel.py) is every row logged by then.
     """CREATE TABLE IF NOT EXISTS touchpoints (
         id {serial}, event_id {blob} NOT NULL UNIQUE, customer_id TEXT NOT NULL,
         generation INTEGER NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL,
         type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT, text TEXT,
         content_hash {blob} NOT NULL, partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
-        fact {blob})""",
+        fact {blob}, logged_at BIGINT NOT NULL)""",
     # The timeline, newest first, a page at a time; with seq in it, a cold read finds the
     # rows folded since the snapshot without visiting the others.
     """CREATE INDEX IF NOT EXISTS touchpoints_timeline
@@ -41,13 +43,18 @@ _COMMON = [
         phone TEXT, touchpoints BIGINT NOT NULL, first_seen TEXT, last_seen TEXT,
         erased_at TEXT, topic TEXT NOT NULL, partition INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS customers_id_norm ON customers (id_norm)",
+    # verified = 1: checked by its producer (see domain.journey.Identity); only those merge
+    # customers and answer lookups, the others are claims shown as possible matches.
     """CREATE TABLE IF NOT EXISTS identities (
         kind TEXT NOT NULL, value TEXT NOT NULL, norm TEXT NOT NULL, customer_id TEXT NOT NULL,
-        PRIMARY KEY (kind, value, customer_id))""",
+        verified INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (kind, value, customer_id))""",
     "CREATE INDEX IF NOT EXISTS identities_norm ON identities (norm)",
     "CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id)",
+    # A verified IdentityLinked of kind customer_id: customer_id's stream says other_id is
+    # the same person (read in both directions).
     """CREATE TABLE IF NOT EXISTS links (
         customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
+    "CREATE INDEX IF NOT EXISTS links_other ON links (other_id)",
     """CREATE TABLE IF NOT EXISTS clocks (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
         team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,

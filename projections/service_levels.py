@@ -129,6 +129,7 @@ def open_items(
         for r in store.query("SELECT customer_id, kind, ref, due_at FROM breaches")
     }
     items = []
+    person_names: dict[str, str | None] = {}
     for (
         cid,
         own_name,
@@ -152,7 +153,10 @@ def open_items(
         state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
         name = own_name
         if with_names and name is None and not erased:
-            name = _person_name(store, cid)
+            # Once per customer, not per clock: a customer may have thousands of clocks.
+            if cid not in person_names:
+                person_names[cid] = _person_name(store, cid)
+            name = person_names[cid]
         items.append(
             ServiceItem(
                 customer_id=cid,

@@ -23,9 +23,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -174,6 +174,7 @@ class _Folded:
     digest: str
     generation: int
     seq: int
+    logged_at: int  # microseconds since the epoch: when the log received it
 
 
 def find_conflicts(
@@ -409,6 +410,32 @@ class JourneyStore:
 
     # ------------------------------------------------------------------ loading
 
+    def snapshot(self, customer_id: str) -> tuple[CustomerJourney, int] | None:
+        """A copy of the customer's stored snapshot of its own and how many touchpoints it
+        holds; None when there is none or it cannot be read. For readers that fold on from
+        it themselves (time travel: projections/travel.py)."""
+        rows = self.query(
+            "SELECT generation, touchpoints, topic, state FROM snapshots WHERE customer_id = ?",
+            (customer_id,),
+        )
+        if not rows:
+            return None
+        generation, since, topic, state = rows[0]
+        try:
+            agg = snapshots.restore(
+                self._mapper,
+                StoredEvent(
+                    journey_id(customer_id, int(generation)),
+                    int(since) + 1,
+                    str(topic),
+                    bytes(state),
+                ),
+            )
+        except Exception as exc:
+            logger.warning("snapshot unreadable", customer_id=customer_id, error=repr(exc))
+            return None
+        return agg, int(since)
+
     def _load(
         self, customer_id: str, generation: int, erased_at: str | None = None
     ) -> CustomerJourney:
@@ -496,12 +523,15 @@ class JourneyStore:
         items: Sequence[tuple[int, Touchpoint]],
         last_offset: int,
         dead_letters: Sequence[DeadLetterRow] = (),
+        logged_at: Mapping[int, datetime] | None = None,
     ) -> BatchResult:
         """Fold a batch of one partition and record it with its position atomically.
 
         ``items`` are (offset, touchpoint) in offset order; ``last_offset`` is the offset of
         the last message of the batch (dead letters included) and becomes the position;
         ``dead_letters`` are recorded in the same transaction (and kept as the DLQ outbox).
+        ``logged_at`` gives, per offset, when the log received the message (its record
+        timestamp); an offset it leaves out counts as received now, when it is recorded.
 
         Raises :class:`BatchRejected` (nothing recorded) when some touchpoints are poison:
         the fold raised on them, or they reuse a recorded event_id with other content. Any
@@ -510,7 +540,7 @@ class JourneyStore:
         """
         with self._lock:
             try:
-                return self._process(tp, items, last_offset, dead_letters)
+                return self._process(tp, items, last_offset, dead_letters, logged_at or {})
             except BatchRejected:
                 raise  # poison: its text is the message's, never a sign of a damaged file
             except IntegrityError as exc:
@@ -542,10 +572,13 @@ class JourneyStore:
         items: Sequence[tuple[int, Touchpoint]],
         last_offset: int,
         dead_letters: Sequence[DeadLetterRow],
+        logged_at: Mapping[int, datetime],
     ) -> BatchResult:
         touched: dict[str, _Live] = {}
         try:
-            result = self._fold_and_record(tp, items, last_offset, dead_letters, touched)
+            result = self._fold_and_record(
+                tp, items, last_offset, dead_letters, touched, logged_at=logged_at
+            )
         except BaseException:
             # Those customers were changed in memory but not committed.
             for cid in touched:
@@ -565,8 +598,11 @@ class JourneyStore:
         last_offset: int,
         dead_letters: Sequence[DeadLetterRow],
         touched: dict[str, _Live],
+        *,
+        logged_at: Mapping[int, datetime],
     ) -> BatchResult:
         result = BatchResult()
+        received_now = at_micros(datetime.now(UTC))
         known = self._known_hashes([str(t.event_id) for _, t in items])
         stored = self._stored_state({t.customer_id for _, t in items})
         folded: list[_Folded] = []
@@ -629,7 +665,15 @@ class JourneyStore:
                 continue
             known[event_id] = digest  # only a folded copy makes a later one a duplicate
             folded.append(
-                _Folded(offset, touchpoint, raw, digest, live.agg.generation, live.agg.touchpoints)
+                _Folded(
+                    offset,
+                    touchpoint,
+                    raw,
+                    digest,
+                    live.agg.generation,
+                    live.agg.touchpoints,
+                    at_micros(logged_at[offset]) if offset in logged_at else received_now,
+                )
             )
             writes.extend(facts)
             last_of[cid] = offset
@@ -760,8 +804,8 @@ class JourneyStore:
             fact = pack(f.raw)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
-            ' case_id, text, content_hash, partition, "offset", fact)'
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ' case_id, text, content_hash, partition, "offset", fact, logged_at)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 t.event_id.bytes,
                 t.customer_id,
@@ -776,6 +820,7 @@ class JourneyStore:
                 tp.partition,
                 f.offset,
                 fact,
+                f.logged_at,
             ),
         )
 

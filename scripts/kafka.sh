@@ -12,6 +12,13 @@
 #   KAFKA_PORT=29092 KAFKA_STATE_DIR=/tmp/k2 KAFKA_LIBS=.cache/kafka/libs scripts/kafka.sh start
 # KAFKA_LIBS (default $KAFKA_STATE_DIR/libs) lets it share the jars already resolved;
 # KAFKA_HEAP (default 1g) its -Xmx.
+#
+# A secured listener beside the plain one (tests of SASL/SCRAM over TLS start their own broker
+# so): KAFKA_SASL_SSL_PORT=<port> adds SASL_SSL://127.0.0.1:<port> with SCRAM-SHA-512 and
+# SCRAM-SHA-256. The user KAFKA_SCRAM_USER (default journey) with KAFKA_SCRAM_PASSWORD (required
+# then) is created when the storage is formatted; the broker's TLS key and self-signed
+# certificate (for 127.0.0.1 and localhost, made with keytool) go to $KAFKA_STATE_DIR/tls/, the
+# certificate as ca.pem for clients to trust.
 # The broker jars come from Maven Central through scripts/kafka/pom.xml (first run only,
 # needs java >= 17 and mvn); everything else lives under .cache/kafka/ (git-ignored):
 # libs/, data/ (infinite retention, auto topic creation off), broker.log, broker.pid, and
@@ -41,6 +48,19 @@ if ! [[ $PORT =~ ^[0-9]+$ ]] || ((PORT < 1024 || PORT > 65534)); then
 fi
 CPORT=$((PORT + 1))
 ADDRESS=$HOST:$PORT
+SASL_SSL_PORT=${KAFKA_SASL_SSL_PORT:-}
+SCRAM_USER=${KAFKA_SCRAM_USER:-journey}
+TLS=$STATE/tls
+if [[ -n $SASL_SSL_PORT ]]; then
+    if ! [[ $SASL_SSL_PORT =~ ^[0-9]+$ ]] || ((SASL_SSL_PORT < 1024 || SASL_SSL_PORT > 65535)); then
+        echo "kafka: KAFKA_SASL_SSL_PORT=$SASL_SSL_PORT is not a port number in 1024..65535" >&2
+        exit 2
+    fi
+    if [[ -z ${KAFKA_SCRAM_PASSWORD:-} ]]; then
+        echo "kafka: KAFKA_SASL_SSL_PORT needs KAFKA_SCRAM_PASSWORD (the SCRAM user's password)" >&2
+        exit 2
+    fi
+fi
 WANTED_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
 
 say() { echo "kafka: $*"; }
@@ -142,16 +162,61 @@ show_log_tail() {
     fi
 }
 
+# The broker's TLS identity: a key pair and a self-signed certificate for this host, made
+# once per state directory; the certificate, as PEM, is what clients trust (ca.pem).
+ensure_tls() {
+    [[ -f $TLS/broker.p12 && -f $TLS/ca.pem ]] && return
+    command -v keytool >/dev/null 2>&1 ||
+        die "keytool not found (it comes with Java 17): apt-get install -y openjdk-17-jdk-headless"
+    mkdir -p "$TLS"
+    rm -f "$TLS/broker.p12" "$TLS/ca.pem"
+    # The store password only guards a throw-away test key; it never leaves this directory.
+    head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$TLS/store.pass"
+    local pass
+    pass=$(cat "$TLS/store.pass")
+    keytool -genkeypair -noprompt -alias broker -keyalg RSA -keysize 2048 -validity 30 \
+        -dname "CN=$HOST" -ext "SAN=IP:$HOST,DNS:localhost" -storetype PKCS12 \
+        -keystore "$TLS/broker.p12" -storepass "$pass" -keypass "$pass" >>"$OUT" 2>&1 ||
+        die "keytool could not make the broker's TLS key (see $OUT)"
+    keytool -exportcert -rfc -alias broker -keystore "$TLS/broker.p12" -storepass "$pass" \
+        -file "$TLS/ca.pem" >>"$OUT" 2>&1 || die "keytool could not export the certificate"
+}
+
+secure_config() {
+    [[ -n $SASL_SSL_PORT ]] || return 0
+    local pass
+    pass=$(cat "$TLS/store.pass")
+    cat <<EOF
+# SASL/SCRAM over TLS (KAFKA_SASL_SSL_PORT): authentication only, no ACLs
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$pass
+ssl.key.password=$pass
+EOF
+}
+
 write_config() {
+    local listeners="PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CPORT"
+    local advertised="PLAINTEXT://$HOST:$PORT"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [[ -n $SASL_SSL_PORT ]]; then
+        ensure_tls
+        listeners+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+        advertised+=",SASL_SSL://$HOST:$SASL_SSL_PORT"
+        protocols+=",SASL_SSL:SASL_SSL"
+    fi
     cat >"$CONF" <<EOF
 # Written by scripts/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CPORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CPORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA
 num.partitions=6
@@ -169,6 +234,7 @@ share.coordinator.state.topic.min.isr=1
 # a single test broker: let consumer groups form at once
 group.initial.rebalance.delay.ms=0
 EOF
+    secure_config >>"$CONF"
 }
 
 java_cmd() {
@@ -183,7 +249,13 @@ format_storage() {
     cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid 2>>"$OUT" | tail -n 1)
     [[ -n $cluster_id ]] || { show_log_tail; die "could not make a cluster id"; }
     say "formatting $DATA (cluster id $cluster_id)"
-    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" >>"$OUT" 2>&1 ||
+    local scram=()
+    if [[ -n $SASL_SSL_PORT ]]; then
+        # The SCRAM user exists from the first start (KRaft keeps credentials in metadata).
+        scram=(--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$KAFKA_SCRAM_PASSWORD]"
+            --add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$KAFKA_SCRAM_PASSWORD]")
+    fi
+    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" "${scram[@]}" >>"$OUT" 2>&1 ||
         { show_log_tail; die "formatting the storage failed"; }
 }
 
@@ -209,7 +281,7 @@ start() {
     else
         rm -f "$PIDFILE"
         local p
-        for p in "$PORT" "$CPORT"; do
+        for p in "$PORT" "$CPORT" $SASL_SSL_PORT; do
             if port_open "$p"; then
                 die "$HOST:$p is already in use by a process this script did not start" \
                     "(no live pid in $PIDFILE). Stop it, or pick other ports: KAFKA_PORT=<port> make kafka" \

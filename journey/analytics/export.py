@@ -215,7 +215,7 @@ def store_resolver(store: JourneyStore) -> Resolver:
 
     def someone_elses_identifier(cid: str, group: set[str]) -> bool:
         rows = store.query(
-            "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name'",
+            "SELECT customer_id FROM identities WHERE norm = ? AND kind != 'name' AND verified = 1",
             (norm_identity(cid),),
         )
         return any(str(r[0]) != cid and str(r[0]) in group for r in rows)

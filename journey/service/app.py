@@ -24,6 +24,7 @@ from journey.service.routers import (
     defects,
     events,
     health,
+    identities,
     live,
     service_levels,
 )
@@ -84,7 +85,7 @@ def create_app(
     )
     app.add_middleware(RequestMetrics, metrics=metrics)
     install_error_handlers(app)
-    for router in (customers, service_levels, defects, events, health, audit):
+    for router in (customers, service_levels, defects, events, health, audit, identities):
         app.include_router(router.router)
     if console:
         from journey.service.console import register_console

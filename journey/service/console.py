@@ -35,6 +35,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup, escape
 from pydantic import BaseModel, Field, TypeAdapter
 
+from domain.bounds import MAX_MOMENT_CHARS, InvalidMoment, parse_moment
 from journey.security.keys import SESSION_TTL
 from journey.service.deps import AgentDep, audit, require
 from journey.service.errors import ServiceError
@@ -68,8 +69,10 @@ from projections.customer_view import (
     build_customer_view,
     customer_cases,
     customer_list,
+    lookup_customer,
 )
 from projections.service_levels import ServiceItem, build_service_levels
+from projections.travel import Cut
 
 __all__ = [
     "ZONE_COOKIE",
@@ -469,14 +472,21 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             zone=zone_of(request, service.settings),
         )
 
-    def no_such_customer(
+    async def no_such_customer(
         request: Request, service: Service, key: str, freshness: Freshness
     ) -> HTMLResponse:
-        """404 when the view is up to date, else 503: it may not have folded them yet."""
+        """404 when the view is up to date, else 503: it may not have folded them yet; 300
+        with the candidates when the key is only claimed (never one of their views)."""
+        candidates = (
+            (await service.read(lambda s: lookup_customer(s, key))).candidates
+            if freshness.fresh
+            else []
+        )
         return page(
             request,
             "missing.html",
-            status=404 if freshness.fresh else 503,
+            status=300 if candidates else 404 if freshness.fresh else 503,
+            candidates=candidates,
             key=key,
             freshness=freshness,
             freshness_html=freshness_html(service, freshness),
@@ -511,13 +521,11 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             merged=True,
         )
         if query:
-            exact = [
-                h
-                for h in hits
-                if h.customer_id == query or h.matched_value.lower() == query.lower()
-            ]
-            if len({h.customer_id for h in exact}) == 1:
-                target = quote(exact[0].customer_id, safe="")
+            # Straight to the customer only when the query names one for sure (an id or a
+            # verified identity): a form's e-mail or phone is a claim, and lists its hits.
+            named = (await service.read(lambda s: lookup_customer(s, query))).customer_id
+            if named is not None:
+                target = quote(named, safe="")
                 return RedirectResponse(f"/console/customers/{target}", status_code=303)
         found = await levels(service)
         work = {
@@ -595,20 +603,42 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         request: Request,
         who: AgentDep,
         key: str,
+        *,
         page_no: Annotated[int, Query(alias="page", ge=1)] = 1,
+        as_of: Annotated[str | None, Query(max_length=MAX_MOMENT_CHARS)] = None,
+        known_at: Annotated[str | None, Query(max_length=MAX_MOMENT_CHARS)] = None,
     ) -> Response:
         service = svc()
+        # A view back in time (?as_of= / ?known_at=): a banner says which, and it is not
+        # kept live (the live stream shows today).
+        cut: Cut | None = None
+        for name, text in (("as_of", as_of), ("known_at", known_at)):
+            if text is not None and cut is None:
+                try:
+                    at = parse_moment(text, now=service.clock(), name=name)
+                except InvalidMoment as exc:
+                    return page(
+                        request,
+                        "missing.html",
+                        status=422,
+                        freshness=None,
+                        heading="Not a time to look back to",
+                        message=str(exc),
+                        title="Not a time",
+                        q="",
+                    )
+                cut = Cut("as_of" if name == "as_of" else "known_at", at)
         cid, freshness = await service.settle_customer(key, None)
         view = None
         if cid is not None:
             found = cid
             view = await service.read(
                 lambda s: build_customer_view(
-                    s, found, rules=service.rules, now=service.clock(), page=page_no
+                    s, found, rules=service.rules, now=service.clock(), page=page_no, cut=cut
                 )
             )
         if view is None:
-            return no_such_customer(request, service, key, freshness)
+            return await no_such_customer(request, service, key, freshness)
         await audit(
             request,
             service,
@@ -618,6 +648,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             lookup="id" if view.customer_id == key else "identity",
         )
         zone = zone_of(request, service.settings)
+        live = f"/customers/{quote(view.customer_id, safe='')}/events?format=html&page={page_no}"
         return page(
             request,
             "customer.html",
@@ -625,8 +656,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             page=page_no,
             view_html=render_view(view, page=page_no, zone=zone),
             freshness_html=freshness_html(service, freshness),
-            live_url=f"/customers/{quote(view.customer_id, safe='')}/events?format=html"
-            f"&page={page_no}",
+            live_url="" if cut is not None else live,
             title=view.name or view.customer_id,
             q="",
         )
@@ -670,7 +700,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 lambda s: build_customer_view(s, who, rules=service.rules, now=service.clock())
             )
         if view is None or (found is None and not bad_cursor):
-            return no_such_customer(request, service, key, freshness)
+            return await no_such_customer(request, service, key, freshness)
         await audit(
             request,
             service,

@@ -23,14 +23,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from consumers.log import LogError
 from journey.service.freshness import BadToken
 from journey.service.headers import security_headers
-from journey.service.models import ErrorBody, ErrorOut, NotFreshOut
+from journey.service.models import Answer, ErrorBody, ErrorOut, NotFreshOut
 from journey.service.runtime import AuditUnavailable, LogUnavailable, NotFresh, Service
+from projections.customer_view import Lookup
 from projections.integrity import StoreError
 
 __all__ = [
     "CUSTOMER_ERRORS",
     "E404",
     "READ_ERRORS",
+    "ChooseOne",
     "ServiceError",
     "error_response",
     "install_error_handlers",
@@ -58,6 +60,15 @@ class ServiceError(Exception):
         )
 
 
+class ChooseOne(Exception):
+    """The key names no one customer for sure (only unverified claims, or verified owners who
+    are not one person): 300 Multiple Choices with the candidates, never someone's view."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("several candidates")
+        self.response = response
+
+
 def error_response(status: int, body: ErrorBody, headers: dict[str, str] | None = None) -> Response:
     return Response(
         ErrorOut(error=body).model_dump_json(exclude_none=True),
@@ -76,6 +87,12 @@ E503 = {
     "description": "The view did not reach the requested position (or the log head) within "
     "the bound: the lag, instead of stale data. Retry, or pass stale=true.",
 }
+E300 = {
+    "model": Answer[Lookup],
+    "description": "The key is an identity only claimed (a web form, an unverified "
+    "IdentityLinked), or held verified by customers who are not one person: the candidates "
+    "(`data.candidates`), never anyone's view. Ask by a customer id.",
+}
 E401 = {"model": ErrorOut, "description": "No valid key: send Authorization: Bearer <key>"}
 E403 = {"model": ErrorOut, "description": "The key's role may not read this (agent or admin)"}
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -85,7 +102,7 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     422: E422,
     503: E503,
 }
-CUSTOMER_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: E404}
+CUSTOMER_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: E404, 300: E300}
 
 
 def _service(request: Request) -> Service | None:
@@ -204,9 +221,15 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _on_choose_one(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ChooseOne)
+    return exc.response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure answers as ``ErrorOut`` (``NotFreshOut`` for not_fresh)."""
     app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(ChooseOne, _on_choose_one)
     app.add_exception_handler(BadToken, _on_bad_token)
     app.add_exception_handler(NotFresh, _on_not_fresh)
     app.add_exception_handler(AuditUnavailable, _on_audit_unavailable)

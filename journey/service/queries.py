@@ -8,6 +8,7 @@ from domain.rules import ServiceRules
 from journey.service.models import CaseDetail, SearchHit
 from projections.customer_view import customer_case
 from projections.store import JourneyStore, norm_identity
+from projections.travel import Cut
 
 __all__ = ["case_detail", "search_customers"]
 
@@ -84,10 +85,17 @@ def search_customers(store: JourneyStore, query: str, limit: int = 20) -> list[S
 
 
 def case_detail(
-    store: JourneyStore, customer_id: str, case_id: str, *, rules: ServiceRules, now: datetime
+    store: JourneyStore,
+    customer_id: str,
+    case_id: str,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    cut: Cut | None = None,
 ) -> CaseDetail | None:
-    """One case of a customer (or of a customer linked to them) with its whole timeline."""
-    found = customer_case(store, customer_id, case_id, rules=rules, now=now)
+    """One case of a customer (or of a customer linked to them) with its whole timeline
+    (with ``cut``: back in time)."""
+    found = customer_case(store, customer_id, case_id, rules=rules, now=now, cut=cut)
     if found is None:
         return None
     case, submission, timeline = found

@@ -173,8 +173,13 @@ def test_search_by_phone_goes_straight_to_the_customer(browser: Any, console: Ru
 
     page = browser.new_page()
     page.goto(console.server.url + "/")
+    page.get_by_label("Find a customer").fill("+46701234567")  # Sven's verified phone
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sven Berg")
+    # Erik's e-mail was only typed into forms: a claim lists him as a hit to open.
     page.get_by_label("Find a customer").fill("erik.haugen@example.no")
     page.keyboard.press("Enter")
+    page.locator("#hits > li", has_text="Erik Haugen").get_by_role("link").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Erik Haugen")
     expect(page.get_by_role("heading", name="What they submitted")).to_be_visible()
     expect(page.locator(".verbatim").first).to_contain_text("floating rate")
@@ -494,3 +499,47 @@ def test_line_separators_reach_the_browser_intact(browser: Any, console: Running
     assert said.evaluate("el => el.textContent") == text
     page.wait_for_function("t => window.__said.includes(t)", arg=text, timeout=10_000)
     page.close()
+
+
+def test_an_agent_confirms_a_possible_match_and_the_view_merges_live(
+    browser: Any, console: Running
+) -> None:
+    """Issue 12 item 4: a form that typed Sven's e-mail is only a possible match; the agent
+    names themself and confirms; the page (live) then shows the two as one customer."""
+    from datetime import UTC, datetime
+
+    from playwright.sync_api import expect
+
+    from domain import catalogue as c
+    from domain.envelope import new_touchpoint
+
+    cid = f"cust-web-{uuid.uuid4().hex[:6]}"
+    claim = new_touchpoint(
+        c.SignupRequested(
+            case_id=f"{cid}-form",
+            form="join",
+            fields={"name": "Sven B.", "email": "sven.berg@example.se"},
+        ),
+        customer_id=cid,
+        occurred_at=datetime.now(UTC),
+        source="web",
+    )
+    token = tokens_of(console.emitter.emit_touchpoints([claim]))
+    assert console.get(f"/customers/{cid}", params={"after": token}).status_code == 200
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{console.server.url}/console/customers/{cid}")
+    expect(page.locator("#live-state")).to_have_text("Live")
+    expect(page.get_by_role("heading", name="Possible matches to confirm (1)")).to_be_visible()
+    # (the live view may re-render without the match before the status line shows)
+    page.get_by_role("button", name="Same person: merge").click()
+    expect(page.locator("header.who")).to_contain_text("also known as cust-sven", timeout=15_000)
+    expect(page.get_by_role("heading", name="Possible matches to confirm (1)")).to_have_count(0)
+    assert not errors, errors
+    page.close()
+    view = console.get(f"/customers/{cid}").json()["data"]
+    # Sven, and through him the text keyed by his verified phone.
+    assert view["linked_customer_ids"] == ["cust-sven", "+46 70 123 45 67"]
+    linked = next(e for e in view["timeline"]["entries"] if e["type"] == "IdentityLinked")
+    assert linked["summary"] == "Identity linked (verified): customer_id cust-sven"

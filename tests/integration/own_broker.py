@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kafka.sh"
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
     """A port p with p and p+1 free (broker and controller)."""
     for _ in range(50):
         with socket.socket() as s:
@@ -45,9 +45,18 @@ def _jars() -> Path:
     pytest.fail("no resolved Kafka jars: run `make kafka` once (or set KAFKA_LIBS)")
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class OwnBroker:
-    def __init__(self, state: Path, port: int) -> None:
+    """``extra_env``: more scripts/kafka.sh settings, e.g. a SASL_SSL listener."""
+
+    def __init__(self, state: Path, port: int, extra_env: dict[str, str] | None = None) -> None:
         self.port = port
+        self.state = state
         self.address = f"127.0.0.1:{port}"
         self.env = {
             **os.environ,
@@ -55,6 +64,7 @@ class OwnBroker:
             "KAFKA_STATE_DIR": str(state),
             "KAFKA_LIBS": str(_jars()),
             "KAFKA_HEAP": "384m",
+            **(extra_env or {}),
         }
 
     def _script(self, command: str) -> None:
@@ -81,7 +91,7 @@ class OwnBroker:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
     if shutil.which("java") is None:
         pytest.fail("java is needed to run a broker of the test's own")
-    own = OwnBroker(tmp_path_factory.mktemp("kafka-own"), _free_port_pair())
+    own = OwnBroker(tmp_path_factory.mktemp("kafka-own"), free_port_pair())
     own.start()
     try:
         yield own

@@ -103,6 +103,17 @@ def messages_of_type(pipeline: Pipeline, type_name: str, customer_id: str) -> in
 # ------------------------------------------------------------------------------ the bank
 
 
+def test_bank_form_identities_are_claims_that_name_candidates(played: Pipeline) -> None:
+    # What a web form carries is unverified: a lookup by it offers Erik as a candidate
+    # instead of showing his view to whoever typed his e-mail.
+    for key in ("erik.haugen@example.no", "+47 912 34 567"):
+        found = played.lookup(key)
+        assert found.customer_id is None, key
+        assert [(m.customer_id, m.verified) for m in found.candidates] == [("cust-erik", False)]
+    erik = view(played, "cust-erik")
+    assert erik.linked_customer_ids == [] and erik.possible_matches == []
+
+
 def test_bank_view_shows_exactly_what_the_customer_typed(played: Pipeline) -> None:
     erik = view(played, "cust-erik")
     assert erik.name == "Erik Haugen"
@@ -159,17 +170,26 @@ def test_dell_serial_corrected_and_confirmed(played: Pipeline) -> None:
 def test_dell_any_identity_finds_the_customer_and_the_sms_lands_in_his_view(
     played: Pipeline,
 ) -> None:
+    # Verified identities (his account's e-mail, the phone the agent confirmed, the serial
+    # Dell corrected) find him ...
     for key in (
         "sven.berg@example.se",
         "SVEN.BERG@example.se",
         "+46 70 123 45 67",
         "+46701234567",
-        "CN-0X1Y2Z",
         "CN-0X1Y2Z-74210",
     ):
         assert view(played, key).customer_id in ("cust-sven", "+46 70 123 45 67"), key
+    # ... the serial as he typed it is only a claim: the lookup names him as a candidate.
+    typed = played.lookup("CN-0X1Y2Z")
+    assert typed.customer_id is None
+    assert [(m.customer_id, m.verified) for m in typed.candidates] == [("cust-sven", False)]
     sven = view(played, "cust-sven")
     assert "+46 70 123 45 67" in sven.linked_customer_ids
+    assert {(i.kind, i.verified) for i in sven.identities if i.kind in ("email", "phone")} == {
+        ("email", True),
+        ("phone", True),
+    }
     sms = next(k for k in sven.open_cases if k.case_id == "dell-sms-1")
     assert sms.channel == "sms" and sms.answered is False
     # On the agents' work list the SMS carries the person's name, not the raw phone key.
@@ -316,7 +336,7 @@ def test_identity_linked_merges_two_customer_ids_across_partitions(played: Pipel
             source="test",
         ),
         new_touchpoint(
-            c.IdentityLinked(kind="customer_id", value=b),
+            c.IdentityLinked(kind="customer_id", value=b, verified=True),
             customer_id=a,
             occurred_at=at + timedelta(minutes=9),
             source="crm",

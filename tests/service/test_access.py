@@ -348,13 +348,14 @@ def test_journey_view_leaves_a_record_too(svc: Running) -> None:
     settings = svc.service.settings
     common = [JOURNEY, "--broker", settings.broker, "--topic", TOPIC, "--store", settings.store]
     shown = subprocess.run(
-        [*common, "view", "erik.haugen@example.no", "--json"],
+        # (a verified identity: a claimed one names candidates and reads no view)
+        [*common, "view", "sven.berg@example.se", "--json"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert json.loads(shown.stdout)["customer_id"] == "cust-erik"
-    records = read_audit(svc.log, settings.audit_topic, customer="cust-erik")
+    assert json.loads(shown.stdout)["customer_id"] == "cust-sven"
+    records = read_audit(svc.log, settings.audit_topic, customer="cust-sven")
     assert [(r.action, r.lookup, r.route) for r in records] == [
         ("cli.view", "identity", "journey view")
     ]

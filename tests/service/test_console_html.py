@@ -66,6 +66,10 @@ def test_search_results_and_exact_match_redirect(svc: Running) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/console/customers/cust-sven"
     assert "Nobody matches" in svc.get("/", params={"q": "qqq-nobody"}).text
+    # An e-mail only typed into a form is a claim: its hits are listed, no redirect.
+    claimed = svc.get("/", params={"q": "erik.haugen@example.no"}, follow_redirects=False)
+    assert claimed.status_code == 200
+    assert 'href="/console/customers/cust-erik"' in claimed.text
 
 
 def test_customer_page(svc: Running) -> None:
@@ -189,3 +193,41 @@ def test_a_marketplace_customer_shows_cancelled_promises_reviews_and_unknown_car
     assert "order MK-501" in html and "invited " in html
     assert "<td>—</td>" in html  # a shipment whose carrier the marketplace did not name
     assert "cancelled: Out of stock at the seller" in html
+
+
+def test_a_possible_match_is_shown_to_confirm_and_a_claimed_key_lists_candidates(
+    svc: Running,
+) -> None:
+    """Issue 12 item 4: the customer page shows unverified claims as possible matches with a
+    button to confirm; a console address by a claimed identity lists the candidates (300)
+    instead of showing anyone's page."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from domain import catalogue as c
+    from domain.envelope import new_touchpoint
+    from journey.service.freshness import tokens_of
+
+    cid = f"cust-claim-{uuid.uuid4().hex[:6]}"
+    claim = new_touchpoint(
+        c.SignupRequested(
+            case_id=f"{cid}-form", form="join", fields={"email": "sven.berg@example.se"}
+        ),
+        customer_id=cid,
+        occurred_at=datetime.now(UTC),
+        source="web",
+    )
+    token = tokens_of(svc.emitter.emit_touchpoints([claim]))
+    svc.get(f"/customers/{cid}", params={"after": token})
+    html = svc.get(f"/console/customers/{cid}").text
+    _accessible(html)
+    assert "Possible matches to confirm (1)" in html
+    assert 'data-confirm-match data-customer="' + cid + '" data-other="cust-sven"' in html
+    assert "claimed, not verified" in html
+    # Sven's own page shows the stranger's claim on his e-mail, and merges nothing.
+    sven = svc.get("/console/customers/cust-sven").text
+    assert f'data-other="{cid}"' in sven
+    choices = svc.get("/console/customers/erik.haugen@example.no")
+    assert choices.status_code == 300
+    assert 'href="/console/customers/cust-erik"' in choices.text
+    assert "floating rate" not in choices.text

@@ -56,6 +56,17 @@ def test_a_known_team_still_filters(demo: Path) -> None:
     assert set(levels["by_team"]) <= {"Returns"}
 
 
+def test_a_view_by_a_claimed_identity_names_the_candidates_not_a_view(demo: Path) -> None:
+    # Erik's e-mail was typed into web forms: a claim, never a way into his view.
+    done = journey(demo, *DEMO, "view", "erik.haugen@example.no")
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "candidates: cust-erik (email, unverified)" in line
+    # His verified e-mail finds Sven.
+    sven = journey(demo, *DEMO, "view", "sven.berg@example.se", "--json")
+    assert sven.returncode == 0 and json.loads(sven.stdout)["customer_id"] == "cust-sven"
+
+
 def test_at_80_columns_no_id_is_cut(demo: Path) -> None:
     as_json = journey(demo, *DEMO, "view", "cust-erik", "--json")
     view = json.loads(as_json.stdout)

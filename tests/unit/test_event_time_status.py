@@ -166,6 +166,12 @@ def _edge_cases() -> list[Touchpoint]:
         tp(c.PublicReviewPosted(review_id="r", platform="Trustpilot", score=1, text="bad"), 7),
         tp(c.ReviewAnswered(review_id="r", answered_by="social", text="sorry"), 9),
         tp(c.IdentityLinked(kind="email", value="x@example.org"), 0),
+        # Linked, unlinked at the same instant (the unlink folds after), linked again.
+        tp(c.IdentityLinked(kind="customer_id", value="c-9", verified=True), 2),
+        tp(c.IdentityUnlinked(kind="customer_id", value="c-9"), 2),
+        tp(c.IdentityLinked(kind="phone", value="+46 70 1", verified=True), 3),
+        tp(c.IdentityUnlinked(kind="phone", value="+46701"), 5),
+        tp(c.IdentityLinked(kind="phone", value="+46 70 1"), 6),
         tp(c.ErasureRequested(), 10),
         tp(c.InquiryReceived(case_id="k2", channel="email", subject="again"), 11),
     ]
@@ -208,6 +214,7 @@ def test_the_property_covers_every_kind_of_fact() -> None:
         "ReplySent",
         "CaseResolved",
         "IdentityLinked",
+        "IdentityUnlinked",
         "CaseReopened",
         "PromiseBroken",
         "ReviewAnswered",

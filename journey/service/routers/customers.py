@@ -1,5 +1,6 @@
 """A customer's view, timeline and cases — by customer id or any identity (e-mail, phone,
-order, serial, name) — and search."""
+order, serial, name) — and search. Each customer read also looks back in time: ``as_of``
+(event time) or ``known_at`` (log time), see projections/travel.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
+from domain.bounds import MAX_MOMENT_CHARS, InvalidMoment, parse_moment
 from journey.security.keys import Principal
 from journey.service.deps import (
     AfterQuery,
@@ -22,7 +24,7 @@ from journey.service.deps import (
     audit,
     require_fresh,
 )
-from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ServiceError
+from journey.service.errors import CUSTOMER_ERRORS, READ_ERRORS, ChooseOne, ServiceError
 from journey.service.freshness import Freshness
 from journey.service.models import Answer, CaseDetail, SearchResults
 from journey.service.queries import case_detail, search_customers
@@ -34,13 +36,16 @@ from projections.customer_view import (
     CasePage,
     CustomerView,
     ItemPage,
+    Lookup,
     TimelinePage,
     build_customer_view,
     customer_cases,
     customer_list,
     customer_timeline,
+    lookup_customer,
 )
 from projections.store import JourneyStore
+from projections.travel import Cut, TooLargeToTravel
 
 __all__ = ["router"]
 
@@ -52,12 +57,29 @@ _case: TypeAdapter[CaseDetail] = TypeAdapter(CaseDetail)
 _search: TypeAdapter[SearchResults] = TypeAdapter(SearchResults)
 _cases: TypeAdapter[CasePage] = TypeAdapter(CasePage)
 _items: TypeAdapter[ItemPage] = TypeAdapter(ItemPage)
+_lookup: TypeAdapter[Lookup] = TypeAdapter(Lookup)
 
 CursorQuery = Annotated[
     str | None,
     Query(max_length=2000, description="The `next` (or `<list>_next`) of an earlier answer"),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=200, description="How many items")]
+AsOfQuery = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_MOMENT_CHARS,
+        description="Look back: the customer as of this event time (ISO 8601 with a zone): "
+        "every touchpoint that happened by then, late reports included; deadlines judged then",
+    ),
+]
+KnownAtQuery = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_MOMENT_CHARS,
+        description="Look back: what the engine knew at this log time (ISO 8601 with a zone): "
+        "every touchpoint the log had received by then; deadlines judged then",
+    ),
+]
 ListName = Literal[
     "open_cases",
     "closed_cases",
@@ -76,11 +98,39 @@ assert set(get_args(ListName)) == set(LIST_NAMES)
 T = TypeVar("T")
 
 
-async def _paged(service: Service, key: str, read: Callable[[JourneyStore], T | None]) -> T:
+def _cut(service: Service, as_of: str | None, known_at: str | None) -> Cut | None:
+    """The moment to look back to, if one was asked for (422 naming the parameter if it is
+    no usable time)."""
+    if as_of is not None and known_at is not None:
+        raise ServiceError(
+            422,
+            "invalid_request",
+            "give as_of (event time) or known_at (log time), not both",
+            field="known_at",
+        )
+    for name, text in (("as_of", as_of), ("known_at", known_at)):
+        if text is not None:
+            try:
+                at = parse_moment(text, now=service.clock(), name=name)
+            except InvalidMoment as exc:
+                raise ServiceError(422, "invalid_request", str(exc), field=name) from exc
+            return Cut("as_of" if name == "as_of" else "known_at", at)
+    return None
+
+
+async def _paged(
+    service: Service, key: str, read: Callable[[JourneyStore], T | None], cut: Cut | None = None
+) -> T:
     try:
         result = await service.read(read)
     except BadCursor as exc:
         raise ServiceError(400, "bad_cursor", str(exc), field="cursor") from exc
+    except TooLargeToTravel as exc:
+        raise ServiceError(422, "too_large", str(exc), key=key) from exc
+    if result is None and cut is not None:
+        raise ServiceError(
+            404, "unknown_customer", f"{key!r} had no touchpoint {cut.describe()}", key=key
+        )
     if result is None:  # erased between resolving and reading: gone
         raise ServiceError(404, "unknown_customer", f"no customer {key!r}", key=key)
     return result
@@ -102,6 +152,15 @@ async def _settled_customer(
     is behind and may not have folded them yet. Audited before anything of the customer is
     read: whoever gets past here reads them."""
     cid, freshness = await service.settle_customer(key, service.tokens(after, header))
+    if cid is None and freshness.fresh:
+        found = await service.read(lambda s: lookup_customer(s, key))
+        if found.candidates:
+            # The candidates' ids and names are read too: audited as a search is.
+            ids = list(dict.fromkeys(m.customer_id for m in found.candidates))
+            await audit(request, service, who, ids, action=action, lookup="search")
+            choices = answer(freshness, found, _lookup)
+            choices.status_code = 300
+            raise ChooseOne(choices)
     if cid is None:
         if not freshness.fresh:
             raise NotFresh(
@@ -131,14 +190,21 @@ async def _settled_customer(
 
 
 async def _read_view(
-    service: Service, key: str, cid: str, page: int, page_size: int
+    service: Service, key: str, cid: str, page: int, page_size: int, *, cut: Cut | None = None
 ) -> CustomerView:
     return await _paged(
         service,
         key,
         lambda s: build_customer_view(
-            s, cid, rules=service.rules, now=service.clock(), page=page, page_size=page_size
+            s,
+            cid,
+            rules=service.rules,
+            now=service.clock(),
+            page=page,
+            page_size=page_size,
+            cut=cut,
         ),
+        cut,
     )
 
 
@@ -160,11 +226,14 @@ async def get_customer(
     stale: StaleQuery = False,
     page: Annotated[int, Query(ge=1, description="Timeline page")] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000, description="Timeline page size")] = 50,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(
         service, key, after, x_journey_position, stale, request=request, who=who, action="view"
     )
-    view = await _read_view(service, key, cid, page, page_size)
+    view = await _read_view(service, key, cid, page, page_size, cut=cut)
     return answer(freshness, view, _view)
 
 
@@ -190,7 +259,10 @@ async def get_timeline(
         int | None, Query(ge=1, deprecated=True, description="Use `cursor` (the `next` value)")
     ] = None,
     page_size: Annotated[int | None, Query(ge=1, le=1000, deprecated=True)] = None,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(
         service, key, after, x_journey_position, stale, request=request, who=who, action="timeline"
     )
@@ -199,8 +271,9 @@ async def get_timeline(
         service,
         key,
         lambda s: customer_timeline(
-            s, cid, page=None if cursor else page, page_size=size, cursor=cursor
+            s, cid, page=None if cursor else page, page_size=size, cursor=cursor, cut=cut
         ),
+        cut,
     )
     return answer(freshness, timeline, _timeline)
 
@@ -224,7 +297,10 @@ async def get_cases(
     status: Literal["open", "closed"] = "open",
     cursor: CursorQuery = None,
     limit: LimitQuery = LIST_LIMIT,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(
         service, key, after, x_journey_position, stale, request=request, who=who, action="cases"
     )
@@ -232,8 +308,16 @@ async def get_cases(
         service,
         key,
         lambda s: customer_cases(
-            s, cid, status, rules=service.rules, now=service.clock(), cursor=cursor, limit=limit
+            s,
+            cid,
+            status,
+            rules=service.rules,
+            now=service.clock(),
+            cursor=cursor,
+            limit=limit,
+            cut=cut,
         ),
+        cut,
     )
     return answer(freshness, page, _cases)
 
@@ -257,7 +341,10 @@ async def get_list(
     stale: StaleQuery = False,
     cursor: CursorQuery = None,
     limit: LimitQuery = LIST_LIMIT,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(
         service, key, after, x_journey_position, stale, request=request, who=who, action="list"
     )
@@ -265,8 +352,16 @@ async def get_list(
         service,
         key,
         lambda s: customer_list(
-            s, cid, name, rules=service.rules, now=service.clock(), cursor=cursor, limit=limit
+            s,
+            cid,
+            name,
+            rules=service.rules,
+            now=service.clock(),
+            cursor=cursor,
+            limit=limit,
+            cut=cut,
         ),
+        cut,
     )
     return answer(freshness, page, _items)
 
@@ -288,18 +383,27 @@ async def get_case(
     after: AfterQuery = None,
     x_journey_position: PositionHeader = None,
     stale: StaleQuery = False,
+    as_of: AsOfQuery = None,
+    known_at: KnownAtQuery = None,
 ) -> Response:
+    cut = _cut(service, as_of, known_at)
     cid, freshness = await _settled_customer(
         service, key, after, x_journey_position, stale, request=request, who=who, action="case"
     )
-    detail = await service.read(
-        lambda s: case_detail(s, cid, case_id, rules=service.rules, now=service.clock())
-    )
+    try:
+        detail = await service.read(
+            lambda s: case_detail(
+                s, cid, case_id, rules=service.rules, now=service.clock(), cut=cut
+            )
+        )
+    except TooLargeToTravel as exc:
+        raise ServiceError(422, "too_large", str(exc), key=key) from exc
     if detail is None:
         raise ServiceError(
             404,
             "unknown_case",
-            f"customer {cid!r} has no case {case_id!r}",
+            f"customer {cid!r} has no case {case_id!r}"
+            + ("" if cut is None else f" {cut.describe()}"),
             key=case_id,
         )
     return answer(freshness, detail, _case)

@@ -99,4 +99,26 @@
     source.close();
     setState(false, "This customer's data was erased");
   });
+  // ---- possible matches: an agent confirms one (a verified IdentityLinked, JSON POST; the
+  // session's key names the agent);
+  // the live view then shows the merge. Delegated: the view fragment is re-rendered live.
+  document.addEventListener("click", async (event) => {
+    const button = event.target instanceof Element ? event.target.closest("[data-confirm-match]") : null;
+    if (!button) return;
+    const section = button.closest("section") || document;
+    const status = section.querySelector("[data-match-status]");
+    button.disabled = true;
+    const customer = button.dataset.customer;
+    const response = await fetch(`/customers/${encodeURIComponent(customer)}/identities`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ kind: "customer_id", value: button.dataset.other }),
+    });
+    if (status) {
+      status.textContent = response.ok
+        ? "Confirmed: the view merges as soon as it is folded."
+        : `Not confirmed (${response.status}).`;
+    }
+    if (!response.ok) button.disabled = false;
+  });
 })();
