@@ -593,7 +593,7 @@ def view(
     from domain.bounds import parse_moment
     from journey.pipeline import system_clock
     from journey.render import render_customer
-    from projections.customer_view import build_customer_view, lookup_customer
+    from projections.customer_view import build_customer_view, lookup_customer, related_customers
     from projections.travel import Cut
 
     settings = settings_()
@@ -616,7 +616,9 @@ def view(
             found = lookup_customer(store, key)  # a claim names candidates, not a view
             cid = found.customer_id
             if cid is not None:  # audited like the service's reads, before it is read
-                _audit_cli_read(settings, log, cid, lookup="id" if cid == key else "identity")
+                # with the customers merged into the view: it shows theirs too
+                merged = related_customers(store, cid)
+                _audit_cli_read(settings, log, merged, lookup="id" if cid == key else "identity")
         finally:
             log.close()
         result = (

@@ -629,3 +629,29 @@ def test_journey_service_levels_leaves_a_record_per_customer_listed(svc: Running
     assert all(
         r.key_name.startswith("cli:") for r in records if r.route == "journey service-levels"
     )
+
+
+def test_journey_view_records_the_customers_merged_into_the_view(svc: Running) -> None:
+    settings = svc.service.settings
+    subprocess.run(
+        [
+            JOURNEY,
+            "--broker",
+            settings.broker,
+            "--topic",
+            settings.topic,
+            "--store",
+            settings.store,
+            "view",
+            "cust-sven",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    merged = svc.http.get("/customers/cust-sven").json()["data"]["linked_customer_ids"]
+    assert merged
+    records = read_audit(svc.log, settings.audit_topic)
+    audited = {r.customer_id for r in records if r.route == "journey view"}
+    assert audited == {"cust-sven", *merged}
