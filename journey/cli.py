@@ -617,7 +617,7 @@ def view(
     from domain.bounds import parse_moment
     from journey.pipeline import system_clock
     from journey.render import render_customer
-    from projections.customer_view import build_customer_view, lookup_customer
+    from projections.customer_view import build_customer_view, lookup_customer, related_customers
     from projections.travel import Cut
 
     settings = settings_()
@@ -640,7 +640,9 @@ def view(
             found = lookup_customer(store, key)  # a claim names candidates, not a view
             cid = found.customer_id
             if cid is not None:  # audited like the service's reads, before it is read
-                _audit_cli_read(settings, log, cid, lookup="id" if cid == key else "identity")
+                # with the customers merged into the view: it shows theirs too
+                merged = related_customers(store, cid)
+                _audit_cli_read(settings, log, merged, lookup="id" if cid == key else "identity")
         finally:
             log.close()
         result = (
@@ -677,7 +679,15 @@ def view(
         Console().print(render_customer(result))
 
 
-def _audit_cli_read(settings: Settings, log: Log, customer_id: str, *, lookup: str) -> None:
+def _audit_cli_read(
+    settings: Settings,
+    log: Log,
+    customer_id: str | list[str],
+    *,
+    lookup: str,
+    action: str = "cli.view",
+    route: str = "journey view",
+) -> None:
     """`journey view` reads the store directly (whoever may read its files may read every
     customer); it still leaves a record on the audit topic, naming the OS user."""
     import getpass
@@ -693,10 +703,10 @@ def _audit_cli_read(settings: Settings, log: Log, customer_id: str, *, lookup: s
     trail.ensure_topic()
     trail.record(
         Principal(key_id="cli", name=f"cli:{user}", role="admin"),
-        [customer_id],
-        action="cli.view",
-        route="journey view",
-        lookup="identity" if lookup == "identity" else "id",
+        [customer_id] if isinstance(customer_id, str) else customer_id,
+        action=action,
+        route=route,
+        lookup="identity" if lookup == "identity" else "list" if lookup == "list" else "id",
     )
 
 
@@ -727,16 +737,28 @@ def service_levels(
         log = _open_log_to_read()
         try:
             note = how_far_behind(store, log, settings.topic)
+            levels = build_service_levels(
+                store,
+                rules=rules,
+                now=system_clock(),
+                team=team,
+                channel=channel,
+                due_within_hours=due_within_hours,
+            )
+            # The lists name customers: audited as the service's work lists are.
+            shown = [
+                i.customer_id for i in (*levels.unanswered, *levels.due_soon, *levels.breached)
+            ]
+            _audit_cli_read(
+                settings,
+                log,
+                shown,
+                lookup="list",
+                action="cli.service_levels",
+                route="journey service-levels",
+            )
         finally:
             log.close()
-        levels = build_service_levels(
-            store,
-            rules=rules,
-            now=system_clock(),
-            team=team,
-            channel=channel,
-            due_within_hours=due_within_hours,
-        )
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
     finally:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from domain.errors import JourneyError
 
@@ -83,13 +83,18 @@ def with_schema(url: str, schema: str | None) -> str:
 
 
 def describe(address: StoreAddress) -> str:
-    """For messages and logs: a path, or the URL without its password."""
+    """For messages and logs: a path, or the URL without its password (in the user part or,
+    as libpq also takes it, a ``password=`` query parameter)."""
     if isinstance(address, Path):
         return str(address)
     parts = urlsplit(address)
-    if parts.password is None:
-        return address
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name.lower() == "password" for name, _ in pairs):
+        query = [(name, "***" if name.lower() == "password" else value) for name, value in pairs]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return parts.geturl()
 
 
 def active_store(base: StoreAddress) -> StoreAddress:

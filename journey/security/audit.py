@@ -3,10 +3,13 @@ the log's audit topic (``<topic>.audit``: embedded or Kafka, like every other to
 
 A record names the key (id, name, role), the customer id, the action (``view``,
 ``timeline``, ``cases``, ``case``, ``list``, ``live``, ``search``, ``console.customer``,
-``console.list``), the route *template* (``/customers/{key}``) and whether the customer was
-looked up by id or by another identity. It never holds the identity itself (an e-mail, a
-phone): the trail must not become a second copy of personal data. Records are keyed by
-customer id, so one customer's trail is one partition, in order.
+``console.list``, ``console.search``, ``service_levels``, ``defects``, ``console.work``), the
+route *template* (``/customers/{key}``) and whether the customer was looked up by id, by
+another identity, by a search, or shown on a ``list`` (a work list, a defect's outreach: a
+record for each customer on the page answered). A customer's view shows the customers merged
+with them too: each of those gets a record of the read as well. It never holds the identity
+itself (an e-mail, a phone): the trail must not become a second copy of personal data.
+Records are keyed by customer id, so one customer's trail is one partition, in order.
 
 The query service appends the record *before* it answers, synchronously, and does not
 answer when the append fails (503): no read goes unaudited. The cost is one produce per
@@ -26,9 +29,10 @@ from pydantic import BaseModel, ConfigDict
 from consumers.log import Log, LogError, OutgoingMessage, Position, TopicPartition
 from journey.security.keys import Principal
 
-__all__ = ["MAX_AUDIT_LIMIT", "AuditRecord", "AuditTrail", "read_audit"]
+__all__ = ["MAX_AUDIT_LIMIT", "AuditRecord", "AuditTrail", "Lookup", "read_audit"]
 
 MAX_AUDIT_LIMIT = 10_000
+Lookup = Literal["id", "identity", "search", "list"]
 
 
 class AuditRecord(BaseModel):
@@ -44,7 +48,7 @@ class AuditRecord(BaseModel):
     customer_id: str
     action: str
     route: str
-    lookup: Literal["id", "identity", "search"]
+    lookup: Lookup
 
 
 class AuditTrail:
@@ -69,7 +73,7 @@ class AuditTrail:
         *,
         action: str,
         route: str,
-        lookup: Literal["id", "identity", "search"],
+        lookup: Lookup,
     ) -> list[Position]:
         """Append one record per customer; returns once the log has them (raises LogError
         when it cannot: the caller must then not answer)."""

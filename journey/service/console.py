@@ -431,7 +431,15 @@ class SignIn(BaseModel):
 
 def _local(target: str) -> str:
     """Only a path on this site: never an open redirect."""
-    ok = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    # A browser drops tabs and line ends anywhere in an address ("/\t/evil.example" is
+    # "//evil.example" to it) and reads a backslash as a slash: neither may pass.
+    controls = any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target)
+    ok = (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not controls
+    )
     return target if ok else "/"
 
 
@@ -510,6 +518,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             [h.customer_id for h in hits],
             action="console.search",
             lookup="search",
+            merged=True,
         )
         if query:
             # Straight to the customer only when the query names one for sure (an id or a
@@ -524,6 +533,14 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             "due-soon": by_customer(found.due_soon),
             "unanswered": by_customer(found.unanswered),
         }
+        await audit(
+            request,
+            service,
+            who,
+            [r.customer_id for rows in work.values() for r in rows[:HOME_ROWS]],
+            action="console.work",
+            lookup="list",
+        )
         return page(
             request,
             "index.html",
@@ -545,6 +562,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
     )
     async def work_list(
         request: Request,
+        who: AgentDep,
         name: Literal["breached", "due-soon", "unanswered"],
         page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     ) -> Response:
@@ -554,13 +572,22 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
         rows = by_customer(getattr(found, name.replace("-", "_")))
         pages = max(1, (len(rows) + WORK_PAGE - 1) // WORK_PAGE)
         title, empty = WORK_LISTS[name]
+        shown = rows[(page_no - 1) * WORK_PAGE : page_no * WORK_PAGE]
+        await audit(
+            request,
+            service,
+            who,
+            [r.customer_id for r in shown],
+            action="console.work",
+            lookup="list",
+        )
         return page(
             request,
             "work.html",
             name=name,
             heading=title,
             empty=empty,
-            rows=rows[(page_no - 1) * WORK_PAGE : page_no * WORK_PAGE],
+            rows=shown,
             total=len(rows),
             items=sum(len(r.items) for r in rows),
             page=page_no,
@@ -616,7 +643,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             request,
             service,
             who,
-            [view.customer_id],
+            [view.customer_id, *view.linked_customer_ids],
             action="console.customer",
             lookup="id" if view.customer_id == key else "identity",
         )
@@ -678,7 +705,7 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
             request,
             service,
             reader,
-            [view.customer_id],
+            [view.customer_id, *view.linked_customer_ids],
             action="console.list",
             lookup="id" if view.customer_id == key else "identity",
         )
@@ -810,6 +837,9 @@ def register_console(app: FastAPI, svc: Callable[[], Service]) -> None:
                 401, "unauthenticated", "unknown or revoked key: ask an admin for a valid one"
             )
         who, session = opened
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:  # one browser, one session: the one it had ends here
+            await anyio.to_thread.run_sync(service.keys.close_session, previous)
         response = JSONResponse({"next": _local(body.next), "name": who.name, "role": who.role})
         response.headers["set-cookie"] = session_cookie(
             request.scope, session, max_age=int(SESSION_TTL.total_seconds())

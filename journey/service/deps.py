@@ -17,25 +17,30 @@ do everything. The guard (``guard.py``) already refused a request without a vali
 (401); ``require`` answers 403 to a valid key of another role. A test
 (tests/service/test_access.py) fails for any route that declares no role.
 
-**Every read of a customer is audited**: a route that answers with one customer's data calls
-:func:`audit` (or :meth:`Service.audit`) before it answers; see journey/security/audit.py.
+**Every read of a customer is audited**: a route that answers with a customer's data calls
+:func:`audit` (or :meth:`Service.audit`) before it answers — for one customer, with the
+customers merged with them (their view shows those too); for a list, every customer on the
+page answered. See journey/security/audit.py; tests/service/test_attacks.py fails for a GET
+route that shows a customer without a record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter
 
+from journey.security.audit import Lookup
 from journey.security.keys import ROLES, Principal, Role
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
 from journey.service.guard import principal_of
 from journey.service.runtime import NotFresh, Service
+from projections.customer_view import related_customers
 from projections.service_levels import ServiceLevels, build_service_levels, unknown_filter
 
 __all__ = [
@@ -103,14 +108,22 @@ async def audit(
     customer_ids: Sequence[str],
     *,
     action: str,
-    lookup: Literal["id", "identity", "search"] = "id",
-) -> None:
+    lookup: Lookup = "id",
+    merged: bool = False,
+) -> list[str]:
     """Record that ``who`` read ``customer_ids`` (before answering; see
-    journey/security/audit.py). The route template, never the concrete path (it may hold an
-    e-mail), says where."""
+    journey/security/audit.py); with ``merged``, the customers merged with them too (a
+    view shows theirs). The route template, never the concrete path (it may hold an
+    e-mail), says where. Returns the customer ids recorded."""
+    ids = list(customer_ids)
+    if merged and ids:
+        ids = await service.read(
+            lambda store: [m for c in customer_ids for m in [c, *related_customers(store, c)]]
+        )
     route = request.scope.get("route")
     template = str(getattr(route, "path", request.url.path))
-    await service.audit(who, customer_ids, action=action, route=template, lookup=lookup)
+    await service.audit(who, ids, action=action, route=template, lookup=lookup)
+    return ids
 
 
 AfterQuery = Annotated[

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumers.log import LogError
 from journey.service.freshness import BadToken
+from journey.service.headers import security_headers
 from journey.service.models import Answer, ErrorBody, ErrorOut, NotFreshOut
 from journey.service.runtime import AuditUnavailable, LogUnavailable, NotFresh, Service
 from projections.customer_view import Lookup
@@ -196,6 +197,9 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
 
 
 async def _on_bug(request: Request, exc: Exception) -> Response:
+    # Starlette calls this handler from its outermost middleware, outside the guard: the
+    # guard's headers (CSP, nosniff, no-store...) are added here.
+    secured = security_headers(no_store=True)
     service = _service(request)
     if service is not None and service.integrity.saw(exc):
         problem = service.integrity.problem or str(exc)
@@ -203,7 +207,7 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
         return error_response(
             503,
             ErrorBody(status=503, code="store_corrupt", message=problem),
-            {"Retry-After": "60"},
+            {**secured, "Retry-After": "60"},
         )
     logger.exception("unhandled error", path=request.url.path)
     return error_response(
@@ -213,6 +217,7 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
             code="internal",
             message=f"internal error ({type(exc).__name__}); this is a bug, please report it",
         ),
+        secured,
     )
 
 

@@ -9,7 +9,11 @@ live streams pass through unbuffered). In order:
    files and its sign-in page; anything else without a valid key is 401 (a browser's page
    navigation is sent to the sign-in page instead). What each role may do is decided by the
    routes (``deps.require``).
-3. **Browser safety** for every request that changes state (any method but GET/HEAD):
+3. **Browser safety.** A console session (cookie) is used only by the console's own pages
+   and by addresses a person opens: a request another page made (``Sec-Fetch-Site`` other
+   than same-origin, unless it is a top-level navigation) is refused (403) — an ``<img>`` or
+   ``<script>`` on another port of this machine would otherwise read a customer in the
+   agent's name. For every request that changes state (any method but GET/HEAD):
    ``Content-Type`` must be ``application/json`` (or ``application/x-ndjson`` for bulk
    events) — the types a web page cannot send to another origin without a CORS preflight,
    which this service never grants — else 415; a request without a bearer key (a browser's)
@@ -39,8 +43,10 @@ import structlog
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain.errors import JourneyError
 from journey.security.keys import KeyStore, Principal
 from journey.service.errors import ServiceError
+from journey.service.headers import CSP, security_headers
 
 __all__ = [
     "CSP",
@@ -59,11 +65,6 @@ MAX_BODY_BYTES = 1024 * 1024
 _BODY_LIMITS = {"/events": 8 * 1024 * 1024}
 _JSON_TYPES = frozenset({"application/json", "application/x-ndjson"})
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
-    "frame-ancestors 'none'"
-)
 SIGN_IN = "/console/sign-in"
 
 
@@ -91,8 +92,14 @@ def _public(path: str, scope: Scope) -> bool:
 
 
 def _host_name(host: str) -> str:
+    """The name in a Host header, its port aside; the whole header when it is not
+    ``name[:port]`` (so it matches no allowed name)."""
     if host.startswith("["):  # [::1]:8000
-        return host[1:].partition("]")[0].lower()
+        name, _, rest = host[1:].partition("]")
+        # "[::1]evil.example" is not ::1: only a port may follow the brackets.
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return host.lower()
+        return name.lower()
     name, _, port = host.rpartition(":")
     return (name if name and port.isdigit() else host).lower()
 
@@ -138,7 +145,18 @@ class Guard:
             )
             return
 
-        who = await self._who(headers)
+        try:
+            who = await self._who(headers)
+        except JourneyError as exc:  # the key store did not answer (PostgreSQL down)
+            logger.error("keys could not be checked", path=path, error=str(exc))
+            await _refuse(
+                secured,
+                503,
+                "keys_unavailable",
+                f"keys cannot be checked now ({exc}): retry shortly",
+                [(b"retry-after", b"2")],
+            )
+            return
         public = _public(path, scope)
         if isinstance(who, str):  # a credential was sent and is not valid
             if not public:
@@ -156,6 +174,22 @@ class Guard:
             )
             return
         authenticated = who is not None
+        if who is not None and who.via == "session" and _embedded_elsewhere(headers):
+            logger.warning(
+                "cross-site request with a console session refused",
+                path=path,
+                site=headers.get("sec-fetch-site"),
+                dest=headers.get("sec-fetch-dest"),
+                key=who.name,
+            )
+            await _refuse(
+                secured,
+                403,
+                "cross_site",
+                "another site's page may not use the console session: open the console "
+                "itself (or send Authorization: Bearer <key>)",
+            )
+            return
 
         if method not in _SAFE_METHODS:
             problem = _unsafe_problem(scope, headers)
@@ -228,6 +262,19 @@ class Guard:
         if clear and _cookie(headers, SESSION_COOKIE) is not None:
             extra.append((b"set-cookie", _clear_cookie(scope)))
         await _refuse(send, 401, "unauthenticated", message, extra)
+
+
+def _embedded_elsewhere(headers: Headers) -> bool:
+    """A request another page made (an image, script, frame, fetch, EventSource), not the
+    console's own page or a person opening an address. The browser says so in its
+    ``Sec-Fetch-*`` headers, which a page cannot set. A page on another port of this machine
+    is same-site, so the SameSite=Strict cookie goes with such requests: each would read a
+    customer in the agent's name (an audit record the agent never caused)."""
+    site = headers.get("sec-fetch-site")
+    if site is None or site in ("same-origin", "none"):
+        return False
+    navigation = headers.get("sec-fetch-mode") == "navigate"
+    return not (navigation and headers.get("sec-fetch-dest") == "document")
 
 
 def _unsafe_problem(scope: Scope, headers: Headers) -> tuple[int, str, str] | None:
@@ -338,14 +385,7 @@ def _with_security_headers(
             out.append((name, value + b"; frame-ancestors 'none'"))  # the API docs' own
         else:
             out.append((name, value))
-    defaults = [
-        (b"content-security-policy", CSP.encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-    ]
-    if no_store:
-        defaults.append((b"cache-control", b"no-store"))
+    defaults = [(n.encode(), v.encode()) for n, v in security_headers(no_store=no_store).items()]
     out.extend((n, v) for n, v in defaults if n not in names)
     return out
 

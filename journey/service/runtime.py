@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -23,7 +23,7 @@ from domain.errors import JourneyError
 from domain.rules import ServiceRules
 from journey.emitter import Emitter
 from journey.pipeline import Pipeline, system_clock
-from journey.security.audit import AuditTrail
+from journey.security.audit import AuditTrail, Lookup
 from journey.security.keys import KeyStore, Principal
 from journey.service.background import PipelineThread
 from journey.service.freshness import (
@@ -250,7 +250,7 @@ class Service:
         *,
         action: str,
         route: str,
-        lookup: Literal["id", "identity", "search"],
+        lookup: Lookup,
     ) -> None:
         """Append the audit record of a read before it is answered; AuditUnavailable (503,
         the read is not answered) when the log does not take it."""

@@ -178,7 +178,13 @@ async def _settled_customer(
         )
     require_fresh(freshness, stale, f"the position of customer {cid!r}")
     await audit(
-        request, service, who, [cid], action=action, lookup="id" if cid == key else "identity"
+        request,
+        service,
+        who,
+        [cid],
+        action=action,
+        lookup="id" if cid == key else "identity",
+        merged=True,
     )
     return cid, freshness
 
@@ -420,7 +426,14 @@ async def search(
     freshness: SettledAll,
 ) -> Response:
     hits = await service.read(lambda s: search_customers(s, q, limit))
+    # A hit shows the person's identities, some of them from customers merged with them.
     await audit(
-        request, service, who, [h.customer_id for h in hits], action="search", lookup="search"
+        request,
+        service,
+        who,
+        [h.customer_id for h in hits],
+        action="search",
+        lookup="search",
+        merged=True,
     )
     return answer(freshness, SearchResults(query=q, hits=hits), _search)

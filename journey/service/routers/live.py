@@ -22,15 +22,19 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
+import anyio.to_thread
+import structlog
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import TypeAdapter
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from consumers.log import TopicPartition
+from journey.security.keys import Principal
 from journey.service.console import Engine, engine_of, render_freshness, render_view, zone_of
 from journey.service.deps import AgentDep, ServiceDep, audit
 from journey.service.errors import ServiceError
 from journey.service.freshness import Freshness
+from journey.service.guard import SESSION_COOKIE
 from journey.service.models import ErrorOut
 from journey.service.runtime import NotFresh, Service
 from projections.customer_view import CustomerView, build_customer_view
@@ -55,11 +59,14 @@ def _signature(store: JourneyStore, ids: list[str]) -> tuple[tuple[object, ...],
     )
 
 
+logger = structlog.get_logger(__name__)
+
 router = APIRouter()
+_ROUTE = "/customers/{key}/events"
 
 
 @router.get(
-    "/customers/{key}/events",
+    _ROUTE,
     response_class=EventSourceResponse,
     responses={
         200: {
@@ -97,13 +104,21 @@ async def customer_events(
                 raise NotFresh(freshness, f"no customer {key!r} yet; the view is behind")
             raise ServiceError(404, "unknown_customer", f"no customer found for {key!r}", key=key)
     # One record when the stream opens: what it pushes afterwards is the same read, kept live.
-    await audit(
-        request, service, who, [cid], action="live", lookup="id" if cid == key else "identity"
+    audited = await audit(
+        request,
+        service,
+        who,
+        [cid],
+        action="live",
+        lookup="id" if cid == key else "identity",
+        merged=True,
     )
     stream = _stream(
         service=service,
         request=request,
         customer_id=cid,
+        who=who,
+        audited=set(audited),
         fmt=format,
         page=page,
         page_size=page_size,
@@ -118,6 +133,8 @@ async def _stream(
     service: Service,
     request: Request,
     customer_id: str,
+    who: Principal,
+    audited: set[str],
     fmt: str,
     page: int,
     page_size: int,
@@ -131,6 +148,9 @@ async def _stream(
     ids = [customer_id]
     while not service.closing.is_set():
         if await request.is_disconnected():
+            return
+        if not await _still_signed_in(service, request, who):
+            logger.info("live stream ended: its key or session ended", key=who.name)
             return
         now = loop.time()
         signature: object = await service.read(functools.partial(_signature, ids=ids))
@@ -154,6 +174,10 @@ async def _stream(
             linked = [customer_id, *view.linked_customer_ids]
             if linked != ids:  # a link came or went: look again at the new set next round
                 ids, signature = linked, None
+            if newly := [c for c in linked if c not in audited]:
+                # A customer merged in while the stream is open: their data is shown now.
+                await service.audit(who, newly, action="live", route=_ROUTE, lookup="id")
+                audited.update(newly)
             payload = _view_payload(
                 fmt, view, freshness, page=page, zone=zone, engine=engine_of(service)
             )
@@ -180,6 +204,18 @@ async def _stream(
             return any(positions.get(tp, -1) > before.get(tp, -1) for tp in tps)
 
         await service.watcher.wait_until(advanced, service.options.live_interval_s)
+
+
+async def _still_signed_in(service: Service, request: Request, who: Principal) -> bool:
+    """The key (or console session) that opened the stream is still valid: a stream stays
+    open for hours, and revoking a key or signing out must end what it reads too."""
+    if who.via == "session":
+        session = request.cookies.get(SESSION_COOKIE, "")
+        found = await anyio.to_thread.run_sync(service.keys.session, session)
+    else:
+        _, _, secret = request.headers.get("authorization", "").partition(" ")
+        found = await anyio.to_thread.run_sync(service.keys.authenticate, secret.strip())
+    return found is not None and found.key_id == who.key_id
 
 
 def _partitions(service: Service, ids: list[str]) -> set[int]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
-from journey.service.deps import LevelsReadDep, answer, require
+from journey.service.deps import AgentDep, LevelsReadDep, ServiceDep, answer, audit, require
 from journey.service.errors import READ_ERRORS, ServiceError
 from journey.service.models import Answer, ServiceCounts, ServiceList
 from projections.customer_view import BadCursor, decode_cursor, encode_cursor
@@ -48,18 +48,27 @@ def _page(
     summary="Unanswered, due soon, breached (the first 50 of each, with totals and cursors), "
     "and counts by team and channel",
 )
-async def service_levels(read: LevelsReadDep) -> Response:
+async def service_levels(
+    read: LevelsReadDep, request: Request, service: ServiceDep, who: AgentDep
+) -> Response:
     bounded: dict[str, object] = {}
+    shown: list[str] = []
     for attr in _LISTS:
         items = getattr(read.levels, attr)
         page, nxt = _page(attr, items, None, LIST_LIMIT)
         bounded |= {attr: page, f"{attr}_total": len(items), f"{attr}_next": nxt}
+        shown += [i.customer_id for i in page]
+    await audit(request, service, who, shown, action="service_levels", lookup="list")
     return answer(read.freshness, read.levels.model_copy(update=bounded), _levels)
 
 
 def _one_list(name: str, attr: str, summary: str) -> None:
     async def one_list(
+        *,
         read: LevelsReadDep,
+        request: Request,
+        service: ServiceDep,
+        who: AgentDep,
         cursor: Annotated[
             str | None, Query(max_length=500, description="The `next` of the previous page")
         ] = None,
@@ -67,6 +76,14 @@ def _one_list(name: str, attr: str, summary: str) -> None:
     ) -> Response:
         items = getattr(read.levels, attr)
         page, nxt = _page(attr, items, cursor, limit)
+        await audit(
+            request,
+            service,
+            who,
+            [i.customer_id for i in page],
+            action="service_levels",
+            lookup="list",
+        )
         result = ServiceList(
             name=name,
             team=read.team,
