@@ -81,6 +81,19 @@ class NotFresh(JourneyError):
         self.freshness = freshness
 
 
+async def drain_threads(limiters: Sequence[anyio.CapacityLimiter], timeout_s: float = 10.0) -> int:
+    """Wait until no worker thread holds a token of these limiters (at most ``timeout_s``);
+    returns how many were still busy at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while (busy := sum(int(lim.borrowed_tokens) for lim in limiters)) and (
+        time.monotonic() < deadline
+    ):
+        await anyio.sleep(0.01)
+    if busy:
+        logger.warning("worker threads still busy at shutdown", threads=busy)
+    return busy
+
+
 class Service:
     """Everything one running instance holds. Created and closed by the app's lifespan."""
 
@@ -181,6 +194,13 @@ class Service:
             await anyio.to_thread.run_sync(self.thread.stop)
         if self.pipeline is not None:
             self.pipeline.close()
+        # A request cancelled at shutdown (a client gone, a stream ended) leaves its worker
+        # thread running: closing a SQLite connection under a thread still using it crashed
+        # the process once. Wait for those threads before closing what they read.
+        limiters = [anyio.to_thread.current_default_thread_limiter()]
+        if self._limiter is not None:
+            limiters.append(self._limiter)
+        await drain_threads(limiters)
         self.reader.close()
         self.keys.close()
         self.customer_keys.close()
