@@ -455,7 +455,10 @@ def test_keyboard_search_through_what_customers_said(browser: Any, console: Runn
     page.keyboard.press("/")
     expect(page.get_by_label("Find a customer")).to_be_focused()
     page.keyboard.type("five days before")
-    page.keyboard.press("Enter")
+    # Each Enter loads a page whose keyboard script is deferred: wait until it has run
+    # (the content shows before it does; a key pressed earlier reaches no handler).
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.keyboard.press("Enter")
     hit = page.locator("#hits > li", has_text="Sven Berg")
     expect(hit).to_contain_text("What they said: “Screen went black, five days before")
     expect(hit.locator("mark")).to_have_text("five days before")
@@ -465,7 +468,8 @@ def test_keyboard_search_through_what_customers_said(browser: Any, console: Runn
     page.keyboard.press("ArrowUp")
     expect(page.get_by_label("Find a customer")).to_be_focused()
     page.keyboard.press("ArrowDown")
-    page.keyboard.press("Enter")
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sven Berg")
     # "/" typed into the search box is just a character.
     page.keyboard.press("/")
