@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
@@ -116,6 +116,9 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# Look-ups kept per store version (JourneyStore.memo): a few per customer read.
+_MEMO_SIZE = 4096
+_T = TypeVar("_T")
 # The keeper's own output: deciding a deadline must not move the clock it decides by.
 _DERIVED = (c.PromiseBroken, c.ReplyOverdue)
 
@@ -232,6 +235,7 @@ class JourneyStore:
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
+        self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
     def _open_sqlite(path: Path) -> SQLiteBackend:
@@ -299,6 +303,34 @@ class JourneyStore:
 
     def position(self, tp: TopicPartition) -> int | None:
         return self.backend.position(f"{tp.topic}:{tp.partition}")
+
+    def read_version(self) -> tuple[tuple[str, int], ...]:
+        """A value that changes whenever the store records a batch: the positions, written
+        in every batch's transaction with whatever else the batch changed. What a reader
+        derives from tables any customer's batch may change (identities, links, defects)
+        holds while it stays equal (see :meth:`memo`)."""
+        rows = self.query(
+            f"SELECT application_name, notification_id FROM {self.backend.tracking_table}"
+        )
+        return tuple(sorted((str(name), int(offset)) for name, offset in rows))
+
+    def memo(self, version: object, key: object, compute: Callable[[], _T]) -> _T:
+        """``compute()``, kept while the store's :meth:`read_version` is ``version``: a
+        second reader of the same customer (or of customers merged with it) finds the
+        cross-customer look-ups done. Bounded; what one version kept goes with it."""
+        held = self._memo
+        if held[0] != version:
+            held = (version, {})
+            self._memo = held
+        cache = held[1]
+        if key in cache:
+            found: _T = cache[key]
+            return found
+        value = compute()
+        if len(cache) >= _MEMO_SIZE:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def wait_for(self, tp: TopicPartition, offset: int, timeout_s: float) -> bool:
         """True once the store has processed ``offset`` of ``tp``; tight poll (2 ms)."""
