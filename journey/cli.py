@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from domain.rules import ServiceRules
     from journey.analytics.facts import Facts
     from journey.pipeline import Pipeline
+    from journey.security.audit import Lookup
     from journey.security.keys import KeyStore
     from projections.store import JourneyStore
 
@@ -445,6 +446,7 @@ def export_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from journey.analytics.export import FORMATS, export, parse_time, store_resolver
+    from journey.security.audit import ALL_CUSTOMERS
     from projections.store import JourneyStore, active_store, describe, store_exists
 
     settings = settings_()
@@ -494,6 +496,17 @@ def export_command(
                 progress.start()
             progress.update(task, completed=done, total=total or None)
 
+        # Audited before anything is read, as the service audits its reads: one record for
+        # the whole run (customer "*"), or the one customer asked for. No record, no export.
+        _audit_cli_read(
+            settings,
+            log,
+            customer or ALL_CUSTOMERS,
+            lookup="id" if customer else "bulk",
+            action="cli.export",
+            route=f"journey export --format {fmt}"
+            + (" --with-personal-data" if with_personal_data else ""),
+        )
         try:
             result = export(
                 log,
@@ -707,8 +720,11 @@ def _audit_cli_read(
         [customer_id] if isinstance(customer_id, str) else customer_id,
         action=action,
         route=route,
-        lookup="identity" if lookup == "identity" else "list" if lookup == "list" else "id",
+        lookup=_LOOKUPS.get(lookup, "id"),
     )
+
+
+_LOOKUPS: dict[str, Lookup] = {"identity": "identity", "list": "list", "bulk": "bulk"}
 
 
 @app.command("service-levels")
