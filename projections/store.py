@@ -547,15 +547,19 @@ class JourneyStore:
 
     def _facts_of(
         self, customer_id: str, generation: int, up_to: int | None = None
-    ) -> Callable[[], Iterable[bytes]]:
-        """Fetches the customer's stored facts back, for the rare refold a late fact makes."""
+    ) -> Callable[[datetime | None], Iterable[bytes]]:
+        """Fetches the customer's stored facts back, for the rare refold a late fact makes:
+        those that occurred at ``since`` or later (an indexed range), or all."""
 
-        def fetch() -> list[bytes]:
+        def fetch(since: datetime | None = None) -> list[bytes]:
             sql = (
                 "SELECT fact FROM touchpoints WHERE customer_id = ? AND generation = ?"
                 " AND fact IS NOT NULL"
             )
             params: list[Any] = [customer_id, generation]
+            if since is not None:
+                sql += " AND at >= ?"
+                params.append(at_micros(since))
             if up_to is not None:
                 sql += " AND seq <= ?"
                 params.append(up_to)

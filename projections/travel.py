@@ -261,7 +261,9 @@ def _from_snapshot(
     last = journey.last_fact
     if any(r.key <= last for r in rows if r.seq > since):
         return None
-    journey.earlier_facts = lambda: [unpack(r.fact) for r in held]
+    journey.earlier_facts = lambda since=None: [
+        unpack(r.fact) for r in held if since is None or r.at >= at_micros(since)
+    ]
     return journey, [r.entry() for r in held], since
 
 
