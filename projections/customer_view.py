@@ -728,8 +728,8 @@ def _ts(at: datetime) -> str:
     return f"{at.timestamp():018.6f}"
 
 
-def _pos(*indexes: int) -> Key:
-    return tuple(f"{i:09d}" for i in indexes)
+def _pos(n: int, i: int) -> Key:
+    return (f"{n:09d}", f"{i:09d}")
 
 
 def encode_cursor(name: str, key: Key) -> str:
