@@ -15,6 +15,7 @@ engine folds the second copy as a duplicate of the first (same ``event_id``, sam
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -74,6 +75,7 @@ class IntakeRelay:
         self.relayed = 0
         self.dead_letters = 0
         self._consumer: LogConsumer | None = None
+        self._rewind_pending = False
         # made at once, so producers find the intake as soon as the engine has started
         log.ensure_topics(
             [self.intake], partitions, retention_ms=int(retention.total_seconds() * 1000)
@@ -90,10 +92,29 @@ class IntakeRelay:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        self._rewind_pending = False
 
     def step(self) -> int:
         """Relay one poll batch; returns how many messages it handled. A failure (the
-        broker) raises before the batch is committed: it is read again."""
+        broker, the key table) raises before the batch is committed, after seeking back to
+        the committed offsets: the next step reads the same batch again, never past it."""
+        try:
+            if self._rewind_pending:
+                self._rewind()
+            return self._relay()
+        except BaseException:
+            self._rewind_pending = True
+            with contextlib.suppress(Exception):
+                self._rewind()  # at once when it can; else first thing at the next step
+            raise
+
+    def _rewind(self) -> None:
+        consumer = self.consumer
+        for tp in consumer.assignment():
+            consumer.seek(tp, consumer.committed(tp) or 0)
+        self._rewind_pending = False
+
+    def _relay(self) -> int:
         consumer = self.consumer
         messages = consumer.poll(self.poll_timeout_s, self.batch_size)
         if not messages:

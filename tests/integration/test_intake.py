@@ -5,6 +5,7 @@ relays each to the log of record with its personal fields sealed, dead-letters w
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,3 +100,43 @@ def test_the_intake_topic_is_created_with_a_short_retention(
         admin.close()
         relay.close()
         keys.close()
+
+
+def test_a_failed_relay_step_is_read_again_and_loses_nothing(
+    log: Log, tmp_path: Path, unique_topic: str
+) -> None:
+    """Issue 8's transient rule on the intake: a step that fails (here the keys' disk is
+    full, so new customers' keys cannot be made) must not move the relay past its batch.
+    Before, the consumer's position stayed past the failed batch, the next step committed
+    past it and deleted it from the intake: those touchpoints were never relayed."""
+    from tests.integration.test_failures import SmallDisk
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    disk = SmallDisk(tmp_path / "disk", "400k")
+    keys = CustomerKeys(disk.path / "views.db")
+    relay = IntakeRelay(
+        log, keys, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq", batch_size=20
+    )
+    try:
+        filler = disk.path / "filler"
+        with pytest.raises(OSError), filler.open("wb") as f:
+            while True:  # fill the disk to the last block
+                f.write(b"\0" * 4096)
+                f.flush()
+        log.produce(intake_topic(unique_topic), [inquiry(f"c-{i}") for i in range(60)])
+        for _ in range(2):  # still full: the same batch again, not the next one
+            deadline = time.monotonic() + 60
+            with pytest.raises(Exception, match=r"(?i)full"):
+                while time.monotonic() < deadline:  # a first poll on Kafka may be empty
+                    relay.step()
+        filler.unlink()
+        relay.run_until_empty()
+        relayed = raw_records(log, unique_topic)
+        assert sorted(decode(m.value).customer_id for m in relayed) == sorted(
+            f"c-{i}" for i in range(60)
+        )
+    finally:
+        relay.close()
+        keys.close()
+        disk.unmount()
