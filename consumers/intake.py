@@ -26,7 +26,7 @@ import structlog
 from consumers.dead_letters import dead_letter
 from consumers.log import Log, LogConsumer, Message, OutgoingMessage, TopicPartition
 from consumers.runner import now_for
-from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
+from domain.bounds import DEFAULT_MAX_FUTURE, MAX_ENVELOPE_BYTES, Bounds
 from domain.envelope import Touchpoint, decode, encode_sealed
 from domain.errors import InvalidEvent
 from domain.personal import has_personal_values
@@ -149,15 +149,28 @@ class IntakeRelay:
                 )
             }
         )
-        out = [
-            OutgoingMessage(
-                key=msg.key or b"",
-                value=encode_sealed(tp, keys.get(tp.customer_id)),
-                headers=msg.headers,
-                timestamp_ms=msg.timestamp_ms if msg.timestamp_ms > 0 else None,
+        out: list[OutgoingMessage] = []
+        for msg, tp in good:
+            value = encode_sealed(tp, keys.get(tp.customer_id))
+            if len(value) > MAX_ENVELOPE_BYTES:
+                # Sealing made it too large for the log of record: it can never be relayed,
+                # and retrying it would hold up every message behind it.
+                too_large = InvalidEvent(
+                    "too_large",
+                    f"envelope of {len(value):,} bytes (its personal fields encrypted) is "
+                    f"larger than {MAX_ENVELOPE_BYTES:,} bytes (1 MiB): keep large content "
+                    "out of the log and link to it",
+                )
+                dead.append((msg, self._dead(msg, too_large)))
+                continue
+            out.append(
+                OutgoingMessage(
+                    key=msg.key or b"",
+                    value=value,
+                    headers=msg.headers,
+                    timestamp_ms=msg.timestamp_ms if msg.timestamp_ms > 0 else None,
+                )
             )
-            for msg, tp in good
-        ]
         if out:
             self.log.produce(self.topic, out)
         if dead:

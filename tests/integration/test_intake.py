@@ -17,6 +17,7 @@ from domain import catalogue as c
 from domain.envelope import decode, encode, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
 from projections.keys import CustomerKeys
+from tests.bounds_cases import MiB, sized
 from tests.integration.test_erasure import intake_left, raw_records
 
 NAME = "Torbjørg Intakesen"
@@ -140,3 +141,31 @@ def test_a_failed_relay_step_is_read_again_and_loses_nothing(
         relay.close()
         keys.close()
         disk.unmount()
+
+
+def test_an_envelope_sealing_takes_over_1_mib_is_dead_lettered_and_holds_up_nothing(
+    log: Log, tmp_path: Path, unique_topic: str
+) -> None:
+    """Under 1 MiB as a plain producer sent it, over it once sealed: it can never be on the
+    log of record (a broker refuses it; the engine would dead-letter it), so the relay
+    dead-letters it ``too_large`` itself, and the touchpoint behind it is relayed. Before,
+    the relay produced it as it was: on Kafka the broker refused it and the relay retried it
+    forever, holding up the whole intake until retention deleted it."""
+    keys = CustomerKeys(tmp_path / "views.db")
+    relay = IntakeRelay(log, keys, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq")
+    try:
+        big = sized(MiB - 2048, "c-big").encode()  # SignupRequested: form fields are personal
+        log.produce(
+            intake_topic(unique_topic),
+            [OutgoingMessage(key=b"c-big", value=big), inquiry("c-big")],
+        )
+        relay.run_until_empty(timeout_s=30)
+        (relayed,) = raw_records(log, unique_topic)
+        assert decode(relayed.value).customer_id == "c-big"
+        (letter,) = raw_records(log, f"{unique_topic}.dlq")
+        assert letter.header("journey-dlq-reason") == b"too_large"
+        assert letter.header("journey-dlq-original-topic") == intake_topic(unique_topic).encode()
+        assert b"encrypted" in (letter.header("journey-dlq-error") or b"")
+    finally:
+        relay.close()
+        keys.close()
