@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         description="The engine's consumer group (run, serve); read-only commands never join it",
     )
     partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
+    cache_size: StrictCount = Field(
+        default=20_000,
+        ge=1,
+        description="Customers a writer keeps folded in memory (~15 KB each); the store "
+        "reads JOURNEY_CACHE_SIZE, checked here first",
+    )
     store: str = Field(
         default="sqlite:///journey-views.db",
         description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "
