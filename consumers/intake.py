@@ -11,6 +11,9 @@ retention).
 
 At least once: a crash between producing and committing relays the batch again, and the
 engine folds the second copy as a duplicate of the first (same ``event_id``, same content).
+A step that fails seeks back to the committed offsets, so nothing is skipped (issue 8's
+transient rule); a batch read again after a failed commit does not produce its dead letters
+a second time (only a restart in between does: their headers name the origin).
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ class IntakeRelay:
         self.dead_letters = 0
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
+        # Dead letters produced whose batch is not committed yet (kept in memory only: a
+        # restart in between produces them again, at least once, origin in their headers).
+        self._dead_sent: set[tuple[TopicPartition, int]] = set()
         # made at once, so producers find the intake as soon as the engine has started
         log.ensure_topics(
             [self.intake], partitions, retention_ms=int(retention.total_seconds() * 1000)
@@ -173,13 +179,17 @@ class IntakeRelay:
             )
         if out:
             self.log.produce(self.topic, out)
-        if dead:
-            self.log.produce(self.dlq_topic, [letter for _, letter in dead])
+        # A batch read again after a failed commit: its dead letters are on the DLQ already.
+        fresh = [(m, d) for m, d in dead if (m.topic_partition, m.offset) not in self._dead_sent]
+        if fresh:
+            self.log.produce(self.dlq_topic, [letter for _, letter in fresh])
+            self._dead_sent.update((m.topic_partition, m.offset) for m, _ in fresh)
         done: dict[TopicPartition, int] = defaultdict(int)
         for msg in messages:
             tp_ = msg.topic_partition
             done[tp_] = max(done[tp_], msg.offset + 1)
         consumer.commit(done)
+        self._dead_sent = {(t, o) for t, o in self._dead_sent if o >= done.get(t, 0)}
         self._shred(done)
         self.relayed += len(out)
         self.dead_letters += len(dead)

@@ -8,11 +8,13 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from consumers.embedded_log import EmbeddedLog
 from consumers.intake import IntakeRelay, intake_topic
-from consumers.log import Log, OutgoingMessage
+from consumers.log import Log, LogUnavailable, OutgoingMessage
 from domain import catalogue as c
 from domain.envelope import decode, encode, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
@@ -169,3 +171,48 @@ def test_an_envelope_sealing_takes_over_1_mib_is_dead_lettered_and_holds_up_noth
     finally:
         relay.close()
         keys.close()
+
+
+class _RefusesOneCommit(EmbeddedLog):
+    """The embedded log, whose consumers' first commit fails as a broker that went away
+    right after the produce would: the relay's dead letters are on the DLQ already."""
+
+    def consumer(self, *args: Any, **kwargs: Any) -> Any:
+        inner = super().consumer(*args, **kwargs)
+        real_commit = inner.commit
+        refused = [False]
+
+        def commit(offsets: Any = None) -> None:
+            if not refused[0]:
+                refused[0] = True
+                raise LogUnavailable("committing: the broker went away (injected)")
+            real_commit(offsets)
+
+        inner.commit = commit  # type: ignore[method-assign]
+        return inner
+
+
+def test_a_dead_letter_reaches_the_dlq_once_when_the_commit_after_it_fails(
+    tmp_path: Path, unique_topic: str
+) -> None:
+    """Issue 8: each poison message in the DLQ exactly once. The relay produces its dead
+    letters before it commits; a commit that fails makes it read the batch again, and
+    before, it produced the same dead letter a second time."""
+    log = _RefusesOneCommit(str(tmp_path / "log.db"))
+    keys = CustomerKeys(tmp_path / "views.db")
+    relay = IntakeRelay(log, keys, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq")
+    try:
+        broken = OutgoingMessage(key=b"c-1", value=b"{not json")
+        log.produce(intake_topic(unique_topic), [inquiry("c-1"), broken])
+        with pytest.raises(LogUnavailable):
+            while True:
+                relay.step()
+        relay.run_until_empty(timeout_s=30)
+        (letter,) = raw_records(log, f"{unique_topic}.dlq")
+        assert letter.header("journey-dlq-reason") == b"not_json"
+        relayed = raw_records(log, unique_topic)  # relayed again is fine: folded once
+        assert relayed and {decode(m.value).customer_id for m in relayed} == {"c-1"}
+    finally:
+        relay.close()
+        keys.close()
+        log.close()

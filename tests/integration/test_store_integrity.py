@@ -141,7 +141,7 @@ def test_a_postgresql_store_of_another_schema_version_or_kind_is_refused(
     JourneyStore(postgres_store).close()
     with psycopg.connect(postgres_store, autocommit=True) as conn:
         conn.execute("UPDATE journey_store_meta SET value = '1' WHERE key = 'schema_version'")
-    with pytest.raises(OutdatedStore, match="schema version 1.*journey rebuild"):
+    with pytest.raises(OutdatedStore, match=r"schema version 1.*journey rebuild"):
         JourneyStore(postgres_store)
     with psycopg.connect(postgres_store, autocommit=True) as conn:
         conn.execute("UPDATE journey_store_meta SET value = 'other-app' WHERE key = 'kind'")
