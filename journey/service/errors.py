@@ -7,7 +7,8 @@ exceptions into it.
   naming the field.
 * ``NotFresh`` → 503 not_fresh with the lag (and, when the pipeline is stopped, why).
 * The log not answering → 503 log_unavailable; a read that meets a damaged store → 503
-  store_corrupt; anything else → 500 internal, logged.
+  store_corrupt; a store whose database or disk is away → 503 store_unavailable; anything
+  else → 500 internal, logged.
 """
 
 from __future__ import annotations
