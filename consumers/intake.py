@@ -26,7 +26,7 @@ from datetime import timedelta
 
 import structlog
 
-from consumers.dead_letters import dead_letter
+from consumers.dead_letters import dead_letter, produce_dead_letters
 from consumers.log import Log, LogConsumer, Message, OutgoingMessage, TopicPartition
 from consumers.runner import now_for
 from domain.bounds import DEFAULT_MAX_FUTURE, MAX_ENVELOPE_BYTES, Bounds
@@ -182,7 +182,7 @@ class IntakeRelay:
         # A batch read again after a failed commit: its dead letters are on the DLQ already.
         fresh = [(m, d) for m, d in dead if (m.topic_partition, m.offset) not in self._dead_sent]
         if fresh:
-            self.log.produce(self.dlq_topic, [letter for _, letter in fresh])
+            produce_dead_letters(self.log, self.dlq_topic, [letter for _, letter in fresh])
             self._dead_sent.update((m.topic_partition, m.offset) for m, _ in fresh)
         done: dict[TopicPartition, int] = defaultdict(int)
         for msg in messages:

@@ -216,3 +216,39 @@ def test_a_dead_letter_reaches_the_dlq_once_when_the_commit_after_it_fails(
         relay.close()
         keys.close()
         log.close()
+
+
+def test_a_dead_letter_the_dlq_refuses_for_good_becomes_a_stub_and_holds_up_nothing(
+    log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the runner: a dead letter the DLQ can never take (the broker's limit) goes as a
+    stub — reason and origin, no value. Before, the relay retried it forever and every
+    intake record behind it waited (and the intake's retention would delete them)."""
+    from consumers.dead_letters import HEADER_OFFSET, HEADER_REFUSED
+    from consumers.log import LogError
+
+    dlq = f"{unique_topic}.dlq"
+    keys = CustomerKeys(tmp_path / "views.db")
+    relay = IntakeRelay(log, keys, topic=unique_topic, dlq_topic=dlq)
+    real_produce = log.produce
+
+    def refusing(topic: str, messages: list[OutgoingMessage]) -> object:
+        if topic == dlq and any((HEADER_OFFSET, b"0") in m.headers and m.value for m in messages):
+            raise LogError("MessageSizeTooLargeError (injected: the broker's limit)")
+        return real_produce(topic, messages)
+
+    try:
+        log.produce(
+            intake_topic(unique_topic),
+            [OutgoingMessage(key=b"c-1", value=b"\xff refused by the DLQ"), inquiry("c-1")],
+        )
+        monkeypatch.setattr(log, "produce", refusing)
+        relay.run_until_empty(timeout_s=30)
+        (letter,) = raw_records(log, dlq)
+        assert letter.header(HEADER_REFUSED) and letter.value == b""
+        assert letter.header("journey-dlq-reason") == b"not_json"
+        (relayed,) = raw_records(log, unique_topic)
+        assert decode(relayed.value).customer_id == "c-1"
+    finally:
+        relay.close()
+        keys.close()
