@@ -27,7 +27,15 @@ from datetime import timedelta
 import structlog
 
 from consumers.dead_letters import dead_letter, produce_dead_letters
-from consumers.log import Log, LogConsumer, Message, OutgoingMessage, TopicPartition
+from consumers.log import (
+    Log,
+    LogConsumer,
+    LogError,
+    LogUnavailable,
+    Message,
+    OutgoingMessage,
+    TopicPartition,
+)
 from consumers.runner import now_for
 from domain.bounds import DEFAULT_MAX_FUTURE, MAX_ENVELOPE_BYTES, Bounds
 from domain.envelope import Touchpoint, decode, encode_sealed
@@ -155,7 +163,7 @@ class IntakeRelay:
                 )
             }
         )
-        out: list[OutgoingMessage] = []
+        out: list[tuple[Message, OutgoingMessage]] = []
         for msg, tp in good:
             value = encode_sealed(tp, keys.get(tp.customer_id))
             if len(value) > MAX_ENVELOPE_BYTES:
@@ -170,15 +178,17 @@ class IntakeRelay:
                 dead.append((msg, self._dead(msg, too_large)))
                 continue
             out.append(
-                OutgoingMessage(
-                    key=msg.key or b"",
-                    value=value,
-                    headers=msg.headers,
-                    timestamp_ms=msg.timestamp_ms if msg.timestamp_ms > 0 else None,
+                (
+                    msg,
+                    OutgoingMessage(
+                        key=msg.key or b"",
+                        value=value,
+                        headers=msg.headers,
+                        timestamp_ms=msg.timestamp_ms if msg.timestamp_ms > 0 else None,
+                    ),
                 )
             )
-        if out:
-            self.log.produce(self.topic, out)
+        relayed = self._produce(out, dead)
         # A batch read again after a failed commit: its dead letters are on the DLQ already.
         fresh = [(m, d) for m, d in dead if (m.topic_partition, m.offset) not in self._dead_sent]
         if fresh:
@@ -191,7 +201,7 @@ class IntakeRelay:
         consumer.commit(done)
         self._dead_sent = {(t, o) for t, o in self._dead_sent if o >= done.get(t, 0)}
         self._shred(done)
-        self.relayed += len(out)
+        self.relayed += relayed
         self.dead_letters += len(dead)
         for msg, letter in dead:
             logger.warning(
@@ -203,6 +213,38 @@ class IntakeRelay:
             )
         logger.info("intake relayed", count=len(out), dead_letters=len(dead), topic=self.intake)
         return len(messages)
+
+    def _produce(
+        self,
+        out: list[tuple[Message, OutgoingMessage]],
+        dead: list[tuple[Message, OutgoingMessage]],
+    ) -> int:
+        """Produce the relayed records; how many reached the log. The log away: raised
+        (transient, the batch is read again). A record the log refuses for good (the
+        broker's size limit) joins ``dead``: retrying it would hold up every one behind it."""
+        if not out:
+            return 0
+        try:
+            self.log.produce(self.topic, [record for _, record in out])
+            return len(out)
+        except LogUnavailable:
+            raise
+        except LogError:
+            pass
+        produced = 0
+        for msg, record in out:  # one by one: which of them is refused, and why?
+            try:
+                self.log.produce(self.topic, [record])
+                produced += 1
+            except LogUnavailable:
+                raise
+            except LogError as exc:
+                refused = InvalidEvent(
+                    "too_large", f"the log of record {self.topic} refused it: {exc}"
+                )
+                dead.append((msg, self._dead(msg, refused)))
+        dead.sort(key=lambda d: (d[0].partition, d[0].offset))
+        return produced
 
     def _dead(self, msg: Message, exc: InvalidEvent) -> OutgoingMessage:
         return dead_letter(

@@ -252,3 +252,37 @@ def test_a_dead_letter_the_dlq_refuses_for_good_becomes_a_stub_and_holds_up_noth
     finally:
         relay.close()
         keys.close()
+
+
+def test_a_touchpoint_the_log_refuses_for_good_is_dead_lettered_and_holds_up_nothing(
+    log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relayed record the log of record can never take (e.g. its producer's headers plus
+    the sealed value over the broker's limit) is dead-lettered ``too_large`` naming the
+    refusal; the touchpoints beside it are relayed. Before, the relay retried the batch
+    forever."""
+    from consumers.log import LogError
+
+    dlq = f"{unique_topic}.dlq"
+    keys = CustomerKeys(tmp_path / "views.db")
+    relay = IntakeRelay(log, keys, topic=unique_topic, dlq_topic=dlq)
+    refused, fine = inquiry("c-1"), inquiry("c-2")
+    real_produce = log.produce
+
+    def refusing(topic: str, messages: list[OutgoingMessage]) -> object:
+        if topic == unique_topic and any(m.headers == refused.headers for m in messages):
+            raise LogError("MessageSizeTooLargeError (injected: the broker's limit)")
+        return real_produce(topic, messages)
+
+    try:
+        log.produce(intake_topic(unique_topic), [refused, fine])
+        monkeypatch.setattr(log, "produce", refusing)
+        relay.run_until_empty(timeout_s=30)
+        (letter,) = raw_records(log, dlq)
+        assert letter.header("journey-dlq-reason") == b"too_large"
+        assert b"MessageSizeTooLarge" in (letter.header("journey-dlq-error") or b"")
+        (relayed,) = raw_records(log, unique_topic)
+        assert decode(relayed.value).customer_id == "c-2"
+    finally:
+        relay.close()
+        keys.close()
