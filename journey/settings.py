@@ -65,9 +65,15 @@ def register_secret(secret: str | None) -> None:
         _KNOWN_SECRETS.add(secret)
 
 
+# An API key or console session (journey/security/keys.py: prefix + 43 URL-safe characters).
+_BEARER = re.compile(r"\bj[ks]_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+
+
 def redact(text: str) -> str:
-    """``text`` with passwords in URLs and every registered secret replaced by ``***``."""
+    """``text`` with passwords in URLs, API keys and sessions, and every registered secret
+    replaced by ``***``."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+    text = _BEARER.sub("***", text)
     for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
