@@ -220,8 +220,9 @@ class IntakeRelay:
         dead: list[tuple[Message, OutgoingMessage]],
     ) -> int:
         """Produce the relayed records; how many reached the log. The log away: raised
-        (transient, the batch is read again). A record the log refuses for good (the
-        broker's size limit) joins ``dead``: retrying it would hold up every one behind it."""
+        (transient, the batch is read again). A record the log refuses for good for its size
+        (the broker's limit) joins ``dead``: retrying it would hold up every one behind it.
+        Any other refusal is raised: the batch is read again, nothing is skipped."""
         if not out:
             return 0
         try:
@@ -239,6 +240,8 @@ class IntakeRelay:
             except LogUnavailable:
                 raise
             except LogError as exc:
+                if "toolarge" not in str(exc).lower().replace(" ", ""):
+                    raise  # not the record's fault (a missing topic, ACLs): stop and retry
                 refused = InvalidEvent(
                     "too_large", f"the log of record {self.topic} refused it: {exc}"
                 )
