@@ -286,6 +286,15 @@ class JourneyStore:
     def size_bytes(self) -> int:
         return self.backend.size_bytes()
 
+    def compact(self) -> None:
+        """Rewrite the store packed (see :meth:`Backend.compact`): a rebuild's new store,
+        before it is swapped in."""
+        with self._lock:
+            try:
+                self.backend.compact()
+            except Exception as exc:
+                raise self._damaged(exc) from exc
+
     def positions(self) -> dict[TopicPartition, int]:
         """Last processed offset per partition (from eventsourcing's tracking table)."""
         out: dict[TopicPartition, int] = {}

@@ -105,3 +105,36 @@ def test_the_store_grows_by_at_most_one_and_a_half_times_the_logs_bytes(tmp_path
     grown = _file_bytes(path) - grown_from
     assert log_bytes > 0
     assert grown / log_bytes <= 1.5, f"{grown / log_bytes:.2f}× the log's bytes"
+
+
+def test_a_compacted_store_is_smaller_and_says_the_same(
+    store_address: Path | str, tmp_path: Path
+) -> None:
+    # What a rebuild does before the swap: the same rows, packed.
+    workload = ensure_workload(tmp_path / "cache", Shape.for_events(2000), 7)
+    store = JourneyStore(store_address)
+    tp = TopicPartition("size.touchpoints", 0)
+    offset = -1
+    try:
+        for batch in read_batches(workload.path, 200):
+            items = []
+            for line in batch:
+                offset += 1
+                items.append((offset, decode(line)))
+            store.process(tp, items, offset)
+        store.backend.purge()  # SQLite: the write-ahead log's pages into the file first
+        before = store.size_bytes()
+        ids = store.event_ids()
+        customers = [workload.heavy_ids[0], workload.medium_ids[0], workload.quiet_id]
+        journeys = {cid: store.journey(cid) for cid in customers}
+        timelines = {cid: store.timeline([(cid, 0)], limit=1000) for cid in customers}
+        store.compact()
+        assert store.size_bytes() < before
+        assert store.event_ids() == ids and store.position(tp) == offset
+        for cid in customers:
+            journey = store.journey(cid)
+            assert journey is not None and journeys[cid] is not None
+            assert journey.journey.timeline == journeys[cid].journey.timeline  # type: ignore[union-attr]
+            assert store.timeline([(cid, 0)], limit=1000) == timelines[cid]
+    finally:
+        store.close()
