@@ -41,6 +41,7 @@ __all__ = [
     "UNOPENED",
     "CustomerKey",
     "KeyLookup",
+    "carries_personal_values",
     "has_personal_values",
     "is_sealed",
     "new_key",
@@ -146,6 +147,16 @@ def seal_data(
 
 def has_personal_values(data: Mapping[str, Any], model: type[TouchpointData]) -> bool:
     return any(isinstance(v, str) for _, v in _values(data, model))
+
+
+def carries_personal_values(body: TouchpointData) -> bool:
+    """:func:`has_personal_values` of a validated body, read from its attributes (its
+    personal fields hold a string, a mapping of strings, or None) without dumping it."""
+    model = type(body)
+    names = personal_fields(model)
+    if not names:  # most types: no personal field at all
+        return False
+    return has_personal_values({name: getattr(body, name) for name in names}, model)
 
 
 def sealed_kids(data: Mapping[str, Any], model: type[TouchpointData]) -> set[str]:

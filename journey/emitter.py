@@ -7,6 +7,7 @@ produces nothing.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -28,7 +29,7 @@ from domain.envelope import (
     parse_envelope,
 )
 from domain.errors import InvalidEvent, JourneyError
-from domain.personal import CustomerKey, has_personal_values
+from domain.personal import CustomerKey, carries_personal_values
 from projections.keys import CustomerKeys
 
 __all__ = ["BatchError", "Emitter", "NoKeyStore", "needs_keys", "parse_batch", "to_message"]
@@ -53,6 +54,14 @@ def parse_batch(text: str, origin: str = "", bounds: Bounds | None = None) -> li
     clock and the default future skew. Raises BatchError naming the (1-based) line and the
     field of the first bad event.
     """
+    return [tp for tp, _ in _parse_batch(text, origin, bounds)]
+
+
+def _parse_batch(
+    text: str, origin: str = "", bounds: Bounds | None = None
+) -> list[tuple[Touchpoint, bytes]]:
+    """:func:`parse_batch`, each touchpoint with its envelope's bytes (``encode``: what
+    the size bound measured, and what goes on the log when nothing is to be sealed)."""
     if bounds is None:
         bounds = Bounds(now=datetime.now(UTC))
     stripped = text.strip()
@@ -93,7 +102,9 @@ def _load(text: str, line: int, origin: str, depth: int, whole: bool = False) ->
                 "flatten the data",
             )
         # parse ``text``, not stripped: error line numbers must count leading blank lines
-        return json.loads(text, parse_constant=_no_constant)
+        if text.startswith("\ufeff"):  # json.loads names a byte order mark: let it
+            return json.loads(text, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         error = InvalidEvent("not_json", f"not JSON: {exc.msg}")
         raise BatchError(line + exc.lineno - 1 if whole else line, error, origin) from None
@@ -108,7 +119,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# one decoder for every line: json.loads with an argument builds a new one per call
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def _is_single_json(text: str) -> bool:
+    # The common case first, without scanning the whole batch: a first line that is a
+    # JSON value on its own means JSON lines (as one value, the text would have more after
+    # it: ``text`` is stripped, so something follows the first newline).
+    first = text[: text.find("\n")]
+    if not exceeds_depth(first, MAX_DEPTH) and _parses(first):
+        return False
     if exceeds_depth(text, MAX_DEPTH):
         # JSON lines each within the bound, or one value too deep: a first line that is
         # JSON on its own means lines; otherwise it is one value, refused as too deep
@@ -125,18 +146,20 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _one(obj: object, bounds: Bounds) -> Touchpoint:
+def _one(obj: object, bounds: Bounds) -> tuple[Touchpoint, bytes]:
     if not isinstance(obj, dict):
         raise InvalidEvent("invalid_envelope", "an envelope must be a JSON object")
     touchpoint = parse_envelope(obj, bounds)
-    check_size(touchpoint)
-    return touchpoint
+    return touchpoint, check_size(touchpoint)
 
 
-def to_message(tp: Touchpoint, key: CustomerKey | None = None) -> OutgoingMessage:
+def to_message(
+    tp: Touchpoint, key: CustomerKey | None = None, *, encoded: bytes | None = None
+) -> OutgoingMessage:
     """The record of ``tp`` on the log of record, its personal values sealed with ``key``
-    (the customer's); InvalidEvent ``too_large`` when sealing took it over 1 MiB."""
-    value = encode_sealed(tp, key)
+    (the customer's); InvalidEvent ``too_large`` when sealing took it over 1 MiB.
+    ``encoded``: ``encode(tp)`` when the caller has it and ``tp`` has nothing to seal."""
+    value = encoded if encoded is not None else encode_sealed(tp, key)
     if len(value) > MAX_ENVELOPE_BYTES:
         raise InvalidEvent(
             "too_large",
@@ -156,11 +179,7 @@ def to_message(tp: Touchpoint, key: CustomerKey | None = None) -> OutgoingMessag
 
 def needs_keys(touchpoints: Sequence[Touchpoint]) -> set[str]:
     """The customers of ``touchpoints`` that carry personal values (to be sealed)."""
-    return {
-        tp.customer_id
-        for tp in touchpoints
-        if has_personal_values(tp.data.model_dump(mode="json", exclude_none=True), type(tp.data))
-    }
+    return {tp.customer_id for tp in touchpoints if carries_personal_values(tp.data)}
 
 
 class NoKeyStore(JourneyError):
@@ -226,9 +245,17 @@ class Emitter:
     ) -> list[Position]:
         """Produce them; ``logged_at`` stamps the records (default: the log's own clock), as
         a replay of history does with each touchpoint's arrival time."""
+        return self._emit(touchpoints, None, logged_at)
+
+    def _emit(
+        self,
+        touchpoints: Sequence[Touchpoint],
+        encoded: Sequence[bytes] | None,
+        logged_at: datetime | None = None,
+    ) -> list[Position]:
         if not touchpoints:
             return []
-        messages = self.messages(touchpoints)
+        messages = self.messages(touchpoints, encoded)
         if logged_at is not None:
             stamp = int(logged_at.timestamp() * 1000)
             messages = [replace(m, timestamp_ms=stamp) for m in messages]
@@ -237,7 +264,9 @@ class Emitter:
         # One line per touchpoint only at debug: at info, a line per batch (a bulk emit of a
         # million touchpoints would spend more time logging than producing). Each event is
         # still followed by its ids: the debug lines here, the runner's where it is folded.
-        for tp, pos in zip(touchpoints, positions, strict=True):
+        # Below debug not even the call is made (its arguments cost as much as the check).
+        debug = logger.is_enabled_for(logging.DEBUG)
+        for tp, pos in zip(touchpoints, positions, strict=True) if debug else ():
             logger.debug(
                 "touchpoint emitted",
                 event_id=str(tp.event_id),
@@ -258,9 +287,14 @@ class Emitter:
         )
         return positions
 
-    def messages(self, touchpoints: Sequence[Touchpoint]) -> list[OutgoingMessage]:
-        """The records of ``touchpoints``, personal values sealed (keys made as needed)."""
-        sealed = needs_keys(touchpoints)
+    def messages(
+        self, touchpoints: Sequence[Touchpoint], encoded: Sequence[bytes] | None = None
+    ) -> list[OutgoingMessage]:
+        """The records of ``touchpoints``, personal values sealed (keys made as needed).
+        ``encoded``: each one's ``encode`` bytes, when the caller has them (parse_batch
+        made them for the size bound): a touchpoint with nothing to seal goes as those."""
+        personal = [carries_personal_values(tp.data) for tp in touchpoints]
+        sealed = {tp.customer_id for tp, p in zip(touchpoints, personal, strict=True) if p}
         if sealed and self.keys is None:
             raise NoKeyStore(
                 "touchpoints with personal fields (e.g. of customer "
@@ -271,8 +305,10 @@ class Emitter:
         keys = self.keys.for_writing(sealed) if self.keys is not None and sealed else {}
         out = []
         for index, tp in enumerate(touchpoints, start=1):
+            key = keys.get(tp.customer_id) if personal[index - 1] else None
+            raw = encoded[index - 1] if encoded is not None and key is None else None
             try:
-                out.append(to_message(tp, keys.get(tp.customer_id)))
+                out.append(to_message(tp, key, encoded=raw))
             except InvalidEvent as exc:
                 raise BatchError(index, exc, "") from None
         return out
@@ -286,8 +322,11 @@ class Emitter:
 
     def emit_text(self, text: str, origin: str = "") -> list[Position]:
         """Validate every envelope in ``text`` first, then produce them all."""
-        return self.emit_touchpoints(parse_batch(text, origin, self._bounds()))
+        parsed = _parse_batch(text, origin, self._bounds())
+        return self._emit([tp for tp, _ in parsed], [raw for _, raw in parsed])
 
     def emit_all(self, texts: Iterable[tuple[str, str]]) -> list[Position]:
-        batches = [parse_batch(text, origin, self._bounds()) for text, origin in texts]
-        return self.emit_touchpoints([tp for batch in batches for tp in batch])
+        parsed = [
+            pair for text, origin in texts for pair in _parse_batch(text, origin, self._bounds())
+        ]
+        return self._emit([tp for tp, _ in parsed], [raw for _, raw in parsed])
