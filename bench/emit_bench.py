@@ -45,6 +45,18 @@ def main() -> None:
     hosts = kafka_hosts(args.broker)
     workload = ensure_workload(args.cache_dir, Shape.for_events(args.events), args.seed)
     log = KafkaLog(hosts)
+    # the emitter's time in Log.produce (sending, acks), apart from its validation
+    produce_s = [0.0]
+    original_produce = log.produce
+
+    def timed_produce(topic: str, messages: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original_produce(topic, messages)
+        finally:
+            produce_s[0] += time.perf_counter() - started
+
+    log.produce = timed_produce  # type: ignore[method-assign]
     profile = cProfile.Profile() if args.profile else None
     if profile is not None:
         original = Emitter.emit_text
@@ -61,15 +73,21 @@ def main() -> None:
     try:
         for run in range(1, args.runs + 1):
             name = f"bench.emit.{uuid.uuid4().hex[:12]}"
+            produce_s[0] = 0.0
             topics = [name, f"{name}.dlq", f"{name}.bare"]
             try:
                 figure = emit_figure(log, hosts, workload, name, f"{name}.bare")
             finally:
                 delete_topics(hosts, topics)
             ratios.append(figure["ratio"])
+            events, emitter_s = figure["events"], figure["emitter"]["seconds"]
+            per = 1e6 / events
             print(
                 f"run {run}: emitter {figure['emitter']['per_s']:,.0f}/s, bare "
-                f"{figure['bare_producer']['per_s']:,.0f}/s, ratio {figure['ratio']:.3f} "
+                f"{figure['bare_producer']['per_s']:,.0f}/s, ratio {figure['ratio']:.3f}; "
+                f"per envelope: validate+encode {(emitter_s - produce_s[0]) * per:.1f} µs, "
+                f"Log.produce {produce_s[0] * per:.1f} µs, bare send "
+                f"{figure['bare_producer']['seconds'] * per:.1f} µs "
                 f"(load {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M:%S', time.gmtime())}Z)",
                 flush=True,
             )

@@ -344,3 +344,40 @@ def test_seal_data_is_what_encode_sealed_puts_under_data() -> None:
     expected = seal_data(plain, type(tp.data), key, str(tp.event_id))
     assert set(wire["data"]) == set(expected)
     assert Envelope.model_validate(wire).data.keys() == expected.keys()
+
+
+# --------------------------------------------------------------------------- nonces
+
+
+_NONCE_KEY = new_key("c-1")
+
+
+def _ivs(count: int) -> list[str]:
+    """The iv of ``count`` sealed values (an e-mail identity each)."""
+    model = CATALOGUE[("IdentityLinked", 1)]
+    data = {"type": "email", "value": "a@example.com"}
+    return [seal_data(data, model, _NONCE_KEY, f"e{i}")["value"]["iv"] for i in range(count)]
+
+
+def test_sealing_never_uses_a_nonce_twice_in_threads_or_after_a_fork() -> None:
+    import multiprocessing
+
+    _ivs(1)  # the pool of nonces is now part-used: a fork must not hand out the rest
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        got = _ivs(3_000)
+        with lock:
+            seen.extend(got)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(_ivs, [500, 500])
+    everything = seen + _ivs(500) + [iv for child in children for iv in child]
+    assert len(everything) == 10_500
+    assert len(set(everything)) == len(everything)
