@@ -6,6 +6,7 @@ produces nothing.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -13,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,6 +158,12 @@ def _one(obj: object, bounds: Bounds) -> tuple[Touchpoint, bytes]:
     return touchpoint, check_size(touchpoint)
 
 
+@functools.cache
+def _type_header(type_name: str) -> tuple[str, bytes]:
+    # one per type (the catalogue's few dozen), not one per record
+    return ("journey-type", type_name.encode())
+
+
 def to_message(
     tp: Touchpoint, key: CustomerKey | None = None, *, encoded: bytes | None = None
 ) -> OutgoingMessage:
@@ -174,16 +181,23 @@ def to_message(
     return OutgoingMessage(
         key=tp.customer_id.encode(),
         value=value,
-        headers=(
-            ("journey-type", tp.type.encode()),
-            ("journey-event-id", str(tp.event_id).encode()),
-        ),
+        headers=(_type_header(tp.type), ("journey-event-id", str(tp.event_id).encode())),
     )
 
 
 def needs_keys(touchpoints: Sequence[Touchpoint]) -> set[str]:
     """The customers of ``touchpoints`` that carry personal values (to be sealed)."""
     return {tp.customer_id for tp in touchpoints if carries_personal_values(tp.data)}
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A validated batch ready to produce."""
+
+    messages: list[OutgoingMessage]
+    erased: set[str]  # customers whose ErasureRequested is in the batch
+    first_event_id: str
+    touchpoints: Sequence[Touchpoint] | None  # only for the debug lines
 
 
 class NoKeyStore(JourneyError):
@@ -260,18 +274,36 @@ class Emitter:
         if not touchpoints:
             return []
         with _fewer_collections():
-            messages = self.messages(touchpoints, encoded)
+            batch = self._prepare(touchpoints, encoded)
+        return self._send(batch, logged_at)
+
+    def _prepare(
+        self, touchpoints: Sequence[Touchpoint], encoded: Sequence[bytes] | None
+    ) -> _Batch:
+        """The records and what is said about them after producing; the touchpoints
+        themselves are kept only for the debug lines."""
+        debug = logger.is_enabled_for(logging.DEBUG)
+        return _Batch(
+            messages=self.messages(touchpoints, encoded),
+            erased={
+                tp.customer_id for tp in touchpoints if isinstance(tp.data, c.ErasureRequested)
+            },
+            first_event_id=str(touchpoints[0].event_id),
+            touchpoints=touchpoints if debug else None,
+        )
+
+    def _send(self, batch: _Batch, logged_at: datetime | None = None) -> list[Position]:
+        messages = batch.messages
         if logged_at is not None:
             stamp = int(logged_at.timestamp() * 1000)
             messages = [replace(m, timestamp_ms=stamp) for m in messages]
         positions = self.log.produce(self.topic, messages)
-        self._forget_erased(touchpoints)
+        self._forget_erased(batch.erased)
         # One line per touchpoint only at debug: at info, a line per batch (a bulk emit of a
         # million touchpoints would spend more time logging than producing). Each event is
         # still followed by its ids: the debug lines here, the runner's where it is folded.
         # Below debug not even the call is made (its arguments cost as much as the check).
-        debug = logger.is_enabled_for(logging.DEBUG)
-        for tp, pos in zip(touchpoints, positions, strict=True) if debug else ():
+        for tp, pos in zip(batch.touchpoints, positions, strict=True) if batch.touchpoints else ():
             logger.debug(
                 "touchpoint emitted",
                 event_id=str(tp.event_id),
@@ -286,7 +318,7 @@ class Emitter:
             "touchpoints emitted",
             count=len(positions),
             topic=self.topic,
-            first_event_id=str(touchpoints[0].event_id),
+            first_event_id=batch.first_event_id,
             first=f"{first.partition}:{first.offset}",
             last=f"{last.partition}:{last.offset}",
         )
@@ -318,18 +350,15 @@ class Emitter:
                 raise BatchError(index, exc, "") from None
         return out
 
-    def _forget_erased(self, touchpoints: Sequence[Touchpoint]) -> None:
+    def _forget_erased(self, erased: set[str]) -> None:
         """An erasure on the log deletes the customer's key at once (the engine does it
         again when it folds the erasure, for erasures from other doors)."""
-        erased = {tp.customer_id for tp in touchpoints if isinstance(tp.data, c.ErasureRequested)}
         if erased and self.keys is not None:
             self.keys.forget(erased, datetime.now(UTC))
 
     def emit_text(self, text: str, origin: str = "") -> list[Position]:
         """Validate every envelope in ``text`` first, then produce them all."""
-        with _fewer_collections():
-            parsed = _parse_batch(text, origin, self._bounds())
-        return self._emit([tp for tp, _ in parsed], [raw for _, raw in parsed])
+        return self.emit_all([(text, origin)])
 
     def emit_all(self, texts: Iterable[tuple[str, str]]) -> list[Position]:
         with _fewer_collections():
@@ -338,7 +367,13 @@ class Emitter:
                 for text, origin in texts
                 for pair in _parse_batch(text, origin, self._bounds())
             ]
-        return self._emit([tp for tp, _ in parsed], [raw for _, raw in parsed])
+            if not parsed:
+                return []
+            batch = self._prepare([tp for tp, _ in parsed], [raw for _, raw in parsed])
+            # The touchpoints go now, freed as their last reference does: while the batch
+            # is produced the collector would scan each of them again.
+            del parsed
+        return self._send(batch)
 
 
 # The collector's young generation is scanned every 700 new objects by default; validating

@@ -381,3 +381,31 @@ def test_sealing_never_uses_a_nonce_twice_in_threads_or_after_a_fork() -> None:
     everything = seen + _ivs(500) + [iv for child in children for iv in child]
     assert len(everything) == 10_500
     assert len(set(everything)) == len(everything)
+
+
+def test_each_touchpoint_is_still_logged_with_its_ids_at_debug_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import structlog
+
+    from journey.logs import configure_logging
+
+    saved = structlog.get_config()
+    tps = _touchpoints()[:20]
+    text = "\n".join(encode(tp).decode() for tp in tps)
+    emitter, _log, keys = _emitter(tmp_path)
+    try:
+        for level, expected in (("debug", len(tps)), ("info", 0)):
+            configure_logging("json", level)
+            capsys.readouterr()
+            emitter.emit_text(text)
+            lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+            each = [line for line in lines if line["event"] == "touchpoint emitted"]
+            assert [line["event_id"] for line in each] == [str(tp.event_id) for tp in tps][
+                :expected
+            ]
+            (batch,) = [line for line in lines if line["event"] == "touchpoints emitted"]
+            assert batch["count"] == len(tps) and batch["first_event_id"] == str(tps[0].event_id)
+    finally:
+        structlog.configure(**saved)
+        keys.close()
