@@ -169,8 +169,11 @@ def to_message(
 ) -> OutgoingMessage:
     """The record of ``tp`` on the log of record, its personal values sealed with ``key``
     (the customer's); InvalidEvent ``too_large`` when sealing took it over 1 MiB.
-    ``encoded``: ``encode(tp)`` when the caller has it and ``tp`` has nothing to seal."""
-    value = encoded if encoded is not None else encode_sealed(tp, key)
+    ``encoded``: ``encode(tp)``, when the caller has it."""
+    if encoded is not None and key is None:
+        value = encoded  # nothing to seal (encode_sealed would give these bytes)
+    else:
+        value = encode_sealed(tp, key, encoded=encoded)
     if len(value) > MAX_ENVELOPE_BYTES:
         raise InvalidEvent(
             "too_large",
@@ -343,7 +346,7 @@ class Emitter:
         out = []
         for index, tp in enumerate(touchpoints, start=1):
             key = keys.get(tp.customer_id) if personal[index - 1] else None
-            raw = encoded[index - 1] if encoded is not None and key is None else None
+            raw = encoded[index - 1] if encoded is not None else None
             try:
                 out.append(to_message(tp, key, encoded=raw))
             except InvalidEvent as exc:

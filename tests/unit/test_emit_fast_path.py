@@ -409,3 +409,47 @@ def test_each_touchpoint_is_still_logged_with_its_ids_at_debug_only(
     finally:
         structlog.configure(**saved)
         keys.close()
+
+
+class _CountingNonces:
+    """Nonces 0, 1, 2, … (a test only: the same nonces for two ways of sealing)."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self) -> bytes:
+        self.next += 1
+        return self.next.to_bytes(12, "big")
+
+
+def test_sealed_envelopes_are_the_bytes_an_envelope_of_the_sealed_body_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import domain.personal
+
+    tps = _touchpoints()
+    keys = {tp.customer_id: new_key(tp.customer_id) for tp in tps}
+    sealed = 0
+    for tp in tps:
+        key = keys[tp.customer_id]
+        results = []
+        for way in ("spliced", "spliced from encode", "envelope"):
+            monkeypatch.setattr(domain.personal, "_NONCES", _CountingNonces())
+            if way == "spliced":
+                results.append(encode_sealed(tp, key))
+            elif way == "spliced from encode":
+                results.append(encode_sealed(tp, key, encoded=encode(tp)))
+            else:
+                model = type(tp.data)
+                body = seal_data(
+                    tp.data.model_dump(mode="json", exclude_none=True),
+                    model,
+                    key,
+                    str(tp.event_id),
+                )
+                fields = tp.model_dump(exclude={"data"})
+                env = Envelope(**fields, data=body)
+                results.append(env.model_dump_json(exclude_none=True).encode())
+        assert results[0] == results[1] == results[2]
+        sealed += results[0] != encode(tp)
+    assert sealed > 100
