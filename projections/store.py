@@ -61,6 +61,7 @@ from projections.integrity import (
     STORE_KIND,
     StoreCorrupt,
     StoreError,
+    inspect_postgres_store,
     inspect_store,
     is_corruption,
 )
@@ -219,6 +220,7 @@ class JourneyStore:
         self.address: StoreAddress = path
         if is_postgres(path):
             self.path = Path(".")
+            inspect_postgres_store(str(path))  # foreign or outdated: refused, with the remedy
             self.backend = PostgresBackend(str(path))
         else:
             self.path = Path(path)
@@ -285,6 +287,15 @@ class JourneyStore:
 
     def size_bytes(self) -> int:
         return self.backend.size_bytes()
+
+    def compact(self) -> None:
+        """Rewrite the store packed (see :meth:`Backend.compact`): a rebuild's new store,
+        before it is swapped in."""
+        with self._lock:
+            try:
+                self.backend.compact()
+            except Exception as exc:
+                raise self._damaged(exc) from exc
 
     def positions(self) -> dict[TopicPartition, int]:
         """Last processed offset per partition (from eventsourcing's tracking table)."""
@@ -507,11 +518,14 @@ class JourneyStore:
 
     def _tail(self, customer_id: str, generation: int, since: int) -> list[bytes]:
         rows = self.query(
-            "SELECT fact FROM touchpoints WHERE customer_id = ? AND generation = ? AND seq > ?"
-            " AND fact IS NOT NULL ORDER BY seq",
+            "SELECT fact, event_id, type, at FROM touchpoints WHERE customer_id = ?"
+            " AND generation = ? AND seq > ? AND fact IS NOT NULL ORDER BY seq",
             (customer_id, generation, since),
         )
-        return [unpack(bytes(r[0])) for r in rows]
+        return [
+            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            for fact, eid, kind, at in rows
+        ]
 
     def _facts_of(
         self, customer_id: str, generation: int, up_to: int | None = None
@@ -520,14 +534,17 @@ class JourneyStore:
 
         def fetch() -> list[bytes]:
             sql = (
-                "SELECT fact FROM touchpoints WHERE customer_id = ? AND generation = ?"
-                " AND fact IS NOT NULL"
+                "SELECT fact, event_id, type, at FROM touchpoints WHERE customer_id = ?"
+                " AND generation = ? AND fact IS NOT NULL"
             )
             params: list[Any] = [customer_id, generation]
             if up_to is not None:
                 sql += " AND seq <= ?"
                 params.append(up_to)
-            return [unpack(bytes(r[0])) for r in self.query(sql, params)]
+            return [
+                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                for fact, eid, kind, at in self.query(sql, params)
+            ]
 
         return fetch
 
