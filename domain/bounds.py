@@ -19,6 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from itertools import accumulate
 
 from domain.errors import JourneyError
@@ -92,8 +93,9 @@ class Bounds:
         if self.now.tzinfo is None:
             raise ValueError("Bounds.now must be timezone-aware")
 
-    @property
+    @cached_property
     def latest(self) -> datetime:
+        # once per Bounds, not once per envelope: a batch shares one
         return shifted(self.now, self.max_future)
 
 

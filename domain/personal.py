@@ -24,6 +24,7 @@ import binascii
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -41,6 +42,7 @@ __all__ = [
     "UNOPENED",
     "CustomerKey",
     "KeyLookup",
+    "carries_personal_values",
     "has_personal_values",
     "is_sealed",
     "new_key",
@@ -112,6 +114,37 @@ def _values(data: Mapping[str, Any], model: type[TouchpointData]) -> Iterator[tu
             yield name, value
 
 
+class _Nonces:
+    """Random GCM nonces read from the OS a few thousand at a time: a system call per
+    sealed value cost more than the encryption (and let other threads take the GIL each
+    time). A nonce is public (it is the ``iv`` on the log); what matters is that none is
+    used twice: each is handed out once, under a lock, and a forked child starts with an
+    empty pool, never its parent's."""
+
+    _BATCH = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._at + _NONCE_BYTES > len(self._pool):
+                self._pool, self._at = os.urandom(_NONCE_BYTES * self._BATCH), 0
+            nonce = self._pool[self._at : self._at + _NONCE_BYTES]
+            self._at += _NONCE_BYTES
+            return nonce
+
+    def forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._at = b"", 0
+
+
+_NONCES = _Nonces()
+os.register_at_fork(after_in_child=_NONCES.forget)
+
+
 def _aad(event_id: str, path: str) -> bytes:
     return f"journey/{SEALED_VERSION}|{event_id}|{path}".encode()
 
@@ -137,7 +170,7 @@ def seal_data(
     for path, value in list(_values(data, model)):
         if not isinstance(value, str):
             continue  # already sealed, or not a value the schema allows: left to validation
-        nonce = os.urandom(_NONCE_BYTES)
+        nonce = _NONCES.take()
         ct = cipher.encrypt(nonce, value.encode("utf-8"), _aad(event_id, path))
         sealed = {"enc": SEALED_VERSION, "kid": key.kid, "iv": _b64(nonce), "ct": _b64(ct)}
         _replace(out, path, sealed)
@@ -146,6 +179,16 @@ def seal_data(
 
 def has_personal_values(data: Mapping[str, Any], model: type[TouchpointData]) -> bool:
     return any(isinstance(v, str) for _, v in _values(data, model))
+
+
+def carries_personal_values(body: TouchpointData) -> bool:
+    """:func:`has_personal_values` of a validated body, read from its attributes (its
+    personal fields hold a string, a mapping of strings, or None) without dumping it."""
+    model = type(body)
+    names = personal_fields(model)
+    if not names:  # most types: no personal field at all
+        return False
+    return has_personal_values({name: getattr(body, name) for name in names}, model)
 
 
 def sealed_kids(data: Mapping[str, Any], model: type[TouchpointData]) -> set[str]:
