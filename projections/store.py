@@ -33,7 +33,7 @@ import structlog
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
 
 from domain import catalogue as c
-from domain.aggregates import CustomerJourney, journey_id
+from domain.aggregates import CustomerJourney, FoldFailed, journey_id
 from domain.envelope import Touchpoint, decode, encode
 from domain.errors import JourneyError
 from domain.journey import TimelineEntry
@@ -96,6 +96,7 @@ __all__ = [
     "active_store_path",
     "clock_text",
     "content_hash",
+    "content_hash_of",
     "describe",
     "display_name",
     "find_conflicts",
@@ -201,6 +202,14 @@ def content_hash(touchpoint: Touchpoint) -> str:
         sort_keys=True,
         separators=(",", ":"),
     )
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def content_hash_of(raw: bytes) -> str:
+    """``content_hash`` of the touchpoint whose envelope ``encode`` gave as ``raw``, from
+    those bytes (the same hash: the envelope holds the same JSON values, without a second
+    serialisation of the model)."""
+    body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
@@ -627,9 +636,30 @@ class JourneyStore:
         latest: datetime | None = None
         rejected: list[Rejection] = []
         last_of: dict[str, int] = {}  # customer -> offset of its last touchpoint folded here
+        # Each customer's touchpoints of the batch are folded together, as one event of its
+        # aggregate (``fold_all``): before an erasure starts its next generation, and at the
+        # end. What the fold raises on is still blamed on that one touchpoint.
+        pending: dict[str, list[tuple[int, Touchpoint, bytes]]] = {}
+
+        def fold_pending(cid: str) -> None:
+            batch = pending.pop(cid, None)
+            if not batch:
+                return
+            try:
+                touched[cid].agg.fold_all([(t, raw) for _, t, raw in batch])
+            except FoldFailed as failed:
+                rejected.append(_fold_rejection(batch[failed.index][0], failed.error))
+            except Exception as exc:
+                rejected.append(_fold_rejection(batch[-1][0], exc))
+
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
-            digest = content_hash(touchpoint)
+            try:
+                raw = encode(touchpoint)
+            except Exception as exc:
+                rejected.append(_fold_rejection(offset, exc))
+                continue
+            digest = content_hash_of(raw)
             first = known.get(event_id)
             if first is not None:
                 if first != digest:
@@ -664,8 +694,8 @@ class JourneyStore:
                     ) from exc
                 touched[cid] = live
             try:
-                raw = encode(touchpoint)
                 if isinstance(touchpoint.data, c.ErasureRequested):
+                    fold_pending(cid)  # what came before it, into the generation it ends
                     generation = live.agg.generation + 1
                     erased[cid] = generation
                     live = _Live(
@@ -674,11 +704,12 @@ class JourneyStore:
                         0,
                     )
                     touched[cid] = live
-                live.agg.fold(touchpoint, raw)
                 facts = fact_writes(touchpoint)
             except Exception as exc:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
+            waiting = pending.setdefault(cid, [])
+            waiting.append((offset, touchpoint, raw))
             known[event_id] = digest  # only a folded copy makes a later one a duplicate
             folded.append(
                 _Folded(
@@ -687,7 +718,7 @@ class JourneyStore:
                     raw,
                     digest,
                     live.agg.generation,
-                    live.agg.touchpoints,
+                    live.agg.touchpoints + len(waiting),
                     at_micros(logged_at[offset]) if offset in logged_at else received_now,
                 )
             )
@@ -698,16 +729,24 @@ class JourneyStore:
             ):
                 latest = touchpoint.occurred_at
             result.applied += 1
+        for cid in list(pending):
+            fold_pending(cid)
         entries: dict[str, TimelineEntry] = {}
         if not rejected:
+            changed: list[Statement] = []
             for cid, live in touched.items():
                 try:
-                    writes.extend(self._customer_writes(live, tp, entries))
+                    changed.extend(self._customer_writes(live, tp, entries))
                 except Exception as exc:
                     # The state the batch folded cannot be written: blame the customer's
                     # last touchpoint of the batch; the retry without it shows whether an
                     # earlier one is at fault too.
                     rejected.append(_fold_rejection(last_of[cid], exc))
+            # Every row of these writes is one customer's own (its id is in each key), so
+            # their order does not matter: grouped by statement, each group is one
+            # executemany (projections.backends.runs).
+            changed.sort(key=lambda w: w[0])
+            writes.extend(changed)
         if rejected:
             raise BatchRejected(rejected)
         writes[:0] = [self._touchpoint_write(tp, f, entries, touched) for f in folded]
