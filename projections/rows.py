@@ -5,6 +5,7 @@ that turn the rows last written into the rows now due: only what changed is writ
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -126,7 +127,10 @@ def clock_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
+@functools.lru_cache(maxsize=65536)
 def norm_identity(value: str) -> str:
+    # Cached: a customer's rows are derived again each batch it is in, and a heavy
+    # customer's hundreds of identities would be normalised again every time.
     return same_identity(value)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -218,8 +219,17 @@ class JourneyStore:
     ``postgresql://`` URL."""
 
     def __init__(
-        self, path: StoreAddress, *, cache_size: int | None = None, check_pages: bool = True
+        self,
+        path: StoreAddress,
+        *,
+        cache_size: int | None = None,
+        check_pages: bool = True,
+        defer_snapshots: bool = False,
     ) -> None:
+        """``defer_snapshots``: take a customer's snapshot only when it leaves the writer's
+        cache or at :meth:`flush_snapshots`, never in a batch — for a store nobody reads
+        until it is complete (a rebuild): a customer that stays in the cache for many
+        batches then costs one snapshot, not one every SNAPSHOT_EVERY_MAX touchpoints."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
@@ -241,6 +251,7 @@ class JourneyStore:
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
+        self._defer_snapshots = defer_snapshots
 
     @staticmethod
     def _open_sqlite(path: Path) -> SQLiteBackend:
@@ -612,8 +623,17 @@ class JourneyStore:
         for cid, live in touched.items():
             self._live[cid] = live
             self._live.move_to_end(cid)
+        evicted: list[_Live] = []
         while len(self._live) > self._live_size:
-            self._live.popitem(last=False)
+            evicted.append(self._live.popitem(last=False)[1])
+        if self._defer_snapshots and evicted:
+            # Their batches are committed: a snapshot of that state, in a transaction of
+            # its own. It only saves a later reader folding a longer tail: a failure to
+            # write it loses nothing, so it is logged, not raised.
+            try:
+                self._write_snapshots(evicted)
+            except Exception as exc:
+                logger.warning("deferred snapshots not written", error=repr(exc))
         return result
 
     def _fold_and_record(
@@ -788,8 +808,13 @@ class JourneyStore:
                 "pages go at the next checkpoint",
                 customers=sorted(erased),
             )
+        bound = logger.bind()
+        # Checked once a batch: building a debug line per touchpoint cost more than the
+        # line itself when debug logging is off.
+        if not getattr(bound, "is_enabled_for", lambda _level: True)(logging.DEBUG):
+            return result
         for f in folded:
-            logger.debug(
+            bound.debug(
                 "touchpoint folded",
                 event_id=str(f.touchpoint.event_id),
                 customer_id=f.touchpoint.customer_id,
@@ -827,29 +852,44 @@ class JourneyStore:
         rows = customer_rows(journey, agg.generation, agg.touchpoints, tp)
         writes.extend(diff_writes(live.rows, rows))
         live.rows = rows
-        since = agg.touchpoints - max(live.snapshot_at, 0)
-        due = min(SNAPSHOT_EVERY_MAX, max(SNAPSHOT_EVERY_MIN, agg.touchpoints // 8))
-        if since >= due:
-            stored = snapshots.take(self._mapper, agg)
-            writes.append(
-                (
-                    "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
-                    " DO UPDATE SET generation = excluded.generation,"
-                    " touchpoints = excluded.touchpoints, topic = excluded.topic,"
-                    " state = excluded.state",
-                    (
-                        journey.customer_id,
-                        agg.generation,
-                        agg.touchpoints,
-                        stored.topic,
-                        stored.state,
-                    ),
-                )
-            )
-            live.snapshot_at = agg.touchpoints
+        if not self._defer_snapshots:
+            snapshot = self._snapshot_write(live)
+            if snapshot is not None:
+                writes.append(snapshot)
         if journey.earlier_facts is None:
             journey.earlier_facts = self._facts_of(journey.customer_id, agg.generation)
         return writes
+
+    def _snapshot_write(self, live: _Live) -> Statement | None:
+        """The customer's snapshot, when enough was folded since its last one (see
+        SNAPSHOT_EVERY_MIN); updates ``live`` as written."""
+        agg = live.agg
+        since = agg.touchpoints - max(live.snapshot_at, 0)
+        due = min(SNAPSHOT_EVERY_MAX, max(SNAPSHOT_EVERY_MIN, agg.touchpoints // 8))
+        if since < due:
+            return None
+        stored = snapshots.take(self._mapper, agg)
+        live.snapshot_at = agg.touchpoints
+        return (
+            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
+            " DO UPDATE SET generation = excluded.generation,"
+            " touchpoints = excluded.touchpoints, topic = excluded.topic,"
+            " state = excluded.state",
+            (agg.customer_id, agg.generation, agg.touchpoints, stored.topic, stored.state),
+        )
+
+    def flush_snapshots(self) -> int:
+        """With deferred snapshots: write the snapshot of every customer in the writer's
+        cache that is due one (a rebuild calls this before its store is swapped in, so a
+        cold read there costs one row and a short tail). Returns how many."""
+        with self._lock:
+            return self._write_snapshots(list(self._live.values()))
+
+    def _write_snapshots(self, lives: Sequence[_Live]) -> int:
+        writes = [w for w in map(self._snapshot_write, lives) if w is not None]
+        for start in range(0, len(writes), 500):
+            self.backend.execute(writes[start : start + 500])
+        return len(writes)
 
     @staticmethod
     def _touchpoint_write(
