@@ -6,7 +6,8 @@ that turn the rows last written into the rows now due: only what changed is writ
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +37,11 @@ class _Table:
         self.name = name
         self.columns = list(columns)
         self.key_index = [self.columns.index(k) for k in key]
+        getter: Callable[[Row], Any] = operator.itemgetter(*self.key_index)
+        # itemgetter of one index gives the value itself: keys are always tuples.
+        self.key: Callable[[Row], Row] = (
+            getter if len(self.key_index) > 1 else lambda row: (getter(row),)
+        )
         cols = ", ".join(f'"{c}"' for c in self.columns)
         marks = ", ".join("?" * len(self.columns))
         others = [c for c in self.columns if c not in key]
@@ -45,9 +51,6 @@ class _Table:
             f"DO UPDATE SET {update}" if update else "DO NOTHING"
         )
         self.delete = f"DELETE FROM {name} WHERE " + " AND ".join(f'"{k}" = ?' for k in key)
-
-    def key(self, row: Row) -> Row:
-        return tuple(row[i] for i in self.key_index)
 
 
 _TABLES = {
