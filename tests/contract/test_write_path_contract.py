@@ -17,6 +17,7 @@ from projections.store import (
     JourneyStore,
     content_hash,
     content_hash_of,
+    envelope_bytes,
 )
 from tests.contract.test_store_contract import TP, Writer, canonical, inquiry, reply, resolved
 
@@ -156,10 +157,14 @@ def test_the_content_hash_from_the_envelope_is_the_hash_of_the_model() -> None:
     agree, or a re-sent touchpoint would read as a conflicting duplicate."""
     from datetime import UTC, datetime
 
-    from domain.envelope import encode
+    from domain.envelope import decode, encode
     from journey.stories import all_touchpoints
 
     touchpoints = all_touchpoints(datetime(2026, 1, 5, 9, tzinfo=UTC))
+    examples = Path(__file__).parents[2] / "docs" / "examples" / "touchpoints.jsonl"
+    touchpoints += [decode(line) for line in examples.read_bytes().splitlines() if line.strip()]
     assert len({t.type for t in touchpoints}) > 20
     for t in touchpoints:
         assert content_hash_of(encode(t)) == content_hash(t), t.type
+        # The store's fact is the envelope ``encode`` gives, serialised the short way.
+        assert envelope_bytes(t) == encode(t), t.type
