@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from consumers.log import Log
     from domain.envelope import Touchpoint
     from domain.rules import ServiceRules
+    from journey.analytics.facts import Facts
     from journey.pipeline import Pipeline
+    from journey.security.audit import Lookup
     from journey.security.keys import KeyStore
     from projections.store import JourneyStore
 
@@ -444,6 +446,7 @@ def export_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from journey.analytics.export import FORMATS, export, parse_time, store_resolver
+    from journey.security.audit import ALL_CUSTOMERS
     from projections.store import JourneyStore, active_store, describe, store_exists
 
     settings = settings_()
@@ -493,6 +496,17 @@ def export_command(
                 progress.start()
             progress.update(task, completed=done, total=total or None)
 
+        # Audited before anything is read, as the service audits its reads: one record for
+        # the whole run (customer "*"), or the one customer asked for. No record, no export.
+        _audit_cli_read(
+            settings,
+            log,
+            customer or ALL_CUSTOMERS,
+            lookup="id" if customer else "bulk",
+            action="cli.export",
+            route=f"journey export --format {fmt}"
+            + (" --with-personal-data" if with_personal_data else ""),
+        )
         try:
             result = export(
                 log,
@@ -706,8 +720,11 @@ def _audit_cli_read(
         [customer_id] if isinstance(customer_id, str) else customer_id,
         action=action,
         route=route,
-        lookup="identity" if lookup == "identity" else "list" if lookup == "list" else "id",
+        lookup=_LOOKUPS.get(lookup, "id"),
     )
+
+
+_LOOKUPS: dict[str, Lookup] = {"identity": "identity", "list": "list", "bulk": "bulk"}
 
 
 @app.command("service-levels")
@@ -771,6 +788,51 @@ def service_levels(
         Console().print(render_service_levels(levels))
 
 
+def _read_facts(settings: Settings, rules: ServiceRules, start: datetime, end: datetime) -> Facts:
+    """Fold the log's facts of a period for `journey metrics` and `journey report`.
+
+    Persons are resolved as the export resolves them (the identity merges the store knows),
+    so a figure here and a query over an export count the same customers; a progress bar on
+    stderr (stdout is the answer), as a long log takes a while.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from journey.analytics.export import store_resolver
+    from journey.analytics.facts import read_log
+    from projections.store import JourneyStore, active_store, store_exists
+
+    log = settings.open_log(must_exist=True)
+    store = None
+    try:
+        active = active_store(settings.store_address())
+        if store_exists(active):
+            store = JourneyStore(active)
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("reading the log", total=None)
+            return read_log(
+                log,
+                settings.topic,
+                start,
+                end,
+                business_hours=rules.business_hours,
+                resolve=None if store is None else store_resolver(store),
+                max_future=settings.max_future,
+                progress=lambda done, total: bar.update(task, completed=done, total=total or None),
+            )
+    finally:
+        log.close()
+        if store is not None:
+            store.close()
+
+
 @app.command("metrics")
 def metrics_command(
     since: Annotated[str, typer.Option(help="Start of the period: 2026-01-01 or RFC 3339")],
@@ -790,12 +852,9 @@ def metrics_command(
     disturbed) and folds it; no store is needed. Definitions: docs/metrics.md.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from journey import analytics
-    from journey.analytics.export import store_resolver
     from journey.analytics.table import render_metrics
-    from projections.store import JourneyStore, active_store, store_exists
 
     settings = settings_()
     rules = load_rules()
@@ -809,39 +868,7 @@ def metrics_command(
             raise JourneyError(
                 f"--until ({end.isoformat()}) must be after --since ({start.isoformat()})"
             )
-        log = settings.open_log(must_exist=True)
-        store = None
-        try:
-            # Persons as the export resolves them (identity merges the store knows), so a
-            # figure here and a query over an export count the same customers.
-            active = active_store(settings.store_address())
-            if store_exists(active):
-                store = JourneyStore(active)
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            ) as bar:
-                task = bar.add_task("reading the log", total=None)
-                facts = analytics.read(
-                    log,
-                    start,
-                    end,
-                    topic=settings.topic,
-                    business_hours=rules.business_hours,
-                    resolve=None if store is None else store_resolver(store),
-                    max_future=settings.max_future,
-                    progress=lambda done, total: bar.update(
-                        task, completed=done, total=total or None
-                    ),
-                )
-        finally:
-            log.close()
-            if store is not None:
-                store.close()
+        facts = _read_facts(settings, rules, start, end)
         result = analytics.metrics(facts, by=by, as_of=judged)
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
@@ -872,15 +899,9 @@ def report_command(
     """
     from datetime import UTC, datetime
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from journey import analytics
-    from journey.analytics.export import store_resolver
-    from journey.analytics.facts import read_log
     from journey.report import render_report
     from journey.report.gather import MAX_WEEKS, gather
-    from projections.store import JourneyStore, active_store, store_exists
 
     settings = settings_()
     rules = load_rules()
@@ -899,39 +920,7 @@ def report_command(
             )
         if out.is_dir():
             raise JourneyError(f"--out {out} is a directory: name the HTML file to write")
-        log = settings.open_log(must_exist=True)
-        store = None
-        try:
-            # Read as `journey metrics` reads: persons as the store merges them, the
-            # engine's bounds; with a progress bar, as a long log takes a while.
-            active = active_store(settings.store_address())
-            if store_exists(active):
-                store = JourneyStore(active)
-            with Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-                console=Console(stderr=True),  # stdout is the one JSON line
-            ) as progress:
-                task = progress.add_task("reading the log", total=None)
-                facts = read_log(
-                    log,
-                    settings.topic,
-                    start,
-                    end,
-                    business_hours=rules.business_hours,
-                    resolve=None if store is None else store_resolver(store),
-                    max_future=settings.max_future,
-                    progress=lambda done, total: progress.update(
-                        task, completed=done, total=total or None
-                    ),
-                )
-        finally:
-            log.close()
-            if store is not None:
-                store.close()
+        facts = _read_facts(settings, rules, start, end)
         data = gather(
             facts,
             start,

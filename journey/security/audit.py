@@ -10,6 +10,8 @@ record for each customer on the page answered). A customer's view shows the cust
 with them too: each of those gets a record of the read as well. It never holds the identity
 itself (an e-mail, a phone): the trail must not become a second copy of personal data.
 Records are keyed by customer id, so one customer's trail is one partition, in order.
+A bulk read of every customer (``journey export`` without ``--customer``) is one record with
+the customer id ``*`` and the lookup ``bulk``: a customer's trail includes those records.
 
 The query service appends the record *before* it answers, synchronously, and does not
 answer when the append fails (503): no read goes unaudited. The cost is one produce per
@@ -29,10 +31,12 @@ from pydantic import BaseModel, ConfigDict
 from consumers.log import Log, LogError, OutgoingMessage, Position, TopicPartition
 from journey.security.keys import Principal
 
-__all__ = ["MAX_AUDIT_LIMIT", "AuditRecord", "AuditTrail", "Lookup", "read_audit"]
+__all__ = ["ALL_CUSTOMERS", "MAX_AUDIT_LIMIT", "AuditRecord", "AuditTrail", "Lookup", "read_audit"]
 
 MAX_AUDIT_LIMIT = 10_000
-Lookup = Literal["id", "identity", "search", "list"]
+Lookup = Literal["id", "identity", "search", "list", "bulk"]
+# The customer id of a record of a bulk read: every customer was read.
+ALL_CUSTOMERS = "*"
 
 
 class AuditRecord(BaseModel):
@@ -118,14 +122,18 @@ def read_audit(
     """The records on ``topic`` matching every filter given, oldest first, at most ``limit``
     (the newest ``limit`` when more match). ``key`` matches the key's name or id. It reads
     the topic up to its head as it was when called — with ``customer`` only that
-    customer's partition."""
+    customer's partition and that of bulk reads (which read every customer, so they are in
+    every customer's trail)."""
     try:
         heads = log.high_watermarks(topic)
     except LogError:
         return []  # no audit topic yet: nothing was read through the service
     wanted = set(heads)
     if customer is not None:
-        wanted = {log.partition_for(topic, customer.encode())}
+        wanted = {
+            log.partition_for(topic, customer.encode()),
+            log.partition_for(topic, ALL_CUSTOMERS.encode()),
+        }
     remaining = {p: heads[p] for p in wanted if heads.get(p, 0) > 0}
     if not remaining:
         return []
@@ -153,7 +161,7 @@ def read_audit(
                     record = AuditRecord.model_validate_json(message.value)
                 except ValueError:
                     continue  # not a record of ours
-                if customer is not None and record.customer_id != customer:
+                if customer is not None and record.customer_id not in (customer, ALL_CUSTOMERS):
                     continue
                 if key is not None and key not in (record.key_name, record.key_id):
                     continue

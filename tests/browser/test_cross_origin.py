@@ -9,30 +9,25 @@ Before: the form and the text/plain fetch were accepted (201) and erased the cus
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from journey.service import ServiceOptions
 from journey.service.guard import SESSION_COOKIE
+from tests.browser.pages import page_server, stories_console
 from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS
-from tests.service.helpers import TOPIC, Running, embedded_settings, play_stories, running_service
+from tests.service.helpers import TOPIC, Running
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Running]:
-    directory = play_stories(tmp_path / "stories")
-    options = ServiceOptions(max_wait_ms=1000, sample_interval_s=0.25, live_interval_s=0.25)
-    with running_service(embedded_settings(directory), options) as running:
+    with stories_console(tmp_path) as running:
         yield running
 
 
@@ -80,27 +75,8 @@ def _attack_page(target: str) -> bytes:
 @pytest.fixture
 def attacker(console: Running) -> Iterator[str]:
     """A second local HTTP server, on another port: the other origin."""
-    body = _attack_page(console.server.url)
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with page_server(_attack_page(console.server.url)) as url:
+        yield url
 
 
 def _refused(console: Running, status: int) -> float:

@@ -10,19 +10,17 @@ key."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from journey.security.audit import read_audit
-from journey.service import ServiceOptions
+from tests.browser.pages import page_server, stories_console
 from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS
-from tests.service.helpers import Running, embedded_settings, play_stories, running_service
+from tests.service.helpers import Running
 
 pytestmark = pytest.mark.browser
 
@@ -48,35 +46,14 @@ document.getElementById("done").textContent = "sent";
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Running]:
-    directory = play_stories(tmp_path / "stories")
-    options = ServiceOptions(max_wait_ms=1000, sample_interval_s=0.25, live_interval_s=0.25)
-    with running_service(embedded_settings(directory), options) as running:
+    with stories_console(tmp_path) as running:
         yield running
 
 
 @pytest.fixture
 def attacker(console: Running) -> Iterator[str]:
-    body = _page(console.server.url)
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with page_server(_page(console.server.url)) as url:
+        yield url
 
 
 def _answered(console: Running) -> float:

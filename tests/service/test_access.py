@@ -360,3 +360,24 @@ def test_journey_view_leaves_a_record_too(svc: Running) -> None:
         ("cli.view", "identity", "journey view")
     ]
     assert records[0].key_name.startswith("cli:")
+
+
+def test_journey_export_leaves_one_bulk_record_in_every_customers_trail(
+    svc: Running, tmp_path: Path
+) -> None:
+    settings = svc.service.settings
+    common = [JOURNEY, "--broker", settings.broker, "--topic", TOPIC, "--store", settings.store]
+    for args in (
+        ["--out", str(tmp_path / "all.csv"), "--format", "csv", "--with-personal-data"],
+        ["--out", str(tmp_path / "erik.csv"), "--format", "csv", "--customer", "cust-erik"],
+    ):
+        subprocess.run([*common, "export", *args], capture_output=True, text=True, check=True)
+    bulk = ("cli.export", "bulk", "*", "journey export --format csv --with-personal-data")
+    sven = read_audit(svc.log, settings.audit_topic, customer="cust-sven")
+    assert [(r.action, r.lookup, r.customer_id, r.route) for r in sven] == [bulk]
+    erik = read_audit(svc.log, settings.audit_topic, customer="cust-erik")
+    assert [(r.action, r.lookup, r.customer_id, r.route) for r in erik] == [
+        bulk,
+        ("cli.export", "id", "cust-erik", "journey export --format csv"),
+    ]
+    assert erik[0].key_name.startswith("cli:")

@@ -18,6 +18,7 @@ How the README's ```bash blocks are run, in one shell, in order (`set -e`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -118,13 +119,23 @@ def script(cmds: list[str], ports: dict[str, str]) -> tuple[str, list[str]]:
         if cmd.startswith(SERVES):
             port = re.search(r"--port (\d+)", cmd)
             # Its output to a file: an inherited pipe would keep the test waiting for EOF.
-            lines.append(f"setsid bash -c {shlex.quote(cmd)} > server-{len(ran)}.log 2>&1 &")
-            lines.append('echo "$!" >> background.pids')
+            # A watchdog in the server's own session ends the session when the test's
+            # process is gone, even killed with SIGKILL mid-run (the cleanup below then
+            # never runs, and this script dies of the broken pipe): no server outlives the
+            # test. It stops within a second of the server. In the same `bash -c` as the
+            # server, so no server ever runs without one.
+            watched = (
+                '(while kill -0 "$README_TEST_OWNER" 2>/dev/null && kill -0 $$ 2>/dev/null; '
+                "do sleep 1; done; kill -TERM 0) & " + cmd
+            )
+            lines.append(f"setsid bash -c {shlex.quote(watched)} > server-{len(ran)}.log 2>&1 &")
+            lines.append('server_pid="$!"; echo "$server_pid" >> background.pids')
             if port or cmd.startswith("make demo"):
                 url = f"http://127.0.0.1:{port[1] if port else ports['8000']}/healthz"
                 lines.append(
                     f"for _ in $(seq 600); do curl -s -o /dev/null {url} && break; "
-                    'kill -0 "$!" || { echo "server exited" >&2; exit 1; }; sleep 0.1; done'
+                    'kill -0 "$server_pid" || { echo "server exited" >&2; exit 1; }; '
+                    "sleep 0.1; done"
                 )
                 lines.append(f"curl -s -o /dev/null {url}")
         else:
@@ -141,6 +152,7 @@ def test_the_readme_commands_work_as_written_in_order(tmp_path: Path) -> None:
     fresh_copy(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
     env["DEMO_PORT"] = ports["8000"]
+    env["README_TEST_OWNER"] = str(os.getpid())
     env["PYTHONPATH"] = str(tmp_path)  # the copy's code, as a clone would run it
     (tmp_path / "readme.sh").write_text(text, encoding="utf-8")
     try:
@@ -158,9 +170,11 @@ def test_the_readme_commands_work_as_written_in_order(tmp_path: Path) -> None:
         died = []
         for pid in pids.read_text().split() if pids.exists() else []:
             try:
-                os.killpg(int(pid), signal.SIGTERM)  # the group setsid made for that server
+                os.kill(int(pid), 0)
             except ProcessLookupError:  # it stopped by itself: it refused or failed
                 died.append(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid), signal.SIGTERM)  # the group setsid made for that server
     assert done.returncode == 0, done.stderr[-6000:]
     logs = {p.name: p.read_text() for p in tmp_path.glob("server-*.log")}
     assert not died, logs  # every server the README starts serves until stopped

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from domain.bounds import Bounds
-from domain.envelope import Envelope
+from domain.envelope import Envelope, Touchpoint
 from journey.emitter import BatchError, parse_batch
 from journey.security.keys import Principal
 from journey.service.deps import ServiceDep, require
 from journey.service.errors import ServiceError
 from journey.service.freshness import tokens_of
 from journey.service.models import EmitResult, EmittedPosition, ErrorOut
+from journey.service.runtime import Service
 
 __all__ = ["MAX_BODY_BYTES", "router"]
 
@@ -137,6 +138,11 @@ async def post_events(
             field="event_id",
             key=event_id,
         )
+    return await emit_and_answer(service, touchpoints)
+
+
+async def emit_and_answer(service: Service, touchpoints: list[Touchpoint]) -> Response:
+    """Produce validated touchpoints and answer 201 with their positions and the read token."""
     positions = await service.emit(touchpoints)
     service.metrics.emitted.inc(len(positions))
     result = EmitResult(

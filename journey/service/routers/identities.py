@@ -19,8 +19,8 @@ from domain.envelope import Touchpoint, new_touchpoint
 from domain.errors import InvalidEvent
 from journey.service.deps import AgentDep, ServiceDep
 from journey.service.errors import ServiceError
-from journey.service.freshness import tokens_of
-from journey.service.models import EmitResult, EmittedPosition, ErrorOut
+from journey.service.models import EmitResult, ErrorOut
+from journey.service.routers.events import emit_and_answer
 from journey.service.runtime import Service
 from projections.store import JourneyStore
 
@@ -80,32 +80,6 @@ def _touchpoint(customer_id: str, data: c.TouchpointData, agent: str) -> Touchpo
         raise ServiceError(422, "invalid_body", str(exc), field=exc.field) from None
 
 
-async def _emit(service: Service, touchpoints: list[Touchpoint]) -> Response:
-    positions = await service.emit(touchpoints)
-    service.metrics.emitted.inc(len(positions))
-    result = EmitResult(
-        count=len(positions),
-        positions=[
-            EmittedPosition(
-                topic=p.topic,
-                partition=p.partition,
-                offset=p.offset,
-                event_id=str(t.event_id),
-                customer_id=t.customer_id,
-            )
-            for p, t in zip(positions, touchpoints, strict=True)
-        ],
-        tokens=[p.token() for p in positions],
-        token=tokens_of(positions),
-    )
-    return Response(
-        result.model_dump_json(),
-        status_code=201,
-        media_type="application/json",
-        headers={"X-Journey-Position": result.token},
-    )
-
-
 @router.post(
     "/customers/{customer_id}/identities",
     status_code=201,
@@ -123,7 +97,7 @@ async def link_identity(
 ) -> Response:
     await _known(service, customer_id)
     data = c.IdentityLinked(kind=body.kind, value=body.value, verified=True)
-    return await _emit(service, [_touchpoint(customer_id, data, who.name)])
+    return await emit_and_answer(service, [_touchpoint(customer_id, data, who.name)])
 
 
 @router.post(
@@ -163,4 +137,4 @@ async def unlink_identity(
                 kind="customer_id", value=customer_id, unlinked_by=agent, reason=body.reason
             )
             touchpoints = [_touchpoint(other, mirror, agent)] + (touchpoints if own else [])
-    return await _emit(service, touchpoints)
+    return await emit_and_answer(service, touchpoints)
