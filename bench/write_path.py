@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="write-path-")
     address = args.store or str(Path(tmp.name) / "views.db")
     try:  # a rebuild's store: snapshots when a customer leaves the cache, and at the end
-        store = JourneyStore(address, defer_snapshots=True)
+        store = JourneyStore(address, rebuilding=True)
     except TypeError:  # a write path from before deferred snapshots
         store = JourneyStore(address)
     tune_gc()
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 items[-1][0],
                 logged_at=dict.fromkeys((off for off, _ in items), _LOGGED),
             )
-    if hasattr(store, "flush_snapshots"):
-        store.flush_snapshots()
+    if hasattr(store, "complete"):
+        store.complete()
     if profiler is not None:
         profiler.disable()
     fold_s, fold_wall = time.process_time() - cpu, time.perf_counter() - started

@@ -76,6 +76,8 @@ from projections.location import (
     swap_store,
 )
 from projections.rows import (
+    DEFERRABLE,
+    EVERY_BATCH,
     CustomerRows,
     clock_text,
     customer_rows,
@@ -120,6 +122,8 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# The customers row as last written stays: a completion between batches rewrites none.
+_NO_TP = TopicPartition("", -1)
 # The keeper's own output: deciding a deadline must not move the clock it decides by.
 _DERIVED = (c.PromiseBroken, c.ReplyOverdue)
 
@@ -159,6 +163,9 @@ class _Live:
     agg: CustomerJourney
     rows: CustomerRows | None
     snapshot_at: int
+    # A rebuilding store reloaded this customer: what its deferred tables hold for it is not
+    # known, so completing it first deletes them all (rare: a failed batch, a cache miss).
+    rows_unknown: bool = False
 
 
 class _Stored(NamedTuple):
@@ -234,12 +241,13 @@ class JourneyStore:
         *,
         cache_size: int | None = None,
         check_pages: bool = True,
-        defer_snapshots: bool = False,
+        rebuilding: bool = False,
     ) -> None:
-        """``defer_snapshots``: take a customer's snapshot only when it leaves the writer's
-        cache or at :meth:`flush_snapshots`, never in a batch — for a store nobody reads
-        until it is complete (a rebuild): a customer that stays in the cache for many
-        batches then costs one snapshot, not one every SNAPSHOT_EVERY_MAX touchpoints."""
+        """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
+        customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
+        when it leaves the writer's cache or at :meth:`complete`, not with every batch: a
+        customer that stays cached for many batches costs one snapshot and one derivation
+        of its rows, not one per batch (a heavy customer's rows are thousands)."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
@@ -261,7 +269,7 @@ class JourneyStore:
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
-        self._defer_snapshots = defer_snapshots
+        self._rebuilding = rebuilding
 
     @staticmethod
     def _open_sqlite(path: Path) -> SQLiteBackend:
@@ -621,30 +629,38 @@ class JourneyStore:
         logged_at: Mapping[int, datetime],
     ) -> BatchResult:
         touched: dict[str, _Live] = {}
+        completed: list[str] = []
         try:
             result = self._fold_and_record(
-                tp, items, last_offset, dead_letters, touched, logged_at=logged_at
+                tp,
+                items,
+                last_offset,
+                dead_letters,
+                touched,
+                completed=completed,
+                logged_at=logged_at,
             )
         except BaseException:
-            # Those customers were changed in memory but not committed.
-            for cid in touched:
+            # Those customers were changed in memory but not committed (a completed one's
+            # rows counted as written): the next batch of theirs reads them from the store.
+            for cid in (*touched, *completed):
                 self._live.pop(cid, None)
             raise
         for cid, live in touched.items():
             self._live[cid] = live
             self._live.move_to_end(cid)
-        evicted: list[_Live] = []
         while len(self._live) > self._live_size:
-            evicted.append(self._live.popitem(last=False)[1])
-        if self._defer_snapshots and evicted:
-            # Their batches are committed: a snapshot of that state, in a transaction of
-            # its own. It only saves a later reader folding a longer tail: a failure to
-            # write it loses nothing, so it is logged, not raised.
-            try:
-                self._write_snapshots(evicted)
-            except Exception as exc:
-                logger.warning("deferred snapshots not written", error=repr(exc))
+            self._live.popitem(last=False)
         return result
+
+    def _leaving(self, touched: Mapping[str, _Live]) -> list[str]:
+        """The customers the cache lets go once this batch is recorded (oldest first: those
+        the batch did not touch, then those it did, as ``_process`` drops them)."""
+        excess = len(self._live.keys() | touched.keys()) - self._live_size
+        if excess <= 0:
+            return []
+        order = [cid for cid in self._live if cid not in touched] + list(touched)
+        return order[:excess]
 
     def _fold_and_record(
         self,
@@ -654,6 +670,7 @@ class JourneyStore:
         dead_letters: Sequence[DeadLetterRow],
         touched: dict[str, _Live],
         *,
+        completed: list[str],
         logged_at: Mapping[int, datetime],
     ) -> BatchResult:
         result = BatchResult()
@@ -766,9 +783,16 @@ class JourneyStore:
         entries: dict[str, TimelineEntry] = {}
         if not rejected:
             changed: list[Statement] = []
+            # A rebuilding store completes a customer (deferred rows, snapshot) in the
+            # batch after which its cache lets it go: in this transaction.
+            leaving = set(self._leaving(touched)) if self._rebuilding else set()
+            for cid in leaving - touched.keys():
+                completed.append(cid)
+                changed.extend(self._completion(self._live[cid]))
             for cid, live in touched.items():
                 try:
-                    changed.extend(self._customer_writes(live, tp, entries))
+                    complete = not self._rebuilding or cid in leaving
+                    changed.extend(self._customer_writes(live, tp, entries, complete=complete))
                 except Exception as exc:
                     # The state the batch folded cannot be written: blame the customer's
                     # last touchpoint of the batch; the retry without it shows whether an
@@ -838,10 +862,17 @@ class JourneyStore:
         return result
 
     def _customer_writes(
-        self, live: _Live, tp: TopicPartition, entries: dict[str, TimelineEntry]
+        self,
+        live: _Live,
+        tp: TopicPartition,
+        entries: dict[str, TimelineEntry],
+        *,
+        complete: bool = True,
     ) -> list[Statement]:
         """What changed for one customer: query-table rows, timeline entries a refold
-        remade, and its snapshot when due. Updates ``live`` to what is written."""
+        remade, and its snapshot when due. Updates ``live`` to what is written. Without
+        ``complete`` (a rebuilding store, the customer stays in its cache), only the rows of
+        the tables written every batch: the others wait for :meth:`_completion`."""
         agg = live.agg
         journey = agg.journey
         _, new_entries, refolded = journey.hand_over()
@@ -861,15 +892,37 @@ class JourneyStore:
                 )
                 for e in new_entries
             )
-        rows = customer_rows(journey, agg.generation, agg.touchpoints, tp)
-        writes.extend(diff_writes(live.rows, rows))
-        live.rows = rows
-        if not self._defer_snapshots:
-            snapshot = self._snapshot_write(live)
-            if snapshot is not None:
-                writes.append(snapshot)
+        if complete:
+            writes.extend(self._completion(live, tp))
+        else:
+            rows = customer_rows(journey, agg.generation, agg.touchpoints, tp, EVERY_BATCH)
+            writes.extend(diff_writes(live.rows, rows))
+            live.rows = {**(live.rows or {}), **rows}
         if journey.earlier_facts is None:
             journey.earlier_facts = self._facts_of(journey.customer_id, agg.generation)
+        return writes
+
+    def _completion(self, live: _Live, tp: TopicPartition | None = None) -> list[Statement]:
+        """Every row the customer is due that the tables do not hold yet, and its snapshot
+        when due. Updates ``live`` to what is written. ``tp`` None: the customers row as
+        last written (a rebuilding store completing a customer between batches)."""
+        agg = live.agg
+        writes: list[Statement] = []
+        tables: tuple[str, ...] = (*EVERY_BATCH, *DEFERRABLE) if tp is not None else DEFERRABLE
+        rows = customer_rows(agg.journey, agg.generation, agg.touchpoints, tp or _NO_TP, tables)
+        before = live.rows
+        if live.rows_unknown:
+            writes.extend(
+                (f"DELETE FROM {table} WHERE customer_id = ?", (agg.customer_id,))
+                for table in DEFERRABLE
+            )
+            before = {k: v for k, v in (before or {}).items() if k not in DEFERRABLE}
+            live.rows_unknown = False
+        writes.extend(diff_writes(before, rows))
+        live.rows = {**(live.rows or {}), **rows}
+        snapshot = self._snapshot_write(live)
+        if snapshot is not None:
+            writes.append(snapshot)
         return writes
 
     def _snapshot_write(self, live: _Live) -> Statement | None:
@@ -890,18 +943,16 @@ class JourneyStore:
             (agg.customer_id, agg.generation, agg.touchpoints, stored.topic, stored.state),
         )
 
-    def flush_snapshots(self) -> int:
-        """With deferred snapshots: write the snapshot of every customer in the writer's
-        cache that is due one (a rebuild calls this before its store is swapped in, so a
-        cold read there costs one row and a short tail). Returns how many."""
+    def complete(self) -> int:
+        """A rebuilding store: write every cached customer's deferred rows and the
+        snapshot it is due, in one transaction (a rebuild calls this before its store is
+        swapped in: then every table is whole, and a cold read costs one row and a short
+        tail). Returns how many statements that took."""
         with self._lock:
-            return self._write_snapshots(list(self._live.values()))
-
-    def _write_snapshots(self, lives: Sequence[_Live]) -> int:
-        writes = [w for w in map(self._snapshot_write, lives) if w is not None]
-        for start in range(0, len(writes), 500):
-            self.backend.execute(writes[start : start + 500])
-        return len(writes)
+            writes = [w for live in self._live.values() for w in self._completion(live)]
+            if writes:
+                self.backend.execute(writes)
+            return len(writes)
 
     @staticmethod
     def _touchpoint_write(
@@ -1016,7 +1067,11 @@ class JourneyStore:
         ):
             return cached
         agg, snapshot_at = self._load_from_snapshot(customer_id, generation, erased_at)
-        # What the tables hold for it is what its journey is due (written together).
+        # What the tables hold for it is what its journey is due (written together); a
+        # rebuilding store knows that of the tables it writes with every batch only.
+        if self._rebuilding:
+            rows = customer_rows(agg.journey, generation, agg.touchpoints, written_at, EVERY_BATCH)
+            return _Live(agg, rows, snapshot_at, rows_unknown=True)
         rows = customer_rows(agg.journey, generation, agg.touchpoints, written_at)
         return _Live(agg, rows, snapshot_at)
 

@@ -5,7 +5,9 @@ view writes grouped into runs leave the same rows as one statement at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,21 +54,25 @@ def test_a_rebuilding_store_snapshots_a_customer_when_it_leaves_the_cache_and_at
     reference = Journey("cust-big")
     for t in history:
         reference.apply(t)
-    store = JourneyStore(store_address, defer_snapshots=True, cache_size=1)
+    store = JourneyStore(store_address, rebuilding=True, cache_size=1)
     try:
         w = Writer(store)
         for start in range(0, len(history), 10):
             w.batch(history[start : start + 10])
-        # Many batches, no snapshot yet: the customer never left the writer's cache.
+        # Many batches, no snapshot and no clock rows yet: the customer never left the
+        # writer's cache (its customers row is written with every batch).
         assert store.query("SELECT count(*) FROM snapshots") == [(0,)]
+        assert store.query("SELECT count(*) FROM clocks") == [(0,)]
+        assert store.query("SELECT touchpoints FROM customers") == [(len(history),)]
         w.batch(_history("cust-small", 40))  # the big one leaves the cache of one
         big = store.journey("cust-big")
         assert big is not None
         assert store.query("SELECT customer_id, touchpoints FROM snapshots") == [
             ("cust-big", big.touchpoints)
         ]
-        assert store.flush_snapshots() == 1  # the small one, still cached, is due one now
-        assert store.flush_snapshots() == 0  # and nothing more
+        assert store.query("SELECT DISTINCT customer_id FROM clocks") == [("cust-big",)]
+        assert store.complete() > 0  # the small one, still cached: its rows and snapshot
+        assert store.complete() == 0  # and nothing more
     finally:
         store.close()
     cold = JourneyStore(store_address)
@@ -84,19 +90,19 @@ def test_a_rebuilding_store_snapshots_a_customer_when_it_leaves_the_cache_and_at
 
 
 def test_deferred_snapshots_leave_the_same_rows_as_snapshots_on_the_way(
-    new_store: object,
+    new_store: Callable[[str], Path | str],
 ) -> None:
-    make = new_store  # type: ignore[assignment]
+    make = new_store
     batches = [_history(f"cust-{n}", 8 + 6 * n, start=100.0 * n) for n in range(6)]
     dumps = []
     for name, defer in (("live", False), ("rebuilt", True)):
-        store = JourneyStore(make(name), defer_snapshots=defer, cache_size=2)  # type: ignore[operator]
+        store = JourneyStore(make(name), rebuilding=defer, cache_size=2)
         try:
             w = Writer(store)
             for round_ in range(4):  # interleaved customers, several batches each
                 w.batch([t for b in batches for t in b[round_ * 10 : (round_ + 1) * 10]])
             w.batch([t for b in batches for t in b[40:]])
-            store.flush_snapshots()
+            store.complete()
             dumps.append(_dump(store))
             longest = store.query(
                 "SELECT max(c.touchpoints - coalesce(s.touchpoints, 0)) FROM customers c"
@@ -120,6 +126,45 @@ def fold_raises_on_poison(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(self, touchpoint, raw)
 
     monkeypatch.setattr(Journey, "apply", apply)
+
+
+def test_a_rebuilding_store_whose_batch_fails_reads_the_customers_it_let_go_from_the_store(
+    new_store: Callable[[str], Path | str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that fails after it wrote the deferred rows of a customer the cache was
+    letting go: that customer is read back from the store later, its tables rewritten
+    whole, and the end is the same as a store that never failed."""
+    import projections.store as store_module
+
+    rows_of = store_module.customer_rows
+
+    def rows_raise_on_case_kp(j: Journey, *args: Any, **kwargs: Any) -> Any:
+        if "kp" in j.cases:  # standing in for a bug of ours in deriving one journey's rows
+            raise RuntimeError("rows broke")
+        return rows_of(j, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "customer_rows", rows_raise_on_case_kp)
+    make = new_store
+    a1, a2 = _history("cust-a", 12), _history("cust-a", 6, start=500.0)
+    b = _history("cust-b", 5, start=200.0)
+    bad = inquiry("cust-b", "kp", 260.0)
+    dumps = []
+    for name, rebuilding in (("live", False), ("rebuilt", True)):
+        store = JourneyStore(make(name), rebuilding=rebuilding, cache_size=1)
+        try:
+            w = Writer(store)
+            w.batch(a1)
+            if rebuilding:  # cust-a leaves the cache with this batch, which fails
+                items = [(w.offset + 1 + n, t) for n, t in enumerate([*b, bad])]
+                with pytest.raises(BatchRejected):
+                    store.process(TP, items, items[-1][0])
+            w.batch(b)
+            w.batch(a2)  # cust-a again: read back from the store
+            store.complete()
+            dumps.append(_dump(store))
+        finally:
+            store.close()
+    assert dumps[0] == dumps[1]
 
 
 @pytest.mark.usefixtures("fold_raises_on_poison")
