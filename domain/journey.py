@@ -582,7 +582,7 @@ class Journey:
             return next(e.summary for e in self.timeline if e.event_id == event_id)
         self.facts.append(fact)
         self.last_fact = key
-        return self._apply_in_order(tp)
+        return self._apply_in_order(tp, key[2])
 
     def _refold(self) -> None:
         earlier: list[tuple[FactKey, Touchpoint]] = []
@@ -602,7 +602,7 @@ class Journey:
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
 
-    def _apply_in_order(self, tp: Touchpoint) -> str:
+    def _apply_in_order(self, tp: Touchpoint, event_id: str | None = None) -> str:
         if self.first_seen is None or tp.occurred_at < self.first_seen:
             self.first_seen = tp.occurred_at
         if self.last_seen is None or tp.occurred_at > self.last_seen:
@@ -612,7 +612,14 @@ class Journey:
             self.contacts += 1
         summary, case_id = self._fold(tp, data)
         self.timeline.append(
-            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id, said(data))
+            TimelineEntry(
+                tp.occurred_at,
+                tp.type,
+                summary,
+                str(tp.event_id) if event_id is None else event_id,
+                case_id,
+                said(data),
+            )
         )
         return summary
 

@@ -66,8 +66,8 @@ class Backend(ABC):
     def execute(self, statements: Sequence[Statement]) -> None:
         """Writes outside any batch (metadata, the dead-letter outbox), in one transaction."""
         with self.transaction(commit=True) as cur:
-            for statement, params in statements:
-                cur.execute(self.sql(statement), tuple(params))
+            for statement, params in runs(statements):
+                cur.executemany(self.sql(statement), params)
 
     def record(self, tracking: Tracking, writes: Sequence[Statement]) -> None:
         """``writes`` and the tracking record, in one transaction (eventsourcing's

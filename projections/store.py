@@ -18,6 +18,7 @@ not a replay of the customer's history.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -656,11 +657,12 @@ class JourneyStore:
     def _leaving(self, touched: Mapping[str, _Live]) -> list[str]:
         """The customers the cache lets go once this batch is recorded (oldest first: those
         the batch did not touch, then those it did, as ``_process`` drops them)."""
-        excess = len(self._live.keys() | touched.keys()) - self._live_size
+        live = self._live
+        excess = len(live) + sum(1 for cid in touched if cid not in live) - self._live_size
         if excess <= 0:
             return []
-        order = [cid for cid in self._live if cid not in touched] + list(touched)
-        return order[:excess]
+        untouched = (cid for cid in live if cid not in touched)  # the oldest first
+        return list(itertools.islice(itertools.chain(untouched, touched), excess))
 
     def _fold_and_record(
         self,
