@@ -352,6 +352,10 @@ class Anomaly:
 
 
 _CONTACT_TYPES = (c.InquiryReceived, c.ComplaintFiled, c.SignupRequested)
+# Identities and products are looked up by index from this many on (a heavy customer has
+# hundreds: a scan per fact grew with its history); below, a scan is as quick, and most
+# customers are small enough that an index would only cost memory in a writer's cache.
+_INDEX_FROM = 24
 
 
 @dataclass
@@ -432,15 +436,22 @@ class Journey:
     ) -> None:
         if not value:
             return
-        index = self._identities_by_key()
-        ident = index.get((kind, value))
-        if ident is not None:
-            # A claim confirmed later is verified from then on; never the other way.
-            ident.verified = ident.verified or verified
+        if len(self.identities) < _INDEX_FROM:
+            for ident in self.identities:
+                if ident.kind == kind and ident.value == value:
+                    # A claim confirmed later is verified from then on; never the other way.
+                    ident.verified = ident.verified or verified
+                    return
+            self.identities.append(Identity(kind, value, at, note, verified))
             return
-        ident = Identity(kind, value, at, note, verified)
-        self.identities.append(ident)
-        index[(kind, value)] = ident
+        index = self._identities_by_key()
+        known = index.get((kind, value))
+        if known is not None:
+            known.verified = known.verified or verified
+            return
+        added = Identity(kind, value, at, note, verified)
+        self.identities.append(added)
+        index[(kind, value)] = added
         self.__dict__["_ident_index"] = (self.identities, len(self.identities), index)
 
     def _identities_by_key(self) -> dict[tuple[str, str], Identity]:
@@ -485,6 +496,18 @@ class Journey:
     def _product(self, name: str, serial: str | None = None) -> Product:
         """The first product with this serial; else the first of this name that has no
         serial yet (or any of this name, without a serial to match); else a new one."""
+        if len(self.products) < _INDEX_FROM:
+            for product in self.products:
+                if serial and serial in (product.serial_as_given, product.serial_corrected):
+                    return product
+            for product in self.products:
+                if product.name == name and (serial is None or product.serial is None):
+                    if serial and product.serial_as_given is None:
+                        product.serial_as_given = serial
+                    return product
+            product = Product(name=name, serial_as_given=serial)
+            self.products.append(product)
+            return product
         by_serial, by_name = self._products_index()
         products = self.products
         if serial:
