@@ -689,18 +689,28 @@ class JourneyStore:
         # Each customer's touchpoints of the batch are folded together, as one event of its
         # aggregate (``fold_all``): before an erasure starts its next generation, and at the
         # end. What the fold raises on is still blamed on that one touchpoint.
-        pending: dict[str, list[tuple[int, Touchpoint, bytes]]] = {}
+        # Only a folded copy makes a later one with its event id a duplicate (or a
+        # conflict): a copy waiting to be folded is folded first when another turns up.
+        pending: dict[str, list[tuple[int, Touchpoint, bytes, str, str]]] = {}
+        waiting_ids: dict[str, str] = {}  # event id -> customer, while waiting
 
         def fold_pending(cid: str) -> None:
             batch = pending.pop(cid, None)
             if not batch:
                 return
+            folded_until = len(batch)
             try:
-                touched[cid].agg.fold_all([(t, raw) for _, t, raw in batch])
+                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _, _ in batch])
             except FoldFailed as failed:
+                folded_until = failed.index
                 rejected.append(_fold_rejection(batch[failed.index][0], failed.error))
             except Exception as exc:
+                folded_until = 0
                 rejected.append(_fold_rejection(batch[-1][0], exc))
+            for n, (_, _, _, event_id, digest) in enumerate(batch):
+                waiting_ids.pop(event_id, None)
+                if n < folded_until:
+                    known[event_id] = digest
 
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
@@ -710,6 +720,8 @@ class JourneyStore:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
             digest = content_hash_of(raw)
+            if event_id in waiting_ids:
+                fold_pending(waiting_ids[event_id])
             first = known.get(event_id)
             if first is not None:
                 if first != digest:
@@ -759,8 +771,8 @@ class JourneyStore:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
             waiting = pending.setdefault(cid, [])
-            waiting.append((offset, touchpoint, raw))
-            known[event_id] = digest  # only a folded copy makes a later one a duplicate
+            waiting.append((offset, touchpoint, raw, event_id, digest))
+            waiting_ids[event_id] = cid
             folded.append(
                 _Folded(
                     offset,
