@@ -24,7 +24,9 @@ import json
 import uuid
 from collections.abc import Callable
 
-from consumers.log import Message, OutgoingMessage
+import structlog
+
+from consumers.log import Log, LogError, LogUnavailable, Message, OutgoingMessage
 from domain.catalogue import CATALOGUE
 from domain.envelope import loads, parse_envelope
 from domain.errors import InvalidEvent
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_DLQ_VALUE",
     "KeyFor",
     "dead_letter",
+    "produce_dead_letters",
     "sealed_label",
     "stub",
 ]
@@ -64,6 +67,8 @@ HEADER_REFUSED = "journey-dlq-refused"
 HEADER_SEALED = "journey-dlq-sealed"
 HEADER_KEY_OF = "journey-dlq-key-of"
 MAX_DLQ_RECORD = 900 * 1024
+
+logger = structlog.get_logger(__name__)
 
 # A dead letter must fit where the original did not always: Kafka's default limit for a
 # record is 1 MiB, and the headers above add a little. A longer value is cut to this many
@@ -165,3 +170,26 @@ def stub(letter: OutgoingMessage, refusal: str) -> OutgoingMessage:
 
 def _size(headers: list[tuple[str, bytes]]) -> int:
     return sum(len(n) + len(v) + 8 for n, v in headers)
+
+
+def produce_dead_letters(log: Log, topic: str, letters: list[OutgoingMessage]) -> None:
+    """Produce ``letters`` to the DLQ ``topic``. The broker away: raised (transient, try
+    again). A letter the DLQ refuses for good (e.g. too large for the broker) is produced as
+    a :func:`stub`, so that it cannot hold up the ones behind it."""
+    try:
+        log.produce(topic, letters)
+    except LogUnavailable:
+        raise
+    except LogError:
+        for letter in letters:  # one by one: which of them is refused, and why?
+            try:
+                log.produce(topic, [letter])
+            except LogUnavailable:
+                raise
+            except LogError as exc:
+                logger.error(
+                    "the DLQ refused a dead letter; producing it without its value",
+                    error=str(exc),
+                    key=letter.key[:200].decode(errors="replace"),
+                )
+                log.produce(topic, [stub(letter, str(exc))])

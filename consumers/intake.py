@@ -11,10 +11,14 @@ retention).
 
 At least once: a crash between producing and committing relays the batch again, and the
 engine folds the second copy as a duplicate of the first (same ``event_id``, same content).
+A step that fails seeks back to the committed offsets, so nothing is skipped (issue 8's
+transient rule); a batch read again after a failed commit does not produce its dead letters
+a second time (only a restart in between does: their headers name the origin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -22,10 +26,18 @@ from datetime import timedelta
 
 import structlog
 
-from consumers.dead_letters import dead_letter
-from consumers.log import Log, LogConsumer, Message, OutgoingMessage, TopicPartition
+from consumers.dead_letters import dead_letter, produce_dead_letters
+from consumers.log import (
+    Log,
+    LogConsumer,
+    LogError,
+    LogUnavailable,
+    Message,
+    OutgoingMessage,
+    TopicPartition,
+)
 from consumers.runner import now_for
-from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
+from domain.bounds import DEFAULT_MAX_FUTURE, MAX_ENVELOPE_BYTES, Bounds
 from domain.envelope import Touchpoint, decode, encode_sealed
 from domain.errors import InvalidEvent
 from domain.personal import has_personal_values
@@ -74,6 +86,10 @@ class IntakeRelay:
         self.relayed = 0
         self.dead_letters = 0
         self._consumer: LogConsumer | None = None
+        self._rewind_pending = False
+        # Dead letters produced whose batch is not committed yet (kept in memory only: a
+        # restart in between produces them again, at least once, origin in their headers).
+        self._dead_sent: set[tuple[TopicPartition, int]] = set()
         # made at once, so producers find the intake as soon as the engine has started
         log.ensure_topics(
             [self.intake], partitions, retention_ms=int(retention.total_seconds() * 1000)
@@ -90,10 +106,29 @@ class IntakeRelay:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+        self._rewind_pending = False
 
     def step(self) -> int:
         """Relay one poll batch; returns how many messages it handled. A failure (the
-        broker) raises before the batch is committed: it is read again."""
+        broker, the key table) raises before the batch is committed, after seeking back to
+        the committed offsets: the next step reads the same batch again, never past it."""
+        try:
+            if self._rewind_pending:
+                self._rewind()
+            return self._relay()
+        except BaseException:
+            self._rewind_pending = True
+            with contextlib.suppress(Exception):
+                self._rewind()  # at once when it can; else first thing at the next step
+            raise
+
+    def _rewind(self) -> None:
+        consumer = self.consumer
+        for tp in consumer.assignment():
+            consumer.seek(tp, consumer.committed(tp) or 0)
+        self._rewind_pending = False
+
+    def _relay(self) -> int:
         consumer = self.consumer
         messages = consumer.poll(self.poll_timeout_s, self.batch_size)
         if not messages:
@@ -128,26 +163,45 @@ class IntakeRelay:
                 )
             }
         )
-        out = [
-            OutgoingMessage(
-                key=msg.key or b"",
-                value=encode_sealed(tp, keys.get(tp.customer_id)),
-                headers=msg.headers,
-                timestamp_ms=msg.timestamp_ms if msg.timestamp_ms > 0 else None,
+        out: list[tuple[Message, OutgoingMessage]] = []
+        for msg, tp in good:
+            value = encode_sealed(tp, keys.get(tp.customer_id))
+            if len(value) > MAX_ENVELOPE_BYTES:
+                # Sealing made it too large for the log of record: it can never be relayed,
+                # and retrying it would hold up every message behind it.
+                too_large = InvalidEvent(
+                    "too_large",
+                    f"envelope of {len(value):,} bytes (its personal fields encrypted) is "
+                    f"larger than {MAX_ENVELOPE_BYTES:,} bytes (1 MiB): keep large content "
+                    "out of the log and link to it",
+                )
+                dead.append((msg, self._dead(msg, too_large)))
+                continue
+            out.append(
+                (
+                    msg,
+                    OutgoingMessage(
+                        key=msg.key or b"",
+                        value=value,
+                        headers=msg.headers,
+                        timestamp_ms=msg.timestamp_ms if msg.timestamp_ms > 0 else None,
+                    ),
+                )
             )
-            for msg, tp in good
-        ]
-        if out:
-            self.log.produce(self.topic, out)
-        if dead:
-            self.log.produce(self.dlq_topic, [letter for _, letter in dead])
+        relayed = self._produce(out, dead)
+        # A batch read again after a failed commit: its dead letters are on the DLQ already.
+        fresh = [(m, d) for m, d in dead if (m.topic_partition, m.offset) not in self._dead_sent]
+        if fresh:
+            produce_dead_letters(self.log, self.dlq_topic, [letter for _, letter in fresh])
+            self._dead_sent.update((m.topic_partition, m.offset) for m, _ in fresh)
         done: dict[TopicPartition, int] = defaultdict(int)
         for msg in messages:
             tp_ = msg.topic_partition
             done[tp_] = max(done[tp_], msg.offset + 1)
         consumer.commit(done)
+        self._dead_sent = {(t, o) for t, o in self._dead_sent if o >= done.get(t, 0)}
         self._shred(done)
-        self.relayed += len(out)
+        self.relayed += relayed
         self.dead_letters += len(dead)
         for msg, letter in dead:
             logger.warning(
@@ -159,6 +213,41 @@ class IntakeRelay:
             )
         logger.info("intake relayed", count=len(out), dead_letters=len(dead), topic=self.intake)
         return len(messages)
+
+    def _produce(
+        self,
+        out: list[tuple[Message, OutgoingMessage]],
+        dead: list[tuple[Message, OutgoingMessage]],
+    ) -> int:
+        """Produce the relayed records; how many reached the log. The log away: raised
+        (transient, the batch is read again). A record the log refuses for good for its size
+        (the broker's limit) joins ``dead``: retrying it would hold up every one behind it.
+        Any other refusal is raised: the batch is read again, nothing is skipped."""
+        if not out:
+            return 0
+        try:
+            self.log.produce(self.topic, [record for _, record in out])
+            return len(out)
+        except LogUnavailable:
+            raise
+        except LogError:
+            pass
+        produced = 0
+        for msg, record in out:  # one by one: which of them is refused, and why?
+            try:
+                self.log.produce(self.topic, [record])
+                produced += 1
+            except LogUnavailable:
+                raise
+            except LogError as exc:
+                if "toolarge" not in str(exc).lower().replace(" ", ""):
+                    raise  # not the record's fault (a missing topic, ACLs): stop and retry
+                refused = InvalidEvent(
+                    "too_large", f"the log of record {self.topic} refused it: {exc}"
+                )
+                dead.append((msg, self._dead(msg, refused)))
+        dead.sort(key=lambda d: (d[0].partition, d[0].offset))
+        return produced
 
     def _dead(self, msg: Message, exc: InvalidEvent) -> OutgoingMessage:
         return dead_letter(

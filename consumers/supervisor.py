@@ -32,6 +32,7 @@ from consumers.keeper import PromiseKeeper
 from consumers.log import LogError
 from consumers.runner import Runner
 from projections.integrity import REMEDY, StoreCorrupt, is_corruption
+from projections.location import StoreUnreachable
 
 __all__ = ["Health", "Supervisor", "classify_failure"]
 
@@ -50,8 +51,12 @@ def classify_failure(exc: BaseException) -> str:
         return "store_locked"
     if isinstance(exc, LogError):
         return "log_unavailable"
-    name = type(exc).__name__
-    if isinstance(exc, OSError) or name in {"OperationalError", "DatabaseError", "InterfaceError"}:
+    if isinstance(exc, StoreUnreachable | OSError):
+        return "store_io"
+    # By name, through the class tree: the database drivers' errors (sqlite3, psycopg and
+    # its pool, eventsourcing's wrappers) without importing a driver that is not installed.
+    names = {k.__name__ for k in type(exc).__mro__}
+    if names & {"OperationalError", "DatabaseError", "InterfaceError"}:
         return "store_io"
     return "error"
 

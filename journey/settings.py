@@ -65,9 +65,15 @@ def register_secret(secret: str | None) -> None:
         _KNOWN_SECRETS.add(secret)
 
 
+# An API key or console session (journey/security/keys.py: prefix + 43 URL-safe characters).
+_BEARER = re.compile(r"\bj[ks]_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+
+
 def redact(text: str) -> str:
-    """``text`` with passwords in URLs and every registered secret replaced by ``***``."""
+    """``text`` with passwords in URLs, API keys and sessions, and every registered secret
+    replaced by ``***``."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", text)
+    text = _BEARER.sub("***", text)
     for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
@@ -151,6 +157,12 @@ class Settings(BaseSettings):
         description="The engine's consumer group (run, serve); read-only commands never join it",
     )
     partitions: StrictCount = Field(default=6, ge=1, description="Partitions when creating topics")
+    cache_size: StrictCount = Field(
+        default=20_000,
+        ge=1,
+        description="Customers a writer keeps folded in memory (~15 KB each); the store "
+        "reads JOURNEY_CACHE_SIZE, checked here first",
+    )
     store: str = Field(
         default="sqlite:///journey-views.db",
         description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "

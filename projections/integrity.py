@@ -35,6 +35,7 @@ __all__ = [
     "OutdatedStore",
     "StoreCorrupt",
     "StoreError",
+    "inspect_postgres_store",
     "inspect_store",
     "is_corruption",
     "quick_check",
@@ -178,6 +179,37 @@ def inspect_store(path: Path, *, check_pages: bool = True) -> None:
         problem = quick_check(path)
         if problem is not None:
             raise StoreCorrupt(f"store {path} is damaged ({problem}); {REMEDY}")
+
+
+def inspect_postgres_store(url: str) -> None:
+    """Raise a :class:`StoreError` when the PostgreSQL schema ``url`` names holds a store of
+    another kind or schema version (a new or empty schema passes). Called before any table
+    is created: an old layout must be refused, not half-migrated."""
+    from projections.location import connect, schema_of
+
+    schema = schema_of(url) or "public"
+    with connect(url) as conn:
+        found = conn.execute(
+            "SELECT to_regclass(%s)", [f'"{schema}".journey_store_meta']
+        ).fetchone()
+        if found is None or found[0] is None:
+            return
+        meta = {
+            str(k): str(v)
+            for k, v in conn.execute(f'SELECT key, value FROM "{schema}".journey_store_meta')
+        }
+    where = describe(url)
+    if meta.get("kind") and meta["kind"] != STORE_KIND:
+        raise ForeignStore(
+            f"store {where} is a {meta['kind']!r} store, not {STORE_KIND!r}; point --store "
+            f"at a journey store or a new database, or {REMEDY}"
+        )
+    version = meta.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        raise OutdatedStore(
+            f"store {where} has schema version {version}, this journey writes "
+            f"{SCHEMA_VERSION}; {REMEDY}"
+        )
 
 
 class IntegrityWatch:

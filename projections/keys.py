@@ -176,10 +176,14 @@ class CustomerKeys:
             try:
                 for sql, params in statements:
                     changed += self._db.execute(sql, params).rowcount
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk does): a ROLLBACK then
+                # would raise and hide the real cause; a failed COMMIT must not leave the
+                # transaction open for the next BEGIN to trip on.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         return changed
 
     def close(self) -> None:

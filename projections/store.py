@@ -64,6 +64,7 @@ from projections.integrity import (
     STORE_KIND,
     StoreCorrupt,
     StoreError,
+    inspect_postgres_store,
     inspect_store,
     is_corruption,
 )
@@ -257,6 +258,7 @@ class JourneyStore:
         self.address: StoreAddress = path
         if is_postgres(path):
             self.path = Path(".")
+            inspect_postgres_store(str(path))  # foreign or outdated: refused, with the remedy
             self.backend = PostgresBackend(str(path))
         else:
             self.path = Path(path)

@@ -192,10 +192,18 @@ class KeyStore:
             try:
                 cur = self._conn.cursor()
                 yield cur
-            except Exception:
+            except Exception as exc:
                 if self._postgres:  # a broken connection is opened again next time
                     self._conn.close()
                     self._conn = None
+                    if any(k.__name__ == "OperationalError" for k in type(exc).__mro__):
+                        from projections.location import StoreUnreachable
+
+                        # the database went away mid-session: as unreachable as at connect
+                        raise StoreUnreachable(
+                            f"the key store {self.where} did not answer "
+                            f"({type(exc).__name__}: {str(exc).strip()[:200]})"
+                        ) from None
                 raise
 
     def _sql(self, statement: str) -> str:

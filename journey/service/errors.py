@@ -7,7 +7,8 @@ exceptions into it.
   naming the field.
 * ``NotFresh`` → 503 not_fresh with the lag (and, when the pipeline is stopped, why).
 * The log not answering → 503 log_unavailable; a read that meets a damaged store → 503
-  store_corrupt; anything else → 500 internal, logged.
+  store_corrupt; a store whose database or disk is away → 503 store_unavailable; anything
+  else → 500 internal, logged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consumers.log import LogError
+from consumers.supervisor import classify_failure
 from journey.service.freshness import BadToken
 from journey.service.headers import security_headers
 from journey.service.models import Answer, ErrorBody, ErrorOut, NotFreshOut
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 logger = structlog.get_logger(__name__)
+
+_STORE_AWAY = frozenset({"store_io", "store_full", "store_locked"})
 
 
 class ServiceError(Exception):
@@ -208,6 +212,20 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
             503,
             ErrorBody(status=503, code="store_corrupt", message=problem),
             {**secured, "Retry-After": "60"},
+        )
+    if classify_failure(exc) in _STORE_AWAY:
+        # The database or disk is away (transient): say so and when to retry, as health
+        # does, never "a bug".
+        logger.error("the store cannot answer for now", path=request.url.path, error=str(exc))
+        return error_response(
+            503,
+            ErrorBody(
+                status=503,
+                code="store_unavailable",
+                message=f"the store cannot answer for now ({type(exc).__name__}: {exc}); "
+                "retry in a few seconds",
+            ),
+            {**secured, "Retry-After": "5"},
         )
     logger.exception("unhandled error", path=request.url.path)
     return error_response(

@@ -53,7 +53,7 @@ def _members(bootstrap: str, group: str) -> list[tuple[str, frozenset[int]]]:
     )
 
 
-def test_view_and_service_levels_never_join_the_engines_group(
+def test_view_service_levels_and_every_reader_never_join_the_engines_group(
     kafka_log: Log, tmp_path: Path, unique_topic: str
 ) -> None:
     log = kafka_log
@@ -109,6 +109,10 @@ def test_view_and_service_levels_never_join_the_engines_group(
                 ["view", first[0].customer_id],
                 ["service-levels", "--json"],
                 ["rebuild"],  # reads the whole log, into a store of its own
+                # the analysts' and auditors' commands read the log outside any group
+                ["export", "--format", "csv", "--out", str(tmp_path / "export.csv")],
+                ["metrics", "--since", "2020-01-01", "--until", "2100-01-01", "--json"],
+                ["audit", "--customer", first[0].customer_id],
             )
         }
         for name, done in runs.items():

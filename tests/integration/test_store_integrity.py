@@ -128,3 +128,22 @@ def test_serve_reports_a_store_damaged_while_it_runs(tmp_path: Path) -> None:
             if answer.status_code == 503:
                 assert "rebuild" in answer.json()["error"]["message"]
         assert 500 not in statuses, statuses
+
+
+@pytest.mark.postgres
+def test_a_postgresql_store_of_another_schema_version_or_kind_is_refused(
+    postgres_store: str,
+) -> None:
+    """As a SQLite file is: an outdated layout is refused at open with the remedy, never
+    written into (the new code's statements would fail on the old tables, or worse)."""
+    import psycopg
+
+    JourneyStore(postgres_store).close()
+    with psycopg.connect(postgres_store, autocommit=True) as conn:
+        conn.execute("UPDATE journey_store_meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(OutdatedStore, match=r"schema version 1.*journey rebuild"):
+        JourneyStore(postgres_store)
+    with psycopg.connect(postgres_store, autocommit=True) as conn:
+        conn.execute("UPDATE journey_store_meta SET value = 'other-app' WHERE key = 'kind'")
+    with pytest.raises(ForeignStore, match="other-app"):
+        JourneyStore(postgres_store)

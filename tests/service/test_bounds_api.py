@@ -13,7 +13,7 @@ import pytest
 from consumers.dead_letters import HEADER_REASON
 from consumers.log import OutgoingMessage
 from journey.service.routers.events import MAX_BODY_BYTES
-from tests.bounds_cases import cases, inquiry, promise
+from tests.bounds_cases import MiB, cases, inquiry, promise, sized
 from tests.integration.test_exactly_once import read_topic
 from tests.service.helpers import TOPIC, Running, event_ids
 
@@ -94,3 +94,19 @@ def test_a_message_out_of_bounds_on_the_log_is_dead_lettered_and_the_views_answe
     letters = [m for m in read_topic(svc.log, f"{TOPIC}.dlq") if m.key == cid.encode()]
     reasons = sorted(str(m.header(HEADER_REASON), "utf-8") for m in letters)
     assert reasons == ["out_of_range", "out_of_range", "too_deep"]
+
+
+def test_an_envelope_that_sealing_takes_over_1_mib_is_413_naming_the_line(svc: Running) -> None:
+    """Under 1 MiB as sent, over it once its personal fields are encrypted: it can never
+    fit on the log, so 413 (a client must not retry it), never a 500; nothing produced."""
+    before = svc.log.high_watermarks(TOPIC)
+    text = sized(MiB - 2048)  # SignupRequested: its form fields are personal
+    response = svc.http.post(
+        "/events",
+        content=f"{json.dumps(inquiry())}\n{text}\n",
+        headers={"content-type": "application/x-ndjson"},
+    )
+    error = _error(response, 413, "too_large")
+    assert error["line"] == 2, error
+    assert "encrypted" in error["message"]
+    assert svc.log.high_watermarks(TOPIC) == before, "a refused batch must produce nothing"

@@ -4,6 +4,7 @@ the service-level lists, health — with the seed stories played into a fresh da
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,5 +64,45 @@ def test_the_service_answers_from_postgresql(tmp_path: Path, postgres_store: str
             assert "Fourth time" in hits[0]["matched_value"]
             levels = svc.get("/service-levels")
             assert levels.status_code == 200, levels.text
+    finally:
+        log.close()
+
+
+def test_the_database_away_is_503_never_500_and_answers_again_after(
+    tmp_path: Path, postgres_store: str
+) -> None:
+    """Issue 8's transient rule for the PostgreSQL store: while the database is away every
+    answer that needs it is 503 saying so (never a 500 "this is a bug"), /healthz is 503,
+    no password is shown; when it is back, the same questions are answered again."""
+    from tests.integration.test_postgres_outage import database_away
+
+    postgres_store = postgres_store.replace("://journey@", "://journey:s3cr3t-pw@")
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    touchpoints = all_touchpoints(now)
+    clock = ManualClock(touchpoints[0].occurred_at)
+    pipeline = Pipeline(log, postgres_store, topic=TOPIC, clock=clock)
+    try:
+        pipeline.play(touchpoints, clock, now)
+    finally:
+        pipeline.close()
+    settings = Settings(
+        broker=f"embedded://{tmp_path / 'log.db'}", store=postgres_store, topic=TOPIC
+    )
+    try:
+        with running_service(
+            settings, ServiceOptions(max_wait_ms=1000, group="views-pg-away"), log
+        ) as svc:
+            assert svc.get("/customers/cust-lina").status_code == 200
+            with database_away(postgres_store):
+                for path in ("/customers/cust-lina", "/service-levels", "/healthz"):
+                    answer = svc.get(path)
+                    assert answer.status_code == 503, (path, answer.text[:500])
+                    assert "s3cr3t-pw" not in answer.text
+            deadline = time.monotonic() + 60
+            while (answer := svc.get("/customers/cust-lina")).status_code != 200:
+                assert time.monotonic() < deadline, answer.text[:500]
+                time.sleep(0.5)
+            assert answer.json()["data"]["name"] == "Lina Ek"
     finally:
         log.close()

@@ -110,6 +110,12 @@ CASES = {
     "idle timeout not finite": Bad(
         ("emit", envelope()), "JOURNEY_IDLE_TIMEOUT", env={"JOURNEY_IDLE_TIMEOUT": "inf"}
     ),
+    "cache size not a number": Bad(
+        ("emit", envelope()), "JOURNEY_CACHE_SIZE", env={"JOURNEY_CACHE_SIZE": "lots"}
+    ),
+    "cache size zero": Bad(
+        ("emit", envelope()), "JOURNEY_CACHE_SIZE", env={"JOURNEY_CACHE_SIZE": "0"}
+    ),
     "unknown log level": Bad(("--log-level", "loud", "view", "c"), "log-level"),
     "emit not json": Bad(("emit", "{not json"), "JSON"),
     "emit not an envelope": Bad(("emit", '{"type": "NoSuchThing"}'), "nothing of this batch"),

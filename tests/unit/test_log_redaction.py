@@ -42,3 +42,17 @@ def test_structlog_and_library_lines_are_redacted(capsys: pytest.CaptureFixture[
     assert "connect failed" in text and "auth failed" in text
     assert SECRET not in text
     assert "***" in text
+
+
+def test_an_api_key_or_session_in_any_text_is_redacted() -> None:
+    """Keys are secrets too (issue 8, item 8): a key or console session that lands in an
+    error message or a log field (pasted where an id belongs, echoed by a library) is
+    blanked like a password."""
+    from journey.settings import redact
+
+    key = "jk_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0u-_"
+    session = "js_" + "z" * 43
+    text = redact(f"no customer {key!r}; cookie journey_session={session}")
+    assert key not in text and session not in text
+    assert text.count("***") == 2
+    assert redact("customer jk_short stays") == "customer jk_short stays"  # not a key

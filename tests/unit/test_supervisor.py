@@ -8,6 +8,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import pytest
 import structlog
 
 from consumers.embedded_log import EmbeddedLog
@@ -17,6 +18,7 @@ from consumers.supervisor import Supervisor, classify_failure
 from journey.emitter import Emitter
 from projections.integrity import StoreCorrupt
 from projections.keys import CustomerKeys
+from projections.location import StoreUnreachable
 from tests.integration.test_failures import touchpoints
 
 TOPIC = "sup.touchpoints"
@@ -65,3 +67,10 @@ def test_failures_are_told_apart() -> None:
     assert classify_failure(LogError("no such topic")) == "log_unavailable"
     assert classify_failure(OSError(errno.EIO, "I/O error")) == "store_io"
     assert classify_failure(ZeroDivisionError()) == "error"
+    # PostgreSQL away: at connect, and a session ended under a query (psycopg's subclasses
+    # of OperationalError, e.g. AdminShutdown, and its pool's PoolTimeout)
+    assert classify_failure(StoreUnreachable("did not answer")) == "store_io"
+    psycopg = pytest.importorskip("psycopg")
+    assert classify_failure(psycopg.errors.AdminShutdown("terminating")) == "store_io"
+    pool = pytest.importorskip("psycopg_pool")
+    assert classify_failure(pool.PoolTimeout("no connection in 10 s")) == "store_io"

@@ -108,14 +108,7 @@ async def post_events(
         bounds = Bounds(now=now, max_future=service.settings.max_future)
         touchpoints = parse_batch(text, origin="body", bounds=bounds)
     except BatchError as exc:
-        too_large = exc.error.reason == "too_large"
-        raise ServiceError(
-            413 if too_large else 422,
-            "too_large" if too_large else "invalid_body",
-            str(exc),
-            field=exc.error.field,
-            line=exc.line,
-        ) from None
+        raise _refused(exc) from None
     erasures = [t for t in touchpoints if t.type in _ADMIN_ONLY]
     if erasures and who.role != "admin":
         raise ServiceError(
@@ -143,7 +136,10 @@ async def post_events(
 
 async def emit_and_answer(service: Service, touchpoints: list[Touchpoint]) -> Response:
     """Produce validated touchpoints and answer 201 with their positions and the read token."""
-    positions = await service.emit(touchpoints)
+    try:
+        positions = await service.emit(touchpoints)
+    except BatchError as exc:  # sealing took an envelope over 1 MiB: nothing was produced
+        raise _refused(exc) from None
     service.metrics.emitted.inc(len(positions))
     result = EmitResult(
         count=len(positions),
@@ -165,4 +161,15 @@ async def emit_and_answer(service: Service, touchpoints: list[Touchpoint]) -> Re
         status_code=201,
         media_type="application/json",
         headers={"X-Journey-Position": result.token},
+    )
+
+
+def _refused(exc: BatchError) -> ServiceError:
+    too_large = exc.error.reason == "too_large"
+    return ServiceError(
+        413 if too_large else 422,
+        "too_large" if too_large else "invalid_body",
+        str(exc),
+        field=exc.error.field,
+        line=exc.line,
     )
