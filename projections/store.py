@@ -966,6 +966,7 @@ class JourneyStore:
         tail). Returns how many statements that took."""
         with self._lock:
             writes = [w for live in self._live.values() for w in self._completion(live)]
+            writes.sort(key=lambda w: w[0])  # keys are each customer's own (see _fold_and_record)
             if writes:
                 self.backend.execute(writes)
             return len(writes)
