@@ -961,15 +961,21 @@ class JourneyStore:
 
     def complete(self) -> int:
         """A rebuilding store: write every cached customer's deferred rows and the
-        snapshot it is due, in one transaction (a rebuild calls this before its store is
+        snapshot it is due (a rebuild calls this before its store is
         swapped in: then every table is whole, and a cold read costs one row and a short
         tail). Returns how many statements that took."""
+        done = 0
         with self._lock:
-            writes = [w for live in self._live.values() for w in self._completion(live)]
-            writes.sort(key=lambda w: w[0])  # keys are each customer's own (see _fold_and_record)
-            if writes:
-                self.backend.execute(writes)
-            return len(writes)
+            lives = list(self._live.values())
+            # A few hundred customers a transaction: a heavy customer's snapshot and rows
+            # are megabytes, and the whole cache's at once would be the rebuild's peak.
+            for start in range(0, len(lives), 200):
+                writes = [w for live in lives[start : start + 200] for w in self._completion(live)]
+                writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
+                if writes:
+                    self.backend.execute(writes)
+                done += len(writes)
+        return done
 
     @staticmethod
     def _touchpoint_write(
