@@ -75,6 +75,11 @@ def rebuild(
         # Every customer still in the writer's cache gets its deferred rows and the
         # snapshot it is due before anyone reads the store.
         runner.store.complete()
+        # Nobody reads the new store yet: pack it (100k bench touchpoints: SQLite 4 % fewer
+        # bytes for 0.7 s, PostgreSQL 12 % for 5 s; docs/BENCHMARKS.md).
+        packing = time.monotonic()
+        runner.store.compact()
+        logger.info("rebuilt store compacted", seconds=round(time.monotonic() - packing, 3))
     finally:
         runner.close()
         keys.close()

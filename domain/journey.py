@@ -12,6 +12,7 @@ is the natural consistency boundary and one fold sees every fact about a case in
 from __future__ import annotations
 
 import bisect
+import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -21,6 +22,8 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, decode, encode
 
 __all__ = [
+    "CHECKPOINTS_KEPT",
+    "CHECKPOINT_EVERY",
     "Anomaly",
     "Case",
     "Feedback",
@@ -51,6 +54,13 @@ CaseKind = Literal["inquiry", "complaint", "signup"]
 # (occurred_at, cause-before-effect rank, event_id): see ``fact_order``.
 FactKey = tuple[datetime, int, str]
 PromiseStatus = Literal["pending", "kept", "kept_late", "broken", "withdrawn", "cancelled"]
+# Where a late fact refolds from (see ``Journey._refold``): a journey that has had one keeps
+# its state every CHECKPOINT_EVERY facts in event-time order, the latest CHECKPOINTS_KEPT of
+# them (a fact later than all of those refolds from the first touchpoint, as before).
+CHECKPOINT_EVERY = 64
+CHECKPOINTS_KEPT = 8
+# (the key of the last fact it holds, the journey's state then, pickled)
+Checkpoint = tuple[FactKey, bytes]
 
 
 @dataclass
@@ -391,7 +401,8 @@ class Journey:
     # ``earlier_facts`` fetches the others back for a refold, and memory stays flat.
     facts: list[tuple[FactKey, bytes]] = field(default_factory=list, repr=False, compare=False)
     last_fact: FactKey | None = field(default=None, repr=False, compare=False)
-    earlier_facts: Callable[[], Iterable[bytes]] | None = field(
+    # Called with an event time, it may leave out the facts that occurred before it.
+    earlier_facts: Callable[[datetime | None], Iterable[bytes]] | None = field(
         default=None, repr=False, compare=False
     )
     # Set when a late fact refolded the journey: every timeline entry was made anew, and a
@@ -408,6 +419,8 @@ class Journey:
         state.pop("_derived", None)  # a reader's cache (projections.customer_view)
         state.pop("_ident_index", None)  # lookup indexes, rebuilt on first use
         state.pop("_product_index", None)
+        state.pop("_checkpoints", None)  # the writer's, for late facts (``_refold``)
+        state.pop("_since_checkpoint", None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -600,30 +613,73 @@ class Journey:
         fact = (key, raw if raw is not None else encode(tp))
         if self.last_fact is not None and key < self.last_fact:
             bisect.insort(self.facts, fact, key=lambda f: f[0])
-            self._refold()
+            self._refold(key)
             event_id = str(tp.event_id)
             return next(e.summary for e in self.timeline if e.event_id == event_id)
         self.facts.append(fact)
         self.last_fact = key
-        return self._apply_in_order(tp, key[2])
+        summary = self._apply_in_order(tp, key[2])
+        self._checkpoint(key)
+        return summary
 
-    def _refold(self) -> None:
+    def _refold(self, late: FactKey) -> None:
+        """Fold again, in event-time order, every fact after the latest checkpoint that
+        holds nothing from ``late`` on (from the first touchpoint when there is none): a
+        late fact costs the facts since that checkpoint, not the whole history. The
+        timeline entries of those facts are made anew (``refolded``); earlier ones stand,
+        since a fact's entry depends only on the facts before it."""
+        kept: list[Checkpoint] = self.__dict__.get("_checkpoints") or []
+        below = bisect.bisect_left(kept, late, key=lambda point: point[0])
+        since: FactKey | None = kept[below - 1][0] if below else None
         earlier: list[tuple[FactKey, Touchpoint]] = []
         if self.earlier_facts is not None:
-            for raw in self.earlier_facts():
+            for raw in self.earlier_facts(None if since is None else since[0]):
                 old = decode(raw)
-                earlier.append((fact_order(old), old))
-        pending = [(key, decode(raw)) for key, raw in self.facts]
-        fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
-        for _, tp in sorted([*earlier, *pending], key=lambda f: f[0]):
+                key = fact_order(old)
+                if since is None or key > since:
+                    earlier.append((key, old))
+        pending = [(key, decode(raw)) for key, raw in self.facts if since is None or key > since]
+        if below:
+            fresh = Journey.__new__(Journey)
+            fresh.__setstate__(pickle.loads(kept[below - 1][1]))  # noqa: S301 -- our own bytes
+        else:
+            fresh = Journey(self.customer_id, erased_at=self.born_erased_at)
+        fresh.born_erased_at = self.born_erased_at
+        # From now on this journey keeps checkpoints: it has had a late fact, and may again.
+        fresh.__dict__["_checkpoints"] = kept[:below]
+        fresh.__dict__["_since_checkpoint"] = 0
+        for key, tp in sorted([*earlier, *pending], key=lambda f: f[0]):
             fresh._apply_in_order(tp)
+            fresh._checkpoint(key)
+        if since is not None:
+            # The entries not yet handed over of facts the checkpoint holds stand as made.
+            held = [e for e in self.timeline if fact_key(e.at, e.type, e.event_id) <= since]
+            held.sort(key=lambda e: fact_key(e.at, e.type, e.event_id))
+            fresh.timeline[:0] = held
         fresh.facts = self.facts
         fresh.last_fact = self.last_fact
         fresh.earlier_facts = self.earlier_facts
-        fresh.born_erased_at = self.born_erased_at
         fresh.refolded = True
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
+
+    def _checkpoint(self, key: FactKey) -> None:
+        """Keep the state as of ``key`` every CHECKPOINT_EVERY facts, once a late fact has
+        made this journey keep checkpoints (most journeys never have one: they pay nothing)."""
+        kept: list[Checkpoint] | None = self.__dict__.get("_checkpoints")
+        if kept is None:
+            return
+        folded = self.__dict__.get("_since_checkpoint", 0) + 1
+        if folded < CHECKPOINT_EVERY:
+            self.__dict__["_since_checkpoint"] = folded
+            return
+        self.__dict__["_since_checkpoint"] = 0
+        # The folded state only: the facts and the timeline entries are the store's.
+        state = self.__getstate__()
+        state["facts"], state["timeline"], state["refolded"] = [], [], False
+        state["last_fact"] = key
+        kept.append((key, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
+        del kept[:-CHECKPOINTS_KEPT]
 
     def _apply_in_order(self, tp: Touchpoint, event_id: str | None = None) -> str:
         if self.first_seen is None or tp.occurred_at < self.first_seen:

@@ -295,15 +295,13 @@ def _pipeline() -> Pipeline:
 
 def load_rules() -> ServiceRules:
     """Service rules: defaults, or the JSON file named by JOURNEY_RULES."""
-    import os
-
     from domain.rules import ServiceRules
 
-    path = os.environ.get("JOURNEY_RULES")
-    if not path:
+    path = settings_().rules
+    if path is None:
         return ServiceRules()
     try:
-        return ServiceRules.model_validate_json(Path(path).read_text(encoding="utf-8"))
+        return ServiceRules.model_validate_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise fail(f"JOURNEY_RULES={path}: {exc.strerror}") from None
     except ValueError as exc:

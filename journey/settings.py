@@ -182,6 +182,11 @@ class Settings(BaseSettings):
         description="Seconds without new event time after which a partition read to its head "
         "follows the others' clocks, and the wall clock once all are idle",
     )
+    rules: Path | None = Field(
+        default=None,
+        description="A JSON file of service rules (domain/rules.py): reply targets, business "
+        "hours; read by the commands that judge deadlines",
+    )
     log_format: Literal["console", "json"] = Field(default="console")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
     max_future: timedelta = Field(

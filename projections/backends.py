@@ -9,6 +9,7 @@ databases run; :meth:`Backend.sql` adapts them.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -85,6 +86,12 @@ class Backend(ABC):
         """After an erasure: make what it deleted unreadable on disk as far as this database
         can; False when something still holds old bytes (the caller logs it)."""
         return True
+
+    @abstractmethod
+    def compact(self) -> None:
+        """Rewrite every table and index packed: rows written a customer at a time leave
+        b-tree pages part full (and PostgreSQL keeps the dead versions of rewritten
+        snapshots). For a store nobody reads yet: a rebuild's, before it is swapped in."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -185,6 +192,18 @@ class SQLiteBackend(Backend):
             busy, _, _ = cur.fetchone()
         return not busy
 
+    def compact(self) -> None:
+        # Its own connection, outside any transaction (VACUUM needs that); the copy it builds
+        # goes to a temporary file, not memory (the pool's temp_store=MEMORY would hold the
+        # whole store in RAM).
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        try:
+            conn.execute("PRAGMA temp_store=FILE")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
     def size_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal"):
@@ -278,6 +297,18 @@ class PostgresBackend(Backend):
             # CASE columns) would collapse into one.
             cur.row_factory = tuple_row  # type: ignore[assignment]
             yield cur
+
+    def compact(self) -> None:
+        # Table by table, named with the store's schema: a bare VACUUM FULL would lock and
+        # rewrite every schema of the database, the active store's too.
+        with connect(self.url) as conn:
+            tables = conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind = 'r'",
+                (self.datastore.schema,),
+            ).fetchall()
+            for (table,) in tables:
+                conn.execute(f'VACUUM (FULL, ANALYZE) "{self.datastore.schema}"."{table}"')
 
     def size_bytes(self) -> int:
         rows = self.query(

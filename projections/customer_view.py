@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from domain.aggregates import CustomerJourney
 from domain.errors import JourneyError
 from domain.journey import (
     Anomaly,
@@ -580,6 +582,22 @@ def _deadline_out(deadline: Deadline | None, now: datetime) -> DeadlineOut | Non
 def _case_out(
     cid: str, case: Case, rules: ServiceRules, now: datetime, messages: int | None = LIST_LIMIT
 ) -> CaseOut:
+    out, deadline = _case_at_any_time(cid, case, rules, messages)
+    return _case_now(out, deadline, now)
+
+
+def _case_now(out: CaseOut, deadline: Deadline | None, now: datetime) -> CaseOut:
+    """The case as of ``now``: its running deadline judged then (a copy; ``out`` stays)."""
+    if deadline is None:
+        return out
+    return out.model_copy(update={"next_deadline": _deadline_out(deadline, now)})
+
+
+def _case_at_any_time(
+    cid: str, case: Case, rules: ServiceRules, messages: int | None = LIST_LIMIT
+) -> tuple[CaseOut, Deadline | None]:
+    """The case without its deadline's state (which depends on the moment), and that
+    deadline: what a reader keeps per folded state."""
     conversation = _conversation(case)
     return CaseOut(
         customer_id=cid,
@@ -609,7 +627,7 @@ def _case_out(
         auto_acknowledgements=len(case.auto_acknowledgements),
         answered=case.answered,
         waiting_on_customer=case.awaiting_customer_since is not None,
-        next_deadline=_deadline_out(case_deadline(case, rules), now),
+        next_deadline=None,
         steps=[f"{s.at:%Y-%m-%d} {s.detail}" for s in case.steps],
         satisfaction=case.satisfaction,
         claim_decision=_decision(case.claim_decision),
@@ -619,7 +637,7 @@ def _case_out(
         # The latest messages: the ones an agent answers.
         messages=conversation if messages is None else conversation[-messages:],
         messages_total=len(conversation),
-    )
+    ), case_deadline(case, rules)
 
 
 def _decision(value: str | None) -> Literal["approved", "rejected"] | None:
@@ -647,11 +665,24 @@ def _conversation(case: Case) -> list[MessageOut]:
 
 
 def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
-    status: Literal[
-        "pending", "kept", "kept_late", "broken", "overdue", "withdrawn", "cancelled"
-    ] = p.status
-    if status == "pending" and now >= p.due_by:
-        status = "overdue"  # the promise keeper will record it as broken
+    return _promise_now(_promise_at_any_time(cid, p, rules), p, rules, now)
+
+
+def _promise_now(out: PromiseOut, p: Promise, rules: ServiceRules, now: datetime) -> PromiseOut:
+    """The promise as of ``now`` (a copy when the moment changes it; ``out`` stays)."""
+    if p.status != "pending":
+        return out  # neither its status nor a deadline depends on the moment
+    return out.model_copy(
+        update={
+            # past due: the promise keeper will record it as broken
+            "status": "overdue" if now >= p.due_by else "pending",
+            "deadline": _deadline_out(promise_deadline(p, rules), now),
+        }
+    )
+
+
+def _promise_at_any_time(cid: str, p: Promise, rules: ServiceRules) -> PromiseOut:
+    """The promise as far as the moment does not change it: what a reader keeps."""
     return PromiseOut(
         customer_id=cid,
         promise_id=p.promise_id,
@@ -661,14 +692,14 @@ def _promise_out(cid: str, p: Promise, rules: ServiceRules, now: datetime) -> Pr
         made_to=p.made_to,
         made_at=p.made_at,
         due_by=p.due_by,
-        status=status,
+        status=p.status,
         implied=p.implied,
         due_date=p.due_date,
         time_zone=p.time_zone,
         kept_late=p.kept_late,
         fulfilled_at=p.fulfilled_at,
         broken_recorded=p.broken_recorded,
-        deadline=_deadline_out(promise_deadline(p, rules), now),
+        deadline=None,
     )
 
 
@@ -697,8 +728,8 @@ def _ts(at: datetime) -> str:
     return f"{at.timestamp():018.6f}"
 
 
-def _pos(*indexes: int) -> Key:
-    return tuple(f"{i:09d}" for i in indexes)
+def _pos(n: int, i: int) -> Key:
+    return (f"{n:09d}", f"{i:09d}")
 
 
 def encode_cursor(name: str, key: Key) -> str:
@@ -794,6 +825,8 @@ def _sorted_pairs(name: str, journeys: list[Journey]) -> list[tuple[Key, tuple[s
 class _Source:
     newest_first: bool
     keyed: Callable[[list[Journey]], list[tuple[Key, tuple[str, Any]]]]
+    # A list in the order it grew: its items per journey (its first page needs no sort).
+    positions: Callable[[Journey], Iterable[Any]] | None = None
 
 
 def _cases(open_: bool) -> Callable[[list[Journey]], list[tuple[Key, tuple[str, Any]]]]:
@@ -817,6 +850,33 @@ def _positional(items: Callable[[Journey], Iterable[Any]]) -> _Source:
             for n, j in enumerate(js)
             for i, x in enumerate(items(j))
         ],
+        items,
+    )
+
+
+def _first_positions(
+    name: str, items: Callable[[Journey], Iterable[Any]], journeys: list[Journey], limit: int
+) -> _Window[tuple[str, Any]]:
+    """The first page of a positional list without a key for every item: its order is
+    the order it grew in, so the first ``limit`` items are the page (``_window`` of the
+    same list gives the same)."""
+    page: list[tuple[Key, tuple[str, Any]]] = []
+    total = 0
+    for n, j in enumerate(journeys):
+        mine = items(j)
+        size = len(mine) if isinstance(mine, Sized) else sum(1 for _ in mine)
+        if len(page) <= limit:
+            page.extend(
+                (_pos(n, i), (j.customer_id, x))
+                for i, x in enumerate(itertools.islice(items(j), limit + 1 - len(page)))
+            )
+        total += size
+    more = len(page) > limit
+    page = page[:limit]
+    return _Window(
+        items=[item for _, item in page],
+        total=total,
+        next=encode_cursor(name, page[-1][0]) if more and page else None,
     )
 
 
@@ -982,6 +1042,8 @@ def _page(
     limit: int,
 ) -> _Window[tuple[str, Any]]:
     source = _SOURCES[name]
+    if after is None and source.positions is not None:
+        return _first_positions(name, source.positions, journeys, limit)
     pairs = _sorted_pairs(name, journeys)
     window = _window(name, pairs, newest_first=source.newest_first, after=after, limit=limit)
     return _Window(items=window.items, total=len(pairs), next=window.next)
@@ -998,14 +1060,21 @@ def _journeys(
 ) -> tuple[list[Journey], int]:
     if travelled is not None:
         return travelled.journeys, travelled.touchpoints
-    journeys: list[Journey] = []
-    touchpoints = 0
-    for cid in related_customers(store, customer_id):
-        agg = store.journey(cid)
-        if agg is not None:
-            journeys.append(agg.journey)
-            touchpoints += agg.touchpoints
-    return journeys, touchpoints
+    aggs = _current(store, customer_id)
+    return [a.journey for a in aggs], sum(a.touchpoints for a in aggs)
+
+
+def _current(
+    store: JourneyStore, customer_id: str, version: object = None
+) -> list[CustomerJourney]:
+    """The customer's journey and those of every id merged with it, as committed. Who is
+    merged is read from tables any batch may change: looked up once per store version."""
+    if version is None:
+        version = store.read_version()
+    group = store.memo(
+        version, ("related", customer_id), lambda: related_customers(store, customer_id)
+    )
+    return [agg for cid in group if (agg := store.journey(cid)) is not None]
 
 
 def _timeline_out(e: TimelineEntry, cid: str) -> TimelineOut:
@@ -1116,6 +1185,7 @@ class _FlagFacts:
     promises: _Deadlines
     broken: bool
     pending_due: datetime | None
+    replace_dont_repair: bool
 
 
 def _flag_facts(j: Journey, rules: ServiceRules) -> _FlagFacts:
@@ -1136,6 +1206,7 @@ def _flag_facts(j: Journey, rules: ServiceRules) -> _FlagFacts:
             ),
             broken=any(p.status == "broken" for p in j.promises.values()),
             pending_due=min((p.due_by for p in pending), default=None),
+            replace_dont_repair=any(_replace_dont_repair(p, rules) for p in j.products),
         )
         cache[key] = found
     return found
@@ -1146,22 +1217,26 @@ def _flags(
     journeys: list[Journey],
     rules: ServiceRules,
     now: datetime,
+    *,
     travelled: Travelled | None = None,
+    known_defects: list[str] | None = None,
 ) -> Flags:
     """Over every item, from facts derived once per folded state (see ``_flag_facts``)."""
     facts = [_flag_facts(j, rules) for j in journeys]
+    if known_defects is None:
+        known_defects = (
+            _unreached_defects(store, [j.customer_id for j in journeys])
+            if travelled is None
+            else travelled.known_defects
+        )
     oldest = [f.oldest_unanswered for f in facts if f.oldest_unanswered is not None]
     return Flags(
         unanswered_for_seconds=(now - min(oldest)).total_seconds() if oldest else None,
         promise_broken=any(
             f.broken or (f.pending_due is not None and now >= f.pending_due) for f in facts
         ),
-        replace_dont_repair=any(
-            _replace_dont_repair(p, rules) for j in journeys for p in j.products
-        ),
-        known_defects=_unreached_defects(store, [j.customer_id for j in journeys])
-        if travelled is None
-        else travelled.known_defects,
+        replace_dont_repair=any(f.replace_dont_repair for f in facts),
+        known_defects=known_defects,
         erased=journeys[0].erased_at is not None,
         deadline_warning=any(f.cases.warning(now) or f.promises.warning(now) for f in facts),
         deadline_breached=any(f.cases.breached(now) for f in facts),
@@ -1188,11 +1263,21 @@ def build_customer_view(
 
     With ``cut``: the view back in time (projections.travel), judged at the cut's moment
     (``now`` is not used); None when the customer had no touchpoint by then."""
+    if cut is None:
+        return _view_now(
+            store,
+            customer_id,
+            rules=rules,
+            now=now,
+            page=page,
+            page_size=page_size,
+            limit=limit,
+            timeline_cursor=timeline_cursor,
+        )
     travelled = _travelled(store, customer_id, cut)
-    if cut is not None:
-        if travelled is None:
-            return None
-        now = cut.at
+    if travelled is None:
+        return None
+    now = cut.at
     journeys, touchpoints = _journeys(store, customer_id, travelled)
     if not journeys:
         return None
@@ -1213,7 +1298,7 @@ def build_customer_view(
         linked_customer_ids=[j.customer_id for j in journeys[1:]],
         possible_matches=possible_matches(store, [j.customer_id for j in journeys]),
         name=shown,
-        flags=_flags(store, journeys, rules, now, travelled),
+        flags=_flags(store, journeys, rules, now, travelled=travelled),
         contacts=sum(j.contacts for j in journeys),
         touchpoints=touchpoints,
         erased_at=journeys[0].erased_at,
@@ -1227,6 +1312,141 @@ def build_customer_view(
         ),
         computed_at=now,
         time_travel=None if cut is None else TimeTravelOut(kind=cut.kind, at=cut.at),
+        **lists,
+    )
+
+
+@dataclass(frozen=True)
+class _AtAnyTime:
+    """Everything of a view that depends on the folded state and not on the moment: kept
+    per state of the customers it shows, so a view read again judges only its deadlines."""
+
+    lists: dict[str, Any]  # each list's page, total and cursor (cases and promises apart)
+    cases: dict[str, list[tuple[CaseOut, Deadline | None]]]  # open_cases, closed_cases
+    promises: list[tuple[PromiseOut, Promise]]
+    name: str | None
+    contacts: int
+    timeline: TimelinePage
+
+
+def _at_any_time(
+    store: JourneyStore,
+    aggs: list[CustomerJourney],
+    rules: ServiceRules,
+    *,
+    page: int | None,
+    page_size: int,
+    limit: int,
+    timeline_cursor: str | None,
+) -> _AtAnyTime:
+    journeys = [a.journey for a in aggs]
+    cache = _derived(journeys[0])
+    # (generation, touchpoints) names a customer's committed state: its rows (the timeline)
+    # change only with it.
+    key = (
+        "view",
+        tuple((a.customer_id, a.generation, a.touchpoints, id(a.journey)) for a in aggs),
+        id(rules),
+        page,
+        page_size,
+        limit,
+        timeline_cursor,
+    )
+    found: _AtAnyTime | None = cache.get(key)
+    if found is not None:
+        return found
+    lists: dict[str, Any] = {}
+    cases: dict[str, list[tuple[CaseOut, Deadline | None]]] = {}
+    promises: list[tuple[PromiseOut, Promise]] = []
+    for name in LIST_NAMES:
+        window = _page(name, journeys, after=None, limit=limit)
+        if name == "orders":
+            lists[name] = dict(item for _, item in window.items)
+        elif name in ("open_cases", "closed_cases"):
+            cases[name] = [_case_at_any_time(cid, k, rules) for cid, k in window.items]
+        elif name == "promises":
+            promises = [(_promise_at_any_time(cid, p, rules), p) for cid, p in window.items]
+        else:
+            lists[name] = [
+                _convert(name, cid, item, rules, _NO_MOMENT) for cid, item in window.items
+            ]
+        lists[f"{name}_total"] = window.total
+        lists[f"{name}_next"] = window.next
+    shown = None
+    for j in journeys:
+        shown = shown or display_name(j)
+    found = _AtAnyTime(
+        lists=lists,
+        cases=cases,
+        promises=promises,
+        name=shown,
+        contacts=sum(j.contacts for j in journeys),
+        timeline=_timeline(store, journeys, page=page, page_size=page_size, cursor=timeline_cursor),
+    )
+    if len(cache) > 64:  # other pages and link sets of the same journey: keep it bounded
+        cache.clear()
+    cache[key] = found
+    return found
+
+
+# Lists other than cases and promises never look at the moment.
+_NO_MOMENT = datetime.min
+
+
+def _view_now(
+    store: JourneyStore,
+    customer_id: str,
+    *,
+    rules: ServiceRules,
+    now: datetime,
+    page: int | None,
+    page_size: int,
+    limit: int,
+    timeline_cursor: str | None,
+) -> CustomerView | None:
+    """Today's view: the parts kept per folded state (``_at_any_time``), the look-ups
+    across customers kept per store version, and only what depends on ``now`` made anew."""
+    version = store.read_version()
+    aggs = _current(store, customer_id, version)
+    if not aggs:
+        return None
+    journeys = [a.journey for a in aggs]
+    ids = tuple(a.customer_id for a in aggs)
+    base = _at_any_time(
+        store,
+        aggs,
+        rules,
+        page=page,
+        page_size=page_size,
+        limit=limit,
+        timeline_cursor=timeline_cursor,
+    )
+    lists = dict(base.lists)
+    for name, items in base.cases.items():
+        lists[name] = [_case_now(out, deadline, now) for out, deadline in items]
+    lists["promises"] = [_promise_now(out, p, rules, now) for out, p in base.promises]
+    return CustomerView(
+        customer_id=customer_id,
+        linked_customer_ids=list(ids[1:]),
+        possible_matches=store.memo(
+            version, ("matches", ids), lambda: possible_matches(store, list(ids))
+        ),
+        name=base.name,
+        flags=_flags(
+            store,
+            journeys,
+            rules,
+            now,
+            known_defects=store.memo(
+                version, ("defects", ids), lambda: _unreached_defects(store, list(ids))
+            ),
+        ),
+        contacts=base.contacts,
+        touchpoints=sum(a.touchpoints for a in aggs),
+        erased_at=journeys[0].erased_at,
+        timeline=base.timeline,
+        computed_at=now,
+        time_travel=None,
         **lists,
     )
 

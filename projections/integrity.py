@@ -51,7 +51,10 @@ STORE_KIND = "journey-views"
 # 6: identities say whether they are verified; a link is one row, of the customer whose
 # stream made it (deleted by IdentityUnlinked and erasure).
 # 7: touchpoints.logged_at, when the log received each touchpoint (time travel: known-at).
-SCHEMA_VERSION = "7"
+# 8: smaller: facts stored without the envelope head their row holds as columns (another
+# dictionary), a timeline index without event_id, the small query tables WITHOUT ROWID,
+# identities keyed (customer_id, kind, value), no id column on PostgreSQL.
+SCHEMA_VERSION = "8"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 

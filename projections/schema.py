@@ -5,88 +5,100 @@ from __future__ import annotations
 
 __all__ = ["ddl"]
 
-# {serial}: a row id that never changes (the search index points at it); {blob}: bytes.
+# {serial}: a row id that never changes (SQLite's search index points at it; PostgreSQL's
+# search needs none, so there is no such column there); {blob}: bytes; {compact}: on SQLite,
+# a table stored in its primary key's b-tree (WITHOUT ROWID) instead of a row table plus a
+# second b-tree for the key: for the small rows of the query tables, half the bytes.
+# Columns of fixed width come first: PostgreSQL aligns each to its width, and a varying one
+# before an 8-byte integer costs up to 7 bytes of padding per row.
 _COMMON = [
     # What this store is (a journey store, which schema): a foreign or outdated store is
     # refused at open with the remedy instead of failing later (projections/integrity.py).
     """CREATE TABLE IF NOT EXISTS journey_store_meta (
-        key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+        key TEXT PRIMARY KEY, value TEXT NOT NULL){compact}""",
     # One compact row per touchpoint: the timeline entry (summary, case, what was said,
     # verbatim), the content hash (the same event_id with other content is a conflicting
     # duplicate), where it came from on the log (partition, offset), and the fact itself
-    # (its wire envelope, deflated: projections/facts.py) for the rare refold a late fact
-    # causes and for a cold read's tail after the customer's snapshot. event_id and
-    # content_hash are 16 bytes, at is microseconds since the epoch. seq numbers a
-    # customer's touchpoints in the order folded. An erasure empties summary, text and fact
-    # of the generations before it. logged_at is when the log received the touchpoint (the
-    # record's timestamp, microseconds): what the engine knew at a moment (known-at views,
-    # projections/travel.py) is every row logged by then.
+    # (its wire envelope, deflated without the head these columns hold: projections/
+    # facts.py) for the rare refold a late fact causes and for a cold read's tail after the
+    # customer's snapshot. event_id and content_hash are 16 bytes, at is microseconds since
+    # the epoch. seq numbers a customer's touchpoints in the order folded. An erasure
+    # empties summary, text and fact of the generations before it. logged_at is when the
+    # log received the touchpoint (the record's timestamp, microseconds): what the engine
+    # knew at a moment (known-at views, projections/travel.py) is every row logged by then.
+    # The rows are appended in the order recorded, so their pages are full; the two indexes
+    # below are all the rest (the event_id one is the de-duplication check).
     """CREATE TABLE IF NOT EXISTS touchpoints (
-        id {serial}, event_id {blob} NOT NULL UNIQUE, customer_id TEXT NOT NULL,
-        generation INTEGER NOT NULL, seq BIGINT NOT NULL, at BIGINT NOT NULL,
-        type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT, text TEXT,
-        content_hash {blob} NOT NULL, partition INTEGER NOT NULL, "offset" BIGINT NOT NULL,
-        fact {blob}, logged_at BIGINT NOT NULL)""",
-    # The timeline, newest first, a page at a time; with seq in it, a cold read finds the
-    # rows folded since the snapshot without visiting the others.
+        {serial}seq BIGINT NOT NULL, at BIGINT NOT NULL, logged_at BIGINT NOT NULL,
+        "offset" BIGINT NOT NULL, generation INTEGER NOT NULL, partition INTEGER NOT NULL,
+        event_id {blob} NOT NULL UNIQUE, content_hash {blob} NOT NULL,
+        customer_id TEXT NOT NULL, type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT,
+        text TEXT, fact {blob})""",
+    # The timeline, newest first, a page at a time (a tie on at, rare within one customer,
+    # is ordered by event_id among the tied rows only); with seq in it, a cold read finds
+    # the rows folded since the snapshot without visiting the others.
     """CREATE INDEX IF NOT EXISTS touchpoints_timeline
-        ON touchpoints (customer_id, generation, at, event_id, seq)""",
+        ON touchpoints (customer_id, generation, at, seq)""",
     # Each customer's folded state as of ``touchpoints`` folded (eventsourcing Snapshot
     # through its Mapper: topic + state). A cold read is this row plus the touchpoints
     # rows folded since.
     """CREATE TABLE IF NOT EXISTS snapshots (
         customer_id TEXT PRIMARY KEY, generation INTEGER NOT NULL,
         touchpoints BIGINT NOT NULL, topic TEXT NOT NULL, state {blob} NOT NULL)""",
+    # A row table: updated in place at every batch of the customer, and its id_norm index
+    # would repeat the key (measured: a compact one is 4 % larger).
     """CREATE TABLE IF NOT EXISTS customers (
-        customer_id TEXT PRIMARY KEY, id_norm TEXT NOT NULL, generation INTEGER NOT NULL,
-        name TEXT, email TEXT,
-        phone TEXT, touchpoints BIGINT NOT NULL, first_seen TEXT, last_seen TEXT,
-        erased_at TEXT, topic TEXT NOT NULL, partition INTEGER NOT NULL)""",
+        touchpoints BIGINT NOT NULL, generation INTEGER NOT NULL, partition INTEGER NOT NULL,
+        customer_id TEXT PRIMARY KEY, id_norm TEXT NOT NULL, name TEXT, email TEXT,
+        phone TEXT, first_seen TEXT, last_seen TEXT, erased_at TEXT,
+        topic TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS customers_id_norm ON customers (id_norm)",
     # verified = 1: checked by its producer (see domain.journey.Identity); only those merge
-    # customers and answer lookups, the others are claims shown as possible matches.
+    # customers and answer lookups, the others are claims shown as possible matches. The
+    # key leads with the customer: it is also the index of a customer's identities. (A row
+    # table: a compact one would repeat its whole key in the norm index.)
     """CREATE TABLE IF NOT EXISTS identities (
-        kind TEXT NOT NULL, value TEXT NOT NULL, norm TEXT NOT NULL, customer_id TEXT NOT NULL,
-        verified INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (kind, value, customer_id))""",
+        verified INTEGER NOT NULL DEFAULT 0, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
+        value TEXT NOT NULL, norm TEXT NOT NULL, PRIMARY KEY (customer_id, kind, value))""",
     "CREATE INDEX IF NOT EXISTS identities_norm ON identities (norm)",
-    "CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id)",
     # A verified IdentityLinked of kind customer_id: customer_id's stream says other_id is
     # the same person (read in both directions).
     """CREATE TABLE IF NOT EXISTS links (
-        customer_id TEXT NOT NULL, other_id TEXT NOT NULL, PRIMARY KEY (customer_id, other_id))""",
+        customer_id TEXT NOT NULL, other_id TEXT NOT NULL,
+        PRIMARY KEY (customer_id, other_id)){compact}""",
     "CREATE INDEX IF NOT EXISTS links_other ON links (other_id)",
     """CREATE TABLE IF NOT EXISTS clocks (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
         team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
         case_kind TEXT,
-        PRIMARY KEY (customer_id, kind, ref))""",
+        PRIMARY KEY (customer_id, kind, ref)){compact}""",
     # Reply clocks that stopped with no ReplyOverdue recorded in their span: the keeper
     # records those that stopped after their target (which the rules give at read time).
     """CREATE TABLE IF NOT EXISTS stopped_clocks (
-        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
-        team TEXT, country TEXT, started_at TEXT NOT NULL, stopped_at TEXT NOT NULL,
-        case_kind TEXT, hours DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (customer_id, kind, ref, started_at))""",
+        hours DOUBLE PRECISION NOT NULL, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
+        ref TEXT NOT NULL, channel TEXT, team TEXT, country TEXT, started_at TEXT NOT NULL,
+        stopped_at TEXT NOT NULL, case_kind TEXT,
+        PRIMARY KEY (customer_id, kind, ref, started_at)){compact}""",
     """CREATE TABLE IF NOT EXISTS breaches (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
         recorded_at TEXT NOT NULL, channel TEXT, team TEXT,
-        PRIMARY KEY (customer_id, kind, ref, due_at))""",
+        PRIMARY KEY (customer_id, kind, ref, due_at)){compact}""",
     """CREATE TABLE IF NOT EXISTS owned_products (
-        customer_id TEXT NOT NULL, pos INTEGER NOT NULL, product TEXT NOT NULL, batch TEXT,
-        serial TEXT, PRIMARY KEY (customer_id, pos))""",
+        pos INTEGER NOT NULL, customer_id TEXT NOT NULL, product TEXT NOT NULL, batch TEXT,
+        serial TEXT, PRIMARY KEY (customer_id, pos)){compact}""",
     "CREATE INDEX IF NOT EXISTS owned_products_product ON owned_products (product)",
     """CREATE TABLE IF NOT EXISTS defects (
         defect_id TEXT PRIMARY KEY, product TEXT NOT NULL, batch TEXT, description TEXT,
-        remedy TEXT, registered_at TEXT NOT NULL, registered_by TEXT NOT NULL)""",
+        remedy TEXT, registered_at TEXT NOT NULL, registered_by TEXT NOT NULL){compact}""",
     """CREATE TABLE IF NOT EXISTS outreach (
         customer_id TEXT NOT NULL, defect_id TEXT NOT NULL, sent_at TEXT NOT NULL,
-        PRIMARY KEY (customer_id, defect_id))""",
+        PRIMARY KEY (customer_id, defect_id)){compact}""",
     # Per partition, the latest occurred_at folded on it (UTC, fixed-width ISO text, so text
     # order is time order): the event-time clock the promise keeper decides deadlines by.
     # Written with the partition's position, so a restart or a rebuild sees the same clock.
     """CREATE TABLE IF NOT EXISTS partition_clocks (
         topic TEXT NOT NULL, partition INTEGER NOT NULL, event_time TEXT NOT NULL,
-        PRIMARY KEY (topic, partition))""",
+        PRIMARY KEY (topic, partition)){compact}""",
     # Every dead letter, recorded in the batch's transaction. It is also the outbox of the
     # dead-letter topic: ``published`` = 0 rows still hold the message to produce (key, value,
     # headers as JSON [name, base64]) and are produced after the commit, then marked, so a
@@ -133,7 +145,7 @@ _POSTGRES_SEARCH = [
 def ddl(kind: str) -> list[str]:
     """The statements that create the store's tables on ``kind`` (sqlite or postgresql)."""
     if kind == "sqlite":
-        words = {"serial": "INTEGER PRIMARY KEY", "blob": "BLOB"}
+        words = {"serial": "id INTEGER PRIMARY KEY, ", "blob": "BLOB", "compact": " WITHOUT ROWID"}
         return [s.format(**words) for s in _COMMON] + _SQLITE_SEARCH
-    words = {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"}
+    words = {"serial": "", "blob": "BYTEA", "compact": ""}
     return [s.format(**words) for s in _COMMON] + _POSTGRES_SEARCH

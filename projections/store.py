@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
@@ -126,6 +126,9 @@ SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
+# Look-ups kept per store version (JourneyStore.memo): a few per customer read.
+_MEMO_SIZE = 4096
+_T = TypeVar("_T")
 # The keeper's own output: deciding a deadline must not move the clock it decides by.
 _DERIVED = (c.PromiseBroken, c.ReplyOverdue)
 
@@ -273,6 +276,7 @@ class JourneyStore:
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
         self._rebuilding = rebuilding
+        self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
     def _open_sqlite(path: Path) -> SQLiteBackend:
@@ -327,6 +331,15 @@ class JourneyStore:
     def size_bytes(self) -> int:
         return self.backend.size_bytes()
 
+    def compact(self) -> None:
+        """Rewrite the store packed (see :meth:`Backend.compact`): a rebuild's new store,
+        before it is swapped in."""
+        with self._lock:
+            try:
+                self.backend.compact()
+            except Exception as exc:
+                raise self._damaged(exc) from exc
+
     def positions(self) -> dict[TopicPartition, int]:
         """Last processed offset per partition (from eventsourcing's tracking table)."""
         out: dict[TopicPartition, int] = {}
@@ -340,6 +353,34 @@ class JourneyStore:
 
     def position(self, tp: TopicPartition) -> int | None:
         return self.backend.position(f"{tp.topic}:{tp.partition}")
+
+    def read_version(self) -> tuple[tuple[str, int], ...]:
+        """A value that changes whenever the store records a batch: the positions, written
+        in every batch's transaction with whatever else the batch changed. What a reader
+        derives from tables any customer's batch may change (identities, links, defects)
+        holds while it stays equal (see :meth:`memo`)."""
+        rows = self.query(
+            f"SELECT application_name, notification_id FROM {self.backend.tracking_table}"
+        )
+        return tuple(sorted((str(name), int(offset)) for name, offset in rows))
+
+    def memo(self, version: object, key: object, compute: Callable[[], _T]) -> _T:
+        """``compute()``, kept while the store's :meth:`read_version` is ``version``: a
+        second reader of the same customer (or of customers merged with it) finds the
+        cross-customer look-ups done. Bounded; what one version kept goes with it."""
+        held = self._memo
+        if held[0] != version:
+            held = (version, {})
+            self._memo = held
+        cache = held[1]
+        if key in cache:
+            found: _T = cache[key]
+            return found
+        value = compute()
+        if len(cache) >= _MEMO_SIZE:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def wait_for(self, tp: TopicPartition, offset: int, timeout_s: float) -> bool:
         """True once the store has processed ``offset`` of ``tp``; tight poll (2 ms)."""
@@ -548,27 +589,37 @@ class JourneyStore:
 
     def _tail(self, customer_id: str, generation: int, since: int) -> list[bytes]:
         rows = self.query(
-            "SELECT fact FROM touchpoints WHERE customer_id = ? AND generation = ? AND seq > ?"
-            " AND fact IS NOT NULL ORDER BY seq",
+            "SELECT fact, event_id, type, at FROM touchpoints WHERE customer_id = ?"
+            " AND generation = ? AND seq > ? AND fact IS NOT NULL ORDER BY seq",
             (customer_id, generation, since),
         )
-        return [unpack(bytes(r[0])) for r in rows]
+        return [
+            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            for fact, eid, kind, at in rows
+        ]
 
     def _facts_of(
         self, customer_id: str, generation: int, up_to: int | None = None
-    ) -> Callable[[], Iterable[bytes]]:
-        """Fetches the customer's stored facts back, for the rare refold a late fact makes."""
+    ) -> Callable[[datetime | None], Iterable[bytes]]:
+        """Fetches the customer's stored facts back, for the rare refold a late fact makes:
+        those that occurred at ``since`` or later (an indexed range), or all."""
 
-        def fetch() -> list[bytes]:
+        def fetch(since: datetime | None = None) -> list[bytes]:
             sql = (
-                "SELECT fact FROM touchpoints WHERE customer_id = ? AND generation = ?"
-                " AND fact IS NOT NULL"
+                "SELECT fact, event_id, type, at FROM touchpoints WHERE customer_id = ?"
+                " AND generation = ? AND fact IS NOT NULL"
             )
             params: list[Any] = [customer_id, generation]
+            if since is not None:
+                sql += " AND at >= ?"
+                params.append(at_micros(since))
             if up_to is not None:
                 sql += " AND seq <= ?"
                 params.append(up_to)
-            return [unpack(bytes(r[0])) for r in self.query(sql, params)]
+            return [
+                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                for fact, eid, kind, at in self.query(sql, params)
+            ]
 
         return fetch
 

@@ -84,6 +84,17 @@ class _Row:
     case_id: str | None
     text: str | None
     fact: bytes
+    customer_id: str
+
+    def raw(self) -> bytes:
+        """The touchpoint's envelope, as the log gave it."""
+        return unpack(
+            self.fact,
+            event_id=self.event_id,
+            type=self.type,
+            customer_id=self.customer_id,
+            at=self.at,
+        )
 
     @property
     def key(self) -> FactKey:
@@ -204,6 +215,7 @@ def _fold_at(
             None if case is None else str(case),
             None if text is None else str(text),
             bytes(fact),
+            customer_id,
         )
         for seq, at, logged, kind, eid, s, case, text, fact in store.query(
             "SELECT seq, at, logged_at, type, event_id, summary, case_id, text, fact"
@@ -237,7 +249,7 @@ def _fold_at(
 
 
 def _decoded(row: _Row) -> tuple[Touchpoint, bytes]:
-    raw = unpack(row.fact)
+    raw = row.raw()
     return decode(raw), raw
 
 
@@ -261,7 +273,9 @@ def _from_snapshot(
     last = journey.last_fact
     if any(r.key <= last for r in rows if r.seq > since):
         return None
-    journey.earlier_facts = lambda: [unpack(r.fact) for r in held]
+    journey.earlier_facts = lambda since=None: [
+        r.raw() for r in held if since is None or r.at >= at_micros(since)
+    ]
     return journey, [r.entry() for r in held], since
 
 
@@ -317,13 +331,16 @@ def _known_defects(store: JourneyStore, journeys: list[Journey], cut: Cut) -> li
     known: set[str] = set()
     for by in sorted(set().union(*pending.values())):
         # The registration itself must pass the cut (a few rows: one stream's registrations).
-        for at, logged, fact in store.query(
-            "SELECT at, logged_at, fact FROM touchpoints WHERE customer_id = ?"
+        for at, logged, fact, eid in store.query(
+            "SELECT at, logged_at, fact, event_id FROM touchpoints WHERE customer_id = ?"
             " AND type = 'KnownDefectRegistered' AND fact IS NOT NULL",
             (by,),
         ):
             if cut.passes(int(at), int(logged)):
-                data: Any = decode(unpack(bytes(fact))).data
+                raw = unpack(
+                    fact, event_id=eid, type="KnownDefectRegistered", customer_id=by, at=at
+                )
+                data: Any = decode(raw).data
                 if isinstance(data, c.KnownDefectRegistered):
                     known.add(data.defect_id)
     return sorted(d for d in pending if d in known)

@@ -117,12 +117,14 @@ def test_an_agent_confirms_and_then_undoes_a_merge(svc: Running) -> None:
     _data(svc, f"/customers/{stranger}", after=done.json()["token"])
     store = JourneyStore(svc.service.settings.store_address())
     try:
-        (fact,) = store.query(
-            "SELECT fact FROM touchpoints WHERE event_id = ?", (uuid.UUID(event_id).bytes,)
+        (fact, eid, kind, cid, at) = store.query(
+            "SELECT fact, event_id, type, customer_id, at FROM touchpoints WHERE event_id = ?",
+            (uuid.UUID(event_id).bytes,),
         )[0]
     finally:
         store.close()
-    assert json.loads(unpack(bytes(fact)))["source"] == "agent:agent-nina"
+    raw = unpack(fact, event_id=eid, type=kind, customer_id=cid, at=at)
+    assert json.loads(raw)["source"] == "agent:agent-nina"
     # The link is undone from the victim's side: the service withdraws it where it was made.
     undone = svc.http.post(
         f"/customers/{victim}/identities/unlink",

@@ -116,6 +116,18 @@ CASES = {
     "cache size zero": Bad(
         ("emit", envelope()), "JOURNEY_CACHE_SIZE", env={"JOURNEY_CACHE_SIZE": "0"}
     ),
+    "rules file missing": Bad(
+        ("service-levels",),
+        "JOURNEY_RULES",
+        env={"JOURNEY_RULES": "/nonexistent/rules.json"},
+        with_store=True,
+    ),
+    "rules file not rules": Bad(
+        ("service-levels",),
+        "not valid service rules",
+        env={"JOURNEY_RULES": "/etc/hostname"},
+        with_store=True,
+    ),
     "unknown log level": Bad(("--log-level", "loud", "view", "c"), "log-level"),
     "emit not json": Bad(("emit", "{not json"), "JSON"),
     "emit not an envelope": Bad(("emit", '{"type": "NoSuchThing"}'), "nothing of this batch"),
