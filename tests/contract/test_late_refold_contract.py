@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from domain.envelope import Touchpoint
-from domain.journey import CHECKPOINT_EVERY, Journey
+from domain.journey import Journey, checkpoint_every
 from domain.positions import TopicPartition
 from journey.synthetic import generate_touchpoints
 from projections.store import JourneyStore
@@ -80,9 +80,10 @@ def test_late_facts_cost_a_bounded_refold(new_store: Any, folds: list[int], tmp_
     record(store, came)
     folded = folds[0]
     # Each late fact folds again at most the facts since the checkpoint before it: up to
-    # CHECKPOINT_EVERY before it, the LATE_BY after it, and the rest of its batch. From the
-    # first touchpoint each time it would be ~HISTORY / 2 per late fact (~100,000 in all).
-    bound = HISTORY + late * (2 * CHECKPOINT_EVERY + LATE_BY + BATCH)
+    # one spacing before it, the LATE_BY after it, and the rest of its batch (18,732 here).
+    # From the first touchpoint each time it would be ~HISTORY / 2 per late fact (~100,000
+    # in all; 204,374 before checkpoints).
+    bound = HISTORY + late * (checkpoint_every(HISTORY) + LATE_BY + BATCH)
     assert folded <= bound, f"{folded:,} facts folded for {HISTORY:,} ({late} late)"
 
     in_order = JourneyStore(new_store("in-order"))
