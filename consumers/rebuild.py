@@ -65,12 +65,16 @@ def rebuild(
         on_batch=on_batch,
         produce_dead_letters=False,
         max_future=max_future,
+        rebuilding=True,
     )
     started = time.monotonic()
     try:
         stats = runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=retry_for_s)
         # Catch up with what arrived during the replay, then swap.
         stats = runner.run_until_caught_up(timeout_s=600, retry_for_s=retry_for_s)
+        # Every customer still in the writer's cache gets its deferred rows and the
+        # snapshot it is due before anyone reads the store.
+        runner.store.complete()
         # Nobody reads the new store yet: pack it (100k bench touchpoints: SQLite 4 % fewer
         # bytes for 0.7 s, PostgreSQL 12 % for 5 s; docs/BENCHMARKS.md).
         packing = time.monotonic()

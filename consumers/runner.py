@@ -118,6 +118,7 @@ class Runner:
         produce_dead_letters: bool = True,
         max_future: timedelta = DEFAULT_MAX_FUTURE,
         keys: CustomerKeys | None = None,
+        rebuilding: bool = False,
     ) -> None:
         self.log = log
         # The customers' keys: beside the base store, never the rebuilt one (a rebuild
@@ -138,7 +139,10 @@ class Runner:
         self.stats = RunnerStats()
         tune_gc()
         self._store_file = active_store(store_path) if follow_swaps else store_path
-        self.store = JourneyStore(self._store_file)
+        # A rebuild's store is read by nobody until it is complete: a customer's snapshot
+        # and most of its rows wait until it leaves the writer's cache, or the end
+        # (JourneyStore.complete, which the rebuild calls before its swap).
+        self.store = JourneyStore(self._store_file, rebuilding=rebuilding)
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
         self._taking = 0  # counts assignments; per partition, the one that gave it to us

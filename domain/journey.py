@@ -362,6 +362,10 @@ class Anomaly:
 
 
 _CONTACT_TYPES = (c.InquiryReceived, c.ComplaintFiled, c.SignupRequested)
+# Identities and products are looked up by index from this many on (a heavy customer has
+# hundreds: a scan per fact grew with its history); below, a scan is as quick, and most
+# customers are small enough that an index would only cost memory in a writer's cache.
+_INDEX_FROM = 24
 
 
 @dataclass
@@ -413,6 +417,8 @@ class Journey:
         state = dict(self.__dict__)
         state["earlier_facts"] = None
         state.pop("_derived", None)  # a reader's cache (projections.customer_view)
+        state.pop("_ident_index", None)  # lookup indexes, rebuilt on first use
+        state.pop("_product_index", None)
         state.pop("_checkpoints", None)  # the writer's, for late facts (``_refold``)
         state.pop("_since_checkpoint", None)
         return state
@@ -443,12 +449,37 @@ class Journey:
     ) -> None:
         if not value:
             return
+        if len(self.identities) < _INDEX_FROM:
+            for ident in self.identities:
+                if ident.kind == kind and ident.value == value:
+                    # A claim confirmed later is verified from then on; never the other way.
+                    ident.verified = ident.verified or verified
+                    return
+            self.identities.append(Identity(kind, value, at, note, verified))
+            return
+        index = self._identities_by_key()
+        known = index.get((kind, value))
+        if known is not None:
+            known.verified = known.verified or verified
+            return
+        added = Identity(kind, value, at, note, verified)
+        self.identities.append(added)
+        index[(kind, value)] = added
+        self.__dict__["_ident_index"] = (self.identities, len(self.identities), index)
+
+    def _identities_by_key(self) -> dict[tuple[str, str], Identity]:
+        """(kind, value) -> the first identity of ``identities`` with them. Kept beside the
+        list (a heavy customer has hundreds: a scan per fact grew with its history) and made
+        again whenever the list is not the one it was made for (an unlink, an erasure and a
+        refold replace or empty it; only ``_identity`` appends to it)."""
+        held = self.__dict__.get("_ident_index")
+        if held is not None and held[0] is self.identities and held[1] == len(self.identities):
+            return held[2]  # type: ignore[no-any-return]
+        index: dict[tuple[str, str], Identity] = {}
         for ident in self.identities:
-            if ident.kind == kind and ident.value == value:
-                # A claim confirmed later is verified from then on; never the other way.
-                ident.verified = ident.verified or verified
-                return
-        self.identities.append(Identity(kind, value, at, note, verified))
+            index.setdefault((ident.kind, ident.value), ident)
+        self.__dict__["_ident_index"] = (self.identities, len(self.identities), index)
+        return index
 
     def _unlink(self, kind: str, value: str) -> bool:
         """Drop this customer's own link to the identifier; False when there was none."""
@@ -476,17 +507,63 @@ class Journey:
         self.anomalies.append(Anomaly(tp.occurred_at, str(tp.event_id), tp.type, problem))
 
     def _product(self, name: str, serial: str | None = None) -> Product:
-        for product in self.products:
-            if serial and serial in (product.serial_as_given, product.serial_corrected):
-                return product
-        for product in self.products:
-            if product.name == name and (serial is None or product.serial is None):
+        """The first product with this serial; else the first of this name that has no
+        serial yet (or any of this name, without a serial to match); else a new one."""
+        if len(self.products) < _INDEX_FROM:
+            for product in self.products:
+                if serial and serial in (product.serial_as_given, product.serial_corrected):
+                    return product
+            for product in self.products:
+                if product.name == name and (serial is None or product.serial is None):
+                    if serial and product.serial_as_given is None:
+                        product.serial_as_given = serial
+                    return product
+            product = Product(name=name, serial_as_given=serial)
+            self.products.append(product)
+            return product
+        by_serial, by_name = self._products_index()
+        products = self.products
+        if serial:
+            # Positions only ever grow stale (a serial erased): each is checked again.
+            for pos in by_serial.get(serial, ()):
+                product = products[pos]
+                if serial in (product.serial_as_given, product.serial_corrected):
+                    return product
+        for pos in by_name.get(name, ()):
+            product = products[pos]
+            if serial is None or product.serial is None:
                 if serial and product.serial_as_given is None:
                     product.serial_as_given = serial
+                    bisect.insort(by_serial.setdefault(serial, []), pos)
                 return product
         product = Product(name=name, serial_as_given=serial)
-        self.products.append(product)
+        products.append(product)
+        pos = len(products) - 1
+        by_name.setdefault(name, []).append(pos)
+        if serial:
+            by_serial.setdefault(serial, []).append(pos)
+        self.__dict__["_product_index"] = (products, len(products), by_serial, by_name)
         return product
+
+    def _products_index(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Positions in ``products`` by serial (as given or corrected) and by name, in list
+        order. Made again when the list is not the one it was made for or grew elsewhere
+        (a replacement's product); a corrected serial drops it (``_serial_changed``)."""
+        held = self.__dict__.get("_product_index")
+        if held is not None and held[0] is self.products and held[1] == len(self.products):
+            return held[2], held[3]
+        by_serial: dict[str, list[int]] = {}
+        by_name: dict[str, list[int]] = {}
+        for pos, product in enumerate(self.products):
+            by_name.setdefault(product.name, []).append(pos)
+            for value in {product.serial_as_given, product.serial_corrected}:
+                if value:
+                    by_serial.setdefault(value, []).append(pos)
+        self.__dict__["_product_index"] = (self.products, len(self.products), by_serial, by_name)
+        return by_serial, by_name
+
+    def _serial_changed(self) -> None:
+        self.__dict__.pop("_product_index", None)
 
     def _step(self, tp: Touchpoint, case_id: str | None, kind: str, detail: str) -> None:
         case = self._case(tp, case_id, kind)
@@ -541,7 +618,7 @@ class Journey:
             return next(e.summary for e in self.timeline if e.event_id == event_id)
         self.facts.append(fact)
         self.last_fact = key
-        summary = self._apply_in_order(tp)
+        summary = self._apply_in_order(tp, key[2])
         self._checkpoint(key)
         return summary
 
@@ -604,7 +681,7 @@ class Journey:
         kept.append((key, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)))
         del kept[:-CHECKPOINTS_KEPT]
 
-    def _apply_in_order(self, tp: Touchpoint) -> str:
+    def _apply_in_order(self, tp: Touchpoint, event_id: str | None = None) -> str:
         if self.first_seen is None or tp.occurred_at < self.first_seen:
             self.first_seen = tp.occurred_at
         if self.last_seen is None or tp.occurred_at > self.last_seen:
@@ -614,7 +691,14 @@ class Journey:
             self.contacts += 1
         summary, case_id = self._fold(tp, data)
         self.timeline.append(
-            TimelineEntry(tp.occurred_at, tp.type, summary, str(tp.event_id), case_id, said(data))
+            TimelineEntry(
+                tp.occurred_at,
+                tp.type,
+                summary,
+                str(tp.event_id) if event_id is None else event_id,
+                case_id,
+                said(data),
+            )
         )
         return summary
 
@@ -1002,6 +1086,7 @@ class Journey:
             case c.SerialNumberCorrected():
                 product = self._product(d.product, d.serial_number_as_given)
                 product.serial_corrected = d.corrected_serial_number
+                self._serial_changed()
                 product.serial_confirmed = False
                 self._identity(
                     "serial_number", d.corrected_serial_number, at, "corrected", verified=True

@@ -279,18 +279,70 @@ def _pipeline() -> Pipeline:
     from journey.pipeline import Pipeline
 
     settings = settings_()
-    return Pipeline(
-        settings.open_log(),
-        settings.store_address(),
-        topic=settings.topic,
-        rules=load_rules(),
-        partitions=settings.partitions,
-        group=settings.group,
-        max_future=settings.max_future,
-        allowed_lateness=timedelta(seconds=settings.allowed_lateness),
-        idle_timeout=timedelta(seconds=settings.idle_timeout),
-        relay_intake=True,
-    )
+    log = settings.open_log()
+    try:
+        return Pipeline(
+            log,
+            settings.store_address(),
+            topic=settings.topic,
+            rules=load_rules(),
+            partitions=settings.partitions,
+            group=settings.group,
+            max_future=settings.max_future,
+            allowed_lateness=timedelta(seconds=settings.allowed_lateness),
+            idle_timeout=timedelta(seconds=settings.idle_timeout),
+            relay_intake=True,
+        )
+    except BaseException:
+        log.close()  # the store did not open: no connection left behind
+        raise
+
+
+# While `journey run` waits for a store that does not answer yet, it says so this often.
+_WAITING_LOG_EVERY_S = 60.0
+_WAIT_MAX_S = 30.0
+
+
+def _pipeline_when_the_store_answers() -> Pipeline | None:
+    """The pipeline, once its store answers: a PostgreSQL store that is starting or away at
+    the start is waited for (backoff up to 30 s, a log line a minute), as an outage after
+    the start is. None when SIGTERM/SIGINT comes first. A store that answers but is damaged,
+    foreign or outdated is an error at once."""
+    import signal
+    import threading
+    import time
+
+    from projections.location import StoreUnreachable
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log = structlog.get_logger("journey.run")
+    delay, started, said = 0.5, time.monotonic(), -_WAITING_LOG_EVERY_S
+    try:
+        while not stop.is_set():
+            try:
+                pipeline = _pipeline()
+            except StoreUnreachable as exc:
+                now = time.monotonic()
+                if now - said >= _WAITING_LOG_EVERY_S:
+                    log.warning(
+                        "store_unreachable_waiting",
+                        error=str(exc),
+                        waited_s=round(now - started),
+                        retry_within_s=_WAIT_MAX_S,
+                    )
+                    said = now
+                stop.wait(delay)
+                delay = min(delay * 2, _WAIT_MAX_S)
+                continue
+            if said >= 0:
+                log.info("store_answered", waited_s=round(time.monotonic() - started))
+            return pipeline
+        return None
+    except KeyboardInterrupt:
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def load_rules() -> ServiceRules:
@@ -312,7 +364,9 @@ def load_rules() -> ServiceRules:
 def run() -> None:
     """Run the projection runner and the promise keeper until SIGTERM/SIGINT."""
     try:
-        pipeline = _pipeline()
+        pipeline = _pipeline_when_the_store_answers()
+        if pipeline is None:
+            return  # stopped while waiting for the store: nothing was read, nothing to commit
         try:
             pipeline.run()
         finally:

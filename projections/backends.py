@@ -67,8 +67,8 @@ class Backend(ABC):
     def execute(self, statements: Sequence[Statement]) -> None:
         """Writes outside any batch (metadata, the dead-letter outbox), in one transaction."""
         with self.transaction(commit=True) as cur:
-            for statement, params in statements:
-                cur.execute(self.sql(statement), tuple(params))
+            for statement, params in runs(statements):
+                cur.executemany(self.sql(statement), params)
 
     def record(self, tracking: Tracking, writes: Sequence[Statement]) -> None:
         """``writes`` and the tracking record, in one transaction (eventsourcing's
@@ -100,6 +100,21 @@ class Backend(ABC):
     @abstractmethod
     def where(self) -> str:
         """The store, as a person names it (a path, or a URL without its password)."""
+
+
+def runs(writes: Sequence[Statement]) -> Iterator[tuple[str, list[Sequence[Any]]]]:
+    """``writes`` as runs of one statement with their parameters, in order: each run is one
+    ``executemany`` (the statement prepared once, and on PostgreSQL one round trip)."""
+    statement: str | None = None
+    params: list[Sequence[Any]] = []
+    for sql, values in writes:
+        if sql != statement:
+            if statement is not None:
+                yield statement, params
+            statement, params = sql, []
+        params.append(values)
+    if statement is not None:
+        yield statement, params
 
 
 def _row(row: Any) -> tuple[Any, ...]:
@@ -143,8 +158,8 @@ class _SQLiteRecorder(SQLiteProcessRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         returning = super()._insert_events(c, stored_events, **kwargs)
-        for statement, params in kwargs.get("view_writes", ()):
-            c.execute(statement, params)
+        for statement, params in runs(kwargs.get("view_writes", ())):
+            c.executemany(statement, params)
         return returning
 
 
@@ -220,8 +235,9 @@ class PostgresBackend(Backend):
                 self, curs: Any, stored_events: Sequence[Any], **kwargs: Any
             ) -> None:
                 super()._insert_events(curs, stored_events, **kwargs)
-                for statement, params in kwargs.get("view_writes", ()):
-                    curs.execute(_pg(statement), params)
+                for statement, params in runs(kwargs.get("view_writes", ())):
+                    # psycopg pipelines an executemany: one round trip, not one per row.
+                    curs.executemany(_pg(statement), params)
 
         class _Datastore(PostgresDatastore):
             # Unqualified names (the query tables) resolve in the store's own schema.

@@ -5,7 +5,9 @@ that turn the rows last written into the rows now due: only what changed is writ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import operator
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,8 @@ from domain.positions import TopicPartition
 from projections.backends import Statement
 
 __all__ = [
+    "DEFERRABLE",
+    "EVERY_BATCH",
     "CustomerRows",
     "clock_text",
     "customer_rows",
@@ -35,6 +39,11 @@ class _Table:
         self.name = name
         self.columns = list(columns)
         self.key_index = [self.columns.index(k) for k in key]
+        getter: Callable[[Row], Any] = operator.itemgetter(*self.key_index)
+        # itemgetter of one index gives the value itself: keys are always tuples.
+        self.key: Callable[[Row], Row] = (
+            getter if len(self.key_index) > 1 else lambda row: (getter(row),)
+        )
         cols = ", ".join(f'"{c}"' for c in self.columns)
         marks = ", ".join("?" * len(self.columns))
         others = [c for c in self.columns if c not in key]
@@ -44,9 +53,6 @@ class _Table:
             f"DO UPDATE SET {update}" if update else "DO NOTHING"
         )
         self.delete = f"DELETE FROM {name} WHERE " + " AND ".join(f'"{k}" = ?' for k in key)
-
-    def key(self, row: Row) -> Row:
-        return tuple(row[i] for i in self.key_index)
 
 
 _TABLES = {
@@ -126,7 +132,10 @@ def clock_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
+@functools.lru_cache(maxsize=65536)
 def norm_identity(value: str) -> str:
+    # Cached: a customer's rows are derived again each batch it is in, and a heavy
+    # customer's hundreds of identities would be normalised again every time.
     return same_identity(value)
 
 
@@ -148,44 +157,74 @@ def display_name(journey: Journey) -> str | None:
     return None
 
 
+# The tables a rebuilding store writes only when a customer's folding is complete (it
+# leaves the writer's cache, or the rebuild ends): nothing reads them meanwhile, and a
+# heavy customer's rows of them are most of its rows. ``customers`` (a reload checks it)
+# and ``links`` (an erasure follows them) are written with every batch.
+DEFERRABLE: tuple[str, ...] = ("identities", "clocks", "stopped_clocks", "owned_products")
+EVERY_BATCH: tuple[str, ...] = ("customers", "links")
+
+
 def customer_rows(
-    j: Journey, generation: int, touchpoints: int, tp: TopicPartition
+    j: Journey,
+    generation: int,
+    touchpoints: int,
+    tp: TopicPartition,
+    tables: Collection[str] | None = None,
 ) -> CustomerRows:
-    """Every query-table row the journey ``j`` is due, by table and primary key."""
+    """Every query-table row the journey ``j`` is due, by table and primary key (of
+    ``tables`` only, when given)."""
+    want = _TABLES.keys() if tables is None else tables
     cid = j.customer_id
-    out: CustomerRows = {name: {} for name in _TABLES}
+    out: CustomerRows = {name: {} for name in want}
 
     def put(table: str, row: Row) -> None:
-        out[table][_TABLES[table].key(row)] = row
+        rows = out.get(table)
+        if rows is not None:  # clocks and stopped_clocks come from one walk of the cases
+            rows[_TABLES[table].key(row)] = row
 
+    if "customers" in want:
+        put("customers", _customer_row(j, generation, touchpoints, tp))
+    if "identities" in want:
+        for ident in j.identities:
+            put(
+                "identities",
+                (ident.kind, ident.value, norm_identity(ident.value), cid, int(ident.verified)),
+            )
+    if "links" in want:
+        for other in j.linked_customers:
+            put("links", (cid, other))
+    if "clocks" in want or "stopped_clocks" in want:
+        _clock_rows(j, cid, put)
+    if "owned_products" in want:
+        for pos, product in enumerate(j.products):
+            put("owned_products", (cid, pos, product.name, product.batch, product.serial))
+    return out
+
+
+def _customer_row(j: Journey, generation: int, touchpoints: int, tp: TopicPartition) -> Row:
     first_of: dict[str, str | None] = {"email": None, "phone": None}
     for ident in j.identities:
         if ident.kind in first_of and first_of[ident.kind] is None:
             first_of[ident.kind] = ident.value
-    put(
-        "customers",
-        (
-            cid,
-            norm_identity(cid),
-            generation,
-            display_name(j),
-            first_of["email"],
-            first_of["phone"],
-            touchpoints,
-            j.first_seen.isoformat() if j.first_seen else None,
-            j.last_seen.isoformat() if j.last_seen else None,
-            j.erased_at.isoformat() if j.erased_at else None,
-            tp.topic,
-            tp.partition,
-        ),
+    cid = j.customer_id
+    return (
+        cid,
+        norm_identity(cid),
+        generation,
+        display_name(j),
+        first_of["email"],
+        first_of["phone"],
+        touchpoints,
+        j.first_seen.isoformat() if j.first_seen else None,
+        j.last_seen.isoformat() if j.last_seen else None,
+        j.erased_at.isoformat() if j.erased_at else None,
+        tp.topic,
+        tp.partition,
     )
-    for ident in j.identities:
-        put(
-            "identities",
-            (ident.kind, ident.value, norm_identity(ident.value), cid, int(ident.verified)),
-        )
-    for other in j.linked_customers:
-        put("links", (cid, other))
+
+
+def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
     for case in j.cases.values():
         # An overdue reply stays listed (its clock row stays) until a reply stops the clock,
         # the case is resolved, or an agent acknowledges the recorded breach.
@@ -256,16 +295,15 @@ def customer_rows(
                     owner.kind if owner else None,
                 ),
             )
-    for pos, product in enumerate(j.products):
-        put("owned_products", (cid, pos, product.name, product.batch, product.serial))
-    return out
 
 
 def diff_writes(before: CustomerRows | None, after: CustomerRows) -> list[Statement]:
-    """The writes that take the tables from ``before`` (None: nothing written yet) to
-    ``after``: deletes of rows no longer due, upserts of new and changed ones."""
+    """The writes that take the tables of ``after`` from ``before`` (None: nothing written
+    yet) to ``after``: deletes of rows no longer due, upserts of new and changed ones."""
     writes: list[Statement] = []
     for name, table in _TABLES.items():
+        if name not in after:
+            continue
         old = before.get(name, {}) if before is not None else {}
         new = after.get(name, {})
         if name not in _NEVER_DELETED:

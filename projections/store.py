@@ -18,10 +18,13 @@ not a replay of the customer's history.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +36,8 @@ import structlog
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
 
 from domain import catalogue as c
-from domain.aggregates import CustomerJourney, journey_id
-from domain.envelope import Touchpoint, decode, encode
+from domain.aggregates import CustomerJourney, FoldFailed, journey_id
+from domain.envelope import Touchpoint, decode
 from domain.errors import JourneyError
 from domain.journey import TimelineEntry
 from domain.positions import TopicPartition
@@ -75,6 +78,8 @@ from projections.location import (
     swap_store,
 )
 from projections.rows import (
+    DEFERRABLE,
+    EVERY_BATCH,
     CustomerRows,
     clock_text,
     customer_rows,
@@ -97,8 +102,10 @@ __all__ = [
     "active_store_path",
     "clock_text",
     "content_hash",
+    "content_hash_of",
     "describe",
     "display_name",
+    "envelope_bytes",
     "find_conflicts",
     "norm_identity",
     "rebuild_target",
@@ -117,6 +124,8 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# The customers row as last written stays: a completion between batches rewrites none.
+_NO_TP = TopicPartition("", -1)
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
 _MEMO_SIZE = 4096
 _T = TypeVar("_T")
@@ -159,6 +168,9 @@ class _Live:
     agg: CustomerJourney
     rows: CustomerRows | None
     snapshot_at: int
+    # A rebuilding store reloaded this customer: what its deferred tables hold for it is not
+    # known, so completing it first deletes them all (rare: a failed batch, a cache miss).
+    rows_unknown: bool = False
 
 
 class _Stored(NamedTuple):
@@ -176,6 +188,7 @@ class _Folded:
     touchpoint: Touchpoint
     raw: bytes
     digest: str
+    event_id: str
     generation: int
     seq: int
     logged_at: int  # microseconds since the epoch: when the log received it
@@ -208,13 +221,38 @@ def content_hash(touchpoint: Touchpoint) -> str:
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
+def envelope_bytes(touchpoint: Touchpoint) -> bytes:
+    """What ``encode`` gives (the same bytes: tests/contract/test_write_path_contract.py
+    checks every story), serialised once from the touchpoint instead of through a second,
+    validated envelope model: a third of the cost, on every touchpoint a writer folds."""
+    return touchpoint.model_dump_json(exclude_none=True).encode()
+
+
+def content_hash_of(raw: bytes) -> str:
+    """``content_hash`` of the touchpoint whose envelope ``encode`` gave as ``raw``, from
+    those bytes (the same hash: the envelope holds the same JSON values, without a second
+    serialisation of the model)."""
+    body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
 class JourneyStore:
     """Opens (and creates) the projection store at ``path``: a SQLite file, or a
     ``postgresql://`` URL."""
 
     def __init__(
-        self, path: StoreAddress, *, cache_size: int | None = None, check_pages: bool = True
+        self,
+        path: StoreAddress,
+        *,
+        cache_size: int | None = None,
+        check_pages: bool = True,
+        rebuilding: bool = False,
     ) -> None:
+        """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
+        customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
+        when it leaves the writer's cache or at :meth:`complete`, not with every batch: a
+        customer that stays cached for many batches costs one snapshot and one derivation
+        of its rows, not one per batch (a heavy customer's rows are thousands)."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
@@ -237,6 +275,7 @@ class JourneyStore:
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
+        self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
@@ -644,13 +683,21 @@ class JourneyStore:
         logged_at: Mapping[int, datetime],
     ) -> BatchResult:
         touched: dict[str, _Live] = {}
+        completed: list[str] = []
         try:
             result = self._fold_and_record(
-                tp, items, last_offset, dead_letters, touched, logged_at=logged_at
+                tp,
+                items,
+                last_offset,
+                dead_letters,
+                touched,
+                completed=completed,
+                logged_at=logged_at,
             )
         except BaseException:
-            # Those customers were changed in memory but not committed.
-            for cid in touched:
+            # Those customers were changed in memory but not committed (a completed one's
+            # rows counted as written): the next batch of theirs reads them from the store.
+            for cid in (*touched, *completed):
                 self._live.pop(cid, None)
             raise
         for cid, live in touched.items():
@@ -660,6 +707,16 @@ class JourneyStore:
             self._live.popitem(last=False)
         return result
 
+    def _leaving(self, touched: Mapping[str, _Live]) -> list[str]:
+        """The customers the cache lets go once this batch is recorded (oldest first: those
+        the batch did not touch, then those it did, as ``_process`` drops them)."""
+        live = self._live
+        excess = len(live) + sum(1 for cid in touched if cid not in live) - self._live_size
+        if excess <= 0:
+            return []
+        untouched = (cid for cid in live if cid not in touched)  # the oldest first
+        return list(itertools.islice(itertools.chain(untouched, touched), excess))
+
     def _fold_and_record(
         self,
         tp: TopicPartition,
@@ -668,21 +725,56 @@ class JourneyStore:
         dead_letters: Sequence[DeadLetterRow],
         touched: dict[str, _Live],
         *,
+        completed: list[str],
         logged_at: Mapping[int, datetime],
     ) -> BatchResult:
         result = BatchResult()
         received_now = at_micros(datetime.now(UTC))
-        known = self._known_hashes([str(t.event_id) for _, t in items])
-        stored = self._stored_state({t.customer_id for _, t in items})
+        known, stored = self._batch_state(
+            [t.event_id for _, t in items], dict.fromkeys(t.customer_id for _, t in items)
+        )
         folded: list[_Folded] = []
         writes: list[Statement] = []
         erased: dict[str, int] = {}  # customer -> its generation after the batch's erasures
         latest: datetime | None = None
         rejected: list[Rejection] = []
         last_of: dict[str, int] = {}  # customer -> offset of its last touchpoint folded here
+        # Each customer's touchpoints of the batch are folded together, as one event of its
+        # aggregate (``fold_all``): before an erasure starts its next generation, and at the
+        # end. What the fold raises on is still blamed on that one touchpoint.
+        # Only a folded copy makes a later one with its event id a duplicate (or a
+        # conflict): a copy waiting to be folded is folded first when another turns up.
+        pending: dict[str, list[tuple[int, Touchpoint, bytes, str, str]]] = {}
+        waiting_ids: dict[str, str] = {}  # event id -> customer, while waiting
+
+        def fold_pending(cid: str) -> None:
+            batch = pending.pop(cid, None)
+            if not batch:
+                return
+            folded_until = len(batch)
+            try:
+                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _, _ in batch])
+            except FoldFailed as failed:
+                folded_until = failed.index
+                rejected.append(_fold_rejection(batch[failed.index][0], failed.error))
+            except Exception as exc:
+                folded_until = 0
+                rejected.append(_fold_rejection(batch[-1][0], exc))
+            for n, (_, _, _, event_id, digest) in enumerate(batch):
+                waiting_ids.pop(event_id, None)
+                if n < folded_until:
+                    known[event_id] = digest
+
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
-            digest = content_hash(touchpoint)
+            try:
+                raw = envelope_bytes(touchpoint)
+            except Exception as exc:
+                rejected.append(_fold_rejection(offset, exc))
+                continue
+            digest = content_hash_of(raw)
+            if event_id in waiting_ids:
+                fold_pending(waiting_ids[event_id])
             first = known.get(event_id)
             if first is not None:
                 if first != digest:
@@ -717,8 +809,8 @@ class JourneyStore:
                     ) from exc
                 touched[cid] = live
             try:
-                raw = encode(touchpoint)
                 if isinstance(touchpoint.data, c.ErasureRequested):
+                    fold_pending(cid)  # what came before it, into the generation it ends
                     generation = live.agg.generation + 1
                     erased[cid] = generation
                     live = _Live(
@@ -727,20 +819,22 @@ class JourneyStore:
                         0,
                     )
                     touched[cid] = live
-                live.agg.fold(touchpoint, raw)
                 facts = fact_writes(touchpoint)
             except Exception as exc:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
-            known[event_id] = digest  # only a folded copy makes a later one a duplicate
+            waiting = pending.setdefault(cid, [])
+            waiting.append((offset, touchpoint, raw, event_id, digest))
+            waiting_ids[event_id] = cid
             folded.append(
                 _Folded(
                     offset,
                     touchpoint,
                     raw,
                     digest,
+                    event_id,
                     live.agg.generation,
-                    live.agg.touchpoints,
+                    live.agg.touchpoints + len(waiting),
                     at_micros(logged_at[offset]) if offset in logged_at else received_now,
                 )
             )
@@ -751,16 +845,31 @@ class JourneyStore:
             ):
                 latest = touchpoint.occurred_at
             result.applied += 1
+        for cid in list(pending):
+            fold_pending(cid)
         entries: dict[str, TimelineEntry] = {}
         if not rejected:
+            changed: list[Statement] = []
+            # A rebuilding store completes a customer (deferred rows, snapshot) in the
+            # batch after which its cache lets it go: in this transaction.
+            leaving = set(self._leaving(touched)) if self._rebuilding else set()
+            for cid in leaving - touched.keys():
+                completed.append(cid)
+                changed.extend(self._completion(self._live[cid]))
             for cid, live in touched.items():
                 try:
-                    writes.extend(self._customer_writes(live, tp, entries))
+                    complete = not self._rebuilding or cid in leaving
+                    changed.extend(self._customer_writes(live, tp, entries, complete=complete))
                 except Exception as exc:
                     # The state the batch folded cannot be written: blame the customer's
                     # last touchpoint of the batch; the retry without it shows whether an
                     # earlier one is at fault too.
                     rejected.append(_fold_rejection(last_of[cid], exc))
+            # Every row of these writes is one customer's own (its id is in each key), so
+            # their order does not matter: grouped by statement, each group is one
+            # executemany (projections.backends.runs).
+            changed.sort(key=lambda w: w[0])
+            writes.extend(changed)
         if rejected:
             raise BatchRejected(rejected)
         writes[:0] = [self._touchpoint_write(tp, f, entries, touched) for f in folded]
@@ -802,8 +911,13 @@ class JourneyStore:
                 "pages go at the next checkpoint",
                 customers=sorted(erased),
             )
+        bound = logger.bind()
+        # Checked once a batch: building a debug line per touchpoint cost more than the
+        # line itself when debug logging is off.
+        if not getattr(bound, "is_enabled_for", lambda _level: True)(logging.DEBUG):
+            return result
         for f in folded:
-            logger.debug(
+            bound.debug(
                 "touchpoint folded",
                 event_id=str(f.touchpoint.event_id),
                 customer_id=f.touchpoint.customer_id,
@@ -815,10 +929,17 @@ class JourneyStore:
         return result
 
     def _customer_writes(
-        self, live: _Live, tp: TopicPartition, entries: dict[str, TimelineEntry]
+        self,
+        live: _Live,
+        tp: TopicPartition,
+        entries: dict[str, TimelineEntry],
+        *,
+        complete: bool = True,
     ) -> list[Statement]:
         """What changed for one customer: query-table rows, timeline entries a refold
-        remade, and its snapshot when due. Updates ``live`` to what is written."""
+        remade, and its snapshot when due. Updates ``live`` to what is written. Without
+        ``complete`` (a rebuilding store, the customer stays in its cache), only the rows of
+        the tables written every batch: the others wait for :meth:`_completion`."""
         agg = live.agg
         journey = agg.journey
         _, new_entries, refolded = journey.hand_over()
@@ -838,32 +959,74 @@ class JourneyStore:
                 )
                 for e in new_entries
             )
-        rows = customer_rows(journey, agg.generation, agg.touchpoints, tp)
-        writes.extend(diff_writes(live.rows, rows))
-        live.rows = rows
-        since = agg.touchpoints - max(live.snapshot_at, 0)
-        due = min(SNAPSHOT_EVERY_MAX, max(SNAPSHOT_EVERY_MIN, agg.touchpoints // 8))
-        if since >= due:
-            stored = snapshots.take(self._mapper, agg)
-            writes.append(
-                (
-                    "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
-                    " DO UPDATE SET generation = excluded.generation,"
-                    " touchpoints = excluded.touchpoints, topic = excluded.topic,"
-                    " state = excluded.state",
-                    (
-                        journey.customer_id,
-                        agg.generation,
-                        agg.touchpoints,
-                        stored.topic,
-                        stored.state,
-                    ),
-                )
-            )
-            live.snapshot_at = agg.touchpoints
+        if complete:
+            writes.extend(self._completion(live, tp))
+        else:
+            rows = customer_rows(journey, agg.generation, agg.touchpoints, tp, EVERY_BATCH)
+            writes.extend(diff_writes(live.rows, rows))
+            live.rows = {**(live.rows or {}), **rows}
         if journey.earlier_facts is None:
             journey.earlier_facts = self._facts_of(journey.customer_id, agg.generation)
         return writes
+
+    def _completion(self, live: _Live, tp: TopicPartition | None = None) -> list[Statement]:
+        """Every row the customer is due that the tables do not hold yet, and its snapshot
+        when due. Updates ``live`` to what is written. ``tp`` None: the customers row as
+        last written (a rebuilding store completing a customer between batches)."""
+        agg = live.agg
+        writes: list[Statement] = []
+        tables: tuple[str, ...] = (*EVERY_BATCH, *DEFERRABLE) if tp is not None else DEFERRABLE
+        rows = customer_rows(agg.journey, agg.generation, agg.touchpoints, tp or _NO_TP, tables)
+        before = live.rows
+        if live.rows_unknown:
+            writes.extend(
+                (f"DELETE FROM {table} WHERE customer_id = ?", (agg.customer_id,))
+                for table in DEFERRABLE
+            )
+            before = {k: v for k, v in (before or {}).items() if k not in DEFERRABLE}
+            live.rows_unknown = False
+        writes.extend(diff_writes(before, rows))
+        live.rows = {**(live.rows or {}), **rows}
+        snapshot = self._snapshot_write(live)
+        if snapshot is not None:
+            writes.append(snapshot)
+        return writes
+
+    def _snapshot_write(self, live: _Live) -> Statement | None:
+        """The customer's snapshot, when enough was folded since its last one (see
+        SNAPSHOT_EVERY_MIN); updates ``live`` as written."""
+        agg = live.agg
+        since = agg.touchpoints - max(live.snapshot_at, 0)
+        due = min(SNAPSHOT_EVERY_MAX, max(SNAPSHOT_EVERY_MIN, agg.touchpoints // 8))
+        if since < due:
+            return None
+        stored = snapshots.take(self._mapper, agg)
+        live.snapshot_at = agg.touchpoints
+        return (
+            "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
+            " DO UPDATE SET generation = excluded.generation,"
+            " touchpoints = excluded.touchpoints, topic = excluded.topic,"
+            " state = excluded.state",
+            (agg.customer_id, agg.generation, agg.touchpoints, stored.topic, stored.state),
+        )
+
+    def complete(self) -> int:
+        """A rebuilding store: write every cached customer's deferred rows and the
+        snapshot it is due (a rebuild calls this before its store is
+        swapped in: then every table is whole, and a cold read costs one row and a short
+        tail). Returns how many statements that took."""
+        done = 0
+        with self._lock:
+            lives = list(self._live.values())
+            # A few hundred customers a transaction: a heavy customer's snapshot and rows
+            # are megabytes, and the whole cache's at once would be the rebuild's peak.
+            for start in range(0, len(lives), 200):
+                writes = [w for live in lives[start : start + 200] for w in self._completion(live)]
+                writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
+                if writes:
+                    self.backend.execute(writes)
+                done += len(writes)
+        return done
 
     @staticmethod
     def _touchpoint_write(
@@ -873,8 +1036,7 @@ class JourneyStore:
         touched: dict[str, _Live],
     ) -> Statement:
         t = f.touchpoint
-        event_id = str(t.event_id)
-        entry = entries.get(event_id)
+        entry = entries.get(f.event_id)
         if entry is None or touched[t.customer_id].agg.generation != f.generation:
             # Folded into a generation the same batch erased: nothing of it is kept.
             summary, case_id, text, fact = "(erased)", None, None, None
@@ -903,18 +1065,54 @@ class JourneyStore:
             ),
         )
 
-    def _known_hashes(self, ids: list[str]) -> dict[str, str]:
+    def _known_hashes(self, ids: Sequence[uuid.UUID | str]) -> dict[str, str]:
         """event id -> content hash, for those of ``ids`` already recorded."""
-        found: dict[str, str] = {}
+        return self._batch_state(ids, ())[0]
+
+    def _batch_state(
+        self, ids: Sequence[uuid.UUID | str], customer_ids: Iterable[str]
+    ) -> tuple[dict[str, str], dict[str, _Stored]]:
+        """What a batch checks before it folds, read in one transaction (on PostgreSQL one
+        round trip per 500 ids, not one query each): the content hash of each of ``ids``
+        already recorded, and the customers row of each of ``customer_ids`` as committed."""
+        statements: list[Statement] = []
         for start in range(0, len(ids), 500):
             chunk = [id_bytes(i) for i in ids[start : start + 500]]
             marks = ",".join("?" * len(chunk))
-            rows = self.query(
-                f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
-                chunk,
+            statements.append(
+                (
+                    f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
+                    chunk,
+                )
             )
+        hash_reads = len(statements)
+        cids = list(customer_ids)
+        for start in range(0, len(cids), 500):
+            chunk_ids = cids[start : start + 500]
+            marks = ",".join("?" * len(chunk_ids))
+            statements.append(
+                (
+                    "SELECT customer_id, generation, touchpoints, erased_at, topic, partition"
+                    f" FROM customers WHERE customer_id IN ({marks})",
+                    chunk_ids,
+                )
+            )
+        if not statements:
+            return {}, {}
+        try:
+            results = self.backend.queries(statements)
+        except Exception as exc:
+            raise self._damaged(exc) from exc
+        found: dict[str, str] = {}
+        for rows in results[:hash_reads]:
             found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
-        return found
+        stored: dict[str, _Stored] = {}
+        for rows in results[hash_reads:]:
+            for cid, gen, count, erased_at, topic, partition in rows:
+                stored[str(cid)] = _Stored(
+                    int(gen), int(count), erased_at, TopicPartition(str(topic), int(partition))
+                )
+        return found, stored
 
     def event_ids(self) -> set[str]:
         """Every event id folded (for tests and checks; O(touchpoints))."""
@@ -923,26 +1121,11 @@ class JourneyStore:
     def conflicts(self, touchpoints: Sequence[Touchpoint]) -> list[tuple[str, str, str]]:
         """(event id, recorded hash, new hash) for each touchpoint whose event_id the store
         recorded (or the batch holds before it) with other content: the edge answers 409."""
-        return find_conflicts(
-            touchpoints, self._known_hashes([str(t.event_id) for t in touchpoints])
-        )
+        return find_conflicts(touchpoints, self._known_hashes([t.event_id for t in touchpoints]))
 
     def _stored_state(self, customer_ids: Iterable[str]) -> dict[str, _Stored]:
         """customer id -> its customers row as committed."""
-        ids = list(customer_ids)
-        out: dict[str, _Stored] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for cid, gen, count, erased_at, topic, partition in self.query(
-                "SELECT customer_id, generation, touchpoints, erased_at, topic, partition"
-                f" FROM customers WHERE customer_id IN ({marks})",
-                chunk,
-            ):
-                out[str(cid)] = _Stored(
-                    int(gen), int(count), erased_at, TopicPartition(str(topic), int(partition))
-                )
-        return out
+        return self._batch_state((), customer_ids)[1]
 
     def _load_or_start(self, customer_id: str, state: _Stored | None) -> _Live:
         if state is None:
@@ -958,7 +1141,11 @@ class JourneyStore:
         ):
             return cached
         agg, snapshot_at = self._load_from_snapshot(customer_id, generation, erased_at)
-        # What the tables hold for it is what its journey is due (written together).
+        # What the tables hold for it is what its journey is due (written together); a
+        # rebuilding store knows that of the tables it writes with every batch only.
+        if self._rebuilding:
+            rows = customer_rows(agg.journey, generation, agg.touchpoints, written_at, EVERY_BATCH)
+            return _Live(agg, rows, snapshot_at, rows_unknown=True)
         rows = customer_rows(agg.journey, generation, agg.touchpoints, written_at)
         return _Live(agg, rows, snapshot_at)
 

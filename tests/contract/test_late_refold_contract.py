@@ -64,9 +64,9 @@ def folds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     count = [0]
     original = Journey._apply_in_order
 
-    def counted(self: Journey, tp: Touchpoint) -> str:
+    def counted(self: Journey, tp: Touchpoint, *args: Any, **kwargs: Any) -> str:
         count[0] += 1
-        return original(self, tp)
+        return original(self, tp, *args, **kwargs)
 
     monkeypatch.setattr(Journey, "_apply_in_order", counted)
     yield count

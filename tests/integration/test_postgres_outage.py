@@ -8,23 +8,33 @@ database server that is down."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from consumers import open_log
 from consumers.log import Log
 from consumers.runner import Runner
 from consumers.supervisor import Supervisor
 from journey.emitter import Emitter
 from projections.keys import CustomerKeys
+from projections.store import JourneyStore
 from tests.conftest import postgres_url
 from tests.integration.test_exactly_once import quiet_logs  # noqa: F401
 from tests.integration.test_failures import processed_offsets, touchpoints, turn_until
 
 pytestmark = pytest.mark.postgres
+
+JOURNEY = Path(sys.executable).with_name("journey")
 
 
 @contextmanager
@@ -84,3 +94,72 @@ def test_the_database_away_stops_the_runner_and_it_loses_nothing(
     finally:
         runner.close()
         keys.close()
+
+
+def test_journey_run_started_while_the_database_is_away_waits_for_it(
+    tmp_path: Path, postgres_store: str
+) -> None:
+    """Before: `journey run` exited 1 at once ("did not answer") when its PostgreSQL store
+    was away at the start, although an outage after the start is waited out."""
+    topic = f"wait.{uuid.uuid4().hex[:8]}"
+    broker = f"embedded://{tmp_path / 'log.db'}"
+    env = {
+        **os.environ,
+        "JOURNEY_BROKER": broker,
+        "JOURNEY_TOPIC": topic,
+        "JOURNEY_STORE": postgres_store,
+        "JOURNEY_LOG_FORMAT": "json",
+    }
+    out_file = tmp_path / "run.log"
+    with database_away(postgres_store), out_file.open("w") as out:
+        proc = subprocess.Popen([str(JOURNEY), "run"], env=env, stdout=out, stderr=out)
+        try:
+            time.sleep(4)
+            assert proc.poll() is None, out_file.read_text()[-3000:]
+        except BaseException:
+            proc.kill()
+            raise
+    try:
+        assert "store_unreachable_waiting" in out_file.read_text()
+        keys = CustomerKeys(postgres_store)
+        log = open_log(broker)
+        try:
+            log.ensure_topics([topic], 6)
+            sent = touchpoints(20, 5)
+            Emitter(log, topic=topic, source="test", keys=keys).emit_touchpoints(sent)
+        finally:
+            log.close()
+            keys.close()
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, out_file.read_text()[-3000:]
+            store = JourneyStore(postgres_store)
+            try:
+                if store.event_ids() == {str(t.event_id) for t in sent}:
+                    break
+            finally:
+                store.close()
+            assert time.monotonic() < deadline, "the runner never folded after the database came"
+            time.sleep(0.3)
+        assert "store_answered" in out_file.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, out_file.read_text()[-3000:]
+
+
+def test_journey_run_stopped_while_waiting_for_the_database_exits_cleanly(
+    tmp_path: Path, postgres_store: str
+) -> None:
+    env = {
+        **os.environ,
+        "JOURNEY_BROKER": f"embedded://{tmp_path / 'log.db'}",
+        "JOURNEY_STORE": postgres_store,
+    }
+    with database_away(postgres_store):
+        proc = subprocess.Popen(
+            [str(JOURNEY), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        time.sleep(3)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0

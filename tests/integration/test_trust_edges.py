@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,18 +128,18 @@ def test_another_writer_recording_part_of_a_batch_is_not_already_recorded(tmp_pa
     tps = [inquiry(i, cid=f"cust-{i}") for i in range(10)]
     tp = TopicPartition("t", 0)
     zombie, owner = JourneyStore(tmp_path / "v.db"), JourneyStore(tmp_path / "v.db")
-    real = owner._known_hashes
+    real = owner._batch_state  # what a batch reads before it folds (hashes, customers)
 
-    def racing(ids: list[str]) -> dict[str, str]:
-        found = real(ids)  # the owner looked: nothing recorded yet
+    def racing(*args: Any) -> Any:
+        found = real(*args)  # the owner looked: nothing recorded yet
         zombie.process(tp, list(enumerate(tps[:5])), 4)  # the old owner commits meanwhile
         return found
 
-    owner._known_hashes = racing  # type: ignore[method-assign]
+    owner._batch_state = racing  # type: ignore[method-assign,assignment]
     try:
         with pytest.raises(StoreError, match="another writer"):
             owner.process(tp, list(enumerate(tps)), 9)
-        owner._known_hashes = real  # type: ignore[method-assign]
+        owner._batch_state = real  # type: ignore[method-assign]
         result = owner.process(tp, list(enumerate(tps)), 9)  # the retry
         assert (result.applied, result.duplicates) == (5, 5)
         assert owner.position(tp) == 9

@@ -1,0 +1,184 @@
+"""The projection write path alone, without a broker: decode, then fold and record.
+
+Reads a cached workload file (bench/workload.py), decodes every envelope with the engine's
+decoder (pydantic: the bare consumer's "+pydantic" work, timed in the same run as its
+baseline), then feeds the store poll batches the way the runner does (split by partition,
+``JourneyStore.process`` per partition slice) and times that. With ``--dump`` it writes
+what the store holds — every query-table row and the views of a sample of customers — as
+canonical JSON, so two versions of the write path can be compared byte for byte:
+
+    PYTHONPATH=/old python -m bench.write_path --workload W --dump old.json
+    PYTHONPATH=/new python -m bench.write_path --workload W --dump new.json
+    cmp old.json new.json
+
+``--profile out.txt`` profiles the fold (cProfile, by own time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import io
+import json
+import pstats
+import tempfile
+import time
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from domain.bounds import Bounds
+from domain.envelope import Touchpoint, decode
+from domain.positions import TopicPartition
+
+__all__ = ["dump_store", "main"]
+
+_LOGGED = datetime(2026, 1, 2, tzinfo=UTC)
+# Tables a dump leaves out: how the state is cached (snapshots) and eventsourcing's own.
+_NOT_VIEWS = {"snapshots", "journey_store_meta"}
+
+
+def _tables(store: Any) -> list[str]:
+    if store.backend.kind == "sqlite":
+        rows = store.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " AND name NOT LIKE 'touchpoints_fts%'"
+        )
+    else:
+        rows = store.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    return sorted(str(r[0]) for r in rows if str(r[0]) not in _NOT_VIEWS)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).hex()
+    return value
+
+
+def dump_store(store: Any, customers: list[str]) -> dict[str, Any]:
+    """Every row of every view table (sorted), and the customer views of ``customers``."""
+    from domain.rules import ServiceRules
+    from projections.customer_view import build_customer_view
+
+    out: dict[str, Any] = {"tables": {}, "views": {}}
+    for table in _tables(store):
+        rows = sorted(
+            (json.dumps([_plain(v) for v in row]) for row in store.query(f"SELECT * FROM {table}")),
+        )
+        out["tables"][table] = {
+            "rows": len(rows),
+            "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
+        }
+        if table != "touchpoints":
+            out["tables"][table]["sample"] = rows[:5]
+    rules = ServiceRules()
+    for cid in customers:
+        view = build_customer_view(store, cid, rules=rules, now=_LOGGED)
+        out["views"][cid] = None if view is None else json.loads(view.model_dump_json())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", type=Path, required=True, help="a workload .ndjson")
+    parser.add_argument("--events", type=int, default=0, help="only the first N (0: all)")
+    parser.add_argument("--store", default="", help="a postgresql:// URL (else a temp SQLite)")
+    parser.add_argument("--batch", type=int, default=2000, help="poll batch (the rebuild's)")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--dump", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from consumers.runner import tune_gc
+    from journey.logs import configure_logging
+    from projections.store import JourneyStore
+
+    configure_logging("console", "warning")  # as bench.child: the engine's own setting
+
+    lines = args.workload.read_bytes().splitlines()
+    if args.events:
+        lines = lines[: args.events]
+    bounds = Bounds(_LOGGED)
+    # CPU seconds, not wall: on a shared machine the ratio of two CPU-bound steps holds
+    # when the wall clock does not (wall figures are printed too).
+    started, cpu = time.perf_counter(), time.process_time()
+    decoded: list[Touchpoint] = [decode(raw, bounds) for raw in lines]
+    decode_s, decode_wall = time.process_time() - cpu, time.perf_counter() - started
+
+    # Kafka's placement by key (any stable hash does: order per customer is what matters).
+    offsets = [0] * args.partitions
+    placed: list[tuple[int, int, Touchpoint]] = []
+    for t in decoded:
+        part = zlib.crc32(t.customer_id.encode()) % args.partitions
+        placed.append((part, offsets[part], t))
+        offsets[part] += 1
+
+    tmp = tempfile.TemporaryDirectory(prefix="write-path-")
+    address = args.store or str(Path(tmp.name) / "views.db")
+    try:  # a rebuild's store: snapshots when a customer leaves the cache, and at the end
+        store = JourneyStore(address, rebuilding=True)
+    except TypeError:  # a write path from before deferred snapshots
+        store = JourneyStore(address)
+    tune_gc()
+    profiler = cProfile.Profile() if args.profile else None
+    started, cpu = time.perf_counter(), time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for start in range(0, len(placed), args.batch):
+        by_part: dict[int, list[tuple[int, Touchpoint]]] = {}
+        for part, offset, t in placed[start : start + args.batch]:
+            by_part.setdefault(part, []).append((offset, t))
+        for part, items in by_part.items():
+            store.process(
+                TopicPartition("bench", part),
+                items,
+                items[-1][0],
+                logged_at=dict.fromkeys((off for off, _ in items), _LOGGED),
+            )
+    if hasattr(store, "complete"):
+        store.complete()
+    if profiler is not None:
+        profiler.disable()
+    fold_s, fold_wall = time.process_time() - cpu, time.perf_counter() - started
+    n = len(decoded)
+    figures = {
+        "events": n,
+        "decode_wall_per_s": round(n / decode_wall),
+        "fold_wall_per_s": round(n / fold_wall),
+        "decode_per_s": round(n / decode_s),
+        "fold_per_s": round(n / fold_s),
+        # A rebuild decodes and folds: its rate against the decoder's alone.
+        "decode_and_fold_per_s": round(n / (decode_s + fold_s)),
+        "ratio_to_decode": round(decode_s / (decode_s + fold_s), 3),
+    }
+    # What a cold read folds after its snapshot, at most (the snapshots' own contract).
+    tails = store.query(
+        "SELECT max(c.touchpoints - coalesce(s.touchpoints, 0)) FROM customers c"
+        " LEFT JOIN snapshots s ON s.customer_id = c.customer_id"
+    )
+    figures["longest_cold_tail"] = tails[0][0]
+    figures["snapshots"] = store.query("SELECT count(*) FROM snapshots")[0][0]
+    print(json.dumps(figures))
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(40)
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+        args.profile.write_text(text.getvalue())
+    if args.dump is not None:
+        counts: dict[str, int] = {}
+        for t in decoded:
+            counts[t.customer_id] = counts.get(t.customer_id, 0) + 1
+        ranked = sorted(counts, key=lambda k: (-counts[k], k))
+        sample = ranked[:3] + ranked[len(ranked) // 2 : len(ranked) // 2 + 5] + ranked[-3:]
+        args.dump.write_text(json.dumps(dump_store(store, sample), indent=1, sort_keys=True))
+    store.close()
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
