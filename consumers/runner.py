@@ -34,12 +34,11 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from consumers.dead_letters import dead_letter, stub
+from consumers.dead_letters import dead_letter, produce_dead_letters
 from consumers.log import (
     Log,
     LogConsumer,
     LogError,
-    LogUnavailable,
     Message,
     OutgoingMessage,
     TopicPartition,
@@ -410,23 +409,7 @@ class Runner:
             letters = [
                 OutgoingMessage(key=d.key, value=d.value, headers=d.headers) for d in pending
             ]
-            try:
-                self.log.produce(self.dlq_topic, letters)
-            except LogUnavailable:
-                raise
-            except LogError:
-                for letter in letters:  # one by one: which of them is refused, and why?
-                    try:
-                        self.log.produce(self.dlq_topic, [letter])
-                    except LogUnavailable:
-                        raise
-                    except LogError as exc:
-                        logger.error(
-                            "the DLQ refused a dead letter; producing it without its value",
-                            error=str(exc),
-                            key=letter.key[:200].decode(errors="replace"),
-                        )
-                        self.log.produce(self.dlq_topic, [stub(letter, str(exc))])
+            produce_dead_letters(self.log, self.dlq_topic, letters)
             self.store.mark_dead_letters_published(pending)
             published += len(pending)
 

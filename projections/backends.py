@@ -27,7 +27,7 @@ from eventsourcing.sqlite import (
 )
 
 from projections.location import connect, describe, schema_of
-from projections.schema import ddl
+from projections.schema import TRGM_SCHEMA, ddl
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement"]
 
@@ -281,7 +281,11 @@ class PostgresBackend(Backend):
                 self.recorder.create_table()
                 with self.transaction(commit=True) as cur:
                     for statement in ddl("postgresql"):
-                        cur.execute(statement)
+                        made = statement
+                        if "{trgm_schema}" in statement:
+                            cur.execute(TRGM_SCHEMA)
+                            made = statement.replace("{trgm_schema}", cur.fetchone()[0])
+                        cur.execute(made)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(7245001)")
 

@@ -135,11 +135,18 @@ _SQLITE_SEARCH = [
             VALUES ('delete', old.id, old.text);
         END""",
 ]
+# pg_trgm is installed once per database, into public (else into the first store's own
+# schema, where a store in another schema — a rebuild's, a ?schema= store — would not find
+# its operator class); the index names the class by the schema it is really in.
 _POSTGRES_SEARCH = [
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public",
     """CREATE INDEX IF NOT EXISTS touchpoints_text_trgm ON touchpoints
-        USING gin (lower(text) gin_trgm_ops) WHERE text IS NOT NULL""",
+        USING gin (lower(text) "{trgm_schema}".gin_trgm_ops) WHERE text IS NOT NULL""",
 ]
+TRGM_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+    " WHERE e.extname = 'pg_trgm'"
+)
 
 
 def ddl(kind: str) -> list[str]:

@@ -64,3 +64,25 @@ def test_rebuild_into_a_new_schema_swaps_and_the_live_runner_follows(
     finally:
         pipeline.close()
         log.close()
+
+
+def test_stores_in_several_schemas_of_one_database_each_have_their_search_index(
+    postgres_store: str,
+) -> None:
+    """Before: the first store opened in a database was a `?schema=` store, so pg_trgm was
+    installed into that schema; a store in any other schema then failed at open (operator
+    class gin_trgm_ops does not exist), a rebuild's new schema included."""
+    from projections.location import with_schema
+    from tests.contract.test_store_contract import Writer, inquiry
+
+    for url in (
+        with_schema(postgres_store, "first"),
+        with_schema(postgres_store, "second"),
+        postgres_store,  # and the database's own store
+    ):
+        store = JourneyStore(url)
+        try:
+            Writer(store).batch([inquiry("cust-1", "k1", 0, body="Where is my parcel?")])
+            assert {str(r[0]) for r in store.search_said("PARCEL", 10)} == {"cust-1"}
+        finally:
+            store.close()
