@@ -580,8 +580,14 @@ class JourneyStore:
             agg = CustomerJourney(customer_id, generation, erased_at if generation else None)
         journey = agg.journey
         journey.earlier_facts = self._facts_of(customer_id, generation, up_to=since)
-        for raw in self._tail(customer_id, generation, since):
-            agg.fold(decode(raw), raw)
+        tail = [(decode(raw), raw) for raw in self._tail(customer_id, generation, since)]
+        if tail:
+            # One aggregate event for the whole tail, as a batch is folded: eventsourcing's
+            # per-event work (an event object, its mutate) was a third of the tail's fold.
+            try:
+                agg.fold_all(tail)
+            except FoldFailed as failed:
+                raise failed.error from None
         journey.hand_over()
         journey.earlier_facts = self._facts_of(customer_id, generation)
         agg.collect_events()  # folded, not stored: Kafka holds them
