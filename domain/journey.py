@@ -71,6 +71,7 @@ def checkpoint_every(folded: int) -> int:
     of it plus the facts after it."""
     return max(CHECKPOINT_EVERY, folded // CHECKPOINTS_KEPT)
 
+
 # (the key of the last fact it holds, the journey's state then, pickled)
 Checkpoint = tuple[FactKey, bytes]
 
