@@ -67,6 +67,9 @@ class CustomerJourney(Aggregate):
         """Fold several touchpoints in order, as one event. Raises :class:`FoldFailed`
         naming the one the fold raised on (the journey is then partly folded: discard it)."""
         count = self.touchpoints
+        if self.journey.apply_together(touchpoints):
+            self.folded = count + len(touchpoints)
+            return
         apply = self.journey.apply
         for index, (touchpoint, raw) in enumerate(touchpoints):
             try:

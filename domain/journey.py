@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -635,6 +635,41 @@ class Journey:
         summary = self._apply_in_order(tp, key[2])
         self._checkpoint(key)
         return summary
+
+    def apply_together(self, items: Sequence[tuple[Touchpoint, bytes | None]]) -> bool:
+        """Fold a batch of one customer's touchpoints with a single refold when two or more
+        of them are late (older than the newest fact folded before them): one refold from the
+        earliest, where :meth:`apply` one by one refolds once per late fact. That is what a
+        replayed history's keeper facts are — each open deadline decided at once, each dated
+        months behind its customer's head. The journey ends as folding them one by one would
+        leave it (the same facts in event-time order). Returns False, having changed
+        nothing, when there is nothing to gain or the refold raised: then :meth:`apply` one
+        by one folds them and blames the very touchpoint a failure comes from."""
+        if self.last_fact is None:
+            return False
+        newest, late = self.last_fact, []
+        facts = []
+        for tp, raw in items:
+            key = fact_order(tp)
+            facts.append((key, raw if raw is not None else encode(tp)))
+            if key < newest:
+                late.append(key)
+            else:
+                newest = key
+        if len(late) < 2:
+            return False
+        before, last_before = list(self.facts), self.last_fact
+        for fact in facts:
+            bisect.insort(self.facts, fact, key=lambda f: f[0])
+        self.last_fact = newest
+        try:
+            # _refold builds a new state aside and takes it over only at its end: if it
+            # raises, this journey is as it was once its fact list is put back.
+            self._refold(min(late))
+        except Exception:
+            self.facts, self.last_fact = before, last_before
+            return False
+        return True
 
     def _refold(self, late: FactKey) -> None:
         """Fold again, in event-time order, every fact after the latest checkpoint that
