@@ -645,21 +645,20 @@ class Journey:
         leave it (the same facts in event-time order). Returns False, having changed
         nothing, when there is nothing to gain or the refold raised: then :meth:`apply` one
         by one folds them and blames the very touchpoint a failure comes from."""
-        if self.last_fact is None:
+        if self.last_fact is None or len(items) < 2:
             return False
+        keys = [fact_order(tp) for tp, _ in items]
         newest, late = self.last_fact, []
-        facts = []
-        for tp, raw in items:
-            key = fact_order(tp)
-            facts.append((key, raw if raw is not None else encode(tp)))
+        for key in keys:
             if key < newest:
                 late.append(key)
             else:
                 newest = key
         if len(late) < 2:
-            return False
+            return False  # the common case (a rebuild, live traffic): nothing built for it
         before, last_before = list(self.facts), self.last_fact
-        for fact in facts:
+        for key, (tp, raw) in zip(keys, items, strict=True):
+            fact = (key, raw if raw is not None else encode(tp))
             bisect.insort(self.facts, fact, key=lambda f: f[0])
         self.last_fact = newest
         try:
