@@ -149,6 +149,15 @@ class KeyHashPartitioner(Partitioner):  # type: ignore[misc]  # kafka-python is 
         return int(sorted(partitions)[key_hash(bytes(serialized_key)) % len(partitions)])
 
 
+def _acked(future: Any, timeout_s: float) -> Any:
+    """The record's metadata once the broker acknowledged it. After a flush every future
+    is done: its value is read as it is (``get`` makes a timer per record to wait with);
+    one not done (a batch split and sent again) is waited for."""
+    if future.is_done and future.exception is None:
+        return future.value
+    return future.get(timeout=timeout_s)  # raises the record's error, or waits
+
+
 def _to_kafka(tp: TopicPartition) -> Any:
     return KafkaTopicPartition(tp.topic, tp.partition)
 
@@ -574,13 +583,14 @@ class KafkaLog:
                 for msg in messages
             ]
             producer.flush(timeout=self.timeout_ms / 1000)
-            return [future.get(timeout=self.timeout_ms / 1000) for future in futures]
+            return [_acked(future, self.timeout_ms / 1000) for future in futures]
 
         # The producer is thread-safe: its lock is held only to make or drop it.
         acked = self._producer.run(
             f"producing {len(messages)} message(s) to topic {topic!r}", send_all, locked=False
         )
-        positions = [Position(str(md.topic), int(md.partition), int(md.offset)) for md in acked]
+        name = str(topic)
+        positions = [Position(name, md.partition, md.offset) for md in acked]
         logger.debug(
             "produced",
             topic=topic,
