@@ -88,7 +88,8 @@ def main() -> None:
                 f"{figure['bare_producer']['per_s']:,.0f}/s, ratio {figure['ratio']:.3f}; "
                 f"per envelope: validate+encode {(emitter_s - produce_s[0]) * per:.1f} µs, "
                 f"Log.produce {produce_s[0] * per:.1f} µs, bare send "
-                f"{figure['bare_producer']['seconds'] * per:.1f} µs "
+                f"{figure['bare_producer']['seconds'] * per:.1f} µs; CPU ratio "
+                f"{figure['cpu_ratio']:.3f} "
                 f"(load {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M:%S', time.gmtime())}Z)",
                 flush=True,
             )
