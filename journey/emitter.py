@@ -280,7 +280,7 @@ class Emitter:
             return []
         with _fewer_collections():
             batch = self._prepare(touchpoints, encoded)
-        return self._send(batch, logged_at)
+            return self._send(batch, logged_at)
 
     def _prepare(
         self, touchpoints: Sequence[Touchpoint], encoded: Sequence[bytes] | None
@@ -381,21 +381,22 @@ class Emitter:
             if not parsed:
                 return []
             batch = self._prepare([tp for tp, _ in parsed], [raw for _, raw in parsed])
-            # The touchpoints go now, freed as their last reference does: while the batch
-            # is produced the collector would scan each of them again.
-            del parsed
-        return self._send(batch)
+            del parsed  # the touchpoints go now, freed as their last reference does
+            return self._send(batch)
 
 
 # The collector's young generation is scanned every 700 new objects by default (every
-# 50,000 in the runner); validating and sealing a batch makes dozens of objects per
-# envelope that all live until the batch is produced, so each pass scanned the batch so far
-# again, for nothing: about half the CPU of a batch at 700, still ~5 µs an envelope at
-# 50,000. Building a batch makes no reference cycles (its objects are freed by their
-# reference counts), so the collector is off while one is built. Threads share it: the
-# first to enter turns it off, the last to leave turns it on again (if it was on). So that
-# threads emitting back to back cannot keep it off for long (other code of the process may
-# make cycles meanwhile), one leaving after _GC_MAX_OFF_S runs a young-generation pass.
+# 50,000 in the runner); validating, sealing and producing a batch makes dozens of objects
+# per envelope that all live until the broker acknowledged the batch, so each pass scanned
+# the batch so far again, for nothing: about half the CPU of a batch at 700, still ~5 µs an
+# envelope at 50,000, and a sixth of Log.produce (kafka-python makes a reference cycle per
+# record, its future and its batch's holding each other, and keeps them all until the
+# batch is acknowledged). So the collector is off while a batch is built and produced;
+# building makes no cycles, and kafka-python's are collected by the first pass after.
+# Threads share the switch: the first to enter turns it off, the last to leave turns it on
+# again (if it was on). So that threads emitting back to back cannot keep it off for long
+# (other code of the process may make cycles meanwhile), one leaving after _GC_MAX_OFF_S
+# runs a young-generation pass.
 _GC_MAX_OFF_S = 1.0
 
 
