@@ -488,3 +488,42 @@ def test_sealed_envelopes_are_the_bytes_an_envelope_of_the_sealed_body_gives(
         assert results[0] == results[1] == results[2]
         sealed += results[0] != encode(tp)
     assert sealed > 100
+
+
+def test_threads_emitting_back_to_back_cannot_keep_the_collector_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While one thread is still inside, a thread leaving after the allowed time runs a
+    young-generation pass (cycles made elsewhere meanwhile are freed); the last one out
+    turns the collector on again."""
+    from journey import emitter as emitter_module
+
+    monkeypatch.setattr(emitter_module, "_GC_MAX_OFF_S", 0.0)
+    fewer = emitter_module._Collections().fewer
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with fewer():
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with fewer():
+            assert not gc.isenabled()
+        assert passes == [0]  # a young pass on leaving, the other thread still inside
+        assert not gc.isenabled()
+    finally:
+        gc.callbacks.remove(count)
+        release.set()
+        holder.join(10)
+    assert gc.isenabled()
