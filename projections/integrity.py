@@ -54,7 +54,9 @@ STORE_KIND = "journey-views"
 # 8: smaller: facts stored without the envelope head their row holds as columns (another
 # dictionary), a timeline index without event_id, the small query tables WITHOUT ROWID,
 # identities keyed (customer_id, kind, value), no id column on PostgreSQL.
-SCHEMA_VERSION = "8"
+# 9: snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
+# dataclasses, whose pickles a journey of 8 cannot load nor 8's be loaded by it.
+SCHEMA_VERSION = "9"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 
