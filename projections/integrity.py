@@ -54,7 +54,9 @@ STORE_KIND = "journey-views"
 # 8: smaller: facts stored without the envelope head their row holds as columns (another
 # dictionary), a timeline index without event_id, the small query tables WITHOUT ROWID,
 # identities keyed (customer_id, kind, value), no id column on PostgreSQL.
-SCHEMA_VERSION = "8"
+# 9: smaller on PostgreSQL: indexes built full (fillfactor 100), touchpoints' seq an
+# INTEGER and partition a SMALLINT, the timeline index (customer_id, at, generation, seq).
+SCHEMA_VERSION = "9"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 
