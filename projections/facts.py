@@ -1,5 +1,6 @@
 """How a touchpoint's row stores what it needs compactly: its fact (the wire envelope,
-deflated against a preset dictionary of the envelope's own words), its id and content hash
+deflated against a preset dictionary of the envelope's own words), its timeline summary
+(deflated against the summaries' words and the customer's id), its id and content hash
 as 16 bytes each, its time as microseconds since the epoch (integer order is time order).
 
 A fact is stored without the head its row already holds as columns: the envelope as
@@ -10,7 +11,7 @@ random id deflates to 20 bytes); :func:`unpack` puts the head back from the row'
 byte for byte. An envelope whose head the columns would not give back exactly (an
 occurred_at with another UTC offset, a customer id JSON writes another way) is kept whole.
 
-The dictionary and the head are part of the store's format: changing either needs a new
+The dictionaries and the head are part of the store's format: changing either needs a new
 schema version (projections/integrity.py), since rows written with one cannot be read with
 another.
 """
@@ -31,7 +32,9 @@ __all__ = [
     "id_bytes",
     "id_text",
     "pack",
+    "pack_summary",
     "unpack",
+    "unpack_summary",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -130,6 +133,44 @@ def unpack(
         + _head_after(customer_id, int(at))
         + body[digits:]
     )
+
+
+# The words of the timeline's one-line summaries (domain/journey.py writes them), the most
+# common last. A summary is deflated against them and its customer's id, which the row holds
+# as a column and most ids in a summary repeat (orders, cases, e-mail addresses): a
+# 44-character summary is stored in ~15 bytes, where PostgreSQL's row would hold all 45.
+_SUMMARY_DICTIONARY = (
+    b"Signup request via Identity unlinked Case handed over escalated Reopened: Feedback "
+    b"requested Claim approved rejected Proof of purchase received Pickup of booked failed: "
+    b"Missed promise acknowledged by Serial corrected , awaits the customer's confirmation "
+    b"Asked the customer to confirm serial Customer confirmed serial Replacement shipped "
+    b"Return of received Goodwill: Known defect registered: Proactive outreach about "
+    b"Payment for order approved: cancelled by The carrier tried to deliver No first reply "
+    b"by : target missed Promise withdrawn by Promise broken: (erased) Review answered by "
+    b"Public review on Refund of issued Rated the service /5 Promise kept late: deliver "
+    b"order Promise by Delivery of rescheduled delivered at Repair #1 of completed "
+    b"Resolved: Automatic acknowledgement sent (not an answer) chat email phone web warranty "
+    b"claim about complaint: inquiry: Reply by agent (Support , ) via Order handed to "
+    b"Identity linked (unverified claim): (verified): email name phone "
+)
+
+
+def _summary_words(customer_id: str) -> bytes:
+    return _SUMMARY_DICTIONARY + customer_id.encode()
+
+
+def pack_summary(summary: str, customer_id: str) -> bytes:
+    """A timeline summary as stored: deflated against the summaries' words and the id of
+    the customer whose row it is in (:func:`unpack_summary` needs the same id)."""
+    c = zlib.compressobj(
+        9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _summary_words(customer_id)
+    )
+    return c.compress(summary.encode()) + c.flush()
+
+
+def unpack_summary(stored: bytes, customer_id: str) -> str:
+    d = zlib.decompressobj(-15, _summary_words(customer_id))
+    return (d.decompress(bytes(stored)) + d.flush()).decode()
 
 
 def id_bytes(event_id: uuid.UUID | str) -> bytes:

@@ -20,8 +20,9 @@ _COMMON = [
     # refused at open with the remedy instead of failing later (projections/integrity.py).
     """CREATE TABLE IF NOT EXISTS journey_store_meta (
         key TEXT PRIMARY KEY{ff}, value TEXT NOT NULL){compact}""",
-    # One compact row per touchpoint: the timeline entry (summary, case, what was said,
-    # verbatim), the content hash (the same event_id with other content is a conflicting
+    # One compact row per touchpoint: the timeline entry (summary, deflated against its
+    # words and the customer's id: projections/facts.py; case; what was said, verbatim),
+    # the content hash (the same event_id with other content is a conflicting
     # duplicate), where it came from on the log (partition, offset), and the fact itself
     # (its wire envelope, deflated without the head these columns hold: projections/
     # facts.py) for the rare refold a late fact causes and for a cold read's tail after the
@@ -36,7 +37,7 @@ _COMMON = [
         {serial}at BIGINT NOT NULL, logged_at BIGINT NOT NULL, "offset" BIGINT NOT NULL,
         seq INTEGER NOT NULL, generation INTEGER NOT NULL, partition SMALLINT NOT NULL,
         event_id {blob} NOT NULL UNIQUE{ff}, content_hash {blob} NOT NULL,
-        customer_id TEXT NOT NULL, type TEXT NOT NULL, summary TEXT NOT NULL, case_id TEXT,
+        customer_id TEXT NOT NULL, type TEXT NOT NULL, summary {blob} NOT NULL, case_id TEXT,
         text TEXT, fact {blob})""",
     # The timeline, newest first, a page at a time (a tie on at, rare within one customer,
     # is ordered by event_id among the tied rows only); with seq in it, a cold read finds

@@ -57,7 +57,9 @@ from projections.facts import (
     id_bytes,
     id_text,
     pack,
+    pack_summary,
     unpack,
+    unpack_summary,
 )
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -439,7 +441,7 @@ class JourneyStore:
                 TimelineEntry(
                     from_micros(int(at)),
                     str(kind),
-                    str(summary),
+                    unpack_summary(summary, str(cid)),
                     id_text(event_id),
                     None if case is None else str(case),
                     None if text is None else str(text),
@@ -884,9 +886,9 @@ class JourneyStore:
             # good; their rows stay as ids and hashes (a re-delivery is still a duplicate).
             writes.append(
                 (
-                    "UPDATE touchpoints SET summary = '(erased)', text = NULL, fact = NULL"
+                    "UPDATE touchpoints SET summary = ?, text = NULL, fact = NULL"
                     " WHERE customer_id = ? AND generation < ?",
-                    (cid, generation),
+                    (pack_summary("(erased)", cid), cid, generation),
                 )
             )
             writes.append(
@@ -961,7 +963,12 @@ class JourneyStore:
             writes.extend(
                 (
                     "UPDATE touchpoints SET summary = ?, case_id = ?, text = ? WHERE event_id = ?",
-                    (e.summary, e.case_id, e.text, id_bytes(e.event_id)),
+                    (
+                        pack_summary(e.summary, journey.customer_id),
+                        e.case_id,
+                        e.text,
+                        id_bytes(e.event_id),
+                    ),
                 )
                 for e in new_entries
             )
@@ -1060,7 +1067,7 @@ class JourneyStore:
                 f.seq,
                 at_micros(t.occurred_at),
                 t.type,
-                summary,
+                pack_summary(summary, t.customer_id),
                 case_id,
                 text,
                 hash_bytes(f.digest),

@@ -41,7 +41,7 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, decode
 from domain.errors import JourneyError
 from domain.journey import FactKey, Journey, TimelineEntry, fact_key, fact_order
-from projections.facts import at_micros, from_micros, id_text, unpack
+from projections.facts import at_micros, from_micros, id_text, unpack, unpack_summary
 from projections.store import JourneyStore, norm_identity
 
 __all__ = ["TRAVEL_MAX_TOUCHPOINTS", "Cut", "TooLargeToTravel", "Travelled", "travel"]
@@ -211,7 +211,7 @@ def _fold_at(
             int(logged),
             str(kind),
             id_text(eid),
-            str(s),
+            unpack_summary(s, customer_id),
             None if case is None else str(case),
             None if text is None else str(text),
             bytes(fact),
