@@ -108,11 +108,15 @@ def _body(raw: bytes) -> bytes:
     return raw[m.start(3) : m.end(3)] + raw[m.end() :]
 
 
-def pack(raw: bytes) -> bytes:
+def pack(raw: bytes, *, customer_id: str) -> bytes:
     """``raw`` (an envelope as ``encode`` writes it) as stored: without the head its row
-    holds as columns, deflated. The row must hold the envelope's own event_id, type,
-    customer_id and at (its occurred_at in microseconds): :func:`unpack` needs them."""
-    c = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY)
+    holds as columns, deflated against the envelope's words and ``customer_id`` (the ids
+    in a body mostly repeat it: orders, cases, e-mail addresses, serials; 61 -> 50 bytes on
+    the bench workload). The row must hold the envelope's own event_id, type, customer_id
+    and at (its occurred_at in microseconds): :func:`unpack` needs them."""
+    c = zlib.compressobj(
+        6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY + customer_id.encode()
+    )
     return c.compress(_body(raw)) + c.flush()
 
 
@@ -120,7 +124,7 @@ def unpack(
     stored: bytes, *, event_id: bytes | str | uuid.UUID, type: str, customer_id: str, at: int
 ) -> bytes:
     """The envelope ``pack`` stored, whole again, from the row's columns."""
-    d = zlib.decompressobj(-15, _DICTIONARY)
+    d = zlib.decompressobj(-15, _DICTIONARY + customer_id.encode())
     body = d.decompress(bytes(stored)) + d.flush()
     if not body[:1].isdigit():
         return body

@@ -55,8 +55,10 @@ STORE_KIND = "journey-views"
 # dictionary), a timeline index without event_id, the small query tables WITHOUT ROWID,
 # identities keyed (customer_id, kind, value), no id column on PostgreSQL.
 # 9: smaller on PostgreSQL: indexes built full (fillfactor 100), touchpoints' seq an
-# INTEGER and partition a SMALLINT, the timeline index (customer_id, at, generation, seq);
-# on both, a touchpoint's summary deflated (its words and the customer's id as dictionary).
+# INTEGER and partition a SMALLINT, the timeline index (customer_id, at, generation, seq),
+# event_id kept unique by a hash index (an exclusion constraint);
+# on both, a touchpoint's summary deflated (its words and the customer's id as dictionary),
+# and its customer's id the last words of its fact's dictionary.
 SCHEMA_VERSION = "9"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"

@@ -1055,7 +1055,7 @@ class JourneyStore:
             summary, case_id, text, fact = "(erased)", None, None, None
         else:
             summary, case_id, text = entry.summary, entry.case_id, entry.text
-            fact = pack(f.raw)
+            fact = pack(f.raw, customer_id=t.customer_id)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
             ' case_id, text, content_hash, partition, "offset", fact, logged_at)'

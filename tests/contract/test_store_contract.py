@@ -123,6 +123,21 @@ def test_duplicates_are_skipped_and_conflicting_duplicates_rejected(store: Journ
     assert store.conflicts([other]) and not store.conflicts([same])
 
 
+def test_the_store_itself_keeps_an_event_id_once(store: JourneyStore) -> None:
+    # The writers check for duplicates first; the store refuses a second row with the same
+    # event_id even so (two writers racing on one id sent under two customers' keys).
+    Writer(store).batch([inquiry("cust-a", "k1", 0)])
+    columns = (
+        'at, logged_at, "offset", seq, generation, partition, event_id, content_hash,'
+        " customer_id, type, summary, case_id, text, fact"
+    )
+    with pytest.raises(Exception, match=r"(?i)unique|exclusion|conflict"):
+        store.backend.execute(
+            [(f"INSERT INTO touchpoints ({columns}) SELECT {columns} FROM touchpoints", ())]
+        )
+    assert store.query("SELECT count(*) FROM touchpoints") == [(1,)]
+
+
 def test_a_cold_read_is_the_journey_the_writer_folded(store_address: Path | str) -> None:
     """Many batches (so the snapshot is older than the last touchpoints), late facts among
     them (refolds), read back by another handle: snapshot + tail = the writer's journey."""
