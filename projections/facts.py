@@ -1,7 +1,8 @@
 """How a touchpoint's row stores what it needs compactly: its fact (the wire envelope,
 deflated against a preset dictionary of the envelope's own words), its timeline summary
 (deflated against the summaries' words and the customer's id), its id and content hash
-as 16 bytes each, its time as microseconds since the epoch (integer order is time order).
+as 16 bytes each, its type as a number, its time as microseconds since the epoch (integer
+order is time order).
 
 A fact is stored without the head its row already holds as columns: the envelope as
 ``encode`` writes it starts with event_id, type, schema_version, customer_id and
@@ -33,6 +34,8 @@ __all__ = [
     "id_text",
     "pack",
     "pack_summary",
+    "type_code",
+    "type_name",
     "unpack",
     "unpack_summary",
 ]
@@ -175,6 +178,70 @@ def pack_summary(summary: str, customer_id: str) -> bytes:
 def unpack_summary(stored: bytes, customer_id: str) -> str:
     d = zlib.decompressobj(-15, _summary_words(customer_id))
     return (d.decompress(bytes(stored)) + d.flush()).decode()
+
+
+# Each touchpoint type's number in the store (touchpoints.type, a SMALLINT: 2 bytes where
+# its name took 15). Part of the store's format: a new type is appended, none is ever
+# reordered or removed (tests/unit/test_store_size.py checks every catalogue type has one).
+TYPE_CODES: tuple[str, ...] = (
+    "AutoAcknowledgementSent",
+    "BreachAcknowledged",
+    "CaseHandedOff",
+    "CaseReopened",
+    "CaseResolved",
+    "ClaimDecided",
+    "ComplaintFiled",
+    "Delivered",
+    "DeliveryAttempted",
+    "DeliveryFailed",
+    "DeliveryRescheduled",
+    "ErasureRequested",
+    "FeedbackRequested",
+    "GoodwillGranted",
+    "IdentityLinked",
+    "IdentityUnlinked",
+    "InquiryReceived",
+    "KnownDefectRegistered",
+    "OrderCancelled",
+    "OrderPlaced",
+    "OrderShipped",
+    "PaymentApproved",
+    "PickupBooked",
+    "PickupCompleted",
+    "PickupFailed",
+    "ProactiveOutreachSent",
+    "PromiseBroken",
+    "PromiseKept",
+    "PromiseMade",
+    "PromiseWithdrawn",
+    "ProofOfPurchaseReceived",
+    "PublicReviewPosted",
+    "RefundIssued",
+    "RepairCompleted",
+    "ReplacementShipped",
+    "ReplyOverdue",
+    "ReplySent",
+    "ReturnReceived",
+    "ReviewAnswered",
+    "SatisfactionRated",
+    "SerialConfirmationRequested",
+    "SerialNumberConfirmed",
+    "SerialNumberCorrected",
+    "SignupRequested",
+)
+_TYPE_CODE = {name: code for code, name in enumerate(TYPE_CODES, 1)}
+
+
+def type_code(name: str) -> int:
+    """The number ``name`` is stored as."""
+    code = _TYPE_CODE.get(name)
+    if code is None:  # a catalogue type added without a number: a developer's error
+        raise ValueError(f"touchpoint type {name!r} has no number: add it to TYPE_CODES")
+    return code
+
+
+def type_name(code: int) -> str:
+    return TYPE_CODES[int(code) - 1]
 
 
 def id_bytes(event_id: uuid.UUID | str) -> bytes:

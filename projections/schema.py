@@ -26,9 +26,10 @@ _COMMON = [
     # duplicate), where it came from on the log (partition, offset), and the fact itself
     # (its wire envelope, deflated without the head these columns hold: projections/
     # facts.py) for the rare refold a late fact causes and for a cold read's tail after the
-    # customer's snapshot. event_id and content_hash are 16 bytes, at is microseconds since
-    # the epoch. seq numbers a customer's touchpoints in the order folded. An erasure
-    # empties summary, text and fact of the generations before it. logged_at is when the
+    # customer's snapshot. type is a number (projections/facts.py: TYPE_CODES). event_id and
+    # content_hash are 16 bytes, at is microseconds since the epoch. seq numbers a
+    # customer's touchpoints in the order folded. An erasure empties summary, text and fact
+    # of the generations before it. logged_at is when the
     # log received the touchpoint (the record's timestamp, microseconds): what the engine
     # knew at a moment (known-at views, projections/travel.py) is every row logged by then.
     # The rows are appended in the order recorded, so their pages are full; the two indexes
@@ -38,8 +39,9 @@ _COMMON = [
     """CREATE TABLE IF NOT EXISTS touchpoints (
         {serial}at BIGINT NOT NULL, logged_at BIGINT NOT NULL, "offset" BIGINT NOT NULL,
         seq INTEGER NOT NULL, generation INTEGER NOT NULL, partition SMALLINT NOT NULL,
+        type SMALLINT NOT NULL,
         event_id {blob} NOT NULL{unique_event}, content_hash {blob} NOT NULL,
-        customer_id TEXT NOT NULL, type TEXT NOT NULL, summary {blob} NOT NULL, case_id TEXT,
+        customer_id TEXT NOT NULL, summary {blob} NOT NULL, case_id TEXT,
         text TEXT, fact {blob}{exclude_event})""",
     # The timeline, newest first, a page at a time (a tie on at, rare within one customer,
     # is ordered by event_id among the tied rows only); with seq in it, a cold read finds

@@ -58,6 +58,8 @@ from projections.facts import (
     id_text,
     pack,
     pack_summary,
+    type_code,
+    type_name,
     unpack,
     unpack_summary,
 )
@@ -440,7 +442,7 @@ class JourneyStore:
             (
                 TimelineEntry(
                     from_micros(int(at)),
-                    str(kind),
+                    type_name(kind),
                     unpack_summary(summary, str(cid)),
                     id_text(event_id),
                     None if case is None else str(case),
@@ -602,7 +604,7 @@ class JourneyStore:
             (customer_id, generation, since),
         )
         return [
-            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
             for fact, eid, kind, at in rows
         ]
 
@@ -625,7 +627,7 @@ class JourneyStore:
                 sql += " AND seq <= ?"
                 params.append(up_to)
             return [
-                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
                 for fact, eid, kind, at in self.query(sql, params)
             ]
 
@@ -1066,7 +1068,7 @@ class JourneyStore:
                 f.generation,
                 f.seq,
                 at_micros(t.occurred_at),
-                t.type,
+                type_code(t.type),
                 pack_summary(summary, t.customer_id),
                 case_id,
                 text,

@@ -17,9 +17,18 @@ import pytest
 
 from bench.workload import Shape, ensure_workload, read_batches
 from domain import catalogue as c
+from domain.catalogue import CATALOGUE
 from domain.envelope import Touchpoint, decode, encode, new_touchpoint
 from domain.positions import TopicPartition
-from projections.facts import at_micros, pack, pack_summary, unpack, unpack_summary
+from projections.facts import (
+    at_micros,
+    pack,
+    pack_summary,
+    type_code,
+    type_name,
+    unpack,
+    unpack_summary,
+)
 from projections.store import JourneyStore
 
 
@@ -100,6 +109,16 @@ def test_a_fact_and_a_summary_are_deflated_against_their_customers_id() -> None:
     assert unpack_summary(packed, cid) == summary
     assert unpack_summary(pack_summary("", cid), cid) == ""
     assert unpack_summary(pack_summary("Ørsta → Å ✓", "ø"), "ø") == "Ørsta → Å ✓"
+
+
+def test_every_type_has_its_number_in_the_store() -> None:
+    names = sorted({name for name, _ in CATALOGUE})
+    assert [type_name(type_code(name)) for name in names] == names
+    assert len({type_code(name) for name in names}) == len(names)
+    # The numbers are the store's format: schema 9's stay what they were.
+    assert type_code("AutoAcknowledgementSent") == 1 and type_code("SignupRequested") == 44
+    with pytest.raises(ValueError, match="TYPE_CODES"):
+        type_code("NoSuchType")
 
 
 def _file_bytes(path: Path) -> int:
