@@ -58,7 +58,8 @@ STORE_KIND = "journey-views"
 # INTEGER and partition a SMALLINT, the timeline index (customer_id, at, generation, seq),
 # event_id kept unique by a hash index (an exclusion constraint);
 # on both, a touchpoint's summary deflated (its words and the customer's id as dictionary),
-# and its customer's id the last words of its fact's dictionary; its type a number.
+# and its customer's id the last words of its fact's dictionary; its type a number; its
+# content hash read from its fact (stored only once the fact is erased).
 SCHEMA_VERSION = "9"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"

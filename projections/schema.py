@@ -23,7 +23,8 @@ _COMMON = [
     # One compact row per touchpoint: the timeline entry (summary, deflated against its
     # words and the customer's id: projections/facts.py; case; what was said, verbatim),
     # the content hash (the same event_id with other content is a conflicting
-    # duplicate), where it came from on the log (partition, offset), and the fact itself
+    # duplicate: read from the fact, stored only in a row without one, an erased one),
+    # where it came from on the log (partition, offset), and the fact itself
     # (its wire envelope, deflated without the head these columns hold: projections/
     # facts.py) for the rare refold a late fact causes and for a cold read's tail after the
     # customer's snapshot. type is a number (projections/facts.py: TYPE_CODES). event_id and
@@ -40,7 +41,7 @@ _COMMON = [
         {serial}at BIGINT NOT NULL, logged_at BIGINT NOT NULL, "offset" BIGINT NOT NULL,
         seq INTEGER NOT NULL, generation INTEGER NOT NULL, partition SMALLINT NOT NULL,
         type SMALLINT NOT NULL,
-        event_id {blob} NOT NULL{unique_event}, content_hash {blob} NOT NULL,
+        event_id {blob} NOT NULL{unique_event}, content_hash {blob},
         customer_id TEXT NOT NULL, summary {blob} NOT NULL, case_id TEXT,
         text TEXT, fact {blob}{exclude_event})""",
     # The timeline, newest first, a page at a time (a tie on at, rare within one customer,

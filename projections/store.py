@@ -886,6 +886,7 @@ class JourneyStore:
         for cid, generation in erased.items():
             # Erasure: what the earlier generations said and were told leaves the store for
             # good; their rows stay as ids and hashes (a re-delivery is still a duplicate).
+            writes.extend(self._hashes_kept(cid, generation))
             writes.append(
                 (
                     "UPDATE touchpoints SET summary = ?, text = NULL, fact = NULL"
@@ -1072,13 +1073,30 @@ class JourneyStore:
                 pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(f.digest),
                 tp.partition,
                 f.offset,
                 fact,
                 f.logged_at,
             ),
         )
+
+    def _hashes_kept(self, cid: str, generation: int) -> list[Statement]:
+        """A row's content hash is read from its fact (only a row without one holds it):
+        before an erasure empties the facts of ``cid``'s generations before ``generation``,
+        their hashes are written to their rows."""
+        rows = self.query(
+            "SELECT event_id, type, at, fact FROM touchpoints WHERE customer_id = ?"
+            " AND generation < ? AND fact IS NOT NULL",
+            (cid, generation),
+        )
+        return [
+            (
+                "UPDATE touchpoints SET content_hash = ? WHERE event_id = ?",
+                (hash_bytes(_fact_hash(fact, eid, kind, cid, at)), eid),
+            )
+            for eid, kind, at, fact in rows
+        ]
 
     def _known_hashes(self, ids: Sequence[uuid.UUID | str]) -> dict[str, str]:
         """event id -> content hash, for those of ``ids`` already recorded."""
@@ -1096,7 +1114,8 @@ class JourneyStore:
             marks = ",".join("?" * len(chunk))
             statements.append(
                 (
-                    f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
+                    "SELECT event_id, content_hash, type, at, fact, customer_id FROM touchpoints"
+                    f" WHERE event_id IN ({marks})",
                     chunk,
                 )
             )
@@ -1120,7 +1139,15 @@ class JourneyStore:
             raise self._damaged(exc) from exc
         found: dict[str, str] = {}
         for rows in results[:hash_reads]:
-            found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
+            found.update(
+                (
+                    id_text(eid),
+                    hash_text(digest)
+                    if digest is not None
+                    else _fact_hash(fact, eid, kind, str(cid), at),
+                )
+                for eid, digest, kind, at, fact, cid in rows
+            )
         stored: dict[str, _Stored] = {}
         for rows in results[hash_reads:]:
             for cid, gen, count, erased_at, topic, partition in rows:
@@ -1226,6 +1253,13 @@ class JourneyStore:
                     for d in done
                 ]
             )
+
+
+def _fact_hash(fact: bytes, event_id: bytes, kind: int, customer_id: str, at: int) -> str:
+    """The content hash of a stored fact: the envelope given back byte for byte hashes as
+    the one the writer received."""
+    raw = unpack(fact, event_id=event_id, type=type_name(kind), customer_id=customer_id, at=at)
+    return content_hash_of(raw)
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:
