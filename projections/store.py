@@ -57,7 +57,11 @@ from projections.facts import (
     id_bytes,
     id_text,
     pack,
+    pack_summary,
+    type_code,
+    type_name,
     unpack,
+    unpack_summary,
 )
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -468,8 +472,8 @@ class JourneyStore:
             (
                 TimelineEntry(
                     from_micros(int(at)),
-                    str(kind),
-                    str(summary),
+                    type_name(kind),
+                    unpack_summary(summary, str(cid)),
                     id_text(event_id),
                     None if case is None else str(case),
                     None if text is None else str(text),
@@ -630,7 +634,7 @@ class JourneyStore:
             (customer_id, generation, since),
         )
         return [
-            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
             for fact, eid, kind, at in rows
         ]
 
@@ -653,7 +657,7 @@ class JourneyStore:
                 sql += " AND seq <= ?"
                 params.append(up_to)
             return [
-                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
                 for fact, eid, kind, at in self.query(sql, params)
             ]
 
@@ -932,11 +936,12 @@ class JourneyStore:
         for cid, generation in erased.items():
             # Erasure: what the earlier generations said and were told leaves the store for
             # good; their rows stay as ids and hashes (a re-delivery is still a duplicate).
+            writes.extend(self._hashes_kept(cid, generation))
             writes.append(
                 (
-                    "UPDATE touchpoints SET summary = '(erased)', text = NULL, fact = NULL"
+                    "UPDATE touchpoints SET summary = ?, text = NULL, fact = NULL"
                     " WHERE customer_id = ? AND generation < ?",
-                    (cid, generation),
+                    (pack_summary("(erased)", cid), cid, generation),
                 )
             )
             writes.append(
@@ -1011,7 +1016,12 @@ class JourneyStore:
             writes.extend(
                 (
                     "UPDATE touchpoints SET summary = ?, case_id = ?, text = ? WHERE event_id = ?",
-                    (e.summary, e.case_id, e.text, id_bytes(e.event_id)),
+                    (
+                        pack_summary(e.summary, journey.customer_id),
+                        e.case_id,
+                        e.text,
+                        id_bytes(e.event_id),
+                    ),
                 )
                 for e in new_entries
             )
@@ -1098,7 +1108,7 @@ class JourneyStore:
             summary, case_id, text, fact = "(erased)", None, None, None
         else:
             summary, case_id, text = entry.summary, entry.case_id, entry.text
-            fact = pack(f.raw)
+            fact = pack(f.raw, customer_id=t.customer_id)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
             ' case_id, text, content_hash, partition, "offset", fact, logged_at)'
@@ -1109,17 +1119,34 @@ class JourneyStore:
                 f.generation,
                 f.seq,
                 at_micros(t.occurred_at),
-                t.type,
-                summary,
+                type_code(t.type),
+                pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(f.digest),
                 tp.partition,
                 f.offset,
                 fact,
                 f.logged_at,
             ),
         )
+
+    def _hashes_kept(self, cid: str, generation: int) -> list[Statement]:
+        """A row's content hash is read from its fact (only a row without one holds it):
+        before an erasure empties the facts of ``cid``'s generations before ``generation``,
+        their hashes are written to their rows."""
+        rows = self.query(
+            "SELECT event_id, type, at, fact FROM touchpoints WHERE customer_id = ?"
+            " AND generation < ? AND fact IS NOT NULL",
+            (cid, generation),
+        )
+        return [
+            (
+                "UPDATE touchpoints SET content_hash = ? WHERE event_id = ?",
+                (hash_bytes(_fact_hash(fact, eid, kind, cid, at)), eid),
+            )
+            for eid, kind, at, fact in rows
+        ]
 
     def _known_hashes(self, ids: Sequence[uuid.UUID | str]) -> dict[str, str]:
         """event id -> content hash, for those of ``ids`` already recorded."""
@@ -1137,7 +1164,8 @@ class JourneyStore:
             marks = ",".join("?" * len(chunk))
             statements.append(
                 (
-                    f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
+                    "SELECT event_id, content_hash, type, at, fact, customer_id FROM touchpoints"
+                    f" WHERE event_id IN ({marks})",
                     chunk,
                 )
             )
@@ -1161,7 +1189,15 @@ class JourneyStore:
             raise self._damaged(exc) from exc
         found: dict[str, str] = {}
         for rows in results[:hash_reads]:
-            found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
+            found.update(
+                (
+                    id_text(eid),
+                    hash_text(digest)
+                    if digest is not None
+                    else _fact_hash(fact, eid, kind, str(cid), at),
+                )
+                for eid, digest, kind, at, fact, cid in rows
+            )
         stored: dict[str, _Stored] = {}
         for rows in results[hash_reads:]:
             for cid, gen, count, erased_at, topic, partition in rows:
@@ -1267,6 +1303,13 @@ class JourneyStore:
                     for d in done
                 ]
             )
+
+
+def _fact_hash(fact: bytes, event_id: bytes, kind: int, customer_id: str, at: int) -> str:
+    """The content hash of a stored fact: the envelope given back byte for byte hashes as
+    the one the writer received."""
+    raw = unpack(fact, event_id=event_id, type=type_name(kind), customer_id=customer_id, at=at)
+    return content_hash_of(raw)
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:
