@@ -17,6 +17,7 @@ not a replay of the customer's history.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -1118,11 +1119,22 @@ class JourneyStore:
             # are megabytes, and the whole cache's at once would be the rebuild's peak.
             self.settle()
             for start in range(0, len(lives), 200):
-                writes = [w for live in lives[start : start + 200] for w in self._completion(live)]
+                chunk = lives[start : start + 200]
+                writes = [w for live in chunk for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
-                if writes:
+                if writes and self._behind is not None:
+                    # Written while the next chunk's rows are derived and its snapshots
+                    # pickled; a failure leaves those customers to be written whole again.
+                    self._behind.submit(
+                        functools.partial(self.backend.execute, writes),
+                        undo=functools.partial(_unwritten, chunk),
+                        what=f"the deferred rows of {len(chunk)} customers",
+                        applied=0,
+                    )
+                elif writes:
                     self.backend.execute(writes)
                 done += len(writes)
+            self.settle()
         return done
 
     @staticmethod
@@ -1326,6 +1338,14 @@ class JourneyStore:
                     for d in done
                 ]
             )
+
+
+def _unwritten(lives: Sequence[_Live]) -> None:
+    """Their completion was not recorded: the next one deletes and rewrites their deferred
+    rows and takes their snapshot again."""
+    for live in lives:
+        live.rows_unknown = True
+        live.snapshot_at = 0
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:

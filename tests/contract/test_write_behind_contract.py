@@ -107,3 +107,37 @@ def test_a_write_that_fails_behind_is_raised_next_and_read_again_gives_the_same_
         assert _dump(store) == expected
     finally:
         store.close()
+
+
+def test_a_completion_that_fails_behind_is_raised_and_a_second_one_writes_it_whole(
+    new_store: Callable[[str], Path | str],
+) -> None:
+    batches = _batches()
+    reference = JourneyStore(new_store("reference"), rebuilding=True, write_behind=False)
+    try:
+        _feed(reference, batches)
+        reference.complete()
+        expected = _dump(reference)
+    finally:
+        reference.close()
+
+    store = JourneyStore(new_store("failing"), rebuilding=True)
+    try:
+        _feed(store, batches)
+        execute, calls = store.backend.execute, [0]
+
+        def execute_failing_once(*args: Any, **kwargs: Any) -> None:
+            calls[0] += 1
+            if calls[0] == 1:
+                raise OperationalError("disk I/O error (the completion's write)")
+            execute(*args, **kwargs)
+
+        store.backend.execute = execute_failing_once  # type: ignore[method-assign]
+        with pytest.raises(WriteFailed, match="disk I/O error"):
+            store.complete()
+        assert _dump(store) != expected  # nothing of the completion was recorded
+        store.complete()
+        assert _dump(store) == expected
+        assert store.complete() == 0
+    finally:
+        store.close()
