@@ -141,3 +141,16 @@ def test_a_completion_that_fails_behind_is_raised_and_a_second_one_writes_it_who
         assert store.complete() == 0
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_store_commits_without_waiting_for_the_disk_flush(
+    postgres_store: str,
+) -> None:
+    """As SQLite's synchronous=NORMAL: a commit does not wait for its WAL flush (a server
+    crash may lose the last commits with their positions, which are read again)."""
+    store = JourneyStore(postgres_store)
+    try:
+        assert store.query("SHOW synchronous_commit") == [("off",)]
+    finally:
+        store.close()
