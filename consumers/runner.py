@@ -262,9 +262,7 @@ class Runner:
                     self.stuck = None
                 commits[tp] = batch[-1].offset + 1
         except BaseException as exc:
-            if isinstance(exc, WriteFailed):
-                # An earlier batch counted as applied was not recorded: it is read again.
-                self.stats.applied -= exc.applied
+            self._not_recorded(exc)
             self._rewind_pending = True
             with contextlib.suppress(Exception):
                 self.rewind()  # at once when it can; else first thing at the next step
@@ -283,6 +281,13 @@ class Runner:
         if self.on_batch is not None:
             self.on_batch(self.stats)
         return len(messages)
+
+    def _not_recorded(self, exc: BaseException) -> None:
+        """An earlier batch, counted as applied, was not recorded (write-behind): it is
+        read again, and counted then."""
+        if isinstance(exc, WriteFailed):
+            self.stats.applied -= exc.applied
+            exc.applied = 0  # once, wherever it is caught
 
     def _process_partition(self, tp: TopicPartition, batch: list[Message]) -> None:
         by_offset = {msg.offset: msg for msg in batch}
@@ -455,6 +460,9 @@ class Runner:
                     return self.stats
                 self.step()
             except Exception as exc:
+                if isinstance(exc, WriteFailed):  # raised by a read: the batch is read again
+                    self._not_recorded(exc)
+                    self._rewind_pending = True
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
