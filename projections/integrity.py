@@ -60,7 +60,7 @@ STORE_KIND = "journey-views"
 # on both, a touchpoint's summary deflated (its words and the customer's id as dictionary),
 # and its customer's id the last words of its fact's dictionary; its type a number; its
 # content hash read from its fact (stored only once the fact is erased).
-# and snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
+# On both, snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
 # dataclasses, whose pickles a journey of 8 cannot load nor 8's be loaded by it.
 SCHEMA_VERSION = "9"
 
