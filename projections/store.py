@@ -17,6 +17,7 @@ not a replay of the customer's history.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -57,7 +58,11 @@ from projections.facts import (
     id_bytes,
     id_text,
     pack,
+    pack_summary,
+    type_code,
+    type_name,
     unpack,
+    unpack_summary,
 )
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -88,6 +93,7 @@ from projections.rows import (
     fact_writes,
     norm_identity,
 )
+from projections.write_behind import WriteBehind
 
 __all__ = [
     "BatchRejected",
@@ -124,6 +130,13 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
+# about 150 MiB of folded state.
+_CACHE_WEIGHT = 400_000
+# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``).
+_CUSTOMER_WEIGHT = 8
+# A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
+_REBUILD_PAGE_CACHE_KIB = 16384
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
@@ -171,6 +184,15 @@ class _Live:
     # A rebuilding store reloaded this customer: what its deferred tables hold for it is not
     # known, so completing it first deletes them all (rare: a failed batch, a cache miss).
     rows_unknown: bool = False
+    # What it counted for in the cache's weight when the cache last took it (``_weigh``).
+    weight: int = 0
+
+
+def _weigh(live: _Live) -> int:
+    """A cached customer's weight: the touchpoints it has folded, plus what any customer
+    costs (aggregate, rows, an empty journey). Folded state grows with the history (a
+    10,000-touchpoint journey held 4-6 MB, a dozen-touchpoint one a few KB)."""
+    return live.agg.touchpoints + _CUSTOMER_WEIGHT
 
 
 class _Stored(NamedTuple):
@@ -245,18 +267,31 @@ class JourneyStore:
         path: StoreAddress,
         *,
         cache_size: int | None = None,
+        cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
+        write_behind: bool | None = None,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
         when it leaves the writer's cache or at :meth:`complete`, not with every batch: a
         customer that stays cached for many batches costs one snapshot and one derivation
-        of its rows, not one per batch (a heavy customer's rows are thousands)."""
+        of its rows, not one per batch (a heavy customer's rows are thousands).
+
+        ``cache_size`` bounds the customers a writer keeps folded in memory,
+        ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
+        very long histories weigh as much as thousands of short ones.
+
+        ``write_behind`` (default: as ``rebuilding``): :meth:`process` hands a batch's
+        transaction to a writer thread and returns, so the next batch is decoded and
+        folded while the database writes (projections.write_behind). Every read waits for
+        it first; a failure surfaces at the next call, as a ``WriteFailed``."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
             cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+        if cache_weight is None:
+            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
@@ -268,21 +303,35 @@ class JourneyStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A foreign, outdated or damaged file is refused here, with the remedy.
             inspect_store(self.path, check_pages=check_pages)
-            self.backend = self._open_sqlite(self.path)
+            # A rebuild writes a store nobody reads yet, customer after customer: a smaller
+            # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
+            # of a 1M rebuild's peak memory free.
+            self.backend = self._open_sqlite(
+                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+            )
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
         self._write_meta()
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
+        self._live_weight_max = cache_weight
+        self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
+        behind = rebuilding if write_behind is None else write_behind
+        self._behind = WriteBehind() if behind else None
+        # The batch in flight: its event ids' hashes and its customers (a next batch checks
+        # them without waiting), and every partition's position once it is recorded.
+        self._flight_hashes: dict[str, str] = {}
+        self._flight_customers: dict[str, _Stored] = {}
+        self._ahead: dict[TopicPartition, int] | None = None
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
-    def _open_sqlite(path: Path) -> SQLiteBackend:
+    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path)
+                return SQLiteBackend(path, cache_kib=cache_kib)
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -292,7 +341,20 @@ class JourneyStore:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self.backend.close()
+        try:
+            if self._behind is not None:
+                self._behind.close()
+        finally:
+            self.backend.close()
+
+    def settle(self) -> None:
+        """Wait for the batch in flight (write-behind); raises if its transaction failed."""
+        if self._behind is None or not self._behind.in_flight:
+            return
+        try:
+            self._behind.settle()
+        finally:
+            self._flight_hashes, self._flight_customers = {}, {}
 
     def _write_meta(self) -> None:
         try:
@@ -314,6 +376,7 @@ class JourneyStore:
     # ------------------------------------------------------------------ reads
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.settle()
         try:
             return self.backend.query(sql, params)
         except Exception as exc:
@@ -329,19 +392,25 @@ class JourneyStore:
         return exc
 
     def size_bytes(self) -> int:
+        self.settle()
         return self.backend.size_bytes()
 
     def compact(self) -> None:
         """Rewrite the store packed (see :meth:`Backend.compact`): a rebuild's new store,
         before it is swapped in."""
         with self._lock:
+            self.settle()
             try:
                 self.backend.compact()
             except Exception as exc:
                 raise self._damaged(exc) from exc
 
-    def positions(self) -> dict[TopicPartition, int]:
-        """Last processed offset per partition (from eventsourcing's tracking table)."""
+    def positions(self, *, ahead: bool = False) -> dict[TopicPartition, int]:
+        """Last processed offset per partition (from eventsourcing's tracking table).
+        ``ahead``: while a batch's transaction is still running (write-behind), the
+        positions as they will be once it is recorded, without waiting for it."""
+        if ahead and self._ahead is not None and self._behind is not None and self._behind.running:
+            return dict(self._ahead)
         out: dict[TopicPartition, int] = {}
         for name, offset in self.query(
             f"SELECT application_name, notification_id FROM {self.backend.tracking_table}"
@@ -349,9 +418,11 @@ class JourneyStore:
             topic, sep, part = str(name).rpartition(":")
             if sep and part.isdigit():
                 out[TopicPartition(topic, int(part))] = int(offset)
+        self._ahead = dict(out)
         return out
 
     def position(self, tp: TopicPartition) -> int | None:
+        self.settle()
         return self.backend.position(f"{tp.topic}:{tp.partition}")
 
     def read_version(self) -> tuple[tuple[str, int], ...]:
@@ -438,8 +509,8 @@ class JourneyStore:
             (
                 TimelineEntry(
                     from_micros(int(at)),
-                    str(kind),
-                    str(summary),
+                    type_name(kind),
+                    unpack_summary(summary, str(cid)),
                     id_text(event_id),
                     None if case is None else str(case),
                     None if text is None else str(text),
@@ -545,6 +616,7 @@ class JourneyStore:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
         later read of them sees at least what the snapshot was taken from); and how many
         touchpoints the snapshot used holds (0: none, or none readable)."""
+        self.settle()
         try:
             (snap_rows,) = self.backend.queries(
                 [
@@ -600,7 +672,7 @@ class JourneyStore:
             (customer_id, generation, since),
         )
         return [
-            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
             for fact, eid, kind, at in rows
         ]
 
@@ -623,7 +695,7 @@ class JourneyStore:
                 sql += " AND seq <= ?"
                 params.append(up_to)
             return [
-                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
                 for fact, eid, kind, at in self.query(sql, params)
             ]
 
@@ -704,24 +776,44 @@ class JourneyStore:
             # Those customers were changed in memory but not committed (a completed one's
             # rows counted as written): the next batch of theirs reads them from the store.
             for cid in (*touched, *completed):
-                self._live.pop(cid, None)
+                self._uncache(cid)
             raise
         for cid, live in touched.items():
+            self._uncache(cid)
+            live.weight = _weigh(live)
             self._live[cid] = live
-            self._live.move_to_end(cid)
-        while len(self._live) > self._live_size:
-            self._live.popitem(last=False)
+            self._live_weight += live.weight
+        while self._live and (
+            len(self._live) > self._live_size or self._live_weight > self._live_weight_max
+        ):
+            self._live_weight -= self._live.popitem(last=False)[1].weight
         return result
+
+    def _uncache(self, cid: str) -> None:
+        gone = self._live.pop(cid, None)
+        if gone is not None:
+            self._live_weight -= gone.weight
 
     def _leaving(self, touched: Mapping[str, _Live]) -> list[str]:
         """The customers the cache lets go once this batch is recorded (oldest first: those
         the batch did not touch, then those it did, as ``_process`` drops them)."""
         live = self._live
-        excess = len(live) + sum(1 for cid in touched if cid not in live) - self._live_size
-        if excess <= 0:
-            return []
-        untouched = (cid for cid in live if cid not in touched)  # the oldest first
-        return list(itertools.islice(itertools.chain(untouched, touched), excess))
+        count = len(live) + sum(1 for cid in touched if cid not in live)
+        weight = self._live_weight + sum(
+            _weigh(t) - (live[cid].weight if cid in live else 0) for cid, t in touched.items()
+        )
+        out: list[str] = []
+        untouched = (
+            (cid, held.weight) for cid, held in live.items() if cid not in touched
+        )  # the oldest first
+        then = ((cid, _weigh(t)) for cid, t in touched.items())
+        for cid, w in itertools.chain(untouched, then):
+            if count <= self._live_size and weight <= self._live_weight_max:
+                break
+            out.append(cid)
+            count -= 1
+            weight -= w
+        return out
 
     def _fold_and_record(
         self,
@@ -882,11 +974,12 @@ class JourneyStore:
         for cid, generation in erased.items():
             # Erasure: what the earlier generations said and were told leaves the store for
             # good; their rows stay as ids and hashes (a re-delivery is still a duplicate).
+            writes.extend(self._hashes_kept(cid, generation))
             writes.append(
                 (
-                    "UPDATE touchpoints SET summary = '(erased)', text = NULL, fact = NULL"
+                    "UPDATE touchpoints SET summary = ?, text = NULL, fact = NULL"
                     " WHERE customer_id = ? AND generation < ?",
-                    (cid, generation),
+                    (pack_summary("(erased)", cid), cid, generation),
                 )
             )
             writes.append(
@@ -910,7 +1003,22 @@ class JourneyStore:
                     (tp.topic, tp.partition, clock_text(latest)),
                 )
             )
-        self.backend.record(Tracking(f"{tp.topic}:{tp.partition}", last_offset), writes)
+        tracking = Tracking(f"{tp.topic}:{tp.partition}", last_offset)
+        if self._behind is not None and not erased:
+            self._hand_over(
+                tp,
+                tracking=tracking,
+                writes=writes,
+                folded=folded,
+                touched=touched,
+                completed=completed,
+                result=result,
+            )
+        else:
+            self.settle()
+            self.backend.record(tracking, writes)
+            if self._ahead is not None:
+                self._ahead[tp] = last_offset
         if erased and not self.backend.purge():
             logger.warning(
                 "erased, but a reader kept the write-ahead log from being truncated: the old "
@@ -933,6 +1041,44 @@ class JourneyStore:
                 offset=f.offset,
             )
         return result
+
+    def _hand_over(
+        self,
+        tp: TopicPartition,
+        *,
+        tracking: Tracking,
+        writes: list[Statement],
+        folded: Sequence[_Folded],
+        touched: Mapping[str, _Live],
+        completed: Sequence[str],
+        result: BatchResult,
+    ) -> None:
+        """The batch's transaction to the writer thread (write-behind). What the next
+        batch checks without waiting: the hashes of its event ids and its customers' rows
+        (as ``customer_rows`` writes them), until it is settled."""
+        assert self._behind is not None
+        self.settle()  # the one before: its failure is this batch's to raise
+        self._flight_hashes = {f.event_id: f.digest for f in folded}
+        self._flight_customers = {
+            cid: _Stored(live.agg.generation, live.agg.touchpoints, None, tp)
+            for cid, live in touched.items()
+        }
+        if self._ahead is not None:
+            self._ahead[tp] = tracking.notification_id
+        lost = (*touched, *completed)
+
+        def undo() -> None:
+            # As when a batch fails in process(): what it changed in memory is read back.
+            for cid in lost:
+                self._live.pop(cid, None)
+            self._ahead = None
+
+        self._behind.submit(
+            lambda: self.backend.record(tracking, writes),
+            undo=undo,
+            what=f"{tp} up to offset {tracking.notification_id}",
+            applied=result.applied,
+        )
 
     def _customer_writes(
         self,
@@ -961,7 +1107,12 @@ class JourneyStore:
             writes.extend(
                 (
                     "UPDATE touchpoints SET summary = ?, case_id = ?, text = ? WHERE event_id = ?",
-                    (e.summary, e.case_id, e.text, id_bytes(e.event_id)),
+                    (
+                        pack_summary(e.summary, journey.customer_id),
+                        e.case_id,
+                        e.text,
+                        id_bytes(e.event_id),
+                    ),
                 )
                 for e in new_entries
             )
@@ -1026,12 +1177,24 @@ class JourneyStore:
             lives = list(self._live.values())
             # A few hundred customers a transaction: a heavy customer's snapshot and rows
             # are megabytes, and the whole cache's at once would be the rebuild's peak.
+            self.settle()
             for start in range(0, len(lives), 200):
-                writes = [w for live in lives[start : start + 200] for w in self._completion(live)]
+                chunk = lives[start : start + 200]
+                writes = [w for live in chunk for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
-                if writes:
+                if writes and self._behind is not None:
+                    # Written while the next chunk's rows are derived and its snapshots
+                    # pickled; a failure leaves those customers to be written whole again.
+                    self._behind.submit(
+                        functools.partial(self.backend.execute, writes),
+                        undo=functools.partial(_unwritten, chunk),
+                        what=f"the deferred rows of {len(chunk)} customers",
+                        applied=0,
+                    )
+                elif writes:
                     self.backend.execute(writes)
                 done += len(writes)
+            self.settle()
         return done
 
     @staticmethod
@@ -1048,7 +1211,7 @@ class JourneyStore:
             summary, case_id, text, fact = "(erased)", None, None, None
         else:
             summary, case_id, text = entry.summary, entry.case_id, entry.text
-            fact = pack(f.raw)
+            fact = pack(f.raw, customer_id=t.customer_id)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
             ' case_id, text, content_hash, partition, "offset", fact, logged_at)'
@@ -1059,17 +1222,34 @@ class JourneyStore:
                 f.generation,
                 f.seq,
                 at_micros(t.occurred_at),
-                t.type,
-                summary,
+                type_code(t.type),
+                pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(f.digest),
                 tp.partition,
                 f.offset,
                 fact,
                 f.logged_at,
             ),
         )
+
+    def _hashes_kept(self, cid: str, generation: int) -> list[Statement]:
+        """A row's content hash is read from its fact (only a row without one holds it):
+        before an erasure empties the facts of ``cid``'s generations before ``generation``,
+        their hashes are written to their rows."""
+        rows = self.query(
+            "SELECT event_id, type, at, fact FROM touchpoints WHERE customer_id = ?"
+            " AND generation < ? AND fact IS NOT NULL",
+            (cid, generation),
+        )
+        return [
+            (
+                "UPDATE touchpoints SET content_hash = ? WHERE event_id = ?",
+                (hash_bytes(_fact_hash(fact, eid, kind, cid, at)), eid),
+            )
+            for eid, kind, at, fact in rows
+        ]
 
     def _known_hashes(self, ids: Sequence[uuid.UUID | str]) -> dict[str, str]:
         """event id -> content hash, for those of ``ids`` already recorded."""
@@ -1087,7 +1267,8 @@ class JourneyStore:
             marks = ",".join("?" * len(chunk))
             statements.append(
                 (
-                    f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
+                    "SELECT event_id, content_hash, type, at, fact, customer_id FROM touchpoints"
+                    f" WHERE event_id IN ({marks})",
                     chunk,
                 )
             )
@@ -1105,19 +1286,43 @@ class JourneyStore:
             )
         if not statements:
             return {}, {}
+        flight = self._flight_customers
+        if any(cid in flight and cid not in self._live for cid in cids):
+            # Its row and snapshot are in the transaction in flight, and it is not cached:
+            # it is read back as that transaction leaves it.
+            self.settle()
+        hashes, flight = self._flight_hashes, self._flight_customers
         try:
             results = self.backend.queries(statements)
         except Exception as exc:
             raise self._damaged(exc) from exc
         found: dict[str, str] = {}
         for rows in results[:hash_reads]:
-            found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
+            found.update(
+                (
+                    id_text(eid),
+                    hash_text(digest)
+                    if digest is not None
+                    else _fact_hash(fact, eid, kind, str(cid), at),
+                )
+                for eid, digest, kind, at, fact, cid in rows
+            )
         stored: dict[str, _Stored] = {}
         for rows in results[hash_reads:]:
             for cid, gen, count, erased_at, topic, partition in rows:
                 stored[str(cid)] = _Stored(
                     int(gen), int(count), erased_at, TopicPartition(str(topic), int(partition))
                 )
+        if hashes or flight:
+            # Read beside the transaction in flight (which that read may or may not see):
+            # what it records, as it will be.
+            for i in ids:
+                key = str(i) if isinstance(i, uuid.UUID) else i
+                if key in hashes:
+                    found[key] = hashes[key]
+            for cid in cids:
+                if cid in flight:
+                    stored[cid] = flight[cid]
         return found, stored
 
     def event_ids(self) -> set[str]:
@@ -1192,6 +1397,7 @@ class JourneyStore:
         ]
         if rows:
             with self._lock:
+                self.settle()
                 self.backend.execute(
                     [
                         (
@@ -1207,6 +1413,7 @@ class JourneyStore:
     def mark_dead_letters_published(self, done: Sequence[PendingDeadLetter]) -> None:
         """They are on the DLQ topic now: drop the copies of the messages."""
         with self._lock:
+            self.settle()
             self.backend.execute(
                 [
                     (
@@ -1217,6 +1424,21 @@ class JourneyStore:
                     for d in done
                 ]
             )
+
+
+def _fact_hash(fact: bytes, event_id: bytes, kind: int, customer_id: str, at: int) -> str:
+    """The content hash of a stored fact: the envelope given back byte for byte hashes as
+    the one the writer received."""
+    raw = unpack(fact, event_id=event_id, type=type_name(kind), customer_id=customer_id, at=at)
+    return content_hash_of(raw)
+
+
+def _unwritten(lives: Sequence[_Live]) -> None:
+    """Their completion was not recorded: the next one deletes and rewrites their deferred
+    rows and takes their snapshot again."""
+    for live in lives:
+        live.rows_unknown = True
+        live.snapshot_at = 0
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:
