@@ -57,7 +57,11 @@ from projections.facts import (
     id_bytes,
     id_text,
     pack,
+    pack_summary,
+    type_code,
+    type_name,
     unpack,
+    unpack_summary,
 )
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -124,6 +128,13 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
+# about 150 MiB of folded state.
+_CACHE_WEIGHT = 400_000
+# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``).
+_CUSTOMER_WEIGHT = 8
+# A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
+_REBUILD_PAGE_CACHE_KIB = 16384
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
@@ -171,6 +182,15 @@ class _Live:
     # A rebuilding store reloaded this customer: what its deferred tables hold for it is not
     # known, so completing it first deletes them all (rare: a failed batch, a cache miss).
     rows_unknown: bool = False
+    # What it counted for in the cache's weight when the cache last took it (``_weigh``).
+    weight: int = 0
+
+
+def _weigh(live: _Live) -> int:
+    """A cached customer's weight: the touchpoints it has folded, plus what any customer
+    costs (aggregate, rows, an empty journey). Folded state grows with the history (a
+    10,000-touchpoint journey held 4-6 MB, a dozen-touchpoint one a few KB)."""
+    return live.agg.touchpoints + _CUSTOMER_WEIGHT
 
 
 class _Stored(NamedTuple):
@@ -245,6 +265,7 @@ class JourneyStore:
         path: StoreAddress,
         *,
         cache_size: int | None = None,
+        cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
     ) -> None:
@@ -252,11 +273,17 @@ class JourneyStore:
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
         when it leaves the writer's cache or at :meth:`complete`, not with every batch: a
         customer that stays cached for many batches costs one snapshot and one derivation
-        of its rows, not one per batch (a heavy customer's rows are thousands)."""
+        of its rows, not one per batch (a heavy customer's rows are thousands).
+
+        ``cache_size`` bounds the customers a writer keeps folded in memory,
+        ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
+        very long histories weigh as much as thousands of short ones."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
             cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+        if cache_weight is None:
+            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
@@ -268,21 +295,28 @@ class JourneyStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A foreign, outdated or damaged file is refused here, with the remedy.
             inspect_store(self.path, check_pages=check_pages)
-            self.backend = self._open_sqlite(self.path)
+            # A rebuild writes a store nobody reads yet, customer after customer: a smaller
+            # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
+            # of a 1M rebuild's peak memory free.
+            self.backend = self._open_sqlite(
+                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+            )
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
         self._write_meta()
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
+        self._live_weight_max = cache_weight
+        self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
-    def _open_sqlite(path: Path) -> SQLiteBackend:
+    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path)
+                return SQLiteBackend(path, cache_kib=cache_kib)
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -438,8 +472,8 @@ class JourneyStore:
             (
                 TimelineEntry(
                     from_micros(int(at)),
-                    str(kind),
-                    str(summary),
+                    type_name(kind),
+                    unpack_summary(summary, str(cid)),
                     id_text(event_id),
                     None if case is None else str(case),
                     None if text is None else str(text),
@@ -600,7 +634,7 @@ class JourneyStore:
             (customer_id, generation, since),
         )
         return [
-            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
             for fact, eid, kind, at in rows
         ]
 
@@ -623,7 +657,7 @@ class JourneyStore:
                 sql += " AND seq <= ?"
                 params.append(up_to)
             return [
-                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
                 for fact, eid, kind, at in self.query(sql, params)
             ]
 
@@ -704,24 +738,44 @@ class JourneyStore:
             # Those customers were changed in memory but not committed (a completed one's
             # rows counted as written): the next batch of theirs reads them from the store.
             for cid in (*touched, *completed):
-                self._live.pop(cid, None)
+                self._uncache(cid)
             raise
         for cid, live in touched.items():
+            self._uncache(cid)
+            live.weight = _weigh(live)
             self._live[cid] = live
-            self._live.move_to_end(cid)
-        while len(self._live) > self._live_size:
-            self._live.popitem(last=False)
+            self._live_weight += live.weight
+        while self._live and (
+            len(self._live) > self._live_size or self._live_weight > self._live_weight_max
+        ):
+            self._live_weight -= self._live.popitem(last=False)[1].weight
         return result
+
+    def _uncache(self, cid: str) -> None:
+        gone = self._live.pop(cid, None)
+        if gone is not None:
+            self._live_weight -= gone.weight
 
     def _leaving(self, touched: Mapping[str, _Live]) -> list[str]:
         """The customers the cache lets go once this batch is recorded (oldest first: those
         the batch did not touch, then those it did, as ``_process`` drops them)."""
         live = self._live
-        excess = len(live) + sum(1 for cid in touched if cid not in live) - self._live_size
-        if excess <= 0:
-            return []
-        untouched = (cid for cid in live if cid not in touched)  # the oldest first
-        return list(itertools.islice(itertools.chain(untouched, touched), excess))
+        count = len(live) + sum(1 for cid in touched if cid not in live)
+        weight = self._live_weight + sum(
+            _weigh(t) - (live[cid].weight if cid in live else 0) for cid, t in touched.items()
+        )
+        out: list[str] = []
+        untouched = (
+            (cid, held.weight) for cid, held in live.items() if cid not in touched
+        )  # the oldest first
+        then = ((cid, _weigh(t)) for cid, t in touched.items())
+        for cid, w in itertools.chain(untouched, then):
+            if count <= self._live_size and weight <= self._live_weight_max:
+                break
+            out.append(cid)
+            count -= 1
+            weight -= w
+        return out
 
     def _fold_and_record(
         self,
@@ -882,11 +936,12 @@ class JourneyStore:
         for cid, generation in erased.items():
             # Erasure: what the earlier generations said and were told leaves the store for
             # good; their rows stay as ids and hashes (a re-delivery is still a duplicate).
+            writes.extend(self._hashes_kept(cid, generation))
             writes.append(
                 (
-                    "UPDATE touchpoints SET summary = '(erased)', text = NULL, fact = NULL"
+                    "UPDATE touchpoints SET summary = ?, text = NULL, fact = NULL"
                     " WHERE customer_id = ? AND generation < ?",
-                    (cid, generation),
+                    (pack_summary("(erased)", cid), cid, generation),
                 )
             )
             writes.append(
@@ -961,7 +1016,12 @@ class JourneyStore:
             writes.extend(
                 (
                     "UPDATE touchpoints SET summary = ?, case_id = ?, text = ? WHERE event_id = ?",
-                    (e.summary, e.case_id, e.text, id_bytes(e.event_id)),
+                    (
+                        pack_summary(e.summary, journey.customer_id),
+                        e.case_id,
+                        e.text,
+                        id_bytes(e.event_id),
+                    ),
                 )
                 for e in new_entries
             )
@@ -1048,7 +1108,7 @@ class JourneyStore:
             summary, case_id, text, fact = "(erased)", None, None, None
         else:
             summary, case_id, text = entry.summary, entry.case_id, entry.text
-            fact = pack(f.raw)
+            fact = pack(f.raw, customer_id=t.customer_id)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
             ' case_id, text, content_hash, partition, "offset", fact, logged_at)'
@@ -1059,17 +1119,34 @@ class JourneyStore:
                 f.generation,
                 f.seq,
                 at_micros(t.occurred_at),
-                t.type,
-                summary,
+                type_code(t.type),
+                pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(f.digest),
                 tp.partition,
                 f.offset,
                 fact,
                 f.logged_at,
             ),
         )
+
+    def _hashes_kept(self, cid: str, generation: int) -> list[Statement]:
+        """A row's content hash is read from its fact (only a row without one holds it):
+        before an erasure empties the facts of ``cid``'s generations before ``generation``,
+        their hashes are written to their rows."""
+        rows = self.query(
+            "SELECT event_id, type, at, fact FROM touchpoints WHERE customer_id = ?"
+            " AND generation < ? AND fact IS NOT NULL",
+            (cid, generation),
+        )
+        return [
+            (
+                "UPDATE touchpoints SET content_hash = ? WHERE event_id = ?",
+                (hash_bytes(_fact_hash(fact, eid, kind, cid, at)), eid),
+            )
+            for eid, kind, at, fact in rows
+        ]
 
     def _known_hashes(self, ids: Sequence[uuid.UUID | str]) -> dict[str, str]:
         """event id -> content hash, for those of ``ids`` already recorded."""
@@ -1087,7 +1164,8 @@ class JourneyStore:
             marks = ",".join("?" * len(chunk))
             statements.append(
                 (
-                    f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
+                    "SELECT event_id, content_hash, type, at, fact, customer_id FROM touchpoints"
+                    f" WHERE event_id IN ({marks})",
                     chunk,
                 )
             )
@@ -1111,7 +1189,15 @@ class JourneyStore:
             raise self._damaged(exc) from exc
         found: dict[str, str] = {}
         for rows in results[:hash_reads]:
-            found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
+            found.update(
+                (
+                    id_text(eid),
+                    hash_text(digest)
+                    if digest is not None
+                    else _fact_hash(fact, eid, kind, str(cid), at),
+                )
+                for eid, digest, kind, at, fact, cid in rows
+            )
         stored: dict[str, _Stored] = {}
         for rows in results[hash_reads:]:
             for cid, gen, count, erased_at, topic, partition in rows:
@@ -1217,6 +1303,13 @@ class JourneyStore:
                     for d in done
                 ]
             )
+
+
+def _fact_hash(fact: bytes, event_id: bytes, kind: int, customer_id: str, at: int) -> str:
+    """The content hash of a stored fact: the envelope given back byte for byte hashes as
+    the one the writer received."""
+    raw = unpack(fact, event_id=event_id, type=type_name(kind), customer_id=customer_id, at=at)
+    return content_hash_of(raw)
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:
