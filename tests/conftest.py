@@ -24,9 +24,38 @@ def kafka_bootstrap() -> str | None:
     return os.environ.get("JOURNEY_TEST_KAFKA") or None
 
 
+# The topics this session named: deleted (with their companions, `<topic>.dlq` and the like)
+# when the session ends. A developer's broker keeps every topic (infinite retention), and a
+# full run names thousands: after a few runs the broker ran out of file descriptors (19,382
+# partition directories, "Too many open files") and shut down. Only this session's own
+# topics go: another session may be running against the same broker.
+_NAMED_TOPICS: set[str] = set()
+
+
 @pytest.fixture
 def unique_topic() -> str:
-    return f"test.{uuid.uuid4().hex[:12]}"
+    name = f"test.{uuid.uuid4().hex[:12]}"
+    _NAMED_TOPICS.add(name)
+    return name
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bootstrap = kafka_bootstrap()
+    if bootstrap is None or not _NAMED_TOPICS:
+        return
+    with contextlib.suppress(Exception):  # tidying up: never turns a run red
+        admin = KafkaAdminClient(bootstrap_servers=[bootstrap], request_timeout_ms=10_000)
+        try:
+            ours = sorted(
+                t
+                for t in admin.list_topics()
+                if ".".join(t.split(".")[:2]) in _NAMED_TOPICS  # test.<id> and test.<id>.*
+            )
+            for start in range(0, len(ours), 200):
+                with contextlib.suppress(Exception):
+                    admin.delete_topics(ours[start : start + 200], timeout_ms=30_000)
+        finally:
+            admin.close()
 
 
 @pytest.fixture
