@@ -572,8 +572,9 @@ class KafkaLog:
         self._partition_count(topic)  # unknown topic -> LogError now, not after max_block_ms
 
         def send_all(producer: Any) -> list[Any]:
+            send = producer.send
             futures = [
-                producer.send(
+                send(
                     topic,
                     key=msg.key,
                     value=msg.value,
