@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import pickle
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -75,8 +76,13 @@ def checkpoint_every(folded: int) -> int:
 # (the key of the last fact it holds, the journey's state then, pickled)
 Checkpoint = tuple[FactKey, bytes]
 
+# The parts of a journey are slotted dataclasses: a heavy customer holds thousands of them in
+# a writer's cache, and an instance dict each was a fifth of its weight. A slotted field has
+# no class-level default for an older pickle to fall back on: a field added to one of them
+# changes the snapshot layout (bump projections.integrity.SCHEMA_VERSION).
 
-@dataclass
+
+@dataclass(slots=True)
 class Identity:
     kind: str
     value: str
@@ -88,7 +94,7 @@ class Identity:
     verified: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Submission:
     """What the customer typed, verbatim."""
 
@@ -100,7 +106,7 @@ class Submission:
     submitted_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     at: datetime
     agent: str
@@ -111,7 +117,7 @@ class Reply:
     body: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """Something the customer wrote on a case, verbatim (body, complaint description)."""
 
@@ -121,7 +127,7 @@ class Message:
     text: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Review:
     """A public review and our answer, verbatim."""
 
@@ -143,7 +149,7 @@ class Review:
         return "answered" if self.answered_at is not None else "unanswered"
 
 
-@dataclass
+@dataclass(slots=True)
 class Handoff:
     at: datetime
     from_team: str
@@ -155,7 +161,7 @@ class Handoff:
     reason: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     """A fulfilment step of a case: repair, replacement, pickup, return, refund, goodwill."""
 
@@ -164,7 +170,7 @@ class Step:
     detail: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Case:
     case_id: str
     kind: CaseKind
@@ -227,7 +233,7 @@ class Case:
         return bool(self.replies)
 
 
-@dataclass
+@dataclass(slots=True)
 class Promise:
     promise_id: str
     what: str
@@ -286,7 +292,7 @@ class Promise:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Product:
     """A product the customer owns, keyed by the best serial we have (or its name)."""
 
@@ -307,7 +313,7 @@ class Product:
         return self.serial_corrected or self.serial_as_given
 
 
-@dataclass
+@dataclass(slots=True)
 class Shipment:
     shipment_id: str
     carrier: str | None  # None: the shop does not know it
@@ -325,7 +331,7 @@ class Shipment:
 _PAYMENTS_LISTED = 5
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """What we know of an order beyond its summary line."""
 
@@ -342,7 +348,7 @@ class Order:
     cancel_reason: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Feedback:
     """A feedback request (survey, review invitation) and when it was answered. Either side
     may be folded first."""
@@ -356,7 +362,7 @@ class Feedback:
     answered_with: str | None = None  # "review <id>" or "rating 4/5"
 
 
-@dataclass
+@dataclass(slots=True)
 class TimelineEntry:
     at: datetime
     type: str
@@ -366,7 +372,7 @@ class TimelineEntry:
     text: str | None = None  # what was said or written, verbatim (see ``said``)
 
 
-@dataclass
+@dataclass(slots=True)
 class Anomaly:
     at: datetime
     event_id: str
@@ -379,6 +385,25 @@ _CONTACT_TYPES = (c.InquiryReceived, c.ComplaintFiled, c.SignupRequested)
 # hundreds: a scan per fact grew with its history); below, a scan is as quick, and most
 # customers are small enough that an index would only cost memory in a writer's cache.
 _INDEX_FROM = 24
+# Short values a touchpoint carries (teams, countries, agents, carriers, channels, batches)
+# recur in thousands of a heavy customer's replies, cases and shipments, and across the
+# customers a writer keeps: each decoded touchpoint brings its own copy. Folded in, they
+# share one (``_share_strings``); a snapshot's pickle keeps them shared.
+_SHARED_UP_TO = 24
+
+
+def _share_strings(values: dict[str, object], depth: int = 1) -> None:
+    """Replace the short strings among a model's field ``values`` (and those of the models
+    in its lists, ``depth`` levels down) by the interpreter's one shared copy of each."""
+    for name, value in values.items():
+        if type(value) is str:
+            if len(value) <= _SHARED_UP_TO:
+                values[name] = sys.intern(value)
+        elif depth and type(value) is list:
+            for item in value:
+                inner = getattr(item, "__dict__", None)
+                if type(inner) is dict:
+                    _share_strings(inner, depth - 1)
 
 
 @dataclass
@@ -738,6 +763,7 @@ class Journey:
         if self.last_seen is None or tp.occurred_at > self.last_seen:
             self.last_seen = tp.occurred_at
         data = tp.data
+        _share_strings(data.__dict__)
         if isinstance(data, _CONTACT_TYPES):
             self.contacts += 1
         summary, case_id = self._fold(tp, data)

@@ -62,6 +62,8 @@ STORE_KIND = "journey-views"
 # content hash read from its fact (stored only once the fact is erased); the fact's
 # dictionary with the catalogue's field names; customers without first_seen (never read);
 # identities.verified a SMALLINT.
+# On both, snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
+# dataclasses, whose pickles a journey of 8 cannot load nor 8's be loaded by it.
 SCHEMA_VERSION = "9"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"

@@ -128,6 +128,13 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
+# about 150 MiB of folded state.
+_CACHE_WEIGHT = 400_000
+# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``).
+_CUSTOMER_WEIGHT = 8
+# A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
+_REBUILD_PAGE_CACHE_KIB = 16384
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
@@ -175,6 +182,15 @@ class _Live:
     # A rebuilding store reloaded this customer: what its deferred tables hold for it is not
     # known, so completing it first deletes them all (rare: a failed batch, a cache miss).
     rows_unknown: bool = False
+    # What it counted for in the cache's weight when the cache last took it (``_weigh``).
+    weight: int = 0
+
+
+def _weigh(live: _Live) -> int:
+    """A cached customer's weight: the touchpoints it has folded, plus what any customer
+    costs (aggregate, rows, an empty journey). Folded state grows with the history (a
+    10,000-touchpoint journey held 4-6 MB, a dozen-touchpoint one a few KB)."""
+    return live.agg.touchpoints + _CUSTOMER_WEIGHT
 
 
 class _Stored(NamedTuple):
@@ -249,6 +265,7 @@ class JourneyStore:
         path: StoreAddress,
         *,
         cache_size: int | None = None,
+        cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
     ) -> None:
@@ -256,11 +273,17 @@ class JourneyStore:
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
         when it leaves the writer's cache or at :meth:`complete`, not with every batch: a
         customer that stays cached for many batches costs one snapshot and one derivation
-        of its rows, not one per batch (a heavy customer's rows are thousands)."""
+        of its rows, not one per batch (a heavy customer's rows are thousands).
+
+        ``cache_size`` bounds the customers a writer keeps folded in memory,
+        ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
+        very long histories weigh as much as thousands of short ones."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
             cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+        if cache_weight is None:
+            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
@@ -272,21 +295,28 @@ class JourneyStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A foreign, outdated or damaged file is refused here, with the remedy.
             inspect_store(self.path, check_pages=check_pages)
-            self.backend = self._open_sqlite(self.path)
+            # A rebuild writes a store nobody reads yet, customer after customer: a smaller
+            # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
+            # of a 1M rebuild's peak memory free.
+            self.backend = self._open_sqlite(
+                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+            )
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
         self._write_meta()
         self._lock = threading.Lock()
         self._live: OrderedDict[str, _Live] = OrderedDict()
         self._live_size = cache_size
+        self._live_weight_max = cache_weight
+        self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
-    def _open_sqlite(path: Path) -> SQLiteBackend:
+    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path)
+                return SQLiteBackend(path, cache_kib=cache_kib)
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -708,24 +738,44 @@ class JourneyStore:
             # Those customers were changed in memory but not committed (a completed one's
             # rows counted as written): the next batch of theirs reads them from the store.
             for cid in (*touched, *completed):
-                self._live.pop(cid, None)
+                self._uncache(cid)
             raise
         for cid, live in touched.items():
+            self._uncache(cid)
+            live.weight = _weigh(live)
             self._live[cid] = live
-            self._live.move_to_end(cid)
-        while len(self._live) > self._live_size:
-            self._live.popitem(last=False)
+            self._live_weight += live.weight
+        while self._live and (
+            len(self._live) > self._live_size or self._live_weight > self._live_weight_max
+        ):
+            self._live_weight -= self._live.popitem(last=False)[1].weight
         return result
+
+    def _uncache(self, cid: str) -> None:
+        gone = self._live.pop(cid, None)
+        if gone is not None:
+            self._live_weight -= gone.weight
 
     def _leaving(self, touched: Mapping[str, _Live]) -> list[str]:
         """The customers the cache lets go once this batch is recorded (oldest first: those
         the batch did not touch, then those it did, as ``_process`` drops them)."""
         live = self._live
-        excess = len(live) + sum(1 for cid in touched if cid not in live) - self._live_size
-        if excess <= 0:
-            return []
-        untouched = (cid for cid in live if cid not in touched)  # the oldest first
-        return list(itertools.islice(itertools.chain(untouched, touched), excess))
+        count = len(live) + sum(1 for cid in touched if cid not in live)
+        weight = self._live_weight + sum(
+            _weigh(t) - (live[cid].weight if cid in live else 0) for cid, t in touched.items()
+        )
+        out: list[str] = []
+        untouched = (
+            (cid, held.weight) for cid, held in live.items() if cid not in touched
+        )  # the oldest first
+        then = ((cid, _weigh(t)) for cid, t in touched.items())
+        for cid, w in itertools.chain(untouched, then):
+            if count <= self._live_size and weight <= self._live_weight_max:
+                break
+            out.append(cid)
+            count -= 1
+            weight -= w
+        return out
 
     def _fold_and_record(
         self,
