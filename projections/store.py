@@ -125,10 +125,14 @@ active_store_path = active_store
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
 # What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
-# about 150 MiB of folded state.
-_CACHE_WEIGHT = 400_000
-# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``).
-_CUSTOMER_WEIGHT = 8
+# about 130 MiB of folded state. The 1M benchmark's 20 customers of 10,000 touchpoints and
+# 50 of 1,000 weigh 251,000 at its end, and stay cached beside ~4,000 short histories (a
+# long history let go is read back with a snapshot on its next touchpoint: slower, same).
+_CACHE_WEIGHT = 320_000
+# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``):
+# a short history held ~5.7 KB (aggregate, rows, an empty journey), a long one ~0.43 KB a
+# touchpoint (tracemalloc, the 100k benchmark workload).
+_CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
 # The customers row as last written stays: a completion between batches rewrites none.
