@@ -125,10 +125,10 @@ active_store_path = active_store
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
 # What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
-# about 130 MiB of folded state. The 1M benchmark's 20 customers of 10,000 touchpoints and
-# 50 of 1,000 weigh 251,000 at its end, and stay cached beside ~4,000 short histories (a
+# about 125 MiB of folded state. The 1M benchmark's 20 customers of 10,000 touchpoints and
+# 50 of 1,000 weigh 251,000 at its end, and stay cached beside ~3,000 short histories (a
 # long history let go is read back with a snapshot on its next touchpoint: slower, same).
-_CACHE_WEIGHT = 320_000
+_CACHE_WEIGHT = 300_000
 # A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``):
 # a short history held ~5.7 KB (aggregate, rows, an empty journey), a long one ~0.43 KB a
 # touchpoint (tracemalloc, the 100k benchmark workload).
@@ -1077,11 +1077,19 @@ class JourneyStore:
         tail). Returns how many statements that took."""
         done = 0
         with self._lock:
-            lives = list(self._live.values())
-            # A few hundred customers a transaction: a heavy customer's snapshot and rows
-            # are megabytes, and the whole cache's at once would be the rebuild's peak.
-            for start in range(0, len(lives), 200):
-                writes = [w for live in lives[start : start + 200] for w in self._completion(live)]
+            # A few hundred customers a transaction, and at most one long history's worth:
+            # a heavy customer's snapshot and rows are megabytes, and the whole cache's at
+            # once would be the rebuild's peak (twenty of 10,000 touchpoints were ~15 MiB).
+            chunks: list[list[_Live]] = [[]]
+            weight = 0
+            for live in self._live.values():
+                if chunks[-1] and (len(chunks[-1]) >= 200 or weight + live.weight > 12_000):
+                    chunks.append([])
+                    weight = 0
+                chunks[-1].append(live)
+                weight += live.weight
+            for chunk in chunks:
+                writes = [w for live in chunk for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
                 if writes:
                     self.backend.execute(writes)
