@@ -1074,26 +1074,30 @@ class JourneyStore:
         """A rebuilding store: write every cached customer's deferred rows and the
         snapshot it is due (a rebuild calls this before its store is
         swapped in: then every table is whole, and a cold read costs one row and a short
-        tail). Returns how many statements that took."""
+        tail), and let it go from the cache. Returns how many statements that took."""
         done = 0
         with self._lock:
             # A few hundred customers a transaction, and at most one long history's worth:
             # a heavy customer's snapshot and rows are megabytes, and the whole cache's at
             # once would be the rebuild's peak (twenty of 10,000 touchpoints were ~15 MiB).
-            chunks: list[list[_Live]] = [[]]
+            chunks: list[list[tuple[str, _Live]]] = [[]]
             weight = 0
-            for live in self._live.values():
+            for cid, live in self._live.items():
                 if chunks[-1] and (len(chunks[-1]) >= 200 or weight + live.weight > 12_000):
                     chunks.append([])
                     weight = 0
-                chunks[-1].append(live)
+                chunks[-1].append((cid, live))
                 weight += live.weight
             for chunk in chunks:
-                writes = [w for live in chunk for w in self._completion(live)]
+                writes = [w for _, live in chunk for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
                 if writes:
                     self.backend.execute(writes)
                 done += len(writes)
+                # Written whole, they are let go: what they held makes room for the next
+                # chunk (a later batch of theirs reads them back from the store).
+                for cid, _ in chunk:
+                    self._uncache(cid)
         return done
 
     @staticmethod
