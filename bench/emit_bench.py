@@ -15,6 +15,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import time
 import uuid
 from pathlib import Path
@@ -93,7 +94,11 @@ def main() -> None:
             )
     finally:
         log.close()
-    print("ratios:", " ".join(f"{r:.3f}" for r in ratios))
+    print(
+        "ratios:",
+        " ".join(f"{r:.3f}" for r in ratios),
+        f"· median {statistics.median(ratios):.3f}" if ratios else "",
+    )
     if profile is not None and args.profile is not None:
         profile.dump_stats(args.profile)
         for order in ("tottime", "cumulative"):

@@ -5,8 +5,9 @@ run on Kafka and on the embedded log:
 
 * one idempotent producer (``acks="all"``) per log, created on first use; a produce sends
   the whole batch, flushes, and returns the positions the broker acknowledged, in input
-  order. The partition is chosen by kafka-python's default partitioner (murmur2 of the
-  key, as the Java client), which :meth:`KafkaLog.partition_for` reproduces exactly;
+  order. The partition is chosen as by kafka-python's default partitioner (murmur2 of the
+  key, as the Java client; the hash of recent keys kept), which
+  :meth:`KafkaLog.partition_for` reproduces exactly;
 * topics are never created by accident: producing to a topic that does not exist raises
   :class:`LogError` at once (metadata is checked first) instead of blocking for
   ``max_block_ms``; :meth:`KafkaLog.ensure_topics` creates them with infinite retention;
@@ -47,6 +48,7 @@ from kafka import (
 )
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka import errors as kafka_errors
+from kafka.partitioner import DefaultPartitioner, Partitioner
 from kafka.partitioner.default import murmur2
 
 from consumers.log import (
@@ -62,7 +64,7 @@ from consumers.log import (
     TopicPartition,
 )
 
-__all__ = ["KafkaConsumerAdapter", "KafkaLog", "KafkaSecurity"]
+__all__ = ["KafkaConsumerAdapter", "KafkaLog", "KafkaSecurity", "KeyHashPartitioner", "key_hash"]
 
 logger = structlog.get_logger(__name__)
 
@@ -108,7 +110,52 @@ _COMMIT_REFUSED = (
 def partition_for_key(key: bytes, num_partitions: int) -> int:
     """Kafka's default partitioner for a keyed message (the Java client's and kafka-python's
     ``DefaultPartitioner``)."""
-    return (int(murmur2(bytes(key))) & 0x7FFFFFFF) % num_partitions
+    return key_hash(bytes(key)) % num_partitions
+
+
+@functools.lru_cache(maxsize=1 << 16)  # ~64k customers' keys: a few MiB at most
+def key_hash(key: bytes) -> int:
+    """murmur2 of a message key as Kafka's default partitioner uses it (non-negative).
+    Kept for recent keys: kafka-python computes it in pure Python, about a tenth of the
+    cost of producing a record, and a customer's key comes again and again."""
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+class KeyHashPartitioner(Partitioner):  # type: ignore[misc]  # kafka-python is untyped
+    """kafka-python's ``DefaultPartitioner`` (the Java client's: murmur2 of the key over
+    all of the topic's partitions, sorted) with the key's hash kept (:func:`key_hash`);
+    a record without a key goes to the default's random choice. Per record it also skips
+    the default's copies of the cluster's topic set and available partitions."""
+
+    def __init__(self) -> None:
+        self._default = DefaultPartitioner()
+
+    def partition(  # noqa: PLR0917 (kafka-python's signature)
+        self,
+        topic: str,
+        key: Any,
+        serialized_key: bytes | None,
+        value: Any,
+        serialized_value: bytes | None,
+        cluster: Any,
+    ) -> int:
+        partitions = cluster.partitions_for_topic(topic) if serialized_key is not None else None
+        if serialized_key is None or not partitions:  # no key, or a topic not in the metadata
+            return int(
+                self._default.partition(
+                    topic, key, serialized_key, value, serialized_value, cluster
+                )
+            )
+        return int(sorted(partitions)[key_hash(bytes(serialized_key)) % len(partitions)])
+
+
+def _acked(future: Any, timeout_s: float) -> Any:
+    """The record's metadata once the broker acknowledged it. After a flush every future
+    is done: its value is read as it is (``get`` makes a timer per record to wait with);
+    one not done (a batch split and sent again) is waited for."""
+    if future.is_done and future.exception is None:
+        return future.value
+    return future.get(timeout=timeout_s)  # raises the record's error, or waits
 
 
 def _to_kafka(tp: TopicPartition) -> Any:
@@ -336,6 +383,7 @@ class KafkaLog:
             enable_idempotence=True,
             acks="all",
             linger_ms=0,
+            partitioner=KeyHashPartitioner(),
             max_block_ms=self.timeout_ms,
             delivery_timeout_ms=max(self.timeout_ms * 3, 30_000),
             **self._client_config(),
@@ -535,13 +583,14 @@ class KafkaLog:
                 for msg in messages
             ]
             producer.flush(timeout=self.timeout_ms / 1000)
-            return [future.get(timeout=self.timeout_ms / 1000) for future in futures]
+            return [_acked(future, self.timeout_ms / 1000) for future in futures]
 
         # The producer is thread-safe: its lock is held only to make or drop it.
         acked = self._producer.run(
             f"producing {len(messages)} message(s) to topic {topic!r}", send_all, locked=False
         )
-        positions = [Position(str(md.topic), int(md.partition), int(md.offset)) for md in acked]
+        name = str(topic)
+        positions = [Position(name, md.partition, md.offset) for md in acked]
         logger.debug(
             "produced",
             topic=topic,

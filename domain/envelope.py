@@ -48,7 +48,7 @@ from domain.personal import (
     has_personal_values,
     open_data,
     personal_fields,
-    seal_data,
+    sealed_data_or_none,
 )
 from domain.upcasting import upcast
 
@@ -61,6 +61,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_sealed",
+    "event_id_bytes",
     "loads",
     "new_touchpoint",
     "parse_envelope",
@@ -382,17 +383,36 @@ def encode_sealed(
     if not personal_fields(model):
         return encoded or encode(touchpoint)  # no personal field in this type: nothing to seal
     data = touchpoint.data.model_dump(mode="json", exclude_none=True)
-    if not has_personal_values(data, model):
-        return encoded or encode(touchpoint)
     if key is None or key.customer_id != touchpoint.customer_id:
+        if not has_personal_values(data, model):
+            return encoded or encode(touchpoint)
         raise ValueError(f"no key of customer {touchpoint.customer_id!r} to seal with")
-    sealed = seal_data(data, model, key, str(touchpoint.event_id))
+    plain = encoded or encode(touchpoint)
+    sealed = sealed_data_or_none(data, model, key, _event_id_text(touchpoint, plain))
+    if sealed is None:  # no personal value in it
+        return plain
     # The same bytes as an Envelope of the sealed body would give: ``data`` is the last
     # field, and every field before it is a scalar (no `,"data":` can stand in them
     # unescaped), so the plain envelope's bytes up to it are the sealed one's too.
-    plain = encoded or encode(touchpoint)
     head = plain[: plain.index(b',"data":')]
     return b"".join((head, b',"data":', _DATA_JSON.dump_json(sealed, exclude_none=True), b"}"))
+
+
+_EVENT_ID_AT = b'{"event_id":"'
+_EVENT_ID_END = len(_EVENT_ID_AT) + 36
+
+
+def event_id_bytes(touchpoint: Touchpoint, encoded: bytes) -> bytes:
+    """``str(touchpoint.event_id).encode()``, read from ``encoded`` (its envelope's bytes,
+    which open with the event id as str(UUID) spells it) without making a new string
+    (~1.5 µs an envelope)."""
+    if encoded.startswith(_EVENT_ID_AT) and encoded[_EVENT_ID_END : _EVENT_ID_END + 1] == b'"':
+        return encoded[len(_EVENT_ID_AT) : _EVENT_ID_END]
+    return str(touchpoint.event_id).encode()
+
+
+def _event_id_text(touchpoint: Touchpoint, encoded: bytes) -> str:
+    return event_id_bytes(touchpoint, encoded).decode()
 
 
 # how an Envelope writes its ``data`` (a dict[str, Any]), without building an Envelope

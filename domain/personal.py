@@ -51,6 +51,7 @@ __all__ = [
     "personal_fields",
     "seal_bytes",
     "seal_data",
+    "sealed_data_or_none",
     "sealed_kids",
 ]
 
@@ -165,11 +166,21 @@ def seal_data(
     data: Mapping[str, Any], model: type[TouchpointData], key: CustomerKey, event_id: str
 ) -> dict[str, Any]:
     """``data`` (plain JSON of a body) with every personal string sealed with ``key``."""
-    out = dict(data)
-    cipher = AESGCM(key.key)
+    return sealed_data_or_none(data, model, key, event_id) or dict(data)
+
+
+def sealed_data_or_none(
+    data: Mapping[str, Any], model: type[TouchpointData], key: CustomerKey, event_id: str
+) -> dict[str, Any] | None:
+    """:func:`seal_data`, or None when ``data`` has no personal value to seal (what
+    :func:`has_personal_values` says, found in the same walk)."""
+    out: dict[str, Any] | None = None
+    cipher = None
     for path, value in list(_values(data, model)):
         if not isinstance(value, str):
             continue  # already sealed, or not a value the schema allows: left to validation
+        if out is None or cipher is None:
+            out, cipher = dict(data), AESGCM(key.key)
         nonce = _NONCES.take()
         ct = cipher.encrypt(nonce, value.encode("utf-8"), _aad(event_id, path))
         sealed = {"enc": SEALED_VERSION, "kid": key.kid, "iv": _b64(nonce), "ct": _b64(ct)}
@@ -184,11 +195,18 @@ def has_personal_values(data: Mapping[str, Any], model: type[TouchpointData]) ->
 def carries_personal_values(body: TouchpointData) -> bool:
     """:func:`has_personal_values` of a validated body, read from its attributes (its
     personal fields hold a string, a mapping of strings, or None) without dumping it."""
-    model = type(body)
-    names = personal_fields(model)
-    if not names:  # most types: no personal field at all
-        return False
-    return has_personal_values({name: getattr(body, name) for name in names}, model)
+    for name in personal_fields(type(body)):  # most types: none at all
+        value = getattr(body, name)
+        if isinstance(value, str):
+            return True
+        # a mapping (a form's fields): its values, unless it is itself a sealed value
+        if (
+            isinstance(value, dict)
+            and not is_sealed(value)
+            and any(isinstance(inner, str) for inner in value.values())
+        ):
+            return True
+    return False
 
 
 def sealed_kids(data: Mapping[str, Any], model: type[TouchpointData]) -> set[str]:

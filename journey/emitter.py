@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from domain.envelope import (
     check_bounds,
     check_size,
     encode_sealed,
+    event_id_bytes,
     new_touchpoint,
     parse_envelope,
 )
@@ -184,7 +186,7 @@ def to_message(
     return OutgoingMessage(
         key=tp.customer_id.encode(),
         value=value,
-        headers=(_type_header(tp.type), ("journey-event-id", str(tp.event_id).encode())),
+        headers=(_type_header(tp.type), ("journey-event-id", event_id_bytes(tp, value))),
     )
 
 
@@ -379,38 +381,47 @@ class Emitter:
         return self._send(batch)
 
 
-# The collector's young generation is scanned every 700 new objects by default; validating
-# and encoding a batch makes a few objects per envelope that all live until the batch is
-# produced, so each pass scanned the batch so far again: about half the CPU of a batch of
-# 5,000 envelopes. They make no reference cycles, so rarer passes while a batch is built
-# cost no memory. Threads share the setting: the first to enter raises it, the last to
-# leave restores it (never lowering one already higher, e.g. the runner's, see tune_gc).
-_GC_YOUNG = 50_000
+# The collector's young generation is scanned every 700 new objects by default (every
+# 50,000 in the runner); validating and sealing a batch makes dozens of objects per
+# envelope that all live until the batch is produced, so each pass scanned the batch so far
+# again, for nothing: about half the CPU of a batch at 700, still ~5 µs an envelope at
+# 50,000. Building a batch makes no reference cycles (its objects are freed by their
+# reference counts), so the collector is off while one is built. Threads share it: the
+# first to enter turns it off, the last to leave turns it on again (if it was on). So that
+# threads emitting back to back cannot keep it off for long (other code of the process may
+# make cycles meanwhile), one leaving after _GC_MAX_OFF_S runs a young-generation pass.
+_GC_MAX_OFF_S = 1.0
 
 
 class _Collections:
-    """The shared setting: the first thread in raises it, the last one out restores it."""
+    """The shared switch: the first thread in turns the collector off, the last one out
+    turns it back on."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.users = 0
-        self.saved: tuple[int, ...] = ()
+        self.was_enabled = False
+        self.off_since = 0.0
 
     @contextmanager
     def fewer(self) -> Iterator[None]:
         with self.lock:
             if self.users == 0:
-                self.saved = gc.get_threshold()
-                if self.saved[0] < _GC_YOUNG:
-                    gc.set_threshold(_GC_YOUNG, *self.saved[1:])
+                self.was_enabled = gc.isenabled()
+                gc.disable()
+                self.off_since = time.monotonic()
             self.users += 1
         try:
             yield
         finally:
             with self.lock:
                 self.users -= 1
-                if self.users == 0 and gc.get_threshold()[0] == _GC_YOUNG != self.saved[0]:
-                    gc.set_threshold(*self.saved)
+                if self.was_enabled:
+                    if self.users == 0:
+                        gc.enable()
+                    elif time.monotonic() - self.off_since > _GC_MAX_OFF_S:
+                        gc.collect(0)
+                        self.off_since = time.monotonic()
 
 
 _fewer_collections = _Collections().fewer

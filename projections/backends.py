@@ -253,6 +253,11 @@ class PostgresBackend(Backend):
                 def after_connect(conn: Any) -> None:
                     base(conn)
                     conn.cursor().execute(search_path)
+                    # As SQLite's synchronous=NORMAL: a commit returns before its WAL is
+                    # flushed to disk (a server crash may lose the last commits, never
+                    # consistency: the positions go with them and the log is read again).
+                    # The flush was 8-22 ms of waiting per batch on this machine.
+                    conn.cursor().execute("SET synchronous_commit TO off")
 
                 return after_connect
 

@@ -54,7 +54,13 @@ STORE_KIND = "journey-views"
 # 8: smaller: facts stored without the envelope head their row holds as columns (another
 # dictionary), a timeline index without event_id, the small query tables WITHOUT ROWID,
 # identities keyed (customer_id, kind, value), no id column on PostgreSQL.
-# 9: snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
+# 9: smaller on PostgreSQL: indexes built full (fillfactor 100), touchpoints' seq an
+# INTEGER and partition a SMALLINT, the timeline index (customer_id, at, generation, seq),
+# event_id kept unique by a hash index (an exclusion constraint);
+# on both, a touchpoint's summary deflated (its words and the customer's id as dictionary),
+# and its customer's id the last words of its fact's dictionary; its type a number; its
+# content hash read from its fact (stored only once the fact is erased).
+# On both, snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
 # dataclasses, whose pickles a journey of 8 cannot load nor 8's be loaded by it.
 SCHEMA_VERSION = "9"
 

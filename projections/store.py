@@ -17,6 +17,7 @@ not a replay of the customer's history.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -57,7 +58,11 @@ from projections.facts import (
     id_bytes,
     id_text,
     pack,
+    pack_summary,
+    type_code,
+    type_name,
     unpack,
+    unpack_summary,
 )
 from projections.integrity import (
     SCHEMA_VERSION,
@@ -88,6 +93,7 @@ from projections.rows import (
     fact_writes,
     norm_identity,
 )
+from projections.write_behind import WriteBehind
 
 __all__ = [
     "BatchRejected",
@@ -268,6 +274,7 @@ class JourneyStore:
         cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
+        write_behind: bool | None = None,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
@@ -277,7 +284,12 @@ class JourneyStore:
 
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones."""
+        very long histories weigh as much as thousands of short ones.
+
+        ``write_behind`` (default: as ``rebuilding``): :meth:`process` hands a batch's
+        transaction to a writer thread and returns, so the next batch is decoded and
+        folded while the database writes (projections.write_behind). Every read waits for
+        it first; a failure surfaces at the next call, as a ``WriteFailed``."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
@@ -310,6 +322,13 @@ class JourneyStore:
         self._live_weight_max = cache_weight
         self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
+        behind = rebuilding if write_behind is None else write_behind
+        self._behind = WriteBehind() if behind else None
+        # The batch in flight: its event ids' hashes and its customers (a next batch checks
+        # them without waiting), and every partition's position once it is recorded.
+        self._flight_hashes: dict[str, str] = {}
+        self._flight_customers: dict[str, _Stored] = {}
+        self._ahead: dict[TopicPartition, int] | None = None
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
@@ -326,7 +345,20 @@ class JourneyStore:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self.backend.close()
+        try:
+            if self._behind is not None:
+                self._behind.close()
+        finally:
+            self.backend.close()
+
+    def settle(self) -> None:
+        """Wait for the batch in flight (write-behind); raises if its transaction failed."""
+        if self._behind is None or not self._behind.in_flight:
+            return
+        try:
+            self._behind.settle()
+        finally:
+            self._flight_hashes, self._flight_customers = {}, {}
 
     def _write_meta(self) -> None:
         try:
@@ -348,6 +380,7 @@ class JourneyStore:
     # ------------------------------------------------------------------ reads
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.settle()
         try:
             return self.backend.query(sql, params)
         except Exception as exc:
@@ -363,19 +396,25 @@ class JourneyStore:
         return exc
 
     def size_bytes(self) -> int:
+        self.settle()
         return self.backend.size_bytes()
 
     def compact(self) -> None:
         """Rewrite the store packed (see :meth:`Backend.compact`): a rebuild's new store,
         before it is swapped in."""
         with self._lock:
+            self.settle()
             try:
                 self.backend.compact()
             except Exception as exc:
                 raise self._damaged(exc) from exc
 
-    def positions(self) -> dict[TopicPartition, int]:
-        """Last processed offset per partition (from eventsourcing's tracking table)."""
+    def positions(self, *, ahead: bool = False) -> dict[TopicPartition, int]:
+        """Last processed offset per partition (from eventsourcing's tracking table).
+        ``ahead``: while a batch's transaction is still running (write-behind), the
+        positions as they will be once it is recorded, without waiting for it."""
+        if ahead and self._ahead is not None and self._behind is not None and self._behind.running:
+            return dict(self._ahead)
         out: dict[TopicPartition, int] = {}
         for name, offset in self.query(
             f"SELECT application_name, notification_id FROM {self.backend.tracking_table}"
@@ -383,9 +422,11 @@ class JourneyStore:
             topic, sep, part = str(name).rpartition(":")
             if sep and part.isdigit():
                 out[TopicPartition(topic, int(part))] = int(offset)
+        self._ahead = dict(out)
         return out
 
     def position(self, tp: TopicPartition) -> int | None:
+        self.settle()
         return self.backend.position(f"{tp.topic}:{tp.partition}")
 
     def read_version(self) -> tuple[tuple[str, int], ...]:
@@ -472,8 +513,8 @@ class JourneyStore:
             (
                 TimelineEntry(
                     from_micros(int(at)),
-                    str(kind),
-                    str(summary),
+                    type_name(kind),
+                    unpack_summary(summary, str(cid)),
                     id_text(event_id),
                     None if case is None else str(case),
                     None if text is None else str(text),
@@ -579,6 +620,7 @@ class JourneyStore:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
         later read of them sees at least what the snapshot was taken from); and how many
         touchpoints the snapshot used holds (0: none, or none readable)."""
+        self.settle()
         try:
             (snap_rows,) = self.backend.queries(
                 [
@@ -634,7 +676,7 @@ class JourneyStore:
             (customer_id, generation, since),
         )
         return [
-            unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+            unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
             for fact, eid, kind, at in rows
         ]
 
@@ -657,7 +699,7 @@ class JourneyStore:
                 sql += " AND seq <= ?"
                 params.append(up_to)
             return [
-                unpack(fact, event_id=eid, type=str(kind), customer_id=customer_id, at=at)
+                unpack(fact, event_id=eid, type=type_name(kind), customer_id=customer_id, at=at)
                 for fact, eid, kind, at in self.query(sql, params)
             ]
 
@@ -936,11 +978,12 @@ class JourneyStore:
         for cid, generation in erased.items():
             # Erasure: what the earlier generations said and were told leaves the store for
             # good; their rows stay as ids and hashes (a re-delivery is still a duplicate).
+            writes.extend(self._hashes_kept(cid, generation))
             writes.append(
                 (
-                    "UPDATE touchpoints SET summary = '(erased)', text = NULL, fact = NULL"
+                    "UPDATE touchpoints SET summary = ?, text = NULL, fact = NULL"
                     " WHERE customer_id = ? AND generation < ?",
-                    (cid, generation),
+                    (pack_summary("(erased)", cid), cid, generation),
                 )
             )
             writes.append(
@@ -964,7 +1007,22 @@ class JourneyStore:
                     (tp.topic, tp.partition, clock_text(latest)),
                 )
             )
-        self.backend.record(Tracking(f"{tp.topic}:{tp.partition}", last_offset), writes)
+        tracking = Tracking(f"{tp.topic}:{tp.partition}", last_offset)
+        if self._behind is not None and not erased:
+            self._hand_over(
+                tp,
+                tracking=tracking,
+                writes=writes,
+                folded=folded,
+                touched=touched,
+                completed=completed,
+                result=result,
+            )
+        else:
+            self.settle()
+            self.backend.record(tracking, writes)
+            if self._ahead is not None:
+                self._ahead[tp] = last_offset
         if erased and not self.backend.purge():
             logger.warning(
                 "erased, but a reader kept the write-ahead log from being truncated: the old "
@@ -987,6 +1045,44 @@ class JourneyStore:
                 offset=f.offset,
             )
         return result
+
+    def _hand_over(
+        self,
+        tp: TopicPartition,
+        *,
+        tracking: Tracking,
+        writes: list[Statement],
+        folded: Sequence[_Folded],
+        touched: Mapping[str, _Live],
+        completed: Sequence[str],
+        result: BatchResult,
+    ) -> None:
+        """The batch's transaction to the writer thread (write-behind). What the next
+        batch checks without waiting: the hashes of its event ids and its customers' rows
+        (as ``customer_rows`` writes them), until it is settled."""
+        assert self._behind is not None
+        self.settle()  # the one before: its failure is this batch's to raise
+        self._flight_hashes = {f.event_id: f.digest for f in folded}
+        self._flight_customers = {
+            cid: _Stored(live.agg.generation, live.agg.touchpoints, None, tp)
+            for cid, live in touched.items()
+        }
+        if self._ahead is not None:
+            self._ahead[tp] = tracking.notification_id
+        lost = (*touched, *completed)
+
+        def undo() -> None:
+            # As when a batch fails in process(): what it changed in memory is read back.
+            for cid in lost:
+                self._uncache(cid)
+            self._ahead = None
+
+        self._behind.submit(
+            lambda: self.backend.record(tracking, writes),
+            undo=undo,
+            what=f"{tp} up to offset {tracking.notification_id}",
+            applied=result.applied,
+        )
 
     def _customer_writes(
         self,
@@ -1015,7 +1111,12 @@ class JourneyStore:
             writes.extend(
                 (
                     "UPDATE touchpoints SET summary = ?, case_id = ?, text = ? WHERE event_id = ?",
-                    (e.summary, e.case_id, e.text, id_bytes(e.event_id)),
+                    (
+                        pack_summary(e.summary, journey.customer_id),
+                        e.case_id,
+                        e.text,
+                        id_bytes(e.event_id),
+                    ),
                 )
                 for e in new_entries
             )
@@ -1080,6 +1181,7 @@ class JourneyStore:
             # A few hundred customers a transaction, and at most one long history's worth:
             # a heavy customer's snapshot and rows are megabytes, and the whole cache's at
             # once would be the rebuild's peak (twenty of 10,000 touchpoints were ~15 MiB).
+            self.settle()
             chunks: list[list[tuple[str, _Live]]] = [[]]
             weight = 0
             for cid, live in self._live.items():
@@ -1088,16 +1190,35 @@ class JourneyStore:
                     weight = 0
                 chunks[-1].append((cid, live))
                 weight += live.weight
+            in_flight: list[str] = []  # the customers of the chunk written behind
             for chunk in chunks:
-                writes = [w for _, live in chunk for w in self._completion(live)]
+                lives = [live for _, live in chunk]
+                writes = [w for live in lives for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
-                if writes:
-                    self.backend.execute(writes)
                 done += len(writes)
-                # Written whole, they are let go: what they held makes room for the next
-                # chunk (a later batch of theirs reads them back from the store).
-                for cid, _ in chunk:
+                if writes and self._behind is not None:
+                    # Written while the next chunk's rows are derived and its snapshots
+                    # pickled; a failure leaves those customers to be written whole again.
+                    # Handing it over settles the chunk before it: that one is recorded.
+                    self._behind.submit(
+                        functools.partial(self.backend.execute, writes),
+                        undo=functools.partial(_unwritten, lives),
+                        what=f"the deferred rows of {len(chunk)} customers",
+                        applied=0,
+                    )
+                    recorded, in_flight = in_flight, [cid for cid, _ in chunk]
+                else:
+                    if writes:
+                        self.backend.execute(writes)
+                    recorded = [cid for cid, _ in chunk]
+                # Recorded whole, they are let go: what they held makes room for the next
+                # chunk (a later batch of theirs reads them back from the store). A chunk in
+                # flight stays until it is settled: a failure must still find it cached.
+                for cid in recorded:
                     self._uncache(cid)
+            self.settle()
+            for cid in in_flight:
+                self._uncache(cid)
         return done
 
     @staticmethod
@@ -1114,7 +1235,7 @@ class JourneyStore:
             summary, case_id, text, fact = "(erased)", None, None, None
         else:
             summary, case_id, text = entry.summary, entry.case_id, entry.text
-            fact = pack(f.raw)
+            fact = pack(f.raw, customer_id=t.customer_id)
         return (
             "INSERT INTO touchpoints (event_id, customer_id, generation, seq, at, type, summary,"
             ' case_id, text, content_hash, partition, "offset", fact, logged_at)'
@@ -1125,17 +1246,34 @@ class JourneyStore:
                 f.generation,
                 f.seq,
                 at_micros(t.occurred_at),
-                t.type,
-                summary,
+                type_code(t.type),
+                pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(f.digest),
                 tp.partition,
                 f.offset,
                 fact,
                 f.logged_at,
             ),
         )
+
+    def _hashes_kept(self, cid: str, generation: int) -> list[Statement]:
+        """A row's content hash is read from its fact (only a row without one holds it):
+        before an erasure empties the facts of ``cid``'s generations before ``generation``,
+        their hashes are written to their rows."""
+        rows = self.query(
+            "SELECT event_id, type, at, fact FROM touchpoints WHERE customer_id = ?"
+            " AND generation < ? AND fact IS NOT NULL",
+            (cid, generation),
+        )
+        return [
+            (
+                "UPDATE touchpoints SET content_hash = ? WHERE event_id = ?",
+                (hash_bytes(_fact_hash(fact, eid, kind, cid, at)), eid),
+            )
+            for eid, kind, at, fact in rows
+        ]
 
     def _known_hashes(self, ids: Sequence[uuid.UUID | str]) -> dict[str, str]:
         """event id -> content hash, for those of ``ids`` already recorded."""
@@ -1153,7 +1291,8 @@ class JourneyStore:
             marks = ",".join("?" * len(chunk))
             statements.append(
                 (
-                    f"SELECT event_id, content_hash FROM touchpoints WHERE event_id IN ({marks})",
+                    "SELECT event_id, content_hash, type, at, fact, customer_id FROM touchpoints"
+                    f" WHERE event_id IN ({marks})",
                     chunk,
                 )
             )
@@ -1171,19 +1310,43 @@ class JourneyStore:
             )
         if not statements:
             return {}, {}
+        flight = self._flight_customers
+        if any(cid in flight and cid not in self._live for cid in cids):
+            # Its row and snapshot are in the transaction in flight, and it is not cached:
+            # it is read back as that transaction leaves it.
+            self.settle()
+        hashes, flight = self._flight_hashes, self._flight_customers
         try:
             results = self.backend.queries(statements)
         except Exception as exc:
             raise self._damaged(exc) from exc
         found: dict[str, str] = {}
         for rows in results[:hash_reads]:
-            found.update((id_text(r[0]), hash_text(r[1])) for r in rows)
+            found.update(
+                (
+                    id_text(eid),
+                    hash_text(digest)
+                    if digest is not None
+                    else _fact_hash(fact, eid, kind, str(cid), at),
+                )
+                for eid, digest, kind, at, fact, cid in rows
+            )
         stored: dict[str, _Stored] = {}
         for rows in results[hash_reads:]:
             for cid, gen, count, erased_at, topic, partition in rows:
                 stored[str(cid)] = _Stored(
                     int(gen), int(count), erased_at, TopicPartition(str(topic), int(partition))
                 )
+        if hashes or flight:
+            # Read beside the transaction in flight (which that read may or may not see):
+            # what it records, as it will be.
+            for i in ids:
+                key = str(i) if isinstance(i, uuid.UUID) else i
+                if key in hashes:
+                    found[key] = hashes[key]
+            for cid in cids:
+                if cid in flight:
+                    stored[cid] = flight[cid]
         return found, stored
 
     def event_ids(self) -> set[str]:
@@ -1258,6 +1421,7 @@ class JourneyStore:
         ]
         if rows:
             with self._lock:
+                self.settle()
                 self.backend.execute(
                     [
                         (
@@ -1273,6 +1437,7 @@ class JourneyStore:
     def mark_dead_letters_published(self, done: Sequence[PendingDeadLetter]) -> None:
         """They are on the DLQ topic now: drop the copies of the messages."""
         with self._lock:
+            self.settle()
             self.backend.execute(
                 [
                     (
@@ -1283,6 +1448,21 @@ class JourneyStore:
                     for d in done
                 ]
             )
+
+
+def _fact_hash(fact: bytes, event_id: bytes, kind: int, customer_id: str, at: int) -> str:
+    """The content hash of a stored fact: the envelope given back byte for byte hashes as
+    the one the writer received."""
+    raw = unpack(fact, event_id=event_id, type=type_name(kind), customer_id=customer_id, at=at)
+    return content_hash_of(raw)
+
+
+def _unwritten(lives: Sequence[_Live]) -> None:
+    """Their completion was not recorded: the next one deletes and rewrites their deferred
+    rows and takes their snapshot again."""
+    for live in lives:
+        live.rows_unknown = True
+        live.snapshot_at = 0
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:

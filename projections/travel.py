@@ -41,7 +41,15 @@ from domain import catalogue as c
 from domain.envelope import Touchpoint, decode
 from domain.errors import JourneyError
 from domain.journey import FactKey, Journey, TimelineEntry, fact_key, fact_order
-from projections.facts import at_micros, from_micros, id_text, unpack
+from projections.facts import (
+    at_micros,
+    from_micros,
+    id_text,
+    type_code,
+    type_name,
+    unpack,
+    unpack_summary,
+)
 from projections.store import JourneyStore, norm_identity
 
 __all__ = ["TRAVEL_MAX_TOUCHPOINTS", "Cut", "TooLargeToTravel", "Travelled", "travel"]
@@ -209,9 +217,9 @@ def _fold_at(
             int(seq),
             int(at),
             int(logged),
-            str(kind),
+            type_name(kind),
             id_text(eid),
-            str(s),
+            unpack_summary(s, customer_id),
             None if case is None else str(case),
             None if text is None else str(text),
             bytes(fact),
@@ -333,8 +341,8 @@ def _known_defects(store: JourneyStore, journeys: list[Journey], cut: Cut) -> li
         # The registration itself must pass the cut (a few rows: one stream's registrations).
         for at, logged, fact, eid in store.query(
             "SELECT at, logged_at, fact, event_id FROM touchpoints WHERE customer_id = ?"
-            " AND type = 'KnownDefectRegistered' AND fact IS NOT NULL",
-            (by,),
+            " AND type = ? AND fact IS NOT NULL",
+            (by, type_code("KnownDefectRegistered")),
         ):
             if cut.passes(int(at), int(logged)):
                 raw = unpack(

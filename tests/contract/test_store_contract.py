@@ -123,6 +123,52 @@ def test_duplicates_are_skipped_and_conflicting_duplicates_rejected(store: Journ
     assert store.conflicts([other]) and not store.conflicts([same])
 
 
+def test_the_store_itself_keeps_an_event_id_once(store: JourneyStore) -> None:
+    # The writers check for duplicates first; the store refuses a second row with the same
+    # event_id even so (two writers racing on one id sent under two customers' keys).
+    Writer(store).batch([inquiry("cust-a", "k1", 0)])
+    columns = (
+        'at, logged_at, "offset", seq, generation, partition, event_id, content_hash,'
+        " customer_id, type, summary, case_id, text, fact"
+    )
+    with pytest.raises(Exception, match=r"(?i)unique|exclusion|conflict"):
+        store.backend.execute(
+            [(f"INSERT INTO touchpoints ({columns}) SELECT {columns} FROM touchpoints", ())]
+        )
+    assert store.query("SELECT count(*) FROM touchpoints") == [(1,)]
+
+
+def test_an_erased_touchpoint_is_still_told_a_duplicate_from_a_conflict(
+    store: JourneyStore,
+) -> None:
+    # A row's content hash is read from its fact; an erasure empties the fact, so the hash
+    # is written to the row first.
+    w = Writer(store)
+    first = inquiry("cust-a", "k1", 0, body="my words")
+    w.batch([first, inquiry("cust-a", "k1", 1, body="more words")])
+    assert store.query("SELECT count(*) FROM touchpoints WHERE content_hash IS NULL") == [(2,)]
+    erasure = new_touchpoint(
+        c.ErasureRequested(reason="gdpr"), customer_id="cust-a", occurred_at=_at(9), source="t"
+    )
+    w.batch([erasure])
+    assert store.query(
+        "SELECT count(*) FROM touchpoints WHERE fact IS NULL AND content_hash IS NOT NULL"
+    ) == [(2,)]
+    position = store.positions()[TP]
+    assert store.process(TP, [(position + 1, first.model_copy())], position + 1).duplicates == 1
+    other = first.model_copy(
+        update={"data": c.InquiryReceived(case_id="k1", channel="email", body="changed")}
+    )
+    with pytest.raises(BatchRejected) as caught:
+        store.process(TP, [(position + 2, other)], position + 2)
+    assert [r.reason for r in caught.value.rejections] == ["conflicting_duplicate"]
+    # A row never erased: its hash read from its fact.
+    second = inquiry("cust-a", "k1", 10, body="after the erasure")
+    store.process(TP, [(position + 3, second)], position + 3)
+    assert not store.conflicts([second.model_copy()])
+    assert store.conflicts([second.model_copy(update={"source": "elsewhere"})])
+
+
 def test_a_cold_read_is_the_journey_the_writer_folded(store_address: Path | str) -> None:
     """Many batches (so the snapshot is older than the last touchpoints), late facts among
     them (refolds), read back by another handle: snapshot + tail = the writer's journey."""

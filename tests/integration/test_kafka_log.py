@@ -220,3 +220,28 @@ def test_a_group_splits_partitions_and_a_leaving_member_hands_them_over_promptly
     finally:
         first.close()
         second.close()
+
+
+def test_the_producer_hashes_each_key_once_and_partitions_as_kafkas_default(
+    klog: KafkaLog, unique_topic: str
+) -> None:
+    """murmur2 in pure Python was a tenth of producing a record: the producer's partitioner
+    keeps the hash of recent keys (customers emit again and again), and still lands every
+    record where kafka-python's and the Java client's default partitioner would."""
+    from kafka.partitioner import DefaultPartitioner
+
+    from consumers.kafka_log import KeyHashPartitioner, key_hash
+
+    klog.ensure_topics([unique_topic], partitions=5)
+    keys = [f"c-{i % 40}".encode() for i in range(200)]  # each key five times
+    key_hash.cache_clear()
+    positions = klog.produce(unique_topic, [OutgoingMessage(key=k, value=b"{}") for k in keys])
+
+    producer = klog._producer.current
+    assert isinstance(producer.config["partitioner"], KeyHashPartitioner)
+    assert key_hash.cache_info().misses == 40  # hashed once per key, not once per record
+    default = DefaultPartitioner()
+    cluster = producer._metadata
+    for key, pos in zip(keys, positions, strict=True):
+        assert pos.partition == default.partition(unique_topic, key, key, b"{}", b"{}", cluster)
+        assert pos.partition == klog.partition_for(unique_topic, key)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 import consumers.runner
 from consumers.log import Log
@@ -30,6 +31,7 @@ from domain.rules import ServiceRules
 from journey.pipeline import ManualClock, Pipeline
 from journey.stories import all_touchpoints
 from journey.synthetic import generate_touchpoints
+from projections.backends import Backend
 from projections.keys import keys_file
 from projections.service_levels import build_service_levels
 from projections.store import JourneyStore, active_store_path
@@ -227,3 +229,49 @@ def test_rebuild_of_an_empty_topic_gives_an_empty_store(
         assert store.query("SELECT COUNT(*) FROM customers") == [(0,)]
     finally:
         store.close()
+
+
+def test_a_rebuild_whose_write_fails_behind_reads_that_batch_again(
+    log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild writes each batch on its writer thread while it folds the next; a write
+    that fails there is raised at the next call, and the batch is read again from the
+    store's position: the rebuilt store is the one a rebuild without the failure makes."""
+    pipeline = Pipeline(log, tmp_path / "live" / "views.db", topic=unique_topic)
+    try:
+        pipeline.emit(generate_touchpoints(400, 40, seed=7, start=NOW - timedelta(days=9)))
+    finally:
+        pipeline.close()
+    total = sum(log.high_watermarks(unique_topic).values())
+
+    def rebuilt(name: str) -> tuple[dict[str, Any], int]:
+        shutil.copytree(tmp_path / "live", tmp_path / name)  # the keys, beside the base
+        new_file, stats, _ = rebuild(
+            log,
+            tmp_path / name / "views.db",
+            topic=unique_topic,
+            dlq_topic=f"{unique_topic}.dlq",
+            batch_size=60,
+        )
+        store = JourneyStore(new_file)
+        try:
+            return all_views(store, NOW), stats.processed
+        finally:
+            store.close()
+
+    expected, processed = rebuilt("clean")
+    assert processed == total
+
+    record, calls = Backend.record, [0]
+
+    def record_failing_once(self: Backend, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OperationalError("disk I/O error (the third batch's write)")
+        record(self, *args, **kwargs)
+
+    monkeypatch.setattr(Backend, "record", record_failing_once)
+    views, processed = rebuilt("failing")
+    assert calls[0] > 3
+    assert processed == total  # the failed batch counted once, when it was recorded
+    assert views == expected

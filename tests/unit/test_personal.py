@@ -149,3 +149,35 @@ def test_a_whole_payload_seals_and_opens_only_with_its_key_and_label() -> None:
 def test_a_key_never_shows_in_its_repr(tmp_path: Path) -> None:
     key = new_key("c-1")
     assert key.key.hex() not in repr(key) and str(key.key) not in repr(key)
+
+
+def test_carrying_personal_values_is_read_the_same_from_the_body_and_from_its_json() -> None:
+    """The emitter asks the validated body (no dump); sealing asks its JSON: both must agree,
+    for every type, for empty and missing personal values, and for a form whose fields
+    happen to look like a sealed value."""
+    from domain.catalogue import CATALOGUE, CURRENT
+    from domain.envelope import parse_envelope
+    from domain.personal import carries_personal_values, has_personal_values
+    from journey.schema import example_envelope
+
+    bodies: list[c.TouchpointData] = []
+    for type_name, version in sorted(CATALOGUE):
+        if CURRENT[type_name] == version:
+            bodies.append(parse_envelope(example_envelope(type_name, version)).data)
+    signup = parse_envelope(example_envelope("SignupRequested", CURRENT["SignupRequested"]))
+    lookalike = {"enc": "v1", "kid": "k", "iv": "x", "ct": "y"}
+    bodies += [
+        signup.data.model_copy(update={"fields": {}}),
+        signup.data.model_copy(update={"fields": lookalike}),
+        signup.data.model_copy(update={"fields": {**lookalike, "more": "text"}}),
+    ]
+    answers = set()
+    for body in bodies:
+        model = type(body)
+        answer = carries_personal_values(body)
+        assert answer == has_personal_values(body.model_dump(mode="json"), model), body
+        answers.add(answer)
+        tp = signup.model_copy(update={"data": body, "type": body.type_name})
+        if not answer:  # a key to seal with and nothing to seal: the plain bytes
+            assert encode_sealed(tp, new_key(tp.customer_id)) == encode(tp)
+    assert answers == {True, False}

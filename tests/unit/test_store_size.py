@@ -13,11 +13,22 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from bench.workload import Shape, ensure_workload, read_batches
 from domain import catalogue as c
+from domain.catalogue import CATALOGUE
 from domain.envelope import Touchpoint, decode, encode, new_touchpoint
 from domain.positions import TopicPartition
-from projections.facts import at_micros, pack, unpack
+from projections.facts import (
+    at_micros,
+    pack,
+    pack_summary,
+    type_code,
+    type_name,
+    unpack,
+    unpack_summary,
+)
 from projections.store import JourneyStore
 
 
@@ -44,7 +55,7 @@ def _back(stored: bytes, tp: Touchpoint, **columns: object) -> bytes:
 def test_a_fact_is_stored_without_the_head_its_row_holds_and_given_back_from_it() -> None:
     tp = _inquiry("cust-a", datetime(2026, 3, 2, 9, tzinfo=UTC))
     raw = encode(tp)
-    stored = pack(raw)
+    stored = pack(raw, customer_id=tp.customer_id)
     assert _back(stored, tp) == raw
     # The event id, customer and time come from the row's columns, not from the stored bytes.
     other = uuid.uuid4()
@@ -64,10 +75,50 @@ def test_an_envelope_whose_head_the_columns_cannot_give_back_is_kept_whole() -> 
     ]
     for tp in cases:
         raw = encode(tp)
-        assert _back(pack(raw), tp) == raw, raw
+        assert _back(pack(raw, customer_id=tp.customer_id), tp) == raw, raw
     # Not an envelope as encode writes it at all: kept as it is.
     odd = b'{"type":"InquiryReceived","event_id":"x"}'
-    assert unpack(pack(odd), event_id=uuid.uuid4().bytes, type="X", customer_id="c", at=0) == odd
+    assert (
+        unpack(
+            pack(odd, customer_id="c"), event_id=uuid.uuid4().bytes, type="X", customer_id="c", at=0
+        )
+        == odd
+    )
+
+
+def test_a_fact_and_a_summary_are_deflated_against_their_customers_id() -> None:
+    # The ids a body holds mostly repeat its customer's (orders, cases, e-mail addresses):
+    # the row's customer_id is the last words of the dictionary, and the same id gives the
+    # bytes back.
+    cid = "kunde-0001234"
+    tp = new_touchpoint(
+        c.InquiryReceived(
+            case_id=f"{cid}-c7", channel="email", subject=f"order {cid}-o3", body=f"{cid}@x.no"
+        ),
+        customer_id=cid,
+        occurred_at=datetime(2026, 3, 2, 9, tzinfo=UTC),
+        source="test",
+    )
+    raw = encode(tp)
+    stored = pack(raw, customer_id=cid)
+    assert len(stored) < len(pack(raw, customer_id="someone-else")) - 10
+    assert _back(stored, tp) == raw
+    summary = f"Identity linked (unverified claim): email {cid}@example.com"
+    packed = pack_summary(summary, cid)
+    assert len(packed) <= 20 < len(summary.encode())
+    assert unpack_summary(packed, cid) == summary
+    assert unpack_summary(pack_summary("", cid), cid) == ""
+    assert unpack_summary(pack_summary("Ørsta → Å ✓", "ø"), "ø") == "Ørsta → Å ✓"
+
+
+def test_every_type_has_its_number_in_the_store() -> None:
+    names = sorted({name for name, _ in CATALOGUE})
+    assert [type_name(type_code(name)) for name in names] == names
+    assert len({type_code(name) for name in names}) == len(names)
+    # The numbers are the store's format: schema 9's stay what they were.
+    assert type_code("AutoAcknowledgementSent") == 1 and type_code("SignupRequested") == 44
+    with pytest.raises(ValueError, match="TYPE_CODES"):
+        type_code("NoSuchType")
 
 
 def _file_bytes(path: Path) -> int:
@@ -138,3 +189,53 @@ def test_a_compacted_store_is_smaller_and_says_the_same(
             assert store.timeline([(cid, 0)], limit=1000) == timelines[cid]
     finally:
         store.close()
+
+
+def _postgres_bytes(url: str) -> int:
+    """Every relation of the store's schema (heap, TOAST, indexes, maps): what ``make bench``
+    and bench/size_bench.py count."""
+    from projections.location import active_store, connect, schema_of
+
+    schema = schema_of(str(active_store(url))) or "public"
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+            (schema,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.postgres
+def test_a_packed_postgresql_store_grows_by_at_most_1_7_times_the_logs_bytes(
+    postgres_store: str, tmp_path: Path
+) -> None:
+    # As the SQLite test above, on PostgreSQL, packed as a rebuild leaves it (VACUUM FULL):
+    # its growth over the first batches, each packed store measured. 1.88 times with schema 8
+    # (its rows' 8-byte alignment, indexes 90 % full, the summary as text); the issue's
+    # target is 1.5 times (docs/BENCHMARKS.md, "PostgreSQL store size").
+    workload = ensure_workload(tmp_path / "cache", Shape.for_events(8000), seed=2026)
+    store = JourneyStore(postgres_store)
+    tp = TopicPartition("size.touchpoints", 0)
+    offset, grown_from, log_bytes = -1, 0, 0
+    try:
+        for number, batch in enumerate(read_batches(workload.path, 500)):
+            items = []
+            for line in batch:
+                offset += 1
+                touchpoint = decode(line)
+                items.append((offset, touchpoint))
+                if number >= 4:
+                    log_bytes += len(touchpoint.customer_id.encode()) + len(line)
+            store.process(tp, items, offset)
+            if number == 3:
+                store.compact()
+                grown_from = _postgres_bytes(postgres_store)
+        store.compact()
+        grown = _postgres_bytes(postgres_store) - grown_from
+    finally:
+        store.close()
+    assert log_bytes > 0
+    assert grown / log_bytes <= 1.7, f"{grown / log_bytes:.2f}× the log's bytes"
