@@ -63,6 +63,7 @@ from consumers.log import (
     Position,
     TopicPartition,
 )
+from projections.write_behind import bound_heaps
 
 __all__ = ["KafkaConsumerAdapter", "KafkaLog", "KafkaSecurity", "KeyHashPartitioner", "key_hash"]
 
@@ -289,6 +290,9 @@ class KafkaLog:
     ) -> None:
         if not bootstrap_servers:
             raise LogError("KafkaLog needs at least one bootstrap server (host:port)")
+        # Before kafka-python's network threads start: each would otherwise get malloc
+        # heaps of its own (see projections.write_behind.bound_heaps).
+        bound_heaps()
         if timeout_s <= 0 or offsets_timeout_s <= 0:
             raise LogError(f"timeouts must be positive, got {timeout_s}, {offsets_timeout_s}")
         self.bootstrap_servers = list(bootstrap_servers)
