@@ -47,15 +47,16 @@ def main() -> None:
     workload = ensure_workload(args.cache_dir, Shape.for_events(args.events), args.seed)
     log = KafkaLog(hosts)
     # the emitter's time in Log.produce (sending, acks), apart from its validation
-    produce_s = [0.0]
+    produce_s = [0.0, 0.0]  # wall, CPU
     original_produce = log.produce
 
     def timed_produce(topic: str, messages: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             return original_produce(topic, messages)
         finally:
             produce_s[0] += time.perf_counter() - started
+            produce_s[1] += time.process_time() - cpu
 
     log.produce = timed_produce  # type: ignore[method-assign]
     profile = cProfile.Profile() if args.profile else None
@@ -74,7 +75,7 @@ def main() -> None:
     try:
         for run in range(1, args.runs + 1):
             name = f"bench.emit.{uuid.uuid4().hex[:12]}"
-            produce_s[0] = 0.0
+            produce_s[:] = [0.0, 0.0]
             topics = [name, f"{name}.dlq", f"{name}.bare"]
             try:
                 figure = emit_figure(log, hosts, workload, name, f"{name}.bare")
@@ -88,7 +89,11 @@ def main() -> None:
                 f"{figure['bare_producer']['per_s']:,.0f}/s, ratio {figure['ratio']:.3f}; "
                 f"per envelope: validate+encode {(emitter_s - produce_s[0]) * per:.1f} µs, "
                 f"Log.produce {produce_s[0] * per:.1f} µs, bare send "
-                f"{figure['bare_producer']['seconds'] * per:.1f} µs "
+                f"{figure['bare_producer']['seconds'] * per:.1f} µs; CPU ratio "
+                f"{figure['cpu_ratio']:.3f} (validate+encode "
+                f"{(figure['emitter']['cpu_s'] - produce_s[1]) * per:.1f} µs, Log.produce "
+                f"{produce_s[1] * per:.1f} µs, bare "
+                f"{figure['bare_producer']['cpu_s'] * per:.1f} µs) "
                 f"(load {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M:%S', time.gmtime())}Z)",
                 flush=True,
             )

@@ -51,6 +51,7 @@ from kafka import errors as kafka_errors
 from kafka.partitioner import DefaultPartitioner, Partitioner
 from kafka.partitioner.default import murmur2
 
+from consumers.heaps import bound_heaps
 from consumers.log import (
     CommitRefused,
     Log,
@@ -63,7 +64,6 @@ from consumers.log import (
     Position,
     TopicPartition,
 )
-from projections.write_behind import bound_heaps
 
 __all__ = ["KafkaConsumerAdapter", "KafkaLog", "KafkaSecurity", "KeyHashPartitioner", "key_hash"]
 
@@ -291,7 +291,7 @@ class KafkaLog:
         if not bootstrap_servers:
             raise LogError("KafkaLog needs at least one bootstrap server (host:port)")
         # Before kafka-python's network threads start: each would otherwise get malloc
-        # heaps of its own (see projections.write_behind.bound_heaps).
+        # heaps of its own (consumers.heaps).
         bound_heaps()
         if timeout_s <= 0 or offsets_timeout_s <= 0:
             raise LogError(f"timeouts must be positive, got {timeout_s}, {offsets_timeout_s}")
@@ -576,8 +576,9 @@ class KafkaLog:
         self._partition_count(topic)  # unknown topic -> LogError now, not after max_block_ms
 
         def send_all(producer: Any) -> list[Any]:
+            send = producer.send
             futures = [
-                producer.send(
+                send(
                     topic,
                     key=msg.key,
                     value=msg.value,

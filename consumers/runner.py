@@ -57,7 +57,6 @@ from projections.store import (
     active_store,
     describe,
 )
-from projections.write_behind import WriteFailed
 
 __all__ = ["ERASURE_SOURCE", "Runner", "RunnerStats", "now_for", "tune_gc"]
 
@@ -143,9 +142,6 @@ class Runner:
         # and most of its rows wait until it leaves the writer's cache, or the end
         # (JourneyStore.complete, which the rebuild calls before its swap).
         self.store = JourneyStore(self._store_file, rebuilding=rebuilding)
-        # A rebuild's store is new and its dead letters are never produced: its outbox stays
-        # empty, and looking at it would wait for the batch being written (write-behind).
-        self._outbox = produce_dead_letters or not rebuilding
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
         self._taking = 0  # counts assignments; per partition, the one that gave it to us
@@ -241,8 +237,7 @@ class Runner:
         """
         try:
             self._maybe_swap()
-            if self._outbox:
-                self.publish_dead_letters()
+            self.publish_dead_letters()
             if self._rewind_pending:
                 self.rewind()
             messages = self.consumer.poll(self.poll_timeout_s, self.batch_size)
@@ -261,14 +256,12 @@ class Runner:
                 if self.stuck == tp:
                     self.stuck = None
                 commits[tp] = batch[-1].offset + 1
-        except BaseException as exc:
-            self._not_recorded(exc)
+        except BaseException:
             self._rewind_pending = True
             with contextlib.suppress(Exception):
                 self.rewind()  # at once when it can; else first thing at the next step
             raise
-        if self._outbox:
-            self.publish_dead_letters()
+        self.publish_dead_letters()
         try:
             self.consumer.commit(commits)
         except LogError as exc:
@@ -281,13 +274,6 @@ class Runner:
         if self.on_batch is not None:
             self.on_batch(self.stats)
         return len(messages)
-
-    def _not_recorded(self, exc: BaseException) -> None:
-        """An earlier batch, counted as applied, was not recorded (write-behind): it is
-        read again, and counted then."""
-        if isinstance(exc, WriteFailed):
-            self.stats.applied -= exc.applied
-            exc.applied = 0  # once, wherever it is caught
 
     def _process_partition(self, tp: TopicPartition, batch: list[Message]) -> None:
         by_offset = {msg.offset: msg for msg in batch}
@@ -449,20 +435,14 @@ class Runner:
         while time.monotonic() < deadline:
             try:
                 self._maybe_swap()
-                # Not waiting for the batch being written (write-behind) to know whether
-                # to poll again; once caught up, it is waited for (its failure retried).
-                positions = self.store.positions(ahead=True)
+                positions = self.store.positions()
                 if all(
                     hwm == 0 or positions.get(TopicPartition(self.topic, p), -1) >= hwm - 1
                     for p, hwm in targets.items()
                 ):
-                    self.store.settle()
                     return self.stats
                 self.step()
             except Exception as exc:
-                if isinstance(exc, WriteFailed):  # raised by a read: the batch is read again
-                    self._not_recorded(exc)
-                    self._rewind_pending = True
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now

@@ -89,7 +89,7 @@ def _parse_batch(
     # JSON lines end at "\n" (and "\r\n") only: str.splitlines would also cut at U+2028,
     # U+2029, U+0085 and other characters that may stand raw inside a JSON string.
     for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+        if not line or line.isspace():  # blank (what strip() would empty, without a copy)
             continue
         obj = _load(line, number, origin, MAX_DEPTH)
         try:
@@ -280,7 +280,7 @@ class Emitter:
             return []
         with _fewer_collections():
             batch = self._prepare(touchpoints, encoded)
-        return self._send(batch, logged_at)
+            return self._send(batch, logged_at)
 
     def _prepare(
         self, touchpoints: Sequence[Touchpoint], encoded: Sequence[bytes] | None
@@ -347,8 +347,14 @@ class Emitter:
         keys = self.keys.for_writing(sealed) if self.keys is not None and sealed else {}
         out = []
         for index, tp in enumerate(touchpoints, start=1):
-            key = keys.get(tp.customer_id) if personal[index - 1] else None
             raw = encoded[index - 1] if encoded is not None else None
+            if raw is not None and not personal[index - 1]:
+                # what to_message makes of it: nothing to seal, the bytes the size bound
+                # measured (within it), without a call and a handler per record
+                headers = (_type_header(tp.type), ("journey-event-id", event_id_bytes(tp, raw)))
+                out.append(OutgoingMessage(key=tp.customer_id.encode(), value=raw, headers=headers))
+                continue
+            key = keys.get(tp.customer_id) if personal[index - 1] else None
             try:
                 out.append(to_message(tp, key, encoded=raw))
             except InvalidEvent as exc:
@@ -375,21 +381,22 @@ class Emitter:
             if not parsed:
                 return []
             batch = self._prepare([tp for tp, _ in parsed], [raw for _, raw in parsed])
-            # The touchpoints go now, freed as their last reference does: while the batch
-            # is produced the collector would scan each of them again.
-            del parsed
-        return self._send(batch)
+            del parsed  # the touchpoints go now, freed as their last reference does
+            return self._send(batch)
 
 
 # The collector's young generation is scanned every 700 new objects by default (every
-# 50,000 in the runner); validating and sealing a batch makes dozens of objects per
-# envelope that all live until the batch is produced, so each pass scanned the batch so far
-# again, for nothing: about half the CPU of a batch at 700, still ~5 µs an envelope at
-# 50,000. Building a batch makes no reference cycles (its objects are freed by their
-# reference counts), so the collector is off while one is built. Threads share it: the
-# first to enter turns it off, the last to leave turns it on again (if it was on). So that
-# threads emitting back to back cannot keep it off for long (other code of the process may
-# make cycles meanwhile), one leaving after _GC_MAX_OFF_S runs a young-generation pass.
+# 50,000 in the runner); validating, sealing and producing a batch makes dozens of objects
+# per envelope that all live until the broker acknowledged the batch, so each pass scanned
+# the batch so far again, for nothing: about half the CPU of a batch at 700, still ~5 µs an
+# envelope at 50,000, and a sixth of Log.produce (kafka-python makes a reference cycle per
+# record, its future and its batch's holding each other, and keeps them all until the
+# batch is acknowledged). So the collector is off while a batch is built and produced;
+# building makes no cycles, and kafka-python's are collected by the first pass after.
+# Threads share the switch: the first to enter turns it off, the last to leave turns it on
+# again (if it was on). So that threads emitting back to back cannot keep it off for long
+# (other code of the process may make cycles meanwhile), one leaving after _GC_MAX_OFF_S
+# runs a young-generation pass.
 _GC_MAX_OFF_S = 1.0
 
 

@@ -58,6 +58,24 @@ _DICTIONARY = (
     b':00:00Z"1,"source":"","correlation_id":"","causation_id":"","data":{"order_id":"'
 )
 
+# The other field names of the catalogue's data (as of schema 9), before the words above
+# (a match this far back costs a few bits more): 50 -> 44 bytes a fact on the bench
+# workload. A literal, not read from the catalogue: a field added later must not change
+# how the rows already stored read back.
+_FIELD_NAMES = (
+    b'"agreed_by":"answered_by":"batch":"before_proof":"cancelled_by":"comment":"condition":"c'
+    b'opied_to":"corrected_by":"corrected_serial_number":"decided_by":"decision":"defect_id":"'
+    b'deliver_by":"deliver_on":"escalation":"expected_delivery_date":"feedback_id":"fields":"f'
+    b'orm":"from_country":"from_team":"handoff_by":"instalments":"kept_by":"message":"method":'
+    b'"new_location":"note":"notified_customer_by":"pickup_at":"platform":"products":"promised'
+    b'_delivery_date":"purchase_date":"purchase_place":"rating":"reason":"ref":"registered_by"'
+    b':"remedy":"repaired_by":"resolved_by":"review_id":"score":"seller":"serial_number":"seri'
+    b'al_number_as_given":"shipping_fee":"target":"text":"time_zone":"title":"to_country":"to_'
+    b'team":"unlinked_by":"url":"value":"verified":"warranty_claim":"warranty_terms_shown":"wi'
+    b'thdrawn_by":'
+)
+_FACT_WORDS = _FIELD_NAMES + _DICTIONARY
+
 # The head as ``encode`` writes it (pydantic's field order): event_id and type, then the
 # schema version's digits, then customer_id and occurred_at.
 _HEAD = re.compile(
@@ -118,7 +136,7 @@ def pack(raw: bytes, *, customer_id: str) -> bytes:
     the bench workload). The row must hold the envelope's own event_id, type, customer_id
     and at (its occurred_at in microseconds): :func:`unpack` needs them."""
     c = zlib.compressobj(
-        6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY + customer_id.encode()
+        6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _FACT_WORDS + customer_id.encode()
     )
     return c.compress(_body(raw)) + c.flush()
 
@@ -127,7 +145,7 @@ def unpack(
     stored: bytes, *, event_id: bytes | str | uuid.UUID, type: str, customer_id: str, at: int
 ) -> bytes:
     """The envelope ``pack`` stored, whole again, from the row's columns."""
-    d = zlib.decompressobj(-15, _DICTIONARY + customer_id.encode())
+    d = zlib.decompressobj(-15, _FACT_WORDS + customer_id.encode())
     body = d.decompress(bytes(stored)) + d.flush()
     if not body[:1].isdigit():
         return body

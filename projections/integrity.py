@@ -59,7 +59,9 @@ STORE_KIND = "journey-views"
 # event_id kept unique by a hash index (an exclusion constraint);
 # on both, a touchpoint's summary deflated (its words and the customer's id as dictionary),
 # and its customer's id the last words of its fact's dictionary; its type a number; its
-# content hash read from its fact (stored only once the fact is erased).
+# content hash read from its fact (stored only once the fact is erased); the fact's
+# dictionary with the catalogue's field names; customers without first_seen (never read);
+# identities.verified a SMALLINT.
 # On both, snapshots of a lighter journey: its parts (cases, promises, replies...) are slotted
 # dataclasses, whose pickles a journey of 8 cannot load nor 8's be loaded by it.
 SCHEMA_VERSION = "9"

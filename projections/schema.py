@@ -62,7 +62,7 @@ _COMMON = [
     """CREATE TABLE IF NOT EXISTS customers (
         touchpoints BIGINT NOT NULL, generation INTEGER NOT NULL, partition INTEGER NOT NULL,
         customer_id TEXT PRIMARY KEY{ff}, id_norm TEXT NOT NULL, name TEXT, email TEXT,
-        phone TEXT, first_seen TEXT, last_seen TEXT, erased_at TEXT,
+        phone TEXT, last_seen TEXT, erased_at TEXT,
         topic TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS customers_id_norm ON customers (id_norm){ff}",
     # verified = 1: checked by its producer (see domain.journey.Identity); only those merge
@@ -70,7 +70,7 @@ _COMMON = [
     # key leads with the customer: it is also the index of a customer's identities. (A row
     # table: a compact one would repeat its whole key in the norm index.)
     """CREATE TABLE IF NOT EXISTS identities (
-        verified INTEGER NOT NULL DEFAULT 0, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
+        verified SMALLINT NOT NULL DEFAULT 0, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
         value TEXT NOT NULL, norm TEXT NOT NULL, PRIMARY KEY (customer_id, kind, value){ff})""",
     "CREATE INDEX IF NOT EXISTS identities_norm ON identities (norm){ff}",
     # A verified IdentityLinked of kind customer_id: customer_id's stream says other_id is

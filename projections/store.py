@@ -17,7 +17,6 @@ not a replay of the customer's history.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -93,7 +92,6 @@ from projections.rows import (
     fact_writes,
     norm_identity,
 )
-from projections.write_behind import WriteBehind
 
 __all__ = [
     "BatchRejected",
@@ -274,7 +272,6 @@ class JourneyStore:
         cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
-        write_behind: bool | None = None,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
@@ -284,12 +281,7 @@ class JourneyStore:
 
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones.
-
-        ``write_behind`` (default: as ``rebuilding``): :meth:`process` hands a batch's
-        transaction to a writer thread and returns, so the next batch is decoded and
-        folded while the database writes (projections.write_behind). Every read waits for
-        it first; a failure surfaces at the next call, as a ``WriteFailed``."""
+        very long histories weigh as much as thousands of short ones."""
         if cache_size is None:
             # Customers kept folded in memory by a writer; one that falls out costs a
             # snapshot read and a short tail on its next touchpoint.
@@ -322,13 +314,6 @@ class JourneyStore:
         self._live_weight_max = cache_weight
         self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
-        behind = rebuilding if write_behind is None else write_behind
-        self._behind = WriteBehind() if behind else None
-        # The batch in flight: its event ids' hashes and its customers (a next batch checks
-        # them without waiting), and every partition's position once it is recorded.
-        self._flight_hashes: dict[str, str] = {}
-        self._flight_customers: dict[str, _Stored] = {}
-        self._ahead: dict[TopicPartition, int] | None = None
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
@@ -345,20 +330,7 @@ class JourneyStore:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        try:
-            if self._behind is not None:
-                self._behind.close()
-        finally:
-            self.backend.close()
-
-    def settle(self) -> None:
-        """Wait for the batch in flight (write-behind); raises if its transaction failed."""
-        if self._behind is None or not self._behind.in_flight:
-            return
-        try:
-            self._behind.settle()
-        finally:
-            self._flight_hashes, self._flight_customers = {}, {}
+        self.backend.close()
 
     def _write_meta(self) -> None:
         try:
@@ -380,7 +352,6 @@ class JourneyStore:
     # ------------------------------------------------------------------ reads
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self.settle()
         try:
             return self.backend.query(sql, params)
         except Exception as exc:
@@ -396,25 +367,19 @@ class JourneyStore:
         return exc
 
     def size_bytes(self) -> int:
-        self.settle()
         return self.backend.size_bytes()
 
     def compact(self) -> None:
         """Rewrite the store packed (see :meth:`Backend.compact`): a rebuild's new store,
         before it is swapped in."""
         with self._lock:
-            self.settle()
             try:
                 self.backend.compact()
             except Exception as exc:
                 raise self._damaged(exc) from exc
 
-    def positions(self, *, ahead: bool = False) -> dict[TopicPartition, int]:
-        """Last processed offset per partition (from eventsourcing's tracking table).
-        ``ahead``: while a batch's transaction is still running (write-behind), the
-        positions as they will be once it is recorded, without waiting for it."""
-        if ahead and self._ahead is not None and self._behind is not None and self._behind.running:
-            return dict(self._ahead)
+    def positions(self) -> dict[TopicPartition, int]:
+        """Last processed offset per partition (from eventsourcing's tracking table)."""
         out: dict[TopicPartition, int] = {}
         for name, offset in self.query(
             f"SELECT application_name, notification_id FROM {self.backend.tracking_table}"
@@ -422,11 +387,9 @@ class JourneyStore:
             topic, sep, part = str(name).rpartition(":")
             if sep and part.isdigit():
                 out[TopicPartition(topic, int(part))] = int(offset)
-        self._ahead = dict(out)
         return out
 
     def position(self, tp: TopicPartition) -> int | None:
-        self.settle()
         return self.backend.position(f"{tp.topic}:{tp.partition}")
 
     def read_version(self) -> tuple[tuple[str, int], ...]:
@@ -620,7 +583,6 @@ class JourneyStore:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
         later read of them sees at least what the snapshot was taken from); and how many
         touchpoints the snapshot used holds (0: none, or none readable)."""
-        self.settle()
         try:
             (snap_rows,) = self.backend.queries(
                 [
@@ -1007,22 +969,7 @@ class JourneyStore:
                     (tp.topic, tp.partition, clock_text(latest)),
                 )
             )
-        tracking = Tracking(f"{tp.topic}:{tp.partition}", last_offset)
-        if self._behind is not None and not erased:
-            self._hand_over(
-                tp,
-                tracking=tracking,
-                writes=writes,
-                folded=folded,
-                touched=touched,
-                completed=completed,
-                result=result,
-            )
-        else:
-            self.settle()
-            self.backend.record(tracking, writes)
-            if self._ahead is not None:
-                self._ahead[tp] = last_offset
+        self.backend.record(Tracking(f"{tp.topic}:{tp.partition}", last_offset), writes)
         if erased and not self.backend.purge():
             logger.warning(
                 "erased, but a reader kept the write-ahead log from being truncated: the old "
@@ -1045,44 +992,6 @@ class JourneyStore:
                 offset=f.offset,
             )
         return result
-
-    def _hand_over(
-        self,
-        tp: TopicPartition,
-        *,
-        tracking: Tracking,
-        writes: list[Statement],
-        folded: Sequence[_Folded],
-        touched: Mapping[str, _Live],
-        completed: Sequence[str],
-        result: BatchResult,
-    ) -> None:
-        """The batch's transaction to the writer thread (write-behind). What the next
-        batch checks without waiting: the hashes of its event ids and its customers' rows
-        (as ``customer_rows`` writes them), until it is settled."""
-        assert self._behind is not None
-        self.settle()  # the one before: its failure is this batch's to raise
-        self._flight_hashes = {f.event_id: f.digest for f in folded}
-        self._flight_customers = {
-            cid: _Stored(live.agg.generation, live.agg.touchpoints, None, tp)
-            for cid, live in touched.items()
-        }
-        if self._ahead is not None:
-            self._ahead[tp] = tracking.notification_id
-        lost = (*touched, *completed)
-
-        def undo() -> None:
-            # As when a batch fails in process(): what it changed in memory is read back.
-            for cid in lost:
-                self._uncache(cid)
-            self._ahead = None
-
-        self._behind.submit(
-            lambda: self.backend.record(tracking, writes),
-            undo=undo,
-            what=f"{tp} up to offset {tracking.notification_id}",
-            applied=result.applied,
-        )
 
     def _customer_writes(
         self,
@@ -1181,7 +1090,6 @@ class JourneyStore:
             # A few hundred customers a transaction, and at most one long history's worth:
             # a heavy customer's snapshot and rows are megabytes, and the whole cache's at
             # once would be the rebuild's peak (twenty of 10,000 touchpoints were ~15 MiB).
-            self.settle()
             chunks: list[list[tuple[str, _Live]]] = [[]]
             weight = 0
             for cid, live in self._live.items():
@@ -1190,35 +1098,16 @@ class JourneyStore:
                     weight = 0
                 chunks[-1].append((cid, live))
                 weight += live.weight
-            in_flight: list[str] = []  # the customers of the chunk written behind
             for chunk in chunks:
-                lives = [live for _, live in chunk]
-                writes = [w for live in lives for w in self._completion(live)]
+                writes = [w for _, live in chunk for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
+                if writes:
+                    self.backend.execute(writes)
                 done += len(writes)
-                if writes and self._behind is not None:
-                    # Written while the next chunk's rows are derived and its snapshots
-                    # pickled; a failure leaves those customers to be written whole again.
-                    # Handing it over settles the chunk before it: that one is recorded.
-                    self._behind.submit(
-                        functools.partial(self.backend.execute, writes),
-                        undo=functools.partial(_unwritten, lives),
-                        what=f"the deferred rows of {len(chunk)} customers",
-                        applied=0,
-                    )
-                    recorded, in_flight = in_flight, [cid for cid, _ in chunk]
-                else:
-                    if writes:
-                        self.backend.execute(writes)
-                    recorded = [cid for cid, _ in chunk]
-                # Recorded whole, they are let go: what they held makes room for the next
-                # chunk (a later batch of theirs reads them back from the store). A chunk in
-                # flight stays until it is settled: a failure must still find it cached.
-                for cid in recorded:
+                # Written whole, they are let go: what they held makes room for the next
+                # chunk (a later batch of theirs reads them back from the store).
+                for cid, _ in chunk:
                     self._uncache(cid)
-            self.settle()
-            for cid in in_flight:
-                self._uncache(cid)
         return done
 
     @staticmethod
@@ -1310,12 +1199,6 @@ class JourneyStore:
             )
         if not statements:
             return {}, {}
-        flight = self._flight_customers
-        if any(cid in flight and cid not in self._live for cid in cids):
-            # Its row and snapshot are in the transaction in flight, and it is not cached:
-            # it is read back as that transaction leaves it.
-            self.settle()
-        hashes, flight = self._flight_hashes, self._flight_customers
         try:
             results = self.backend.queries(statements)
         except Exception as exc:
@@ -1337,16 +1220,6 @@ class JourneyStore:
                 stored[str(cid)] = _Stored(
                     int(gen), int(count), erased_at, TopicPartition(str(topic), int(partition))
                 )
-        if hashes or flight:
-            # Read beside the transaction in flight (which that read may or may not see):
-            # what it records, as it will be.
-            for i in ids:
-                key = str(i) if isinstance(i, uuid.UUID) else i
-                if key in hashes:
-                    found[key] = hashes[key]
-            for cid in cids:
-                if cid in flight:
-                    stored[cid] = flight[cid]
         return found, stored
 
     def event_ids(self) -> set[str]:
@@ -1421,7 +1294,6 @@ class JourneyStore:
         ]
         if rows:
             with self._lock:
-                self.settle()
                 self.backend.execute(
                     [
                         (
@@ -1437,7 +1309,6 @@ class JourneyStore:
     def mark_dead_letters_published(self, done: Sequence[PendingDeadLetter]) -> None:
         """They are on the DLQ topic now: drop the copies of the messages."""
         with self._lock:
-            self.settle()
             self.backend.execute(
                 [
                     (
@@ -1455,14 +1326,6 @@ def _fact_hash(fact: bytes, event_id: bytes, kind: int, customer_id: str, at: in
     the one the writer received."""
     raw = unpack(fact, event_id=event_id, type=type_name(kind), customer_id=customer_id, at=at)
     return content_hash_of(raw)
-
-
-def _unwritten(lives: Sequence[_Live]) -> None:
-    """Their completion was not recorded: the next one deletes and rewrites their deferred
-    rows and takes their snapshot again."""
-    for live in lives:
-        live.rows_unknown = True
-        live.snapshot_at = 0
 
 
 def _fold_rejection(offset: int, exc: Exception) -> Rejection:

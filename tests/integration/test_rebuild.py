@@ -231,12 +231,11 @@ def test_rebuild_of_an_empty_topic_gives_an_empty_store(
         store.close()
 
 
-def test_a_rebuild_whose_write_fails_behind_reads_that_batch_again(
+def test_a_rebuild_whose_write_fails_reads_that_batch_again(
     log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A rebuild writes each batch on its writer thread while it folds the next; a write
-    that fails there is raised at the next call, and the batch is read again from the
-    store's position: the rebuilt store is the one a rebuild without the failure makes."""
+    """A batch whose transaction fails is read again from the store's position and counted
+    once: the rebuilt store is the one a rebuild without the failure makes."""
     pipeline = Pipeline(log, tmp_path / "live" / "views.db", topic=unique_topic)
     try:
         pipeline.emit(generate_touchpoints(400, 40, seed=7, start=NOW - timedelta(days=9)))

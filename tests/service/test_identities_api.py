@@ -12,7 +12,7 @@ from typing import Any
 from domain import catalogue as c
 from domain.envelope import new_touchpoint
 from journey.service.freshness import tokens_of
-from projections.facts import unpack
+from projections.facts import type_name, unpack
 from projections.store import JourneyStore
 from tests.service.helpers import Running, inquiry
 
@@ -123,7 +123,7 @@ def test_an_agent_confirms_and_then_undoes_a_merge(svc: Running) -> None:
         )[0]
     finally:
         store.close()
-    raw = unpack(fact, event_id=eid, type=kind, customer_id=cid, at=at)
+    raw = unpack(fact, event_id=eid, type=type_name(kind), customer_id=cid, at=at)
     assert json.loads(raw)["source"] == "agent:agent-nina"
     # The link is undone from the victim's side: the service withdraws it where it was made.
     undone = svc.http.post(

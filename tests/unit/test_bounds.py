@@ -353,3 +353,34 @@ def test_the_settings_refuse_an_absurd_skew() -> None:
 
     with pytest.raises(ValueError, match="max_future"):
         Settings(max_future=timedelta(days=10_000))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    now=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2190, 1, 1), timezones=st.just(UTC)
+    ),
+    days=st.integers(min_value=-6, max_value=6),
+    seconds=st.integers(min_value=-86_399, max_value=86_399),
+    offset_min=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+)
+def test_the_future_bound_is_decided_as_the_instants_compare_whatever_the_offsets(
+    now: datetime, days: int, seconds: int, offset_min: int
+) -> None:
+    """occurred_at is checked against now + the skew without asking for zone offsets when
+    its own date is days before: near the bound, in any offset, the outcome is exactly
+    `occurred_at > latest`, as the emit path and POST /events see it."""
+    from datetime import timezone
+
+    from domain.envelope import _check_occurred
+
+    bounds = Bounds(now=now)
+    zone = timezone(timedelta(minutes=offset_min))
+    at = (bounds.latest + timedelta(days=days, seconds=seconds)).astimezone(zone)
+    refused = True
+    try:
+        _check_occurred(at, bounds)
+        refused = False
+    except InvalidEvent as exc:
+        assert exc.reason == "out_of_range" and exc.field == "occurred_at"
+    assert refused == (at > bounds.latest)

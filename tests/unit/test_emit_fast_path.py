@@ -320,10 +320,10 @@ def test_the_collector_setting_is_restored_after_a_batch(tmp_path: Path) -> None
 
 
 def test_the_collector_is_off_while_a_batch_is_built_and_on_again_after(tmp_path: Path) -> None:
-    """Every object made while a batch is validated and sealed lives until the batch is
-    produced: each young-generation pass scanned them all again, for nothing (~5 µs an
-    envelope at a threshold of 50,000). While a batch is built the collector is off; it is
-    on again before the batch is produced, and after."""
+    """Every object made while a batch is validated, sealed and produced lives until the
+    broker acknowledged it: each young-generation pass scanned them all again, for nothing
+    (~5 µs an envelope at a threshold of 50,000; a sixth of Log.produce). While a batch is
+    built and produced the collector is off; it is on again after."""
     text = "\n".join(encode(tp).decode() for tp in _touchpoints())
     emitter, log, keys = _emitter(tmp_path)
     seen: dict[str, bool] = {}
@@ -341,7 +341,7 @@ def test_the_collector_is_off_while_a_batch_is_built_and_on_again_after(tmp_path
     log.produce = produce_seeing  # type: ignore[method-assign]
     assert gc.isenabled()
     emitter.emit_text(text)
-    assert seen == {"building": False, "producing": True}
+    assert seen == {"building": False, "producing": False}
     assert len(log.records) == len(_touchpoints())
     assert gc.isenabled()
     gc.disable()  # a caller that turned it off finds it off
@@ -488,3 +488,42 @@ def test_sealed_envelopes_are_the_bytes_an_envelope_of_the_sealed_body_gives(
         assert results[0] == results[1] == results[2]
         sealed += results[0] != encode(tp)
     assert sealed > 100
+
+
+def test_threads_emitting_back_to_back_cannot_keep_the_collector_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While one thread is still inside, a thread leaving after the allowed time runs a
+    young-generation pass (cycles made elsewhere meanwhile are freed); the last one out
+    turns the collector on again."""
+    from journey import emitter as emitter_module
+
+    monkeypatch.setattr(emitter_module, "_GC_MAX_OFF_S", 0.0)
+    fewer = emitter_module._Collections().fewer
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with fewer():
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with fewer():
+            assert not gc.isenabled()
+        assert passes == [0]  # a young pass on leaving, the other thread still inside
+        assert not gc.isenabled()
+    finally:
+        gc.callbacks.remove(count)
+        release.set()
+        holder.join(10)
+    assert gc.isenabled()

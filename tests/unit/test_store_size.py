@@ -209,13 +209,15 @@ def _postgres_bytes(url: str) -> int:
 
 
 @pytest.mark.postgres
-def test_a_packed_postgresql_store_grows_by_at_most_1_7_times_the_logs_bytes(
+def test_a_packed_postgresql_store_grows_by_at_most_1_55_times_the_logs_bytes(
     postgres_store: str, tmp_path: Path
 ) -> None:
     # As the SQLite test above, on PostgreSQL, packed as a rebuild leaves it (VACUUM FULL):
     # its growth over the first batches, each packed store measured. 1.88 times with schema 8
-    # (its rows' 8-byte alignment, indexes 90 % full, the summary as text); the issue's
-    # target is 1.5 times (docs/BENCHMARKS.md, "PostgreSQL store size").
+    # (its rows' 8-byte alignment, indexes 90 % full, the summary, type and content hash as
+    # they came), 1.50 with schema 9; the issue's target, 1.5 times, is measured at 100k by
+    # bench/size_bench.py (1.49, docs/BENCHMARKS.md "PostgreSQL store size"): here, where a
+    # page more or less moves the figure by 0.01, with some room.
     workload = ensure_workload(tmp_path / "cache", Shape.for_events(8000), seed=2026)
     store = JourneyStore(postgres_store)
     tp = TopicPartition("size.touchpoints", 0)
@@ -238,4 +240,4 @@ def test_a_packed_postgresql_store_grows_by_at_most_1_7_times_the_logs_bytes(
     finally:
         store.close()
     assert log_bytes > 0
-    assert grown / log_bytes <= 1.7, f"{grown / log_bytes:.2f}× the log's bytes"
+    assert grown / log_bytes <= 1.55, f"{grown / log_bytes:.2f}× the log's bytes"
