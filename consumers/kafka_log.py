@@ -51,6 +51,7 @@ from kafka import errors as kafka_errors
 from kafka.partitioner import DefaultPartitioner, Partitioner
 from kafka.partitioner.default import murmur2
 
+from consumers.heaps import bound_heaps
 from consumers.log import (
     CommitRefused,
     Log,
@@ -289,6 +290,9 @@ class KafkaLog:
     ) -> None:
         if not bootstrap_servers:
             raise LogError("KafkaLog needs at least one bootstrap server (host:port)")
+        # Before kafka-python's network threads start: each would otherwise get malloc
+        # heaps of its own (consumers.heaps).
+        bound_heaps()
         if timeout_s <= 0 or offsets_timeout_s <= 0:
             raise LogError(f"timeouts must be positive, got {timeout_s}, {offsets_timeout_s}")
         self.bootstrap_servers = list(bootstrap_servers)

@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         description="Customers a writer keeps folded in memory (~15 KB each); the store "
         "reads JOURNEY_CACHE_SIZE, checked here first",
     )
+    cache_weight: StrictCount = Field(
+        default=300_000,
+        ge=1,
+        description="What the customers a writer keeps folded may weigh together: touchpoints "
+        "folded plus 12 a customer (~0.43 KB each); the store reads JOURNEY_CACHE_WEIGHT, "
+        "checked here first",
+    )
     store: str = Field(
         default="sqlite:///journey-views.db",
         description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "

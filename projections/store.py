@@ -129,10 +129,14 @@ active_store_path = active_store
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
 # What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
-# about 150 MiB of folded state.
-_CACHE_WEIGHT = 400_000
-# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``).
-_CUSTOMER_WEIGHT = 8
+# about 125 MiB of folded state. The 1M benchmark's 20 customers of 10,000 touchpoints and
+# 50 of 1,000 weigh 251,000 at its end, and stay cached beside ~3,000 short histories (a
+# long history let go is read back with a snapshot on its next touchpoint: slower, same).
+_CACHE_WEIGHT = 300_000
+# A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``):
+# a short history held ~5.7 KB (aggregate, rows, an empty journey), a long one ~0.43 KB a
+# touchpoint (tracemalloc, the 100k benchmark workload).
+_CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
 # The customers row as last written stays: a completion between batches rewrites none.
@@ -1080,18 +1084,30 @@ class JourneyStore:
         """A rebuilding store: write every cached customer's deferred rows and the
         snapshot it is due (a rebuild calls this before its store is
         swapped in: then every table is whole, and a cold read costs one row and a short
-        tail). Returns how many statements that took."""
+        tail), and let it go from the cache. Returns how many statements that took."""
         done = 0
         with self._lock:
-            lives = list(self._live.values())
-            # A few hundred customers a transaction: a heavy customer's snapshot and rows
-            # are megabytes, and the whole cache's at once would be the rebuild's peak.
-            for start in range(0, len(lives), 200):
-                writes = [w for live in lives[start : start + 200] for w in self._completion(live)]
+            # A few hundred customers a transaction, and at most one long history's worth:
+            # a heavy customer's snapshot and rows are megabytes, and the whole cache's at
+            # once would be the rebuild's peak (twenty of 10,000 touchpoints were ~15 MiB).
+            chunks: list[list[tuple[str, _Live]]] = [[]]
+            weight = 0
+            for cid, live in self._live.items():
+                if chunks[-1] and (len(chunks[-1]) >= 200 or weight + live.weight > 12_000):
+                    chunks.append([])
+                    weight = 0
+                chunks[-1].append((cid, live))
+                weight += live.weight
+            for chunk in chunks:
+                writes = [w for _, live in chunk for w in self._completion(live)]
                 writes.sort(key=lambda w: w[0])  # each customer's own keys: order is free
                 if writes:
                     self.backend.execute(writes)
                 done += len(writes)
+                # Written whole, they are let go: what they held makes room for the next
+                # chunk (a later batch of theirs reads them back from the store).
+                for cid, _ in chunk:
+                    self._uncache(cid)
         return done
 
     @staticmethod
