@@ -26,6 +26,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
+from projections.integrity import WriteWitness
 from projections.location import connect, describe, schema_of
 from projections.schema import TRGM_SCHEMA, ddl
 
@@ -143,12 +144,33 @@ class _TunedPool(SQLiteConnectionPool):
 
 
 class _Datastore(SQLiteDatastore):
-    def __init__(self, db_name: str, *, lock_timeout: int, cache_kib: int | None = None) -> None:
+    def __init__(
+        self,
+        db_name: str,
+        *,
+        lock_timeout: int,
+        cache_kib: int | None = None,
+        witness: WriteWitness | None = None,
+    ) -> None:
         super().__init__(db_name, lock_timeout=lock_timeout)
         self.pool.close()
         self.pool = _TunedPool(db_name=db_name, lock_timeout=lock_timeout)
         if cache_kib is not None:
             self.pool.cache_kib = cache_kib
+        self.witness = witness
+
+    @contextmanager
+    def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
+        # Every write of this process (eventsourcing's recorder included) passes here, one
+        # at a time (the pool's writer lock): what it did to the file, a checkpoint
+        # included, is vouched for, so the next open need not read the file whole.
+        with super().get_connection(commit=commit) as conn:
+            if not commit or self.witness is None:
+                yield conn
+                return
+            before = self.witness.before()
+            yield conn
+            self.witness.after(before)
 
 
 class _SQLiteRecorder(SQLiteProcessRecorder):
@@ -174,7 +196,10 @@ class SQLiteBackend(Backend):
     def __init__(self, path: Path, *, cache_kib: int | None = None) -> None:
         """``cache_kib``: each connection's page cache (64 MiB unless given)."""
         self.path = path
-        self.datastore = _Datastore(str(path), lock_timeout=30, cache_kib=cache_kib)
+        self.witness = WriteWitness(path)
+        self.datastore = _Datastore(
+            str(path), lock_timeout=30, cache_kib=cache_kib, witness=self.witness
+        )
         self.recorder = _SQLiteRecorder(self.datastore)
         self.recorder.create_table()
 
@@ -201,6 +226,7 @@ class SQLiteBackend(Backend):
         # Its own connection, outside any transaction (VACUUM needs that); the copy it builds
         # goes to a temporary file, not memory (the pool's temp_store=MEMORY would hold the
         # whole store in RAM).
+        before = self.witness.before()
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA temp_store=FILE")
@@ -208,6 +234,7 @@ class SQLiteBackend(Backend):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        self.witness.after(before)
 
     def size_bytes(self) -> int:
         total = 0
@@ -217,7 +244,10 @@ class SQLiteBackend(Backend):
         return total
 
     def close(self) -> None:
+        # The last connection to close checkpoints the write-ahead log into the file.
+        before = self.witness.before()
         self.datastore.close()
+        self.witness.after(before)
 
     @property
     def where(self) -> str:

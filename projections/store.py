@@ -297,14 +297,21 @@ class JourneyStore:
         else:
             self.path = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                made_here = self.path.stat().st_size == 0
+            except FileNotFoundError:
+                made_here = True
             # A foreign, outdated or damaged file is refused here, with the remedy.
             inspect_store(self.path, check_pages=check_pages)
             # A rebuild writes a store nobody reads yet, customer after customer: a smaller
             # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
             # of a 1M rebuild's peak memory free.
-            self.backend = self._open_sqlite(
+            sqlite = self._open_sqlite(
                 self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
             )
+            if made_here:  # sound by construction: the next open need not read it whole
+                sqlite.witness.vouch()
+            self.backend = sqlite
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
         self._write_meta()
