@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.persistence import ProcessRecorder, Tracking
@@ -27,12 +27,22 @@ from eventsourcing.sqlite import (
 )
 
 from projections.integrity import WriteWitness
-from projections.location import connect, describe, schema_of
+from projections.location import (
+    CONNECT_TIMEOUT_S,
+    StoreUnreachable,
+    causes,
+    connect,
+    describe,
+    is_unreachable,
+    reachability,
+    schema_of,
+)
 from projections.schema import TRGM_SCHEMA, ddl
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement"]
 
 Statement = tuple[str, Sequence[Any]]
+_R = TypeVar("_R")
 
 
 class Backend(ABC):
@@ -116,6 +126,14 @@ def runs(writes: Sequence[Statement]) -> Iterator[tuple[str, list[Sequence[Any]]
         params.append(values)
     if statement is not None:
         yield statement, params
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """A pooled connection that turned out dead (not a failure to get one: a pool
+    timeout says the database is away, and trying again would only wait again)."""
+    return is_unreachable(exc) and not any(
+        type(e).__name__ == "PoolTimeout" or isinstance(e, StoreUnreachable) for e in causes(exc)
+    )
 
 
 def _row(row: Any) -> tuple[Any, ...]:
@@ -261,7 +279,12 @@ class PostgresBackend(Backend):
     kind = "postgresql"
     tracking_table = "notification_tracking"
 
-    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, reading: bool = False) -> None:
+        """``reading``: a reader that must answer fast (the query service): while the
+        database is known away every transaction fails at once (see
+        :class:`projections.location.Reachability`), a connection is waited for 2 s, not
+        10, and a pool that could not reconnect gives up within seconds, so the first
+        request after the database is back makes it connect again at once."""
         # Imported here: SQLite users need neither psycopg nor a server.
         from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 
@@ -303,13 +326,25 @@ class PostgresBackend(Backend):
             "user": unquote(parts.username or "journey"),
             "password": unquote(parts.password or ""),
         }
+        self.reading = reading
         self.datastore = _Datastore(
             **settings,  # type: ignore[arg-type]
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_timeout=10,
+            # How long a caller waits for a connection from the pool.
+            connect_timeout=CONNECT_TIMEOUT_S if reading else 10,
             schema=schema,
         )
+        pool = self.datastore.pool
+        # Each new connection's own timeout (without it a server that accepts and never
+        # answers holds the pool's reconnection, and so the pool, for good).
+        assert isinstance(pool.kwargs, dict)
+        pool.kwargs["connect_timeout"] = CONNECT_TIMEOUT_S if reading else 10
+        if reading:
+            # The pool's reconnection backs off (1, 2, 4... s) for up to 5 minutes: after a
+            # long outage it would try again only a minute or more after the database is
+            # back. A reader's pool gives up soon instead; the next request grows it anew.
+            pool.reconnect_timeout = 5.0
         self.recorder = _Recorder(self.datastore)
         with connect(url) as conn:  # says so, in one line, when nobody answers
             # Several workers may open a new store at once: one creates its tables (ours and
@@ -341,6 +376,28 @@ class PostgresBackend(Backend):
             # CASE columns) would collapse into one.
             cur.row_factory = tuple_row  # type: ignore[assignment]
             yield cur
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(lambda: super(PostgresBackend, self).query(statement, params))
+
+    def queries(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        return self._read(lambda: super(PostgresBackend, self).queries(statements))
+
+    def _read(self, run: Callable[[], _R]) -> _R:
+        """A reader's read: refused at once while the database is known away. Connections
+        the pool kept from before an outage are found dead one at a time, as they are
+        used; a read is tried again at once on the next (reads change nothing), so the
+        first read after the database is back is answered, not refused for each of them."""
+        if not self.reading:
+            return run()
+        with reachability.attempt(self.url):
+            for _ in range(self.datastore.pool.max_size):
+                try:
+                    return run()
+                except Exception as exc:
+                    if not _connection_lost(exc):
+                        raise
+            return run()
 
     def compact(self) -> None:
         # Table by table, named with the store's schema: a bare VACUUM FULL would lock and

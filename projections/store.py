@@ -272,12 +272,16 @@ class JourneyStore:
         cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
+        reading: bool = False,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
         when it leaves the writer's cache or at :meth:`complete`, not with every batch: a
         customer that stays cached for many batches costs one snapshot and one derivation
         of its rows, not one per batch (a heavy customer's rows are thousands).
+
+        ``reading``: a reader that must answer fast (the query service); on PostgreSQL,
+        while the database is unreachable its reads fail at once (``PostgresBackend``).
 
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
@@ -293,7 +297,7 @@ class JourneyStore:
         if is_postgres(path):
             self.path = Path(".")
             inspect_postgres_store(str(path))  # foreign or outdated: refused, with the remedy
-            self.backend = PostgresBackend(str(path))
+            self.backend = PostgresBackend(str(path), reading=reading)
         else:
             self.path = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
