@@ -20,6 +20,7 @@ from projections.backends import Statement
 __all__ = [
     "DEFERRABLE",
     "EVERY_BATCH",
+    "PENDING",
     "CustomerRows",
     "clock_text",
     "customer_rows",
@@ -94,6 +95,7 @@ _TABLES = {
                 "due_at",
                 "label",
                 "case_kind",
+                "due_us",
             ),
             ("customer_id", "kind", "ref"),
         ),
@@ -109,7 +111,7 @@ _TABLES = {
                 "started_at",
                 "stopped_at",
                 "case_kind",
-                "hours",
+                "due_us",
             ),
             ("customer_id", "kind", "ref", "started_at"),
         ),
@@ -120,6 +122,10 @@ _TABLES = {
         ),
     )
 }
+# A clock's due_us as the fold writes it: the promise keeper has yet to work out its deadline
+# by its rules (projections/due.py). Never a deadline: datetime's range is about +-2**58 us.
+PENDING = -(2**62)
+
 # Every table holds rows of one customer's journey only (a link is the row of the customer
 # whose stream made it, read in both directions), so a diff may delete any of them: an
 # IdentityUnlinked or an erasure takes the customer's links away with its journey's.
@@ -245,6 +251,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     None,
                     None if j.erased_at else case.subject,
                     case.kind,
+                    PENDING,
                 ),
             )
         for kind, since, stopped in case.stopped_clocks:
@@ -262,7 +269,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     since.isoformat(),
                     stopped.isoformat(),
                     case.kind,
-                    (stopped - since).total_seconds() / 3600,
+                    PENDING,
                 ),
             )
     for promise in j.promises.values():
@@ -291,6 +298,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     promise.due_by.isoformat(),
                     promise.what,
                     owner.kind if owner else None,
+                    PENDING,
                 ),
             )
 

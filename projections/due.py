@@ -1,0 +1,323 @@
+"""What falls due: the promise keeper's question, asked of the database exactly.
+
+Each running clock (``clocks``) and each reply clock that stopped without a recorded breach
+(``stopped_clocks``) carries ``due_us``, its deadline by the keeper's rules in microseconds
+since the epoch (UTC, so integer order is time order whatever offset the times came in):
+
+* the fold writes ``PENDING`` whenever it writes the row (a new clock, or one whose start,
+  channel, team or promised time changed): the keeper has yet to work the deadline out;
+* the keeper works it out once (``ServiceRules.deadline``: business hours and all) and
+  stores it; a stopped clock that stopped in time gets NULL (nothing will ever fall due);
+* once the breach is on the log (``breaches`` holds it, under exactly the deadline the
+  keeper would decide), the keeper sets NULL: the clock stays listed for the agents, but
+  the keeper never reads it again.
+
+NULL rows are outside the partial index on ``due_us``, so a tick reads the clocks due by
+its clock and the ones still pending, never the open ones that are not due (a busy customer
+base costs each tick nothing) nor breaches already recorded. A watermark goes further: when
+nothing was folded since the last look (the store's positions are the same) and the next
+deadline lies beyond the clock, the tick reads nothing at all.
+
+The deadlines depend on the rules, so the rules' fingerprint is kept with the store
+(``journey_store_meta``): a keeper with other rules sets every row PENDING again and works
+them out anew (no rebuild: rules are still applied by the reader, here the keeper).
+
+Nothing decides differently: the rows read are then judged as before, on times parsed from
+their own text (the fact's deadline keeps the offset it always had, and with it its id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from domain.positions import TopicPartition
+from domain.rules import ServiceRules
+from projections.facts import at_micros
+from projections.rows import PENDING
+from projections.service_levels import ServiceItem
+from projections.store import JourneyStore
+
+__all__ = ["PENDING", "DueClocks", "rules_fingerprint"]
+
+logger = structlog.get_logger(__name__)
+
+# Rows worked out per transaction (a rebuilt store's clocks are all pending at first).
+_CHUNK = 2000
+_META_KEY = "deadline_rules"
+
+
+def rules_fingerprint(rules: ServiceRules) -> str:
+    return hashlib.sha256(rules.model_dump_json().encode()).hexdigest()[:32]
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class DueClocks:
+    """The keeper's reads of what is due, for one store handle at a time."""
+
+    def __init__(self, rules: ServiceRules) -> None:
+        self.rules = rules
+        self.fingerprint = rules_fingerprint(rules)
+        self._store: JourneyStore | None = None
+        # The positions at the last full look, and the earliest deadline then stored (None:
+        # none): while both hold, a tick whose clock is before that deadline has nothing.
+        self._seen: tuple[tuple[TopicPartition, int], ...] | None = None
+        self._next_due: int | None = None
+
+    def due(
+        self, store: JourneyStore, positions: Mapping[TopicPartition, int], until: datetime
+    ) -> list[ServiceItem]:
+        """Every clock whose deadline is at or before ``until`` and not yet on the log as a
+        breach (a running clock past due, or a reply clock that stopped after its target),
+        in a total order (customer, kind, ref): what the keeper used to find among every
+        open clock, found by an indexed range."""
+        if store is not self._store:
+            self._store, self._seen, self._next_due = store, None, None
+            self._check_rules(store)
+        seen = tuple(sorted(positions.items()))
+        until_us = at_micros(until)
+        if seen == self._seen and (self._next_due is None or until_us < self._next_due):
+            return []
+        self._work_out(store)
+        items = self._open_due(store, until_us) + self._stopped_due(store, until_us)
+        self._seen = seen
+        self._next_due = self._earliest(store)
+        return items
+
+    # ------------------------------------------------------------------ the rules
+
+    def _check_rules(self, store: JourneyStore) -> None:
+        rows = store.query("SELECT value FROM journey_store_meta WHERE key = ?", (_META_KEY,))
+        if rows and str(rows[0][0]) == self.fingerprint:
+            return
+        writes: list[tuple[str, Sequence[Any]]] = []
+        if rows:
+            # Worked out by other rules: all of it again. (Without a fingerprint no keeper
+            # has worked anything out yet: every row is pending as the fold wrote it.)
+            logger.info(
+                "service rules changed: working out every clock's deadline again",
+                store=store.where,
+            )
+            writes = [
+                (f"UPDATE {table} SET due_us = ?", (PENDING,))
+                for table in ("clocks", "stopped_clocks")
+            ]
+        writes.append(
+            (
+                "INSERT INTO journey_store_meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_META_KEY, self.fingerprint),
+            )
+        )
+        store.backend.execute(writes)
+
+    # ------------------------------------------------------------------ working out
+
+    def _work_out(self, store: JourneyStore) -> None:
+        """Every pending row's deadline, stored (a chunk a transaction). Each update holds
+        only while the row still has the inputs it was worked out from: a row another
+        writer changed meanwhile stays pending for the next look."""
+        rules = self.rules
+        while True:
+            rows = store.query(
+                "SELECT customer_id, kind, ref, channel, team, started_at, due_at FROM clocks"
+                " WHERE due_us = ? LIMIT ?",
+                (PENDING, _CHUNK),
+            )
+            writes: list[tuple[str, Sequence[Any]]] = []
+            for cid, kind, ref, channel, team, started, due in rows:
+                if due is not None:
+                    due_at = _parse(due)
+                else:
+                    due_at = rules.deadline(kind, channel or "default", team, _parse(started))[1]
+                writes.append(
+                    (
+                        "UPDATE clocks SET due_us = ? WHERE customer_id = ? AND kind = ?"
+                        " AND ref = ? AND due_us = ? AND channel IS NOT DISTINCT FROM ?"
+                        " AND team IS NOT DISTINCT FROM ? AND started_at = ?"
+                        " AND due_at IS NOT DISTINCT FROM ?",
+                        (at_micros(due_at), cid, kind, ref, PENDING, channel, team, started, due),
+                    )
+                )
+            stopped = store.query(
+                "SELECT customer_id, kind, ref, channel, team, started_at, stopped_at"
+                " FROM stopped_clocks WHERE due_us = ? LIMIT ?",
+                (PENDING, _CHUNK),
+            )
+            for cid, kind, ref, channel, team, started, end in stopped:
+                due_at = rules.deadline(kind, channel or "default", team, _parse(started))[1]
+                # Stopped by its deadline: nothing about it will ever fall due.
+                late = _parse(end) > due_at
+                writes.append(
+                    (
+                        "UPDATE stopped_clocks SET due_us = ? WHERE customer_id = ? AND kind = ?"
+                        " AND ref = ? AND started_at = ? AND due_us = ?"
+                        " AND channel IS NOT DISTINCT FROM ? AND team IS NOT DISTINCT FROM ?"
+                        " AND stopped_at = ?",
+                        (
+                            at_micros(due_at) if late else None,
+                            cid,
+                            kind,
+                            ref,
+                            started,
+                            PENDING,
+                            channel,
+                            team,
+                            end,
+                        ),
+                    )
+                )
+            if writes:
+                store.backend.execute(writes)
+            if len(rows) < _CHUNK and len(stopped) < _CHUNK:
+                return
+
+    # ------------------------------------------------------------------ what is due
+
+    def _open_due(self, store: JourneyStore, until_us: int) -> list[ServiceItem]:
+        rows = store.query(
+            "SELECT k.customer_id, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
+            " k.country, k.started_at, k.due_at, k.due_us, c.erased_at FROM clocks k"
+            " JOIN customers c USING (customer_id)"
+            " WHERE k.due_us > ? AND k.due_us <= ? ORDER BY k.customer_id, k.kind, k.ref",
+            (PENDING, until_us),
+        )
+        if not rows:
+            return []
+        recorded = self._recorded(store, [str(r[0]) for r in rows])
+        items: list[ServiceItem] = []
+        settled: list[tuple[str, Sequence[Any]]] = []
+        rules = self.rules
+        for row in rows:
+            cid, kind, ref, case_kind, label, channel, team, country, started, due, due_us = row[
+                :11
+            ]
+            erased = row[11]
+            start = _parse(started)
+            if due is None:
+                warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
+            else:
+                due_at = _parse(due)
+                warn_at = start + (due_at - start) * rules.warn_at_fraction
+            if (cid, kind, ref, due_at.isoformat()) in recorded:
+                # On the log: the row stays for the agents' lists, out of the keeper's sight.
+                settled.append(
+                    (
+                        "UPDATE clocks SET due_us = NULL WHERE customer_id = ? AND kind = ?"
+                        " AND ref = ? AND due_us = ? AND started_at = ?",
+                        (cid, kind, ref, due_us, started),
+                    )
+                )
+                continue
+            items.append(
+                ServiceItem(
+                    customer_id=cid,
+                    name=None,
+                    kind=kind,
+                    ref=ref,
+                    case_kind=case_kind,
+                    label=None if erased else label,
+                    channel=channel,
+                    team=team,
+                    country=country,
+                    started_at=start,
+                    warn_at=warn_at,
+                    due_at=due_at,
+                    age_seconds=0.0,
+                    state="breached",
+                    recorded=False,
+                    missed_since=due_at,
+                )
+            )
+        if settled:
+            store.backend.execute(settled)
+        return items
+
+    def _stopped_due(self, store: JourneyStore, until_us: int) -> list[ServiceItem]:
+        rows = store.query(
+            "SELECT customer_id, kind, ref, case_kind, channel, team, country, started_at,"
+            " stopped_at, due_us FROM stopped_clocks WHERE due_us > ? AND due_us <= ?"
+            " ORDER BY customer_id, kind, ref, started_at",
+            (PENDING, until_us),
+        )
+        if not rows:
+            return []
+        recorded = self._recorded(store, [str(r[0]) for r in rows])
+        items: list[ServiceItem] = []
+        settled: list[tuple[str, Sequence[Any]]] = []
+        rules = self.rules
+        for cid, kind, ref, case_kind, channel, team, country, started, stopped, due_us in rows:
+            start, end = _parse(started), _parse(stopped)
+            warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
+            if (cid, kind, ref, due_at.isoformat()) in recorded:
+                settled.append(
+                    (
+                        "UPDATE stopped_clocks SET due_us = NULL WHERE customer_id = ?"
+                        " AND kind = ? AND ref = ? AND started_at = ? AND due_us = ?",
+                        (cid, kind, ref, started, due_us),
+                    )
+                )
+                continue
+            items.append(
+                ServiceItem(
+                    customer_id=cid,
+                    name=None,
+                    kind=kind,
+                    ref=ref,
+                    case_kind=case_kind,
+                    label=None,
+                    channel=channel,
+                    team=team,
+                    country=country,
+                    started_at=start,
+                    warn_at=warn_at,
+                    due_at=due_at,
+                    age_seconds=(end - start).total_seconds(),
+                    state="breached",
+                    recorded=False,
+                    missed_since=due_at,
+                )
+            )
+        if settled:
+            store.backend.execute(settled)
+        return items
+
+    @staticmethod
+    def _recorded(store: JourneyStore, customers: list[str]) -> set[tuple[str, str, str, str]]:
+        """The breaches on record of these customers (by key: only theirs are read)."""
+        out: set[tuple[str, str, str, str]] = set()
+        unique = sorted(set(customers))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+                for r in store.query(
+                    "SELECT customer_id, kind, ref, due_at FROM breaches"
+                    f" WHERE customer_id IN ({marks})",
+                    chunk,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _earliest(store: JourneyStore) -> int | None:
+        """The earliest deadline stored (the watermark), None when there is none."""
+        (a,), (b,) = (
+            rows[0]
+            for rows in store.backend.queries(
+                [
+                    (f"SELECT MIN(due_us) FROM {table} WHERE due_us > ?", (PENDING,))
+                    for table in ("clocks", "stopped_clocks")
+                ]
+            )
+        )
+        found = [int(v) for v in (a, b) if v is not None]
+        return min(found) if found else None
