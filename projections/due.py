@@ -4,10 +4,13 @@ Each running clock (``clocks``) and each reply clock that stopped without a reco
 (``stopped_clocks``) carries ``due_us``, its deadline by the keeper's rules in microseconds
 since the epoch (UTC, so integer order is time order whatever offset the times came in):
 
-* the fold writes ``PENDING`` whenever it writes the row (a new clock, or one whose start,
-  channel, team or promised time changed): the keeper has yet to work the deadline out;
-* the keeper works it out once (``ServiceRules.deadline``: business hours and all) and
-  stores it; a stopped clock that stopped in time gets NULL (nothing will ever fall due);
+* a live store's fold writes ``PENDING`` whenever it writes the row (a new clock, or one
+  whose start, channel, team or promised time changed): the keeper has yet to work the
+  deadline out; a rebuilding store's fold writes NULL, and the first keeper on the store
+  (it holds no fingerprint of the keeper's rules yet) works out every row in one pass;
+* the keeper works each deadline out once (``ServiceRules.deadline``: business hours and
+  all) and stores it; a stopped clock that stopped in time gets NULL (nothing will ever
+  fall due);
 * once the breach is on the log (``breaches`` holds it, under exactly the deadline the
   keeper would decide), the keeper sets NULL: the clock stays listed for the agents, but
   the keeper never reads it again.
@@ -19,8 +22,9 @@ nothing was folded since the last look (the store's positions are the same) and 
 deadline lies beyond the clock, the tick reads nothing at all.
 
 The deadlines depend on the rules, so the rules' fingerprint is kept with the store
-(``journey_store_meta``): a keeper with other rules sets every row PENDING again and works
-them out anew (no rebuild: rules are still applied by the reader, here the keeper).
+(``journey_store_meta``): a keeper with other rules works every row out anew in one pass
+(no rebuild: rules are still applied by the reader, here the keeper), and writes its
+fingerprint when the pass is done.
 
 Nothing decides differently: the rows read are then judged as before, on times parsed from
 their own text (the fact's deadline keeps the offset it always had, and with it its id).
@@ -94,90 +98,114 @@ class DueClocks:
     # ------------------------------------------------------------------ the rules
 
     def _check_rules(self, store: JourneyStore) -> None:
+        """The stored deadlines are this keeper's rules' own, or all are worked out anew:
+        a store no keeper has looked at (a rebuilt one writes no deadline at all), or one
+        whose deadlines other rules gave. The fingerprint is written when the pass is done,
+        so a pass cut short is made again."""
         rows = store.query("SELECT value FROM journey_store_meta WHERE key = ?", (_META_KEY,))
         if rows and str(rows[0][0]) == self.fingerprint:
             return
-        writes: list[tuple[str, Sequence[Any]]] = []
         if rows:
-            # Worked out by other rules: all of it again. (Without a fingerprint no keeper
-            # has worked anything out yet: every row is pending as the fold wrote it.)
             logger.info(
                 "service rules changed: working out every clock's deadline again",
                 store=store.where,
             )
-            writes = [
-                (f"UPDATE {table} SET due_us = ?", (PENDING,))
-                for table in ("clocks", "stopped_clocks")
+            store.backend.execute([("DELETE FROM journey_store_meta WHERE key = ?", (_META_KEY,))])
+        self._work_out_all(store)
+        store.backend.execute(
+            [
+                (
+                    "INSERT INTO journey_store_meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (_META_KEY, self.fingerprint),
+                )
             ]
-        writes.append(
-            (
-                "INSERT INTO journey_store_meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_META_KEY, self.fingerprint),
-            )
         )
-        store.backend.execute(writes)
 
     # ------------------------------------------------------------------ working out
 
+    def _deadline(
+        self, kind: str, channel: str | None, team: str | None, started: str, due: str | None
+    ) -> datetime:
+        if due is not None:  # a promise: its own deadline
+            return _parse(due)
+        return self.rules.deadline(kind, channel or "default", team, _parse(started))[1]
+
+    def _open_value(self, row: Sequence[Any]) -> int:
+        _, kind, _, channel, team, started, due = row[:7]
+        return at_micros(self._deadline(kind, channel, team, started, due))
+
+    def _stopped_value(self, row: Sequence[Any]) -> int | None:
+        _, kind, _, channel, team, started, end = row[:7]
+        due_at = self._deadline(kind, channel, team, started, None)
+        # Stopped by its deadline: nothing about it will ever fall due.
+        return at_micros(due_at) if _parse(end) > due_at else None
+
+    # The update of one row's due_us, holding only while the row still has the inputs it
+    # was worked out from and the due_us it was read with: a row another writer changed
+    # meanwhile is left as that writer wrote it (pending, for the next look).
+    _SET_OPEN = (
+        "UPDATE clocks SET due_us = ? WHERE customer_id = ? AND kind = ? AND ref = ?"
+        " AND channel IS NOT DISTINCT FROM ? AND team IS NOT DISTINCT FROM ?"
+        " AND started_at = ? AND due_at IS NOT DISTINCT FROM ? AND due_us IS NOT DISTINCT FROM ?"
+    )
+    _SET_STOPPED = (
+        "UPDATE stopped_clocks SET due_us = ? WHERE customer_id = ? AND kind = ? AND ref = ?"
+        " AND channel IS NOT DISTINCT FROM ? AND team IS NOT DISTINCT FROM ?"
+        " AND started_at = ? AND stopped_at = ? AND due_us IS NOT DISTINCT FROM ?"
+    )
+    _OPEN_COLUMNS = "customer_id, kind, ref, channel, team, started_at, due_at, due_us"
+    _STOPPED_COLUMNS = "customer_id, kind, ref, channel, team, started_at, stopped_at, due_us"
+
     def _work_out(self, store: JourneyStore) -> None:
-        """Every pending row's deadline, stored (a chunk a transaction). Each update holds
-        only while the row still has the inputs it was worked out from: a row another
-        writer changed meanwhile stays pending for the next look."""
-        rules = self.rules
+        """Every pending row's deadline (through the index), stored, a chunk a
+        transaction."""
         while True:
             rows = store.query(
-                "SELECT customer_id, kind, ref, channel, team, started_at, due_at FROM clocks"
-                " WHERE due_us = ? LIMIT ?",
+                f"SELECT {self._OPEN_COLUMNS} FROM clocks WHERE due_us = ? LIMIT ?",
                 (PENDING, _CHUNK),
             )
-            writes: list[tuple[str, Sequence[Any]]] = []
-            for cid, kind, ref, channel, team, started, due in rows:
-                if due is not None:
-                    due_at = _parse(due)
-                else:
-                    due_at = rules.deadline(kind, channel or "default", team, _parse(started))[1]
-                writes.append(
-                    (
-                        "UPDATE clocks SET due_us = ? WHERE customer_id = ? AND kind = ?"
-                        " AND ref = ? AND due_us = ? AND channel IS NOT DISTINCT FROM ?"
-                        " AND team IS NOT DISTINCT FROM ? AND started_at = ?"
-                        " AND due_at IS NOT DISTINCT FROM ?",
-                        (at_micros(due_at), cid, kind, ref, PENDING, channel, team, started, due),
-                    )
-                )
             stopped = store.query(
-                "SELECT customer_id, kind, ref, channel, team, started_at, stopped_at"
-                " FROM stopped_clocks WHERE due_us = ? LIMIT ?",
+                f"SELECT {self._STOPPED_COLUMNS} FROM stopped_clocks WHERE due_us = ? LIMIT ?",
                 (PENDING, _CHUNK),
             )
-            for cid, kind, ref, channel, team, started, end in stopped:
-                due_at = rules.deadline(kind, channel or "default", team, _parse(started))[1]
-                # Stopped by its deadline: nothing about it will ever fall due.
-                late = _parse(end) > due_at
-                writes.append(
-                    (
-                        "UPDATE stopped_clocks SET due_us = ? WHERE customer_id = ? AND kind = ?"
-                        " AND ref = ? AND started_at = ? AND due_us = ?"
-                        " AND channel IS NOT DISTINCT FROM ? AND team IS NOT DISTINCT FROM ?"
-                        " AND stopped_at = ?",
-                        (
-                            at_micros(due_at) if late else None,
-                            cid,
-                            kind,
-                            ref,
-                            started,
-                            PENDING,
-                            channel,
-                            team,
-                            end,
-                        ),
-                    )
-                )
+            writes: list[tuple[str, Sequence[Any]]] = [
+                (self._SET_OPEN, (self._open_value(r), *r)) for r in rows
+            ]
+            writes += [(self._SET_STOPPED, (self._stopped_value(r), *r)) for r in stopped]
             if writes:
                 store.backend.execute(writes)
             if len(rows) < _CHUNK and len(stopped) < _CHUNK:
                 return
+
+    def _work_out_all(self, store: JourneyStore) -> None:
+        """Every row's deadline, whatever it holds (a pass over both tables in key order,
+        a chunk a transaction; only the rows whose due_us changes are written)."""
+        for table, columns, key, value, update in (
+            ("clocks", self._OPEN_COLUMNS, 3, self._open_value, self._SET_OPEN),
+            ("stopped_clocks", self._STOPPED_COLUMNS, 4, self._stopped_value, self._SET_STOPPED),
+        ):
+            order = ("customer_id", "kind", "ref", "started_at")[:key]
+            after: tuple[Any, ...] | None = None
+            while True:
+                where = ""
+                if after is not None:
+                    where = f" WHERE ({', '.join(order)}) > ({', '.join('?' * key)})"
+                rows = store.query(
+                    f"SELECT {columns} FROM {table}{where} ORDER BY {', '.join(order)} LIMIT ?",
+                    (*(after or ()), _CHUNK),
+                )
+                writes: list[tuple[str, Sequence[Any]]] = []
+                for r in rows:
+                    worked = value(r)
+                    if worked != r[7]:
+                        writes.append((update, (worked, *r)))
+                if writes:
+                    store.backend.execute(writes)
+                if len(rows) < _CHUNK:
+                    break
+                last = rows[-1]
+                after = (last[0], last[1], last[2], last[5])[:key]
 
     # ------------------------------------------------------------------ what is due
 

@@ -122,8 +122,9 @@ _TABLES = {
         ),
     )
 }
-# A clock's due_us as the fold writes it: the promise keeper has yet to work out its deadline
-# by its rules (projections/due.py). Never a deadline: datetime's range is about +-2**58 us.
+# A clock's due_us as a live store's fold writes it: the promise keeper has yet to work out
+# its deadline by its rules (projections/due.py). Never a deadline: datetime's range is
+# about +-2**58 microseconds.
 PENDING = -(2**62)
 
 # Every table holds rows of one customer's journey only (a link is the row of the customer
@@ -176,9 +177,13 @@ def customer_rows(
     touchpoints: int,
     tp: TopicPartition,
     tables: Collection[str] | None = None,
+    *,
+    due: int | None = PENDING,
 ) -> CustomerRows:
     """Every query-table row the journey ``j`` is due, by table and primary key (of
-    ``tables`` only, when given)."""
+    ``tables`` only, when given). ``due``: the clocks' due_us (PENDING: for the keeper to
+    work out; a rebuilding store writes NULL, and the first keeper on it works out every
+    row: projections/due.py)."""
     want = _TABLES.keys() if tables is None else tables
     cid = j.customer_id
     out: CustomerRows = {name: {} for name in want}
@@ -200,7 +205,7 @@ def customer_rows(
         for other in j.linked_customers:
             put("links", (cid, other))
     if "clocks" in want or "stopped_clocks" in want:
-        _clock_rows(j, cid, put)
+        _clock_rows(j, cid, put, due)
     if "owned_products" in want:
         for pos, product in enumerate(j.products):
             put("owned_products", (cid, pos, product.name, product.batch, product.serial))
@@ -228,7 +233,7 @@ def _customer_row(j: Journey, generation: int, touchpoints: int, tp: TopicPartit
     )
 
 
-def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
+def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None], due: int | None) -> None:
     for case in j.cases.values():
         # An overdue reply stays listed (its clock row stays) until a reply stops the clock,
         # the case is resolved, or an agent acknowledges the recorded breach.
@@ -251,7 +256,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     None,
                     None if j.erased_at else case.subject,
                     case.kind,
-                    PENDING,
+                    due,
                 ),
             )
         for kind, since, stopped in case.stopped_clocks:
@@ -269,7 +274,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     since.isoformat(),
                     stopped.isoformat(),
                     case.kind,
-                    PENDING,
+                    due,
                 ),
             )
     for promise in j.promises.values():
@@ -298,7 +303,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     promise.due_by.isoformat(),
                     promise.what,
                     owner.kind if owner else None,
-                    PENDING,
+                    due,
                 ),
             )
 

@@ -84,6 +84,7 @@ from projections.location import (
 from projections.rows import (
     DEFERRABLE,
     EVERY_BATCH,
+    PENDING,
     CustomerRows,
     clock_text,
     customer_rows,
@@ -1046,7 +1047,16 @@ class JourneyStore:
         agg = live.agg
         writes: list[Statement] = []
         tables: tuple[str, ...] = (*EVERY_BATCH, *DEFERRABLE) if tp is not None else DEFERRABLE
-        rows = customer_rows(agg.journey, agg.generation, agg.touchpoints, tp or _NO_TP, tables)
+        rows = customer_rows(
+            agg.journey,
+            agg.generation,
+            agg.touchpoints,
+            tp or _NO_TP,
+            tables,
+            # A rebuilt store's clocks are all worked out by the first keeper on it, in one
+            # pass: none is in the keeper's index meanwhile (projections/due.py).
+            due=None if self._rebuilding else PENDING,
+        )
         before = live.rows
         if live.rows_unknown:
             writes.extend(

@@ -324,6 +324,8 @@ def test_the_same_breaches_at_the_same_event_times_live_and_replayed(
         # A rebuild of the live log, then the keeper on it: nothing to decide again.
         rebuild(log, live_store, topic=TOPIC, dlq_topic=f"{TOPIC}.dlq")
     with pipeline_on(tmp_path, live_store, "live", END + timedelta(days=1)) as (again, clock):
+        again.runner.step()  # joins: the keeper decides for the partitions its runner holds
+        assert len(again.runner.owned_partitions()) == 6
         again.catch_up()
         clock.set(clock.now + timedelta(seconds=31))
         again.catch_up()
@@ -338,3 +340,31 @@ def test_the_same_breaches_at_the_same_event_times_live_and_replayed(
     assert {
         (t, cid, ref, datetime.fromisoformat(due)) for t, cid, ref, due, _, _ in live
     } == expected()
+
+
+def test_a_keeper_with_other_rules_works_every_deadline_out_again(
+    tmp_path: Path, store_address: StoreAddress
+) -> None:
+    """The stored deadlines are the keeper's rules' own: a keeper started with other rules
+    decides by those, not by what an earlier keeper worked out."""
+    now = T0 + timedelta(minutes=10)
+    log = EmbeddedLog(str(tmp_path / "rules.log.db"))
+    first = Pipeline(log, store_address, topic=TOPIC, rules=RULES, clock=ManualClock(now))
+    first.emit([inquiry("c-1", "k", T0, team="sthlm")], logged_at=now)
+    first.catch_up()
+    first.keeper.tick()  # 8 open hours in Stockholm: due on Thursday evening at the earliest
+    first.close()
+    quick = ServiceRules(first_reply_hours={"default": 1, "email": 1})  # around the clock
+    clock = ManualClock(T0 + timedelta(hours=2))
+    second = Pipeline(log, store_address, topic=TOPIC, rules=quick, clock=clock)
+    try:
+        second.runner.step()  # joins: the keeper decides for the partitions its runner holds
+        second.catch_up()
+        clock.set(clock.now + timedelta(seconds=31))  # idle: the wall clock decides
+        second.catch_up()
+        assert [
+            (t, cid, ref, datetime.fromisoformat(due)) for t, cid, ref, due, _, _ in decided(log)
+        ] == [("ReplyOverdue", "c-1", "k", T0 + timedelta(hours=1))]
+    finally:
+        second.close()
+        log.close()
