@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--py-spy", type=Path, default=None, help="speedscope file to write")
     parser.add_argument("--py-spy-s", type=int, default=25, help="seconds py-spy samples")
+    parser.add_argument(
+        "--py-spy-after-s",
+        type=float,
+        default=0,
+        help="start sampling this long after the warm-up (the writer's cache fills after a "
+        "minute or so at 1,000/s, and customers start coming back from the store)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -67,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         spy.append(
             subprocess.Popen(
                 [
+                    "sh",
+                    "-c",
+                    f'sleep {args.py_spy_after_s} && exec "$0" "$@"',
                     binary,
                     "record",
                     "--idle",
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             on_runner=profile,
         )
         for proc in spy:
-            proc.wait(timeout=args.py_spy_s + 120)
+            proc.wait(timeout=args.py_spy_after_s + args.py_spy_s + 120)
         if spy and args.py_spy is not None and args.py_spy.exists():
             text, top = summarise_speedscope(
                 args.py_spy, focus=("Supervisor.run", "consumers/supervisor.py")

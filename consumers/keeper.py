@@ -170,7 +170,8 @@ class PromiseKeeper:
         emitted: list[Position] = []
         # Running clocks past due and reply clocks that stopped after their target, with
         # no breach on record: only those due by the latest partition clock are read.
-        items = self._due.due(store, positions, max(clocks.values()))
+        mine = self._holding.keys() if self.owned is not None else None
+        items = self._due.due(store, positions, max(clocks.values()), mine)
         for item in items:
             if item.recorded:
                 continue

@@ -33,7 +33,7 @@ their own text (the fact's deadline keeps the offset it always had, and with it 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +59,18 @@ def rules_fingerprint(rules: ServiceRules) -> str:
     return hashlib.sha256(rules.model_dump_json().encode()).hexdigest()[:32]
 
 
+class _Mine:
+    """The SQL that keeps a read to the customers of some partitions (all: none)."""
+
+    def __init__(self, partitions: Collection[int] | None) -> None:
+        self.join = self.where = ""
+        self.params: tuple[int, ...] = ()
+        if partitions is not None:
+            self.params = tuple(sorted(partitions)) or (-1,)
+            self.join = " JOIN customers c USING (customer_id)"
+            self.where = f" AND c.partition IN ({','.join('?' * len(self.params))})"
+
+
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -72,25 +84,37 @@ class DueClocks:
         self._store: JourneyStore | None = None
         # The positions at the last full look, and the earliest deadline then stored (None:
         # none): while both hold, a tick whose clock is before that deadline has nothing.
-        self._seen: tuple[tuple[TopicPartition, int], ...] | None = None
+        self._seen: object = None
         self._next_due: int | None = None
 
     def due(
-        self, store: JourneyStore, positions: Mapping[TopicPartition, int], until: datetime
+        self,
+        store: JourneyStore,
+        positions: Mapping[TopicPartition, int],
+        until: datetime,
+        partitions: Collection[int] | None = None,
     ) -> list[ServiceItem]:
         """Every clock whose deadline is at or before ``until`` and not yet on the log as a
         breach (a running clock past due, or a reply clock that stopped after its target),
         in a total order (customer, kind, ref): what the keeper used to find among every
-        open clock, found by an indexed range."""
+        open clock, found by an indexed range. ``partitions``: only customers of these (the
+        ones this worker's runner holds: with several workers, each works out and decides
+        its own, and never updates rows another worker's batch is writing)."""
         if store is not self._store:
             self._store, self._seen, self._next_due = store, None, None
             self._check_rules(store)
-        seen = tuple(sorted(positions.items()))
+        # What the last look saw: the positions (anything folded since changes them) and
+        # the partitions looked after (one newly held may have rows nobody worked out).
+        seen = (
+            tuple(sorted(positions.items())),
+            None if partitions is None else tuple(sorted(partitions)),
+        )
         until_us = at_micros(until)
         if seen == self._seen and (self._next_due is None or until_us < self._next_due):
             return []
-        self._work_out(store)
-        items = self._open_due(store, until_us) + self._stopped_due(store, until_us)
+        mine = _Mine(partitions)
+        self._work_out(store, mine)
+        items = self._open_due(store, until_us, mine) + self._stopped_due(store, until_us, mine)
         self._seen = seen
         self._next_due = self._earliest(store)
         return items
@@ -157,17 +181,19 @@ class DueClocks:
     _OPEN_COLUMNS = "customer_id, kind, ref, channel, team, started_at, due_at, due_us"
     _STOPPED_COLUMNS = "customer_id, kind, ref, channel, team, started_at, stopped_at, due_us"
 
-    def _work_out(self, store: JourneyStore) -> None:
+    def _work_out(self, store: JourneyStore, mine: _Mine) -> None:
         """Every pending row's deadline (through the index), stored, a chunk a
         transaction."""
         while True:
             rows = store.query(
-                f"SELECT {self._OPEN_COLUMNS} FROM clocks WHERE due_us = ? LIMIT ?",
-                (PENDING, _CHUNK),
+                f"SELECT {self._OPEN_COLUMNS} FROM clocks{mine.join}"
+                f" WHERE due_us = ?{mine.where} LIMIT ?",
+                (PENDING, *mine.params, _CHUNK),
             )
             stopped = store.query(
-                f"SELECT {self._STOPPED_COLUMNS} FROM stopped_clocks WHERE due_us = ? LIMIT ?",
-                (PENDING, _CHUNK),
+                f"SELECT {self._STOPPED_COLUMNS} FROM stopped_clocks{mine.join}"
+                f" WHERE due_us = ?{mine.where} LIMIT ?",
+                (PENDING, *mine.params, _CHUNK),
             )
             writes: list[tuple[str, Sequence[Any]]] = [
                 (self._SET_OPEN, (self._open_value(r), *r)) for r in rows
@@ -209,13 +235,14 @@ class DueClocks:
 
     # ------------------------------------------------------------------ what is due
 
-    def _open_due(self, store: JourneyStore, until_us: int) -> list[ServiceItem]:
+    def _open_due(self, store: JourneyStore, until_us: int, mine: _Mine) -> list[ServiceItem]:
         rows = store.query(
             "SELECT k.customer_id, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
             " k.country, k.started_at, k.due_at, k.due_us, c.erased_at FROM clocks k"
             " JOIN customers c USING (customer_id)"
-            " WHERE k.due_us > ? AND k.due_us <= ? ORDER BY k.customer_id, k.kind, k.ref",
-            (PENDING, until_us),
+            f" WHERE k.due_us > ? AND k.due_us <= ?{mine.where}"
+            " ORDER BY k.customer_id, k.kind, k.ref",
+            (PENDING, until_us, *mine.params),
         )
         if not rows:
             return []
@@ -268,12 +295,13 @@ class DueClocks:
             store.backend.execute(settled)
         return items
 
-    def _stopped_due(self, store: JourneyStore, until_us: int) -> list[ServiceItem]:
+    def _stopped_due(self, store: JourneyStore, until_us: int, mine: _Mine) -> list[ServiceItem]:
         rows = store.query(
             "SELECT customer_id, kind, ref, case_kind, channel, team, country, started_at,"
-            " stopped_at, due_us FROM stopped_clocks WHERE due_us > ? AND due_us <= ?"
+            f" stopped_at, due_us FROM stopped_clocks{mine.join}"
+            f" WHERE due_us > ? AND due_us <= ?{mine.where}"
             " ORDER BY customer_id, kind, ref, started_at",
-            (PENDING, until_us),
+            (PENDING, until_us, *mine.params),
         )
         if not rows:
             return []
