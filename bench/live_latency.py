@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir()
     spy: list[subprocess.Popen[bytes]] = []
 
+    cpu: dict[str, float] = {}
+    stop = threading.Event()
+
+    def sample_cpu(pid: int) -> None:
+        """The runner's CPU seconds (user + system), the last reading before it ends."""
+        tick = os.sysconf("SC_CLK_TCK")
+        while not stop.is_set():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return
+            cpu.setdefault("first", (int(fields[11]) + int(fields[12])) / tick)
+            cpu["last"] = (int(fields[11]) + int(fields[12])) / tick
+            stop.wait(0.25)
+
     def profile(pid: int) -> None:
+        threading.Thread(target=sample_cpu, args=(pid,), daemon=True).start()
         if args.py_spy is None:
             return
         binary = pyspy_usable()
@@ -108,6 +125,16 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             on_runner=profile,
         )
+        stop.set()
+        folded = out["background_sent"] - out["lag_at_end"] + out["probes"]
+        if cpu and folded > 0:
+            # From the runner's first fold to its end: warm-up and probes, at the load.
+            out["runner_cpu_s"] = round(cpu["last"] - cpu["first"], 2)
+            out["runner_cpu_us_per_touchpoint"] = round(1e6 * out["runner_cpu_s"] / folded, 1)
+            print(
+                f"  journey run: {out['runner_cpu_s']} CPU s for {folded:,} touchpoints folded"
+                f" = {out['runner_cpu_us_per_touchpoint']} µs each"
+            )
         for proc in spy:
             proc.wait(timeout=args.py_spy_after_s + args.py_spy_s + 120)
         if spy and args.py_spy is not None and args.py_spy.exists():

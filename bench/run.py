@@ -906,6 +906,7 @@ def latency_figure(
     out: dict[str, Any] = {
         "background_target_per_s": rate,
         "background_achieved_per_s": round(achieved, 1),
+        "background_sent": background.sent,
         "probes": len(acked),
         "timeouts": timeouts,
         "lag_at_end": lag,

@@ -165,6 +165,8 @@ class Runner:
         self._taking += 1
         for tp in assigned:
             self._taken[tp.partition] = self._taking
+        # Another worker may have written snapshots of these partitions' customers.
+        self.store.forget_snapshot_absences()
         positions = self.store.positions()
         starts = {tp: positions[tp] + 1 if tp in positions else 0 for tp in assigned}
         logger.info(
