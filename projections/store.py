@@ -84,6 +84,7 @@ from projections.location import (
 from projections.rows import (
     DEFERRABLE,
     EVERY_BATCH,
+    PENDING,
     CustomerRows,
     clock_text,
     customer_rows,
@@ -141,6 +142,9 @@ _CUSTOMER_WEIGHT = 12
 _REBUILD_PAGE_CACHE_KIB = 16384
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
+# Customers a writer remembers to have no snapshot (JourneyStore._no_snapshot): ~100 bytes
+# each; cleared when full.
+_NO_SNAPSHOT_SIZE = 100_000
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
 _MEMO_SIZE = 4096
 _T = TypeVar("_T")
@@ -326,6 +330,13 @@ class JourneyStore:
         self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
+        # Customers this writer knows to have no snapshot (started here, or loaded and found
+        # without one): their next load skips the look-up (a live worker lets most of its
+        # short histories go and reads them back minutes later). Forgotten when it writes
+        # one, and all at once when its runner is assigned partitions (another worker may
+        # have written some meanwhile). Wrong only the safe way: a snapshot missed is a
+        # longer fold from the customer's rows, never another journey.
+        self._no_snapshot: set[str] = set()
 
     @staticmethod
     def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
@@ -589,21 +600,24 @@ class JourneyStore:
         return self._load_from_snapshot(customer_id, generation, erased_at)[0]
 
     def _load_from_snapshot(
-        self, customer_id: str, generation: int, erased_at: str | None
+        self, customer_id: str, generation: int, erased_at: str | None, *, look: bool = True
     ) -> tuple[CustomerJourney, int]:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
         later read of them sees at least what the snapshot was taken from); and how many
-        touchpoints the snapshot used holds (0: none, or none readable)."""
+        touchpoints the snapshot used holds (0: none, or none readable). ``look=False``:
+        the caller knows there is none."""
+        snap_rows: list[tuple[Any, ...]] = []
         try:
-            (snap_rows,) = self.backend.queries(
-                [
-                    (
-                        "SELECT generation, touchpoints, topic, state FROM snapshots"
-                        " WHERE customer_id = ?",
-                        (customer_id,),
-                    )
-                ]
-            )
+            if look:
+                (snap_rows,) = self.backend.queries(
+                    [
+                        (
+                            "SELECT generation, touchpoints, topic, state FROM snapshots"
+                            " WHERE customer_id = ?",
+                            (customer_id,),
+                        )
+                    ]
+                )
         except Exception as exc:
             raise self._damaged(exc) from exc
         agg: CustomerJourney | None = None
@@ -1057,7 +1071,16 @@ class JourneyStore:
         agg = live.agg
         writes: list[Statement] = []
         tables: tuple[str, ...] = (*EVERY_BATCH, *DEFERRABLE) if tp is not None else DEFERRABLE
-        rows = customer_rows(agg.journey, agg.generation, agg.touchpoints, tp or _NO_TP, tables)
+        rows = customer_rows(
+            agg.journey,
+            agg.generation,
+            agg.touchpoints,
+            tp or _NO_TP,
+            tables,
+            # A rebuilt store's clocks are all worked out by the first keeper on it, in one
+            # pass: none is in the keeper's index meanwhile (projections/due.py).
+            due=None if self._rebuilding else PENDING,
+        )
         before = live.rows
         if live.rows_unknown:
             writes.extend(
@@ -1083,6 +1106,7 @@ class JourneyStore:
             return None
         stored = snapshots.take(self._mapper, agg)
         live.snapshot_at = agg.touchpoints
+        self._no_snapshot.discard(agg.customer_id)
         return (
             "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
             " DO UPDATE SET generation = excluded.generation,"
@@ -1246,8 +1270,21 @@ class JourneyStore:
         """customer id -> its customers row as committed."""
         return self._batch_state((), customer_ids)[1]
 
+    def forget_snapshot_absences(self) -> None:
+        """What this writer knew of customers without a snapshot (see ``_no_snapshot``):
+        its runner calls this when partitions are assigned."""
+        self._no_snapshot.clear()
+
+    def _no_snapshot_of(self, customer_id: str) -> None:
+        if self._rebuilding:
+            return  # a rebuild reads few back, and its memory is counted
+        if len(self._no_snapshot) >= _NO_SNAPSHOT_SIZE:
+            self._no_snapshot.clear()
+        self._no_snapshot.add(customer_id)
+
     def _load_or_start(self, customer_id: str, state: _Stored | None) -> _Live:
         if state is None:
+            self._no_snapshot_of(customer_id)
             return _Live(CustomerJourney(customer_id, 0), None, 0)
         generation, touchpoints, erased_at, written_at = state
         cached = self._live.get(customer_id)
@@ -1259,7 +1296,11 @@ class JourneyStore:
             touchpoints,
         ):
             return cached
-        agg, snapshot_at = self._load_from_snapshot(customer_id, generation, erased_at)
+        agg, snapshot_at = self._load_from_snapshot(
+            customer_id, generation, erased_at, look=customer_id not in self._no_snapshot
+        )
+        if snapshot_at == 0:
+            self._no_snapshot_of(customer_id)
         # What the tables hold for it is what its journey is due (written together); a
         # rebuilding store knows that of the tables it writes with every batch only.
         if self._rebuilding:
