@@ -56,8 +56,12 @@ __all__ = ["RebuildFailed", "RebuildStats", "default_processes", "rebuild"]
 
 logger = structlog.get_logger(__name__)
 
-# Per share, in shared memory: processed, duplicates, dead letters, keyless.
-_SLOTS = 4
+# Per share, in shared memory: processed, duplicates, dead letters, keyless, and on SQLite
+# the write transactions that waited for another process's turn and how long (µs).
+_SLOTS = 6
+# Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
+# to SQLite's own lock and Python's busy handler instead of taking turns.
+_TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
 
 
 class RebuildFailed(JourneyError):
@@ -68,9 +72,12 @@ class RebuildFailed(JourneyError):
 @dataclass
 class RebuildStats(RunnerStats):
     """A rebuild's counts over all its processes, and which process folded which
-    partitions (pid -> partitions)."""
+    partitions (pid -> partitions), and how often and how long a SQLite write waited for
+    another process's."""
 
     shares: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    write_waits: int = 0
+    write_waited_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,8 @@ def _rebuild_in_processes(
         duplicates=slot[1],
         dead_letters=slot[2],
         keyless=slot[3],
+        write_waits=slot[4],
+        write_waited_s=slot[5] / 1e6,
         shares={int(procs[i].pid or 0): share for i, share in enumerate(job.shares)},
     )
 
@@ -322,20 +331,26 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
             rebuilding=True,
             cache_size=cache_size,
             cache_weight=cache_weight,
-            shared_writes=not is_postgres(job.new_file),
+            shared_writes=_TURNS and not is_postgres(job.new_file),
         )
+        turns = getattr(runner.store.backend, "turns", None)
 
         def on_batch(stats: RunnerStats) -> None:
             counters[first] = stats.processed
             counters[first + 1] = stats.duplicates
             counters[first + 2] = stats.dead_letters
             counters[first + 3] = stats.keyless
+            if turns is not None:
+                counters[first + 4] = turns.waits
+                counters[first + 5] = int(turns.waited_s * 1e6)
 
         runner.on_batch = on_batch
         runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=job.retry_for_s)
         runner.run_until_caught_up(timeout_s=600, retry_for_s=job.retry_for_s)
         runner.store.complete()
-        turns = getattr(runner.store.backend, "turns", None)
+        if turns is not None:  # complete()'s writes took turns too
+            counters[first + 4] = turns.waits
+            counters[first + 5] = int(turns.waited_s * 1e6)
         logger.info(
             "rebuild share folded",
             events=counters[first],
