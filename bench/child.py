@@ -98,12 +98,13 @@ class MemorySampler:
     the sum of their RSS (pages a forked child shares with its parent counted in each) and
     of their PSS (shared pages divided among those sharing them: the honest sum)."""
 
-    def __init__(self, every_s: float = 0.2) -> None:
+    def __init__(self, every_s: float = 0.5) -> None:
         import threading
 
         self.peak_rss_kib = 0
         self.peak_pss_kib = 0
         self.most_processes = 0
+        self.pss_at_peak: list[float] = []  # MiB, this process first
         self._stop = threading.Event()
         self._every_s = every_s
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
@@ -113,9 +114,11 @@ class MemorySampler:
         while not self._stop.wait(self._every_s):
             pids = _family(os.getpid())
             rss = sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids)
-            pss = sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
+            each = [_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
-            self.peak_pss_kib = max(self.peak_pss_kib, pss)
+            if sum(each) > self.peak_pss_kib:
+                self.peak_pss_kib = sum(each)
+                self.pss_at_peak = [round(k / 1024, 1) for k in each]
             self.most_processes = max(self.most_processes, len(pids))
 
     def stop(self) -> dict[str, Any]:
@@ -124,6 +127,7 @@ class MemorySampler:
         return {
             "peak_rss_sum_mib": round(self.peak_rss_kib / 1024, 1),
             "peak_pss_sum_mib": round(self.peak_pss_kib / 1024, 1),
+            "pss_at_peak_mib": self.pss_at_peak,
             "processes_seen": self.most_processes,
         }
 

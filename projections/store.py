@@ -141,6 +141,11 @@ _CACHE_WEIGHT = 300_000
 _CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
+# … and when several processes write it (shared_writes): each commit of one makes SQLite
+# drop the others' cached pages (WAL: a connection that sees another's commit resets its
+# cache), so a large cache holds little they can use; two processes with 16 MiB each (two
+# connections apiece) were 64 MiB of a 1M rebuild's peak.
+_SHARED_PAGE_CACHE_KIB = 4096
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
@@ -320,7 +325,9 @@ class JourneyStore:
             # of a 1M rebuild's peak memory free.
             self.backend = self._open_sqlite(
                 self.path,
-                cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None,
+                cache_kib=(_SHARED_PAGE_CACHE_KIB if shared_writes else _REBUILD_PAGE_CACHE_KIB)
+                if rebuilding
+                else None,
                 shared_writes=shared_writes,
             )
         self.where = self.backend.where
