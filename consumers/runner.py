@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -121,7 +121,15 @@ class Runner:
         max_future: timedelta = DEFAULT_MAX_FUTURE,
         keys: CustomerKeys | None = None,
         rebuilding: bool = False,
+        partitions: Collection[int] | None = None,
+        cache_size: int | None = None,
+        cache_weight: int | None = None,
+        shared_writes: bool = False,
     ) -> None:
+        """``partitions`` (only with ``group=None``): the share of the topic's partitions
+        this runner reads, as one process of a rebuild on several does; the others' are
+        someone else's. ``cache_size``, ``cache_weight`` and ``shared_writes``: the store's
+        (:class:`JourneyStore`)."""
         self.log = log
         # The customers' keys: beside the base store, never the rebuilt one (a rebuild
         # passes the base's); personal values are opened with them as they are folded.
@@ -132,6 +140,7 @@ class Runner:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.group = group
+        self.partitions = None if partitions is None else frozenset(partitions)
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.follow_swaps = follow_swaps
@@ -144,7 +153,13 @@ class Runner:
         # A rebuild's store is read by nobody until it is complete: a customer's snapshot
         # and most of its rows wait until it leaves the writer's cache, or the end
         # (JourneyStore.complete, which the rebuild calls before its swap).
-        self.store = JourneyStore(self._store_file, rebuilding=rebuilding)
+        self.store = JourneyStore(
+            self._store_file,
+            rebuilding=rebuilding,
+            cache_size=cache_size,
+            cache_weight=cache_weight,
+            shared_writes=shared_writes,
+        )
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
         self._taking = 0  # counts assignments; per partition, the one that gave it to us
@@ -181,7 +196,7 @@ class Runner:
         if self._consumer is None:
             self.log.ensure_topics([self.topic, self.dlq_topic], 6)
             self._consumer = self.log.consumer(
-                self.group, [self.topic], on_assign=self._start_offsets
+                self.group, [self.topic], on_assign=self._start_offsets, partitions=self.partitions
             )
         return self._consumer
 
@@ -452,7 +467,11 @@ class Runner:
         A transient failure is raised at once, or — with ``retry_for_s`` — retried with
         backoff for that long (each attempt re-reads from the store's positions).
         """
-        targets = self.log.high_watermarks(self.topic)
+        targets = {
+            p: hwm
+            for p, hwm in self.log.high_watermarks(self.topic).items()
+            if self.partitions is None or p in self.partitions
+        }
         deadline = time.monotonic() + timeout_s
         failing_since: float | None = None
         backoff = 0.2

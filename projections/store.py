@@ -105,6 +105,8 @@ __all__ = [
     "StoreError",
     "active_store",
     "active_store_path",
+    "cache_size_setting",
+    "cache_weight_setting",
     "clock_text",
     "content_hash",
     "content_hash_of",
@@ -140,6 +142,11 @@ _CACHE_WEIGHT = 300_000
 _CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
+# … and when several processes write it (shared_writes): each commit of one makes SQLite
+# drop the others' cached pages (WAL: a connection that sees another's commit resets its
+# cache), so a large cache holds little they can use; two processes with 16 MiB each (two
+# connections apiece) were 64 MiB of a 1M rebuild's peak.
+_SHARED_PAGE_CACHE_KIB = 4096
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
 # Customers a writer remembers to have no snapshot (JourneyStore._no_snapshot): ~100 bytes
@@ -192,6 +199,17 @@ class _Live:
     rows_unknown: bool = False
     # What it counted for in the cache's weight when the cache last took it (``_weigh``).
     weight: int = 0
+
+
+def cache_size_setting() -> int:
+    """Customers a writer keeps folded in memory (JOURNEY_CACHE_SIZE); one that falls out
+    costs a snapshot read and a short tail on its next touchpoint."""
+    return int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+
+
+def cache_weight_setting() -> int:
+    """What a writer's cached customers may weigh together (JOURNEY_CACHE_WEIGHT)."""
+    return int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
 
 
 def _weigh(live: _Live) -> int:
@@ -277,6 +295,7 @@ class JourneyStore:
         check_pages: bool = True,
         rebuilding: bool = False,
         reading: bool = False,
+        shared_writes: bool = False,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
@@ -289,13 +308,15 @@ class JourneyStore:
 
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones."""
+        very long histories weigh as much as thousands of short ones.
+
+        ``shared_writes``: several processes write this SQLite file at once (a rebuild on
+        several processes); they take turns through a lock file beside it (see
+        :class:`~projections.backends.SQLiteBackend`). PostgreSQL needs nothing."""
         if cache_size is None:
-            # Customers kept folded in memory by a writer; one that falls out costs a
-            # snapshot read and a short tail on its next touchpoint.
-            cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+            cache_size = cache_size_setting()
         if cache_weight is None:
-            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
+            cache_weight = cache_weight_setting()
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
@@ -315,7 +336,11 @@ class JourneyStore:
             # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
             # of a 1M rebuild's peak memory free.
             sqlite = self._open_sqlite(
-                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+                self.path,
+                cache_kib=(_SHARED_PAGE_CACHE_KIB if shared_writes else _REBUILD_PAGE_CACHE_KIB)
+                if rebuilding
+                else None,
+                shared_writes=shared_writes,
             )
             if made_here:  # sound by construction: the next open need not read it whole
                 sqlite.witness.vouch()
@@ -339,10 +364,12 @@ class JourneyStore:
         self._no_snapshot: set[str] = set()
 
     @staticmethod
-    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
+    def _open_sqlite(
+        path: Path, cache_kib: int | None = None, *, shared_writes: bool = False
+    ) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path, cache_kib=cache_kib)
+                return SQLiteBackend(path, cache_kib=cache_kib, shared_writes=shared_writes)
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
