@@ -302,7 +302,10 @@ class JourneyStore:
             # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
             # of a 1M rebuild's peak memory free.
             self.backend = self._open_sqlite(
-                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+                self.path,
+                cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None,
+                # A file that exists already (not a rebuild's new one) keeps its WAL.
+                rebuilding=rebuilding and not store_exists(self.path),
             )
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
@@ -316,10 +319,12 @@ class JourneyStore:
         self._memo: tuple[object, dict[object, Any]] = (None, {})
 
     @staticmethod
-    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
+    def _open_sqlite(
+        path: Path, cache_kib: int | None = None, rebuilding: bool = False
+    ) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path, cache_kib=cache_kib)
+                return SQLiteBackend(path, cache_kib=cache_kib, rebuilding=rebuilding)
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -1112,6 +1117,7 @@ class JourneyStore:
                 # chunk (a later batch of theirs reads them back from the store).
                 for cid, _ in chunk:
                     self._uncache(cid)
+            self.backend.rebuilt()
         return done
 
     @staticmethod
