@@ -40,7 +40,7 @@ from projections.location import (
     reachability,
     schema_of,
 )
-from projections.schema import TRGM_SCHEMA, ddl
+from projections.schema import SEARCH_DDL, SEARCH_TRIGGERS, TRGM_SCHEMA, ddl
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement", "WriterTurns"]
 
@@ -101,6 +101,9 @@ class Backend(ABC):
         can; False when something still holds old bytes (the caller logs it)."""
         return True
 
+    def rebuilt(self) -> None:  # noqa: B027 -- most backends leave nothing for the end
+        """A rebuild has written every row: build what it left for the end."""
+
     @abstractmethod
     def compact(self) -> None:
         """Rewrite every table and index packed: rows written a customer at a time leave
@@ -154,13 +157,22 @@ class _TunedPool(SQLiteConnectionPool):
     left in free space for anyone with the file to read."""
 
     cache_kib = 65536
+    # A rebuild's new store (see SQLiteBackend): its rollback journal in memory, no syncs.
+    rebuilding = False
 
     def _create_connection(self) -> SQLiteConnection:
+        if self.rebuilding:
+            # Not WAL (eventsourcing's choice, made on a pool's first connection): see below.
+            self.is_journal_mode_wal = True
         conn = super()._create_connection()
         cur = conn.cursor()
-        pragmas = ("synchronous=NORMAL", f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
+        pragmas: tuple[str, ...] = ("synchronous=NORMAL",)
+        if self.rebuilding:
+            pragmas = ("journal_mode=MEMORY", "synchronous=OFF")
+        pragmas += (f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
         for pragma in (*pragmas, "secure_delete=ON"):
             cur.execute(f"PRAGMA {pragma}")
+            cur.fetchall()
         return conn
 
 
@@ -208,12 +220,14 @@ class _Datastore(SQLiteDatastore):
         cache_kib: int | None = None,
         witness: WriteWitness | None = None,
         turns: WriterTurns | None = None,
+        rebuilding: bool = False,
     ) -> None:
         super().__init__(db_name, lock_timeout=lock_timeout)
         self.pool.close()
         self.pool = _TunedPool(db_name=db_name, lock_timeout=lock_timeout)
         if cache_kib is not None:
             self.pool.cache_kib = cache_kib
+        self.pool.rebuilding = rebuilding
         self.witness = witness
         self.turns = turns
 
@@ -261,13 +275,29 @@ class SQLiteBackend(Backend):
     tracking_table = "tracking"
 
     def __init__(
-        self, path: Path, *, cache_kib: int | None = None, shared_writes: bool = False
+        self,
+        path: Path,
+        *,
+        cache_kib: int | None = None,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
     ) -> None:
         """``cache_kib``: each connection's page cache (64 MiB unless given).
+
         ``shared_writes``: other processes write this file too (a rebuild on several
         processes): each write transaction waits its turn (:class:`WriterTurns`, the file
-        ``<path>.writer``)."""
+        ``<path>.writer``).
+
+        ``rebuilding``: a new file a rebuild fills, which nobody reads until
+        :meth:`compact` has made it whole: its rollback journal is kept in memory (a
+        failed batch still rolls back) and nothing waits for the disk; in WAL every
+        commit wrote each changed page twice (the log, then its checkpoint into the file)
+        and synced. A crash leaves the file unusable, but nothing opens it then (the next
+        rebuild starts a new file). :meth:`compact` packs it, turns it into the WAL store
+        every other one is, and makes it durable before it is swapped in."""
         self.path = path
+        self._cache_kib = cache_kib
+        self._journal_in_memory = rebuilding
         self.witness = WriteWitness(path)
         self.turns = WriterTurns(Path(f"{path}.writer")) if shared_writes else None
         self.datastore = _Datastore(
@@ -276,9 +306,16 @@ class SQLiteBackend(Backend):
             cache_kib=cache_kib,
             witness=self.witness,
             turns=self.turns,
+            rebuilding=rebuilding,
         )
         self.recorder = _SQLiteRecorder(self.datastore)
         self.recorder.create_table()
+        self._search_deferred = rebuilding
+        if rebuilding:
+            # The search index is built once, from the whole table, when the rebuild has
+            # written every row (:meth:`rebuilt`): row by row, its trigger tokenised each
+            # text into the index's segments and merged them again and again.
+            self.execute([(f"DROP TRIGGER IF EXISTS {name}", ()) for name in SEARCH_TRIGGERS])
 
     def sql(self, statement: str) -> str:
         return statement
@@ -287,6 +324,23 @@ class SQLiteBackend(Backend):
     def transaction(self, *, commit: bool) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as cur:
             yield cur
+
+    def rebuilt(self) -> None:
+        """Every row is written: build the search index from the table, in one pass, and
+        keep it with every write from now on (the triggers back)."""
+        if not self._search_deferred:
+            return
+        with self.transaction(commit=True) as cur:
+            # As the trigger does, only rows with a text ('rebuild' would add an entry for
+            # every row); then the segments merged into one, as a compacted store's are.
+            cur.execute(
+                "INSERT INTO touchpoints_fts (rowid, text)"
+                " SELECT id, text FROM touchpoints WHERE text IS NOT NULL ORDER BY id"
+            )
+            cur.execute("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('optimize')")
+            for statement in SEARCH_DDL:
+                cur.execute(statement)
+        self._search_deferred = False
 
     def purge(self) -> bool:
         """The write-ahead log holds the pages as they were before the erasure until a
@@ -304,13 +358,32 @@ class SQLiteBackend(Backend):
         # goes to a temporary file, not memory (the pool's temp_store=MEMORY would hold the
         # whole store in RAM).
         before = self.witness.before()
+        rebuilding = self._journal_in_memory
+        if rebuilding:
+            # Its connections were made for a journal in memory: new ones, for WAL, after.
+            self.datastore.close()
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA temp_store=FILE")
+            # synchronous=FULL (this connection's): the packed file is on the disk before
+            # it is swapped in, whatever the rebuild's own connections skipped.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("VACUUM")
+            # A rebuild's file was filled with its journal in memory: WAL from now on.
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        if rebuilding:
+            self.datastore = _Datastore(
+                str(self.path),
+                lock_timeout=30,
+                cache_kib=self._cache_kib,
+                witness=self.witness,
+                turns=self.turns,
+            )
+            self.recorder = _SQLiteRecorder(self.datastore)
+            self._journal_in_memory = False
         self.witness.after(before)
 
     def size_bytes(self) -> int:

@@ -233,7 +233,6 @@ class _Folded:
     offset: int
     touchpoint: Touchpoint
     raw: bytes
-    digest: str
     event_id: str
     generation: int
     seq: int
@@ -341,6 +340,9 @@ class JourneyStore:
                 if rebuilding
                 else None,
                 shared_writes=shared_writes,
+                # A file that exists already (not a rebuild's new one, or one several
+                # processes write) keeps its WAL.
+                rebuilding=rebuilding and not shared_writes and not store_exists(self.path),
             )
             if made_here:  # sound by construction: the next open need not read it whole
                 sqlite.witness.vouch()
@@ -365,11 +367,17 @@ class JourneyStore:
 
     @staticmethod
     def _open_sqlite(
-        path: Path, cache_kib: int | None = None, *, shared_writes: bool = False
+        path: Path,
+        cache_kib: int | None = None,
+        *,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
     ) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path, cache_kib=cache_kib, shared_writes=shared_writes)
+                return SQLiteBackend(
+                    path, cache_kib=cache_kib, shared_writes=shared_writes, rebuilding=rebuilding
+                )
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -846,9 +854,11 @@ class JourneyStore:
     ) -> BatchResult:
         result = BatchResult()
         received_now = at_micros(datetime.now(UTC))
-        known, stored = self._batch_state(
+        hashes, stored = self._batch_state(
             [t.event_id for _, t in items], dict.fromkeys(t.customer_id for _, t in items)
         )
+        # event id -> its content hash, or the envelope to hash when a copy turns up
+        known: dict[str, str | bytes] = dict(hashes)
         folded: list[_Folded] = []
         writes: list[Statement] = []
         erased: dict[str, int] = {}  # customer -> its generation after the batch's erasures
@@ -860,7 +870,7 @@ class JourneyStore:
         # end. What the fold raises on is still blamed on that one touchpoint.
         # Only a folded copy makes a later one with its event id a duplicate (or a
         # conflict): a copy waiting to be folded is folded first when another turns up.
-        pending: dict[str, list[tuple[int, Touchpoint, bytes, str, str]]] = {}
+        pending: dict[str, list[tuple[int, Touchpoint, bytes, str]]] = {}
         waiting_ids: dict[str, str] = {}  # event id -> customer, while waiting
 
         def fold_pending(cid: str) -> None:
@@ -869,17 +879,18 @@ class JourneyStore:
                 return
             folded_until = len(batch)
             try:
-                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _, _ in batch])
+                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _ in batch])
             except FoldFailed as failed:
                 folded_until = failed.index
                 rejected.append(_fold_rejection(batch[failed.index][0], failed.error))
             except Exception as exc:
                 folded_until = 0
                 rejected.append(_fold_rejection(batch[-1][0], exc))
-            for n, (_, _, _, event_id, digest) in enumerate(batch):
+            for n, (_, _, raw, event_id) in enumerate(batch):
                 waiting_ids.pop(event_id, None)
                 if n < folded_until:
-                    known[event_id] = digest
+                    # Its content hash, when a later copy needs it (rarely: a duplicate).
+                    known[event_id] = raw
 
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
@@ -888,11 +899,14 @@ class JourneyStore:
             except Exception as exc:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
-            digest = content_hash_of(raw)
             if event_id in waiting_ids:
                 fold_pending(waiting_ids[event_id])
-            first = known.get(event_id)
-            if first is not None:
+            seen = known.get(event_id)
+            if seen is not None:
+                # Hashed only here: a touchpoint's hash is read from its fact when needed
+                # (schema 10), and hashing every one was 5 % of a rebuild.
+                first = seen if isinstance(seen, str) else content_hash_of(seen)
+                digest = content_hash_of(raw)
                 if first != digest:
                     rejected.append(
                         Rejection(
@@ -940,14 +954,13 @@ class JourneyStore:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
             waiting = pending.setdefault(cid, [])
-            waiting.append((offset, touchpoint, raw, event_id, digest))
+            waiting.append((offset, touchpoint, raw, event_id))
             waiting_ids[event_id] = cid
             folded.append(
                 _Folded(
                     offset,
                     touchpoint,
                     raw,
-                    digest,
                     event_id,
                     live.agg.generation,
                     live.agg.touchpoints + len(waiting),
@@ -1170,6 +1183,7 @@ class JourneyStore:
                 # chunk (a later batch of theirs reads them back from the store).
                 for cid, _ in chunk:
                     self._uncache(cid)
+            self.backend.rebuilt()
         return done
 
     @staticmethod
@@ -1201,7 +1215,7 @@ class JourneyStore:
                 pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                None if fact is not None else hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(content_hash_of(f.raw)),
                 tp.partition,
                 f.offset,
                 fact,
