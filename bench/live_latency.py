@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=1000, help="background touchpoints/s")
     parser.add_argument("--probes", type=int, default=300, help="emit → visible samples")
     parser.add_argument("--warmup-s", type=float, default=10)
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="seconds of background load (the probes stop when it runs out; default: enough "
+        "for every probe): equal runs of two versions fold the same load",
+    )
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--py-spy", type=Path, default=None, help="speedscope file to write")
     parser.add_argument("--py-spy-s", type=int, default=25, help="seconds py-spy samples")
@@ -124,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup_s=args.warmup_s,
             seed=args.seed,
             on_runner=profile,
+            budget_s=args.seconds,
         )
         stop.set()
         folded = out["background_sent"] - out["lag_at_end"] + out["probes"]

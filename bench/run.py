@@ -772,9 +772,12 @@ def latency_figure(
     warmup_s: float,
     seed: int,
     on_runner: Callable[[int], None] | None = None,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
     """``on_runner``: called with the `journey run` process's id once it folds, before the
-    warm-up (bench/live_latency.py starts py-spy on it there)."""
+    warm-up (bench/live_latency.py starts py-spy on it there). ``budget_s``: seconds of
+    background load (default: enough for the warm-up and every probe at ~2/s); the probes
+    stop when it runs out."""
     from consumers.log import TopicPartition
     from domain import catalogue as c
     from domain.envelope import encode, new_touchpoint
@@ -787,7 +790,8 @@ def latency_figure(
     keys = CustomerKeys(workdir / "live" / "views.db")
     emitter = Emitter(log, topic=topic, source="bench", keys=keys)
     # enough background for the warm-up and every probe at ~5/s, with room to spare
-    budget_s = warmup_s + probes * 0.5 + 30
+    if budget_s is None:
+        budget_s = warmup_s + probes * 0.5 + 30
     # Live traffic: many customers adding a few touchpoints each (quiet ones only; the long
     # histories are the rebuild's and the views' subject), each stamped with about the
     # moment it is sent, so deadlines lie ahead as they would live (a history replayed at
