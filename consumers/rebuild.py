@@ -59,6 +59,10 @@ logger = structlog.get_logger(__name__)
 # Per share, in shared memory: processed, duplicates, dead letters, keyless, and on SQLite
 # the write transactions that waited for another process's turn and how long (µs).
 _SLOTS = 6
+# What one more rebuild process holds of its own, in cache weight (0.43 KB a unit, as the
+# folded state it displaces): a 1M rebuild on two processes with the weight split evenly
+# peaked at 330 MiB (PSS) against 282 for one.
+_PROCESS_WEIGHT = 100_000
 # Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
 # to SQLite's own lock and Python's busy handler instead of taking turns.
 _TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
@@ -308,9 +312,8 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
         rebuild_process=index, pid=os.getpid(), partitions=list(share)
     )
     count = len(job.shares)
-    # What the single process may hold, split: the processes together stay within it.
     cache_size = max(1, cache_size_setting() // count)
-    cache_weight = max(1, cache_weight_setting() // count)
+    cache_weight = _share_weight(cache_weight_setting(), count)
     first = index * _SLOTS
     log = _reopened(job.log)
     keys = CustomerKeys(job.base)
@@ -367,6 +370,14 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
             runner.close()
         keys.close()
         log.close()
+
+
+def _share_weight(weight: int, count: int) -> int:
+    """Each of ``count`` processes' cache weight, so that together they hold what one
+    process may: the weight split, less what each process beyond the first costs of its own
+    (its interpreter, the imported code's pages as they are written, malloc arenas, SQLite
+    connections: ~45 MiB at 1M, measured as PSS), at a quarter of an even split at least."""
+    return max(weight // (4 * count), (weight - (count - 1) * _PROCESS_WEIGHT) // count, 1)
 
 
 def _reopened(log: Log) -> Log:

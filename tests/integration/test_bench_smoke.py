@@ -28,6 +28,12 @@ NUMBERS = [
     f"rebuild.{SIZE}.ratio_json",
     f"rebuild.{SIZE}.ratio_pydantic",
     f"rebuild.{SIZE}.rebuild.peak_rss_mib",
+    # over all the rebuild's processes
+    f"rebuild.{SIZE}.rebuild.processes",
+    f"rebuild.{SIZE}.rebuild.cpu_s",
+    f"rebuild.{SIZE}.rebuild.peak_pss_sum_mib",
+    f"rebuild.{SIZE}.rebuild.peak_rss_sum_mib",
+    f"rebuild.{SIZE}.cpu_ratio_pydantic",
     f"rebuild.{SIZE}.store_bytes",
     f"rebuild.{SIZE}.log_bytes",
     f"rebuild.{SIZE}.store_bytes_per_touchpoint",
