@@ -21,7 +21,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
-from domain.journey import Journey
+from domain.journey import Journey, fact_order
 
 __all__ = ["CustomerJourney", "FoldFailed", "journey_id"]
 
@@ -67,13 +67,14 @@ class CustomerJourney(Aggregate):
         """Fold several touchpoints in order, as one event. Raises :class:`FoldFailed`
         naming the one the fold raised on (the journey is then partly folded: discard it)."""
         count = self.touchpoints
-        if self.journey.apply_together(touchpoints):
+        keys = [fact_order(tp) for tp, _ in touchpoints]  # once, for either way below
+        if self.journey.apply_together(touchpoints, keys):
             self.folded = count + len(touchpoints)
             return
         apply = self.journey.apply
-        for index, (touchpoint, raw) in enumerate(touchpoints):
+        for index, ((touchpoint, raw), key) in enumerate(zip(touchpoints, keys, strict=True)):
             try:
-                apply(touchpoint, raw)
+                apply(touchpoint, raw, key)
             except Exception as exc:
                 raise FoldFailed(index, exc) from exc
         self.folded = count + len(touchpoints)

@@ -159,9 +159,22 @@ def pack(raw: bytes, *, customer_id: str) -> bytes:
     the bench workload). The row must hold the envelope's own event_id, type, customer_id
     and at (its occurred_at in microseconds): :func:`unpack` needs them."""
     c = zlib.compressobj(
-        6, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _FACT_WORDS + customer_id.encode()
+        6,
+        zlib.DEFLATED,
+        -15,
+        _MEM_LEVEL,
+        zlib.Z_DEFAULT_STRATEGY,
+        _FACT_WORDS + customer_id.encode(),
     )
     return c.compress(_body(raw)) + c.flush()
+
+
+# deflate's hash table for its matches: 2^(memLevel + 7) entries, zeroed for every fact and
+# summary. Its default (8; 9 for summaries) sized it for megabytes; for a few hundred bytes
+# behind a 2 KB dictionary 5 finds the same matches (the same bytes for every fact and
+# summary of the bench workload) and saves 0.4 us a fact, 0.7 us a summary. Inflating
+# needs no such setting: rows written with either read back alike.
+_MEM_LEVEL = 5
 
 
 def unpack(
@@ -211,7 +224,7 @@ def pack_summary(summary: str, customer_id: str) -> bytes:
     """A timeline summary as stored: deflated against the summaries' words and the id of
     the customer whose row it is in (:func:`unpack_summary` needs the same id)."""
     c = zlib.compressobj(
-        9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _summary_words(customer_id)
+        9, zlib.DEFLATED, -15, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _summary_words(customer_id)
     )
     return c.compress(summary.encode()) + c.flush()
 
