@@ -21,7 +21,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.envelope import Touchpoint
 from domain.errors import JourneyError
-from domain.journey import Journey, fact_order
+from domain.journey import Journey
 
 __all__ = ["CustomerJourney", "FoldFailed", "journey_id"]
 
@@ -67,14 +67,13 @@ class CustomerJourney(Aggregate):
         """Fold several touchpoints in order, as one event. Raises :class:`FoldFailed`
         naming the one the fold raised on (the journey is then partly folded: discard it)."""
         count = self.touchpoints
-        keys = [fact_order(tp) for tp, _ in touchpoints]  # once, for either way below
-        if self.journey.apply_together(touchpoints, keys):
+        if self.journey.apply_together(touchpoints):
             self.folded = count + len(touchpoints)
             return
         apply = self.journey.apply
-        for index, ((touchpoint, raw), key) in enumerate(zip(touchpoints, keys, strict=True)):
+        for index, (touchpoint, raw) in enumerate(touchpoints):
             try:
-                apply(touchpoint, raw, key)
+                apply(touchpoint, raw)
             except Exception as exc:
                 raise FoldFailed(index, exc) from exc
         self.folded = count + len(touchpoints)

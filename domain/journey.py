@@ -680,14 +680,13 @@ class Journey:
 
     # ------------------------------------------------------------------ the fold
 
-    def apply(self, tp: Touchpoint, raw: bytes | None = None, key: FactKey | None = None) -> str:
+    def apply(self, tp: Touchpoint, raw: bytes | None = None) -> str:
         """Fold one touchpoint in, in event-time order among those folded so far; return
         its one-line summary for the timeline. ``raw`` is its wire envelope when the caller
-        has it already (``encode(tp)``), ``key`` its ``fact_order``."""
+        has it already (``encode(tp)``)."""
         if self.last_fact is None:
             self.born_erased_at = self.erased_at
-        if key is None:
-            key = fact_order(tp)
+        key = fact_order(tp)
         fact = (key, raw if raw is not None else encode(tp))
         if self.last_fact is not None and key < self.last_fact:
             bisect.insort(self.facts, fact, key=lambda f: f[0])
@@ -700,11 +699,7 @@ class Journey:
         self._checkpoint(key)
         return summary
 
-    def apply_together(
-        self,
-        items: Sequence[tuple[Touchpoint, bytes | None]],
-        keys: Sequence[FactKey] | None = None,
-    ) -> bool:
+    def apply_together(self, items: Sequence[tuple[Touchpoint, bytes | None]]) -> bool:
         """Fold a batch of one customer's touchpoints with a single refold when two or more
         of them are late (older than the newest fact folded before them): one refold from the
         earliest, where :meth:`apply` one by one refolds once per late fact. That is what a
@@ -715,8 +710,7 @@ class Journey:
         by one folds them and blames the very touchpoint a failure comes from."""
         if self.last_fact is None or len(items) < 2:
             return False
-        if keys is None:
-            keys = [fact_order(tp) for tp, _ in items]
+        keys = [fact_order(tp) for tp, _ in items]
         newest, late = self.last_fact, []
         for key in keys:
             if key < newest:

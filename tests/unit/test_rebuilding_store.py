@@ -1,5 +1,5 @@
-"""A rebuild's new SQLite store is written the cheap way while nobody reads it: its rollback
-journal in memory with no syncs (a failed batch still rolls back), its search index built
+"""A rebuild's new SQLite store is written the cheap way while nobody reads it: a rollback
+journal with no syncs (a failed batch still rolls back), its search index built
 once at the end; ``complete`` and ``compact`` make it the store every other one is (search
 index kept by triggers, WAL, on the disk) before it is swapped in."""
 
@@ -49,7 +49,7 @@ def _mode(store: JourneyStore) -> str:
 
 def test_a_rebuilding_store_builds_its_search_index_at_the_end(tmp_path: Path) -> None:
     store = JourneyStore(tmp_path / "views.db", rebuilding=True)
-    assert _mode(store) == "memory"
+    assert _mode(store) == "persist"
     store.process(
         TP,
         [
@@ -102,3 +102,12 @@ def test_an_existing_store_opened_as_rebuilding_keeps_its_journal(tmp_path: Path
     store = JourneyStore(tmp_path / "views.db", rebuilding=True)
     assert _mode(store) == "wal"
     store.close()
+
+
+def test_a_compacted_rebuild_leaves_no_journal_beside_it(tmp_path: Path) -> None:
+    store = JourneyStore(tmp_path / "views.db", rebuilding=True)
+    store.process(TP, [(0, _inquiry("cust-a", "first"))], 0)
+    store.complete()
+    store.compact()
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["views.db"]
