@@ -110,4 +110,5 @@ def test_a_compacted_rebuild_leaves_no_journal_beside_it(tmp_path: Path) -> None
     store.complete()
     store.compact()
     store.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["views.db"]
+    # No journal or WAL; the open-check marker (integrity.WriteWitness) is not a journal.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["views.db", "views.db.checked"]
