@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -121,7 +121,15 @@ class Runner:
         max_future: timedelta = DEFAULT_MAX_FUTURE,
         keys: CustomerKeys | None = None,
         rebuilding: bool = False,
+        partitions: Collection[int] | None = None,
+        cache_size: int | None = None,
+        cache_weight: int | None = None,
+        shared_writes: bool = False,
     ) -> None:
+        """``partitions`` (only with ``group=None``): the share of the topic's partitions
+        this runner reads, as one process of a rebuild on several does; the others' are
+        someone else's. ``cache_size``, ``cache_weight`` and ``shared_writes``: the store's
+        (:class:`JourneyStore`)."""
         self.log = log
         # The customers' keys: beside the base store, never the rebuilt one (a rebuild
         # passes the base's); personal values are opened with them as they are folded.
@@ -132,6 +140,7 @@ class Runner:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.group = group
+        self.partitions = None if partitions is None else frozenset(partitions)
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.follow_swaps = follow_swaps
@@ -144,7 +153,13 @@ class Runner:
         # A rebuild's store is read by nobody until it is complete: a customer's snapshot
         # and most of its rows wait until it leaves the writer's cache, or the end
         # (JourneyStore.complete, which the rebuild calls before its swap).
-        self.store = JourneyStore(self._store_file, rebuilding=rebuilding)
+        self.store = JourneyStore(
+            self._store_file,
+            rebuilding=rebuilding,
+            cache_size=cache_size,
+            cache_weight=cache_weight,
+            shared_writes=shared_writes,
+        )
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
         self._taking = 0  # counts assignments; per partition, the one that gave it to us
@@ -181,7 +196,7 @@ class Runner:
         if self._consumer is None:
             self.log.ensure_topics([self.topic, self.dlq_topic], 6)
             self._consumer = self.log.consumer(
-                self.group, [self.topic], on_assign=self._start_offsets
+                self.group, [self.topic], on_assign=self._start_offsets, partitions=self.partitions
             )
         return self._consumer
 
@@ -306,9 +321,17 @@ class Runner:
         # One read of the keys of the batch's customers (the message key is the customer).
         ring = self.keys.for_reading({m.key.decode(errors="replace") for m in batch if m.key})
         erasures: list[tuple[Touchpoint, datetime]] = []
+        # One Bounds per log time, not per message: a batch's messages mostly share their
+        # timestamp's millisecond, and making them was 3 us a message.
+        bounds_at: dict[int, Bounds] = {}
         for msg in batch:
+            bounds = bounds_at.get(msg.timestamp_ms)
+            if bounds is None:
+                bounds = Bounds(now_for(msg), self.max_future)
+                if msg.timestamp_ms > 0:  # else the wall clock's, each its own
+                    bounds_at[msg.timestamp_ms] = bounds
             try:
-                touchpoint = decode(msg.value, Bounds(now_for(msg), self.max_future), ring.lookup)
+                touchpoint = decode(msg.value, bounds, ring.lookup)
             except InvalidEvent as exc:
                 dead.append(self._dead_row(msg, exc))
                 continue
@@ -347,7 +370,7 @@ class Runner:
                     batch[-1].offset,
                     dead,
                     # When the log received each one: what a known-at view goes by.
-                    logged_at={off: now_for(by_offset[off]) for off, _ in items},
+                    logged_at={off: _logged(by_offset[off], bounds_at) for off, _ in items},
                 )
                 break
             except BatchRejected as rejected:
@@ -452,7 +475,11 @@ class Runner:
         A transient failure is raised at once, or — with ``retry_for_s`` — retried with
         backoff for that long (each attempt re-reads from the store's positions).
         """
-        targets = self.log.high_watermarks(self.topic)
+        targets = {
+            p: hwm
+            for p, hwm in self.log.high_watermarks(self.topic).items()
+            if self.partitions is None or p in self.partitions
+        }
         deadline = time.monotonic() + timeout_s
         failing_since: float | None = None
         backoff = 0.2
@@ -504,6 +531,12 @@ def _derived_erasure(erasure: Touchpoint, customer_id: str) -> OutgoingMessage:
         value=encode(tp),
         headers=(("journey-type", tp.type.encode()), ("journey-event-id", str(event_id).encode())),
     )
+
+
+def _logged(msg: Message, bounds_at: Mapping[int, Bounds]) -> datetime:
+    """``now_for(msg)``, as the batch's bounds have it already."""
+    known = bounds_at.get(msg.timestamp_ms)
+    return known.now if known is not None else now_for(msg)
 
 
 def now_for(msg: Message) -> datetime:

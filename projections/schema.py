@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ddl"]
+__all__ = ["SEARCH_DDL", "SEARCH_TRIGGERS", "ddl"]
 
 # {serial}: a row id that never changes (SQLite's search index points at it; PostgreSQL's
 # search needs none, so there is no such column there); {blob}: bytes; {compact}: on SQLite,
@@ -157,6 +157,10 @@ _SQLITE_SEARCH = [
             VALUES ('delete', old.id, old.text);
         END""",
 ]
+# The triggers that keep the search index with the rows (a rebuild's new store goes without
+# them until every row is written, then builds the index in one pass: projections/backends.py).
+SEARCH_TRIGGERS = ("touchpoints_indexed", "touchpoints_reindexed", "touchpoints_unindexed")
+SEARCH_DDL = [s for s in _SQLITE_SEARCH if "CREATE TRIGGER" in s]
 # pg_trgm is installed once per database, into public (else into the first store's own
 # schema, where a store in another schema — a rebuild's, a ?schema= store — would not find
 # its operator class); the index names the class by the schema it is really in.

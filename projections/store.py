@@ -105,6 +105,8 @@ __all__ = [
     "StoreError",
     "active_store",
     "active_store_path",
+    "cache_size_setting",
+    "cache_weight_setting",
     "clock_text",
     "content_hash",
     "content_hash_of",
@@ -140,6 +142,11 @@ _CACHE_WEIGHT = 300_000
 _CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
+# … and when several processes write it (shared_writes): each commit of one makes SQLite
+# drop the others' cached pages (WAL: a connection that sees another's commit resets its
+# cache), so a large cache holds little they can use; two processes with 16 MiB each (two
+# connections apiece) were 64 MiB of a 1M rebuild's peak.
+_SHARED_PAGE_CACHE_KIB = 4096
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
 # Customers a writer remembers to have no snapshot (JourneyStore._no_snapshot): ~100 bytes
@@ -194,6 +201,17 @@ class _Live:
     weight: int = 0
 
 
+def cache_size_setting() -> int:
+    """Customers a writer keeps folded in memory (JOURNEY_CACHE_SIZE); one that falls out
+    costs a snapshot read and a short tail on its next touchpoint."""
+    return int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+
+
+def cache_weight_setting() -> int:
+    """What a writer's cached customers may weigh together (JOURNEY_CACHE_WEIGHT)."""
+    return int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
+
+
 def _weigh(live: _Live) -> int:
     """A cached customer's weight: the touchpoints it has folded, plus what any customer
     costs (aggregate, rows, an empty journey). Folded state grows with the history (a
@@ -215,7 +233,6 @@ class _Folded:
     offset: int
     touchpoint: Touchpoint
     raw: bytes
-    digest: str
     event_id: str
     generation: int
     seq: int
@@ -276,6 +293,8 @@ class JourneyStore:
         cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
+        reading: bool = False,
+        shared_writes: bool = False,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
@@ -283,32 +302,51 @@ class JourneyStore:
         customer that stays cached for many batches costs one snapshot and one derivation
         of its rows, not one per batch (a heavy customer's rows are thousands).
 
+        ``reading``: a reader that must answer fast (the query service); on PostgreSQL,
+        while the database is unreachable its reads fail at once (``PostgresBackend``).
+
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones."""
+        very long histories weigh as much as thousands of short ones.
+
+        ``shared_writes``: several processes write this SQLite file at once (a rebuild on
+        several processes); they take turns through a lock file beside it (see
+        :class:`~projections.backends.SQLiteBackend`). PostgreSQL needs nothing."""
         if cache_size is None:
-            # Customers kept folded in memory by a writer; one that falls out costs a
-            # snapshot read and a short tail on its next touchpoint.
-            cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+            cache_size = cache_size_setting()
         if cache_weight is None:
-            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
+            cache_weight = cache_weight_setting()
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
             self.path = Path(".")
             inspect_postgres_store(str(path))  # foreign or outdated: refused, with the remedy
-            self.backend = PostgresBackend(str(path))
+            self.backend = PostgresBackend(str(path), reading=reading)
         else:
             self.path = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                made_here = self.path.stat().st_size == 0
+            except FileNotFoundError:
+                made_here = True
             # A foreign, outdated or damaged file is refused here, with the remedy.
             inspect_store(self.path, check_pages=check_pages)
             # A rebuild writes a store nobody reads yet, customer after customer: a smaller
             # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
             # of a 1M rebuild's peak memory free.
-            self.backend = self._open_sqlite(
-                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+            sqlite = self._open_sqlite(
+                self.path,
+                cache_kib=(_SHARED_PAGE_CACHE_KIB if shared_writes else _REBUILD_PAGE_CACHE_KIB)
+                if rebuilding
+                else None,
+                shared_writes=shared_writes,
+                # A file that exists already (not a rebuild's new one, or one several
+                # processes write) keeps its WAL.
+                rebuilding=rebuilding and not shared_writes and not store_exists(self.path),
             )
+            if made_here:  # sound by construction: the next open need not read it whole
+                sqlite.witness.vouch()
+            self.backend = sqlite
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
         self._write_meta()
@@ -328,10 +366,18 @@ class JourneyStore:
         self._no_snapshot: set[str] = set()
 
     @staticmethod
-    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
+    def _open_sqlite(
+        path: Path,
+        cache_kib: int | None = None,
+        *,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
+    ) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path, cache_kib=cache_kib)
+                return SQLiteBackend(
+                    path, cache_kib=cache_kib, shared_writes=shared_writes, rebuilding=rebuilding
+                )
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -808,9 +854,11 @@ class JourneyStore:
     ) -> BatchResult:
         result = BatchResult()
         received_now = at_micros(datetime.now(UTC))
-        known, stored = self._batch_state(
+        hashes, stored = self._batch_state(
             [t.event_id for _, t in items], dict.fromkeys(t.customer_id for _, t in items)
         )
+        # event id -> its content hash, or the envelope to hash when a copy turns up
+        known: dict[str, str | bytes] = dict(hashes)
         folded: list[_Folded] = []
         writes: list[Statement] = []
         erased: dict[str, int] = {}  # customer -> its generation after the batch's erasures
@@ -822,7 +870,7 @@ class JourneyStore:
         # end. What the fold raises on is still blamed on that one touchpoint.
         # Only a folded copy makes a later one with its event id a duplicate (or a
         # conflict): a copy waiting to be folded is folded first when another turns up.
-        pending: dict[str, list[tuple[int, Touchpoint, bytes, str, str]]] = {}
+        pending: dict[str, list[tuple[int, Touchpoint, bytes, str]]] = {}
         waiting_ids: dict[str, str] = {}  # event id -> customer, while waiting
 
         def fold_pending(cid: str) -> None:
@@ -831,17 +879,18 @@ class JourneyStore:
                 return
             folded_until = len(batch)
             try:
-                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _, _ in batch])
+                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _ in batch])
             except FoldFailed as failed:
                 folded_until = failed.index
                 rejected.append(_fold_rejection(batch[failed.index][0], failed.error))
             except Exception as exc:
                 folded_until = 0
                 rejected.append(_fold_rejection(batch[-1][0], exc))
-            for n, (_, _, _, event_id, digest) in enumerate(batch):
+            for n, (_, _, raw, event_id) in enumerate(batch):
                 waiting_ids.pop(event_id, None)
                 if n < folded_until:
-                    known[event_id] = digest
+                    # Its content hash, when a later copy needs it (rarely: a duplicate).
+                    known[event_id] = raw
 
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
@@ -850,11 +899,14 @@ class JourneyStore:
             except Exception as exc:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
-            digest = content_hash_of(raw)
             if event_id in waiting_ids:
                 fold_pending(waiting_ids[event_id])
-            first = known.get(event_id)
-            if first is not None:
+            seen = known.get(event_id)
+            if seen is not None:
+                # Hashed only here: a touchpoint's hash is read from its fact when needed
+                # (schema 10), and hashing every one was 5 % of a rebuild.
+                first = seen if isinstance(seen, str) else content_hash_of(seen)
+                digest = content_hash_of(raw)
                 if first != digest:
                     rejected.append(
                         Rejection(
@@ -902,14 +954,13 @@ class JourneyStore:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
             waiting = pending.setdefault(cid, [])
-            waiting.append((offset, touchpoint, raw, event_id, digest))
+            waiting.append((offset, touchpoint, raw, event_id))
             waiting_ids[event_id] = cid
             folded.append(
                 _Folded(
                     offset,
                     touchpoint,
                     raw,
-                    digest,
                     event_id,
                     live.agg.generation,
                     live.agg.touchpoints + len(waiting),
@@ -1132,6 +1183,7 @@ class JourneyStore:
                 # chunk (a later batch of theirs reads them back from the store).
                 for cid, _ in chunk:
                     self._uncache(cid)
+            self.backend.rebuilt()
         return done
 
     @staticmethod
@@ -1163,7 +1215,7 @@ class JourneyStore:
                 pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                None if fact is not None else hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(content_hash_of(f.raw)),
                 tp.partition,
                 f.offset,
                 fact,
