@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -770,7 +771,10 @@ def latency_figure(
     probes: int,
     warmup_s: float,
     seed: int,
+    on_runner: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
+    """``on_runner``: called with the `journey run` process's id once it folds, before the
+    warm-up (bench/live_latency.py starts py-spy on it there)."""
     from consumers.log import TopicPartition
     from domain import catalogue as c
     from domain.envelope import encode, new_touchpoint
@@ -848,6 +852,8 @@ def latency_figure(
                     candidate.close()
             time.sleep(0.2)
         print(f"  journey run is folding (pid {runner.pid}); warming up {warmup_s:.0f} s")
+        if on_runner is not None:
+            on_runner(runner.pid)
         time.sleep(warmup_s)
         report = Progress("probes", probes)
         probes_from = last_lag = time.monotonic()
@@ -912,6 +918,7 @@ def latency_figure(
     out: dict[str, Any] = {
         "background_target_per_s": rate,
         "background_achieved_per_s": round(achieved, 1),
+        "background_sent": background.sent,
         "probes": len(acked),
         "timeouts": timeouts,
         "lag_at_end": lag,

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.persistence import ProcessRecorder, Tracking
@@ -29,12 +29,23 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from projections.location import connect, describe, schema_of
-from projections.schema import TRGM_SCHEMA, ddl
+from projections.integrity import WriteWitness
+from projections.location import (
+    CONNECT_TIMEOUT_S,
+    StoreUnreachable,
+    causes,
+    connect,
+    describe,
+    is_unreachable,
+    reachability,
+    schema_of,
+)
+from projections.schema import SEARCH_DDL, SEARCH_TRIGGERS, TRGM_SCHEMA, ddl
 
 __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement", "WriterTurns"]
 
 Statement = tuple[str, Sequence[Any]]
+_R = TypeVar("_R")
 
 
 class Backend(ABC):
@@ -90,6 +101,9 @@ class Backend(ABC):
         can; False when something still holds old bytes (the caller logs it)."""
         return True
 
+    def rebuilt(self) -> None:  # noqa: B027 -- most backends leave nothing for the end
+        """A rebuild has written every row: build what it left for the end."""
+
     @abstractmethod
     def compact(self) -> None:
         """Rewrite every table and index packed: rows written a customer at a time leave
@@ -120,6 +134,14 @@ def runs(writes: Sequence[Statement]) -> Iterator[tuple[str, list[Sequence[Any]]
         yield statement, params
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """A pooled connection that turned out dead (not a failure to get one: a pool
+    timeout says the database is away, and trying again would only wait again)."""
+    return is_unreachable(exc) and not any(
+        type(e).__name__ == "PoolTimeout" or isinstance(e, StoreUnreachable) for e in causes(exc)
+    )
+
+
 def _row(row: Any) -> tuple[Any, ...]:
     return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
 
@@ -135,13 +157,22 @@ class _TunedPool(SQLiteConnectionPool):
     left in free space for anyone with the file to read."""
 
     cache_kib = 65536
+    # A rebuild's new store (see SQLiteBackend): its rollback journal in memory, no syncs.
+    rebuilding = False
 
     def _create_connection(self) -> SQLiteConnection:
+        if self.rebuilding:
+            # Not WAL (eventsourcing's choice, made on a pool's first connection): see below.
+            self.is_journal_mode_wal = True
         conn = super()._create_connection()
         cur = conn.cursor()
-        pragmas = ("synchronous=NORMAL", f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
+        pragmas: tuple[str, ...] = ("synchronous=NORMAL",)
+        if self.rebuilding:
+            pragmas = ("journal_mode=MEMORY", "synchronous=OFF")
+        pragmas += (f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
         for pragma in (*pragmas, "secure_delete=ON"):
             cur.execute(f"PRAGMA {pragma}")
+            cur.fetchall()
         return conn
 
 
@@ -187,14 +218,31 @@ class _Datastore(SQLiteDatastore):
         *,
         lock_timeout: int,
         cache_kib: int | None = None,
+        witness: WriteWitness | None = None,
         turns: WriterTurns | None = None,
+        rebuilding: bool = False,
     ) -> None:
         super().__init__(db_name, lock_timeout=lock_timeout)
         self.pool.close()
         self.pool = _TunedPool(db_name=db_name, lock_timeout=lock_timeout)
         if cache_kib is not None:
             self.pool.cache_kib = cache_kib
+        self.pool.rebuilding = rebuilding
+        self.witness = witness
         self.turns = turns
+
+    @contextmanager
+    def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
+        # Every write of this process (eventsourcing's recorder included) passes here, one
+        # at a time (the pool's writer lock): what it did to the file, a checkpoint
+        # included, is vouched for, so the next open need not read the file whole.
+        with super().get_connection(commit=commit) as conn:
+            if not commit or self.witness is None:
+                yield conn
+                return
+            before = self.witness.before()
+            yield conn
+            self.witness.after(before)
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
@@ -227,19 +275,47 @@ class SQLiteBackend(Backend):
     tracking_table = "tracking"
 
     def __init__(
-        self, path: Path, *, cache_kib: int | None = None, shared_writes: bool = False
+        self,
+        path: Path,
+        *,
+        cache_kib: int | None = None,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
     ) -> None:
         """``cache_kib``: each connection's page cache (64 MiB unless given).
+
         ``shared_writes``: other processes write this file too (a rebuild on several
         processes): each write transaction waits its turn (:class:`WriterTurns`, the file
-        ``<path>.writer``)."""
+        ``<path>.writer``).
+
+        ``rebuilding``: a new file a rebuild fills, which nobody reads until
+        :meth:`compact` has made it whole: its rollback journal is kept in memory (a
+        failed batch still rolls back) and nothing waits for the disk; in WAL every
+        commit wrote each changed page twice (the log, then its checkpoint into the file)
+        and synced. A crash leaves the file unusable, but nothing opens it then (the next
+        rebuild starts a new file). :meth:`compact` packs it, turns it into the WAL store
+        every other one is, and makes it durable before it is swapped in."""
         self.path = path
+        self._cache_kib = cache_kib
+        self._journal_in_memory = rebuilding
+        self.witness = WriteWitness(path)
         self.turns = WriterTurns(Path(f"{path}.writer")) if shared_writes else None
         self.datastore = _Datastore(
-            str(path), lock_timeout=30, cache_kib=cache_kib, turns=self.turns
+            str(path),
+            lock_timeout=30,
+            cache_kib=cache_kib,
+            witness=self.witness,
+            turns=self.turns,
+            rebuilding=rebuilding,
         )
         self.recorder = _SQLiteRecorder(self.datastore)
         self.recorder.create_table()
+        self._search_deferred = rebuilding
+        if rebuilding:
+            # The search index is built once, from the whole table, when the rebuild has
+            # written every row (:meth:`rebuilt`): row by row, its trigger tokenised each
+            # text into the index's segments and merged them again and again.
+            self.execute([(f"DROP TRIGGER IF EXISTS {name}", ()) for name in SEARCH_TRIGGERS])
 
     def sql(self, statement: str) -> str:
         return statement
@@ -248,6 +324,23 @@ class SQLiteBackend(Backend):
     def transaction(self, *, commit: bool) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as cur:
             yield cur
+
+    def rebuilt(self) -> None:
+        """Every row is written: build the search index from the table, in one pass, and
+        keep it with every write from now on (the triggers back)."""
+        if not self._search_deferred:
+            return
+        with self.transaction(commit=True) as cur:
+            # As the trigger does, only rows with a text ('rebuild' would add an entry for
+            # every row); then the segments merged into one, as a compacted store's are.
+            cur.execute(
+                "INSERT INTO touchpoints_fts (rowid, text)"
+                " SELECT id, text FROM touchpoints WHERE text IS NOT NULL ORDER BY id"
+            )
+            cur.execute("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('optimize')")
+            for statement in SEARCH_DDL:
+                cur.execute(statement)
+        self._search_deferred = False
 
     def purge(self) -> bool:
         """The write-ahead log holds the pages as they were before the erasure until a
@@ -264,13 +357,34 @@ class SQLiteBackend(Backend):
         # Its own connection, outside any transaction (VACUUM needs that); the copy it builds
         # goes to a temporary file, not memory (the pool's temp_store=MEMORY would hold the
         # whole store in RAM).
+        before = self.witness.before()
+        rebuilding = self._journal_in_memory
+        if rebuilding:
+            # Its connections were made for a journal in memory: new ones, for WAL, after.
+            self.datastore.close()
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA temp_store=FILE")
+            # synchronous=FULL (this connection's): the packed file is on the disk before
+            # it is swapped in, whatever the rebuild's own connections skipped.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("VACUUM")
+            # A rebuild's file was filled with its journal in memory: WAL from now on.
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        if rebuilding:
+            self.datastore = _Datastore(
+                str(self.path),
+                lock_timeout=30,
+                cache_kib=self._cache_kib,
+                witness=self.witness,
+                turns=self.turns,
+            )
+            self.recorder = _SQLiteRecorder(self.datastore)
+            self._journal_in_memory = False
+        self.witness.after(before)
 
     def size_bytes(self) -> int:
         total = 0
@@ -280,7 +394,10 @@ class SQLiteBackend(Backend):
         return total
 
     def close(self) -> None:
+        # The last connection to close checkpoints the write-ahead log into the file.
+        before = self.witness.before()
         self.datastore.close()
+        self.witness.after(before)
         if self.turns is not None:
             self.turns.close()
 
@@ -296,7 +413,12 @@ class PostgresBackend(Backend):
     kind = "postgresql"
     tracking_table = "notification_tracking"
 
-    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, reading: bool = False) -> None:
+        """``reading``: a reader that must answer fast (the query service): while the
+        database is known away every transaction fails at once (see
+        :class:`projections.location.Reachability`), a connection is waited for 2 s, not
+        10, and a pool that could not reconnect gives up within seconds, so the first
+        request after the database is back makes it connect again at once."""
         # Imported here: SQLite users need neither psycopg nor a server.
         from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 
@@ -338,13 +460,25 @@ class PostgresBackend(Backend):
             "user": unquote(parts.username or "journey"),
             "password": unquote(parts.password or ""),
         }
+        self.reading = reading
         self.datastore = _Datastore(
             **settings,  # type: ignore[arg-type]
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_timeout=10,
+            # How long a caller waits for a connection from the pool.
+            connect_timeout=CONNECT_TIMEOUT_S if reading else 10,
             schema=schema,
         )
+        pool = self.datastore.pool
+        # Each new connection's own timeout (without it a server that accepts and never
+        # answers holds the pool's reconnection, and so the pool, for good).
+        assert isinstance(pool.kwargs, dict)
+        pool.kwargs["connect_timeout"] = CONNECT_TIMEOUT_S if reading else 10
+        if reading:
+            # The pool's reconnection backs off (1, 2, 4... s) for up to 5 minutes: after a
+            # long outage it would try again only a minute or more after the database is
+            # back. A reader's pool gives up soon instead; the next request grows it anew.
+            pool.reconnect_timeout = 5.0
         self.recorder = _Recorder(self.datastore)
         with connect(url) as conn:  # says so, in one line, when nobody answers
             # Several workers may open a new store at once: one creates its tables (ours and
@@ -376,6 +510,28 @@ class PostgresBackend(Backend):
             # CASE columns) would collapse into one.
             cur.row_factory = tuple_row  # type: ignore[assignment]
             yield cur
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(lambda: super(PostgresBackend, self).query(statement, params))
+
+    def queries(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        return self._read(lambda: super(PostgresBackend, self).queries(statements))
+
+    def _read(self, run: Callable[[], _R]) -> _R:
+        """A reader's read: refused at once while the database is known away. Connections
+        the pool kept from before an outage are found dead one at a time, as they are
+        used; a read is tried again at once on the next (reads change nothing), so the
+        first read after the database is back is answered, not refused for each of them."""
+        if not self.reading:
+            return run()
+        with reachability.attempt(self.url):
+            for _ in range(self.datastore.pool.max_size):
+                try:
+                    return run()
+                except Exception as exc:
+                    if not _connection_lost(exc):
+                        raise
+            return run()
 
     def compact(self) -> None:
         # Table by table, named with the store's schema: a bare VACUUM FULL would lock and
