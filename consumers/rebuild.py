@@ -36,6 +36,8 @@ def rebuild(
     batch_size: int = 2000,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     retry_for_s: float = 300.0,
+    cache_size: int | None = None,
+    cache_weight: int | None = None,
 ) -> tuple[StoreAddress, RunnerStats, float]:
     """Returns (new store file, stats, seconds).
 
@@ -66,6 +68,8 @@ def rebuild(
         produce_dead_letters=False,
         max_future=max_future,
         rebuilding=True,
+        cache_size=cache_size,
+        cache_weight=cache_weight,
     )
     started = time.monotonic()
     try:

@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -94,6 +93,8 @@ from projections.rows import (
 )
 
 __all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_CACHE_WEIGHT",
     "BatchRejected",
     "BatchResult",
     "DeadLetterRow",
@@ -128,11 +129,16 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# Customers a writer keeps folded in memory unless told otherwise (JOURNEY_CACHE_SIZE, read
+# by journey/settings.py and passed down); one that falls out costs a snapshot read and a
+# short tail on its next touchpoint.
+DEFAULT_CACHE_SIZE = 20_000
 # What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
 # about 125 MiB of folded state. The 1M benchmark's 20 customers of 10,000 touchpoints and
 # 50 of 1,000 weigh 251,000 at its end, and stay cached beside ~3,000 short histories (a
 # long history let go is read back with a snapshot on its next touchpoint: slower, same).
-_CACHE_WEIGHT = 300_000
+DEFAULT_CACHE_WEIGHT = 300_000
+_CACHE_WEIGHT = DEFAULT_CACHE_WEIGHT
 # A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``):
 # a short history held ~5.7 KB (aggregate, rows, an empty journey), a long one ~0.43 KB a
 # touchpoint (tracemalloc, the 100k benchmark workload).
@@ -285,13 +291,12 @@ class JourneyStore:
 
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones."""
-        if cache_size is None:
-            # Customers kept folded in memory by a writer; one that falls out costs a
-            # snapshot read and a short tail on its next touchpoint.
-            cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
-        if cache_weight is None:
-            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
+        very long histories weigh as much as thousands of short ones. Not read from the
+        environment here: the shell's settings (journey/settings.py) check and pass them."""
+        cache_size = DEFAULT_CACHE_SIZE if cache_size is None else cache_size
+        cache_weight = DEFAULT_CACHE_WEIGHT if cache_weight is None else cache_weight
+        if cache_size < 1 or cache_weight < 1:
+            raise ValueError(f"cache bounds must be at least 1, got {cache_size}, {cache_weight}")
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
@@ -326,6 +331,11 @@ class JourneyStore:
         self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
+
+    @property
+    def cache_bounds(self) -> tuple[int, int]:
+        """(customers, weight) the writer's cache of folded customers is bounded by."""
+        return self._live_size, self._live_weight_max
 
     @staticmethod
     def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
