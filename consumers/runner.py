@@ -28,7 +28,7 @@ import os
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +74,9 @@ logger = structlog.get_logger(__name__)
 # The source of the erasures the runner derives for the customers merged with an erased one.
 ERASURE_SOURCE = "erasure"
 _ERASURES = uuid.UUID("5b0c6f3e-61a4-4c1e-9a53-0f4c2b1d7e90")  # namespace of their event ids
+
+# How often a runner commits its group's offsets while folding (lag tooling only).
+_GROUP_COMMIT_EVERY_S = 1.0
 
 # Chaos hook, for tests only: JOURNEY_CHAOS_FOLD_DELAY_MS slows each fold so that a SIGKILL
 # lands mid-batch (tests/integration/test_exactly_once.py). Not a setting: read here, from
@@ -151,11 +154,15 @@ class Runner:
         max_future: timedelta = DEFAULT_MAX_FUTURE,
         keys: CustomerKeys | None = None,
         rebuilding: bool = False,
+        partitions: Collection[int] | None = None,
         cache_size: int | None = None,
         cache_weight: int | None = None,
+        shared_writes: bool = False,
     ) -> None:
-        """``cache_size`` / ``cache_weight``: the bounds of the store's cache of folded
-        customers (JourneyStore; the settings' JOURNEY_CACHE_SIZE / _WEIGHT)."""
+        """``partitions`` (only with ``group=None``): the share of the topic's partitions
+        this runner reads, as one process of a rebuild on several does; the others' are
+        someone else's. ``cache_size``, ``cache_weight`` and ``shared_writes``: the store's
+        (:class:`JourneyStore`)."""
         self.log = log
         self._cache_size, self._cache_weight = cache_size, cache_weight
         self._fold_delay_s = fold_delay_s()
@@ -168,6 +175,7 @@ class Runner:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.group = group
+        self.partitions = None if partitions is None else frozenset(partitions)
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         self.follow_swaps = follow_swaps
@@ -185,6 +193,7 @@ class Runner:
             rebuilding=rebuilding,
             cache_size=cache_size,
             cache_weight=cache_weight,
+            shared_writes=shared_writes,
         )
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
@@ -193,6 +202,12 @@ class Runner:
         # The partition whose batch failed last (None once it was recorded): health may
         # clear only when that one moved, not when another partition folded something.
         self.stuck: TopicPartition | None = None
+        # Offsets folded but not yet committed to the group, and when they are due: the
+        # group's offsets are for lag tooling only (the store holds the positions), and a
+        # synchronous commit after every batch was a broker round trip in every turn of
+        # the live loop (10 % of it under 1,000 touchpoints/s).
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_due = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,6 +215,8 @@ class Runner:
         self._taking += 1
         for tp in assigned:
             self._taken[tp.partition] = self._taking
+        # Another worker may have written snapshots of these partitions' customers.
+        self.store.forget_snapshot_absences()
         positions = self.store.positions()
         starts = {tp: positions[tp] + 1 if tp in positions else 0 for tp in assigned}
         logger.info(
@@ -214,7 +231,7 @@ class Runner:
         if self._consumer is None:
             self.log.ensure_topics([self.topic, self.dlq_topic], 6)
             self._consumer = self.log.consumer(
-                self.group, [self.topic], on_assign=self._start_offsets
+                self.group, [self.topic], on_assign=self._start_offsets, partitions=self.partitions
             )
         return self._consumer
 
@@ -232,6 +249,8 @@ class Runner:
 
     def close(self) -> None:
         if self._consumer is not None:
+            with contextlib.suppress(Exception):  # lag tooling only: never a reason to fail
+                self.commit_offsets()
             self._consumer.close()
             self._consumer = None
         self.store.close()
@@ -307,18 +326,29 @@ class Runner:
                 self.rewind()  # at once when it can; else first thing at the next step
             raise
         self.publish_dead_letters()
+        self._uncommitted.update(commits)
+        if time.monotonic() >= self._commit_due:
+            self.commit_offsets()
+        self.stats.batches += 1
+        if self.on_batch is not None:
+            self.on_batch(self.stats)
+        return len(messages)
+
+    def commit_offsets(self) -> None:
+        """Commit the offsets folded since the last commit to the group (at most once a
+        second while folding, and at close)."""
+        self._commit_due = time.monotonic() + _GROUP_COMMIT_EVERY_S
+        commits, self._uncommitted = self._uncommitted, {}
+        if not commits or self._consumer is None:
+            return
         try:
-            self.consumer.commit(commits)
+            self._consumer.commit(commits)
         except LogError as exc:
             # The store holds the positions; the group's offsets are for lag tooling. A
             # commit refused (a rebalance moved partitions) only means: read again from
             # the store's positions, for whatever partitions we hold now.
             logger.warning("offset commit refused; re-reading from the store", error=str(exc))
             self._rewind_pending = True
-        self.stats.batches += 1
-        if self.on_batch is not None:
-            self.on_batch(self.stats)
-        return len(messages)
 
     def _process_partition(self, tp: TopicPartition, batch: list[Message]) -> None:
         by_offset = {msg.offset: msg for msg in batch}
@@ -327,9 +357,17 @@ class Runner:
         # One read of the keys of the batch's customers (the message key is the customer).
         ring = self.keys.for_reading({m.key.decode(errors="replace") for m in batch if m.key})
         erasures: list[tuple[Touchpoint, datetime]] = []
+        # One Bounds per log time, not per message: a batch's messages mostly share their
+        # timestamp's millisecond, and making them was 3 us a message.
+        bounds_at: dict[int, Bounds] = {}
         for msg in batch:
+            bounds = bounds_at.get(msg.timestamp_ms)
+            if bounds is None:
+                bounds = Bounds(now_for(msg), self.max_future)
+                if msg.timestamp_ms > 0:  # else the wall clock's, each its own
+                    bounds_at[msg.timestamp_ms] = bounds
             try:
-                touchpoint = decode(msg.value, Bounds(now_for(msg), self.max_future), ring.lookup)
+                touchpoint = decode(msg.value, bounds, ring.lookup)
             except InvalidEvent as exc:
                 dead.append(self._dead_row(msg, exc))
                 continue
@@ -368,7 +406,7 @@ class Runner:
                     batch[-1].offset,
                     dead,
                     # When the log received each one: what a known-at view goes by.
-                    logged_at={off: now_for(by_offset[off]) for off, _ in items},
+                    logged_at={off: _logged(by_offset[off], bounds_at) for off, _ in items},
                 )
                 break
             except BatchRejected as rejected:
@@ -473,7 +511,11 @@ class Runner:
         A transient failure is raised at once, or — with ``retry_for_s`` — retried with
         backoff for that long (each attempt re-reads from the store's positions).
         """
-        targets = self.log.high_watermarks(self.topic)
+        targets = {
+            p: hwm
+            for p, hwm in self.log.high_watermarks(self.topic).items()
+            if self.partitions is None or p in self.partitions
+        }
         deadline = time.monotonic() + timeout_s
         failing_since: float | None = None
         backoff = 0.2
@@ -525,6 +567,12 @@ def _derived_erasure(erasure: Touchpoint, customer_id: str) -> OutgoingMessage:
         value=encode(tp),
         headers=(("journey-type", tp.type.encode()), ("journey-event-id", str(event_id).encode())),
     )
+
+
+def _logged(msg: Message, bounds_at: Mapping[int, Bounds]) -> datetime:
+    """``now_for(msg)``, as the batch's bounds have it already."""
+    known = bounds_at.get(msg.timestamp_ms)
+    return known.now if known is not None else now_for(msg)
 
 
 def now_for(msg: Message) -> datetime:

@@ -436,6 +436,7 @@ def rebuild(
                 dlq_topic=settings.dlq_topic,
                 progress=report,
                 max_future=settings.max_future,
+                processes=settings.rebuild_processes,
                 cache_size=settings.cache_size,
                 cache_weight=settings.cache_weight,
             )
@@ -456,6 +457,7 @@ def rebuild(
                 "sealed_values_without_key": stats.keyless,
                 "seconds": round(seconds, 3),
                 "events_per_second": round(rate, 1),
+                "processes": len(stats.shares),
             }
         )
     )

@@ -194,6 +194,13 @@ class Settings(BaseSettings):
         description="What the customers a writer keeps folded may weigh together: touchpoints "
         "folded plus 12 a customer (~0.43 KB each); passed to the writer's store",
     )
+    rebuild_processes: StrictCount | None = Field(
+        default=None,
+        ge=1,
+        description="Processes a rebuild folds the partitions in (each its own partitions, "
+        "all into the one new store); unset: one per core, at most one per partition; 1 "
+        "folds them all in the rebuild's own process",
+    )
     store: str = Field(
         default="sqlite:///journey-views.db",
         description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "

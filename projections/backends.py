@@ -9,7 +9,10 @@ databases run; :meth:`Backend.sql` adapts them.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,9 +40,9 @@ from projections.location import (
     reachability,
     schema_of,
 )
-from projections.schema import TRGM_SCHEMA, ddl
+from projections.schema import SEARCH_DDL, SEARCH_TRIGGERS, TRGM_SCHEMA, ddl
 
-__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement"]
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement", "WriterTurns"]
 
 Statement = tuple[str, Sequence[Any]]
 _R = TypeVar("_R")
@@ -98,6 +101,9 @@ class Backend(ABC):
         can; False when something still holds old bytes (the caller logs it)."""
         return True
 
+    def rebuilt(self) -> None:  # noqa: B027 -- most backends leave nothing for the end
+        """A rebuild has written every row: build what it left for the end."""
+
     @abstractmethod
     def compact(self) -> None:
         """Rewrite every table and index packed: rows written a customer at a time leave
@@ -151,14 +157,58 @@ class _TunedPool(SQLiteConnectionPool):
     left in free space for anyone with the file to read."""
 
     cache_kib = 65536
+    # A rebuild's new store (see SQLiteBackend): its rollback journal in memory, no syncs.
+    rebuilding = False
 
     def _create_connection(self) -> SQLiteConnection:
+        if self.rebuilding:
+            # Not WAL (eventsourcing's choice, made on a pool's first connection): see below.
+            self.is_journal_mode_wal = True
         conn = super()._create_connection()
         cur = conn.cursor()
-        pragmas = ("synchronous=NORMAL", f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
+        pragmas: tuple[str, ...] = ("synchronous=NORMAL",)
+        if self.rebuilding:
+            pragmas = ("journal_mode=MEMORY", "synchronous=OFF")
+        pragmas += (f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
         for pragma in (*pragmas, "secure_delete=ON"):
             cur.execute(f"PRAGMA {pragma}")
+            cur.fetchall()
         return conn
+
+
+class WriterTurns:
+    """Several processes writing one SQLite file take turns through an exclusive ``flock``
+    on a file beside it, held for each write transaction. SQLite's own lock makes a second
+    writer sleep in its busy handler (Python's: 1, 2, 5 … up to 100 ms a step) and retry,
+    and a deferred transaction that read before another committed fails at once
+    (SQLITE_BUSY_SNAPSHOT); waiting in the kernel, a writer wakes the moment the other
+    commits. Readers (WAL) never wait. Counts how long and how often a writer waited."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.waited_s = 0.0
+        self.turns = 0
+        self.waits = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            started = time.monotonic()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self.waited_s += time.monotonic() - started
+            self.waits += 1
+        self.turns += 1
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 class _Datastore(SQLiteDatastore):
@@ -169,13 +219,17 @@ class _Datastore(SQLiteDatastore):
         lock_timeout: int,
         cache_kib: int | None = None,
         witness: WriteWitness | None = None,
+        turns: WriterTurns | None = None,
+        rebuilding: bool = False,
     ) -> None:
         super().__init__(db_name, lock_timeout=lock_timeout)
         self.pool.close()
         self.pool = _TunedPool(db_name=db_name, lock_timeout=lock_timeout)
         if cache_kib is not None:
             self.pool.cache_kib = cache_kib
+        self.pool.rebuilding = rebuilding
         self.witness = witness
+        self.turns = turns
 
     @contextmanager
     def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
@@ -189,6 +243,15 @@ class _Datastore(SQLiteDatastore):
             before = self.witness.before()
             yield conn
             self.witness.after(before)
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        if not commit or self.turns is None:
+            with super().transaction(commit=commit) as cur:
+                yield cur
+            return
+        with self.turns.turn(), super().transaction(commit=commit) as cur:
+            yield cur
 
 
 class _SQLiteRecorder(SQLiteProcessRecorder):
@@ -211,15 +274,48 @@ class SQLiteBackend(Backend):
     kind = "sqlite"
     tracking_table = "tracking"
 
-    def __init__(self, path: Path, *, cache_kib: int | None = None) -> None:
-        """``cache_kib``: each connection's page cache (64 MiB unless given)."""
+    def __init__(
+        self,
+        path: Path,
+        *,
+        cache_kib: int | None = None,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
+    ) -> None:
+        """``cache_kib``: each connection's page cache (64 MiB unless given).
+
+        ``shared_writes``: other processes write this file too (a rebuild on several
+        processes): each write transaction waits its turn (:class:`WriterTurns`, the file
+        ``<path>.writer``).
+
+        ``rebuilding``: a new file a rebuild fills, which nobody reads until
+        :meth:`compact` has made it whole: its rollback journal is kept in memory (a
+        failed batch still rolls back) and nothing waits for the disk; in WAL every
+        commit wrote each changed page twice (the log, then its checkpoint into the file)
+        and synced. A crash leaves the file unusable, but nothing opens it then (the next
+        rebuild starts a new file). :meth:`compact` packs it, turns it into the WAL store
+        every other one is, and makes it durable before it is swapped in."""
         self.path = path
+        self._cache_kib = cache_kib
+        self._journal_in_memory = rebuilding
         self.witness = WriteWitness(path)
+        self.turns = WriterTurns(Path(f"{path}.writer")) if shared_writes else None
         self.datastore = _Datastore(
-            str(path), lock_timeout=30, cache_kib=cache_kib, witness=self.witness
+            str(path),
+            lock_timeout=30,
+            cache_kib=cache_kib,
+            witness=self.witness,
+            turns=self.turns,
+            rebuilding=rebuilding,
         )
         self.recorder = _SQLiteRecorder(self.datastore)
         self.recorder.create_table()
+        self._search_deferred = rebuilding
+        if rebuilding:
+            # The search index is built once, from the whole table, when the rebuild has
+            # written every row (:meth:`rebuilt`): row by row, its trigger tokenised each
+            # text into the index's segments and merged them again and again.
+            self.execute([(f"DROP TRIGGER IF EXISTS {name}", ()) for name in SEARCH_TRIGGERS])
 
     def sql(self, statement: str) -> str:
         return statement
@@ -228,6 +324,23 @@ class SQLiteBackend(Backend):
     def transaction(self, *, commit: bool) -> Iterator[Any]:
         with self.datastore.transaction(commit=commit) as cur:
             yield cur
+
+    def rebuilt(self) -> None:
+        """Every row is written: build the search index from the table, in one pass, and
+        keep it with every write from now on (the triggers back)."""
+        if not self._search_deferred:
+            return
+        with self.transaction(commit=True) as cur:
+            # As the trigger does, only rows with a text ('rebuild' would add an entry for
+            # every row); then the segments merged into one, as a compacted store's are.
+            cur.execute(
+                "INSERT INTO touchpoints_fts (rowid, text)"
+                " SELECT id, text FROM touchpoints WHERE text IS NOT NULL ORDER BY id"
+            )
+            cur.execute("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('optimize')")
+            for statement in SEARCH_DDL:
+                cur.execute(statement)
+        self._search_deferred = False
 
     def purge(self) -> bool:
         """The write-ahead log holds the pages as they were before the erasure until a
@@ -245,13 +358,32 @@ class SQLiteBackend(Backend):
         # goes to a temporary file, not memory (the pool's temp_store=MEMORY would hold the
         # whole store in RAM).
         before = self.witness.before()
+        rebuilding = self._journal_in_memory
+        if rebuilding:
+            # Its connections were made for a journal in memory: new ones, for WAL, after.
+            self.datastore.close()
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA temp_store=FILE")
+            # synchronous=FULL (this connection's): the packed file is on the disk before
+            # it is swapped in, whatever the rebuild's own connections skipped.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("VACUUM")
+            # A rebuild's file was filled with its journal in memory: WAL from now on.
+            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        if rebuilding:
+            self.datastore = _Datastore(
+                str(self.path),
+                lock_timeout=30,
+                cache_kib=self._cache_kib,
+                witness=self.witness,
+                turns=self.turns,
+            )
+            self.recorder = _SQLiteRecorder(self.datastore)
+            self._journal_in_memory = False
         self.witness.after(before)
 
     def size_bytes(self) -> int:
@@ -266,6 +398,8 @@ class SQLiteBackend(Backend):
         before = self.witness.before()
         self.datastore.close()
         self.witness.after(before)
+        if self.turns is not None:
+            self.turns.close()
 
     @property
     def where(self) -> str:

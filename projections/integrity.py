@@ -81,7 +81,10 @@ STORE_KIND = "journey-views"
 # 10: the same layout as 9 at this version's commit; 9 was also the number of two earlier
 # layouts main held for a while (the facts' dictionary without the field names, customers
 # with first_seen): a store built then is refused, not read with the wrong dictionary.
-SCHEMA_VERSION = "10"
+# 11: clocks and stopped_clocks carry due_us, the keeper's deadline in microseconds since
+# the epoch, with a partial index of the rows it still has to decide (stopped_clocks without
+# hours, which only the keeper's old prefilter read).
+SCHEMA_VERSION = "11"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 

@@ -83,6 +83,7 @@ from projections.location import (
 from projections.rows import (
     DEFERRABLE,
     EVERY_BATCH,
+    PENDING,
     CustomerRows,
     clock_text,
     customer_rows,
@@ -145,8 +146,16 @@ _CACHE_WEIGHT = DEFAULT_CACHE_WEIGHT
 _CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
+# … and when several processes write it (shared_writes): each commit of one makes SQLite
+# drop the others' cached pages (WAL: a connection that sees another's commit resets its
+# cache), so a large cache holds little they can use; two processes with 16 MiB each (two
+# connections apiece) were 64 MiB of a 1M rebuild's peak.
+_SHARED_PAGE_CACHE_KIB = 4096
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
+# Customers a writer remembers to have no snapshot (JourneyStore._no_snapshot): ~100 bytes
+# each; cleared when full.
+_NO_SNAPSHOT_SIZE = 100_000
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
 _MEMO_SIZE = 4096
 _T = TypeVar("_T")
@@ -217,7 +226,6 @@ class _Folded:
     offset: int
     touchpoint: Touchpoint
     raw: bytes
-    digest: str
     event_id: str
     generation: int
     seq: int
@@ -279,6 +287,7 @@ class JourneyStore:
         check_pages: bool = True,
         rebuilding: bool = False,
         reading: bool = False,
+        shared_writes: bool = False,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
@@ -292,7 +301,11 @@ class JourneyStore:
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
         very long histories weigh as much as thousands of short ones. Not read from the
-        environment here: the shell's settings (journey/settings.py) check and pass them."""
+        environment here: the shell's settings (journey/settings.py) check and pass them.
+
+        ``shared_writes``: several processes write this SQLite file at once (a rebuild on
+        several processes); they take turns through a lock file beside it (see
+        :class:`~projections.backends.SQLiteBackend`). PostgreSQL needs nothing."""
         cache_size = DEFAULT_CACHE_SIZE if cache_size is None else cache_size
         cache_weight = DEFAULT_CACHE_WEIGHT if cache_weight is None else cache_weight
         if cache_size < 1 or cache_weight < 1:
@@ -316,7 +329,14 @@ class JourneyStore:
             # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
             # of a 1M rebuild's peak memory free.
             sqlite = self._open_sqlite(
-                self.path, cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None
+                self.path,
+                cache_kib=(_SHARED_PAGE_CACHE_KIB if shared_writes else _REBUILD_PAGE_CACHE_KIB)
+                if rebuilding
+                else None,
+                shared_writes=shared_writes,
+                # A file that exists already (not a rebuild's new one, or one several
+                # processes write) keeps its WAL.
+                rebuilding=rebuilding and not shared_writes and not store_exists(self.path),
             )
             if made_here:  # sound by construction: the next open need not read it whole
                 sqlite.witness.vouch()
@@ -331,6 +351,13 @@ class JourneyStore:
         self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
+        # Customers this writer knows to have no snapshot (started here, or loaded and found
+        # without one): their next load skips the look-up (a live worker lets most of its
+        # short histories go and reads them back minutes later). Forgotten when it writes
+        # one, and all at once when its runner is assigned partitions (another worker may
+        # have written some meanwhile). Wrong only the safe way: a snapshot missed is a
+        # longer fold from the customer's rows, never another journey.
+        self._no_snapshot: set[str] = set()
 
     @property
     def cache_bounds(self) -> tuple[int, int]:
@@ -338,10 +365,18 @@ class JourneyStore:
         return self._live_size, self._live_weight_max
 
     @staticmethod
-    def _open_sqlite(path: Path, cache_kib: int | None = None) -> SQLiteBackend:
+    def _open_sqlite(
+        path: Path,
+        cache_kib: int | None = None,
+        *,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
+    ) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path, cache_kib=cache_kib)
+                return SQLiteBackend(
+                    path, cache_kib=cache_kib, shared_writes=shared_writes, rebuilding=rebuilding
+                )
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -599,21 +634,24 @@ class JourneyStore:
         return self._load_from_snapshot(customer_id, generation, erased_at)[0]
 
     def _load_from_snapshot(
-        self, customer_id: str, generation: int, erased_at: str | None
+        self, customer_id: str, generation: int, erased_at: str | None, *, look: bool = True
     ) -> tuple[CustomerJourney, int]:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
         later read of them sees at least what the snapshot was taken from); and how many
-        touchpoints the snapshot used holds (0: none, or none readable)."""
+        touchpoints the snapshot used holds (0: none, or none readable). ``look=False``:
+        the caller knows there is none."""
+        snap_rows: list[tuple[Any, ...]] = []
         try:
-            (snap_rows,) = self.backend.queries(
-                [
-                    (
-                        "SELECT generation, touchpoints, topic, state FROM snapshots"
-                        " WHERE customer_id = ?",
-                        (customer_id,),
-                    )
-                ]
-            )
+            if look:
+                (snap_rows,) = self.backend.queries(
+                    [
+                        (
+                            "SELECT generation, touchpoints, topic, state FROM snapshots"
+                            " WHERE customer_id = ?",
+                            (customer_id,),
+                        )
+                    ]
+                )
         except Exception as exc:
             raise self._damaged(exc) from exc
         agg: CustomerJourney | None = None
@@ -815,9 +853,11 @@ class JourneyStore:
     ) -> BatchResult:
         result = BatchResult()
         received_now = at_micros(datetime.now(UTC))
-        known, stored = self._batch_state(
+        hashes, stored = self._batch_state(
             [t.event_id for _, t in items], dict.fromkeys(t.customer_id for _, t in items)
         )
+        # event id -> its content hash, or the envelope to hash when a copy turns up
+        known: dict[str, str | bytes] = dict(hashes)
         folded: list[_Folded] = []
         writes: list[Statement] = []
         erased: dict[str, int] = {}  # customer -> its generation after the batch's erasures
@@ -829,7 +869,7 @@ class JourneyStore:
         # end. What the fold raises on is still blamed on that one touchpoint.
         # Only a folded copy makes a later one with its event id a duplicate (or a
         # conflict): a copy waiting to be folded is folded first when another turns up.
-        pending: dict[str, list[tuple[int, Touchpoint, bytes, str, str]]] = {}
+        pending: dict[str, list[tuple[int, Touchpoint, bytes, str]]] = {}
         waiting_ids: dict[str, str] = {}  # event id -> customer, while waiting
 
         def fold_pending(cid: str) -> None:
@@ -838,17 +878,18 @@ class JourneyStore:
                 return
             folded_until = len(batch)
             try:
-                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _, _ in batch])
+                touched[cid].agg.fold_all([(t, raw) for _, t, raw, _ in batch])
             except FoldFailed as failed:
                 folded_until = failed.index
                 rejected.append(_fold_rejection(batch[failed.index][0], failed.error))
             except Exception as exc:
                 folded_until = 0
                 rejected.append(_fold_rejection(batch[-1][0], exc))
-            for n, (_, _, _, event_id, digest) in enumerate(batch):
+            for n, (_, _, raw, event_id) in enumerate(batch):
                 waiting_ids.pop(event_id, None)
                 if n < folded_until:
-                    known[event_id] = digest
+                    # Its content hash, when a later copy needs it (rarely: a duplicate).
+                    known[event_id] = raw
 
         for offset, touchpoint in items:
             event_id = str(touchpoint.event_id)
@@ -857,11 +898,14 @@ class JourneyStore:
             except Exception as exc:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
-            digest = content_hash_of(raw)
             if event_id in waiting_ids:
                 fold_pending(waiting_ids[event_id])
-            first = known.get(event_id)
-            if first is not None:
+            seen = known.get(event_id)
+            if seen is not None:
+                # Hashed only here: a touchpoint's hash is read from its fact when needed
+                # (schema 10), and hashing every one was 5 % of a rebuild.
+                first = seen if isinstance(seen, str) else content_hash_of(seen)
+                digest = content_hash_of(raw)
                 if first != digest:
                     rejected.append(
                         Rejection(
@@ -909,14 +953,13 @@ class JourneyStore:
                 rejected.append(_fold_rejection(offset, exc))
                 continue
             waiting = pending.setdefault(cid, [])
-            waiting.append((offset, touchpoint, raw, event_id, digest))
+            waiting.append((offset, touchpoint, raw, event_id))
             waiting_ids[event_id] = cid
             folded.append(
                 _Folded(
                     offset,
                     touchpoint,
                     raw,
-                    digest,
                     event_id,
                     live.agg.generation,
                     live.agg.touchpoints + len(waiting),
@@ -1067,7 +1110,16 @@ class JourneyStore:
         agg = live.agg
         writes: list[Statement] = []
         tables: tuple[str, ...] = (*EVERY_BATCH, *DEFERRABLE) if tp is not None else DEFERRABLE
-        rows = customer_rows(agg.journey, agg.generation, agg.touchpoints, tp or _NO_TP, tables)
+        rows = customer_rows(
+            agg.journey,
+            agg.generation,
+            agg.touchpoints,
+            tp or _NO_TP,
+            tables,
+            # A rebuilt store's clocks are all worked out by the first keeper on it, in one
+            # pass: none is in the keeper's index meanwhile (projections/due.py).
+            due=None if self._rebuilding else PENDING,
+        )
         before = live.rows
         if live.rows_unknown:
             writes.extend(
@@ -1093,6 +1145,7 @@ class JourneyStore:
             return None
         stored = snapshots.take(self._mapper, agg)
         live.snapshot_at = agg.touchpoints
+        self._no_snapshot.discard(agg.customer_id)
         return (
             "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
             " DO UPDATE SET generation = excluded.generation,"
@@ -1129,6 +1182,7 @@ class JourneyStore:
                 # chunk (a later batch of theirs reads them back from the store).
                 for cid, _ in chunk:
                     self._uncache(cid)
+            self.backend.rebuilt()
         return done
 
     @staticmethod
@@ -1160,7 +1214,7 @@ class JourneyStore:
                 pack_summary(summary, t.customer_id),
                 case_id,
                 text,
-                None if fact is not None else hash_bytes(f.digest),
+                None if fact is not None else hash_bytes(content_hash_of(f.raw)),
                 tp.partition,
                 f.offset,
                 fact,
@@ -1256,8 +1310,21 @@ class JourneyStore:
         """customer id -> its customers row as committed."""
         return self._batch_state((), customer_ids)[1]
 
+    def forget_snapshot_absences(self) -> None:
+        """What this writer knew of customers without a snapshot (see ``_no_snapshot``):
+        its runner calls this when partitions are assigned."""
+        self._no_snapshot.clear()
+
+    def _no_snapshot_of(self, customer_id: str) -> None:
+        if self._rebuilding:
+            return  # a rebuild reads few back, and its memory is counted
+        if len(self._no_snapshot) >= _NO_SNAPSHOT_SIZE:
+            self._no_snapshot.clear()
+        self._no_snapshot.add(customer_id)
+
     def _load_or_start(self, customer_id: str, state: _Stored | None) -> _Live:
         if state is None:
+            self._no_snapshot_of(customer_id)
             return _Live(CustomerJourney(customer_id, 0), None, 0)
         generation, touchpoints, erased_at, written_at = state
         cached = self._live.get(customer_id)
@@ -1269,7 +1336,11 @@ class JourneyStore:
             touchpoints,
         ):
             return cached
-        agg, snapshot_at = self._load_from_snapshot(customer_id, generation, erased_at)
+        agg, snapshot_at = self._load_from_snapshot(
+            customer_id, generation, erased_at, look=customer_id not in self._no_snapshot
+        )
+        if snapshot_at == 0:
+            self._no_snapshot_of(customer_id)
         # What the tables hold for it is what its journey is due (written together); a
         # rebuilding store knows that of the tables it writes with every batch only.
         if self._rebuilding:

@@ -282,3 +282,20 @@ def test_kept_is_judged_by_occurred_at_and_folding_order_does_not_matter() -> No
         promise = fold(order, shipped, *facts).promises["delivery:o1"]
         assert (promise.status, promise.broken_recorded) == ("kept_late", True)
     assert not fold(order, shipped, too_late).promises["delivery:o1"].decided
+
+
+def test_same_identity_keeps_letters_digits_and_at_dot_underscore_plus_of_any_script() -> None:
+    # Its regular expression stands for the character-by-character rule, for every code point.
+    from domain.journey import same_identity
+
+    def by_character(value: str) -> str:
+        return "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@._+")
+
+    for code in range(0x110000):
+        ch = chr(code)
+        assert same_identity(ch) == by_character(ch), hex(code)
+    assert same_identity("+46 70-123 45") == "+467012345"
+    assert same_identity("Kari.Nordmann@Example.COM") == "kari.nordmann@example.com"
+    # İ lowers to i and a combining dot, which is no letter: dropped, as it always was.
+    turkish = "İstanbul Ørsta_Å"
+    assert same_identity(turkish) == by_character(turkish) == "istanbulørsta_å"
