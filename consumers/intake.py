@@ -9,16 +9,24 @@ topic, sealed (consumers/dead_letters.py). Then it commits and deletes the relay
 from the intake, so plain values stay there only until relayed (and at most the topic's
 retention).
 
-At least once: a crash between producing and committing relays the batch again, and the
-engine folds the second copy as a duplicate of the first (same ``event_id``, same content).
-A step that fails seeks back to the committed offsets, so nothing is skipped (issue 8's
-transient rule); a batch read again after a failed commit does not produce its dead letters
-a second time (only a restart in between does: their headers name the origin).
+At least once for the log: a crash between producing and committing relays the batch
+again, and the engine folds the second copy as a duplicate of the first (same ``event_id``,
+same content). A step that fails seeks back to the committed offsets, so nothing is skipped
+(issue 8's transient rule).
+
+Exactly once for the DLQ, also across a crash: a dead letter is first recorded in an outbox
+keyed by its origin (intake topic, partition, offset), with the DLQ's high-water marks taken
+just before it is produced (the table ``journey_intake_outbox`` beside the customers' keys,
+which outlive processes and rebuilds), then produced, then marked published. A batch read
+again finds its dead letters published and skips them; one recorded but not marked (a
+crash between the two) is looked for on the DLQ from those marks — found: marked, not
+produced again; not found: produced. The rows go once the intake is committed past them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -26,7 +34,13 @@ from datetime import timedelta
 
 import structlog
 
-from consumers.dead_letters import dead_letter, produce_dead_letters
+from consumers.dead_letters import (
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_TOPIC,
+    dead_letter,
+    produce_dead_letters,
+)
 from consumers.log import (
     Log,
     LogConsumer,
@@ -87,9 +101,6 @@ class IntakeRelay:
         self.dead_letters = 0
         self._consumer: LogConsumer | None = None
         self._rewind_pending = False
-        # Dead letters produced whose batch is not committed yet (kept in memory only: a
-        # restart in between produces them again, at least once, origin in their headers).
-        self._dead_sent: set[tuple[TopicPartition, int]] = set()
         # made at once, so producers find the intake as soon as the engine has started
         log.ensure_topics(
             [self.intake], partitions, retention_ms=int(retention.total_seconds() * 1000)
@@ -194,17 +205,16 @@ class IntakeRelay:
                 )
             )
         relayed = self._produce(out, dead)
-        # A batch read again after a failed commit: its dead letters are on the DLQ already.
-        fresh = [(m, d) for m, d in dead if (m.topic_partition, m.offset) not in self._dead_sent]
-        if fresh:
-            produce_dead_letters(self.log, self.dlq_topic, [letter for _, letter in fresh])
-            self._dead_sent.update((m.topic_partition, m.offset) for m, _ in fresh)
+        if dead:
+            self._publish_once(dead)
         done: dict[TopicPartition, int] = defaultdict(int)
         for msg in messages:
             tp_ = msg.topic_partition
             done[tp_] = max(done[tp_], msg.offset + 1)
         consumer.commit(done)
-        self._dead_sent = {(t, o) for t, o in self._dead_sent if o >= done.get(t, 0)}
+        # Outbox rows below the commit can never be needed again (one small delete a batch;
+        # a batch without dead letters also clears what a stopped run left).
+        self.keys.outbox_forget(self.intake, {t.partition: o for t, o in done.items()})
         self._shred(done)
         self.relayed += relayed
         self.dead_letters += len(dead)
@@ -253,6 +263,75 @@ class IntakeRelay:
                 dead.append((msg, self._dead(msg, refused)))
         dead.sort(key=lambda d: (d[0].partition, d[0].offset))
         return produced
+
+    def _publish_once(self, dead: list[tuple[Message, OutgoingMessage]]) -> None:
+        """Produce the batch's dead letters that are not on the DLQ yet (module docstring)."""
+        letters = {(m.topic, m.partition, m.offset): d for m, d in dead}
+        rows = self.keys.outbox_rows(letters)
+        pending = [o for o in letters if not (o in rows and rows[o][1])]
+        # Recorded, not marked: a previous run may have produced them before it stopped.
+        unsure = {o: rows[o][0] for o in pending if o in rows}
+        there = self._on_dlq(unsure) if unsure else set()
+        if there:
+            self.keys.outbox_published(there)
+        send = [o for o in pending if o not in there]
+        if not send:
+            return
+        new = [o for o in send if o not in rows]
+        if new:
+            marks = self.log.high_watermarks(self.dlq_topic)
+            self.keys.outbox_add(new, json.dumps({str(p): o for p, o in sorted(marks.items())}))
+        produce_dead_letters(self.log, self.dlq_topic, [letters[o] for o in send])
+        self.keys.outbox_published(send)
+
+    def _on_dlq(self, unsure: Mapping[tuple[str, int, int], str]) -> set[tuple[str, int, int]]:
+        """Which of these origins have a dead letter on the DLQ, looked for from the marks
+        recorded before it was produced (only after a stop between producing and marking:
+        the read is bounded by what the DLQ received since)."""
+        starts: dict[int, int] = {}
+        for marks in unsure.values():
+            for part, offset in json.loads(marks).items():
+                starts[int(part)] = min(starts.get(int(part), offset), offset)
+        ends = self.log.high_watermarks(self.dlq_topic)
+        if all(starts.get(p, end) >= end for p, end in ends.items()):
+            return set()
+        found: set[tuple[str, int, int]] = set()
+        reader = self.log.consumer(
+            None,
+            [self.dlq_topic],
+            on_assign=lambda assigned: {
+                tp: starts.get(tp.partition, ends.get(tp.partition, 0)) for tp in assigned
+            },
+        )
+        try:
+            seen: dict[int, int] = {}
+            deadline = time.monotonic() + 60
+            while any(seen.get(p, starts.get(p, end)) < end for p, end in ends.items()):
+                if time.monotonic() > deadline:  # transient: the step is tried again
+                    raise LogUnavailable(f"the DLQ {self.dlq_topic} could not be read to its end")
+                batch = reader.poll(self.poll_timeout_s, self.batch_size)
+                if not batch:
+                    continue
+                for msg in batch:
+                    seen[msg.partition] = msg.offset + 1
+                    topic, part, offset = (
+                        msg.header(HEADER_TOPIC),
+                        msg.header(HEADER_PARTITION),
+                        msg.header(HEADER_OFFSET),
+                    )
+                    if topic is None or part is None or offset is None:
+                        continue
+                    key = (topic.decode(errors="replace"), int(part), int(offset))
+                    if key in unsure:
+                        found.add(key)
+        finally:
+            reader.close()
+        logger.info(
+            "intake dead letters looked for on the DLQ after a stop",
+            unsure=len(unsure),
+            found=len(found),
+        )
+        return found
 
     def _dead(self, msg: Message, exc: InvalidEvent) -> OutgoingMessage:
         return dead_letter(

@@ -43,10 +43,10 @@ from domain.errors import JourneyError
 from projections.keys import CustomerKeys
 from projections.location import is_postgres
 from projections.store import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_WEIGHT,
     JourneyStore,
     StoreAddress,
-    cache_size_setting,
-    cache_weight_setting,
     describe,
     rebuild_target,
     swap_store,
@@ -95,6 +95,10 @@ class _Job:
     max_future: timedelta
     retry_for_s: float
     shares: list[tuple[int, ...]]
+    # The writer's cache bounds (the settings' JOURNEY_CACHE_SIZE / _WEIGHT), split among
+    # the processes of a rebuild on several.
+    cache_size: int
+    cache_weight: int
 
 
 def default_processes(partitions: int) -> int:
@@ -113,6 +117,8 @@ def rebuild(
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     retry_for_s: float = 300.0,
     processes: int | None = 1,
+    cache_size: int | None = None,
+    cache_weight: int | None = None,
 ) -> tuple[StoreAddress, RebuildStats, float]:
     """Returns (new store file, stats, seconds).
 
@@ -121,7 +127,9 @@ def rebuild(
     (nothing is swapped in unless every message was folded or dead-lettered).
 
     ``processes``: how many processes fold the partitions (None: :func:`default_processes`;
-    never more than the topic has partitions); 1 folds them all in this one."""
+    never more than the topic has partitions); 1 folds them all in this one.
+    ``cache_size`` / ``cache_weight``: the writer's cache bounds (JourneyStore's defaults
+    when None), split evenly among the processes."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     new_file = rebuild_target(base, stamp)
     partitions = _partitions(log, topic)
@@ -138,6 +146,8 @@ def rebuild(
         max_future=max_future,
         retry_for_s=retry_for_s,
         shares=[tuple(partitions[i::count]) for i in range(count)],
+        cache_size=DEFAULT_CACHE_SIZE if cache_size is None else cache_size,
+        cache_weight=DEFAULT_CACHE_WEIGHT if cache_weight is None else cache_weight,
     )
     started = time.monotonic()
     if count == 1:
@@ -181,6 +191,8 @@ def _rebuild_here(
         produce_dead_letters=False,
         max_future=job.max_future,
         rebuilding=True,
+        cache_size=job.cache_size,
+        cache_weight=job.cache_weight,
     )
     try:
         stats = runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=job.retry_for_s)
@@ -312,8 +324,9 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
         rebuild_process=index, pid=os.getpid(), partitions=list(share)
     )
     count = len(job.shares)
-    cache_size = max(1, cache_size_setting() // count)
-    cache_weight = _share_weight(cache_weight_setting(), count)
+    # What the single process may hold, split: the processes together stay within it.
+    cache_size = max(1, job.cache_size // count)
+    cache_weight = _share_weight(job.cache_weight, count)
     first = index * _SLOTS
     log = _reopened(job.log)
     keys = CustomerKeys(job.base)

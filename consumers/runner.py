@@ -46,7 +46,7 @@ from consumers.log import (
 from domain import catalogue as c
 from domain.bounds import DEFAULT_MAX_FUTURE, Bounds
 from domain.envelope import Touchpoint, decode, encode, new_touchpoint
-from domain.errors import InvalidEvent
+from domain.errors import InvalidEvent, JourneyError
 from projections.keys import CustomerKeys, KeyRing
 from projections.store import (
     BatchRejected,
@@ -58,7 +58,16 @@ from projections.store import (
     describe,
 )
 
-__all__ = ["ERASURE_SOURCE", "Runner", "RunnerStats", "now_for", "tune_gc"]
+__all__ = [
+    "CHAOS_FOLD_DELAY",
+    "ERASURE_SOURCE",
+    "ChaosHookError",
+    "Runner",
+    "RunnerStats",
+    "fold_delay_s",
+    "now_for",
+    "tune_gc",
+]
 
 logger = structlog.get_logger(__name__)
 
@@ -69,8 +78,32 @@ _ERASURES = uuid.UUID("5b0c6f3e-61a4-4c1e-9a53-0f4c2b1d7e90")  # namespace of th
 # How often a runner commits its group's offsets while folding (lag tooling only).
 _GROUP_COMMIT_EVERY_S = 1.0
 
-# Chaos hook for the crash tests: slows each fold so a SIGKILL lands mid-batch.
-_FOLD_DELAY_S = float(os.environ.get("JOURNEY_CHAOS_FOLD_DELAY_MS", "0")) / 1000
+# Chaos hook, for tests only: JOURNEY_CHAOS_FOLD_DELAY_MS slows each fold so that a SIGKILL
+# lands mid-batch (tests/integration/test_exactly_once.py). Not a setting: read here, from
+# the environment of the process under test, checked when a runner is made. An in-process
+# test sets the seconds here instead (None: the environment decides).
+CHAOS_FOLD_DELAY = "JOURNEY_CHAOS_FOLD_DELAY_MS"
+_FOLD_DELAY_S: float | None = None
+_FOLD_DELAY_MAX_MS = 10_000
+
+
+class ChaosHookError(JourneyError):
+    """The test-only chaos hook is set to something that is not a delay."""
+
+
+def fold_delay_s() -> float:
+    """The chaos hook's delay per folded touchpoint, in seconds (0: off)."""
+    if _FOLD_DELAY_S is not None:
+        return _FOLD_DELAY_S
+    text = os.environ.get(CHAOS_FOLD_DELAY, "").strip()
+    if not text:
+        return 0.0
+    if not text.isdigit() or int(text) > _FOLD_DELAY_MAX_MS:
+        raise ChaosHookError(
+            f"{CHAOS_FOLD_DELAY}: a test-only hook, a whole number of milliseconds from 0 "
+            f"to {_FOLD_DELAY_MAX_MS}, got {text[:40]!r}; unset it outside tests"
+        )
+    return int(text) / 1000
 
 
 def tune_gc() -> None:
@@ -131,6 +164,8 @@ class Runner:
         someone else's. ``cache_size``, ``cache_weight`` and ``shared_writes``: the store's
         (:class:`JourneyStore`)."""
         self.log = log
+        self._cache_size, self._cache_weight = cache_size, cache_weight
+        self._fold_delay_s = fold_delay_s()
         # The customers' keys: beside the base store, never the rebuilt one (a rebuild
         # passes the base's); personal values are opened with them as they are folded.
         self._own_keys = keys is None
@@ -229,7 +264,8 @@ class Runner:
         if active == self._store_file:
             return
         logger.info("store swapped", old=describe(self._store_file), new=describe(active))
-        store = JourneyStore(active)  # may fail (a damaged file): then tried again next step
+        # May fail (a damaged file): then tried again next step.
+        store = JourneyStore(active, cache_size=self._cache_size, cache_weight=self._cache_weight)
         try:
             # The old store's outbox first (else its unpublished dead letters would never
             # reach the DLQ), then its dead letters past the new store's positions, so that
@@ -352,8 +388,8 @@ class Runner:
                 )
                 dead.append(self._dead_row(msg, mismatch))
                 continue
-            if _FOLD_DELAY_S:
-                time.sleep(_FOLD_DELAY_S)
+            if self._fold_delay_s:
+                time.sleep(self._fold_delay_s)
             items.append((msg.offset, touchpoint))
             if isinstance(touchpoint.data, c.ErasureRequested):
                 # What follows it in this batch reads as a replay will read it: keyless.

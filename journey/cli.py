@@ -15,7 +15,7 @@ import typer
 
 from domain.errors import JourneyError
 from journey.logs import configure_logging
-from journey.settings import ConfigError, Settings, redact
+from journey.settings import ConfigError, Settings, log_level_alone, redact
 
 if TYPE_CHECKING:
     from consumers.log import Log
@@ -275,10 +275,21 @@ def demo(
             lock.close()
 
 
+def _check_chaos_hook() -> None:
+    """The test-only chaos hook, checked before the log or the store is touched."""
+    from consumers.runner import fold_delay_s
+
+    try:
+        fold_delay_s()
+    except JourneyError as exc:
+        raise fail(str(exc)) from None
+
+
 def _pipeline() -> Pipeline:
     from journey.pipeline import Pipeline
 
     settings = settings_()
+    _check_chaos_hook()
     log = settings.open_log()
     try:
         return Pipeline(
@@ -292,6 +303,8 @@ def _pipeline() -> Pipeline:
             allowed_lateness=timedelta(seconds=settings.allowed_lateness),
             idle_timeout=timedelta(seconds=settings.idle_timeout),
             relay_intake=True,
+            cache_size=settings.cache_size,
+            cache_weight=settings.cache_weight,
         )
     except BaseException:
         log.close()  # the store did not open: no connection left behind
@@ -424,6 +437,8 @@ def rebuild(
                 progress=report,
                 max_future=settings.max_future,
                 processes=settings.rebuild_processes,
+                cache_size=settings.cache_size,
+                cache_weight=settings.cache_weight,
             )
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
@@ -1101,6 +1116,8 @@ def _serve(
         typer.echo(f"Agent console: {url}/   API: {url}/docs   (Ctrl-C stops)")
 
     rules = load_rules()
+    if runner:
+        _check_chaos_hook()
     if not runner:
         # --no-runner only reads what a `journey run` writes: both must be there already.
         _existing_store().close()
@@ -1268,7 +1285,7 @@ def _debug_requested() -> bool:
     if State.settings is not None:
         return State.settings.log_level == "debug"
     argv = sys.argv[1:]
-    return os.environ.get("JOURNEY_LOG_LEVEL", "").lower() == "debug" or any(
+    return log_level_alone() == "debug" or any(
         a == "--log-level=debug" or (a == "--log-level" and nxt == "debug")
         for a, nxt in zip(argv, [*argv[1:], ""], strict=True)
     )

@@ -112,7 +112,13 @@ def run_demo(
     clock = ManualClock(touchpoints[0].occurred_at)
     log = open_log(broker)
     pipeline = Pipeline(
-        log, store, topic=settings.topic, clock=clock, partitions=settings.partitions
+        log,
+        store,
+        topic=settings.topic,
+        clock=clock,
+        partitions=settings.partitions,
+        cache_size=settings.cache_size,
+        cache_weight=settings.cache_weight,
     )
     with console.status(
         f"Playing {len(touchpoints)} touchpoints of {len(STORIES)} stories through {broker} …"

@@ -71,6 +71,8 @@ class Pipeline:
         allowed_lateness: timedelta = DEFAULT_ALLOWED_LATENESS,
         idle_timeout: timedelta | None = DEFAULT_IDLE_TIMEOUT,
         relay_intake: bool = False,
+        cache_size: int | None = None,
+        cache_weight: int | None = None,
     ) -> None:
         self.log = log
         self.topic = topic
@@ -93,6 +95,8 @@ class Pipeline:
             dlq_topic=f"{topic}.dlq",
             group=group,
             max_future=max_future,
+            cache_size=cache_size,
+            cache_weight=cache_weight,
         )
         self.keeper = PromiseKeeper(
             log,

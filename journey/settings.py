@@ -37,6 +37,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "describe_validation_error",
+    "log_level_alone",
     "redact",
     "redact_url",
     "strict_int",
@@ -130,6 +131,30 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 # -- the settings ------------------------------------------------------------------------
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class _LogLevelOnly(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEY_", extra="ignore", env_ignore_empty=True, frozen=True
+    )
+    log_level: LogLevel | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+def log_level_alone() -> str | None:
+    """JOURNEY_LOG_LEVEL read and checked as :class:`Settings` reads it, without the other
+    settings: for the one question asked when those did not validate (is a traceback
+    wanted?). None when it is unset or not a level."""
+    try:
+        return _LogLevelOnly().log_level
+    except ValidationError:
+        return None
+
 
 class Settings(BaseSettings):
     """Everything configurable. Environment: JOURNEY_<NAME> (e.g. JOURNEY_BROKER).
@@ -160,15 +185,14 @@ class Settings(BaseSettings):
     cache_size: StrictCount = Field(
         default=20_000,
         ge=1,
-        description="Customers a writer keeps folded in memory (~15 KB each); the store "
-        "reads JOURNEY_CACHE_SIZE, checked here first",
+        description="Customers a writer keeps folded in memory (~6 KB each for a short "
+        "history); passed to the writer's store (run, serve, rebuild, demo)",
     )
     cache_weight: StrictCount = Field(
         default=300_000,
         ge=1,
         description="What the customers a writer keeps folded may weigh together: touchpoints "
-        "folded plus 12 a customer (~0.43 KB each); the store reads JOURNEY_CACHE_WEIGHT, "
-        "checked here first",
+        "folded plus 12 a customer (~0.43 KB each); passed to the writer's store",
     )
     rebuild_processes: StrictCount | None = Field(
         default=None,
@@ -202,7 +226,7 @@ class Settings(BaseSettings):
         "hours; read by the commands that judge deadlines",
     )
     log_format: Literal["console", "json"] = Field(default="console")
-    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+    log_level: LogLevel = Field(default="info")
     max_future: timedelta = Field(
         default=DEFAULT_MAX_FUTURE,
         ge=timedelta(0),

@@ -51,6 +51,16 @@ __all__ = ["CustomerKeys", "KeyRing", "keys_file"]
 logger = structlog.get_logger(__name__)
 
 _TABLE = "journey_customer_keys"
+# The intake relay's dead-letter outbox (consumers/intake.py): one row per poison message
+# of the intake not yet committed past, with the DLQ's high-water marks taken before its
+# dead letter was produced. Beside the keys because it must outlive the process and the
+# store's rebuilds, as they do; it holds no personal data (positions only).
+_OUTBOX = "journey_intake_outbox"
+_OUTBOX_DDL = (
+    "CREATE TABLE IF NOT EXISTS {table} (topic TEXT NOT NULL, partition INTEGER NOT NULL,"
+    " origin_offset BIGINT NOT NULL, dlq_marks TEXT NOT NULL, published INTEGER NOT NULL,"
+    " PRIMARY KEY (topic, partition, origin_offset))"
+)
 _CHUNK = 500
 
 
@@ -125,6 +135,8 @@ class CustomerKeys:
                         " kid TEXT NOT NULL UNIQUE, key BYTEA NOT NULL,"
                         " created_at BIGINT NOT NULL)"
                     )
+                    self.outbox = f'"{schema}".{_OUTBOX}'
+                    conn.execute(_OUTBOX_DDL.format(table=self.outbox))
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(7245002)")
         else:
@@ -144,6 +156,8 @@ class CustomerKeys:
                 f"CREATE TABLE IF NOT EXISTS {self.table} (customer_id TEXT PRIMARY KEY,"
                 " kid TEXT NOT NULL UNIQUE, key BLOB NOT NULL, created_at INTEGER NOT NULL)"
             )
+            self.outbox = _OUTBOX
+            self._db.execute(_OUTBOX_DDL.format(table=self.outbox))
 
     # ------------------------------------------------------------------ connections
 
@@ -211,6 +225,66 @@ class CustomerKeys:
             elif self._pg is not None:
                 self._pg.close()
                 self._pg = None
+
+    # ------------------------------------------------------------------ intake outbox
+
+    def outbox_rows(
+        self, origins: Iterable[tuple[str, int, int]]
+    ) -> dict[tuple[str, int, int], tuple[str, bool]]:
+        """The outbox rows of these intake positions: (DLQ marks as JSON, published)."""
+        wanted = sorted(set(origins))
+        out: dict[tuple[str, int, int], tuple[str, bool]] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            chunk = wanted[i : i + _CHUNK]
+            where = " OR ".join(
+                ["(topic = ? AND partition = ? AND origin_offset = ?)"] * len(chunk)
+            )
+            params = [v for origin in chunk for v in origin]
+            for topic, part, offset, marks, published in self._rows(
+                f"SELECT topic, partition, origin_offset, dlq_marks, published FROM {self.outbox}"
+                f" WHERE {where}",
+                params,
+            ):
+                out[(str(topic), int(part), int(offset))] = (str(marks), bool(published))
+        return out
+
+    def outbox_add(self, origins: Iterable[tuple[str, int, int]], dlq_marks: str) -> None:
+        """Record that dead letters of these positions are about to be produced."""
+        self._write(
+            [
+                (
+                    f"INSERT INTO {self.outbox} (topic, partition, origin_offset, dlq_marks,"
+                    " published) VALUES (?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
+                    [*origin, dlq_marks],
+                )
+                for origin in sorted(set(origins))
+            ]
+        )
+
+    def outbox_published(self, origins: Iterable[tuple[str, int, int]]) -> None:
+        self._write(
+            [
+                (
+                    f"UPDATE {self.outbox} SET published = 1"
+                    " WHERE topic = ? AND partition = ? AND origin_offset = ?",
+                    list(origin),
+                )
+                for origin in sorted(set(origins))
+            ]
+        )
+
+    def outbox_forget(self, topic: str, below: dict[int, int]) -> None:
+        """Rows of positions the intake has committed past: never read again."""
+        self._write(
+            [
+                (
+                    f"DELETE FROM {self.outbox}"
+                    " WHERE topic = ? AND partition = ? AND origin_offset < ?",
+                    [topic, part, offset],
+                )
+                for part, offset in sorted(below.items())
+            ]
+        )
 
     # ------------------------------------------------------------------ keys
 

@@ -55,6 +55,9 @@ CONNECT_TIMEOUT_S = 2
 # A database found unreachable is tried again at most this often (by one caller at a
 # time); meanwhile every caller that needs it fails at once, saying so.
 AWAY_RECHECK_S = 1.0
+# A try that has not come back after this long (a connection that hangs without a timeout
+# of its own) no longer stops the next one.
+_TRY_STALE_S = 10.0
 
 
 class StoreUnreachable(JourneyError):
@@ -107,7 +110,8 @@ def _database(url: str) -> str:
 @dataclass
 class _Away:
     since: float
-    tried: float  # when it was last tried
+    tried: float  # when a try last began or failed
+    failed: float  # when a try last failed
     why: str
     trying: bool = False
 
@@ -128,6 +132,13 @@ class Reachability:
             state = self._away.get(_database(url))
         return None if state is None else state.why
 
+    def failed_since(self, url: str, since: float) -> str | None:
+        """Why, when a try of the database of ``url`` failed after ``since`` (monotonic):
+        a caller that waited behind that try (for a lock) gives up instead of trying too."""
+        with self._lock:
+            state = self._away.get(_database(url))
+        return state.why if state is not None and state.failed >= since else None
+
     @contextmanager
     def attempt(self, url: str) -> Iterator[None]:
         """Around one use of the database: refused at once while it is known away and no
@@ -137,13 +148,14 @@ class Reachability:
         with self._lock:
             state = self._away.get(key)
             if state is not None:
-                if state.trying or now - state.tried < AWAY_RECHECK_S:
+                wait = _TRY_STALE_S if state.trying else AWAY_RECHECK_S
+                if now - state.tried < wait:
                     raise StoreUnreachable(
                         f"the PostgreSQL store {describe(url)} is unreachable ({state.why}; "
                         f"for {now - state.since:.0f} s, tried again every {AWAY_RECHECK_S:g} s)",
                         state.why,
                     )
-                state.trying = True
+                state.trying, state.tried = True, now
         try:
             yield
         except BaseException as exc:
@@ -153,11 +165,13 @@ class Reachability:
                     now = time.monotonic()
                     why = _first_line(exc)
                     if state is None:
-                        self._away[key] = _Away(now, now, why)
+                        self._away[key] = _Away(now, now, now, why)
                     else:
-                        state.tried, state.why, state.trying = now, why, False
-                elif state is not None:
+                        state.tried, state.failed, state.why, state.trying = now, now, why, False
+                elif state is not None and isinstance(exc, Exception):
                     del self._away[key]  # it answered, with an error of another kind
+                elif state is not None:
+                    state.trying = False  # interrupted: it tells nothing
             raise
         with self._lock:
             self._away.pop(key, None)

@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -95,6 +94,8 @@ from projections.rows import (
 )
 
 __all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_CACHE_WEIGHT",
     "BatchRejected",
     "BatchResult",
     "DeadLetterRow",
@@ -105,8 +106,6 @@ __all__ = [
     "StoreError",
     "active_store",
     "active_store_path",
-    "cache_size_setting",
-    "cache_weight_setting",
     "clock_text",
     "content_hash",
     "content_hash_of",
@@ -131,11 +130,16 @@ active_store_path = active_store
 # none, and a cold read replays at most SNAPSHOT_EVERY_MAX rows.
 SNAPSHOT_EVERY_MIN = 16
 SNAPSHOT_EVERY_MAX = 256
+# Customers a writer keeps folded in memory unless told otherwise (JOURNEY_CACHE_SIZE, read
+# by journey/settings.py and passed down); one that falls out costs a snapshot read and a
+# short tail on its next touchpoint.
+DEFAULT_CACHE_SIZE = 20_000
 # What a writer's cached customers may weigh together (``_weigh``), JOURNEY_CACHE_WEIGHT:
 # about 125 MiB of folded state. The 1M benchmark's 20 customers of 10,000 touchpoints and
 # 50 of 1,000 weigh 251,000 at its end, and stay cached beside ~3,000 short histories (a
 # long history let go is read back with a snapshot on its next touchpoint: slower, same).
-_CACHE_WEIGHT = 300_000
+DEFAULT_CACHE_WEIGHT = 300_000
+_CACHE_WEIGHT = DEFAULT_CACHE_WEIGHT
 # A cached customer's fixed cost, in touchpoints' worth of folded state (see ``_weigh``):
 # a short history held ~5.7 KB (aggregate, rows, an empty journey), a long one ~0.43 KB a
 # touchpoint (tracemalloc, the 100k benchmark workload).
@@ -199,17 +203,6 @@ class _Live:
     rows_unknown: bool = False
     # What it counted for in the cache's weight when the cache last took it (``_weigh``).
     weight: int = 0
-
-
-def cache_size_setting() -> int:
-    """Customers a writer keeps folded in memory (JOURNEY_CACHE_SIZE); one that falls out
-    costs a snapshot read and a short tail on its next touchpoint."""
-    return int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
-
-
-def cache_weight_setting() -> int:
-    """What a writer's cached customers may weigh together (JOURNEY_CACHE_WEIGHT)."""
-    return int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
 
 
 def _weigh(live: _Live) -> int:
@@ -307,15 +300,16 @@ class JourneyStore:
 
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones.
+        very long histories weigh as much as thousands of short ones. Not read from the
+        environment here: the shell's settings (journey/settings.py) check and pass them.
 
         ``shared_writes``: several processes write this SQLite file at once (a rebuild on
         several processes); they take turns through a lock file beside it (see
         :class:`~projections.backends.SQLiteBackend`). PostgreSQL needs nothing."""
-        if cache_size is None:
-            cache_size = cache_size_setting()
-        if cache_weight is None:
-            cache_weight = cache_weight_setting()
+        cache_size = DEFAULT_CACHE_SIZE if cache_size is None else cache_size
+        cache_weight = DEFAULT_CACHE_WEIGHT if cache_weight is None else cache_weight
+        if cache_size < 1 or cache_weight < 1:
+            raise ValueError(f"cache bounds must be at least 1, got {cache_size}, {cache_weight}")
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
@@ -364,6 +358,11 @@ class JourneyStore:
         # have written some meanwhile). Wrong only the safe way: a snapshot missed is a
         # longer fold from the customer's rows, never another journey.
         self._no_snapshot: set[str] = set()
+
+    @property
+    def cache_bounds(self) -> tuple[int, int]:
+        """(customers, weight) the writer's cache of folded customers is bounded by."""
+        return self._live_size, self._live_weight_max
 
     @staticmethod
     def _open_sqlite(

@@ -23,6 +23,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -209,10 +210,20 @@ class KeyStore:
             yield cur
 
     @contextmanager
-    def _used(self) -> Iterator[Any]:
+    def _used(self, entered: float | None = None) -> Iterator[Any]:
+        """The connection, under the lock. ``entered``: when the caller started; if a try
+        failed while it waited for the lock, it gives up at once instead of waiting for a
+        connect timeout of its own after it (a burst of requests as the database goes)."""
         with self._lock:
             kept = self._conn is not None  # opened before: it may have died since
             if self._conn is None:
+                if self._postgres and entered is not None:
+                    assert isinstance(self.address, str)
+                    why = reachability.failed_since(self.address, entered)
+                    if why is not None:
+                        raise StoreUnreachable(
+                            f"the key store {self.where} did not answer ({why})", why
+                        )
                 self._conn = self._connect()
             try:
                 cur = self._conn.cursor()
@@ -238,9 +249,10 @@ class KeyStore:
         if not self._postgres:
             return self._execute(statement, params)
         assert isinstance(self.address, str)
+        entered = time.monotonic()
         with reachability.attempt(self.address):
             try:
-                return self._execute(statement, params)
+                return self._execute(statement, params, entered)
             except _Lost:
                 # The connection kept from before an outage: a read is tried once more on
                 # a new one (the first key check after the database is back is answered).
@@ -248,8 +260,10 @@ class KeyStore:
                     raise
                 return self._execute(statement, params)
 
-    def _execute(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._used() as cur:
+    def _execute(
+        self, statement: str, params: Sequence[Any], entered: float | None = None
+    ) -> list[tuple[Any, ...]]:
+        with self._used(entered) as cur:
             cur.execute(self._sql(statement), tuple(params))
             if cur.description is None:  # a statement without rows
                 return []

@@ -145,6 +145,8 @@ class Service:
                 allowed_lateness=timedelta(seconds=settings.allowed_lateness),
                 idle_timeout=timedelta(seconds=settings.idle_timeout),
                 relay_intake=True,
+                cache_size=settings.cache_size,
+                cache_weight=settings.cache_weight,
             )
         self.reader = StoreReader(settings.store_address())
         # Beside the store, not in it: a rebuild swaps the store (journey/security/keys.py).

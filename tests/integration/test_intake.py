@@ -286,3 +286,116 @@ def test_a_touchpoint_the_log_refuses_for_good_is_dead_lettered_and_holds_up_not
     finally:
         relay.close()
         keys.close()
+
+
+class _Crash(BaseException):
+    """The process dies here (as a SIGKILL would: nothing after it runs)."""
+
+
+class _DiesAtFirstCommit(EmbeddedLog):
+    """The embedded log, whose consumers' first commit is where the process dies: after the
+    relay produced the batch and its dead letters, before the intake moved past them."""
+
+    died = False
+
+    def consumer(self, *args: Any, **kwargs: Any) -> Any:
+        inner = super().consumer(*args, **kwargs)
+        real_commit = inner.commit
+
+        def commit(offsets: Any = None) -> None:
+            if not self.died:
+                self.died = True
+                raise _Crash
+            real_commit(offsets)
+
+        inner.commit = commit  # type: ignore[method-assign]
+        return inner
+
+
+def _relay_dies_then_another_relays(
+    log: EmbeddedLog,
+    tmp_path: Path,
+    topic: str,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+    arm: Any = None,
+) -> list[Any]:
+    """A relay that dies mid-batch, then a new one (a restarted process: nothing kept in
+    memory) with the same group and key table; the DLQ's records at the end."""
+    keys = CustomerKeys(tmp_path / "views.db")
+    if arm is not None:
+        arm(keys)
+    first = IntakeRelay(log, keys, topic=topic, dlq_topic=f"{topic}.dlq", group="g-crash")
+    broken = OutgoingMessage(key=b"c-1", value=b"{not json")
+    log.produce(intake_topic(topic), [inquiry("c-1"), broken, inquiry("c-2")])
+    with pytest.raises(_Crash):
+        while True:
+            first.step()
+    if monkeypatch is not None:
+        monkeypatch.undo()
+    keys.close()  # the process is gone: its consumer never committed
+    keys = CustomerKeys(tmp_path / "views.db")
+    second = IntakeRelay(log, keys, topic=topic, dlq_topic=f"{topic}.dlq", group="g-crash")
+    try:
+        second.run_until_empty(timeout_s=30)
+        return raw_records(log, f"{topic}.dlq")
+    finally:
+        second.close()
+        keys.close()
+
+
+def test_a_dead_letter_reaches_the_dlq_once_across_a_crash_after_it_was_produced(
+    tmp_path: Path, unique_topic: str
+) -> None:
+    """Before: a relay that died between producing a dead letter and committing the intake
+    left a process that produced it again (what it had sent was kept in memory only)."""
+    log = _DiesAtFirstCommit(str(tmp_path / "log.db"))
+    try:
+        (letter,) = _relay_dies_then_another_relays(log, tmp_path, unique_topic)
+        assert letter.header("journey-dlq-reason") == b"not_json"
+        assert letter.header("journey-dlq-original-offset") == b"1"
+    finally:
+        log.close()
+
+
+def test_a_dead_letter_recorded_but_not_produced_before_a_crash_is_produced_once(
+    tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox row is written before the produce: a relay that died in between leaves a
+    dead letter that is on no DLQ; the next one finds it missing there and produces it."""
+    import consumers.intake
+
+    def dies(*_: Any) -> None:
+        raise _Crash
+
+    monkeypatch.setattr(consumers.intake, "produce_dead_letters", dies)
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    try:
+        (letter,) = _relay_dies_then_another_relays(log, tmp_path, unique_topic, monkeypatch)
+        assert letter.header("journey-dlq-reason") == b"not_json"
+    finally:
+        log.close()
+
+
+def test_a_dead_letter_produced_but_not_marked_before_a_crash_is_not_produced_again(
+    tmp_path: Path, unique_topic: str
+) -> None:
+    """Between the produce and the outbox's mark: the next relay looks for it on the DLQ
+    from the marks recorded before the produce, finds it, and only marks it."""
+
+    def arm(keys: CustomerKeys) -> None:
+        def dies(*_: Any) -> None:
+            raise _Crash
+
+        keys.outbox_published = dies  # type: ignore[method-assign]
+
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    try:
+        log.ensure_topics([f"{unique_topic}.dlq"], 6)
+        unrelated = OutgoingMessage(key=b"x", value=b"a dead letter of the runner")
+        log.produce(f"{unique_topic}.dlq", [unrelated])  # the DLQ holds others too
+        letters = _relay_dies_then_another_relays(log, tmp_path, unique_topic, arm=arm)
+        ours = [m for m in letters if m.header("journey-dlq-reason") == b"not_json"]
+        assert len(ours) == 1, letters
+        assert len(letters) == 2
+    finally:
+        log.close()

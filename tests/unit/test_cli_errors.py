@@ -116,6 +116,28 @@ CASES = {
     "cache size zero": Bad(
         ("emit", envelope()), "JOURNEY_CACHE_SIZE", env={"JOURNEY_CACHE_SIZE": "0"}
     ),
+    "cache weight not a number": Bad(
+        ("run",),
+        "JOURNEY_CACHE_WEIGHT: expected a whole number",
+        env={"JOURNEY_CACHE_WEIGHT": "abc"},
+    ),
+    "cache weight negative": Bad(
+        ("run",),
+        "JOURNEY_CACHE_WEIGHT: Input should be greater than or equal to 1",
+        env={"JOURNEY_CACHE_WEIGHT": "-5"},
+    ),
+    "chaos hook not a delay": Bad(
+        ("run",),
+        "JOURNEY_CHAOS_FOLD_DELAY_MS: a test-only hook",
+        env={"JOURNEY_CHAOS_FOLD_DELAY_MS": "abc"},
+        not_created=("journey.db", "journey-views.db"),
+    ),
+    "chaos hook negative": Bad(
+        ("serve", "--port", "0"),
+        "JOURNEY_CHAOS_FOLD_DELAY_MS: a test-only hook",
+        env={"JOURNEY_CHAOS_FOLD_DELAY_MS": "-5"},
+        not_created=("journey.db", "journey-views.db"),
+    ),
     "rules file missing": Bad(
         ("service-levels",),
         "JOURNEY_RULES",
