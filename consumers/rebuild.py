@@ -140,11 +140,17 @@ def rebuild(
         shares=[tuple(partitions[i::count]) for i in range(count)],
     )
     started = time.monotonic()
-    if count == 1:
-        stats = _rebuild_here(job, progress, total)
-        stats.shares = {os.getpid(): tuple(partitions)}
-    else:
-        stats = _rebuild_in_processes(job, progress, total)
+    try:
+        if count == 1:
+            stats = _rebuild_here(job, progress, total)
+            stats.shares = {os.getpid(): tuple(partitions)}
+        else:
+            stats = _rebuild_in_processes(job, progress, total)
+    except BaseException:
+        # Never swapped in, never opened again (a new rebuild starts a new file): what it
+        # wrote, as big as a store, would stay on the disk for good.
+        _remove_failed(new_file)
+        raise
     seconds = time.monotonic() - started
     swap_store(base, new_file)
     logger.info(
@@ -395,6 +401,17 @@ def _remove_turns_file(new_file: StoreAddress) -> None:
     if not is_postgres(new_file):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{new_file}.writer").unlink()
+
+
+def _remove_failed(new_file: StoreAddress) -> None:
+    """The files of a rebuild that failed: its store, journals and marker (on PostgreSQL
+    its schema stays, for the operator to drop: dropping one is not done unasked)."""
+    if is_postgres(new_file):
+        return
+    for suffix in ("", "-journal", "-wal", "-shm", ".checked", ".writer"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{new_file}{suffix}").unlink()
+    logger.info("failed rebuild's files removed", store=describe(new_file))
 
 
 def _partitions(log: Log, topic: str) -> Sequence[int]:
