@@ -23,8 +23,10 @@ process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +68,7 @@ _PROCESS_WEIGHT = 100_000
 # Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
 # to SQLite's own lock and Python's busy handler instead of taking turns.
 _TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class RebuildFailed(JourneyError):
@@ -234,7 +237,7 @@ def _rebuild_in_processes(
     def start(index: int) -> None:
         proc = ctx.Process(
             target=_fold_share,
-            args=(job, index, counters, errors),
+            args=(job, index, counters, errors, os.getpid()),
             name=f"rebuild-{index}",
             daemon=True,  # never outlives the rebuild that started it
         )
@@ -309,10 +312,11 @@ def _rebuild_in_processes(
     )
 
 
-def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
+def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) -> None:
     """A forked process: folds its share of the partitions into the new store, completes
     the customers it holds, and exits 0; any failure its runner did not get past is sent to
     the parent and exits 1."""
+    _die_with_parent(parent)
     share = job.shares[index]
     structlog.contextvars.bind_contextvars(
         rebuild_process=index, pid=os.getpid(), partitions=list(share)
@@ -376,6 +380,17 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
             runner.close()
         keys.close()
         log.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Killed with the rebuild: a parent killed outright (SIGKILL, the OOM killer) runs no
+    cleanup, and its daemon processes would go on folding a store nobody will swap in for
+    as long as their share takes. Linux's parent-death signal; elsewhere they run on."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
 
 
 def _share_weight(weight: int, count: int) -> int:
