@@ -113,7 +113,7 @@ class MemorySampler:
 
     def _run(self) -> None:
         # Reading smaps_rollup walks each process's page tables: a few ms a process, 7 % of a
-        # 100k rebuild's samples at 0.2 s. Its CPU is the bench's, not the rebuild's.
+        # 100k rebuild's samples at 0.5 s. Its CPU is the bench's, not the rebuild's.
         started = time.thread_time()
         try:
             self._sample()

@@ -80,7 +80,11 @@ def _history(pipeline: Pipeline) -> list[str]:
 def _dump(address: StoreAddress, customers: list[str]) -> dict[str, Any]:
     store = JourneyStore(address)
     try:
-        return dump_store(store, customers, row_ids=False)
+        dump = dump_store(store, customers, row_ids=False)
+        # The search over what was said (its index is no table of the dump).
+        dump["said"] = sorted(map(repr, store.search_said("the", 1000)))
+        assert dump["said"], "the search found nothing: the comparison would be vacuous"
+        return dump
     finally:
         store.close()
 
