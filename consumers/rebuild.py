@@ -23,8 +23,10 @@ process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +68,7 @@ _PROCESS_WEIGHT = 100_000
 # Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
 # to SQLite's own lock and Python's busy handler instead of taking turns.
 _TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class RebuildFailed(JourneyError):
@@ -150,11 +153,17 @@ def rebuild(
         cache_weight=DEFAULT_CACHE_WEIGHT if cache_weight is None else cache_weight,
     )
     started = time.monotonic()
-    if count == 1:
-        stats = _rebuild_here(job, progress, total)
-        stats.shares = {os.getpid(): tuple(partitions)}
-    else:
-        stats = _rebuild_in_processes(job, progress, total)
+    try:
+        if count == 1:
+            stats = _rebuild_here(job, progress, total)
+            stats.shares = {os.getpid(): tuple(partitions)}
+        else:
+            stats = _rebuild_in_processes(job, progress, total)
+    except BaseException:
+        # Never swapped in, never opened again (a new rebuild starts a new file): what it
+        # wrote, as big as a store, would stay on the disk for good.
+        _remove_failed(new_file)
+        raise
     seconds = time.monotonic() - started
     swap_store(base, new_file)
     logger.info(
@@ -240,7 +249,7 @@ def _rebuild_in_processes(
     def start(index: int) -> None:
         proc = ctx.Process(
             target=_fold_share,
-            args=(job, index, counters, errors),
+            args=(job, index, counters, errors, os.getpid()),
             name=f"rebuild-{index}",
             daemon=True,  # never outlives the rebuild that started it
         )
@@ -315,10 +324,11 @@ def _rebuild_in_processes(
     )
 
 
-def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
+def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) -> None:
     """A forked process: folds its share of the partitions into the new store, completes
     the customers it holds, and exits 0; any failure its runner did not get past is sent to
     the parent and exits 1."""
+    _die_with_parent(parent)
     share = job.shares[index]
     structlog.contextvars.bind_contextvars(
         rebuild_process=index, pid=os.getpid(), partitions=list(share)
@@ -385,6 +395,17 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
         log.close()
 
 
+def _die_with_parent(parent: int) -> None:
+    """Killed with the rebuild: a parent killed outright (SIGKILL, the OOM killer) runs no
+    cleanup, and its daemon processes would go on folding a store nobody will swap in for
+    as long as their share takes. Linux's parent-death signal; elsewhere they run on."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+
 def _share_weight(weight: int, count: int) -> int:
     """Each of ``count`` processes' cache weight, so that together they hold what one
     process may: the weight split, less what each process beyond the first costs of its own
@@ -408,6 +429,17 @@ def _remove_turns_file(new_file: StoreAddress) -> None:
     if not is_postgres(new_file):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{new_file}.writer").unlink()
+
+
+def _remove_failed(new_file: StoreAddress) -> None:
+    """The files of a rebuild that failed: its store, journals and marker (on PostgreSQL
+    its schema stays, for the operator to drop: dropping one is not done unasked)."""
+    if is_postgres(new_file):
+        return
+    for suffix in ("", "-journal", "-wal", "-shm", ".checked", ".writer"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{new_file}{suffix}").unlink()
+    logger.info("failed rebuild's files removed", store=describe(new_file))
 
 
 def _partitions(log: Log, topic: str) -> Sequence[int]:

@@ -17,7 +17,10 @@ vacuums (:class:`WriteWitness`), so that readers of a store that only journey wr
 it without reading it whole. Anything else that writes the file — a copy, a truncation,
 an overwrite, a tool that restores the modification time (the change time still moves) —
 makes the next open check it whole. What a marker cannot see is damage that leaves the
-file's identity as it was (a bad sector): that is found by the read that meets it ("database
+file's identity as it was (a bad sector), nor a write by another program made while journey's
+writer is inside one of its own write transactions (its witness sees the file changed across
+the transaction and cannot tell whose change it was: tests/integration/test_store_open_check.py
+marks this as an open risk). Both are found by the read that meets the damage ("database
 disk image is malformed" marks the store corrupt at once) and, while serving, by the full
 check that runs in the background at an interval (see :class:`IntegrityWatch`).
 """
@@ -215,8 +218,9 @@ class WriteWitness:
     """A writer's account of its own writes to a store file it found sound: after each of
     its write transactions (and its checkpoints, vacuum and close), the file's new identity
     is recorded as sound — but only when the identity before the write was the one last
-    recorded, so a change by anyone else in between is never vouched for (the next open
-    checks the file whole). Thread-safe; two stats per write transaction."""
+    recorded, so a change by anyone else between two of its writes is never vouched for (the
+    next open checks the file whole); one made during its own write transaction is (see the
+    module's docstring). Thread-safe; two stats per write transaction."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

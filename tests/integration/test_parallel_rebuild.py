@@ -157,6 +157,8 @@ def test_a_rebuild_process_killed_half_way_fails_the_rebuild_and_nothing_is_swap
         )  # fmt: skip
     assert killed
     assert active_store(base) == base  # the store in use stays
+    # The half-built store (its hot journal, marker, turns file) is not left on the disk.
+    assert sorted(p.name for p in tmp_path.glob("views.db.2*")) == []
     assert multiprocessing.active_children() == []  # the other process was stopped too
 
 
@@ -181,3 +183,4 @@ def test_a_rebuild_process_that_fails_fails_the_rebuild_and_nothing_is_swapped_i
             retry_for_s=0,
         )  # fmt: skip
     assert active_store(base) == base  # the store in use stays
+    assert sorted(p.name for p in tmp_path.glob("views.db.2*")) == []
