@@ -55,6 +55,83 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of every child it has waited for (a rebuild
+    on several processes joins each before it returns)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _kib(path: str, field: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc/<pid>/task/*/children."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except FileNotFoundError:
+                continue
+    return out
+
+
+class MemorySampler:
+    """Peak memory of this process and its children together, sampled every ``every_s``:
+    the sum of their RSS (pages a forked child shares with its parent counted in each) and
+    of their PSS (shared pages divided among those sharing them: the honest sum)."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        import threading
+
+        self.peak_rss_kib = 0
+        self.peak_pss_kib = 0
+        self.most_processes = 0
+        self.pss_at_peak: list[float] = []  # MiB, this process first
+        self._stop = threading.Event()
+        self._every_s = every_s
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            pids = _family(os.getpid())
+            rss = sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids)
+            each = [_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
+            self.peak_rss_kib = max(self.peak_rss_kib, rss)
+            if sum(each) > self.peak_pss_kib:
+                self.peak_pss_kib = sum(each)
+                self.pss_at_peak = [round(k / 1024, 1) for k in each]
+            self.most_processes = max(self.most_processes, len(pids))
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        return {
+            "peak_rss_sum_mib": round(self.peak_rss_kib / 1024, 1),
+            "peak_pss_sum_mib": round(self.peak_pss_kib / 1024, 1),
+            "pss_at_peak_mib": self.pss_at_peak,
+            "processes_seen": self.most_processes,
+        }
+
+
 def _reporter(every_s: float = 0.5) -> Any:
     last = [0.0]
 
@@ -99,6 +176,7 @@ def consume(hosts: list[str], topic: str, mode: str, batch: int) -> dict[str, An
     total = sum(ends.values())
     report = _reporter()
     done = 0
+    cpu_before = cpu_seconds()
     started = time.monotonic()
     completed = False
     try:
@@ -114,6 +192,7 @@ def consume(hosts: list[str], topic: str, mode: str, batch: int) -> dict[str, An
     except Stopped:
         pass
     seconds = time.monotonic() - started
+    cpu = cpu_seconds() - cpu_before
     consumer.close()
     return {
         "completed": completed,
@@ -121,6 +200,8 @@ def consume(hosts: list[str], topic: str, mode: str, batch: int) -> dict[str, An
         "events": done,
         "seconds": round(seconds, 3),
         "per_s": round(done / seconds, 1) if seconds else None,
+        "cpu_s": round(cpu, 2),
+        "per_cpu_s": round(done / cpu, 1) if cpu else None,
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -128,7 +209,11 @@ def consume(hosts: list[str], topic: str, mode: str, batch: int) -> dict[str, An
 # --------------------------------------------------------------------------- rebuild
 
 
-def rebuild(broker: str, topic: str, store_dir: Path, batch: int) -> dict[str, Any]:
+def rebuild(
+    broker: str, topic: str, store_dir: Path, batch: int, processes: int | None = None
+) -> dict[str, Any]:
+    """The engine's rebuild, with its processes (``processes``; None: the engine's default,
+    as ``journey rebuild`` runs it). CPU seconds and peak memory are over ALL of them."""
     from consumers import open_log
     from consumers.rebuild import rebuild as do_rebuild
 
@@ -140,9 +225,13 @@ def rebuild(broker: str, topic: str, store_dir: Path, batch: int) -> dict[str, A
         done[0] = processed
         report(processed, total)
 
+    memory = MemorySampler()
+    cpu_before = cpu_seconds()
     started = time.monotonic()
     completed = False
     store = ""
+    shares: dict[int, tuple[int, ...]] = {}
+    waits: tuple[int, float] = (0, 0.0)
     try:
         new_file, stats, seconds = do_rebuild(
             log,
@@ -151,20 +240,36 @@ def rebuild(broker: str, topic: str, store_dir: Path, batch: int) -> dict[str, A
             dlq_topic=f"{topic}.dlq",
             progress=progress,
             batch_size=batch,
+            processes=processes,
         )
         completed, store, done[0] = True, str(new_file), stats.processed
-        dead = stats.dead_letters
+        dead, shares = stats.dead_letters, dict(getattr(stats, "shares", {}))
+        waits = (getattr(stats, "write_waits", 0), getattr(stats, "write_waited_s", 0.0))
     except Stopped:
         seconds, dead = time.monotonic() - started, 0
     finally:
         log.close()
+    cpu = cpu_seconds() - cpu_before
+    sampled = memory.stop()
     return {
         "completed": completed,
         "events": done[0],
         "dead_letters": dead,
         "seconds": round(seconds, 3),
         "per_s": round(done[0] / seconds, 1) if seconds else None,
-        "peak_rss_mib": peak_rss_mib(),
+        # Every process of the rebuild: this one and the ones it forked (waited for).
+        "processes": len(shares) or 1,
+        "shares": {str(pid): list(parts) for pid, parts in shares.items()},
+        "cpu_s": round(cpu, 2),
+        "per_cpu_s": round(done[0] / cpu, 1) if cpu else None,
+        # SQLite: write transactions that waited for another process's turn, and how long.
+        "write_waits": waits[0],
+        "write_waited_s": round(waits[1], 3),
+        # The largest of: this process's own peak, and the sampled sums over all of them
+        # (PSS: pages a forked child shares with its parent counted once).
+        "peak_rss_mib": max(peak_rss_mib(), sampled["peak_pss_sum_mib"]),
+        "peak_rss_self_mib": peak_rss_mib(),
+        **sampled,
         "store": store,
     }
 
@@ -228,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--store-dir", type=Path, required=True)
     p.add_argument("--batch", type=int, default=2000)
     p.add_argument("--cprofile", type=Path, help="run under cProfile, dump the stats here")
+    p.add_argument(
+        "--processes", type=int, default=None, help="rebuild processes (default: the engine's)"
+    )
     p = steps.add_parser("view")
     p.add_argument("--store-dir", type=Path, required=True)
     p.add_argument("--customer", required=True)
@@ -247,10 +355,12 @@ def main(argv: list[str] | None = None) -> int:
             import cProfile
 
             profile = cProfile.Profile()
-            result = profile.runcall(rebuild, args.broker, args.topic, args.store_dir, args.batch)
+            result = profile.runcall(
+                rebuild, args.broker, args.topic, args.store_dir, args.batch, args.processes
+            )
             profile.dump_stats(args.cprofile)
         else:
-            result = rebuild(args.broker, args.topic, args.store_dir, args.batch)
+            result = rebuild(args.broker, args.topic, args.store_dir, args.batch, args.processes)
     else:
         result = view(args.store_dir, args.customer, args.rounds)
     # the machine is shared: how busy it was says how far to trust the figure

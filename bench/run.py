@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -460,6 +461,7 @@ def rebuild_figures(
     batch: int,
     profile: str | None,
     time_limit_s: float | None,
+    processes: int | None = None,
 ) -> dict[str, Any]:
     size = workload.shape.events
     hosts = ",".join(kafka_hosts(broker))
@@ -491,6 +493,8 @@ def rebuild_figures(
         "--batch",
         str(batch),
     ]
+    if processes is not None:
+        args += ["--processes", str(processes)]
     wrap: list[str] | None = None
     prof: dict[str, Any] | None = None
     if profile == "cprofile":
@@ -507,6 +511,7 @@ def rebuild_figures(
             "--format",
             "speedscope",
             "--nonblocking",
+            "--subprocesses",  # a rebuild's forked processes too
             "-o",
             str(prof_path),
             "--",
@@ -539,6 +544,14 @@ def rebuild_figures(
     )
     out["ratio_json"] = ratio(rebuilt["per_s"], out["bare_json"]["per_s"])
     out["ratio_pydantic"] = ratio(rebuilt["per_s"], out["bare_pydantic"]["per_s"])
+    # CPU seconds over all the rebuild's processes against the bare consumer's own: what the
+    # work costs, whatever the cores and the load let the wall clock show.
+    out["cpu_ratio_pydantic"] = ratio(out["bare_pydantic"].get("cpu_s"), rebuilt.get("cpu_s"))
+    print(
+        f"  rebuild on {rebuilt.get('processes', 1)} process(es): {rebuilt.get('cpu_s')} CPU s"
+        f" (bare + pydantic {out['bare_pydantic'].get('cpu_s')}) · peak memory of all: RSS sum"
+        f" {rebuilt.get('peak_rss_sum_mib')} MiB, PSS sum {rebuilt.get('peak_pss_sum_mib')} MiB"
+    )
     print(
         f"  rebuild {human(rebuilt['per_s'])}/s · bare json {human(out['bare_json']['per_s'])}/s"
         f" · bare + pydantic {human(out['bare_pydantic']['per_s'])}/s · peak RSS "
@@ -758,7 +771,10 @@ def latency_figure(
     probes: int,
     warmup_s: float,
     seed: int,
+    on_runner: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
+    """``on_runner``: called with the `journey run` process's id once it folds, before the
+    warm-up (bench/live_latency.py starts py-spy on it there)."""
     from consumers.log import TopicPartition
     from domain import catalogue as c
     from domain.envelope import encode, new_touchpoint
@@ -836,6 +852,8 @@ def latency_figure(
                     candidate.close()
             time.sleep(0.2)
         print(f"  journey run is folding (pid {runner.pid}); warming up {warmup_s:.0f} s")
+        if on_runner is not None:
+            on_runner(runner.pid)
         time.sleep(warmup_s)
         report = Progress("probes", probes)
         probes_from = last_lag = time.monotonic()
@@ -900,6 +918,7 @@ def latency_figure(
     out: dict[str, Any] = {
         "background_target_per_s": rate,
         "background_achieved_per_s": round(achieved, 1),
+        "background_sent": background.sent,
         "probes": len(acked),
         "timeouts": timeouts,
         "lag_at_end": lag,
@@ -1184,6 +1203,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="stop a rebuild after this long and report how far it got",
     )
+    parser.add_argument(
+        "--rebuild-processes",
+        type=int,
+        default=None,
+        help="processes of each rebuild (default: the engine's, JOURNEY_REBUILD_PROCESSES)",
+    )
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
     parser.add_argument("--keep", action="store_true", help="keep the stores and topics")
@@ -1280,6 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch=args.batch,
                 profile=profiler,
                 time_limit_s=args.rebuild_limit_min * 60 if args.rebuild_limit_min else None,
+                processes=args.rebuild_processes,
             )
             step(f"customer views at {size:,} (the engine's view builder; cold = fresh process)")
             if not results["rebuild"][key]["rebuild"]["completed"]:

@@ -59,15 +59,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def dump_store(store: Any, customers: list[str]) -> dict[str, Any]:
-    """Every row of every view table (sorted), and the customer views of ``customers``."""
+def dump_store(store: Any, customers: list[str], *, row_ids: bool = True) -> dict[str, Any]:
+    """Every row of every view table (sorted), and the customer views of ``customers``.
+
+    ``row_ids=False`` leaves out the touchpoints' row id (SQLite's ``id``): it numbers the
+    rows in the order they were recorded, which differs between two rebuilds whose
+    partitions were read in another interleaving (or by several processes)."""
     from domain.rules import ServiceRules
     from projections.customer_view import build_customer_view
 
     out: dict[str, Any] = {"tables": {}, "views": {}}
     for table in _tables(store):
+        select = "*"
+        if not row_ids and table == "touchpoints" and store.backend.kind == "sqlite":
+            names = [str(r[1]) for r in store.query("PRAGMA table_info(touchpoints)")]
+            select = ", ".join(f'"{n}"' for n in names if n != "id")
         rows = sorted(
-            (json.dumps([_plain(v) for v in row]) for row in store.query(f"SELECT * FROM {table}")),
+            json.dumps([_plain(v) for v in row])
+            for row in store.query(f"SELECT {select} FROM {table}")
         )
         out["tables"][table] = {
             "rows": len(rows),

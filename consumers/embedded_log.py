@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -173,6 +173,11 @@ class EmbeddedLog:
         self._partition_counts: dict[str, int] = {}
         self._consumers: weakref.WeakSet[EmbeddedConsumer] = weakref.WeakSet()
         self._create_schema()
+
+    def reopened(self) -> EmbeddedLog:
+        """The same file, opened again: what a forked process uses (it opens connections of
+        its own anyway; this one's consumers belong to the parent)."""
+        return EmbeddedLog(self.path, session_timeout_s=self.session_timeout_ms / 1000)
 
     # -- connections -------------------------------------------------------------------
 
@@ -389,16 +394,25 @@ class EmbeddedLog:
         topics: Sequence[str],
         *,
         on_assign: OnAssign | None = None,
+        partitions: Collection[int] | None = None,
     ) -> EmbeddedConsumer:
         """A member of ``group_id``; it joins the group on its first ``poll``, as in Kafka.
-        With ``group_id=None`` a reader of every partition that joins nothing."""
+        With ``group_id=None`` a reader of every partition (only ``partitions``, when
+        given) that joins nothing."""
         if group_id is not None and not group_id:
             raise LogError("a consumer needs a non-empty group_id (or None: no group)")
         if not topics:
             raise LogError("a consumer needs at least one topic to subscribe to")
+        if partitions is not None and group_id is not None:
+            raise LogError(
+                "a group member takes the partitions its group gives it: "
+                "pass partitions only with group_id=None"
+            )
         for topic in topics:
             _check_topic_name(topic)
-        consumer = EmbeddedConsumer(self, group_id, sorted(set(topics)), on_assign)
+        consumer = EmbeddedConsumer(
+            self, group_id, sorted(set(topics)), on_assign, partitions=partitions
+        )
         self._consumers.add(consumer)
         return consumer
 
@@ -434,10 +448,14 @@ class EmbeddedConsumer:
         group_id: str | None,
         topics: list[str],
         on_assign: OnAssign | None,
+        *,
+        partitions: Collection[int] | None = None,
     ) -> None:
         self._log = log
         self.group_id = group_id
         self.topics = topics
+        # A plain reader's share of the partitions (None: all of them).
+        self._only = None if partitions is None else frozenset(partitions)
         self.member_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._on_assign = on_assign
         self._owned: frozenset[TopicPartition] = frozenset()
@@ -519,7 +537,10 @@ class EmbeddedConsumer:
             return
         self._last_sync = mono
         if self.group_id is None:  # no group: every partition, nobody to agree with
-            self._apply_assignment(self._target([]))
+            target = self._target([])
+            if self._only is not None:
+                target = frozenset(tp for tp in target if tp.partition in self._only)
+            self._apply_assignment(target)
             return
         now_ms = _now_ms()
         heartbeat_every_s = self._log.session_timeout_ms / 10_000

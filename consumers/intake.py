@@ -108,14 +108,17 @@ class IntakeRelay:
             self._consumer = None
         self._rewind_pending = False
 
-    def step(self) -> int:
+    def step(self, *, wait: bool = True) -> int:
         """Relay one poll batch; returns how many messages it handled. A failure (the
         broker, the key table) raises before the batch is committed, after seeking back to
-        the committed offsets: the next step reads the same batch again, never past it."""
+        the committed offsets: the next step reads the same batch again, never past it.
+
+        ``wait=False``: once the relay holds its partitions, take only what has arrived,
+        without waiting for more (the supervisor's loop, which polls the runner next)."""
         try:
             if self._rewind_pending:
                 self._rewind()
-            return self._relay()
+            return self._relay(wait)
         except BaseException:
             self._rewind_pending = True
             with contextlib.suppress(Exception):
@@ -128,9 +131,11 @@ class IntakeRelay:
             consumer.seek(tp, consumer.committed(tp) or 0)
         self._rewind_pending = False
 
-    def _relay(self) -> int:
+    def _relay(self, wait: bool = True) -> int:
         consumer = self.consumer
-        messages = consumer.poll(self.poll_timeout_s, self.batch_size)
+        # Until it holds its partitions (joining the group) a poll must be given time.
+        timeout = self.poll_timeout_s if wait or not consumer.assignment() else 0.0
+        messages = consumer.poll(timeout, self.batch_size)
         if not messages:
             return 0
         ring = self.keys.for_reading({m.key.decode(errors="replace") for m in messages if m.key})

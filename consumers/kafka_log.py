@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -322,6 +322,19 @@ class KafkaLog:
 
     def __repr__(self) -> str:
         return f"KafkaLog({self.url!r})"
+
+    def reopened(self) -> KafkaLog:
+        """A log with the same broker and settings and no client yet: what a forked process
+        uses (the clients' sockets and threads of this one belong to its parent)."""
+        return KafkaLog(
+            self.bootstrap_servers,
+            client_id=self.client_id,
+            timeout_s=self.timeout_ms / 1000,
+            session_timeout_s=self.session_timeout_ms / 1000,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            offsets_timeout_s=self.offsets_timeout_ms / 1000,
+            security=self._security,
+        )
 
     # -- clients -----------------------------------------------------------------------
 
@@ -627,16 +640,25 @@ class KafkaLog:
         topics: Sequence[str],
         *,
         on_assign: OnAssign | None = None,
+        partitions: Collection[int] | None = None,
     ) -> KafkaConsumerAdapter:
         """A member of ``group_id`` subscribed to ``topics``; it joins the group on its first
         ``poll``. Topics that do not exist yet are picked up once they do. With
-        ``group_id=None``: every partition of the (existing) topics assigned by hand, outside
-        any group, so reading never makes the broker rebalance anyone."""
+        ``group_id=None``: every partition of the (existing) topics assigned by hand (only
+        ``partitions``, when given), outside any group, so reading never makes the broker
+        rebalance anyone."""
         if group_id is not None and not group_id:
             raise LogError("a consumer needs a non-empty group_id (or None: no group)")
         if not topics:
             raise LogError("a consumer needs at least one topic to subscribe to")
-        consumer = KafkaConsumerAdapter(self, group_id, sorted(set(topics)), on_assign)
+        if partitions is not None and group_id is not None:
+            raise LogError(
+                "a group member takes the partitions its group gives it: "
+                "pass partitions only with group_id=None"
+            )
+        consumer = KafkaConsumerAdapter(
+            self, group_id, sorted(set(topics)), on_assign, partitions=partitions
+        )
         self._consumers.add(consumer)
         return consumer
 
@@ -851,6 +873,8 @@ class KafkaConsumerAdapter:
         group_id: str | None,
         topics: list[str],
         on_assign: OnAssign | None,
+        *,
+        partitions: Collection[int] | None = None,
     ) -> None:
         self._log = log
         self.group_id = group_id
@@ -883,7 +907,10 @@ class KafkaConsumerAdapter:
         if group_id is None:
             # A plain reader: every partition by hand, no group, no rebalance.
             kafka_tps = [
-                KafkaTopicPartition(topic, p) for topic in topics for p in log.partitions(topic)
+                KafkaTopicPartition(topic, p)
+                for topic in topics
+                for p in log.partitions(topic)
+                if partitions is None or p in partitions
             ]
             self._consumer.assign(kafka_tps)
             self._assigned({_from_kafka(tp) for tp in kafka_tps}, kafka_tps)

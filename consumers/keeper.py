@@ -37,8 +37,8 @@ from consumers.log import Log, OutgoingMessage, Position, TopicPartition
 from domain import catalogue as c
 from domain.envelope import encode_sealed, new_touchpoint
 from domain.rules import ServiceRules
+from projections.due import DueClocks
 from projections.keys import CustomerKeys
-from projections.service_levels import missed_stopped_items, open_items
 from projections.store import JourneyStore
 
 __all__ = [
@@ -86,6 +86,8 @@ class PromiseKeeper:
         self.store = store  # a callable: the runner may swap stores under us
         self.topic = topic
         self.rules = rules
+        # What is due, asked of the store's index of deadlines (not every open clock).
+        self._due = DueClocks(rules)
         self.clock = clock
         self.allowed_lateness = allowed_lateness
         # None: never follow the wall clock (a replay of history in slow steps).
@@ -166,16 +168,10 @@ class PromiseKeeper:
         if not clocks:
             return []
         emitted: list[Position] = []
-        items = [
-            *open_items(
-                store,
-                self.rules,
-                max(clocks.values()),
-                with_names=False,
-                due_until=max(clocks.values()),
-            ),
-            *missed_stopped_items(store, self.rules),
-        ]
+        # Running clocks past due and reply clocks that stopped after their target, with
+        # no breach on record: only those due by the latest partition clock are read.
+        mine = self._holding.keys() if self.owned is not None else None
+        items = self._due.due(store, positions, max(clocks.values()), mine)
         for item in items:
             if item.recorded:
                 continue

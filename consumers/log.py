@@ -13,15 +13,16 @@ Semantics every adapter honours (the contract suite in ``tests/contract`` checks
 * a consumer belongs to a group; it reads from the group's committed offset (or the
   beginning, when nothing was committed) and commits explicitly, never automatically;
 * a consumer with no group (``group_id=None``) is a plain reader: every partition of its
-  topics is assigned to it, it starts where ``on_assign`` says (else at 0), joins nothing,
-  and its commits go nowhere (``committed`` is None). Readers that must not disturb the
-  engine (a rebuild) use it;
+  topics is assigned to it (or only ``partitions``, when given: one process of a rebuild
+  on several reads its own share), it starts where ``on_assign`` says (else at 0), joins
+  nothing, and its commits go nowhere (``committed`` is None). Readers that must not
+  disturb the engine (a rebuild) use it;
 * committed offsets are "the next offset to read", as in Kafka.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -203,9 +204,11 @@ class Log(Protocol):
         topics: Sequence[str],
         *,
         on_assign: OnAssign | None = None,
+        partitions: Collection[int] | None = None,
     ) -> LogConsumer:
         """A member of ``group_id``, or with None a reader of every partition outside any
-        group."""
+        group (of ``partitions`` only, when given; a group member takes what the group
+        gives it, so ``partitions`` with a group is an error)."""
         ...
 
     def close(self) -> None: ...

@@ -5,25 +5,97 @@ by an ordinary :class:`Runner` reading every partition outside any consumer grou
 never makes the broker rebalance the engine's group; it starts at offset 0); once
 it has caught up with the log it becomes active with one atomic rename of the pointer file,
 and live runners follow at their next batch.
+
+With ``processes`` above one the partitions are folded by that many forked processes, each
+a runner of its own share (every customer's touchpoints are in one partition: the key is
+the customer id), all writing the one new store as several live workers do: on
+PostgreSQL side by side, on SQLite taking turns for each write transaction
+(:class:`~projections.backends.WriterTurns`). What one customer's facts say of another
+(links, an erasure's cascade, defects) is what workers sharing a store see; docs/
+BENCHMARKS.md ("A rebuild on several processes") says why one file and not shards merged
+at the end. Each process retries a transient failure from the store's positions as a
+single runner does; one that fails for good or is killed fails the whole rebuild (the
+others are stopped) and nothing is swapped in: a rebuilding store defers the rows of the
+customers a process holds until they leave its cache, so a share cannot resume in a new
+process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
 
 import structlog
 
 from consumers.log import Log
 from consumers.runner import Runner, RunnerStats
 from domain.bounds import DEFAULT_MAX_FUTURE
+from domain.errors import JourneyError
 from projections.keys import CustomerKeys
-from projections.store import StoreAddress, describe, rebuild_target, swap_store
+from projections.location import is_postgres
+from projections.store import (
+    JourneyStore,
+    StoreAddress,
+    cache_size_setting,
+    cache_weight_setting,
+    describe,
+    rebuild_target,
+    swap_store,
+)
 
-__all__ = ["rebuild"]
+__all__ = ["RebuildFailed", "RebuildStats", "default_processes", "rebuild"]
 
 logger = structlog.get_logger(__name__)
+
+# Per share, in shared memory: processed, duplicates, dead letters, keyless, and on SQLite
+# the write transactions that waited for another process's turn and how long (µs).
+_SLOTS = 6
+# Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
+# to SQLite's own lock and Python's busy handler instead of taking turns.
+_TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
+
+
+class RebuildFailed(JourneyError):
+    """A process of a rebuild on several failed: the rebuild stopped, and the store in use
+    stays as it was."""
+
+
+@dataclass
+class RebuildStats(RunnerStats):
+    """A rebuild's counts over all its processes, and which process folded which
+    partitions (pid -> partitions), and how often and how long a SQLite write waited for
+    another process's."""
+
+    shares: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    write_waits: int = 0
+    write_waited_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Job:
+    log: Log
+    base: StoreAddress
+    new_file: StoreAddress
+    topic: str
+    dlq_topic: str
+    batch_size: int
+    max_future: timedelta
+    retry_for_s: float
+    shares: list[tuple[int, ...]]
+
+
+def default_processes(partitions: int) -> int:
+    """One process per core this process may run on, at most one per partition."""
+    return max(1, min(len(os.sched_getaffinity(0)), partitions))
 
 
 def rebuild(
@@ -36,68 +108,286 @@ def rebuild(
     batch_size: int = 2000,
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     retry_for_s: float = 300.0,
-) -> tuple[StoreAddress, RunnerStats, float]:
+    processes: int | None = 1,
+) -> tuple[StoreAddress, RebuildStats, float]:
     """Returns (new store file, stats, seconds).
 
     A failure of the new store or the broker is retried from the last recorded position for
     ``retry_for_s``; after that the rebuild fails and the active store stays as it was
-    (nothing is swapped in unless every message was folded or dead-lettered)."""
+    (nothing is swapped in unless every message was folded or dead-lettered).
+
+    ``processes``: how many processes fold the partitions (None: :func:`default_processes`;
+    never more than the topic has partitions); 1 folds them all in this one."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     new_file = rebuild_target(base, stamp)
-    total = sum(log.high_watermarks(topic).values()) if topic in _topics(log, topic) else 0
-
-    def on_batch(stats: RunnerStats) -> None:
-        if progress is not None:
-            progress(stats.processed, total)
-
-    # The keys stay where they are (beside the base, never swapped): the new store's fold
-    # opens personal values with the same keys, and an erasure's keys stay deleted.
-    keys = CustomerKeys(base)
-    runner = Runner(
-        log,
-        new_file,
-        keys=keys,
+    partitions = _partitions(log, topic)
+    total = sum(log.high_watermarks(topic).values()) if partitions else 0
+    count = default_processes(len(partitions)) if processes is None else processes
+    count = max(1, min(count, len(partitions)))
+    job = _Job(
+        log=log,
+        base=base,
+        new_file=new_file,
         topic=topic,
         dlq_topic=dlq_topic,
-        group=None,  # assigned partitions: reading never disturbs a running engine
         batch_size=batch_size,
-        follow_swaps=False,
-        on_batch=on_batch,
-        produce_dead_letters=False,
         max_future=max_future,
-        rebuilding=True,
+        retry_for_s=retry_for_s,
+        shares=[tuple(partitions[i::count]) for i in range(count)],
     )
     started = time.monotonic()
-    try:
-        stats = runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=retry_for_s)
-        # Catch up with what arrived during the replay, then swap.
-        stats = runner.run_until_caught_up(timeout_s=600, retry_for_s=retry_for_s)
-        # Every customer still in the writer's cache gets its deferred rows and the
-        # snapshot it is due before anyone reads the store.
-        runner.store.complete()
-        # Nobody reads the new store yet: pack it (100k bench touchpoints: SQLite 4 % fewer
-        # bytes for 0.7 s, PostgreSQL 12 % for 5 s; docs/BENCHMARKS.md).
-        packing = time.monotonic()
-        runner.store.compact()
-        logger.info("rebuilt store compacted", seconds=round(time.monotonic() - packing, 3))
-    finally:
-        runner.close()
-        keys.close()
+    if count == 1:
+        stats = _rebuild_here(job, progress, total)
+        stats.shares = {os.getpid(): tuple(partitions)}
+    else:
+        stats = _rebuild_in_processes(job, progress, total)
     seconds = time.monotonic() - started
     swap_store(base, new_file)
     logger.info(
         "rebuild swapped in",
         store=describe(new_file),
         events=stats.processed,
+        processes=count,
         seconds=round(seconds, 3),
         events_per_second=round(stats.processed / seconds, 1) if seconds else None,
     )
     return new_file, stats, seconds
 
 
-def _topics(log: Log, topic: str) -> list[str]:
+def _rebuild_here(
+    job: _Job, progress: Callable[[int, int], None] | None, total: int
+) -> RebuildStats:
+    def on_batch(stats: RunnerStats) -> None:
+        if progress is not None:
+            progress(stats.processed, total)
+
+    # The keys stay where they are (beside the base, never swapped): the new store's fold
+    # opens personal values with the same keys, and an erasure's keys stay deleted.
+    keys = CustomerKeys(job.base)
+    runner = Runner(
+        job.log,
+        job.new_file,
+        keys=keys,
+        topic=job.topic,
+        dlq_topic=job.dlq_topic,
+        group=None,  # assigned partitions: reading never disturbs a running engine
+        batch_size=job.batch_size,
+        follow_swaps=False,
+        on_batch=on_batch,
+        produce_dead_letters=False,
+        max_future=job.max_future,
+        rebuilding=True,
+    )
     try:
-        log.partitions(topic)
+        stats = runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=job.retry_for_s)
+        # Catch up with what arrived during the replay, then swap.
+        stats = runner.run_until_caught_up(timeout_s=600, retry_for_s=job.retry_for_s)
+        # Every customer still in the writer's cache gets its deferred rows and the
+        # snapshot it is due before anyone reads the store.
+        runner.store.complete()
+        _compact(runner.store)
+    finally:
+        runner.close()
+        keys.close()
+    return RebuildStats(
+        batches=stats.batches,
+        applied=stats.applied,
+        duplicates=stats.duplicates,
+        dead_letters=stats.dead_letters,
+        keyless=stats.keyless,
+    )
+
+
+def _compact(store: JourneyStore) -> None:
+    # Nobody reads the new store yet: pack it (100k bench touchpoints: SQLite 4 % fewer
+    # bytes for 0.7 s, PostgreSQL 12 % for 5 s; docs/BENCHMARKS.md).
+    packing = time.monotonic()
+    store.compact()
+    logger.info("rebuilt store compacted", seconds=round(time.monotonic() - packing, 3))
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _rebuild_in_processes(
+    job: _Job, progress: Callable[[int, int], None] | None, total: int
+) -> RebuildStats:
+    # The tables are made once, here, before any process opens the store.
+    JourneyStore(job.new_file, rebuilding=True).close()
+    # fork: the processes share this one's imported code (copy-on-write) and start at once.
+    ctx = multiprocessing.get_context("fork")
+    counters: Any = ctx.Array("q", len(job.shares) * _SLOTS, lock=False)
+    errors: Any = ctx.SimpleQueue()
+    procs: dict[int, BaseProcess] = {}
+    failures: list[str] = []
+
+    def start(index: int) -> None:
+        proc = ctx.Process(
+            target=_fold_share,
+            args=(job, index, counters, errors),
+            name=f"rebuild-{index}",
+            daemon=True,  # never outlives the rebuild that started it
+        )
+        proc.start()
+        procs[index] = proc
+        logger.info(
+            "rebuild process started",
+            rebuild_process=index,
+            pid=proc.pid,
+            partitions=list(job.shares[index]),
+        )
+
+    def processed() -> int:
+        return sum(counters[i * _SLOTS] for i in range(len(job.shares)))
+
+    done: set[int] = set()
+    try:
+        for index in range(len(job.shares)):
+            start(index)
+        while len(done) < len(job.shares):
+            time.sleep(0.2)
+            if progress is not None:
+                progress(processed(), total)
+            for index, proc in procs.items():
+                if index in done or proc.exitcode is None:
+                    continue
+                proc.join()
+                if proc.exitcode == 0:
+                    done.add(index)
+                    continue
+                # Failed, or killed: the customers it held in memory were never written
+                # whole (a rebuilding store defers their rows to the end), so its share
+                # cannot resume from the store's positions. The rebuild stops.
+                while not errors.empty():
+                    failures.append(errors.get())
+                why = "; ".join(failures) or (
+                    f"killed by signal {-proc.exitcode}"
+                    if proc.exitcode < 0
+                    else f"exit code {proc.exitcode}"
+                )
+                raise RebuildFailed(
+                    f"rebuild process {index} (partitions "
+                    f"{', '.join(map(str, job.shares[index]))}) failed: {why}; the store in "
+                    "use is unchanged: fix the cause and run the rebuild again"
+                )
+        if progress is not None:
+            progress(processed(), total)
+    finally:
+        for proc in procs.values():
+            if proc.exitcode is None:
+                proc.terminate()
+        for proc in procs.values():
+            proc.join(10)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join()
+        _remove_turns_file(job.new_file)
+    store = JourneyStore(job.new_file, rebuilding=True)
+    try:
+        _compact(store)
+    finally:
+        store.close()
+    slot = [sum(counters[i * _SLOTS + k] for i in range(len(job.shares))) for k in range(_SLOTS)]
+    return RebuildStats(
+        applied=slot[0] - slot[1] - slot[2],
+        duplicates=slot[1],
+        dead_letters=slot[2],
+        keyless=slot[3],
+        write_waits=slot[4],
+        write_waited_s=slot[5] / 1e6,
+        shares={int(procs[i].pid or 0): share for i, share in enumerate(job.shares)},
+    )
+
+
+def _fold_share(job: _Job, index: int, counters: Any, errors: Any) -> None:
+    """A forked process: folds its share of the partitions into the new store, completes
+    the customers it holds, and exits 0; any failure its runner did not get past is sent to
+    the parent and exits 1."""
+    share = job.shares[index]
+    structlog.contextvars.bind_contextvars(
+        rebuild_process=index, pid=os.getpid(), partitions=list(share)
+    )
+    count = len(job.shares)
+    # What the single process may hold, split: the processes together stay within it.
+    cache_size = max(1, cache_size_setting() // count)
+    cache_weight = max(1, cache_weight_setting() // count)
+    first = index * _SLOTS
+    log = _reopened(job.log)
+    keys = CustomerKeys(job.base)
+    runner: Runner | None = None
+    try:
+        runner = Runner(
+            log,
+            job.new_file,
+            keys=keys,
+            topic=job.topic,
+            dlq_topic=job.dlq_topic,
+            group=None,
+            partitions=share,
+            batch_size=job.batch_size,
+            follow_swaps=False,
+            produce_dead_letters=False,
+            max_future=job.max_future,
+            rebuilding=True,
+            cache_size=cache_size,
+            cache_weight=cache_weight,
+            shared_writes=_TURNS and not is_postgres(job.new_file),
+        )
+        turns = getattr(runner.store.backend, "turns", None)
+
+        def on_batch(stats: RunnerStats) -> None:
+            counters[first] = stats.processed
+            counters[first + 1] = stats.duplicates
+            counters[first + 2] = stats.dead_letters
+            counters[first + 3] = stats.keyless
+            if turns is not None:
+                counters[first + 4] = turns.waits
+                counters[first + 5] = int(turns.waited_s * 1e6)
+
+        runner.on_batch = on_batch
+        runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=job.retry_for_s)
+        runner.run_until_caught_up(timeout_s=600, retry_for_s=job.retry_for_s)
+        runner.store.complete()
+        if turns is not None:  # complete()'s writes took turns too
+            counters[first + 4] = turns.waits
+            counters[first + 5] = int(turns.waited_s * 1e6)
+        logger.info(
+            "rebuild share folded",
+            events=counters[first],
+            write_turns=turns.turns if turns else None,
+            write_waits=turns.waits if turns else None,
+            write_waited_s=round(turns.waited_s, 3) if turns else None,
+        )
+    except BaseException as exc:
+        logger.error("rebuild process failed", error=f"{type(exc).__name__}: {exc}")
+        errors.put(f"{type(exc).__name__}: {exc}")
+        sys.exit(1)
+    finally:
+        if runner is not None:
+            runner.close()
+        keys.close()
+        log.close()
+
+
+def _reopened(log: Log) -> Log:
+    """The log for a forked process: the parent's clients (sockets, threads) are its own."""
+    reopened: Callable[[], Log] | None = getattr(log, "reopened", None)
+    if reopened is None:
+        raise RebuildFailed(
+            f"{log!r} cannot be opened again in another process: rebuild with one process "
+            "(JOURNEY_REBUILD_PROCESSES=1)"
+        )
+    return reopened()
+
+
+def _remove_turns_file(new_file: StoreAddress) -> None:
+    if not is_postgres(new_file):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{new_file}.writer").unlink()
+
+
+def _partitions(log: Log, topic: str) -> Sequence[int]:
+    try:
+        return sorted(log.partitions(topic))
     except Exception:  # the topic does not exist yet: nothing to replay
         return []
-    return [topic]

@@ -423,6 +423,7 @@ def rebuild(
                 dlq_topic=settings.dlq_topic,
                 progress=report,
                 max_future=settings.max_future,
+                processes=settings.rebuild_processes,
             )
     except JourneyError as exc:
         raise fail(str(exc), code=_exit_code(exc)) from None
@@ -441,6 +442,7 @@ def rebuild(
                 "sealed_values_without_key": stats.keyless,
                 "seconds": round(seconds, 3),
                 "events_per_second": round(rate, 1),
+                "processes": len(stats.shares),
             }
         )
     )

@@ -170,6 +170,13 @@ class Settings(BaseSettings):
         "folded plus 12 a customer (~0.43 KB each); the store reads JOURNEY_CACHE_WEIGHT, "
         "checked here first",
     )
+    rebuild_processes: StrictCount | None = Field(
+        default=None,
+        ge=1,
+        description="Processes a rebuild folds the partitions in (each its own partitions, "
+        "all into the one new store); unset: one per core, at most one per partition; 1 "
+        "folds them all in the rebuild's own process",
+    )
     store: str = Field(
         default="sqlite:///journey-views.db",
         description="Projection store: sqlite:///relative.db, sqlite:////absolute.db or "

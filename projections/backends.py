@@ -9,12 +9,15 @@ databases run; :meth:`Backend.sql` adapts them.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.persistence import ProcessRecorder, Tracking
@@ -26,12 +29,23 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from projections.location import connect, describe, schema_of
+from projections.integrity import WriteWitness
+from projections.location import (
+    CONNECT_TIMEOUT_S,
+    StoreUnreachable,
+    causes,
+    connect,
+    describe,
+    is_unreachable,
+    reachability,
+    schema_of,
+)
 from projections.schema import SEARCH_DDL, SEARCH_TRIGGERS, TRGM_SCHEMA, ddl
 
-__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement"]
+__all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement", "WriterTurns"]
 
 Statement = tuple[str, Sequence[Any]]
+_R = TypeVar("_R")
 
 
 class Backend(ABC):
@@ -120,6 +134,14 @@ def runs(writes: Sequence[Statement]) -> Iterator[tuple[str, list[Sequence[Any]]
         yield statement, params
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """A pooled connection that turned out dead (not a failure to get one: a pool
+    timeout says the database is away, and trying again would only wait again)."""
+    return is_unreachable(exc) and not any(
+        type(e).__name__ == "PoolTimeout" or isinstance(e, StoreUnreachable) for e in causes(exc)
+    )
+
+
 def _row(row: Any) -> tuple[Any, ...]:
     return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
 
@@ -154,6 +176,41 @@ class _TunedPool(SQLiteConnectionPool):
         return conn
 
 
+class WriterTurns:
+    """Several processes writing one SQLite file take turns through an exclusive ``flock``
+    on a file beside it, held for each write transaction. SQLite's own lock makes a second
+    writer sleep in its busy handler (Python's: 1, 2, 5 … up to 100 ms a step) and retry,
+    and a deferred transaction that read before another committed fails at once
+    (SQLITE_BUSY_SNAPSHOT); waiting in the kernel, a writer wakes the moment the other
+    commits. Readers (WAL) never wait. Counts how long and how often a writer waited."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.waited_s = 0.0
+        self.turns = 0
+        self.waits = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            started = time.monotonic()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self.waited_s += time.monotonic() - started
+            self.waits += 1
+        self.turns += 1
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
 class _Datastore(SQLiteDatastore):
     def __init__(
         self,
@@ -161,6 +218,8 @@ class _Datastore(SQLiteDatastore):
         *,
         lock_timeout: int,
         cache_kib: int | None = None,
+        witness: WriteWitness | None = None,
+        turns: WriterTurns | None = None,
         rebuilding: bool = False,
     ) -> None:
         super().__init__(db_name, lock_timeout=lock_timeout)
@@ -169,6 +228,30 @@ class _Datastore(SQLiteDatastore):
         if cache_kib is not None:
             self.pool.cache_kib = cache_kib
         self.pool.rebuilding = rebuilding
+        self.witness = witness
+        self.turns = turns
+
+    @contextmanager
+    def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
+        # Every write of this process (eventsourcing's recorder included) passes here, one
+        # at a time (the pool's writer lock): what it did to the file, a checkpoint
+        # included, is vouched for, so the next open need not read the file whole.
+        with super().get_connection(commit=commit) as conn:
+            if not commit or self.witness is None:
+                yield conn
+                return
+            before = self.witness.before()
+            yield conn
+            self.witness.after(before)
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        if not commit or self.turns is None:
+            with super().transaction(commit=commit) as cur:
+                yield cur
+            return
+        with self.turns.turn(), super().transaction(commit=commit) as cur:
+            yield cur
 
 
 class _SQLiteRecorder(SQLiteProcessRecorder):
@@ -192,9 +275,18 @@ class SQLiteBackend(Backend):
     tracking_table = "tracking"
 
     def __init__(
-        self, path: Path, *, cache_kib: int | None = None, rebuilding: bool = False
+        self,
+        path: Path,
+        *,
+        cache_kib: int | None = None,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
     ) -> None:
         """``cache_kib``: each connection's page cache (64 MiB unless given).
+
+        ``shared_writes``: other processes write this file too (a rebuild on several
+        processes): each write transaction waits its turn (:class:`WriterTurns`, the file
+        ``<path>.writer``).
 
         ``rebuilding``: a new file a rebuild fills, which nobody reads until
         :meth:`compact` has made it whole: a rollback journal (a failed batch still rolls
@@ -208,8 +300,15 @@ class SQLiteBackend(Backend):
         self.path = path
         self._cache_kib = cache_kib
         self._rebuild_journal = rebuilding
+        self.witness = WriteWitness(path)
+        self.turns = WriterTurns(Path(f"{path}.writer")) if shared_writes else None
         self.datastore = _Datastore(
-            str(path), lock_timeout=30, cache_kib=cache_kib, rebuilding=rebuilding
+            str(path),
+            lock_timeout=30,
+            cache_kib=cache_kib,
+            witness=self.witness,
+            turns=self.turns,
+            rebuilding=rebuilding,
         )
         self.recorder = _SQLiteRecorder(self.datastore)
         self.recorder.create_table()
@@ -234,8 +333,11 @@ class SQLiteBackend(Backend):
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:
-            # As the trigger does, only rows with a text ('rebuild' would add an entry for
-            # every row); then the segments merged into one, as a compacted store's are.
+            # Whatever it holds goes first (another opener of the file may have put the
+            # triggers back meanwhile: ``ddl`` makes them). Then, as the trigger does, only
+            # rows with a text ('rebuild' would add an entry for every row); then the
+            # segments merged into one, as a compacted store's are.
+            cur.execute("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('delete-all')")
             cur.execute(
                 "INSERT INTO touchpoints_fts (rowid, text)"
                 " SELECT id, text FROM touchpoints WHERE text IS NOT NULL ORDER BY id"
@@ -260,6 +362,7 @@ class SQLiteBackend(Backend):
         # Its own connection, outside any transaction (VACUUM needs that); the copy it builds
         # goes to a temporary file, not memory (the pool's temp_store=MEMORY would hold the
         # whole store in RAM).
+        before = self.witness.before()
         rebuilding = self._rebuild_journal
         if rebuilding:
             # Its connections were made for a rollback journal: new ones, for WAL, after.
@@ -277,9 +380,16 @@ class SQLiteBackend(Backend):
         finally:
             conn.close()
         if rebuilding:
-            self.datastore = _Datastore(str(self.path), lock_timeout=30, cache_kib=self._cache_kib)
+            self.datastore = _Datastore(
+                str(self.path),
+                lock_timeout=30,
+                cache_kib=self._cache_kib,
+                witness=self.witness,
+                turns=self.turns,
+            )
             self.recorder = _SQLiteRecorder(self.datastore)
             self._rebuild_journal = False
+        self.witness.after(before)
 
     def size_bytes(self) -> int:
         total = 0
@@ -289,7 +399,12 @@ class SQLiteBackend(Backend):
         return total
 
     def close(self) -> None:
+        # The last connection to close checkpoints the write-ahead log into the file.
+        before = self.witness.before()
         self.datastore.close()
+        self.witness.after(before)
+        if self.turns is not None:
+            self.turns.close()
 
     @property
     def where(self) -> str:
@@ -303,7 +418,12 @@ class PostgresBackend(Backend):
     kind = "postgresql"
     tracking_table = "notification_tracking"
 
-    def __init__(self, url: str, *, pool_size: int = 4) -> None:
+    def __init__(self, url: str, *, pool_size: int = 4, reading: bool = False) -> None:
+        """``reading``: a reader that must answer fast (the query service): while the
+        database is known away every transaction fails at once (see
+        :class:`projections.location.Reachability`), a connection is waited for 2 s, not
+        10, and a pool that could not reconnect gives up within seconds, so the first
+        request after the database is back makes it connect again at once."""
         # Imported here: SQLite users need neither psycopg nor a server.
         from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 
@@ -345,13 +465,25 @@ class PostgresBackend(Backend):
             "user": unquote(parts.username or "journey"),
             "password": unquote(parts.password or ""),
         }
+        self.reading = reading
         self.datastore = _Datastore(
             **settings,  # type: ignore[arg-type]
             pool_size=pool_size,
             max_overflow=pool_size,
-            connect_timeout=10,
+            # How long a caller waits for a connection from the pool.
+            connect_timeout=CONNECT_TIMEOUT_S if reading else 10,
             schema=schema,
         )
+        pool = self.datastore.pool
+        # Each new connection's own timeout (without it a server that accepts and never
+        # answers holds the pool's reconnection, and so the pool, for good).
+        assert isinstance(pool.kwargs, dict)
+        pool.kwargs["connect_timeout"] = CONNECT_TIMEOUT_S if reading else 10
+        if reading:
+            # The pool's reconnection backs off (1, 2, 4... s) for up to 5 minutes: after a
+            # long outage it would try again only a minute or more after the database is
+            # back. A reader's pool gives up soon instead; the next request grows it anew.
+            pool.reconnect_timeout = 5.0
         self.recorder = _Recorder(self.datastore)
         with connect(url) as conn:  # says so, in one line, when nobody answers
             # Several workers may open a new store at once: one creates its tables (ours and
@@ -383,6 +515,28 @@ class PostgresBackend(Backend):
             # CASE columns) would collapse into one.
             cur.row_factory = tuple_row  # type: ignore[assignment]
             yield cur
+
+    def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._read(lambda: super(PostgresBackend, self).query(statement, params))
+
+    def queries(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        return self._read(lambda: super(PostgresBackend, self).queries(statements))
+
+    def _read(self, run: Callable[[], _R]) -> _R:
+        """A reader's read: refused at once while the database is known away. Connections
+        the pool kept from before an outage are found dead one at a time, as they are
+        used; a read is tried again at once on the next (reads change nothing), so the
+        first read after the database is back is answered, not refused for each of them."""
+        if not self.reading:
+            return run()
+        with reachability.attempt(self.url):
+            for _ in range(self.datastore.pool.max_size):
+                try:
+                    return run()
+                except Exception as exc:
+                    if not _connection_lost(exc):
+                        raise
+            return run()
 
     def compact(self) -> None:
         # Table by table, named with the store's schema: a bare VACUUM FULL would lock and

@@ -8,14 +8,25 @@ at once, instead of answering health checks with "ok" and reads with 500:
 * a journey store of another schema version (outdated);
 * a store damaged inside (``PRAGMA quick_check`` finds broken pages or indexes).
 
-``quick_check`` reads the whole file, O(size): it runs when a store is opened and, while
-serving, in the background at an interval (see :class:`IntegrityWatch`); a read that hits
-a damaged page ("database disk image is malformed") marks the store corrupt at once.
+``quick_check`` reads the whole file, O(size): 0.5-1.3 s for a store of 1M touchpoints,
+where the heaviest customer's first view takes 30-46 ms. So it runs at open only when the
+file is not the one last found sound: a marker beside the store (``<store>.checked``)
+records the file's identity (device, inode, size, modification and change times) after a
+check passed, and a writer moves it forward across its own commits, checkpoints and
+vacuums (:class:`WriteWitness`), so that readers of a store that only journey wrote open
+it without reading it whole. Anything else that writes the file — a copy, a truncation,
+an overwrite, a tool that restores the modification time (the change time still moves) —
+makes the next open check it whole. What a marker cannot see is damage that leaves the
+file's identity as it was (a bad sector): that is found by the read that meets it ("database
+disk image is malformed" marks the store corrupt at once) and, while serving, by the full
+check that runs in the background at an interval (see :class:`IntegrityWatch`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +46,9 @@ __all__ = [
     "OutdatedStore",
     "StoreCorrupt",
     "StoreError",
+    "WriteWitness",
+    "check_if_changed",
+    "file_identity",
     "inspect_postgres_store",
     "inspect_store",
     "is_corruption",
@@ -67,7 +81,10 @@ STORE_KIND = "journey-views"
 # 10: the same layout as 9 at this version's commit; 9 was also the number of two earlier
 # layouts main held for a while (the facts' dictionary without the field names, customers
 # with first_seen): a store built then is refused, not read with the wrong dictionary.
-SCHEMA_VERSION = "10"
+# 11: clocks and stopped_clocks carry due_us, the keeper's deadline in microseconds since
+# the epoch, with a partial index of the rows it still has to decide (stopped_clocks without
+# hours, which only the keeper's old prefilter read).
+SCHEMA_VERSION = "11"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 
@@ -132,6 +149,107 @@ def quick_check(path: Path) -> str | None:
     return None if found == ["ok"] else "; ".join(found)
 
 
+# (device, inode, size, mtime_ns, ctime_ns): any write by anyone moves the change time,
+# which no tool can set back, so an identity seen twice means the bytes were not written.
+Identity = tuple[int, int, int, int, int]
+
+
+def file_identity(path: Path) -> Identity | None:
+    """The file's identity as the marker records it; None when there is no file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".checked")
+
+
+def _read_marker(path: Path) -> Identity | None:
+    try:
+        found = json.loads(_marker(path).read_text())["identity"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(found, list) and len(found) == 5):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in found):
+        return None
+    return (found[0], found[1], found[2], found[3], found[4])
+
+
+def _write_marker(path: Path, identity: Identity, how: str) -> None:
+    """Record ``identity`` as sound. Best effort: a reader without the right to write
+    beside the store checks it whole at every open, as it always did."""
+    marker = _marker(path)
+    tmp = marker.with_name(f"{marker.name}.tmp{os.getpid()}.{threading.get_ident()}")
+    body = {
+        "identity": list(identity),
+        "how": how,  # "quick_check", or "written" (by a writer that had found it sound)
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "note": "journey: this store file was found sound as it is; delete to check again",
+    }
+    try:
+        tmp.write_text(json.dumps(body) + "\n")
+        os.replace(tmp, marker)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def check_if_changed(path: Path) -> str | None:
+    """``quick_check`` of ``path`` unless its marker says the file is the one found sound
+    last (then None at the cost of two stats and a small read); a pass is recorded."""
+    before = file_identity(path)
+    if before is not None and _read_marker(path) == before:
+        return None
+    problem = quick_check(path)
+    # Recorded only when nothing wrote the file while it was read.
+    if problem is None and before is not None and file_identity(path) == before:
+        _write_marker(path, before, "quick_check")
+    return problem
+
+
+class WriteWitness:
+    """A writer's account of its own writes to a store file it found sound: after each of
+    its write transactions (and its checkpoints, vacuum and close), the file's new identity
+    is recorded as sound — but only when the identity before the write was the one last
+    recorded, so a change by anyone else in between is never vouched for (the next open
+    checks the file whole). Thread-safe; two stats per write transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._sound = _read_marker(path)
+
+    def vouch(self) -> None:
+        """The file as it is now is sound: one this process has just created."""
+        now = file_identity(self.path)
+        if now is not None:
+            with self._lock:
+                _write_marker(self.path, now, "written")
+                self._sound = now
+
+    def before(self) -> Identity | None:
+        return file_identity(self.path)
+
+    def after(self, before: Identity | None) -> None:
+        """Called after a write that began with the file at ``before``."""
+        if before is None:
+            return
+        with self._lock:
+            if before != self._sound:
+                # Someone else may have checked the file as it is since (a reader's open).
+                self._sound = _read_marker(self.path)
+                if before != self._sound:
+                    return
+            now = file_identity(self.path)
+            if now is not None and now != before:
+                _write_marker(self.path, now, "written")
+                self._sound = now
+
+
 def inspect_store(path: Path, *, check_pages: bool = True) -> None:
     """Raise a :class:`StoreError` saying what is wrong with ``path`` and what to do.
 
@@ -192,7 +310,7 @@ def inspect_store(path: Path, *, check_pages: bool = True) -> None:
             f"{SCHEMA_VERSION}; {REMEDY}"
         )
     if check_pages:
-        problem = quick_check(path)
+        problem = check_if_changed(path)
         if problem is not None:
             raise StoreCorrupt(f"store {path} is damaged ({problem}); {REMEDY}")
 
@@ -254,7 +372,14 @@ class IntegrityWatch:
 
     def check_now(self) -> str | None:
         # PostgreSQL checks its own pages (checksums, WAL); a damaged read still marks it.
-        found = quick_check(self.path) if isinstance(self.path, Path) else None
+        # The whole file, whatever its marker says: this is what finds damage that left the
+        # file's identity as it was; a pass renews the marker.
+        found = None
+        if isinstance(self.path, Path):
+            before = file_identity(self.path)
+            found = quick_check(self.path)
+            if found is None and before is not None and file_identity(self.path) == before:
+                _write_marker(self.path, before, "quick_check")
         with self._lock:
             self._checked_at = time.monotonic()
             where = describe(self.path)

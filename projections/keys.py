@@ -35,10 +35,13 @@ import structlog
 from domain.personal import CustomerKey, new_key
 from projections.facts import at_micros
 from projections.location import (
+    CONNECT_TIMEOUT_S,
     StoreAddress,
     StoreUnreachable,
     describe,
     is_postgres,
+    is_unreachable,
+    reachability,
     schema_of,
     with_schema,
 )
@@ -56,7 +59,9 @@ def connect_once(url: str) -> Any:
     import psycopg
 
     try:
-        return psycopg.connect(with_schema(url, None), autocommit=True, connect_timeout=10)
+        return psycopg.connect(
+            with_schema(url, None), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+        )
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreUnreachable(
@@ -159,10 +164,23 @@ class CustomerKeys:
 
     def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
-            if self.postgres:
+            if not self.postgres:
+                return self._db.execute(sql, params).fetchall()
+            import psycopg
+
+            # While the database is known away: refused at once (no connect timeout).
+            with reachability.attempt(self._url):
+                kept = self._pg is not None and not self._pg.closed
+                try:
+                    with self._pg_conn() as conn:
+                        return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+                except psycopg.OperationalError as exc:
+                    # The connection kept from before an outage died: a read is tried once
+                    # more on a new one (the first read after the database is back works).
+                    if not (kept and is_unreachable(exc)):
+                        raise
                 with self._pg_conn() as conn:
                     return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
-            return self._db.execute(sql, params).fetchall()
 
     def _write(self, statements: list[tuple[str, list[Any]]]) -> int:
         changed = 0

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
@@ -24,11 +25,14 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 from domain.errors import JourneyError
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "StoreAddress",
     "StoreUnreachable",
     "active_store",
     "describe",
     "is_postgres",
+    "is_unreachable",
+    "reachability",
     "rebuild_target",
     "store_exists",
     "swap_store",
@@ -44,8 +48,130 @@ _checked: dict[str, tuple[float, str]] = {}
 _checked_lock = threading.Lock()
 
 
+# How long a new connection to PostgreSQL may take (libpq's smallest: 2 s). A server that
+# is up answers in milliseconds; one that is down behind the network, hung or cut off
+# never answers, and every caller would wait for this.
+CONNECT_TIMEOUT_S = 2
+# A database found unreachable is tried again at most this often (by one caller at a
+# time); meanwhile every caller that needs it fails at once, saying so.
+AWAY_RECHECK_S = 1.0
+
+
 class StoreUnreachable(JourneyError):
     """The PostgreSQL store did not answer (try again when it does)."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why or message  # what was met, in a few words
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it was raised from or while handling."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        # Both links: `raise exc from exc` (a re-raise that keeps the type) points the
+        # cause at itself, and the driver's error is left only as the context.
+        todo += [current.__cause__, current.__context__]
+        yield current
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the database cannot be reached: a failed
+    or broken connection, a pool that got none. A statement the database refused (a
+    timeout, a deadlock, bad SQL) is no outage."""
+    for current in causes(exc):
+        if isinstance(current, StoreUnreachable):
+            return True
+        names = {k.__module__.partition(".")[0] + "." + k.__name__ for k in type(current).__mro__}
+        if "psycopg.InterfaceError" in names:  # "the connection is closed"
+            return True
+        if "psycopg.OperationalError" in names:
+            state = getattr(current, "sqlstate", None)
+            # No state: the client's own (connect failed, connection lost, pool timeout);
+            # class 08: connection exception; 57P01-03: the server is shutting down.
+            if state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}:
+                return True
+    return False
+
+
+def _database(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}/{parts.path.lstrip('/')}"
+
+
+@dataclass
+class _Away:
+    since: float
+    tried: float  # when it was last tried
+    why: str
+    trying: bool = False
+
+
+class Reachability:
+    """Which PostgreSQL databases this process found unreachable. While one is, whoever
+    needs it fails at once with :class:`StoreUnreachable` instead of waiting for a connect
+    timeout of its own (a query service's request: ~2 s once, not 10 s every time); one
+    caller a second tries again, and the first that gets through clears it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._away: dict[str, _Away] = {}
+
+    def away(self, url: str) -> str | None:
+        """Why the database of ``url`` is unreachable, or None when it is not known to be."""
+        with self._lock:
+            state = self._away.get(_database(url))
+        return None if state is None else state.why
+
+    @contextmanager
+    def attempt(self, url: str) -> Iterator[None]:
+        """Around one use of the database: refused at once while it is known away and no
+        new try is due; what the use meets is recorded."""
+        key = _database(url)
+        now = time.monotonic()
+        with self._lock:
+            state = self._away.get(key)
+            if state is not None:
+                if state.trying or now - state.tried < AWAY_RECHECK_S:
+                    raise StoreUnreachable(
+                        f"the PostgreSQL store {describe(url)} is unreachable ({state.why}; "
+                        f"for {now - state.since:.0f} s, tried again every {AWAY_RECHECK_S:g} s)",
+                        state.why,
+                    )
+                state.trying = True
+        try:
+            yield
+        except BaseException as exc:
+            with self._lock:
+                state = self._away.get(key)
+                if is_unreachable(exc):
+                    now = time.monotonic()
+                    why = _first_line(exc)
+                    if state is None:
+                        self._away[key] = _Away(now, now, why)
+                    else:
+                        state.tried, state.why, state.trying = now, why, False
+                elif state is not None:
+                    del self._away[key]  # it answered, with an error of another kind
+            raise
+        with self._lock:
+            self._away.pop(key, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, StoreUnreachable):
+        return exc.why
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+reachability = Reachability()
 
 
 @contextmanager
@@ -53,16 +179,20 @@ def connect(url: str) -> Iterator[Any]:
     """A short autocommit connection to the database ``url`` names (its schema aside)."""
     import psycopg  # only PostgreSQL users need it
 
-    try:
-        conn = psycopg.connect(with_schema(url, None), autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnreachable(
-            f"the PostgreSQL store {describe(url)} did not answer ({first}); start it "
-            "(`make postgres`) or check --store / JOURNEY_STORE"
-        ) from None
-    with conn:
-        yield conn
+    with reachability.attempt(url):
+        try:
+            conn = psycopg.connect(
+                with_schema(url, None), autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnreachable(
+                f"the PostgreSQL store {describe(url)} did not answer ({first}); start it "
+                "(`make postgres`) or check --store / JOURNEY_STORE",
+                first,
+            ) from None
+        with conn:
+            yield conn
 
 
 def is_postgres(address: StoreAddress) -> bool:

@@ -20,6 +20,7 @@ from projections.backends import Statement
 __all__ = [
     "DEFERRABLE",
     "EVERY_BATCH",
+    "PENDING",
     "CustomerRows",
     "clock_text",
     "customer_rows",
@@ -94,6 +95,7 @@ _TABLES = {
                 "due_at",
                 "label",
                 "case_kind",
+                "due_us",
             ),
             ("customer_id", "kind", "ref"),
         ),
@@ -109,7 +111,7 @@ _TABLES = {
                 "started_at",
                 "stopped_at",
                 "case_kind",
-                "hours",
+                "due_us",
             ),
             ("customer_id", "kind", "ref", "started_at"),
         ),
@@ -120,6 +122,11 @@ _TABLES = {
         ),
     )
 }
+# A clock's due_us as a live store's fold writes it: the promise keeper has yet to work out
+# its deadline by its rules (projections/due.py). Never a deadline: datetime's range is
+# about +-2**58 microseconds.
+PENDING = -(2**62)
+
 # Every table holds rows of one customer's journey only (a link is the row of the customer
 # whose stream made it, read in both directions), so a diff may delete any of them: an
 # IdentityUnlinked or an erasure takes the customer's links away with its journey's.
@@ -170,9 +177,13 @@ def customer_rows(
     touchpoints: int,
     tp: TopicPartition,
     tables: Collection[str] | None = None,
+    *,
+    due: int | None = PENDING,
 ) -> CustomerRows:
     """Every query-table row the journey ``j`` is due, by table and primary key (of
-    ``tables`` only, when given)."""
+    ``tables`` only, when given). ``due``: the clocks' due_us (PENDING: for the keeper to
+    work out; a rebuilding store writes NULL, and the first keeper on it works out every
+    row: projections/due.py)."""
     want = _TABLES.keys() if tables is None else tables
     cid = j.customer_id
     out: CustomerRows = {name: {} for name in want}
@@ -194,7 +205,7 @@ def customer_rows(
         for other in j.linked_customers:
             put("links", (cid, other))
     if "clocks" in want or "stopped_clocks" in want:
-        _clock_rows(j, cid, put)
+        _clock_rows(j, cid, put, due)
     if "owned_products" in want:
         for pos, product in enumerate(j.products):
             put("owned_products", (cid, pos, product.name, product.batch, product.serial))
@@ -222,7 +233,7 @@ def _customer_row(j: Journey, generation: int, touchpoints: int, tp: TopicPartit
     )
 
 
-def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
+def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None], due: int | None) -> None:
     for case in j.cases.values():
         # An overdue reply stays listed (its clock row stays) until a reply stops the clock,
         # the case is resolved, or an agent acknowledges the recorded breach.
@@ -245,6 +256,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     None,
                     None if j.erased_at else case.subject,
                     case.kind,
+                    due,
                 ),
             )
         for kind, since, stopped in case.stopped_clocks:
@@ -262,7 +274,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     since.isoformat(),
                     stopped.isoformat(),
                     case.kind,
-                    (stopped - since).total_seconds() / 3600,
+                    due,
                 ),
             )
     for promise in j.promises.values():
@@ -291,6 +303,7 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None]) -> None:
                     promise.due_by.isoformat(),
                     promise.what,
                     owner.kind if owner else None,
+                    due,
                 ),
             )
 

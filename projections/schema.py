@@ -79,18 +79,28 @@ _COMMON = [
         customer_id TEXT NOT NULL, other_id TEXT NOT NULL,
         PRIMARY KEY (customer_id, other_id){ff}){compact}""",
     "CREATE INDEX IF NOT EXISTS links_other ON links (other_id){ff}",
+    # Running clocks (reply targets, pending promises). due_us is the promise keeper's:
+    # the deadline by its rules in microseconds since the epoch (sortable, whatever offset
+    # the times came in), rows.PENDING until it has worked it out, NULL once the breach is
+    # on the log (projections/due.py). Only non-NULL rows are in its index: a keeper's tick
+    # reads what is due, never the open clocks that are not, nor those already recorded.
     """CREATE TABLE IF NOT EXISTS clocks (
-        customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, channel TEXT,
-        team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT, label TEXT,
-        case_kind TEXT,
+        due_us BIGINT, customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+        channel TEXT, team TEXT, country TEXT, started_at TEXT NOT NULL, due_at TEXT,
+        label TEXT, case_kind TEXT,
         PRIMARY KEY (customer_id, kind, ref){ff}){compact}""",
+    """CREATE INDEX IF NOT EXISTS clocks_due ON clocks (due_us){ff}
+        WHERE due_us IS NOT NULL""",
     # Reply clocks that stopped with no ReplyOverdue recorded in their span: the keeper
-    # records those that stopped after their target (which the rules give at read time).
+    # records those that stopped after their target (which the rules give). due_us as in
+    # clocks; NULL as well once worked out as stopped in time.
     """CREATE TABLE IF NOT EXISTS stopped_clocks (
-        hours DOUBLE PRECISION NOT NULL, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
+        due_us BIGINT, customer_id TEXT NOT NULL, kind TEXT NOT NULL,
         ref TEXT NOT NULL, channel TEXT, team TEXT, country TEXT, started_at TEXT NOT NULL,
         stopped_at TEXT NOT NULL, case_kind TEXT,
         PRIMARY KEY (customer_id, kind, ref, started_at){ff}){compact}""",
+    """CREATE INDEX IF NOT EXISTS stopped_clocks_due ON stopped_clocks (due_us){ff}
+        WHERE due_us IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS breaches (
         customer_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, due_at TEXT NOT NULL,
         recorded_at TEXT NOT NULL, channel TEXT, team TEXT,

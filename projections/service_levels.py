@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,6 @@ __all__ = [
     "ServiceItem",
     "ServiceLevels",
     "build_service_levels",
-    "missed_stopped_items",
     "page_items",
     "unknown_filter",
 ]
@@ -88,41 +87,19 @@ def open_items(
     now: datetime,
     *,
     with_names: bool = True,
-    due_until: datetime | None = None,
 ) -> list[ServiceItem]:
     """Every running clock (reply targets and pending promises) with its deadline today.
 
-    ``with_names`` looks up the person behind linked streams for the agent's lists; the
-    promise keeper, which only needs deadlines, skips it. ``due_until``: only clocks that
-    may be due by then (the keeper's question), picked in the database, not in Python."""
-    where: str = ""
-    params: tuple[str, ...] = ()
-    if due_until is not None:
-        # A prefilter, generous by a day: times are stored as ISO text with the offset they
-        # came with, so text order is time order only to within a day. The exact test is
-        # made below, on parsed times.
-        shortest = min(
-            hours
-            for table in (rules.first_reply_hours, rules.next_reply_hours)
-            for hours in table.values()
-        )
-        margin = timedelta(days=1)
-        where = (
-            " WHERE (k.due_at IS NOT NULL AND k.due_at <= ?)"
-            " OR (k.due_at IS NULL AND k.started_at <= ?)"
-        )
-        params = (
-            (due_until + margin).isoformat(),
-            (due_until - timedelta(hours=shortest) + margin).isoformat(),
-        )
+    ``with_names`` looks up the person behind linked streams for the agent's lists. (The
+    promise keeper asks only for what is due, through the deadlines' index:
+    projections/due.py.)"""
     rows = store.query(
         "SELECT k.customer_id, c.name, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
         " k.country, k.started_at, k.due_at, c.erased_at FROM clocks k"
-        f" JOIN customers c USING (customer_id){where}"
+        " JOIN customers c USING (customer_id)"
         # A total order, so ties in the (stable) sorts below do not depend on the order the
         # rows happened to be written in: a rebuilt store lists exactly what the live one did.
         " ORDER BY k.customer_id, k.kind, k.ref",
-        params,
     )
     recorded = {
         (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
@@ -175,58 +152,6 @@ def open_items(
                 state=state,
                 recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
                 missed_since=due_at if state == "breached" else None,
-            )
-        )
-    return items
-
-
-def missed_stopped_items(store: JourneyStore, rules: ServiceRules) -> list[ServiceItem]:
-    """Reply clocks that stopped (a reply, a resolution) after their target, with no
-    ReplyOverdue recorded: missed, whenever the keeper gets to look (a backfill folds the
-    late reply first). For the promise keeper; not a list an agent works from."""
-    shortest = min(
-        hours
-        for table in (rules.first_reply_hours, rules.next_reply_hours)
-        for hours in table.values()
-    )
-    rows = store.query(
-        "SELECT customer_id, kind, ref, case_kind, channel, team, country, started_at,"
-        " stopped_at FROM stopped_clocks"
-        # Only the slowest can be late at all; the rules decide below.
-        " WHERE hours > ?"
-        " ORDER BY customer_id, kind, ref, started_at",
-        (shortest,),
-    )
-    if not rows:
-        return []
-    recorded = {
-        (str(r[0]), str(r[1]), str(r[2]), str(r[3]))
-        for r in store.query("SELECT customer_id, kind, ref, due_at FROM breaches")
-    }
-    items = []
-    for cid, kind, ref, case_kind, channel, team, country, started, stopped in rows:
-        start, end = _parse(started), _parse(stopped)
-        warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
-        if end <= due_at:
-            continue
-        items.append(
-            ServiceItem(
-                customer_id=cid,
-                name=None,
-                kind=kind,
-                ref=ref,
-                case_kind=case_kind,
-                label=None,
-                channel=channel,
-                team=team,
-                country=country,
-                started_at=start,
-                warn_at=warn_at,
-                due_at=due_at,
-                age_seconds=(end - start).total_seconds(),
-                state="breached",
-                recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
-                missed_since=due_at,
             )
         )
     return items

@@ -84,6 +84,7 @@ from projections.location import (
 from projections.rows import (
     DEFERRABLE,
     EVERY_BATCH,
+    PENDING,
     CustomerRows,
     clock_text,
     customer_rows,
@@ -104,6 +105,8 @@ __all__ = [
     "StoreError",
     "active_store",
     "active_store_path",
+    "cache_size_setting",
+    "cache_weight_setting",
     "clock_text",
     "content_hash",
     "content_hash_of",
@@ -139,8 +142,16 @@ _CACHE_WEIGHT = 300_000
 _CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
+# … and when several processes write it (shared_writes): each commit of one makes SQLite
+# drop the others' cached pages (WAL: a connection that sees another's commit resets its
+# cache), so a large cache holds little they can use; two processes with 16 MiB each (two
+# connections apiece) were 64 MiB of a 1M rebuild's peak.
+_SHARED_PAGE_CACHE_KIB = 4096
 # The customers row as last written stays: a completion between batches rewrites none.
 _NO_TP = TopicPartition("", -1)
+# Customers a writer remembers to have no snapshot (JourneyStore._no_snapshot): ~100 bytes
+# each; cleared when full.
+_NO_SNAPSHOT_SIZE = 100_000
 # Look-ups kept per store version (JourneyStore.memo): a few per customer read.
 _MEMO_SIZE = 4096
 _T = TypeVar("_T")
@@ -188,6 +199,17 @@ class _Live:
     rows_unknown: bool = False
     # What it counted for in the cache's weight when the cache last took it (``_weigh``).
     weight: int = 0
+
+
+def cache_size_setting() -> int:
+    """Customers a writer keeps folded in memory (JOURNEY_CACHE_SIZE); one that falls out
+    costs a snapshot read and a short tail on its next touchpoint."""
+    return int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+
+
+def cache_weight_setting() -> int:
+    """What a writer's cached customers may weigh together (JOURNEY_CACHE_WEIGHT)."""
+    return int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
 
 
 def _weigh(live: _Live) -> int:
@@ -271,6 +293,8 @@ class JourneyStore:
         cache_weight: int | None = None,
         check_pages: bool = True,
         rebuilding: bool = False,
+        reading: bool = False,
+        shared_writes: bool = False,
     ) -> None:
         """``rebuilding``: a store nobody reads until it is complete (a rebuild). A
         customer's snapshot and the rows of the tables in ``rows.DEFERRABLE`` are written
@@ -278,35 +302,51 @@ class JourneyStore:
         customer that stays cached for many batches costs one snapshot and one derivation
         of its rows, not one per batch (a heavy customer's rows are thousands).
 
+        ``reading``: a reader that must answer fast (the query service); on PostgreSQL,
+        while the database is unreachable its reads fail at once (``PostgresBackend``).
+
         ``cache_size`` bounds the customers a writer keeps folded in memory,
         ``cache_weight`` what they weigh together (``_weigh``: touchpoints folded): a few
-        very long histories weigh as much as thousands of short ones."""
+        very long histories weigh as much as thousands of short ones.
+
+        ``shared_writes``: several processes write this SQLite file at once (a rebuild on
+        several processes); they take turns through a lock file beside it (see
+        :class:`~projections.backends.SQLiteBackend`). PostgreSQL needs nothing."""
         if cache_size is None:
-            # Customers kept folded in memory by a writer; one that falls out costs a
-            # snapshot read and a short tail on its next touchpoint.
-            cache_size = int(os.environ.get("JOURNEY_CACHE_SIZE", "20000"))
+            cache_size = cache_size_setting()
         if cache_weight is None:
-            cache_weight = int(os.environ.get("JOURNEY_CACHE_WEIGHT", str(_CACHE_WEIGHT)))
+            cache_weight = cache_weight_setting()
         self.backend: Backend
         self.address: StoreAddress = path
         if is_postgres(path):
             self.path = Path(".")
             inspect_postgres_store(str(path))  # foreign or outdated: refused, with the remedy
-            self.backend = PostgresBackend(str(path))
+            self.backend = PostgresBackend(str(path), reading=reading)
         else:
             self.path = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                made_here = self.path.stat().st_size == 0
+            except FileNotFoundError:
+                made_here = True
             # A foreign, outdated or damaged file is refused here, with the remedy.
             inspect_store(self.path, check_pages=check_pages)
             # A rebuild writes a store nobody reads yet, customer after customer: a smaller
             # page cache costs it little (the pages stay in the OS's cache) and keeps 48 MiB
             # of a 1M rebuild's peak memory free.
-            self.backend = self._open_sqlite(
+            sqlite = self._open_sqlite(
                 self.path,
-                cache_kib=_REBUILD_PAGE_CACHE_KIB if rebuilding else None,
-                # A file that exists already (not a rebuild's new one) keeps its WAL.
-                rebuilding=rebuilding and not store_exists(self.path),
+                cache_kib=(_SHARED_PAGE_CACHE_KIB if shared_writes else _REBUILD_PAGE_CACHE_KIB)
+                if rebuilding
+                else None,
+                shared_writes=shared_writes,
+                # A file that exists already (not a rebuild's new one, or one several
+                # processes write) keeps its WAL.
+                rebuilding=rebuilding and not shared_writes and not store_exists(self.path),
             )
+            if made_here:  # sound by construction: the next open need not read it whole
+                sqlite.witness.vouch()
+            self.backend = sqlite
         self.where = self.backend.where
         self._mapper = snapshots.mapper()
         self._write_meta()
@@ -317,14 +357,27 @@ class JourneyStore:
         self._live_weight = 0  # the sum of the cached customers' ``weight``
         self._rebuilding = rebuilding
         self._memo: tuple[object, dict[object, Any]] = (None, {})
+        # Customers this writer knows to have no snapshot (started here, or loaded and found
+        # without one): their next load skips the look-up (a live worker lets most of its
+        # short histories go and reads them back minutes later). Forgotten when it writes
+        # one, and all at once when its runner is assigned partitions (another worker may
+        # have written some meanwhile). Wrong only the safe way: a snapshot missed is a
+        # longer fold from the customer's rows, never another journey.
+        self._no_snapshot: set[str] = set()
 
     @staticmethod
     def _open_sqlite(
-        path: Path, cache_kib: int | None = None, rebuilding: bool = False
+        path: Path,
+        cache_kib: int | None = None,
+        *,
+        shared_writes: bool = False,
+        rebuilding: bool = False,
     ) -> SQLiteBackend:
         for attempt in range(3):
             try:
-                return SQLiteBackend(path, cache_kib=cache_kib, rebuilding=rebuilding)
+                return SQLiteBackend(
+                    path, cache_kib=cache_kib, shared_writes=shared_writes, rebuilding=rebuilding
+                )
             except (IntegrityError, OperationalError):
                 # Two processes opening a brand-new file at once both write eventsourcing's
                 # one-time table-migration record; the loser finds the tables made: retry.
@@ -582,21 +635,24 @@ class JourneyStore:
         return self._load_from_snapshot(customer_id, generation, erased_at)[0]
 
     def _load_from_snapshot(
-        self, customer_id: str, generation: int, erased_at: str | None
+        self, customer_id: str, generation: int, erased_at: str | None, *, look: bool = True
     ) -> tuple[CustomerJourney, int]:
         """The snapshot, then the touchpoints folded since it (rows only ever grow: a
         later read of them sees at least what the snapshot was taken from); and how many
-        touchpoints the snapshot used holds (0: none, or none readable)."""
+        touchpoints the snapshot used holds (0: none, or none readable). ``look=False``:
+        the caller knows there is none."""
+        snap_rows: list[tuple[Any, ...]] = []
         try:
-            (snap_rows,) = self.backend.queries(
-                [
-                    (
-                        "SELECT generation, touchpoints, topic, state FROM snapshots"
-                        " WHERE customer_id = ?",
-                        (customer_id,),
-                    )
-                ]
-            )
+            if look:
+                (snap_rows,) = self.backend.queries(
+                    [
+                        (
+                            "SELECT generation, touchpoints, topic, state FROM snapshots"
+                            " WHERE customer_id = ?",
+                            (customer_id,),
+                        )
+                    ]
+                )
         except Exception as exc:
             raise self._damaged(exc) from exc
         agg: CustomerJourney | None = None
@@ -1055,7 +1111,16 @@ class JourneyStore:
         agg = live.agg
         writes: list[Statement] = []
         tables: tuple[str, ...] = (*EVERY_BATCH, *DEFERRABLE) if tp is not None else DEFERRABLE
-        rows = customer_rows(agg.journey, agg.generation, agg.touchpoints, tp or _NO_TP, tables)
+        rows = customer_rows(
+            agg.journey,
+            agg.generation,
+            agg.touchpoints,
+            tp or _NO_TP,
+            tables,
+            # A rebuilt store's clocks are all worked out by the first keeper on it, in one
+            # pass: none is in the keeper's index meanwhile (projections/due.py).
+            due=None if self._rebuilding else PENDING,
+        )
         before = live.rows
         if live.rows_unknown:
             writes.extend(
@@ -1081,6 +1146,7 @@ class JourneyStore:
             return None
         stored = snapshots.take(self._mapper, agg)
         live.snapshot_at = agg.touchpoints
+        self._no_snapshot.discard(agg.customer_id)
         return (
             "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id)"
             " DO UPDATE SET generation = excluded.generation,"
@@ -1245,8 +1311,21 @@ class JourneyStore:
         """customer id -> its customers row as committed."""
         return self._batch_state((), customer_ids)[1]
 
+    def forget_snapshot_absences(self) -> None:
+        """What this writer knew of customers without a snapshot (see ``_no_snapshot``):
+        its runner calls this when partitions are assigned."""
+        self._no_snapshot.clear()
+
+    def _no_snapshot_of(self, customer_id: str) -> None:
+        if self._rebuilding:
+            return  # a rebuild reads few back, and its memory is counted
+        if len(self._no_snapshot) >= _NO_SNAPSHOT_SIZE:
+            self._no_snapshot.clear()
+        self._no_snapshot.add(customer_id)
+
     def _load_or_start(self, customer_id: str, state: _Stored | None) -> _Live:
         if state is None:
+            self._no_snapshot_of(customer_id)
             return _Live(CustomerJourney(customer_id, 0), None, 0)
         generation, touchpoints, erased_at, written_at = state
         cached = self._live.get(customer_id)
@@ -1258,7 +1337,11 @@ class JourneyStore:
             touchpoints,
         ):
             return cached
-        agg, snapshot_at = self._load_from_snapshot(customer_id, generation, erased_at)
+        agg, snapshot_at = self._load_from_snapshot(
+            customer_id, generation, erased_at, look=customer_id not in self._no_snapshot
+        )
+        if snapshot_at == 0:
+            self._no_snapshot_of(customer_id)
         # What the tables hold for it is what its journey is due (written together); a
         # rebuilding store knows that of the tables it writes with every batch only.
         if self._rebuilding:

@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from domain.errors import JourneyError
-from projections.location import StoreAddress, describe, is_postgres, with_schema
+from projections.location import (
+    CONNECT_TIMEOUT_S,
+    StoreAddress,
+    StoreUnreachable,
+    describe,
+    is_postgres,
+    reachability,
+    with_schema,
+)
 
 __all__ = [
     "KEY_PREFIX",
@@ -134,6 +142,10 @@ _TABLES = [
 ]
 
 
+class _Lost(StoreUnreachable):
+    """The key store's connection, opened before, died (the database went away since)."""
+
+
 class KeyStore:
     """The keys and sessions of one store (see :func:`keys_address`). Thread-safe: one
     connection, used under a lock (each call is one or two short statements)."""
@@ -164,15 +176,15 @@ class KeyStore:
         if self._postgres:
             import psycopg
 
-            from projections.location import StoreUnreachable
-
             assert isinstance(self.address, str)
             try:
-                return psycopg.connect(self.address, autocommit=True, connect_timeout=10)
+                return psycopg.connect(
+                    self.address, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                )
             except psycopg.OperationalError as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
                 raise StoreUnreachable(
-                    f"the key store {self.where} did not answer ({first})"
+                    f"the key store {self.where} did not answer ({first})", first
                 ) from None
         if not Path(self.address).exists():
             # Only hashes, but nobody else's business: owner-only, as SQLite's -wal and
@@ -186,7 +198,20 @@ class KeyStore:
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
+        if not self._postgres:
+            with self._used() as cur:
+                yield cur
+            return
+        # The keys live in the store's database: while it is known away, a key check fails
+        # at once instead of waiting for a connect timeout of its own.
+        assert isinstance(self.address, str)
+        with reachability.attempt(self.address), self._used() as cur:
+            yield cur
+
+    @contextmanager
+    def _used(self) -> Iterator[Any]:
         with self._lock:
+            kept = self._conn is not None  # opened before: it may have died since
             if self._conn is None:
                 self._conn = self._connect()
             try:
@@ -197,12 +222,12 @@ class KeyStore:
                     self._conn.close()
                     self._conn = None
                     if any(k.__name__ == "OperationalError" for k in type(exc).__mro__):
-                        from projections.location import StoreUnreachable
-
                         # the database went away mid-session: as unreachable as at connect
-                        raise StoreUnreachable(
-                            f"the key store {self.where} did not answer "
-                            f"({type(exc).__name__}: {str(exc).strip()[:200]})"
+                        said = str(exc).strip()
+                        why = f"{type(exc).__name__}: {said.splitlines()[0][:200] if said else ''}"
+                        lost = _Lost if kept else StoreUnreachable
+                        raise lost(
+                            f"the key store {self.where} did not answer ({why})", why
                         ) from None
                 raise
 
@@ -210,7 +235,21 @@ class KeyStore:
         return statement.replace("?", "%s") if self._postgres else statement
 
     def _run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._cursor() as cur:
+        if not self._postgres:
+            return self._execute(statement, params)
+        assert isinstance(self.address, str)
+        with reachability.attempt(self.address):
+            try:
+                return self._execute(statement, params)
+            except _Lost:
+                # The connection kept from before an outage: a read is tried once more on
+                # a new one (the first key check after the database is back is answered).
+                if not statement.lstrip().upper().startswith("SELECT"):
+                    raise
+                return self._execute(statement, params)
+
+    def _execute(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._used() as cur:
             cur.execute(self._sql(statement), tuple(params))
             if cur.description is None:  # a statement without rows
                 return []

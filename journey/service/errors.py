@@ -7,8 +7,9 @@ exceptions into it.
   naming the field.
 * ``NotFresh`` → 503 not_fresh with the lag (and, when the pipeline is stopped, why).
 * The log not answering → 503 log_unavailable; a read that meets a damaged store → 503
-  store_corrupt; a store whose database or disk is away → 503 store_unavailable; anything
-  else → 500 internal, logged.
+  store_corrupt; a store whose database or disk is away → 503 store_unavailable (PostgreSQL
+  unreachable: at once, saying that nothing can be shown as fresh); anything else → 500
+  internal, logged.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from journey.service.models import Answer, ErrorBody, ErrorOut, NotFreshOut
 from journey.service.runtime import AuditUnavailable, LogUnavailable, NotFresh, Service
 from projections.customer_view import Lookup
 from projections.integrity import StoreError
+from projections.location import StoreUnreachable, is_unreachable
 
 __all__ = [
     "CUSTOMER_ERRORS",
@@ -213,6 +215,14 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
             ErrorBody(status=503, code="store_corrupt", message=problem),
             {**secured, "Retry-After": "60"},
         )
+    if is_unreachable(exc):
+        # PostgreSQL away: answered at once while it is (projections.location.Reachability).
+        logger.error("the store is unreachable", path=request.url.path, error=str(exc))
+        return error_response(
+            503,
+            ErrorBody(status=503, code="store_unavailable", message=unreachable_message(exc)),
+            {**secured, "Retry-After": "2"},
+        )
     if classify_failure(exc) in _STORE_AWAY:
         # The database or disk is away (transient): say so and when to retry, as health
         # does, never "a bug".
@@ -236,6 +246,27 @@ async def _on_bug(request: Request, exc: Exception) -> Response:
             message=f"internal error ({type(exc).__name__}); this is a bug, please report it",
         ),
         secured,
+    )
+
+
+def unreachable_message(exc: BaseException) -> str:
+    """One line for an agent: the store cannot be reached, so nothing can be shown as fresh."""
+    found, seen = exc, {id(exc)}
+    while not isinstance(found, StoreUnreachable):
+        nearer = found.__cause__ if found.__cause__ is not found else found.__context__
+        if nearer is None or id(nearer) in seen:
+            break
+        found = nearer
+        seen.add(id(found))
+    said = str(found).strip()
+    why = (
+        said
+        if isinstance(found, StoreUnreachable)
+        else (f"{type(found).__name__}: {said.splitlines()[0] if said else 'no answer'}")
+    )
+    return (
+        f"the store is unreachable ({why}), so no view can be shown as fresh; "
+        "retry in a few seconds"
     )
 
 

@@ -47,6 +47,7 @@ from domain.errors import JourneyError
 from journey.security.keys import KeyStore, Principal
 from journey.service.errors import ServiceError
 from journey.service.headers import CSP, security_headers
+from projections.location import is_unreachable
 
 __all__ = [
     "CSP",
@@ -149,13 +150,14 @@ class Guard:
             who = await self._who(headers)
         except JourneyError as exc:  # the key store did not answer (PostgreSQL down)
             logger.error("keys could not be checked", path=path, error=str(exc))
-            await _refuse(
-                secured,
-                503,
-                "keys_unavailable",
-                f"keys cannot be checked now ({exc}): retry shortly",
-                [(b"retry-after", b"2")],
+            # The keys live in the store's database: what is away is the store.
+            message = (
+                f"keys cannot be checked now ({exc}): retry shortly"
+                if not is_unreachable(exc)
+                else f"the store's database is unreachable ({exc}): keys cannot be checked "
+                "and no view can be shown as fresh; retry in a few seconds"
             )
+            await _refuse(secured, 503, "keys_unavailable", message, [(b"retry-after", b"2")])
             return
         public = _public(path, scope)
         if isinstance(who, str):  # a credential was sent and is not valid

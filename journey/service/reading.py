@@ -78,7 +78,7 @@ class ReadStore(JourneyStore):
     """A :class:`JourneyStore` for readers only: journeys come from a snapshot cache."""
 
     def __init__(self, path: StoreAddress, *, snapshots: int = 2000) -> None:
-        super().__init__(path)
+        super().__init__(path, reading=True)
         self._snapshots: OrderedDict[str, CustomerJourney] = OrderedDict()
         self._snapshots_size = snapshots
         self._snapshots_lock = threading.Lock()

@@ -69,8 +69,8 @@ class ServiceOptions:
     read_threads: int = 8
     """Concurrent store reads (below the store's connection pool of 15)."""
     integrity_interval_s: float = 600.0
-    """How often the store's pages are checked (PRAGMA quick_check, O(size)) while serving;
-    a read that meets a damaged page reports it at once."""
+    """How often the store's pages are checked (PRAGMA quick_check, O(size)) while serving,
+    whatever the open's marker said; a read that meets a damaged page reports it at once."""
 
 
 class NotFresh(JourneyError):
@@ -210,9 +210,10 @@ class Service:
     # ------------------------------------------------------------------ helpers
 
     async def read(self, fn: Callable[[JourneyStore], R]) -> R:
-        """Run a store query on a worker thread (bounded: the store's pool is finite)."""
-        store = self.reader.get()
-        return await anyio.to_thread.run_sync(fn, store, limiter=self._limiter)
+        """Run a store query on a worker thread (bounded: the store's pool is finite). The
+        active store is looked up there too: on PostgreSQL that is a query, which must
+        never hold up the event loop (and every other request) while the database is away."""
+        return await anyio.to_thread.run_sync(lambda: fn(self.reader.get()), limiter=self._limiter)
 
     def partition_of(self, customer_id: str) -> int:
         return self.log.partition_for(self.topic, customer_id.encode())

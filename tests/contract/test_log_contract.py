@@ -8,6 +8,7 @@ a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -406,3 +407,20 @@ def test_a_reader_without_group_reads_everything_and_disturbs_no_member(
         assert by_position(got).keys() == set(sent) - {skipped}
         # The engine's commit stands: the reader's went nowhere.
         assert engine.committed(first) == log.high_watermarks(topic)[first.partition]
+
+
+def test_a_reader_without_group_may_read_only_some_partitions(
+    log: Log, topic: str, unique_topic: str
+) -> None:
+    """What one process of a rebuild on several reads with: its own partitions only; and a
+    group member cannot pick its partitions (its group gives them)."""
+    sent = log.produce(topic, [msg(f"customer-{i % 8}", f"a{i}") for i in range(24)])
+    share = {0, 2}
+    mine = [p for p in sent if p.partition in share]
+    assert mine and len(mine) < len(sent)
+    with contextlib.closing(log.consumer(None, [topic], partitions=share)) as reader:
+        got = consume(reader, len(mine))
+        assert reader.assignment() == {TopicPartition(topic, p) for p in share}
+    assert by_position(got).keys() == set(mine)
+    with pytest.raises(LogError, match="group"):
+        log.consumer(f"g.{unique_topic}", [topic], partitions=share)

@@ -39,7 +39,19 @@ def _history(cid: str, n: int, start: float = 0.0) -> list[Touchpoint]:
 
 def _dump(store: JourneyStore) -> dict[str, list[tuple[object, ...]]]:
     tables = ("customers", "identities", "links", "clocks", "stopped_clocks", "owned_products")
-    out = {t: sorted(store.query(f"SELECT * FROM {t}"), key=repr) for t in tables}
+    # due_us is the promise keeper's (projections/due.py), and no keeper ran here: a live
+    # store's fold leaves it pending, a rebuilding one's NULL; either way nothing worked out.
+    # (It is those tables' first column: projections/schema.py.)
+    out = {
+        t: sorted(
+            [r[1:] for r in store.query(f"SELECT * FROM {t}")]
+            if t in ("clocks", "stopped_clocks")
+            else store.query(f"SELECT * FROM {t}"),
+            key=repr,
+        )
+        for t in tables
+    }
+
     out["touchpoints"] = store.query(
         "SELECT event_id, customer_id, generation, seq, at, type, summary, case_id, text,"
         ' content_hash, "offset", fact FROM touchpoints ORDER BY customer_id, seq'

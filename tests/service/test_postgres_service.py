@@ -92,3 +92,62 @@ def test_the_database_away_is_503_never_500_and_answers_again_after(
             assert time.monotonic() < deadline, answer.text[:500]
             time.sleep(0.5)
         assert answer.json()["data"]["name"] == "Lina Ek"
+
+
+def test_a_database_that_stops_answering_is_a_fast_503_and_the_service_recovers_by_itself(
+    tmp_path: Path, postgres_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database on another machine that is down, hung or cut off does not refuse: nothing
+    answers, and each request waited for a connect timeout of its own (10 s) before its
+    503. Now the first request that meets the silence waits at most the 2 s connect timeout
+    and every other request is refused at once from what the service knows ("is
+    unreachable ... tried again every ..."), saying that nothing can be shown as fresh;
+    when the database answers again the service (its in-process runner too) recovers by
+    itself. Observed, not timed: the retry interval is set beyond the test's length while
+    the database is silent, so every refusal after the first must come from that knowledge
+    (before, each request tried and waited instead)."""
+    from projections import location
+    from tests.integration.tcp_gate import TcpGate, gated_url, target_of
+    from tests.service.helpers import inquiry
+
+    gate = TcpGate(target_of(postgres_store))
+    try:
+        with stories_on_postgresql(
+            tmp_path, gated_url(postgres_store, gate), "views-pg-silent"
+        ) as svc:
+            assert svc.get("/customers/cust-lina").status_code == 200
+            monkeypatch.setattr(location, "AWAY_RECHECK_S", 3600.0, raising=False)
+            with gate.silent():
+                first = svc.get("/customers/cust-lina")
+                assert first.status_code == 503, first.text[:500]
+                for path in ("/customers/cust-lina", "/service-levels", "/customers/cust-sven"):
+                    answer = svc.get(path)
+                    assert answer.status_code == 503, (path, answer.text[:500])
+                    message = answer.json()["error"]["message"]
+                    assert "is unreachable" in message and "tried again every" in message, (
+                        path,
+                        message,
+                    )
+                    assert "no view can be shown as fresh" in message, message
+                    assert answer.headers["retry-after"]
+                    assert "s3cr3t-pw" not in answer.text
+                health = svc.anonymous.get("/healthz")
+                assert health.status_code == 503, health.text[:500]
+                assert "tried again every" in health.json()["error"]["message"]
+            assert gate.held_connections >= 1, "the silence was never met: a weak test"
+            monkeypatch.setattr(location, "AWAY_RECHECK_S", 0.2, raising=False)
+            deadline = time.monotonic() + 90
+            while (answer := svc.get("/customers/cust-lina")).status_code != 200:
+                assert time.monotonic() < deadline, answer.text[:500]
+                time.sleep(0.3)
+            assert answer.json()["data"]["name"] == "Lina Ek"
+            # The in-process runner is back too: a new touchpoint is folded and read.
+            [position] = svc.emitter.emit_touchpoints([inquiry("cust-lina", "Back again?")])
+            after = {"after": position.token()}
+            while (fresh := svc.get("/customers/cust-lina", params=after)).status_code != 200:
+                assert time.monotonic() < deadline, fresh.text[:500]
+                time.sleep(0.3)
+            subjects = [e.get("summary", "") for e in fresh.json()["data"]["timeline"]["entries"]]
+            assert any("Back again?" in s for s in subjects), subjects
+    finally:
+        gate.close()

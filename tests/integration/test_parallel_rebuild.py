@@ -1,0 +1,179 @@
+"""A rebuild folded by several processes, each reading its own partitions into the one new
+store, gives exactly the store a single process gives: every row of every table (the row
+ids of the touchpoints aside: they number rows in the order recorded) and every view, on
+both logs and both stores, with customers merged across partitions, one of them erased, and
+a dead letter. A process killed half way is started again from the store's positions
+(nothing lost, nothing doubled); one that fails makes the whole rebuild fail, and nothing
+is swapped in.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import OperationalError
+
+import consumers.runner
+from bench.write_path import dump_store
+from consumers.log import Log, OutgoingMessage
+from consumers.rebuild import RebuildFailed, rebuild
+from domain import catalogue as c
+from domain.envelope import Touchpoint, new_touchpoint
+from journey.pipeline import Pipeline
+from journey.stories import all_touchpoints
+from journey.synthetic import generate_touchpoints
+from projections.backends import Backend
+from projections.location import StoreAddress
+from projections.store import JourneyStore, active_store
+from tests.integration.test_exactly_once import quiet_logs  # noqa: F401  (autouse)
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def _tp(data: c.TouchpointData, cid: str, minutes: int) -> Touchpoint:
+    return new_touchpoint(
+        data, customer_id=cid, occurred_at=NOW + timedelta(minutes=minutes), source="test"
+    )
+
+
+def _two_partitions(log: Log, topic: str) -> tuple[str, str]:
+    """Two customer ids whose touchpoints land in different partitions."""
+    first = "c-web"
+    home = log.partition_for(topic, first.encode())
+    other = next(
+        f"c-phone-{n}"
+        for n in range(100)
+        if log.partition_for(topic, f"c-phone-{n}".encode()) != home
+    )
+    return first, other
+
+
+def _history(pipeline: Pipeline) -> list[str]:
+    """Stories, generated customers, two customers merged across partitions (one erased,
+    which the live run cascades to the other on the log) and a poison message. Returns
+    customers whose views the dumps compare."""
+    log, topic = pipeline.log, pipeline.topic
+    web, phone = _two_partitions(log, topic)
+    pipeline.emit(all_touchpoints(NOW))
+    pipeline.emit(generate_touchpoints(300, 40, seed=11, start=NOW - timedelta(days=9)))
+    pipeline.emit(
+        [
+            _tp(c.SignupRequested(case_id="s-1", form="f", fields={"name": "Ann Webb"}), web, 0),
+            _tp(c.IdentityLinked(kind="customer_id", value=phone, verified=True), web, 1),
+            _tp(c.InquiryReceived(case_id="k-1", channel="phone", body="Ann again"), phone, 2),
+        ]
+    )
+    log.produce(topic, [OutgoingMessage(key=b"c-poison", value=b"{not json")])
+    pipeline.catch_up()
+    pipeline.emit([_tp(c.ErasureRequested(), web, 10)])
+    pipeline.catch_up()
+    pipeline.catch_up()  # the merged customer's own erasure, derived on the log
+    return [web, phone, "cust-sven", "cust-anna", "c-poison"]
+
+
+def _dump(address: StoreAddress, customers: list[str]) -> dict[str, Any]:
+    store = JourneyStore(address)
+    try:
+        return dump_store(store, customers, row_ids=False)
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def history(log: Log, store_address: Path | str, unique_topic: str) -> tuple[list[str], int]:
+    pipeline = Pipeline(log, store_address, topic=unique_topic)
+    try:
+        customers = _history(pipeline)
+    finally:
+        pipeline.close()
+    return customers, sum(log.high_watermarks(unique_topic).values())
+
+
+def test_two_processes_fold_disjoint_partitions_into_the_store_one_process_makes(
+    log: Log, store_address: Path | str, unique_topic: str, history: tuple[list[str], int]
+) -> None:
+    customers, total = history
+    dlq = f"{unique_topic}.dlq"
+    one, stats1, _ = rebuild(log, store_address, topic=unique_topic, dlq_topic=dlq, processes=1)
+    seen: list[int] = []
+    two, stats2, _ = rebuild(
+        log,
+        store_address,
+        topic=unique_topic,
+        dlq_topic=dlq,
+        processes=2,
+        progress=lambda done, _total: seen.append(done),
+    )
+    assert active_store(store_address) == two != one
+    # Two other processes, each with its own partitions, together all of them.
+    assert len(stats2.shares) == 2 and os.getpid() not in stats2.shares
+    first, second = (set(parts) for parts in stats2.shares.values())
+    assert first and second and not first & second
+    assert first | second == set(log.partitions(unique_topic))
+    assert list(stats1.shares.values()) == [tuple(log.partitions(unique_topic))]
+    # Progress across both processes, up to every message.
+    assert seen and seen[-1] == total
+    counts = [(s.processed, s.applied, s.duplicates, s.dead_letters) for s in (stats1, stats2)]
+    assert counts[0] == counts[1] and counts[0][0] == total and counts[0][3] == 1
+    assert stats1.keyless == stats2.keyless > 0  # the erased customers' sealed values
+    assert _dump(two, customers) == _dump(one, customers)
+
+
+def test_a_rebuild_process_killed_half_way_fails_the_rebuild_and_nothing_is_swapped_in(
+    embedded_log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, base = embedded_log, tmp_path / "views.db"
+    pipeline = Pipeline(log, base, topic=unique_topic)
+    try:
+        _history(pipeline)
+    finally:
+        pipeline.close()
+    total = sum(log.high_watermarks(unique_topic).values())
+    # Slowed (the forked processes inherit it), so the kill lands while they fold.
+    monkeypatch.setattr(consumers.runner, "_FOLD_DELAY_S", 0.002)
+    killed: list[int] = []
+
+    def kill_one(done: int, _total: int) -> None:
+        if not killed and done >= total // 4:
+            victim = multiprocessing.active_children()[0]
+            assert victim.pid is not None
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    with pytest.raises(RebuildFailed, match="killed by signal 9"):
+        rebuild(
+            log, base, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq", processes=2,
+            batch_size=40, progress=kill_one,
+        )  # fmt: skip
+    assert killed
+    assert active_store(base) == base  # the store in use stays
+    assert multiprocessing.active_children() == []  # the other process was stopped too
+
+
+def test_a_rebuild_process_that_fails_fails_the_rebuild_and_nothing_is_swapped_in(
+    embedded_log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, base = embedded_log, tmp_path / "views.db"
+    pipeline = Pipeline(log, base, topic=unique_topic)
+    try:
+        pipeline.emit(generate_touchpoints(100, 20, seed=3, start=NOW - timedelta(days=3)))
+        pipeline.catch_up()
+    finally:
+        pipeline.close()
+
+    def record_failing(self: Backend, *args: Any, **kwargs: Any) -> None:
+        raise OperationalError("disk I/O error (every write of the rebuild)")
+
+    monkeypatch.setattr(Backend, "record", record_failing)
+    with pytest.raises(RebuildFailed, match=r"partitions .*disk I/O error"):
+        rebuild(
+            log, base, topic=unique_topic, dlq_topic=f"{unique_topic}.dlq", processes=2,
+            retry_for_s=0,
+        )  # fmt: skip
+    assert active_store(base) == base  # the store in use stays
