@@ -333,8 +333,11 @@ class SQLiteBackend(Backend):
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:
-            # As the trigger does, only rows with a text ('rebuild' would add an entry for
-            # every row); then the segments merged into one, as a compacted store's are.
+            # Whatever it holds goes first (another opener of the file may have put the
+            # triggers back meanwhile: ``ddl`` makes them). Then, as the trigger does, only
+            # rows with a text ('rebuild' would add an entry for every row); then the
+            # segments merged into one, as a compacted store's are.
+            cur.execute("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('delete-all')")
             cur.execute(
                 "INSERT INTO touchpoints_fts (rowid, text)"
                 " SELECT id, text FROM touchpoints WHERE text IS NOT NULL ORDER BY id"

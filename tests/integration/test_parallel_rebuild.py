@@ -127,6 +127,25 @@ def test_two_processes_fold_disjoint_partitions_into_the_store_one_process_makes
     assert counts[0] == counts[1] and counts[0][0] == total and counts[0][3] == 1
     assert stats1.keyless == stats2.keyless > 0  # the erased customers' sealed values
     assert _dump(two, customers) == _dump(one, customers)
+    for address in (one, two):
+        _search_index_whole(address)
+
+
+def _search_index_whole(address: StoreAddress) -> None:
+    """SQLite's search index holds every text and nothing else, however the rebuild made
+    it (one process builds it in one pass at the end; several keep it row by row)."""
+    store = JourneyStore(address)
+    try:
+        if store.backend.kind != "sqlite":
+            return
+        store.query("INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('integrity-check')")
+        texts = store.query("SELECT count(*) FROM touchpoints WHERE text IS NOT NULL")[0][0]
+        assert texts > 0
+        assert store.query("SELECT count(*) FROM touchpoints_fts_docsize")[0][0] == texts
+        names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert {"touchpoints_indexed", "touchpoints_reindexed", "touchpoints_unindexed"} <= names
+    finally:
+        store.close()
 
 
 def test_a_rebuild_process_killed_half_way_fails_the_rebuild_and_nothing_is_swapped_in(

@@ -110,5 +110,20 @@ def test_a_compacted_rebuild_leaves_no_journal_beside_it(tmp_path: Path) -> None
     store.complete()
     store.compact()
     store.close()
-    # No journal or WAL; the open-check marker (integrity.WriteWitness) is not a journal.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["views.db", "views.db.checked"]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert "views.db" in left and not [n for n in left if n.endswith(("-journal", "-wal"))]
+
+
+def test_another_opener_mid_rebuild_leaves_the_search_index_whole(tmp_path: Path) -> None:
+    # A second open of the file makes the triggers again (``ddl``): rows written after it
+    # are indexed twice by the end's one pass unless it starts from nothing.
+    store = JourneyStore(tmp_path / "views.db", rebuilding=True)
+    store.process(TP, [(0, _inquiry("cust-a", "Fjellduk anorak"))], 0)
+    JourneyStore(tmp_path / "views.db").close()
+    store.process(TP, [(1, _inquiry("cust-b", "Fjellduk tent", 1))], 1)
+    store.complete()
+    assert _indexed(store) == 2
+    check = "INSERT INTO touchpoints_fts (touchpoints_fts) VALUES ('integrity-check')"
+    assert store.query(check) == []
+    assert {h.customer_id for h in search_customers(store, "fjellduk")} == {"cust-a", "cust-b"}
+    store.close()
