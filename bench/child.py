@@ -220,6 +220,13 @@ def consume(hosts: list[str], topic: str, mode: str, batch: int) -> dict[str, An
 # --------------------------------------------------------------------------- rebuild
 
 
+def _engine_processes() -> int:
+    """What ``journey rebuild`` runs with: the settings' JOURNEY_REBUILD_PROCESSES."""
+    from journey.settings import Settings
+
+    return Settings().rebuild_processes
+
+
 def rebuild(
     broker: str, topic: str, store_dir: Path, batch: int, processes: int | None = None
 ) -> dict[str, Any]:
@@ -251,7 +258,7 @@ def rebuild(
             dlq_topic=f"{topic}.dlq",
             progress=progress,
             batch_size=batch,
-            processes=processes,
+            processes=processes if processes is not None else _engine_processes(),
         )
         completed, store, done[0] = True, str(new_file), stats.processed
         dead, shares = stats.dead_letters, dict(getattr(stats, "shares", {}))
