@@ -13,13 +13,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from consumers.kafka_log import KafkaLog
+from consumers.kafka_log import KafkaConsumerAdapter, KafkaLog
 from consumers.log import Log, LogError, Message, OutgoingMessage, TopicPartition
+from journey.pipeline import Pipeline
+from journey.synthetic import generate_touchpoints
 
 pytestmark = pytest.mark.kafka
 
@@ -245,3 +249,25 @@ def test_the_producer_hashes_each_key_once_and_partitions_as_kafkas_default(
     for key, pos in zip(keys, positions, strict=True):
         assert pos.partition == default.partition(unique_topic, key, key, b"{}", b"{}", cluster)
         assert pos.partition == klog.partition_for(unique_topic, key)
+
+
+def test_a_tests_pipeline_joins_a_group_of_its_own_not_the_engines(
+    klog: KafkaLog, admin: KafkaAdminClient, unique_topic: str, tmp_path: Path
+) -> None:
+    """Test sessions share one broker: a test's engine joining the engine's default group
+    (``journey-views``) rebalanced every other session's members, and a member caught in
+    a rebalance now and then hit kafka-python's join bug (tests/conftest.py)."""
+    pipeline = Pipeline(klog, tmp_path / "views.db", topic=unique_topic)
+    try:
+        pipeline.emit(generate_touchpoints(5, 2, seed=1, start=datetime(2026, 11, 1, tzinfo=UTC)))
+        pipeline.runner.run_until_caught_up(60)
+        consumer = pipeline.runner.consumer
+        assert isinstance(consumer, KafkaConsumerAdapter)
+        group = consumer.group_id
+        assert group is not None and group.startswith("journey-views.")
+        groups = admin.describe_groups([group, "journey-views"])
+        members = {name: [str(m["client_id"]) for m in groups[name]["members"]] for name in groups}
+        assert members[group] == [consumer.member_id]
+        assert consumer.member_id not in members["journey-views"]
+    finally:
+        pipeline.close()
