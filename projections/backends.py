@@ -47,6 +47,11 @@ __all__ = ["Backend", "PostgresBackend", "SQLiteBackend", "Statement", "WriterTu
 Statement = tuple[str, Sequence[Any]]
 _R = TypeVar("_R")
 
+# How often a live SQLite writer copies its write-ahead log into the file (after a commit):
+# SQLite's own automatic checkpoint (every 1,000 pages) ran inside a commit, where the
+# writer's witness could not tell its change of the file from another program's.
+_CHECKPOINT_EVERY_S = 1.0
+
 
 class Backend(ABC):
     """One store's database: reads, and atomic batch writes with a tracking record."""
@@ -166,7 +171,10 @@ class _TunedPool(SQLiteConnectionPool):
             self.is_journal_mode_wal = True
         conn = super()._create_connection()
         cur = conn.cursor()
-        pragmas: tuple[str, ...] = ("synchronous=NORMAL",)
+        # The write-ahead log is copied into the file only by the writer's own checkpoints
+        # (_Datastore.checkpoint), never inside a commit: the file's identity then moves only
+        # where the writer's witness watches it, and a change anywhere else is someone else's.
+        pragmas: tuple[str, ...] = ("synchronous=NORMAL", "wal_autocheckpoint=0")
         if self.rebuilding:
             pragmas = ("journal_mode=PERSIST", "synchronous=OFF")
         pragmas += (f"cache_size=-{self.cache_kib}", "temp_store=MEMORY")
@@ -230,19 +238,43 @@ class _Datastore(SQLiteDatastore):
         self.pool.rebuilding = rebuilding
         self.witness = witness
         self.turns = turns
+        self._checkpoint_due = 0.0
+        self._rebuilding = rebuilding
 
     @contextmanager
     def get_connection(self, *, commit: bool) -> Iterator[SQLiteConnection]:
         # Every write of this process (eventsourcing's recorder included) passes here, one
-        # at a time (the pool's writer lock): what it did to the file, a checkpoint
-        # included, is vouched for, so the next open need not read the file whole.
+        # at a time (the pool's writer lock). In WAL a commit goes to the write-ahead log
+        # and leaves the file as it was: only the checkpoint after it (at most once a
+        # second) changes the file, and only that change is vouched for, so the next open
+        # need not read the file whole; a change made meanwhile by anyone else, even
+        # during one of these transactions, is not (the next open checks the file whole).
         with super().get_connection(commit=commit) as conn:
             if not commit or self.witness is None:
                 yield conn
                 return
-            before = self.witness.before()
+            if self._rebuilding:
+                # A rollback journal: each commit writes the file (nobody reads it yet).
+                before = self.witness.before()
+                yield conn
+                self.witness.after(before)
+                return
             yield conn
+            if time.monotonic() >= self._checkpoint_due:
+                self.checkpoint(conn, "PASSIVE")
+
+    def checkpoint(self, conn: SQLiteConnection, mode: str) -> tuple[int, int, int]:
+        """Copy the write-ahead log into the file (``PASSIVE``, or ``TRUNCATE`` to empty
+        it), with the writer lock held; what it changed is vouched for when the file was,
+        just before, the one last found sound. (busy, frames in the log, frames copied)."""
+        self._checkpoint_due = time.monotonic() + _CHECKPOINT_EVERY_S
+        before = self.witness.before() if self.witness is not None else None
+        cur = conn.cursor()
+        cur.execute(f"PRAGMA wal_checkpoint({mode})")
+        busy, frames, copied = cur.fetchone()
+        if self.witness is not None:
             self.witness.after(before)
+        return int(busy), int(frames), int(copied)
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
@@ -353,9 +385,7 @@ class SQLiteBackend(Backend):
         reader still on an older snapshot makes it partial (busy): then the next erasure or
         SQLite's own checkpoints finish it."""
         with self.datastore.get_connection(commit=True) as conn:
-            cur = conn.cursor()
-            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            busy, _, _ = cur.fetchone()
+            busy, _, _ = self.datastore.checkpoint(conn, "TRUNCATE")
         return not busy
 
     def compact(self) -> None:
