@@ -43,7 +43,7 @@ from domain.positions import TopicPartition
 from domain.rules import ServiceRules
 from projections.facts import at_micros
 from projections.rows import PENDING
-from projections.service_levels import ServiceItem
+from projections.service_levels import ServiceItem, running_deadline
 from projections.store import JourneyStore
 
 __all__ = ["PENDING", "DueClocks", "rules_fingerprint"]
@@ -256,11 +256,9 @@ class DueClocks:
             ]
             erased = row[11]
             start = _parse(started)
-            if due is None:
-                warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
-            else:
-                due_at = _parse(due)
-                warn_at = start + (due_at - start) * rules.warn_at_fraction
+            warn_at, due_at = running_deadline(
+                rules, kind, channel, team, started_at=start, due_at=due
+            )
             if (cid, kind, ref, due_at.isoformat()) in recorded:
                 # On the log: the row stays for the agents' lists, out of the keeper's sight.
                 settled.append(
@@ -272,23 +270,12 @@ class DueClocks:
                 )
                 continue
             items.append(
-                ServiceItem(
-                    customer_id=cid,
-                    name=None,
-                    kind=kind,
-                    ref=ref,
-                    case_kind=case_kind,
-                    label=None if erased else label,
-                    channel=channel,
-                    team=team,
-                    country=country,
+                ServiceItem.of_clock(
+                    (cid, kind, ref, case_kind, None if erased else label, channel, team, country),
                     started_at=start,
                     warn_at=warn_at,
                     due_at=due_at,
                     age_seconds=0.0,
-                    state="breached",
-                    recorded=False,
-                    missed_since=due_at,
                 )
             )
         if settled:
@@ -322,23 +309,12 @@ class DueClocks:
                 )
                 continue
             items.append(
-                ServiceItem(
-                    customer_id=cid,
-                    name=None,
-                    kind=kind,
-                    ref=ref,
-                    case_kind=case_kind,
-                    label=None,
-                    channel=channel,
-                    team=team,
-                    country=country,
+                ServiceItem.of_clock(
+                    (cid, kind, ref, case_kind, None, channel, team, country),
                     started_at=start,
                     warn_at=warn_at,
                     due_at=due_at,
                     age_seconds=(end - start).total_seconds(),
-                    state="breached",
-                    recorded=False,
-                    missed_since=due_at,
                 )
             )
         if settled:
