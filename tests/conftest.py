@@ -11,8 +11,9 @@ import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
@@ -77,7 +78,6 @@ def own_groups_kafka_log(bootstrap: str) -> Log:
     describes (it stays without partitions: "not caught up within 60 s"). Here a group named
     ``G`` is ``G.<this log's id>`` on the broker; a consumer outside any group stays outside."""
     from consumers.kafka_log import KafkaConsumerAdapter, KafkaLog
-    from consumers.log import OnAssign
 
     class OwnGroupsKafkaLog(KafkaLog):
         def __init__(self, servers: list[str]) -> None:
@@ -85,16 +85,11 @@ def own_groups_kafka_log(bootstrap: str) -> Log:
             self.group_suffix = f".{uuid.uuid4().hex[:12]}"
 
         def consumer(
-            self,
-            group_id: str | None,
-            topics: Sequence[str],
-            *,
-            on_assign: OnAssign | None = None,
-            partitions: Collection[int] | None = None,
+            self, group_id: str | None, topics: Sequence[str], **options: Any
         ) -> KafkaConsumerAdapter:
             if group_id:  # None (no group) and "" (an error the log reports) stay as they are
                 group_id += self.group_suffix
-            return super().consumer(group_id, topics, on_assign=on_assign, partitions=partitions)
+            return super().consumer(group_id, topics, **options)
 
     return OwnGroupsKafkaLog([bootstrap])
 
