@@ -238,7 +238,9 @@ class _Datastore(SQLiteDatastore):
         self.pool.rebuilding = rebuilding
         self.witness = witness
         self.turns = turns
-        self._checkpoint_due = 0.0
+        # Not at once: a process that only opens the store to read (its open commits the
+        # store's kind and version, a no-op) leaves the checkpoints to the writer.
+        self._checkpoint_due = time.monotonic() + _CHECKPOINT_EVERY_S
         self._rebuilding = rebuilding
 
     @contextmanager

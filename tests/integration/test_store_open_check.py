@@ -18,7 +18,7 @@ from consumers.embedded_log import EmbeddedLog
 from consumers.rebuild import rebuild
 from consumers.runner import Runner
 from journey.emitter import Emitter
-from projections import integrity
+from projections import backends, integrity
 from projections.integrity import StoreCorrupt
 from projections.keys import CustomerKeys
 from projections.store import JourneyStore, active_store
@@ -173,3 +173,28 @@ def test_damage_made_during_one_of_the_writers_transactions_is_found_at_open(
         writer.close()
     with pytest.raises(StoreCorrupt, match=r"damaged.*journey rebuild all"):
         JourneyStore(store).close()
+
+
+def test_the_writers_checkpoints_while_it_runs_keep_it_known_sound(
+    tmp_path: Path, whole_reads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer copies its write-ahead log into the file itself (here after every commit):
+    a reader opening the store while the writer still runs does not read it whole."""
+    monkeypatch.setattr(backends, "_CHECKPOINT_EVERY_S", 0.0)
+    _, store = fill(tmp_path)
+    open_and_close(store)
+    checks = len(whole_reads)
+    before = integrity.file_identity(store)
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    keys = CustomerKeys(tmp_path / "views.db")
+    Emitter(log, topic=TOPIC, source="test", keys=keys).emit_touchpoints(touchpoints(300, 30))
+    runner = Runner(log, store, topic=TOPIC, dlq_topic=f"{TOPIC}.dlq", keys=keys)
+    try:
+        runner.run_until_caught_up(60)
+        assert integrity.file_identity(store) != before, "no checkpoint changed the file"
+        open_and_close(store)
+    finally:
+        runner.close()
+        keys.close()
+        log.close()
+    assert len(whole_reads) == checks
