@@ -271,3 +271,36 @@ def test_a_tests_pipeline_joins_a_group_of_its_own_not_the_engines(
         assert consumer.member_id not in members["journey-views"]
     finally:
         pipeline.close()
+
+
+def test_a_member_stuck_in_kafka_pythons_join_is_replaced_and_gets_its_partitions(
+    klog: KafkaLog, unique_topic: str
+) -> None:
+    """One group name for two engines' topics (both left at the default group): when the
+    second member joins, kafka-python 3.0.12 leaves the first one rebalancing for good,
+    without partitions (5 of 6 tries, on this broker). After three session timeouts of it
+    the adapter replaces the member with a new one, which joins afresh."""
+    log = KafkaLog(klog.bootstrap_servers, session_timeout_s=6.0)  # the broker's least
+    group = f"two-topics-{uuid.uuid4().hex[:8]}"
+    first_topic, second_topic = unique_topic, f"{unique_topic}.other"
+    log.ensure_topics([first_topic, second_topic], partitions=3)
+    first = log.consumer(group, [first_topic], on_assign=lambda _: {})
+    second = None
+    try:
+        deadline = time.monotonic() + 20
+        while not first.assignment():
+            assert time.monotonic() < deadline, "the first member never got its partitions"
+            first.poll(0.05)
+        second = log.consumer(group, [second_topic], on_assign=lambda _: {})
+        deadline = time.monotonic() + 45  # three session timeouts, then a fresh join
+        while not (first.assignment() and second.assignment()):
+            assert time.monotonic() < deadline, (first.assignment(), second.assignment())
+            first.poll(0.05)
+            second.poll(0.05)
+        assert {tp.topic for tp in first.assignment()} == {first_topic}
+        assert {tp.topic for tp in second.assignment()} == {second_topic}
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        log.close()
