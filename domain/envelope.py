@@ -469,8 +469,9 @@ def encode(touchpoint: Touchpoint) -> bytes:
 
     The same bytes as ``to_envelope().model_dump_json(exclude_none=True)`` (the fields in
     the same order, ``data`` by its own model), without building and validating an
-    Envelope on the way."""
-    return touchpoint.model_dump_json(exclude_none=True).encode()
+    Envelope on the way, and straight to bytes (``model_dump_json`` makes a str of them,
+    and its keyword handling cost a third of the call)."""
+    return Touchpoint.__pydantic_serializer__.to_json(touchpoint, exclude_none=True)
 
 
 def encode_sealed(
