@@ -328,3 +328,30 @@ def _mutated(draw: st.DrawFn) -> bytes:
 def test_mutated_envelope_bytes_get_the_same_answer_both_ways(raw: bytes) -> None:
     _same_both_ways(raw)
     _same_both_ways(raw, None)
+
+
+# --------------------------------------------------------------------------- the poll
+
+
+def test_a_polled_message_is_the_message_the_dataclass_makes() -> None:
+    import dataclasses
+
+    from consumers.kafka_log import _message
+    from consumers.log import Message
+
+    class Record:  # what kafka-python's poll hands over, field by field
+        def __init__(self, headers: Any) -> None:
+            self.offset, self.key, self.value, self.timestamp = 7, b"c-1", b"{}", 1_700_000_000_000
+            self.headers = headers
+
+    for headers, expected in (
+        (None, ()),
+        ([], ()),
+        ([("journey-type", b"InquiryReceived")], (("journey-type", b"InquiryReceived"),)),
+    ):
+        made = _message("t", 3, Record(headers))
+        plain = Message("t", 3, 7, b"c-1", b"{}", 1_700_000_000_000, expected)
+        assert made == plain and hash(made) == hash(plain) and repr(made) == repr(plain)
+        assert made.topic_partition == plain.topic_partition
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.offset = 8  # type: ignore[misc]
