@@ -361,6 +361,10 @@ def decode(
     then schema, strict types, date ranges and ``occurred_at`` against ``bounds``. Every
     door passes ``bounds``; without them only the limits that need no clock apply (tools
     and tests re-reading what a door already let in).
+
+    Bytes of a current-version envelope with nothing sealed (the common case) are
+    validated once, straight from the bytes; everything else, and every error, takes
+    ``json.loads`` and :func:`parse_envelope` (the same answer either way).
     """
     if raw is None:
         raise InvalidEvent("not_json", "empty message (no value)")
@@ -406,7 +410,10 @@ _set = object.__setattr__
 def _wire(name: bytes) -> _Wire | None:
     kind = _KIND.get(name)
     if kind is None:
-        kind = _KIND[name] = name.decode()
+        kind = name.decode()
+        if kind not in CURRENT:
+            return None  # not remembered: a message must not grow this map
+        _KIND[name] = kind
     version = CURRENT.get(kind)
     if version is None:
         return None

@@ -166,6 +166,14 @@ def test_each_bound_is_refused_the_same_both_ways(name: str) -> None:
         assert outcome[0] == "refused" and outcome[2] == case.reason, outcome
 
 
+def test_unknown_type_names_are_not_remembered() -> None:
+    before = len(envelope._KIND)
+    for n in range(50):
+        env = {**example_envelope("InquiryReceived", 1), "type": f"Unknown{n}"}
+        assert _same_both_ways(json.dumps(env).encode())[2] == "unknown_type"
+    assert len(envelope._KIND) == before
+
+
 def test_too_deep_never_reaches_a_parser_or_a_model() -> None:
     deep = bounds_cases.deep(MAX_DEPTH + 1).encode()
     with (
