@@ -354,7 +354,20 @@ class SQLiteBackend(Backend):
         # One sorted pass over the rows so far; from then on it is kept row by row (a
         # rebuild that reads customers back needs it for each: a scan each would be
         # quadratic). ``IF NOT EXISTS``: another opener of the file may have made it.
-        self.execute([(timeline_ddl("sqlite"), ())])
+        # The sort spills to a temporary file, not memory, with a small buffer: with the
+        # pool's temp_store=MEMORY and page cache it took ~90 MiB more at 1M touchpoints,
+        # at the end of a rebuild whose peak is counted; this way ~4 MiB, and less CPU.
+        pool = self.datastore.pool
+        cache_kib = pool.cache_kib if isinstance(pool, _TunedPool) else _TunedPool.cache_kib
+        with self.datastore.get_connection(commit=True) as conn:
+            cur = conn.cursor()
+            cur.execute("PRAGMA temp_store=FILE")
+            cur.execute("PRAGMA cache_size=-2048")
+            try:
+                cur.execute(timeline_ddl("sqlite"))
+            finally:
+                cur.execute(f"PRAGMA cache_size=-{cache_kib}")
+                cur.execute("PRAGMA temp_store=MEMORY")
         self._timeline_deferred = False
 
     def rebuilt(self) -> None:
