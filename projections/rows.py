@@ -259,8 +259,9 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None], due: int 
                     due,
                 ),
             )
+        recorded = case.overdue_recorded  # mostly empty: no scan set up for each clock
         for kind, since, stopped in case.stopped_clocks:
-            if case.overdue_recorded_between(kind, since, stopped):
+            if recorded and case.overdue_recorded_between(kind, since, stopped):
                 continue
             put(
                 "stopped_clocks",
