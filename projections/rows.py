@@ -324,9 +324,19 @@ def diff_writes(before: CustomerRows | None, after: CustomerRows) -> list[Statem
     return writes
 
 
+_FACT_ROW_TYPES = (
+    c.KnownDefectRegistered,
+    c.ProactiveOutreachSent,
+    c.ReplyOverdue,
+    c.PromiseBroken,
+)
+
+
 def fact_writes(tp: Touchpoint) -> list[Statement]:
     """Rows that come straight from one touchpoint, whoever's journey it is in."""
     d = tp.data
+    if not isinstance(d, _FACT_ROW_TYPES):
+        return []  # nearly every touchpoint: no time formatted for nothing
     at = tp.occurred_at.isoformat()
     if isinstance(d, c.KnownDefectRegistered):
         return [
