@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from consumers.log import Log, LogError
 
@@ -79,6 +79,7 @@ def open_log(
     must_exist: bool = False,
     timeout_s: float | None = None,
     security: KafkaSecurity | None = None,
+    partition_fetch_bytes: int | None = None,
 ) -> Log:
     """Open the log a broker URL names (see :func:`parse_log_url`).
 
@@ -87,7 +88,8 @@ def open_log(
     read must not make a new, empty log out of a mistyped path. ``timeout_s`` bounds each
     call to a Kafka broker (the adapter's default otherwise). ``security`` says how to reach a
     secured broker (SASL mechanism, TLS and its files); the URL's user name (and password)
-    go into it.
+    go into it. ``partition_fetch_bytes``: what a Kafka consumer fetches of a partition at
+    once (the adapter's default otherwise).
     """
     parsed = parse_log_url(url)
     if parsed.scheme == "kafka":
@@ -98,9 +100,12 @@ def open_log(
             security = replace(
                 security or KafkaSecurity(), username=parsed.username, password=secret or ""
             )
+        options: dict[str, Any] = {}
         if timeout_s is not None:
-            return KafkaLog(list(parsed.hosts), security=security, timeout_s=timeout_s)
-        return KafkaLog(list(parsed.hosts), security=security)
+            options["timeout_s"] = timeout_s
+        if partition_fetch_bytes is not None:
+            options["partition_fetch_bytes"] = partition_fetch_bytes
+        return KafkaLog(list(parsed.hosts), security=security, **options)
     from consumers.embedded_log import EmbeddedLog
 
     if must_exist and not os.path.isfile(parsed.path):

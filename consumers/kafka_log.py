@@ -67,7 +67,14 @@ from consumers.log import (
     TopicPartition,
 )
 
-__all__ = ["KafkaConsumerAdapter", "KafkaLog", "KafkaSecurity", "KeyHashPartitioner", "key_hash"]
+__all__ = [
+    "DEFAULT_PARTITION_FETCH_BYTES",
+    "KafkaConsumerAdapter",
+    "KafkaLog",
+    "KafkaSecurity",
+    "KeyHashPartitioner",
+    "key_hash",
+]
 
 logger = structlog.get_logger(__name__)
 
@@ -92,6 +99,14 @@ _OFFSETS_TIMEOUT_S = 3.0
 # kafka-python backs off reconnecting up to 30 s by default: a broker that came back would
 # wait that long to be used again. One second keeps a reconnect well within 10 s.
 _RECONNECT_BACKOFF_MAX_MS = 1000
+
+# What a consumer asks the broker for in one fetch: per partition, and in all. kafka-python's
+# defaults (1 MiB a partition, 50 MB a fetch) let its fetcher hold several MiB of fetched
+# records per partition beside the batch being folded: a 1M rebuild over 6 partitions peaked
+# ~14 MiB higher with them (docs/BENCHMARKS.md, "Rebuild: peak RSS headroom"). A fetch still
+# returns at least one whole record batch when a batch is larger (KIP-74): nothing stalls.
+DEFAULT_PARTITION_FETCH_BYTES = 256 * 1024
+_FETCH_PARTITIONS = 8  # a fetch's bound: this many partitions' worth
 
 # After a client failed, it is made anew at the next call, but not sooner than this backoff
 # (doubling from the first, up to the last) since the previous attempt.
@@ -286,6 +301,7 @@ class KafkaLog:
         timeout_s: float = 10.0,
         session_timeout_s: float = 10.0,
         fetch_max_wait_ms: int = 20,
+        partition_fetch_bytes: int = DEFAULT_PARTITION_FETCH_BYTES,
         offsets_timeout_s: float = _OFFSETS_TIMEOUT_S,
         sasl: tuple[str, str] | None = None,
         security: KafkaSecurity | None = None,
@@ -297,12 +313,17 @@ class KafkaLog:
         bound_heaps()
         if timeout_s <= 0 or offsets_timeout_s <= 0:
             raise LogError(f"timeouts must be positive, got {timeout_s}, {offsets_timeout_s}")
+        if partition_fetch_bytes < 1024:
+            raise LogError(
+                f"a partition's fetch must be at least 1024 bytes, got {partition_fetch_bytes}"
+            )
         self.bootstrap_servers = list(bootstrap_servers)
         self.url = "kafka://" + ",".join(self.bootstrap_servers)
         self.client_id = client_id
         self.timeout_ms = int(timeout_s * 1000)
         self.session_timeout_ms = int(session_timeout_s * 1000)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.partition_fetch_bytes = partition_fetch_bytes
         self.offsets_timeout_ms = int(min(offsets_timeout_s, timeout_s) * 1000)
         # SASL and TLS; the passwords are never part of url, repr or a message. ``sasl``
         # (user, password) is SASL/PLAIN, as the broker URL's user:password@ gives it.
@@ -334,6 +355,7 @@ class KafkaLog:
             timeout_s=self.timeout_ms / 1000,
             session_timeout_s=self.session_timeout_ms / 1000,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
+            partition_fetch_bytes=self.partition_fetch_bytes,
             offsets_timeout_s=self.offsets_timeout_ms / 1000,
             security=self._security,
         )
@@ -952,6 +974,8 @@ class KafkaConsumerAdapter:
                 auto_offset_reset="earliest",
                 allow_auto_create_topics=False,
                 fetch_max_wait_ms=log.fetch_max_wait_ms,
+                max_partition_fetch_bytes=log.partition_fetch_bytes,
+                fetch_max_bytes=log.partition_fetch_bytes * _FETCH_PARTITIONS,
                 session_timeout_ms=log.session_timeout_ms,
                 heartbeat_interval_ms=max(100, log.session_timeout_ms // 10),
                 **log._client_config(),

@@ -304,3 +304,36 @@ def test_a_member_stuck_in_kafka_pythons_join_is_replaced_and_gets_its_partition
         if second is not None:
             second.close()
         log.close()
+
+
+def test_a_consumer_fetches_a_bounded_amount_and_still_reads_a_record_larger_than_it(
+    klog: KafkaLog, unique_topic: str
+) -> None:
+    """kafka-python's defaults (1 MiB a partition, 50 MB a fetch) held ~14 MiB more of a 1M
+    rebuild's peak memory; the log asks for 256 KiB a partition unless told otherwise, and
+    a record larger than that is still read (the broker returns a whole batch)."""
+    klog.ensure_topics([unique_topic], partitions=1)
+    big = b"x" * (40 * 1024)
+    klog.produce(unique_topic, [OutgoingMessage(key=b"c-1", value=big)])
+    klog.produce(unique_topic, [OutgoingMessage(key=b"c-1", value=b"{}")])
+
+    default = klog.consumer(None, [unique_topic])
+    try:
+        assert len(_poll_until(default.poll, 2)) == 2
+        config = default._consumer.config
+        assert config["max_partition_fetch_bytes"] == 256 * 1024
+        assert config["fetch_max_bytes"] == 8 * 256 * 1024
+    finally:
+        default.close()
+
+    small = KafkaLog(klog.bootstrap_servers, partition_fetch_bytes=16 * 1024)
+    try:
+        assert small.reopened().partition_fetch_bytes == 16 * 1024
+        consumer = small.consumer(None, [unique_topic])
+        got = _poll_until(consumer.poll, 2)
+        assert [m.value for m in got] == [big, b"{}"]
+        assert consumer._consumer.config["max_partition_fetch_bytes"] == 16 * 1024
+        assert consumer._consumer.config["fetch_max_bytes"] == 8 * 16 * 1024
+        consumer.close()
+    finally:
+        small.close()

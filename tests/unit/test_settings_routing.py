@@ -95,3 +95,24 @@ def test_the_log_level_alone_is_read_as_the_settings_read_it(
     monkeypatch.setenv("JOURNEY_LOG_LEVEL", value)
     monkeypatch.setenv("JOURNEY_CACHE_WEIGHT", "abc")
     assert log_level_alone() == seen
+
+
+def test_a_kafka_logs_fetch_size_comes_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumers.kafka_log import KafkaLog
+
+    # No broker is reached: a KafkaLog makes its clients on first use.
+    default = Settings(broker="kafka://127.0.0.1:1").open_log()
+    monkeypatch.setenv("JOURNEY_KAFKA_FETCH_KIB", "64")
+    told = Settings(broker="kafka://127.0.0.1:1").open_log()
+    try:
+        assert isinstance(default, KafkaLog) and isinstance(told, KafkaLog)
+        assert default.partition_fetch_bytes == 256 * 1024
+        assert told.partition_fetch_bytes == 64 * 1024
+    finally:
+        default.close()
+        told.close()
+    monkeypatch.setenv("JOURNEY_KAFKA_FETCH_KIB", "0")
+    with pytest.raises(ValueError, match="kafka_fetch_kib"):
+        Settings()
