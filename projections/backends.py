@@ -104,6 +104,10 @@ class Backend(ABC):
     def rebuilt(self) -> None:  # noqa: B027 -- most backends leave nothing for the end
         """A rebuild has written every row: build what it left for the end."""
 
+    def index_search(self) -> None:  # noqa: B027 -- most backends index as they write
+        """A rebuild on several processes has written every row: build what each of them
+        left for the end (its parent calls this once, after them all)."""
+
     @abstractmethod
     def compact(self) -> None:
         """Rewrite every table and index packed: rows written a customer at a time leave
@@ -288,6 +292,10 @@ class SQLiteBackend(Backend):
         processes): each write transaction waits its turn (:class:`WriterTurns`, the file
         ``<path>.writer``).
 
+        ``rebuilding`` with ``shared_writes``: the same, for the processes of a rebuild on
+        several taking turns; none builds the search index (:meth:`rebuilt`), their
+        parent does once they are all done (:meth:`index_search`).
+
         ``rebuilding``: a new file a rebuild fills, which nobody reads until
         :meth:`compact` has made it whole: a rollback journal (a failed batch still rolls
         back) and nothing waits for the disk; in WAL every commit wrote each changed page
@@ -329,7 +337,12 @@ class SQLiteBackend(Backend):
 
     def rebuilt(self) -> None:
         """Every row is written: build the search index from the table, in one pass, and
-        keep it with every write from now on (the triggers back)."""
+        keep it with every write from now on (the triggers back). Not in one of several
+        processes writing the file: the others may still be writing."""
+        if self.turns is None:
+            self.index_search()
+
+    def index_search(self) -> None:
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:

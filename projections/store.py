@@ -334,9 +334,9 @@ class JourneyStore:
                 if rebuilding
                 else None,
                 shared_writes=shared_writes,
-                # A file that exists already (not a rebuild's new one, or one several
-                # processes write) keeps its WAL.
-                rebuilding=rebuilding and not shared_writes and not store_exists(self.path),
+                # A file that exists already (not a rebuild's new one) keeps its WAL; one
+                # the processes of a rebuild write is a rebuild's new one (its parent made it).
+                rebuilding=rebuilding and (shared_writes or not store_exists(self.path)),
             )
             if made_here:  # sound by construction: the next open need not read it whole
                 sqlite.witness.vouch()
