@@ -325,7 +325,11 @@ class SQLiteBackend(Backend):
             # The search index is built once, from the whole table, when the rebuild has
             # written every row (:meth:`rebuilt`): row by row, its trigger tokenised each
             # text into the index's segments and merged them again and again.
-            self.execute([(f"DROP TRIGGER IF EXISTS {name}", ()) for name in SEARCH_TRIGGERS])
+            # One statement at a time (``execute`` runs executemany, which refuses a DROP
+            # that finds nothing: another process of a rebuild may have dropped them).
+            with self.transaction(commit=True) as cur:
+                for name in SEARCH_TRIGGERS:
+                    cur.execute(f"DROP TRIGGER IF EXISTS {name}")
 
     def sql(self, statement: str) -> str:
         return statement
