@@ -186,7 +186,9 @@ class WriterTurns:
     writer sleep in its busy handler (Python's: 1, 2, 5 … up to 100 ms a step) and retry,
     and a deferred transaction that read before another committed fails at once
     (SQLITE_BUSY_SNAPSHOT); waiting in the kernel, a writer wakes the moment the other
-    commits. Readers (WAL) never wait. Counts how long and how often a writer waited."""
+    commits. Readers of a WAL file never wait; those of a rebuild's file (a rollback
+    journal) wait out the other's commit only, in SQLite's busy handler. Counts how long and
+    how often a writer waited."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
