@@ -148,13 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         by_part: dict[int, list[tuple[int, Touchpoint]]] = {}
         for part, offset, t in placed[start : start + args.batch]:
             by_part.setdefault(part, []).append((offset, t))
-        for part, items in by_part.items():
-            store.process(
-                TopicPartition("bench", part),
-                items,
-                items[-1][0],
-                logged_at=dict.fromkeys((off for off, _ in items), _LOGGED),
-            )
+        _record(store, by_part)
     if hasattr(store, "complete"):
         store.complete()
     if profiler is not None:
@@ -194,6 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     store.close()
     tmp.cleanup()
     return 0
+
+
+def _record(store: Any, by_part: dict[int, list[tuple[int, Touchpoint]]]) -> None:
+    """A poll batch's slices, one a partition (offset, touchpoint), folded and recorded as the
+    runner does: ``JourneyStore.process`` a slice at a time."""
+    for part, items in by_part.items():
+        store.process(
+            TopicPartition("bench", part),
+            items,
+            items[-1][0],
+            logged_at=dict.fromkeys((off for off, _ in items), _LOGGED),
+        )
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -239,13 +245,7 @@ def _stream(args: argparse.Namespace) -> int:
             part = zlib.crc32(t.customer_id.encode()) % args.partitions
             by_part.setdefault(part, []).append((offsets[part], t))
             offsets[part] += 1
-        for part, items in by_part.items():
-            store.process(
-                TopicPartition("bench", part),
-                items,
-                items[-1][0],
-                logged_at=dict.fromkeys((off for off, _ in items), _LOGGED),
-            )
+        _record(store, by_part)
         fold_s += time.process_time() - cpu
         n += len(decoded)
     cpu = time.process_time()

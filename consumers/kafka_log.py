@@ -50,10 +50,12 @@ from kafka import TopicPartition as KafkaTopicPartition
 from kafka import errors as kafka_errors
 from kafka.partitioner import DefaultPartitioner, Partitioner
 from kafka.partitioner.default import murmur2
+from kafka.structs import MemberState
 
 from consumers.heaps import bound_heaps
 from consumers.log import (
     CommitRefused,
+    Headers,
     Log,
     LogConsumer,
     LogError,
@@ -851,7 +853,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka is un
     partitions; :meth:`KafkaConsumerAdapter.poll` does the rest on the caller's thread."""
 
     def __init__(self, owner: KafkaConsumerAdapter) -> None:
-        self._owner = weakref.ref(owner)
+        self._owner: Callable[[], KafkaConsumerAdapter | None] = weakref.ref(owner)
+
+    def detach(self) -> None:
+        """The consumer this listens to is being replaced: what it says no longer counts."""
+        self._owner = lambda: None
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         owner = self._owner()
@@ -862,6 +868,34 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka is un
         owner = self._owner()
         if owner is not None:
             owner._assigned({_from_kafka(tp) for tp in assigned}, assigned)
+
+
+_set = object.__setattr__
+
+
+def _message(topic: str, partition: int, record: Any) -> Message:
+    """``Message(...)`` of a kafka-python record without the frozen dataclass's ``__init__``
+    (an ``object.__setattr__`` per field: ~1 us of every message a poll returns): the same
+    fields, the same object."""
+    message = Message.__new__(Message)
+    _set(
+        message,
+        "__dict__",
+        {
+            "topic": topic,
+            "partition": partition,
+            "offset": int(record.offset),
+            "key": record.key,
+            "value": record.value,
+            "timestamp_ms": int(record.timestamp),
+            "headers": _headers(record.headers) if record.headers else (),
+        },
+    )
+    return message
+
+
+def _headers(headers: Any) -> Headers:
+    return tuple((str(k), bytes(v)) for k, v in headers)
 
 
 class KafkaConsumerAdapter:
@@ -890,20 +924,10 @@ class KafkaConsumerAdapter:
         self._held: set[TopicPartition] = set()
         self.member_id = f"{log.client_id}-{uuid.uuid4().hex[:12]}"
         self._log_ctx = logger.bind(group_id=group_id, member_id=self.member_id)
-        self._consumer: Any = log._create(
-            "consumer",
-            lambda: KafkaConsumer(
-                client_id=self.member_id,
-                group_id=group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                allow_auto_create_topics=False,
-                fetch_max_wait_ms=log.fetch_max_wait_ms,
-                session_timeout_ms=log.session_timeout_ms,
-                heartbeat_interval_ms=max(100, log.session_timeout_ms // 10),
-                **log._client_config(),
-            ),
-        )
+        # Since when the member has not been a stable member of its group (None: it is).
+        self._unstable_since: float | None = None
+        self._listener: _Listener | None = None
+        self._consumer: Any = self._new_consumer()
         if group_id is None:
             # A plain reader: every partition by hand, no group, no rebalance.
             kafka_tps = [
@@ -915,17 +939,79 @@ class KafkaConsumerAdapter:
             self._consumer.assign(kafka_tps)
             self._assigned({_from_kafka(tp) for tp in kafka_tps}, kafka_tps)
             return
-        self._consumer.subscribe(topics=topics, listener=_Listener(self))
+        self._listener = self._subscribe(self._consumer)
+
+    def _new_consumer(self) -> Any:
+        log = self._log
+        return log._create(
+            "consumer",
+            lambda: KafkaConsumer(
+                client_id=self.member_id,
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                allow_auto_create_topics=False,
+                fetch_max_wait_ms=log.fetch_max_wait_ms,
+                session_timeout_ms=log.session_timeout_ms,
+                heartbeat_interval_ms=max(100, log.session_timeout_ms // 10),
+                **log._client_config(),
+            ),
+        )
+
+    def _subscribe(self, consumer: Any) -> _Listener:
+        listener = _Listener(self)
+        consumer.subscribe(topics=self.topics, listener=listener)
         # Know the topics' partitions before the first join. Otherwise the group leader may
         # assign before its metadata arrives (nothing to anyone), rejoin at once, and when a
         # short poll returns while that second join is in flight, kafka-python 3.0.12 never
         # completes it: the member stays without partitions and stops heartbeating (seen
-        # about once in 50 fresh groups on a new topic).
-        for topic in topics:
-            log._call(
+        # about once in 50 fresh groups on a new topic). The same happens to a member whose
+        # group has members subscribed to other topics (one group name for two engines'
+        # topics): :meth:`_replace_if_stuck` replaces it.
+        for topic in self.topics:
+            self._log._call(
                 f"reading the partitions of topic {topic!r}",
-                functools.partial(self._consumer.partitions_for_topic, topic),
+                functools.partial(consumer.partitions_for_topic, topic),
             )
+        return listener
+
+    def _replace_if_stuck(self) -> None:
+        """A group member that has not been stable for three session timeouts while it kept
+        polling is stuck in kafka-python's join (above): its partitions went to the others
+        long ago. It is replaced by a new member of the group, which joins afresh (a member
+        that only waited for a slow peer costs the group one more rebalance)."""
+        if self.group_id is None:
+            return
+        now = time.monotonic()
+        if self._consumer.group_metadata().state == MemberState.STABLE:
+            self._unstable_since = None
+            return
+        if self._unstable_since is None:
+            self._unstable_since = now
+            return
+        stuck_s = now - self._unstable_since
+        if stuck_s < 3 * self._log.session_timeout_ms / 1000:
+            return
+        self._log_ctx.warning(
+            "group member stuck outside its group: joining again as a new member",
+            unstable_s=round(stuck_s, 1),
+        )
+        # The new member first: when the broker is away it fails here (the caller retries),
+        # and this member stays as it was, to be replaced at a later poll.
+        fresh = self._new_consumer()
+        try:
+            listener = self._subscribe(fresh)
+        except BaseException:
+            _close_quietly(fresh, self._log.timeout_ms / 1000)
+            raise
+        if self._listener is not None:
+            self._listener.detach()
+        with self._state_lock:
+            released, self._held, self._pending = self._held, set(), set()
+        if released:
+            self._log_ctx.info("partitions revoked", revoked=[str(tp) for tp in sorted(released)])
+        _close_quietly(self._consumer, self._log.timeout_ms / 1000)
+        self._consumer, self._listener, self._unstable_since = fresh, listener, None
 
     def __repr__(self) -> str:
         return f"KafkaConsumerAdapter(group_id={self.group_id!r}, topics={self.topics!r})"
@@ -991,6 +1077,7 @@ class KafkaConsumerAdapter:
             raise LogError(f"max_records must be at least 1, got {max_records}")
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
+            self._replace_if_stuck()
             self._start_pending()
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if self._on_assign is not None:
@@ -1002,21 +1089,15 @@ class KafkaConsumerAdapter:
                     self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records
                 ),
             )
+            # Sorted by topic and partition; each partition's records come in offset order.
             messages = [
-                Message(
-                    topic=str(record.topic),
-                    partition=int(record.partition),
-                    offset=int(record.offset),
-                    key=record.key,
-                    value=record.value,
-                    timestamp_ms=int(record.timestamp),
-                    headers=tuple((str(k), bytes(v)) for k, v in (record.headers or ())),
+                _message(topic, partition, record)
+                for topic, partition, records in sorted(
+                    (str(ktp.topic), int(ktp.partition), records) for ktp, records in batch.items()
                 )
-                for records in batch.values()
                 for record in records
             ]
             if messages:
-                messages.sort(key=lambda m: (m.topic, m.partition, m.offset))
                 return messages
             if time.monotonic() >= deadline:
                 return []

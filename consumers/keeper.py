@@ -171,11 +171,13 @@ class PromiseKeeper:
         # Running clocks past due and reply clocks that stopped after their target, with
         # no breach on record: only those due by the latest partition clock are read.
         mine = self._holding.keys() if self.owned is not None else None
-        items = self._due.due(store, positions, max(clocks.values()), mine)
-        for item in items:
+        # Each decided by the partition its customer's touchpoints were folded from, the one
+        # the selection above went by: a producer whose partitioner is not murmur2 may have put
+        # the customer elsewhere than ``partition_for`` says, and with several workers the
+        # clock would then be selected by one worker and decided by none.
+        for partition, item in self._due.due(store, positions, max(clocks.values()), mine):
             if item.recorded:
                 continue
-            partition = self.log.partition_for(self.topic, item.customer_id.encode())
             clock = clocks.get(partition)
             if clock is None or item.due_at > clock or partition not in ready:
                 continue

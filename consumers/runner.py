@@ -307,11 +307,13 @@ class Runner:
             messages = self.consumer.poll(self.poll_timeout_s, self.batch_size)
             if not messages:
                 return 0
-            by_tp: dict[TopicPartition, list[Message]] = defaultdict(list)
+            # grouped by (topic, partition), not by a TopicPartition made for every message
+            by_part: dict[tuple[str, int], list[Message]] = defaultdict(list)
             for msg in messages:
-                by_tp[msg.topic_partition].append(msg)
+                by_part[msg.topic, msg.partition].append(msg)
             commits: dict[TopicPartition, int] = {}
-            for tp, batch in by_tp.items():
+            for (topic, partition), batch in by_part.items():
+                tp = TopicPartition(topic, partition)
                 try:
                     self._process_partition(tp, batch)
                 except BaseException:
@@ -360,6 +362,7 @@ class Runner:
         # One Bounds per log time, not per message: a batch's messages mostly share their
         # timestamp's millisecond, and making them was 3 us a message.
         bounds_at: dict[int, Bounds] = {}
+        logged: dict[int, datetime] = {}
         for msg in batch:
             bounds = bounds_at.get(msg.timestamp_ms)
             if bounds is None:
@@ -391,6 +394,7 @@ class Runner:
             if self._fold_delay_s:
                 time.sleep(self._fold_delay_s)
             items.append((msg.offset, touchpoint))
+            logged[msg.offset] = bounds.now  # when the log received it (its bounds' now)
             if isinstance(touchpoint.data, c.ErasureRequested):
                 # What follows it in this batch reads as a replay will read it: keyless.
                 erasures.append((touchpoint, now_for(msg)))
@@ -406,7 +410,7 @@ class Runner:
                     batch[-1].offset,
                     dead,
                     # When the log received each one: what a known-at view goes by.
-                    logged_at={off: _logged(by_offset[off], bounds_at) for off, _ in items},
+                    logged_at=logged,
                 )
                 break
             except BatchRejected as rejected:
@@ -567,12 +571,6 @@ def _derived_erasure(erasure: Touchpoint, customer_id: str) -> OutgoingMessage:
         value=encode(tp),
         headers=(("journey-type", tp.type.encode()), ("journey-event-id", str(event_id).encode())),
     )
-
-
-def _logged(msg: Message, bounds_at: Mapping[int, Bounds]) -> datetime:
-    """``now_for(msg)``, as the batch's bounds have it already."""
-    known = bounds_at.get(msg.timestamp_ms)
-    return known.now if known is not None else now_for(msg)
 
 
 def now_for(msg: Message) -> datetime:

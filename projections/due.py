@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -43,10 +43,10 @@ from domain.positions import TopicPartition
 from domain.rules import ServiceRules
 from projections.facts import at_micros
 from projections.rows import PENDING
-from projections.service_levels import ServiceItem
+from projections.service_levels import ServiceItem, running_deadline
 from projections.store import JourneyStore
 
-__all__ = ["PENDING", "DueClocks", "rules_fingerprint"]
+__all__ = ["PENDING", "Due", "DueClocks", "rules_fingerprint"]
 
 logger = structlog.get_logger(__name__)
 
@@ -75,6 +75,14 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+class Due(NamedTuple):
+    """A clock due, and the partition its customer's touchpoints were folded from (the one
+    whose worker selects it, and whose clock and holding decide it)."""
+
+    partition: int
+    item: ServiceItem
+
+
 class DueClocks:
     """The keeper's reads of what is due, for one store handle at a time."""
 
@@ -93,7 +101,7 @@ class DueClocks:
         positions: Mapping[TopicPartition, int],
         until: datetime,
         partitions: Collection[int] | None = None,
-    ) -> list[ServiceItem]:
+    ) -> list[Due]:
         """Every clock whose deadline is at or before ``until`` and not yet on the log as a
         breach (a running clock past due, or a reply clock that stopped after its target),
         in a total order (customer, kind, ref): what the keeper used to find among every
@@ -235,10 +243,10 @@ class DueClocks:
 
     # ------------------------------------------------------------------ what is due
 
-    def _open_due(self, store: JourneyStore, until_us: int, mine: _Mine) -> list[ServiceItem]:
+    def _open_due(self, store: JourneyStore, until_us: int, mine: _Mine) -> list[Due]:
         rows = store.query(
             "SELECT k.customer_id, k.kind, k.ref, k.case_kind, k.label, k.channel, k.team,"
-            " k.country, k.started_at, k.due_at, k.due_us, c.erased_at FROM clocks k"
+            " k.country, k.started_at, k.due_at, k.due_us, c.erased_at, c.partition FROM clocks k"
             " JOIN customers c USING (customer_id)"
             f" WHERE k.due_us > ? AND k.due_us <= ?{mine.where}"
             " ORDER BY k.customer_id, k.kind, k.ref",
@@ -247,20 +255,18 @@ class DueClocks:
         if not rows:
             return []
         recorded = self._recorded(store, [str(r[0]) for r in rows])
-        items: list[ServiceItem] = []
+        items: list[Due] = []
         settled: list[tuple[str, Sequence[Any]]] = []
         rules = self.rules
         for row in rows:
             cid, kind, ref, case_kind, label, channel, team, country, started, due, due_us = row[
                 :11
             ]
-            erased = row[11]
+            erased, partition = row[11], int(row[12])
             start = _parse(started)
-            if due is None:
-                warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
-            else:
-                due_at = _parse(due)
-                warn_at = start + (due_at - start) * rules.warn_at_fraction
+            warn_at, due_at = running_deadline(
+                rules, kind, channel, team, started_at=start, due_at=due
+            )
             if (cid, kind, ref, due_at.isoformat()) in recorded:
                 # On the log: the row stays for the agents' lists, out of the keeper's sight.
                 settled.append(
@@ -271,34 +277,23 @@ class DueClocks:
                     )
                 )
                 continue
-            items.append(
-                ServiceItem(
-                    customer_id=cid,
-                    name=None,
-                    kind=kind,
-                    ref=ref,
-                    case_kind=case_kind,
-                    label=None if erased else label,
-                    channel=channel,
-                    team=team,
-                    country=country,
-                    started_at=start,
-                    warn_at=warn_at,
-                    due_at=due_at,
-                    age_seconds=0.0,
-                    state="breached",
-                    recorded=False,
-                    missed_since=due_at,
-                )
+            item = ServiceItem.of_clock(
+                (cid, kind, ref, case_kind, None if erased else label, channel, team, country),
+                started_at=start,
+                warn_at=warn_at,
+                due_at=due_at,
+                age_seconds=0.0,
             )
+            items.append(Due(partition, item))
         if settled:
             store.backend.execute(settled)
         return items
 
-    def _stopped_due(self, store: JourneyStore, until_us: int, mine: _Mine) -> list[ServiceItem]:
+    def _stopped_due(self, store: JourneyStore, until_us: int, mine: _Mine) -> list[Due]:
         rows = store.query(
             "SELECT customer_id, kind, ref, case_kind, channel, team, country, started_at,"
-            f" stopped_at, due_us FROM stopped_clocks{mine.join}"
+            " stopped_at, due_us, c.partition FROM stopped_clocks"
+            " JOIN customers c USING (customer_id)"
             f" WHERE due_us > ? AND due_us <= ?{mine.where}"
             " ORDER BY customer_id, kind, ref, started_at",
             (PENDING, until_us, *mine.params),
@@ -306,10 +301,12 @@ class DueClocks:
         if not rows:
             return []
         recorded = self._recorded(store, [str(r[0]) for r in rows])
-        items: list[ServiceItem] = []
+        items: list[Due] = []
         settled: list[tuple[str, Sequence[Any]]] = []
         rules = self.rules
-        for cid, kind, ref, case_kind, channel, team, country, started, stopped, due_us in rows:
+        for row in rows:
+            cid, kind, ref, case_kind, channel, team, country, started, stopped, due_us = row[:10]
+            partition = int(row[10])
             start, end = _parse(started), _parse(stopped)
             warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
             if (cid, kind, ref, due_at.isoformat()) in recorded:
@@ -321,26 +318,14 @@ class DueClocks:
                     )
                 )
                 continue
-            items.append(
-                ServiceItem(
-                    customer_id=cid,
-                    name=None,
-                    kind=kind,
-                    ref=ref,
-                    case_kind=case_kind,
-                    label=None,
-                    channel=channel,
-                    team=team,
-                    country=country,
-                    started_at=start,
-                    warn_at=warn_at,
-                    due_at=due_at,
-                    age_seconds=(end - start).total_seconds(),
-                    state="breached",
-                    recorded=False,
-                    missed_since=due_at,
-                )
+            item = ServiceItem.of_clock(
+                (cid, kind, ref, case_kind, None, channel, team, country),
+                started_at=start,
+                warn_at=warn_at,
+                due_at=due_at,
+                age_seconds=(end - start).total_seconds(),
             )
+            items.append(Due(partition, item))
         if settled:
             store.backend.execute(settled)
         return items

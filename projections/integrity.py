@@ -12,17 +12,19 @@ at once, instead of answering health checks with "ok" and reads with 500:
 where the heaviest customer's first view takes 30-46 ms. So it runs at open only when the
 file is not the one last found sound: a marker beside the store (``<store>.checked``)
 records the file's identity (device, inode, size, modification and change times) after a
-check passed, and a writer moves it forward across its own commits, checkpoints and
-vacuums (:class:`WriteWitness`), so that readers of a store that only journey wrote open
-it without reading it whole. Anything else that writes the file — a copy, a truncation,
-an overwrite, a tool that restores the modification time (the change time still moves) —
-makes the next open check it whole. What a marker cannot see is damage that leaves the
-file's identity as it was (a bad sector), nor a write by another program made while journey's
-writer is inside one of its own write transactions (its witness sees the file changed across
-the transaction and cannot tell whose change it was: tests/integration/test_store_open_check.py
-marks this as an open risk). Both are found by the read that meets the damage ("database
-disk image is malformed" marks the store corrupt at once) and, while serving, by the full
-check that runs in the background at an interval (see :class:`IntegrityWatch`).
+check passed, and a writer moves it forward across its own checkpoints, vacuums and close
+(:class:`WriteWitness`), so that readers of a store that only journey wrote open it without
+reading it whole. A commit (WAL) goes to the write-ahead log and leaves the file as it was;
+the writer copies the log into the file itself, at most once a second (SQLite's automatic
+checkpoint is off: it ran inside a commit, where a change of the file could not be told
+from another program's). Anything else that writes the file — a copy, a truncation, an
+overwrite, a tool that restores the modification time (the change time still moves), a
+write made while journey's writer is inside a write transaction — makes the next open
+check it whole. What a marker cannot see is damage that leaves the file's identity as it
+was (a bad sector), nor a write by another program in the milliseconds of one of the
+writer's own checkpoints. Both are found by the read that meets the damage ("database disk
+image is malformed" marks the store corrupt at once) and, while serving, by the full check
+that runs in the background at an interval (see :class:`IntegrityWatch`).
 """
 
 from __future__ import annotations
@@ -216,11 +218,11 @@ def check_if_changed(path: Path) -> str | None:
 
 class WriteWitness:
     """A writer's account of its own writes to a store file it found sound: after each of
-    its write transactions (and its checkpoints, vacuum and close), the file's new identity
-    is recorded as sound — but only when the identity before the write was the one last
-    recorded, so a change by anyone else between two of its writes is never vouched for (the
-    next open checks the file whole); one made during its own write transaction is (see the
-    module's docstring). Thread-safe; two stats per write transaction."""
+    its checkpoints (and its vacuum and close: what changes the file; a commit in WAL does
+    not), the file's new identity is recorded as sound — but only when the identity before
+    was the one last recorded, so a change by anyone else between two of them, a commit's
+    transaction included, is never vouched for (the next open checks the file whole).
+    Thread-safe; two stats per checkpoint."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -259,8 +259,9 @@ def _clock_rows(j: Journey, cid: str, put: Callable[[str, Row], None], due: int 
                     due,
                 ),
             )
+        recorded = case.overdue_recorded  # mostly empty: no scan set up for each clock
         for kind, since, stopped in case.stopped_clocks:
-            if case.overdue_recorded_between(kind, since, stopped):
+            if recorded and case.overdue_recorded_between(kind, since, stopped):
                 continue
             put(
                 "stopped_clocks",
@@ -323,9 +324,19 @@ def diff_writes(before: CustomerRows | None, after: CustomerRows) -> list[Statem
     return writes
 
 
+_FACT_ROW_TYPES = (
+    c.KnownDefectRegistered,
+    c.ProactiveOutreachSent,
+    c.ReplyOverdue,
+    c.PromiseBroken,
+)
+
+
 def fact_writes(tp: Touchpoint) -> list[Statement]:
     """Rows that come straight from one touchpoint, whoever's journey it is in."""
     d = tp.data
+    if not isinstance(d, _FACT_ROW_TYPES):
+        return []  # nearly every touchpoint: no time formatted for nothing
     at = tp.occurred_at.isoformat()
     if isinstance(d, c.KnownDefectRegistered):
         return [

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SEARCH_DDL", "SEARCH_TRIGGERS", "ddl"]
+__all__ = ["SEARCH_DDL", "SEARCH_TRIGGERS", "TIMELINE_INDEX", "ddl", "timeline_ddl"]
 
 # {serial}: a row id that never changes (SQLite's search index points at it; PostgreSQL's
 # search needs none, so there is no such column there); {blob}: bytes; {compact}: on SQLite,
@@ -173,6 +173,17 @@ TRGM_SCHEMA = (
     "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
     " WHERE e.extname = 'pg_trgm'"
 )
+
+
+# The timeline index: a rebuild's new SQLite store builds it in one sorted pass once every
+# row is written, or when a read by customer first needs it (projections/backends.py).
+TIMELINE_INDEX = "touchpoints_timeline"
+
+
+def timeline_ddl(kind: str) -> str:
+    """The statement that creates the timeline index on ``kind`` (as ``ddl`` makes it)."""
+    (statement,) = (s for s in ddl(kind) if f"INDEX IF NOT EXISTS {TIMELINE_INDEX}" in s)
+    return statement
 
 
 def ddl(kind: str) -> list[str]:

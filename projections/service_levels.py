@@ -19,6 +19,7 @@ __all__ = [
     "ServiceLevels",
     "build_service_levels",
     "page_items",
+    "running_deadline",
     "unknown_filter",
 ]
 
@@ -44,6 +45,59 @@ class ServiceItem(BaseModel):
         description="When the deadline was missed (breached items only); it stays listed "
         "until kept late, replied to, resolved or acknowledged (BreachAcknowledged)",
     )
+
+    @classmethod
+    def of_clock(
+        cls,
+        clock: tuple[str, str, str, str | None, str | None, str | None, str | None, str | None],
+        *,
+        started_at: datetime,
+        warn_at: datetime,
+        due_at: datetime,
+        age_seconds: float,
+        state: str = "breached",
+        name: str | None = None,
+        recorded: bool = False,
+    ) -> ServiceItem:
+        """A clock as the agents' lists and the promise keeper show it: ``clock`` is (customer
+        id, kind, ref, case kind, label, channel, team, country); a breached one was missed
+        at its deadline."""
+        customer_id, kind, ref, case_kind, label, channel, team, country = clock
+        return cls(
+            customer_id=customer_id,
+            name=name,
+            kind=kind,
+            ref=ref,
+            case_kind=case_kind,
+            label=label,
+            channel=channel,
+            team=team,
+            country=country,
+            started_at=started_at,
+            warn_at=warn_at,
+            due_at=due_at,
+            age_seconds=age_seconds,
+            state=state,
+            recorded=recorded,
+            missed_since=due_at if state == "breached" else None,
+        )
+
+
+def running_deadline(
+    rules: ServiceRules,
+    kind: str,
+    channel: str | None,
+    team: str | None,
+    *,
+    started_at: datetime,
+    due_at: str | None,
+) -> tuple[datetime, datetime]:
+    """(warn at, due at) of a running clock: the deadline the store holds (the keeper worked
+    it out, business hours included), else the rules'."""
+    if due_at is None:
+        return rules.deadline(kind, channel or "default", team, started_at)
+    due = _parse(due_at)
+    return started_at + (due - started_at) * rules.warn_at_fraction, due
 
 
 class ServiceLevels(BaseModel):
@@ -122,11 +176,7 @@ def open_items(
         erased,
     ) in rows:
         start = _parse(started)
-        if due is None:
-            warn_at, due_at = rules.deadline(kind, channel or "default", team, start)
-        else:
-            due_at = _parse(due)
-            warn_at = start + (due_at - start) * rules.warn_at_fraction
+        warn_at, due_at = running_deadline(rules, kind, channel, team, started_at=start, due_at=due)
         state = "breached" if now >= due_at else "warning" if now >= warn_at else "ok"
         name = own_name
         if with_names and name is None and not erased:
@@ -135,23 +185,15 @@ def open_items(
                 person_names[cid] = _person_name(store, cid)
             name = person_names[cid]
         items.append(
-            ServiceItem(
-                customer_id=cid,
-                name=None if erased else name,
-                kind=kind,
-                ref=ref,
-                case_kind=case_kind,
-                label=None if erased else label,
-                channel=channel,
-                team=team,
-                country=country,
+            ServiceItem.of_clock(
+                (cid, kind, ref, case_kind, None if erased else label, channel, team, country),
                 started_at=start,
                 warn_at=warn_at,
                 due_at=due_at,
                 age_seconds=(now - start).total_seconds(),
                 state=state,
+                name=None if erased else name,
                 recorded=(cid, kind, ref, due_at.isoformat()) in recorded,
-                missed_since=due_at if state == "breached" else None,
             )
         )
     return items

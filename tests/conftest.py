@@ -11,8 +11,9 @@ import contextlib
 import functools
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
@@ -67,14 +68,38 @@ def embedded_log(tmp_path: Path) -> Iterator[Log]:
     log.close()
 
 
+def own_groups_kafka_log(bootstrap: str) -> Log:
+    """A Kafka log on the shared test broker whose consumer groups are this log's own.
+
+    Every test ``Pipeline`` and ``Runner`` joins the engine's default group (``journey-views``)
+    unless told otherwise, and on a broker shared by concurrent test sessions they all joined
+    that one group: each test's join rebalanced every other session's members, and a member
+    caught in a rebalance sometimes hits the kafka-python 3.0.12 join bug consumers/kafka_log.py
+    describes (it stays without partitions: "not caught up within 60 s"). Here a group named
+    ``G`` is ``G.<this log's id>`` on the broker; a consumer outside any group stays outside."""
+    from consumers.kafka_log import KafkaConsumerAdapter, KafkaLog
+
+    class OwnGroupsKafkaLog(KafkaLog):
+        def __init__(self, servers: list[str]) -> None:
+            super().__init__(servers)
+            self.group_suffix = f".{uuid.uuid4().hex[:12]}"
+
+        def consumer(
+            self, group_id: str | None, topics: Sequence[str], **options: Any
+        ) -> KafkaConsumerAdapter:
+            if group_id:  # None (no group) and "" (an error the log reports) stay as they are
+                group_id += self.group_suffix
+            return super().consumer(group_id, topics, **options)
+
+    return OwnGroupsKafkaLog([bootstrap])
+
+
 @pytest.fixture
 def kafka_log() -> Iterator[Log]:
     bootstrap = kafka_bootstrap()
     if bootstrap is None:
         pytest.skip("JOURNEY_TEST_KAFKA not set; run `make test` to start a real Kafka")
-    from consumers.kafka_log import KafkaLog
-
-    log = KafkaLog([bootstrap])
+    log = own_groups_kafka_log(bootstrap)
     yield log
     log.close()
 

@@ -13,13 +13,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from consumers.kafka_log import KafkaLog
+from consumers.kafka_log import KafkaConsumerAdapter, KafkaLog
 from consumers.log import Log, LogError, Message, OutgoingMessage, TopicPartition
+from journey.pipeline import Pipeline
+from journey.synthetic import generate_touchpoints
 
 pytestmark = pytest.mark.kafka
 
@@ -245,3 +249,58 @@ def test_the_producer_hashes_each_key_once_and_partitions_as_kafkas_default(
     for key, pos in zip(keys, positions, strict=True):
         assert pos.partition == default.partition(unique_topic, key, key, b"{}", b"{}", cluster)
         assert pos.partition == klog.partition_for(unique_topic, key)
+
+
+def test_a_tests_pipeline_joins_a_group_of_its_own_not_the_engines(
+    klog: KafkaLog, admin: KafkaAdminClient, unique_topic: str, tmp_path: Path
+) -> None:
+    """Test sessions share one broker: a test's engine joining the engine's default group
+    (``journey-views``) rebalanced every other session's members, and a member caught in
+    a rebalance now and then hit kafka-python's join bug (tests/conftest.py)."""
+    pipeline = Pipeline(klog, tmp_path / "views.db", topic=unique_topic)
+    try:
+        pipeline.emit(generate_touchpoints(5, 2, seed=1, start=datetime(2026, 11, 1, tzinfo=UTC)))
+        pipeline.runner.run_until_caught_up(60)
+        consumer = pipeline.runner.consumer
+        assert isinstance(consumer, KafkaConsumerAdapter)
+        group = consumer.group_id
+        assert group is not None and group.startswith("journey-views.")
+        groups = admin.describe_groups([group, "journey-views"])
+        members = {name: [str(m["client_id"]) for m in groups[name]["members"]] for name in groups}
+        assert members[group] == [consumer.member_id]
+        assert consumer.member_id not in members["journey-views"]
+    finally:
+        pipeline.close()
+
+
+def test_a_member_stuck_in_kafka_pythons_join_is_replaced_and_gets_its_partitions(
+    klog: KafkaLog, unique_topic: str
+) -> None:
+    """One group name for two engines' topics (both left at the default group): when the
+    second member joins, kafka-python 3.0.12 leaves the first one rebalancing for good,
+    without partitions (5 of 6 tries, on this broker). After three session timeouts of it
+    the adapter replaces the member with a new one, which joins afresh."""
+    log = KafkaLog(klog.bootstrap_servers, session_timeout_s=6.0)  # the broker's least
+    group = f"two-topics-{uuid.uuid4().hex[:8]}"
+    first_topic, second_topic = unique_topic, f"{unique_topic}.other"
+    log.ensure_topics([first_topic, second_topic], partitions=3)
+    first = log.consumer(group, [first_topic], on_assign=lambda _: {})
+    second = None
+    try:
+        deadline = time.monotonic() + 20
+        while not first.assignment():
+            assert time.monotonic() < deadline, "the first member never got its partitions"
+            first.poll(0.05)
+        second = log.consumer(group, [second_topic], on_assign=lambda _: {})
+        deadline = time.monotonic() + 45  # three session timeouts, then a fresh join
+        while not (first.assignment() and second.assignment()):
+            assert time.monotonic() < deadline, (first.assignment(), second.assignment())
+            first.poll(0.05)
+            second.poll(0.05)
+        assert {tp.topic for tp in first.assignment()} == {first_topic}
+        assert {tp.topic for tp in second.assignment()} == {second_topic}
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        log.close()

@@ -18,7 +18,7 @@ from consumers.embedded_log import EmbeddedLog
 from consumers.rebuild import rebuild
 from consumers.runner import Runner
 from journey.emitter import Emitter
-from projections import integrity
+from projections import backends, integrity
 from projections.integrity import StoreCorrupt
 from projections.keys import CustomerKeys
 from projections.store import JourneyStore, active_store
@@ -154,18 +154,14 @@ def test_a_marker_for_another_file_vouches_for_nothing(
     assert len(whole_reads) == checks + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open risk (review, session 14): the writer's witness cannot tell its own change "
-    "of the file from another program's made during one of its write transactions; the "
-    "background check (IntegrityWatch) or the first read of a damaged page finds it",
-)
 def test_damage_made_during_one_of_the_writers_transactions_is_found_at_open(
     tmp_path: Path,
 ) -> None:
     """Another program writes the store while journey's writer is inside a write transaction
-    (a live runner is, for much of a busy second): the witness sees the file changed across
-    its transaction and vouches for the new identity, damage included."""
+    (a live runner is, for much of a busy second). A commit goes to the write-ahead log and
+    leaves the file as it was, so the writer vouches only for what its own checkpoints do:
+    the change is not its own, and the next open reads the file whole (session 14's review
+    found the witness vouching for it)."""
     _, store = fill(tmp_path)
     open_and_close(store)
     writer = JourneyStore(store)
@@ -177,3 +173,28 @@ def test_damage_made_during_one_of_the_writers_transactions_is_found_at_open(
         writer.close()
     with pytest.raises(StoreCorrupt, match=r"damaged.*journey rebuild all"):
         JourneyStore(store).close()
+
+
+def test_the_writers_checkpoints_while_it_runs_keep_it_known_sound(
+    tmp_path: Path, whole_reads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer copies its write-ahead log into the file itself (here after every commit):
+    a reader opening the store while the writer still runs does not read it whole."""
+    monkeypatch.setattr(backends, "_CHECKPOINT_EVERY_S", 0.0)
+    _, store = fill(tmp_path)
+    open_and_close(store)
+    checks = len(whole_reads)
+    before = integrity.file_identity(store)
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    keys = CustomerKeys(tmp_path / "views.db")
+    Emitter(log, topic=TOPIC, source="test", keys=keys).emit_touchpoints(touchpoints(300, 30))
+    runner = Runner(log, store, topic=TOPIC, dlq_topic=f"{TOPIC}.dlq", keys=keys)
+    try:
+        runner.run_until_caught_up(60)
+        assert integrity.file_identity(store) != before, "no checkpoint changed the file"
+        open_and_close(store)
+    finally:
+        runner.close()
+        keys.close()
+        log.close()
+    assert len(whole_reads) == checks

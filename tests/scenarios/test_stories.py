@@ -24,7 +24,7 @@ from journey.pipeline import ManualClock, Pipeline
 from journey.stories import all_touchpoints
 from projections.customer_view import CustomerView
 from projections.facts import type_name, unpack, unpack_summary
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, own_groups_kafka_log
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -37,9 +37,7 @@ def _open_log(kind: str, tmp: Path) -> Log:
     bootstrap = os.environ.get("JOURNEY_TEST_KAFKA")
     if not bootstrap:
         pytest.skip("JOURNEY_TEST_KAFKA not set; run `make test` to start a real Kafka")
-    from consumers.kafka_log import KafkaLog
-
-    return KafkaLog([bootstrap])
+    return own_groups_kafka_log(bootstrap)
 
 
 @pytest.fixture(

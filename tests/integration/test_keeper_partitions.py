@@ -1,0 +1,125 @@
+"""The promise keeper with several workers and a producer that does not partition by murmur2.
+
+docs/events.md asks producers for Kafka's default partitioner, but a producer with another one
+(librdkafka's CRC32, round-robin) puts a customer where ``partition_for`` does not say. Each
+worker's keeper selects the clocks of the customers folded from the partitions it holds; it
+must decide them by that same partition, or the clock is selected by one worker and decided
+by none (session 14 decided by ``partition_for``: the deadline below was never recorded).
+On a real broker, two workers in one group sharing a PostgreSQL store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaProducer
+
+from consumers.log import Log, TopicPartition
+from domain import catalogue as c
+from domain.envelope import Touchpoint, decode, new_touchpoint
+from journey.pipeline import ManualClock, Pipeline
+from tests.integration.test_exactly_once import read_topic
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
+LATER = T0 + timedelta(days=10)
+
+
+def touchpoint(data: c.TouchpointData, customer: str, at: datetime) -> Touchpoint:
+    return new_touchpoint(data, customer_id=customer, occurred_at=at, source="t")
+
+
+def customer_in(log: Log, topic: str, partition: int, prefix: str) -> str:
+    """A customer id murmur2 puts in ``partition``."""
+    n = 0
+    while log.partition_for(topic, f"{prefix}-{n}".encode()) != partition:
+        n += 1
+    return f"{prefix}-{n}"
+
+
+def put_in(log: Log, pipeline: Pipeline, topic: str, partition: int, tp: Touchpoint) -> None:
+    """``tp`` as the engine's emitter would write it, sent to ``partition`` by hand (as a
+    producer with another partitioner would)."""
+    (message,) = pipeline.emitter.messages([tp])
+    producer = KafkaProducer(bootstrap_servers=log.url.removeprefix("kafka://").split(","))
+    try:
+        sent = producer.send(
+            topic,
+            key=message.key,
+            value=message.value,
+            headers=list(message.headers),
+            partition=partition,
+        )
+        assert sent.get(timeout=30).partition == partition
+    finally:
+        producer.close()
+
+
+def turns(workers: list[Pipeline], until: object, timeout_s: float = 60) -> None:
+    """Both workers step (each polls its own partitions) until ``until()`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while not until():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "the workers did not get there in time"
+        for worker in workers:
+            worker.runner.step()
+
+
+@pytest.fixture
+def workers(kafka_log: Log, postgres_store: str, unique_topic: str) -> Iterator[list[Pipeline]]:
+    kafka_log.ensure_topics([unique_topic, f"{unique_topic}.dlq"], 2)
+    clock = ManualClock(LATER)
+    pair = [
+        Pipeline(kafka_log, postgres_store, topic=unique_topic, clock=clock, partitions=2)
+        for _ in range(2)
+    ]
+    try:
+        yield pair
+    finally:
+        for pipeline in pair:
+            pipeline.close()
+
+
+def test_a_customer_put_in_another_partition_than_murmur2s_has_its_deadline_decided_once(
+    kafka_log: Log, workers: list[Pipeline], unique_topic: str
+) -> None:
+    log, topic, (a, b) = kafka_log, unique_topic, workers
+    # The group shares the two partitions out: one each.
+    turns([a, b], lambda: len(a.runner.owned_partitions()) == len(b.runner.owned_partitions()) == 1)
+
+    # Murmur2 says partition 0; the producer put the customer's inquiry in partition 1.
+    stray = customer_in(log, topic, 0, "stray")
+    put_in(
+        log, a, topic, 1, touchpoint(c.InquiryReceived(case_id="k1", channel="email"), stray, T0)
+    )
+    # Both partitions' event clocks move well past the reply target.
+    for partition in (0, 1):
+        filler = customer_in(log, topic, partition, "filler")
+        a.emit(
+            [touchpoint(c.IdentityLinked(kind="email", value=f"{filler}@x.test"), filler, LATER)]
+        )
+    store = a.store
+
+    def folded() -> bool:
+        positions = store.positions()
+        return all(
+            positions.get(TopicPartition(topic, p), -1) >= hwm - 1
+            for p, hwm in log.high_watermarks(topic).items()
+        )
+
+    turns([a, b], folded)
+    assert store.query("SELECT partition FROM customers WHERE customer_id = ?", (stray,)) == [(1,)]
+
+    for _ in range(3):  # each keeper looks again and again; the facts are folded in between
+        a.keeper.tick()
+        b.keeper.tick()
+        turns([a, b], folded)
+
+    decided = [
+        tp
+        for tp in (decode(m.value) for m in read_topic(log, topic))
+        if isinstance(tp.data, c.ReplyOverdue)
+    ]
+    assert [(tp.customer_id, tp.data.case_id) for tp in decided] == [(stray, "k1")]
