@@ -228,7 +228,13 @@ def _engine_processes() -> int:
 
 
 def rebuild(
-    broker: str, topic: str, store_dir: Path, batch: int, processes: int | None = None
+    broker: str,
+    topic: str,
+    store_dir: Path,
+    batch: int,
+    processes: int | None = None,
+    *,
+    cache_weight: int | None = None,
 ) -> dict[str, Any]:
     """The engine's rebuild, with its processes (``processes``; None: the engine's default,
     as ``journey rebuild`` runs it). CPU seconds and peak memory are over ALL of them."""
@@ -259,6 +265,7 @@ def rebuild(
             progress=progress,
             batch_size=batch,
             processes=processes if processes is not None else _engine_processes(),
+            cache_weight=cache_weight,
         )
         completed, store, done[0] = True, str(new_file), stats.processed
         dead, shares = stats.dead_letters, dict(getattr(stats, "shares", {}))
@@ -354,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--processes", type=int, default=None, help="rebuild processes (default: the engine's)"
     )
+    p.add_argument(
+        "--cache-weight",
+        type=int,
+        default=None,
+        help="the writer's cache weight, before a split among processes (default: the engine's)",
+    )
     p = steps.add_parser("view")
     p.add_argument("--store-dir", type=Path, required=True)
     p.add_argument("--customer", required=True)
@@ -374,11 +387,24 @@ def main(argv: list[str] | None = None) -> int:
 
             profile = cProfile.Profile()
             result = profile.runcall(
-                rebuild, args.broker, args.topic, args.store_dir, args.batch, args.processes
+                rebuild,
+                args.broker,
+                args.topic,
+                args.store_dir,
+                args.batch,
+                args.processes,
+                cache_weight=args.cache_weight,
             )
             profile.dump_stats(args.cprofile)
         else:
-            result = rebuild(args.broker, args.topic, args.store_dir, args.batch, args.processes)
+            result = rebuild(
+                args.broker,
+                args.topic,
+                args.store_dir,
+                args.batch,
+                args.processes,
+                cache_weight=args.cache_weight,
+            )
     else:
         result = view(args.store_dir, args.customer, args.rounds)
     # the machine is shared: how busy it was says how far to trust the figure

@@ -306,12 +306,20 @@ def _rebuild_in_processes(
             if proc.exitcode is None:
                 proc.kill()
                 proc.join()
-        _remove_turns_file(job.new_file)
-    store = JourneyStore(job.new_file, rebuilding=True)
+    # Opened as the processes opened it (a rollback journal, no search triggers: see
+    # SQLiteBackend): the search index is built once, here, from the whole table, instead
+    # of row by row in each process; then packed, made WAL and durable.
+    store = JourneyStore(job.new_file, rebuilding=True, shared_writes=not is_postgres(job.new_file))
     try:
+        indexing = time.monotonic()
+        store.backend.index_search()
+        logger.info(
+            "rebuilt store's search index built", seconds=round(time.monotonic() - indexing, 3)
+        )
         _compact(store)
     finally:
         store.close()
+        _remove_turns_file(job.new_file)
     slot = [sum(counters[i * _SLOTS + k] for i in range(len(job.shares))) for k in range(_SLOTS)]
     return RebuildStats(
         applied=slot[0] - slot[1] - slot[2],

@@ -116,6 +116,10 @@ class Backend(ABC):
     def rebuilt(self) -> None:  # noqa: B027 -- most backends leave nothing for the end
         """A rebuild has written every row: build what it left for the end."""
 
+    def index_search(self) -> None:  # noqa: B027 -- most backends index as they write
+        """A rebuild on several processes has written every row: build what each of them
+        left for the end (its parent calls this once, after them all)."""
+
     def timeline_wanted(self) -> None:  # noqa: B027 -- most backends always have it
         """A read or write of the touchpoints by customer is coming (a customer's tail, its
         facts for a refold, an erasure): a store that left its timeline index for the end
@@ -202,7 +206,9 @@ class WriterTurns:
     writer sleep in its busy handler (Python's: 1, 2, 5 … up to 100 ms a step) and retry,
     and a deferred transaction that read before another committed fails at once
     (SQLITE_BUSY_SNAPSHOT); waiting in the kernel, a writer wakes the moment the other
-    commits. Readers (WAL) never wait. Counts how long and how often a writer waited."""
+    commits. Readers of a WAL file never wait; those of a rebuild's file (a rollback
+    journal) wait out the other's commit only, in SQLite's busy handler. Counts how long and
+    how often a writer waited."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -334,6 +340,10 @@ class SQLiteBackend(Backend):
         processes): each write transaction waits its turn (:class:`WriterTurns`, the file
         ``<path>.writer``).
 
+        ``rebuilding`` with ``shared_writes``: the same, for the processes of a rebuild on
+        several taking turns; none builds the search index (:meth:`rebuilt`), their
+        parent does once they are all done (:meth:`index_search`).
+
         ``rebuilding``: a new file a rebuild fills, which nobody reads until
         :meth:`compact` has made it whole: a rollback journal (a failed batch still rolls
         back) and nothing waits for the disk; in WAL every commit wrote each changed page
@@ -363,15 +373,20 @@ class SQLiteBackend(Backend):
             # The search index is built once, from the whole table, when the rebuild has
             # written every row (:meth:`rebuilt`): row by row, its trigger tokenised each
             # text into the index's segments and merged them again and again.
-            self.execute([(f"DROP TRIGGER IF EXISTS {name}", ()) for name in SEARCH_TRIGGERS])
+            # One statement at a time (``execute`` runs executemany, which refuses a DROP
+            # that finds nothing: another process of a rebuild may have dropped them).
+            with self.transaction(commit=True) as cur:
+                for name in SEARCH_TRIGGERS:
+                    cur.execute(f"DROP TRIGGER IF EXISTS {name}")
         # ... and so is the timeline index, once every row is written (or when a read by
         # customer first needs it: :meth:`timeline_wanted`): kept row by row, each insert
         # went down the index at a random customer's place (a rebuild reads the log in
         # offset order, customers interleaved), a fifth of a rebuild's fold and record.
         # Nothing else reads it while nobody reads the store: the batch's de-duplication
-        # goes by the event_id index, which stays.
-        self._timeline_deferred = rebuilding
-        if rebuilding:
+        # goes by the event_id index, which stays. Not when several processes write the
+        # file: one opening it would drop the index another has built and reads by.
+        self._timeline_deferred = rebuilding and self.turns is None
+        if self._timeline_deferred:
             self.execute([(f"DROP INDEX IF EXISTS {TIMELINE_INDEX}", ())])
 
     def sql(self, statement: str) -> str:
@@ -407,8 +422,13 @@ class SQLiteBackend(Backend):
     def rebuilt(self) -> None:
         """Every row is written: build the timeline index and the search index from the
         table, in one pass each, and keep them with every write from now on (the search
-        triggers back)."""
+        triggers back). The search index not in one of several processes writing the
+        file: the others may still be writing (their parent builds it: :meth:`index_search`)."""
         self.timeline_wanted()
+        if self.turns is None:
+            self.index_search()
+
+    def index_search(self) -> None:
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:

@@ -147,7 +147,7 @@ _CUSTOMER_WEIGHT = 12
 # A rebuilding SQLite store's page cache, per connection (a store in use has 64 MiB).
 _REBUILD_PAGE_CACHE_KIB = 16384
 # … and when several processes write it (shared_writes): each commit of one makes SQLite
-# drop the others' cached pages (WAL: a connection that sees another's commit resets its
+# drop the others' cached pages (a connection that sees another's commit resets its
 # cache), so a large cache holds little they can use; two processes with 16 MiB each (two
 # connections apiece) were 64 MiB of a 1M rebuild's peak.
 _SHARED_PAGE_CACHE_KIB = 4096
@@ -334,9 +334,9 @@ class JourneyStore:
                 if rebuilding
                 else None,
                 shared_writes=shared_writes,
-                # A file that exists already (not a rebuild's new one, or one several
-                # processes write) keeps its WAL.
-                rebuilding=rebuilding and not shared_writes and not store_exists(self.path),
+                # A file that exists already (not a rebuild's new one) keeps its WAL; one
+                # the processes of a rebuild write is a rebuild's new one (its parent made it).
+                rebuilding=rebuilding and (shared_writes or not store_exists(self.path)),
             )
             if made_here:  # sound by construction: the next open need not read it whole
                 sqlite.witness.vouch()
