@@ -23,6 +23,7 @@ SIGTERM stops a step early; it still prints its result, marked ``"completed": fa
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -382,29 +383,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "consume":
         result = consume(args.hosts.split(","), args.topic, args.decode, args.batch)
     elif args.step == "rebuild":
+        run = functools.partial(
+            rebuild,
+            args.broker,
+            args.topic,
+            args.store_dir,
+            args.batch,
+            args.processes,
+            cache_weight=args.cache_weight,
+        )
         if args.cprofile:
             import cProfile
 
             profile = cProfile.Profile()
-            result = profile.runcall(
-                rebuild,
-                args.broker,
-                args.topic,
-                args.store_dir,
-                args.batch,
-                args.processes,
-                cache_weight=args.cache_weight,
-            )
+            result = profile.runcall(run)
             profile.dump_stats(args.cprofile)
         else:
-            result = rebuild(
-                args.broker,
-                args.topic,
-                args.store_dir,
-                args.batch,
-                args.processes,
-                cache_weight=args.cache_weight,
-            )
+            result = run()
     else:
         result = view(args.store_dir, args.customer, args.rounds)
     # the machine is shared: how busy it was says how far to trust the figure

@@ -65,6 +65,15 @@ def _fill(store: JourneyStore, batches: list[list[tuple[int, Touchpoint]]]) -> N
         store.process(TP, batch, batch[-1][0])
 
 
+def _assert_same(store: JourneyStore, plain: JourneyStore) -> None:
+    """The rebuilt store's rows and journeys are the live-built one's."""
+    assert _rows(store) == _rows(plain)
+    for cid in ("cust-a", "cust-b", "cust-c"):
+        journey, expected = store.journey(cid), plain.journey(cid)
+        assert journey is not None and expected is not None
+        assert journey.journey.timeline == expected.journey.timeline
+
+
 def test_a_rebuilding_store_builds_its_timeline_index_at_the_end(tmp_path: Path) -> None:
     batches = _batches()
     plain = JourneyStore(tmp_path / "plain.db")
@@ -76,11 +85,7 @@ def test_a_rebuilding_store_builds_its_timeline_index_at_the_end(tmp_path: Path)
     assert _has_timeline(store)
     assert "touchpoints_timeline" in _tail_plan(store)
     store.compact()
-    assert _rows(store) == _rows(plain)
-    for cid in ("cust-a", "cust-b", "cust-c"):
-        journey, expected = store.journey(cid), plain.journey(cid)
-        assert journey is not None and expected is not None
-        assert journey.journey.timeline == expected.journey.timeline
+    _assert_same(store, plain)
     store.close()
     reopened = JourneyStore(tmp_path / "views.db")
     assert _has_timeline(reopened)
@@ -99,10 +104,6 @@ def test_a_customer_read_back_mid_rebuild_builds_the_index_first(tmp_path: Path)
     assert _has_timeline(store)
     assert "touchpoints_timeline" in _tail_plan(store)
     store.complete()
-    assert _rows(store) == _rows(plain)
-    for cid in ("cust-a", "cust-b", "cust-c"):
-        journey, expected = store.journey(cid), plain.journey(cid)
-        assert journey is not None and expected is not None
-        assert journey.journey.timeline == expected.journey.timeline
+    _assert_same(store, plain)
     store.close()
     plain.close()
