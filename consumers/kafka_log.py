@@ -590,7 +590,8 @@ class KafkaLog:
 
     def _partition_count(self, topic: str) -> int:
         # Partitions of our topics never change (a key must keep its partition), so the
-        # count is safe to remember.
+        # count is safe to remember; a produce naming a partition past it looks again (a
+        # topic someone grew by hand).
         count = self._partition_counts.get(topic)
         if count is not None:
             return count
