@@ -26,6 +26,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,6 +38,7 @@ __all__ = ["install", "split"]
 # name, start (wall clock, s), duration (s), detail
 Span = tuple[str, float, float, Any]
 _SPANS: list[Span] = []
+_MAIN = threading.main_thread()
 
 
 def _timed(name: str, fn: Callable[..., Any], detail: Callable[..., Any] | None = None) -> Any:
@@ -46,8 +48,10 @@ def _timed(name: str, fn: Callable[..., Any], detail: Callable[..., Any] | None 
         try:
             return fn(*args, **kwargs)
         finally:
+            # A step on another thread (the store's checkpoints) does not hold the loop up.
+            label = name if threading.current_thread() is _MAIN else f"{name} (own thread)"
             _SPANS.append(
-                (name, start, time.perf_counter() - t0, detail(*args) if detail else None)
+                (label, start, time.perf_counter() - t0, detail(*args) if detail else None)
             )
 
     return wrapper
@@ -141,7 +145,9 @@ def split(spans_file: Path, probes_file: Path, *, tail: float = 0.95) -> dict[st
     folds = sorted((s for s in spans if s[0] == "fold"), key=lambda s: s[1])
     polls = sorted((s for s in spans if s[0] == "poll"), key=lambda s: s[1])
     # What can hold the loop up between a probe's emit and the poll that returns it.
-    causes = [s for s in spans if s[0] not in ("turn", "sqlite commit")]
+    causes = [
+        s for s in spans if s[0] not in ("turn", "sqlite commit") and "own thread" not in s[0]
+    ]
     cuts: list[dict[str, float]] = []
     for probe in probes:
         t0, partition, offset, visible = (
