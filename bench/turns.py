@@ -71,6 +71,8 @@ def install(out: Path) -> None:
     from consumers.runner import Runner
     from consumers.supervisor import Supervisor
     from projections.backends import _Datastore
+    from projections.due import DueClocks
+    from projections.store import JourneyStore
 
     _patch(Supervisor, "turn", "turn")
     _patch(Supervisor, "_report_progress", "progress")
@@ -84,6 +86,9 @@ def install(out: Path) -> None:
     _patch(KafkaConsumerAdapter, "poll", "poll")
     _patch(KafkaLog, "high_watermarks", "high-water marks")
     _patch(PromiseKeeper, "tick", "keeper tick")
+    _patch(JourneyStore, "positions", "store positions")
+    _patch(JourneyStore, "partition_clocks", "partition clocks")
+    _patch(DueClocks, "due", "due clocks")
     _patch(IntakeRelay, "step", "intake")
     _patch(_Datastore, "checkpoint", "checkpoint")
     _patch(SQLiteConnection, "commit", "sqlite commit")
