@@ -118,7 +118,7 @@ def _body(raw: bytes) -> bytes:
         # The head as ``encode`` writes it (a plain id, UTC with Z): its round trip through
         # the columns is known to give it back, without building it again to compare (that
         # was half of what storing a fact cost). One match, not ``_HEAD``'s and then a
-        # check of its groups: 3.9 -> 1.3 us a fact.
+        # check of its groups: 2.0 -> 1.25 us a fact.
         try:
             datetime.fromisoformat(plain.group(2).decode())  # a real date and time
         except ValueError:
