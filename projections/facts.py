@@ -113,20 +113,20 @@ def _body(raw: bytes) -> bytes:
     """What of ``raw`` is stored: from the schema version on when the head is the one the
     row's columns give back exactly, else all of it (a body never starts with a digit then,
     a stripped one always does)."""
-    m = _HEAD.match(raw)
-    if m is None:
-        return raw
-    # The head as ``encode`` writes it (a plain id, UTC with Z): its round trip through the
-    # columns is known to give it back, without building it again to compare (that was
-    # half of what storing a fact cost; the rest is _slow_body's, for every other head).
-    customer_id, occurred = m.group(4, 5)
-    if _PLAIN_ID.fullmatch(customer_id) and _PLAIN_AT.fullmatch(occurred):
+    plain = _PLAIN_HEAD.match(raw)
+    if plain is not None:
+        # The head as ``encode`` writes it (a plain id, UTC with Z): its round trip through
+        # the columns is known to give it back, without building it again to compare (that
+        # was half of what storing a fact cost). One match, not ``_HEAD``'s and then a
+        # check of its groups: 2.0 -> 1.25 us a fact.
         try:
-            datetime.fromisoformat(occurred.decode())  # a real date and time
+            datetime.fromisoformat(plain.group(2).decode())  # a real date and time
         except ValueError:
             return raw
-        return raw[m.start(3) : m.end(3)] + raw[m.end() :]
-    return _slow_body(raw, m)
+        return raw[plain.start(1) : plain.end(1)] + raw[plain.end() :]
+    # Any other head is built again from what the columns would give and compared.
+    m = _HEAD.match(raw)
+    return raw if m is None else _slow_body(raw, m)
 
 
 # A customer id JSON writes as it is (no escapes), and an occurred_at as _head_after writes
@@ -135,6 +135,17 @@ def _body(raw: bytes) -> bytes:
 _PLAIN_ID = re.compile(rb'"[^"\\\x00-\x1f]*"')
 _PLAIN_AT = re.compile(
     rb"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?Z"
+)
+
+
+# ``_HEAD`` whose customer id matches ``_PLAIN_ID`` and whose occurred_at matches
+# ``_PLAIN_AT``, as one pattern: ``_HEAD``'s groups are unambiguous (a JSON string ends at
+# its first unescaped quote, occurred_at at the next quote), so this matches exactly when
+# ``_body``'s short cut below applies, with the schema version and occurred_at as groups.
+_PLAIN_HEAD = re.compile(
+    rb'\{"event_id":"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",'
+    rb'"type":"[A-Za-z0-9_]{1,100}","schema_version":([0-9]{1,9})'
+    rb',"customer_id":' + _PLAIN_ID.pattern + rb',"occurred_at":"(' + _PLAIN_AT.pattern + rb')"'
 )
 
 
