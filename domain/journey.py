@@ -495,6 +495,7 @@ class Journey:
         state.pop("_derived", None)  # a reader's cache (projections.customer_view)
         state.pop("_ident_index", None)  # lookup indexes, rebuilt on first use
         state.pop("_product_index", None)
+        state.pop("_identity_heads", None)  # the store's (projections.rows)
         state.pop("_checkpoints", None)  # the writer's, for late facts (``_refold``)
         state.pop("_since_checkpoint", None)
         state.pop("_folded", None)

@@ -152,6 +152,10 @@ def display_name(journey: Journey) -> str | None:
     for ident in journey.identities:
         if ident.kind == "name":
             return ident.value
+    return _submitted_name(journey)
+
+
+def _submitted_name(journey: Journey) -> str | None:
     for sub in reversed(journey.submissions):
         for key, value in sub.fields.items():
             if key.lower().replace(" ", "_") in _NAME_FIELDS and value.strip():
@@ -212,19 +216,57 @@ def customer_rows(
     return out
 
 
+# The identity kinds the customers row shows: the first of each.
+_HEAD_KINDS = ("name", "email", "phone")
+# ... kept beside a journey from this many identities on (below, a walk is as quick, and
+# a writer's cache holds thousands of small customers whose memory is counted).
+_HEADS_KEPT_FROM = 32
+
+
+def _identity_heads(j: Journey) -> dict[str, str]:
+    """The first identity value of each of ``_HEAD_KINDS`` the journey has, as the
+    customers row shows them. Kept beside the journey and brought up to date by looking at
+    the identities appended since (``Journey._identity`` only ever appends; an unlink, an
+    erasure and a refold replace or empty the list, which starts it again): a heavy
+    customer's thousands of identities were walked again at every batch it was in — at 1M
+    ten times as often a touchpoint as at 100k, its history spread over ten times the batches."""
+    idents = j.identities
+    if len(idents) < _HEADS_KEPT_FROM:  # most customers: a short walk, nothing kept
+        heads: dict[str, str] = {}
+        for ident in idents:
+            if ident.kind in _HEAD_KINDS and ident.kind not in heads:
+                heads[ident.kind] = ident.value
+        return heads
+    held = j.__dict__.get("_identity_heads")
+    if (
+        held is not None
+        and held[0] is idents
+        and held[1] <= len(idents)
+        and (held[1] == 0 or idents[held[1] - 1] is held[2])
+    ):
+        start, heads = held[1], held[3]
+    else:
+        start, heads = 0, {}
+    if len(heads) < len(_HEAD_KINDS):
+        for at in range(start, len(idents)):
+            ident = idents[at]
+            if ident.kind in _HEAD_KINDS and ident.kind not in heads:
+                heads[ident.kind] = ident.value
+    j.__dict__["_identity_heads"] = (idents, len(idents), idents[-1] if idents else None, heads)
+    return heads
+
+
 def _customer_row(j: Journey, generation: int, touchpoints: int, tp: TopicPartition) -> Row:
-    first_of: dict[str, str | None] = {"email": None, "phone": None}
-    for ident in j.identities:
-        if ident.kind in first_of and first_of[ident.kind] is None:
-            first_of[ident.kind] = ident.value
+    heads = _identity_heads(j)
+    name = heads.get("name")
     cid = j.customer_id
     return (
         cid,
         norm_identity(cid),
         generation,
-        display_name(j),
-        first_of["email"],
-        first_of["phone"],
+        name if name is not None else _submitted_name(j),
+        heads.get("email"),
+        heads.get("phone"),
         touchpoints,
         j.last_seen.isoformat() if j.last_seen else None,
         j.erased_at.isoformat() if j.erased_at else None,
