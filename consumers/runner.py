@@ -456,7 +456,13 @@ class Runner:
             if erasure.source != ERASURE_SOURCE:  # a derived one was cascaded already
                 merged = self.store.merged_with(erasure.customer_id)
             if merged and self.produce_dead_letters:
-                self.log.produce(self.topic, [_derived_erasure(erasure, cid) for cid in merged])
+                # Each to the partition its customer's touchpoints are in (where its key
+                # hashes only for one the store does not hold here): folded in order with
+                # them, by the worker that holds them.
+                where = self.store.partitions_of(merged, self.topic)
+                self.log.produce(
+                    self.topic, [_derived_erasure(erasure, cid, where.get(cid)) for cid in merged]
+                )
             self.keys.forget([erasure.customer_id, *merged], until)
             for cid in merged:
                 ring.drop(cid, until)
@@ -553,7 +559,9 @@ class Runner:
         raise TimeoutError(f"not caught up with {self.topic} within {timeout_s} s")
 
 
-def _derived_erasure(erasure: Touchpoint, customer_id: str) -> OutgoingMessage:
+def _derived_erasure(
+    erasure: Touchpoint, customer_id: str, partition: int | None
+) -> OutgoingMessage:
     event_id = uuid.uuid5(_ERASURES, f"{erasure.event_id}:{customer_id}")
     tp = new_touchpoint(
         c.ErasureRequested(channel=erasure.data.channel)
@@ -570,6 +578,7 @@ def _derived_erasure(erasure: Touchpoint, customer_id: str) -> OutgoingMessage:
         key=customer_id.encode(),
         value=encode(tp),
         headers=(("journey-type", tp.type.encode()), ("journey-event-id", str(event_id).encode())),
+        partition=partition,
     )
 
 

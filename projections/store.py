@@ -600,6 +600,23 @@ class JourneyStore:
             seen.update(frontier)
         return sorted(seen - {customer_id})
 
+    def partitions_of(self, customer_ids: Sequence[str], topic: str) -> dict[str, int]:
+        """The partition of ``topic`` each customer's touchpoints were folded from (a
+        customer the store does not hold on ``topic`` is left out). A fact about a customer
+        goes there, not to the partition its key hashes to: see consumers/keeper.py."""
+        out: dict[str, int] = {}
+        ids = list(customer_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.query(
+                f"SELECT customer_id, partition FROM customers WHERE customer_id IN ({marks})"
+                " AND topic = ?",
+                [*chunk, topic],
+            )
+            out.update((str(cid), int(part)) for cid, part in rows)
+        return out
+
     # ------------------------------------------------------------------ loading
 
     def snapshot(self, customer_id: str) -> tuple[CustomerJourney, int] | None:

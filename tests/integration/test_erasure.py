@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -347,3 +348,36 @@ def test_a_store_opened_alone_needs_no_keys(tmp_path: Path) -> None:
     store = JourneyStore(tmp_path / "v.db")
     store.close()
     assert not keys_file(tmp_path / "v.db").exists()
+
+
+def test_a_merged_customers_derived_erasure_goes_to_the_partition_its_touchpoints_are_in(
+    pipeline: Pipeline,
+) -> None:
+    # The merged customer's touchpoints are in another partition than its key hashes to (a
+    # producer with its own partitioner): its derived erasure must be folded in order with
+    # them, by the worker that holds them — so it goes there too.
+    web, phone = "c-web", "c-phone"
+    log, topic = pipeline.log, pipeline.topic
+    pipeline.emit(
+        [
+            *planted(web, NAME, PHONE),
+            _tp(c.IdentityLinked(kind="customer_id", value=phone, verified=True), web, 5),
+        ]
+    )
+    placed = (log.partition_for(topic, phone.encode()) + 1) % len(log.partitions(topic))
+    inquiry = _tp(c.InquiryReceived(case_id="ph-1", channel="phone", body="again"), phone, 6)
+    messages = pipeline.emitter.messages([inquiry])
+    log.produce(topic, [replace(m, partition=placed) for m in messages])
+    pipeline.catch_up()
+    pipeline.emit([_tp(c.ErasureRequested(), web, 10)])
+    pipeline.catch_up()
+    pipeline.catch_up()  # the merged customer's own erasure, derived on the log
+    derived = [
+        m.partition
+        for m in raw_records(log, topic)
+        if m.key == phone.encode() and b"ErasureRequested" in (m.value or b"")
+    ]
+    assert derived == [placed]
+    assert pipeline.store.query(
+        "SELECT partition, erased_at IS NOT NULL FROM customers WHERE customer_id = ?", (phone,)
+    ) == [(placed, 1)]
