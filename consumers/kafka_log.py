@@ -1097,36 +1097,64 @@ class KafkaConsumerAdapter:
     def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Message]:
         """Next messages, in offset order per partition (sorted by topic, partition,
         offset); [] when none arrived within ``timeout_s``. The first poll joins the group,
-        which on a local broker takes a few hundred milliseconds."""
+        which on a local broker takes a few hundred milliseconds.
+
+        While the log has more than a poll brought (a partition's last record is short of
+        the high-water mark its fetch reported: a replay, a consumer catching up), it polls
+        again, within ``timeout_s``, until ``max_records`` are gathered: kafka-python returns
+        what its last fetches brought, a small fetch per partition (JOURNEY_KAFKA_FETCH_KIB)
+        made short polls, and a runner's transactions as short. A consumer at the head gets
+        what one fetch brought, as soon as it came: it never waits for more."""
         self._check_open()
         if max_records < 1:
             raise LogError(f"max_records must be at least 1, got {max_records}")
         deadline = time.monotonic() + max(0.0, timeout_s)
+        batch: dict[Any, list[Any]] = {}
+        count = 0
         while True:
-            self._replace_if_stuck()
-            self._start_pending()
+            if not count:  # a batch being filled is never mixed with a new assignment's start
+                self._replace_if_stuck()
+                self._start_pending()
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             if self._on_assign is not None:
                 # Short slices, so partitions assigned meanwhile get on_assign soon.
                 remaining_ms = min(remaining_ms, _ASSIGN_CHECK_MS)
-            batch = self._log._call(
+            more = self._log._call(
                 f"polling {', '.join(self.topics)} for group {self.group_id!r}",
                 functools.partial(
-                    self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records
+                    self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records - count
                 ),
             )
-            # Sorted by topic and partition; each partition's records come in offset order.
-            messages = [
-                _message(topic, partition, record)
-                for topic, partition, records in sorted(
-                    (str(ktp.topic), int(ktp.partition), records) for ktp, records in batch.items()
-                )
-                for record in records
-            ]
-            if messages:
-                return messages
+            for ktp, records in more.items():
+                if records:
+                    batch.setdefault(ktp, []).extend(records)
+                    count += len(records)
+            if count and (count >= max_records or not self._behind(batch)):
+                break
             if time.monotonic() >= deadline:
-                return []
+                break
+        # Sorted by topic and partition; each partition's records come in offset order.
+        return [
+            _message(topic, partition, record)
+            for topic, partition, records in sorted(
+                (str(ktp.topic), int(ktp.partition), records) for ktp, records in batch.items()
+            )
+            for record in records
+        ]
+
+    def _behind(self, batch: Mapping[Any, list[Any]]) -> bool:
+        """Whether the broker had more of a partition of ``batch`` than it holds: its last
+        record is short of the high-water mark of the fetch that brought it (kafka-python
+        keeps the latest fetch's)."""
+        consumer = self._consumer
+        for ktp, records in batch.items():
+            try:
+                highwater = consumer.highwater(ktp)
+            except kafka_errors.IllegalStateError:  # revoked meanwhile: not this member's
+                continue
+            if highwater is not None and records[-1].offset + 1 < highwater:
+                return True
+        return False
 
     # -- offsets -----------------------------------------------------------------------
 
