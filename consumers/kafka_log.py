@@ -109,6 +109,9 @@ _RECONNECT_BACKOFF_MAX_MS = 1000
 # whole record batch when a batch is larger (KIP-74): nothing stalls.
 DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
 _FETCH_PARTITIONS = 8  # a fetch's bound: this many partitions' worth
+# A poll behind the head gathers records from further fetches until its batch is full, for
+# at most this long (or its timeout, when longer): see KafkaConsumerAdapter.poll.
+_FILL_WAIT_S = 0.5
 
 # After a client failed, it is made anew at the next call, but not sooner than this backoff
 # (doubling from the first, up to the last) since the previous attempt.
@@ -1099,23 +1102,30 @@ class KafkaConsumerAdapter:
         offset); [] when none arrived within ``timeout_s``. The first poll joins the group,
         which on a local broker takes a few hundred milliseconds.
 
-        While the log has more than a poll brought (a partition's last record is short of
-        the high-water mark its fetch reported: a replay, a consumer catching up), it polls
-        again, within ``timeout_s``, until ``max_records`` are gathered: kafka-python returns
-        what its last fetches brought, a small fetch per partition (JOURNEY_KAFKA_FETCH_KIB)
-        made short polls, and a runner's transactions as short. A consumer at the head gets
-        what one fetch brought, as soon as it came: it never waits for more."""
+        While the log has more than a poll brought (a partition's position is short of the
+        high-water mark its fetch reported: a replay, a consumer catching up), it polls again
+        until ``max_records`` are gathered, for at most half a second (``timeout_s`` when
+        longer): kafka-python returns what its last fetches brought, a small fetch per
+        partition (JOURNEY_KAFKA_FETCH_KIB) made short polls, and a runner's transactions as
+        short. A consumer at the head gets what one fetch brought, as soon as it came: it
+        never waits for more."""
         self._check_open()
         if max_records < 1:
             raise LogError(f"max_records must be at least 1, got {max_records}")
-        deadline = time.monotonic() + max(0.0, timeout_s)
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout_s)
+        # Filling waits for fetches the log has data for: at least this long (a runner
+        # polls with 50 ms, and under load a fetch's round trip can take longer).
+        filled_by = max(deadline, started + _FILL_WAIT_S)
         batch: dict[Any, list[Any]] = {}
         count = 0
         while True:
             if not count:  # a batch being filled is never mixed with a new assignment's start
                 self._replace_if_stuck()
                 self._start_pending()
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            remaining_ms = max(
+                0, int(((filled_by if count else deadline) - time.monotonic()) * 1000)
+            )
             if self._on_assign is not None:
                 # Short slices, so partitions assigned meanwhile get on_assign soon.
                 remaining_ms = min(remaining_ms, _ASSIGN_CHECK_MS)
@@ -1129,9 +1139,9 @@ class KafkaConsumerAdapter:
                 if records:
                     batch.setdefault(ktp, []).extend(records)
                     count += len(records)
-            if count and (count >= max_records or not self._behind(batch)):
+            if count and (count >= max_records or not self._behind(batch) or not more):
                 break
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= (filled_by if count else deadline):
                 break
         # Sorted by topic and partition; each partition's records come in offset order.
         return [
@@ -1143,16 +1153,21 @@ class KafkaConsumerAdapter:
         ]
 
     def _behind(self, batch: Mapping[Any, list[Any]]) -> bool:
-        """Whether the broker had more of a partition of ``batch`` than it holds: its last
-        record is short of the high-water mark of the fetch that brought it (kafka-python
-        keeps the latest fetch's)."""
+        """Whether the broker had more of a partition of ``batch`` than this consumer has
+        read: its position is short of the high-water mark of the fetch that brought it
+        (kafka-python keeps the latest fetch's). The position, not the last record: a
+        transaction's commit marker after it is read (skipped) too, and is no backlog."""
         consumer = self._consumer
+        assignment = getattr(getattr(consumer, "_subscription", None), "assignment", {})
         for ktp, records in batch.items():
             try:
                 highwater = consumer.highwater(ktp)
             except kafka_errors.IllegalStateError:  # revoked meanwhile: not this member's
                 continue
-            if highwater is not None and records[-1].offset + 1 < highwater:
+            state = assignment.get(ktp)
+            position = getattr(getattr(state, "position", None), "offset", None)
+            read = position if isinstance(position, int) else records[-1].offset + 1
+            if highwater is not None and read < highwater:
                 return True
         return False
 
