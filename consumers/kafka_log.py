@@ -1102,13 +1102,13 @@ class KafkaConsumerAdapter:
         offset); [] when none arrived within ``timeout_s``. The first poll joins the group,
         which on a local broker takes a few hundred milliseconds.
 
-        While the log has more than a poll brought (a partition's position is short of the
-        high-water mark its fetch reported: a replay, a consumer catching up), it polls again
-        until ``max_records`` are gathered, for at most half a second (``timeout_s`` when
-        longer): kafka-python returns what its last fetches brought, a small fetch per
-        partition (JOURNEY_KAFKA_FETCH_KIB) made short polls, and a runner's transactions as
-        short. A consumer at the head gets what one fetch brought, as soon as it came: it
-        never waits for more."""
+        While the log held more than the first records a poll got (a partition's position
+        short of the high-water mark its fetch reported: a replay, a consumer catching up),
+        it polls again until ``max_records`` are gathered or that backlog is read, for at
+        most half a second (``timeout_s`` when longer): kafka-python returns what its last
+        fetches brought, a small fetch per partition (JOURNEY_KAFKA_FETCH_KIB) made short
+        polls, and a runner's transactions as short. A consumer at the head gets what one
+        fetch brought, as soon as it came: it never waits for what is not in the log yet."""
         self._check_open()
         if max_records < 1:
             raise LogError(f"max_records must be at least 1, got {max_records}")
@@ -1118,6 +1118,7 @@ class KafkaConsumerAdapter:
         # polls with 50 ms, and under load a fetch's round trip can take longer).
         filled_by = max(deadline, started + _FILL_WAIT_S)
         batch: dict[Any, list[Any]] = {}
+        backlog: dict[Any, int] = {}
         count = 0
         while True:
             if not count:  # a batch being filled is never mixed with a new assignment's start
@@ -1135,11 +1136,14 @@ class KafkaConsumerAdapter:
                     self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records - count
                 ),
             )
+            first = not count
             for ktp, records in more.items():
                 if records:
                     batch.setdefault(ktp, []).extend(records)
                     count += len(records)
-            if count and (count >= max_records or not self._behind(batch) or not more):
+            if count and first:
+                backlog = self._backlog(batch)
+            if count and (count >= max_records or not self._behind(batch, backlog) or not more):
                 break
             if time.monotonic() >= (filled_by if count else deadline):
                 break
@@ -1152,24 +1156,36 @@ class KafkaConsumerAdapter:
             for record in records
         ]
 
-    def _behind(self, batch: Mapping[Any, list[Any]]) -> bool:
-        """Whether the broker had more of a partition of ``batch`` than this consumer has
-        read: its position is short of the high-water mark of the fetch that brought it
-        (kafka-python keeps the latest fetch's). The position, not the last record: a
-        transaction's commit marker after it is read (skipped) too, and is no backlog."""
+    def _backlog(self, batch: Mapping[Any, list[Any]]) -> dict[Any, int]:
+        """The high-water mark of each partition of ``batch`` that this consumer has not
+        read up to: what the broker held, when the fetch that brought the batch's records
+        answered (kafka-python keeps the latest fetch's). By the position, not the last
+        record: a transaction's commit marker after it is read (skipped) too."""
         consumer = self._consumer
         assignment = getattr(getattr(consumer, "_subscription", None), "assignment", {})
+        out: dict[Any, int] = {}
         for ktp, records in batch.items():
             try:
                 highwater = consumer.highwater(ktp)
             except kafka_errors.IllegalStateError:  # revoked meanwhile: not this member's
                 continue
-            state = assignment.get(ktp)
-            position = getattr(getattr(state, "position", None), "offset", None)
-            read = position if isinstance(position, int) else records[-1].offset + 1
-            if highwater is not None and read < highwater:
-                return True
-        return False
+            if highwater is not None and self._read_up_to(assignment, ktp, records) < highwater:
+                out[ktp] = highwater
+        return out
+
+    def _behind(self, batch: Mapping[Any, list[Any]], backlog: Mapping[Any, int]) -> bool:
+        """Whether a partition is still short of the backlog it had at the poll's first
+        records (what arrived since is the next poll's: filling never chases the head)."""
+        assignment = getattr(getattr(self._consumer, "_subscription", None), "assignment", {})
+        return any(
+            ktp in batch and self._read_up_to(assignment, ktp, batch[ktp]) < highwater
+            for ktp, highwater in backlog.items()
+        )
+
+    @staticmethod
+    def _read_up_to(assignment: Any, ktp: Any, records: list[Any]) -> int:
+        position = getattr(getattr(assignment.get(ktp), "position", None), "offset", None)
+        return position if isinstance(position, int) else int(records[-1].offset) + 1
 
     # -- offsets -----------------------------------------------------------------------
 
