@@ -100,14 +100,16 @@ _OFFSETS_TIMEOUT_S = 3.0
 # wait that long to be used again. One second keeps a reconnect well within 10 s.
 _RECONNECT_BACKOFF_MAX_MS = 1000
 
-# What a consumer asks the broker for in one fetch: per partition (kafka-python's default),
-# and in all (8 partitions' worth, not kafka-python's 50 MB). Less per partition is less
-# memory held in fetched records (256 KiB: a 1M rebuild peaked 11-18 MiB lower) but
-# costs CPU: polls come back with fewer records than the batch asks for (1,538 against
-# 1,923 on average at 100k), so more, smaller transactions: +3-4 % CPU in three 1M pairs
-# (docs/BENCHMARKS.md, "Rebuild: peak RSS headroom"). A fetch still returns at least one
-# whole record batch when a batch is larger (KIP-74): nothing stalls.
-DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
+# What a consumer asks the broker for in one fetch: per partition, and in all (8 partitions'
+# worth, not kafka-python's 50 MB). 256 KiB, not kafka-python's 1 MiB: less memory held in
+# fetched records (a 1M rebuild's fold peaked 11-18 MiB lower). It cost CPU while a poll
+# returned only what one fetch brought (short polls: 1,538 records on average at 100k
+# against 1,923, so more, smaller transactions: +3-4 %); a poll behind the head now fills
+# its batch from further fetches (KafkaConsumerAdapter.poll), so transactions are as large
+# as with 1 MiB (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll that fills"). A
+# fetch still returns at least one whole record batch when a batch is larger (KIP-74):
+# nothing stalls.
+DEFAULT_PARTITION_FETCH_BYTES = 256 * 1024
 _FETCH_PARTITIONS = 8  # a fetch's bound: this many partitions' worth
 # A poll behind the head gathers records from further fetches until its batch is full, for
 # at most this long (or its timeout, when longer): see KafkaConsumerAdapter.poll.
