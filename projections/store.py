@@ -1174,8 +1174,9 @@ class JourneyStore:
     def _complete_chunk(self) -> int:
         """complete()'s next chunk, the oldest cached customers: written, then let go. Each
         chunk is taken only when the one before is gone: a list of every chunk made up front
-        kept every customer (and the rows their completion made) alive to the end, 30 MiB
-        of a 1M rebuild's peak (docs/BENCHMARKS.md, "Rebuild: the end's peak")."""
+        kept every customer (and the rows their completion made) alive to the end, ~30 MiB
+        on a 1M rebuild's peak (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll
+        that fills")."""
         chunk: list[tuple[str, _Live]] = []
         weight = 0
         for cid, live in self._live.items():

@@ -1,7 +1,8 @@
 """A rebuilding store's ``complete()`` lets each chunk of cached customers go once it is
 written, before it completes the next: the folded state of the customers already written
 is freed as it goes, not held (with the rows their completion made) to the end, where it
-was the 1M rebuild's peak memory (docs/BENCHMARKS.md, "Rebuild: the end's peak")."""
+was the 1M rebuild's peak memory (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll
+that fills")."""
 
 from __future__ import annotations
 
