@@ -102,13 +102,12 @@ _RECONNECT_BACKOFF_MAX_MS = 1000
 
 # What a consumer asks the broker for in one fetch: per partition, and in all (8 partitions'
 # worth, not kafka-python's 50 MB). 256 KiB, not kafka-python's 1 MiB: less memory held in
-# fetched records (a 1M rebuild's fold peaked 11-18 MiB lower). It cost CPU while a poll
-# returned only what one fetch brought (short polls: 1,538 records on average at 100k
-# against 1,923, so more, smaller transactions: +3-4 %); a poll behind the head now fills
-# its batch from further fetches (KafkaConsumerAdapter.poll), so transactions are as large
-# as with 1 MiB (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll that fills"). A
-# fetch still returns at least one whole record batch when a batch is larger (KIP-74):
-# nothing stalls.
+# fetched records (a 1M rebuild's peak 265 MiB against 291-301). A poll behind the head
+# fills its batch from further fetches (KafkaConsumerAdapter.poll), so a rebuild's
+# transactions are as large as with 1 MiB; it still measured 3-5 % more CPU, cause not yet
+# found (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll that fills"). A fetch
+# still returns at least one whole record batch when a batch is larger (KIP-74): nothing
+# stalls.
 DEFAULT_PARTITION_FETCH_BYTES = 256 * 1024
 _FETCH_PARTITIONS = 8  # a fetch's bound: this many partitions' worth
 # A poll behind the head gathers records from further fetches until its batch is full, for

@@ -265,8 +265,8 @@ class Settings(BaseSettings):
         ge=1,
         le=1024 * 1024,
         description="KiB a consumer fetches of one partition at once (8 partitions' worth "
-        "a fetch); more holds more memory (1024 put 11-18 MiB on a 1M rebuild's peak), a "
-        "poll behind the head fills its batch from several fetches either way",
+        "a fetch); 1024 put 26-36 MiB on a 1M rebuild's peak memory and took 3-5 % less "
+        "CPU",
     )
     console_time_zone: str = Field(
         default="Europe/Oslo",
