@@ -228,6 +228,13 @@ def _engine_processes() -> int:
     return Settings().rebuild_processes
 
 
+def _engine_fetch_bytes() -> int:
+    """What ``journey rebuild``'s consumer fetches of a partition: JOURNEY_KAFKA_FETCH_KIB."""
+    from journey.settings import Settings
+
+    return Settings().kafka_fetch_kib * 1024
+
+
 def rebuild(
     broker: str,
     topic: str,
@@ -242,7 +249,7 @@ def rebuild(
     from consumers import open_log
     from consumers.rebuild import rebuild as do_rebuild
 
-    log = open_log(broker)
+    log = open_log(broker, partition_fetch_bytes=_engine_fetch_bytes())
     done = [0]
     report = _reporter()
 
@@ -257,6 +264,7 @@ def rebuild(
     store = ""
     shares: dict[int, tuple[int, ...]] = {}
     waits: tuple[int, float] = (0, 0.0)
+    batches = 0
     try:
         new_file, stats, seconds = do_rebuild(
             log,
@@ -270,6 +278,7 @@ def rebuild(
         )
         completed, store, done[0] = True, str(new_file), stats.processed
         dead, shares = stats.dead_letters, dict(getattr(stats, "shares", {}))
+        batches = stats.batches
         waits = (getattr(stats, "write_waits", 0), getattr(stats, "write_waited_s", 0.0))
     except Stopped:
         seconds, dead = time.monotonic() - started, 0
@@ -283,6 +292,8 @@ def rebuild(
         "dead_letters": dead,
         "seconds": round(seconds, 3),
         "per_s": round(done[0] / seconds, 1) if seconds else None,
+        # Poll batches folded (one process: each its transaction; 0 over several processes)
+        "batches": batches,
         # Every process of the rebuild: this one and the ones it forked (waited for).
         "processes": len(shares) or 1,
         "shares": {str(pid): list(parts) for pid, parts in shares.items()},

@@ -102,15 +102,19 @@ _OFFSETS_TIMEOUT_S = 3.0
 # wait that long to be used again. One second keeps a reconnect well within 10 s.
 _RECONNECT_BACKOFF_MAX_MS = 1000
 
-# What a consumer asks the broker for in one fetch: per partition (kafka-python's default),
-# and in all (8 partitions' worth, not kafka-python's 50 MB). Less per partition is less
-# memory held in fetched records (256 KiB: a 1M rebuild peaked 11-18 MiB lower) but
-# costs CPU: polls come back with fewer records than the batch asks for (1,538 against
-# 1,923 on average at 100k), so more, smaller transactions: +3-4 % CPU in three 1M pairs
-# (docs/BENCHMARKS.md, "Rebuild: peak RSS headroom"). A fetch still returns at least one
-# whole record batch when a batch is larger (KIP-74): nothing stalls.
-DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
+# What a consumer asks the broker for in one fetch: per partition, and in all (8 partitions'
+# worth, not kafka-python's 50 MB). 256 KiB, not kafka-python's 1 MiB: less memory held in
+# fetched records (a 1M rebuild's peak 265 MiB against 291-301). A poll behind the head
+# fills its batch from further fetches (KafkaConsumerAdapter.poll), so a rebuild's
+# transactions are as large as with 1 MiB; it still measured 3-5 % more CPU, cause not yet
+# found (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll that fills"). A fetch
+# still returns at least one whole record batch when a batch is larger (KIP-74): nothing
+# stalls.
+DEFAULT_PARTITION_FETCH_BYTES = 256 * 1024
 _FETCH_PARTITIONS = 8  # a fetch's bound: this many partitions' worth
+# A poll behind the head gathers records from further fetches until its batch is full, for
+# at most this long (or its timeout, when longer): see KafkaConsumerAdapter.poll.
+_FILL_WAIT_S = 0.5
 
 # After a client failed, it is made anew at the next call, but not sooner than this backoff
 # (doubling from the first, up to the last) since the previous attempt.
@@ -1125,36 +1129,92 @@ class KafkaConsumerAdapter:
     def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Message]:
         """Next messages, in offset order per partition (sorted by topic, partition,
         offset); [] when none arrived within ``timeout_s``. The first poll joins the group,
-        which on a local broker takes a few hundred milliseconds."""
+        which on a local broker takes a few hundred milliseconds.
+
+        While the log held more than the first records a poll got (a partition's position
+        short of the high-water mark its fetch reported: a replay, a consumer catching up),
+        it polls again until ``max_records`` are gathered or that backlog is read, for at
+        most half a second (``timeout_s`` when longer): kafka-python returns what its last
+        fetches brought, a small fetch per partition (JOURNEY_KAFKA_FETCH_KIB) made short
+        polls, and a runner's transactions as short. A consumer at the head gets what one
+        fetch brought, as soon as it came: it never waits for what is not in the log yet."""
         self._check_open()
         if max_records < 1:
             raise LogError(f"max_records must be at least 1, got {max_records}")
-        deadline = time.monotonic() + max(0.0, timeout_s)
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout_s)
+        # Filling waits for fetches the log has data for: at least this long (a runner
+        # polls with 50 ms, and under load a fetch's round trip can take longer).
+        filled_by = max(deadline, started + _FILL_WAIT_S)
+        batch: dict[Any, list[Any]] = {}
+        backlog: dict[Any, int] = {}
+        count = 0
         while True:
-            self._replace_if_stuck()
-            self._start_pending()
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not count:  # a batch being filled is never mixed with a new assignment's start
+                self._replace_if_stuck()
+                self._start_pending()
+            remaining_ms = max(
+                0, int(((filled_by if count else deadline) - time.monotonic()) * 1000)
+            )
             if self._on_assign is not None:
                 # Short slices, so partitions assigned meanwhile get on_assign soon.
                 remaining_ms = min(remaining_ms, _ASSIGN_CHECK_MS)
-            batch = self._log._call(
+            more = self._log._call(
                 f"polling {', '.join(self.topics)} for group {self.group_id!r}",
                 functools.partial(
-                    self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records
+                    self._consumer.poll, timeout_ms=remaining_ms, max_records=max_records - count
                 ),
             )
-            # Sorted by topic and partition; each partition's records come in offset order.
-            messages = [
-                _message(topic, partition, record)
-                for topic, partition, records in sorted(
-                    (str(ktp.topic), int(ktp.partition), records) for ktp, records in batch.items()
-                )
-                for record in records
-            ]
-            if messages:
-                return messages
-            if time.monotonic() >= deadline:
-                return []
+            first = not count
+            for ktp, records in more.items():
+                if records:
+                    batch.setdefault(ktp, []).extend(records)
+                    count += len(records)
+            if count and first:
+                backlog = self._backlog(batch)
+            if count and (count >= max_records or not self._behind(batch, backlog) or not more):
+                break
+            if time.monotonic() >= (filled_by if count else deadline):
+                break
+        # Sorted by topic and partition; each partition's records come in offset order.
+        return [
+            _message(topic, partition, record)
+            for topic, partition, records in sorted(
+                (str(ktp.topic), int(ktp.partition), records) for ktp, records in batch.items()
+            )
+            for record in records
+        ]
+
+    def _backlog(self, batch: Mapping[Any, list[Any]]) -> dict[Any, int]:
+        """The high-water mark of each partition of ``batch`` that this consumer has not
+        read up to: what the broker held, when the fetch that brought the batch's records
+        answered (kafka-python keeps the latest fetch's). By the position, not the last
+        record: a transaction's commit marker after it is read (skipped) too."""
+        consumer = self._consumer
+        assignment = getattr(getattr(consumer, "_subscription", None), "assignment", {})
+        out: dict[Any, int] = {}
+        for ktp, records in batch.items():
+            try:
+                highwater = consumer.highwater(ktp)
+            except kafka_errors.IllegalStateError:  # revoked meanwhile: not this member's
+                continue
+            if highwater is not None and self._read_up_to(assignment, ktp, records) < highwater:
+                out[ktp] = highwater
+        return out
+
+    def _behind(self, batch: Mapping[Any, list[Any]], backlog: Mapping[Any, int]) -> bool:
+        """Whether a partition is still short of the backlog it had at the poll's first
+        records (what arrived since is the next poll's: filling never chases the head)."""
+        assignment = getattr(getattr(self._consumer, "_subscription", None), "assignment", {})
+        return any(
+            ktp in batch and self._read_up_to(assignment, ktp, batch[ktp]) < highwater
+            for ktp, highwater in backlog.items()
+        )
+
+    @staticmethod
+    def _read_up_to(assignment: Any, ktp: Any, records: list[Any]) -> int:
+        position = getattr(getattr(assignment.get(ktp), "position", None), "offset", None)
+        return position if isinstance(position, int) else int(records[-1].offset) + 1
 
     # -- offsets -----------------------------------------------------------------------
 
