@@ -6,10 +6,10 @@ never makes the broker rebalance the engine's group; it starts at offset 0); onc
 it has caught up with the log it becomes active with one atomic rename of the pointer file,
 and live runners follow at their next batch.
 
-With ``processes`` above one the partitions are folded by that many forked processes, each
-a runner of its own share (every customer's touchpoints are in one partition: the key is
-the customer id), all writing the one new store as several live workers do: on
-PostgreSQL side by side, on SQLite taking turns for each write transaction
+With ``processes`` above one the partitions are folded by that many processes, this one
+and the others forked, each a runner of its own share (every customer's touchpoints are in
+one partition: the key is the customer id), all writing the one new store as several live
+workers do: on PostgreSQL side by side, on SQLite taking turns for each write transaction
 (:class:`~projections.backends.WriterTurns`). What one customer's facts say of another
 (links, an erasure's cascade, defects) is what workers sharing a store see; docs/
 BENCHMARKS.md ("A rebuild on several processes") says why one file and not shards merged
@@ -69,6 +69,8 @@ _PROCESS_WEIGHT = 100_000
 # to SQLite's own lock and Python's busy handler instead of taking turns.
 _TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Processes of a rebuild when none are asked for (and the cores allow).
+_DEFAULT_PROCESSES = 2
 
 
 class RebuildFailed(JourneyError):
@@ -105,8 +107,11 @@ class _Job:
 
 
 def default_processes(partitions: int) -> int:
-    """One process per core this process may run on, at most one per partition."""
-    return max(1, min(len(os.sched_getaffinity(0)), partitions))
+    """Two where this process may run on two cores or more, at most one per partition. Not
+    one per core: the processes share one cache budget (each beyond the first costs ~45 MiB
+    of its own), and on SQLite one writer; two rebuilt 1M touchpoints 1.5-1.7x faster than
+    one within the same memory (docs/BENCHMARKS.md, "Two rebuild processes by default")."""
+    return max(1, min(_DEFAULT_PROCESSES, len(os.sched_getaffinity(0)), partitions))
 
 
 def rebuild(
@@ -129,15 +134,22 @@ def rebuild(
     ``retry_for_s``; after that the rebuild fails and the active store stays as it was
     (nothing is swapped in unless every message was folded or dead-lettered).
 
-    ``processes``: how many processes fold the partitions (None: :func:`default_processes`;
-    never more than the topic has partitions); 1 folds them all in this one.
+    ``processes``: how many processes fold the partitions (None: :func:`default_processes`,
+    one with a log that cannot be opened again in a forked process; never more than the
+    topic has partitions); 1 folds them all in this one, and with more this one folds the
+    first share beside the forked ones.
     ``cache_size`` / ``cache_weight``: the writer's cache bounds (JourneyStore's defaults
     when None), split evenly among the processes."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     new_file = rebuild_target(base, stamp)
     partitions = _partitions(log, topic)
     total = sum(log.high_watermarks(topic).values()) if partitions else 0
-    count = default_processes(len(partitions)) if processes is None else processes
+    if processes is None:
+        # The default, where the log can be opened again in a forked process (both of ours).
+        reopens = getattr(log, "reopened", None) is not None
+        count = default_processes(len(partitions)) if reopens else 1
+    else:
+        count = processes
     count = max(1, min(count, len(partitions)))
     job = _Job(
         log=log,
