@@ -63,8 +63,11 @@ logger = structlog.get_logger(__name__)
 _SLOTS = 6
 # What one more rebuild process holds of its own, in cache weight (0.43 KB a unit, as the
 # folded state it displaces): a 1M rebuild on two processes with the weight split evenly
-# peaked at 330 MiB (PSS) against 282 for one.
-_PROCESS_WEIGHT = 100_000
+# peaked at 330 MiB (PSS) against 282 for one. 130,000 (two processes: 85,000 each): their
+# PSS summed peaked at 277.8 MiB at 1M under load, 100,000 each at 291.5, and a quiet
+# machine adds ~5-13 MiB (fewer processes share the interpreter's pages); the heavy
+# customers' read-backs it makes cost no CPU measured (docs/BENCHMARKS.md).
+_PROCESS_WEIGHT = 130_000
 # Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
 # to SQLite's own lock and Python's busy handler instead of taking turns.
 _TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
@@ -495,7 +498,8 @@ def _share_weight(weight: int, count: int) -> int:
     """Each of ``count`` processes' cache weight, so that together they hold what one
     process may: the weight split, less what each process beyond the first costs of its own
     (its interpreter, the imported code's pages as they are written, malloc arenas, SQLite
-    connections: ~45 MiB at 1M, measured as PSS), at a quarter of an even split at least."""
+    connections: ~45 MiB at 1M, measured as PSS, and a margin), at a quarter of an even
+    split at least."""
     return max(weight // (4 * count), (weight - (count - 1) * _PROCESS_WEIGHT) // count, 1)
 
 
