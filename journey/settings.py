@@ -200,8 +200,8 @@ class Settings(BaseSettings):
         description="Processes a rebuild folds the partitions in (each its own partitions, "
         "all into the one new store; at most one per partition); 1 folds them all in the "
         "rebuild's own process. Unset: two where the machine has two cores or more (at 1M "
-        "touchpoints 1.66-1.69x one process's rate for the same CPU on a quiet 2-core "
-        "machine, their memory summed within one process's 300 MiB: docs/BENCHMARKS.md), "
+        "touchpoints 1.04-1.69x one process's rate, their memory summed within one "
+        "process's 300 MiB: docs/BENCHMARKS.md), "
         "else one",
     )
     store: str = Field(
