@@ -112,9 +112,10 @@ class _Job:
 def default_processes(partitions: int) -> int:
     """Two where this process may run on two cores or more, at most one per partition. Not
     one per core: the processes share one cache budget (each beyond the first costs ~45 MiB
-    of its own), and on SQLite one writer; two rebuilt 1M touchpoints 1.66-1.69x faster
-    than one for the same CPU, within the same memory (docs/BENCHMARKS.md, "Two rebuild
-    processes by default")."""
+    of its own), and on SQLite one writer. Two rebuilt 1M touchpoints within one process's
+    memory, 1.66-1.69x faster than one on a quiet machine in session 15 but 1.04x in
+    session 16's one near-quiet pair (docs/BENCHMARKS.md, "Two rebuild processes by
+    default")."""
     return max(1, min(_DEFAULT_PROCESSES, len(os.sched_getaffinity(0)), partitions))
 
 
