@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -26,6 +27,7 @@ from typing import Any
 
 from bench.profiles import summarise_speedscope
 from bench.run import delete_topics, kafka_hosts, latency_figure, pyspy_usable
+from bench.turns import split
 
 __all__ = ["main"]
 
@@ -58,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         "minute or so at 1,000/s, and customers start coming back from the store)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--turns",
+        type=Path,
+        default=None,
+        help="a folder: run `journey run` with its loop's steps timed (bench/turns.py), keep "
+        "the spans and the probes there, and split each probe's latency over the steps",
+    )
     args = parser.parse_args(argv)
 
     from consumers.kafka_log import KafkaLog
@@ -119,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     out: dict[str, Any] = {}
+    probes: list[dict[str, Any]] = []
+    runner_command = None
+    if args.turns is not None:
+        args.turns.mkdir(parents=True, exist_ok=True)
+        spans = args.turns.resolve() / "spans.json"
+        spans.unlink(missing_ok=True)
+        runner_command = [sys.executable, "-m", "bench.turns", "run", str(spans), "--"]
     try:
         out = latency_figure(
             log,
@@ -132,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             on_runner=profile,
             budget_s=args.seconds,
+            runner_command=runner_command,
+            probes_out=probes,
         )
         stop.set()
         folded = out["background_sent"] - out["lag_at_end"] + out["probes"]
@@ -159,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         delete_topics(hosts, [topic, f"{topic}.dlq", f"{topic}.intake"])
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.turns is not None:
+        (args.turns / "probes.json").write_text(json.dumps(probes))
+        if (args.turns / "spans.json").exists():
+            out["turns"] = split(args.turns / "spans.json", args.turns / "probes.json")
+        else:
+            print("  journey run wrote no spans (did it end by a signal it did not handle?)")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

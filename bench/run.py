@@ -773,11 +773,15 @@ def latency_figure(
     seed: int,
     on_runner: Callable[[int], None] | None = None,
     budget_s: float | None = None,
+    runner_command: list[str] | None = None,
+    probes_out: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``on_runner``: called with the `journey run` process's id once it folds, before the
     warm-up (bench/live_latency.py starts py-spy on it there). ``budget_s``: seconds of
     background load (default: enough for the warm-up and every probe at ~2/s); the probes
-    stop when it runs out."""
+    stop when it runs out. ``runner_command``: what runs `journey run` (default the
+    `journey` script; bench/turns.py's timed loop). ``probes_out``: each probe's emit time
+    (wall clock), position and latencies are appended to it."""
     from consumers.log import TopicPartition
     from domain import catalogue as c
     from domain.envelope import encode, new_touchpoint
@@ -817,7 +821,7 @@ def latency_figure(
     err = (logs / "journey-run.stderr").open("w")
     runner = subprocess.Popen(
         [
-            *journey_command(),
+            *(runner_command or journey_command()),
             "--broker",
             broker,
             "--topic",
@@ -873,7 +877,7 @@ def latency_figure(
                 occurred_at=now_utc(),
                 source="bench",
             )
-            t0 = time.perf_counter()
+            t0, wall = time.perf_counter(), time.time()
             (pos,) = emitter.emit_touchpoints([tp])
             acked.append(time.perf_counter() - t0)
             tpart = TopicPartition(pos.topic, pos.partition)
@@ -890,6 +894,16 @@ def latency_figure(
             else:
                 visible.append(seen_at - t0)
                 baseline.append(raw_at - t0)
+                if probes_out is not None:
+                    probes_out.append(
+                        {
+                            "t0": wall,
+                            "partition": pos.partition,
+                            "offset": pos.offset,
+                            "visible_s": seen_at - t0,
+                            "bare_s": raw_at - t0,
+                        }
+                    )
             report(i + 1)
             if time.monotonic() - last_lag >= 3.0:
                 last_lag = time.monotonic()

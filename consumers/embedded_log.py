@@ -8,7 +8,8 @@ failing half-way; the file runs in WAL mode so readers never block the writer.
 What matches Kafka, so the same code and the same contract suite run on both logs:
 
 * a key lands in the partition Kafka's default partitioner picks (murmur2), so a customer's
-  events sit in the same partition number on both logs;
+  events sit in the same partition number on both logs; a message that names its partition
+  goes there (one the topic does not have fails the batch, nothing written);
 * offsets start at 0 per partition and grow by one; a produced batch is one transaction,
   all of it visible or none;
 * committed offsets are per consumer group and mean "the next offset to read";
@@ -57,6 +58,7 @@ from consumers.log import (
     OutgoingMessage,
     Position,
     TopicPartition,
+    check_partitions,
 )
 
 __all__ = ["EmbeddedLog"]
@@ -346,8 +348,13 @@ class EmbeddedLog:
             )
             positions: list[Position] = []
             rows: list[tuple[str, int, int, bytes, bytes, str, int]] = []
+            check_partitions(topic, messages, count)
             for msg in messages:
-                partition = _partition_for_key(bytes(msg.key), count)
+                partition = (
+                    _partition_for_key(bytes(msg.key), count)
+                    if msg.partition is None
+                    else msg.partition
+                )
                 offset = next_offsets[partition]
                 next_offsets[partition] = offset + 1
                 ts = default_ts if msg.timestamp_ms is None else msg.timestamp_ms

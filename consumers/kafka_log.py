@@ -7,7 +7,8 @@ run on Kafka and on the embedded log:
   the whole batch, flushes, and returns the positions the broker acknowledged, in input
   order. The partition is chosen as by kafka-python's default partitioner (murmur2 of the
   key, as the Java client; the hash of recent keys kept), which
-  :meth:`KafkaLog.partition_for` reproduces exactly;
+  :meth:`KafkaLog.partition_for` reproduces exactly, unless the message names its
+  partition (a partition the topic does not have fails the batch before anything is sent);
 * topics are never created by accident: producing to a topic that does not exist raises
   :class:`LogError` at once (metadata is checked first) instead of blocking for
   ``max_block_ms``; :meth:`KafkaLog.ensure_topics` creates them with infinite retention;
@@ -65,6 +66,7 @@ from consumers.log import (
     OutgoingMessage,
     Position,
     TopicPartition,
+    check_partitions,
 )
 
 __all__ = [
@@ -167,6 +169,16 @@ class KeyHashPartitioner(Partitioner):  # type: ignore[misc]  # kafka-python is 
                 )
             )
         return int(sorted(partitions)[key_hash(bytes(serialized_key)) % len(partitions)])
+
+
+def _refresh_metadata(producer: Any, timeout_s: float) -> None:
+    """Have a producer fetch the cluster's metadata now and wait for it (kafka-python has
+    no public call for it: this is what its own wait for an unknown topic's metadata does)."""
+    done = threading.Event()
+    future = producer._metadata.request_update()
+    future.add_both(lambda *_: done.set())
+    producer._sender.wakeup()
+    done.wait(timeout_s)
 
 
 def _acked(future: Any, timeout_s: float) -> Any:
@@ -578,7 +590,8 @@ class KafkaLog:
 
     def _partition_count(self, topic: str) -> int:
         # Partitions of our topics never change (a key must keep its partition), so the
-        # count is safe to remember.
+        # count is safe to remember; a produce naming a partition past it looks again (a
+        # topic someone grew by hand).
         count = self._partition_counts.get(topic)
         if count is not None:
             return count
@@ -612,10 +625,24 @@ class KafkaLog:
         by event_id."""
         if not messages:
             return []
-        self._partition_count(topic)  # unknown topic -> LogError now, not after max_block_ms
+        count = self._partition_count(topic)  # unknown topic -> LogError now, not later
+        wanted = max((m.partition for m in messages if m.partition is not None), default=-1)
+        if wanted >= count:  # the topic may have grown since its count was remembered
+            self._partition_counts.pop(topic, None)
+            count = self._partition_count(topic)
+        check_partitions(topic, messages, count)
 
         def send_all(producer: Any) -> list[Any]:
             send = producer.send
+            if wanted >= 0 and wanted not in (producer.partitions_for(topic) or ()):
+                # The broker has it (described above), the producer's metadata not yet (it
+                # refreshes on its own only every few minutes): ask for it once now.
+                _refresh_metadata(producer, self.timeout_ms / 1000)
+            if wanted >= 0 and wanted not in (producer.partitions_for(topic) or ()):
+                raise LogUnavailable(
+                    f"partition {wanted} of topic {topic!r} is not in the producer's metadata "
+                    f"of {self.url} yet (the topic grew?): retry in a moment"
+                )
             futures = [
                 send(
                     topic,
@@ -623,6 +650,7 @@ class KafkaLog:
                     value=msg.value,
                     headers=list(msg.headers),
                     timestamp_ms=msg.timestamp_ms,
+                    partition=msg.partition,
                 )
                 for msg in messages
             ]

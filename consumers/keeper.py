@@ -19,7 +19,10 @@ Exactly one fact per deadline, also across restarts and rebuilds:
 * after a (re)start it decides for a partition only once the store has folded everything
   that partition held when the keeper first looked (facts an earlier run emitted included);
   from then on it remembers what it emitted until the store has folded it;
-* the fact's ``occurred_at`` is the deadline itself, so a rebuild reproduces the same view.
+* the fact's ``occurred_at`` is the deadline itself, so a rebuild reproduces the same view;
+* the fact goes to the partition the customer's touchpoints were folded from (the store's
+  ``customers.partition``), not to the one its key hashes to: folded in order with them, by
+  the worker that holds them.
 
 The wall clock is injected: tests move time by hand.
 """
@@ -219,6 +222,11 @@ class PromiseKeeper:
                 # Logged when the keeper decided, by its clock (an input like every time):
                 # a known-at view before this moment does not know of the breach yet.
                 timestamp_ms=int(now.timestamp() * 1000),
+                # Where the customer's touchpoints are, not where the key's hash says (they
+                # differ for a producer with another partitioner, or a topic that grew): so
+                # the fact is folded in order with them, by the worker that holds them, and
+                # the customer stays in its partition.
+                partition=partition,
             )
             (pos,) = self.log.produce(self.topic, [message])
             self._in_flight[event_id] = pos

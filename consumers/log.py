@@ -7,7 +7,11 @@ Semantics every adapter honours (the contract suite in ``tests/contract`` checks
 
 * a topic has a fixed number of partitions; a message's partition is chosen from its key
   with Kafka's default partitioner (murmur2), so a key lands in the same partition number on
-  both logs and one customer's events are totally ordered;
+  both logs and one customer's events are totally ordered; a message that names its
+  partition (``OutgoingMessage.partition``) goes there instead (the promise keeper sends a
+  customer's fact where the customer's touchpoints are), and one naming a partition the
+  topic does not have fails the whole batch with :class:`LogError` before anything is
+  written;
 * offsets in a partition start at 0 and grow by one per message;
 * the *high-water mark* of a partition is the offset the next message will get;
 * a consumer belongs to a group; it reads from the group's committed offset (or the
@@ -40,6 +44,7 @@ __all__ = [
     "OutgoingMessage",
     "Position",
     "TopicPartition",
+    "check_partitions",
 ]
 
 
@@ -106,6 +111,23 @@ class OutgoingMessage:
     value: bytes
     headers: Headers = ()
     timestamp_ms: int | None = None
+    # None: the key's murmur2 hash chooses (every producer but one). A number: this
+    # partition, whatever the key says: a derived fact follows its customer to the partition
+    # the customer's touchpoints were folded from, which another producer's partitioner (or a
+    # topic that grew) may have made differ from the hash.
+    partition: int | None = None
+
+
+def check_partitions(topic: str, messages: Sequence[OutgoingMessage], count: int) -> None:
+    """Raise :class:`LogError` if a message names a partition ``topic`` (of ``count``
+    partitions) does not have: checked before anything of the batch is written."""
+    for msg in messages:
+        p = msg.partition
+        if p is not None and not 0 <= p < count:
+            raise LogError(
+                f"partition {p} of topic {topic!r} does not exist: the topic has {count} "
+                f"partitions (0-{count - 1}); name one of them, or none to let the key choose"
+            )
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,46 @@ def test_same_key_always_lands_in_the_partition_partition_for_names(log: Log, to
         assert partitions == {log.partition_for(topic, key.encode())}, key
 
 
+def test_a_message_given_a_partition_lands_there_and_the_others_by_their_key(
+    log: Log, topic: str, unique_topic: str
+) -> None:
+    # A derived fact follows its customer to the partition the customer's touchpoints are in,
+    # whatever the key's hash says (the promise keeper); the rest of a batch is unaffected.
+    key = "customer-0"
+    hashed = log.partition_for(topic, key.encode())
+    elsewhere = (hashed + 1) % PARTITIONS
+    outgoing = [
+        msg(key, "by the key"),
+        OutgoingMessage(key=key.encode(), value=b"placed 1", partition=elsewhere),
+        msg("customer-1", "by its key"),
+        OutgoingMessage(key=key.encode(), value=b"placed 2", partition=elsewhere),
+    ]
+    positions = log.produce(topic, outgoing)
+    assert [p.partition for p in positions] == [
+        hashed,
+        elsewhere,
+        log.partition_for(topic, b"customer-1"),
+        elsewhere,
+    ]
+    assert positions[3].offset == positions[1].offset + 1  # in order within the partition
+
+    with member(log, f"g.{unique_topic}", [topic]) as consumer:
+        got = consume(consumer, len(outgoing))
+    assert by_position(got) == {
+        pos: (out.key, out.value) for out, pos in zip(outgoing, positions, strict=True)
+    }
+
+
+@pytest.mark.parametrize("partition", [PARTITIONS, -1])
+def test_a_partition_out_of_range_is_refused_and_nothing_of_the_batch_written(
+    log: Log, topic: str, partition: int
+) -> None:
+    batch = [msg("customer-0", "fine"), OutgoingMessage(key=b"k", value=b"v", partition=partition)]
+    with pytest.raises(LogError, match=rf"partition {partition}\b.*{PARTITIONS} partitions"):
+        log.produce(topic, batch)
+    assert log.high_watermarks(topic) == dict.fromkeys(range(PARTITIONS), 0)
+
+
 def test_offsets_are_contiguous_from_zero_and_high_watermarks_follow(log: Log, topic: str) -> None:
     assert log.high_watermarks(topic) == dict.fromkeys(range(PARTITIONS), 0)
 

@@ -18,10 +18,17 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
-from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
 
 from consumers.kafka_log import KafkaConsumerAdapter, KafkaLog
-from consumers.log import Log, LogError, Message, OutgoingMessage, TopicPartition
+from consumers.log import (
+    Log,
+    LogError,
+    LogUnavailable,
+    Message,
+    OutgoingMessage,
+    TopicPartition,
+)
 from journey.pipeline import Pipeline
 from journey.synthetic import generate_touchpoints
 
@@ -113,6 +120,31 @@ def test_the_producer_is_idempotent_with_acks_all(klog: KafkaLog, unique_topic: 
     # One producer per log, reused by every produce.
     klog.produce(unique_topic, [OutgoingMessage(key=b"c-2", value=b"{}")])
     assert klog._producer.current is producer
+
+
+def test_a_partition_added_to_a_topic_after_its_count_was_remembered_can_be_named(
+    klog: KafkaLog, admin: KafkaAdminClient, unique_topic: str
+) -> None:
+    # A topic that grew: a customer placed in a new partition by another producer has its
+    # keeper facts sent there, though this log remembered the old count (and the producer's
+    # metadata may lag the broker's for a moment: that is transient, never a wrong partition).
+    klog.ensure_topics([unique_topic], partitions=2)
+    klog.produce(unique_topic, [OutgoingMessage(key=b"c-1", value=b"{}")])
+    admin.create_partitions({unique_topic: NewPartitions(total_count=3)})
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            (pos,) = klog.produce(
+                unique_topic, [OutgoingMessage(key=b"c-1", value=b"{}", partition=2)]
+            )
+            break
+        except LogUnavailable:
+            assert time.monotonic() < deadline, "the producer never learnt of partition 2"
+            time.sleep(0.5)
+    assert (pos.partition, pos.offset) == (2, 0)
+    with pytest.raises(LogError, match=r"partition 3 of topic .* has 3 partitions"):
+        klog.produce(unique_topic, [OutgoingMessage(key=b"c-1", value=b"{}", partition=3)])
 
 
 def test_a_dead_letter_topic_sits_beside_the_main_topic(klog: KafkaLog, unique_topic: str) -> None:

@@ -5,21 +5,30 @@ docs/events.md asks producers for Kafka's default partitioner, but a producer wi
 worker's keeper selects the clocks of the customers folded from the partitions it holds; it
 must decide them by that same partition, or the clock is selected by one worker and decided
 by none (session 14 decided by ``partition_for``: the deadline below was never recorded).
-On a real broker, two workers in one group sharing a PostgreSQL store."""
+On a real broker, two workers in one group sharing a PostgreSQL store.
+
+The keeper's fact follows the customer too: produced by key, murmur2 would put it in another
+partition than the customer's touchpoints (session 15 did), where it is folded by a worker
+that may not hold the customer, in an order that depends on which worker reads first, and it
+moves the customer's stored partition. It goes to the stored partition instead."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from consumers.log import Log, TopicPartition
+from consumers.rebuild import rebuild
 from domain import catalogue as c
 from domain.envelope import Touchpoint, decode, new_touchpoint
 from journey.pipeline import ManualClock, Pipeline
+from projections.store import JourneyStore
+from tests.contract.test_store_contract import canonical
 from tests.integration.test_exactly_once import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -123,3 +132,55 @@ def test_a_customer_put_in_another_partition_than_murmur2s_has_its_deadline_deci
         if isinstance(tp.data, c.ReplyOverdue)
     ]
     assert [(tp.customer_id, tp.data.case_id) for tp in decided] == [(stray, "k1")]
+
+
+def test_the_keepers_fact_goes_to_the_customers_partition_and_the_views_equal_one_workers(
+    kafka_log: Log, workers: list[Pipeline], unique_topic: str, tmp_path: Path
+) -> None:
+    log, topic, (a, b) = kafka_log, unique_topic, workers
+    turns([a, b], lambda: len(a.runner.owned_partitions()) == len(b.runner.owned_partitions()) == 1)
+
+    # Murmur2 says partition 0; the customer's touchpoints are in partition 1.
+    stray = customer_in(log, topic, 0, "stray")
+    put_in(
+        log, a, topic, 1, touchpoint(c.InquiryReceived(case_id="k1", channel="email"), stray, T0)
+    )
+    for partition in (0, 1):  # both partitions' clocks move past the reply target
+        filler = customer_in(log, topic, partition, "filler")
+        a.emit([touchpoint(c.InquiryReceived(case_id="f", channel="chat"), filler, LATER)])
+    store = a.store
+
+    def folded() -> bool:
+        positions = store.positions()
+        return all(
+            positions.get(TopicPartition(topic, p), -1) >= hwm - 1
+            for p, hwm in log.high_watermarks(topic).items()
+        )
+
+    turns([a, b], folded)
+    for _ in range(3):
+        a.keeper.tick()
+        b.keeper.tick()
+        turns([a, b], folded)
+
+    overdue = [
+        (m.partition, tp.customer_id)
+        for m in read_topic(log, topic)
+        if isinstance((tp := decode(m.value)).data, c.ReplyOverdue)
+    ]
+    assert overdue == [(1, stray)], "the fact goes where the customer's touchpoints are"
+    # Folded from partition 1, the customer stays there (and with its holder).
+    assert store.query("SELECT partition FROM customers WHERE customer_id = ?", (stray,)) == [(1,)]
+
+    # The same views as one process folding the same log.
+    single, _, _ = rebuild(log, tmp_path / "single.db", topic=topic, dlq_topic=f"{topic}.dlq")
+    alone = JourneyStore(single)
+    try:
+        rows = "SELECT customer_id, partition, touchpoints FROM customers ORDER BY customer_id"
+        assert store.query(rows) == alone.query(rows)
+        for (cid,) in store.query("SELECT customer_id FROM customers"):
+            shared, own = store.journey(str(cid)), alone.journey(str(cid))
+            assert shared is not None and own is not None
+            assert canonical(shared.journey) == canonical(own.journey), cid
+    finally:
+        alone.close()

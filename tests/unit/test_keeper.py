@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -217,3 +218,40 @@ def test_lateness_and_idle_timeout_come_from_the_environment(
     monkeypatch.setenv("JOURNEY_IDLE_TIMEOUT", "600")
     settings = Settings.from_env()
     assert (settings.allowed_lateness, settings.idle_timeout) == (60, 600)
+
+
+def test_the_fact_goes_to_the_partition_the_customer_was_folded_from(tmp_path: Path) -> None:
+    # The embedded log's side of tests/integration/test_keeper_partitions.py: a customer put
+    # in another partition than its key's hash (a producer with another partitioner) gets its
+    # keeper facts there, and stays there.
+    log = EmbeddedLog(str(tmp_path / "log.db"))
+    start = T0 - timedelta(days=20)  # in the past: the log's bounds judge by the wall clock
+    pipeline = Pipeline(
+        log, tmp_path / "views.db", topic=TOPIC, clock=ManualClock(start + timedelta(days=10))
+    )
+    log.ensure_topics([TOPIC, f"{TOPIC}.dlq"], 6)
+    placed = (log.partition_for(TOPIC, b"c-2") + 1) % 6
+    inquiries = [  # the second moves the partition's clock past the first's reply target
+        new_touchpoint(
+            c.InquiryReceived(case_id=case, channel="email"),
+            customer_id="c-2",
+            occurred_at=at,
+            source="t",
+        )
+        for case, at in (("k", start), ("k2", start + timedelta(days=3)))
+    ]
+    messages = pipeline.emitter.messages(inquiries)
+    log.produce(TOPIC, [replace(m, partition=placed) for m in messages])
+    pipeline.catch_up()
+    consumer = log.consumer("where", [TOPIC])
+    try:
+        overdue = [
+            m.partition for m in consumer.poll(0.05, 1000) if decode(m.value).type == "ReplyOverdue"
+        ]
+    finally:
+        consumer.close()
+    assert overdue == [placed]
+    assert pipeline.store.query("SELECT partition FROM customers WHERE customer_id = 'c-2'") == [
+        (placed,)
+    ]
+    pipeline.close()
