@@ -221,8 +221,9 @@ def consume(hosts: list[str], topic: str, mode: str, batch: int) -> dict[str, An
 # --------------------------------------------------------------------------- rebuild
 
 
-def _engine_processes() -> int:
-    """What ``journey rebuild`` runs with: the settings' JOURNEY_REBUILD_PROCESSES."""
+def _engine_processes() -> int | None:
+    """What ``journey rebuild`` runs with: the settings' JOURNEY_REBUILD_PROCESSES (None,
+    unset: the rebuild's own default, two where the cores allow)."""
     from journey.settings import Settings
 
     return Settings().rebuild_processes

@@ -6,10 +6,10 @@ never makes the broker rebalance the engine's group; it starts at offset 0); onc
 it has caught up with the log it becomes active with one atomic rename of the pointer file,
 and live runners follow at their next batch.
 
-With ``processes`` above one the partitions are folded by that many forked processes, each
-a runner of its own share (every customer's touchpoints are in one partition: the key is
-the customer id), all writing the one new store as several live workers do: on
-PostgreSQL side by side, on SQLite taking turns for each write transaction
+With ``processes`` above one the partitions are folded by that many processes, this one
+and the others forked, each a runner of its own share (every customer's touchpoints are in
+one partition: the key is the customer id), all writing the one new store as several live
+workers do: on PostgreSQL side by side, on SQLite taking turns for each write transaction
 (:class:`~projections.backends.WriterTurns`). What one customer's facts say of another
 (links, an erasure's cascade, defects) is what workers sharing a store see; docs/
 BENCHMARKS.md ("A rebuild on several processes") says why one file and not shards merged
@@ -63,12 +63,17 @@ logger = structlog.get_logger(__name__)
 _SLOTS = 6
 # What one more rebuild process holds of its own, in cache weight (0.43 KB a unit, as the
 # folded state it displaces): a 1M rebuild on two processes with the weight split evenly
-# peaked at 330 MiB (PSS) against 282 for one.
-_PROCESS_WEIGHT = 100_000
+# peaked at 330 MiB (PSS) against 282 for one. 130,000 (two processes: 85,000 each): their
+# PSS summed peaked at 277.8 MiB at 1M under load, 100,000 each at 291.5, and a quiet
+# machine adds ~5-13 MiB (fewer processes share the interpreter's pages); the heavy
+# customers' read-backs it makes cost no CPU measured (docs/BENCHMARKS.md).
+_PROCESS_WEIGHT = 130_000
 # Only to measure the alternative (docs/BENCHMARKS.md): "0" leaves several SQLite writers
 # to SQLite's own lock and Python's busy handler instead of taking turns.
 _TURNS = os.environ.get("JOURNEY_REBUILD_WRITER_TURNS", "1") != "0"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Processes of a rebuild when none are asked for (and the cores allow).
+_DEFAULT_PROCESSES = 2
 
 
 class RebuildFailed(JourneyError):
@@ -105,8 +110,13 @@ class _Job:
 
 
 def default_processes(partitions: int) -> int:
-    """One process per core this process may run on, at most one per partition."""
-    return max(1, min(len(os.sched_getaffinity(0)), partitions))
+    """Two where this process may run on two cores or more, at most one per partition. Not
+    one per core: the processes share one cache budget (each beyond the first costs ~45 MiB
+    of its own), and on SQLite one writer. Two rebuilt 1M touchpoints within one process's
+    memory, 1.66-1.69x faster than one on a quiet machine in session 15 but 1.04x in
+    session 16's one near-quiet pair (docs/BENCHMARKS.md, "Two rebuild processes by
+    default")."""
+    return max(1, min(_DEFAULT_PROCESSES, len(os.sched_getaffinity(0)), partitions))
 
 
 def rebuild(
@@ -129,15 +139,22 @@ def rebuild(
     ``retry_for_s``; after that the rebuild fails and the active store stays as it was
     (nothing is swapped in unless every message was folded or dead-lettered).
 
-    ``processes``: how many processes fold the partitions (None: :func:`default_processes`;
-    never more than the topic has partitions); 1 folds them all in this one.
+    ``processes``: how many processes fold the partitions (None: :func:`default_processes`,
+    one with a log that cannot be opened again in a forked process; never more than the
+    topic has partitions); 1 folds them all in this one, and with more this one folds the
+    first share beside the forked ones.
     ``cache_size`` / ``cache_weight``: the writer's cache bounds (JourneyStore's defaults
     when None), split evenly among the processes."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     new_file = rebuild_target(base, stamp)
     partitions = _partitions(log, topic)
     total = sum(log.high_watermarks(topic).values()) if partitions else 0
-    count = default_processes(len(partitions)) if processes is None else processes
+    if processes is None:
+        # The default, where the log can be opened again in a forked process (both of ours).
+        reopens = getattr(log, "reopened", None) is not None
+        count = default_processes(len(partitions)) if reopens else 1
+    else:
+        count = processes
     count = max(1, min(count, len(partitions)))
     job = _Job(
         log=log,
@@ -234,12 +251,23 @@ def _compact(store: JourneyStore) -> None:
 # ---------------------------------------------------------------------------- processes
 
 
+class _ShareFailed(BaseException):
+    """A forked process failed while this one folded its own share: a BaseException, so
+    that the runner's retries (of every Exception) let it through."""
+
+    def __init__(self, failed: RebuildFailed) -> None:
+        super().__init__(str(failed))
+        self.failed = failed
+
+
 def _rebuild_in_processes(
     job: _Job, progress: Callable[[int, int], None] | None, total: int
 ) -> RebuildStats:
     # The tables are made once, here, before any process opens the store.
     JourneyStore(job.new_file, rebuilding=True).close()
     # fork: the processes share this one's imported code (copy-on-write) and start at once.
+    # This process folds the first share itself: idle, it held ~27-38 MiB (PSS) of a 1M
+    # rebuild's peak for nothing (docs/BENCHMARKS.md, "Two rebuild processes by default").
     ctx = multiprocessing.get_context("fork")
     counters: Any = ctx.Array("q", len(job.shares) * _SLOTS, lock=False)
     errors: Any = ctx.SimpleQueue()
@@ -265,36 +293,62 @@ def _rebuild_in_processes(
     def processed() -> int:
         return sum(counters[i * _SLOTS] for i in range(len(job.shares)))
 
+    def failed(index: int, why: str) -> RebuildFailed:
+        return RebuildFailed(
+            f"rebuild process {index} (partitions "
+            f"{', '.join(map(str, job.shares[index]))}) failed: {why}; the store in "
+            "use is unchanged: fix the cause and run the rebuild again"
+        )
+
     done: set[int] = set()
+
+    def look() -> None:
+        """Raises when a forked process failed or was killed."""
+        for index, proc in procs.items():
+            if index in done or proc.exitcode is None:
+                continue
+            proc.join()
+            if proc.exitcode == 0:
+                done.add(index)
+                continue
+            # Failed, or killed: the customers it held in memory were never written
+            # whole (a rebuilding store defers their rows to the end), so its share
+            # cannot resume from the store's positions. The rebuild stops.
+            while not errors.empty():
+                failures.append(errors.get())
+            raise failed(
+                index,
+                "; ".join(failures)
+                or (
+                    f"killed by signal {-proc.exitcode}"
+                    if proc.exitcode < 0
+                    else f"exit code {proc.exitcode}"
+                ),
+            )
+
+    def on_own_batch() -> None:
+        if progress is not None:
+            progress(processed(), total)
+        try:
+            look()
+        except RebuildFailed as exc:
+            raise _ShareFailed(exc) from None
+
     try:
-        for index in range(len(job.shares)):
+        for index in range(1, len(job.shares)):
             start(index)
+        try:
+            _fold_here(job, counters, on_own_batch)
+        except _ShareFailed as exc:
+            raise exc.failed from None
+        except Exception as exc:
+            raise failed(0, f"{type(exc).__name__}: {exc}") from exc
+        done.add(0)
         while len(done) < len(job.shares):
             time.sleep(0.2)
             if progress is not None:
                 progress(processed(), total)
-            for index, proc in procs.items():
-                if index in done or proc.exitcode is None:
-                    continue
-                proc.join()
-                if proc.exitcode == 0:
-                    done.add(index)
-                    continue
-                # Failed, or killed: the customers it held in memory were never written
-                # whole (a rebuilding store defers their rows to the end), so its share
-                # cannot resume from the store's positions. The rebuild stops.
-                while not errors.empty():
-                    failures.append(errors.get())
-                why = "; ".join(failures) or (
-                    f"killed by signal {-proc.exitcode}"
-                    if proc.exitcode < 0
-                    else f"exit code {proc.exitcode}"
-                )
-                raise RebuildFailed(
-                    f"rebuild process {index} (partitions "
-                    f"{', '.join(map(str, job.shares[index]))}) failed: {why}; the store in "
-                    "use is unchanged: fix the cause and run the rebuild again"
-                )
+            look()
         if progress is not None:
             progress(processed(), total)
     finally:
@@ -328,8 +382,22 @@ def _rebuild_in_processes(
         keyless=slot[3],
         write_waits=slot[4],
         write_waited_s=slot[5] / 1e6,
-        shares={int(procs[i].pid or 0): share for i, share in enumerate(job.shares)},
+        shares={
+            (os.getpid() if i == 0 else int(procs[i].pid or 0)): share
+            for i, share in enumerate(job.shares)
+        },
     )
+
+
+def _fold_here(job: _Job, counters: Any, on_batch: Callable[[], None]) -> None:
+    """The first share, folded by the rebuild's own process beside the forked ones (with
+    its own log, not a reopened one); ``on_batch`` after each of its batches (progress,
+    and a look at the other processes)."""
+    share = job.shares[0]
+    with structlog.contextvars.bound_contextvars(
+        rebuild_process=0, pid=os.getpid(), partitions=list(share)
+    ):
+        _fold(job, 0, job.log, counters, on_batch)
 
 
 def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) -> None:
@@ -341,12 +409,29 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) 
     structlog.contextvars.bind_contextvars(
         rebuild_process=index, pid=os.getpid(), partitions=list(share)
     )
+    log: Log | None = None
+    try:
+        log = _reopened(job.log)
+        _fold(job, index, log, counters, None)
+    except BaseException as exc:
+        logger.error("rebuild process failed", error=f"{type(exc).__name__}: {exc}")
+        errors.put(f"{type(exc).__name__}: {exc}")
+        sys.exit(1)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _fold(
+    job: _Job, index: int, log: Log, counters: Any, on_batch: Callable[[], None] | None
+) -> None:
+    """Folds share ``index`` into the new store and completes the customers it holds; its
+    counts go to its slots of ``counters``."""
     count = len(job.shares)
     # What the single process may hold, split: the processes together stay within it.
     cache_size = max(1, job.cache_size // count)
     cache_weight = _share_weight(job.cache_weight, count)
     first = index * _SLOTS
-    log = _reopened(job.log)
     keys = CustomerKeys(job.base)
     runner: Runner | None = None
     try:
@@ -357,7 +442,7 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) 
             topic=job.topic,
             dlq_topic=job.dlq_topic,
             group=None,
-            partitions=share,
+            partitions=job.shares[index],
             batch_size=job.batch_size,
             follow_swaps=False,
             produce_dead_letters=False,
@@ -369,7 +454,7 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) 
         )
         turns = getattr(runner.store.backend, "turns", None)
 
-        def on_batch(stats: RunnerStats) -> None:
+        def counted(stats: RunnerStats) -> None:
             counters[first] = stats.processed
             counters[first + 1] = stats.duplicates
             counters[first + 2] = stats.dead_letters
@@ -377,8 +462,10 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) 
             if turns is not None:
                 counters[first + 4] = turns.waits
                 counters[first + 5] = int(turns.waited_s * 1e6)
+            if on_batch is not None:
+                on_batch()
 
-        runner.on_batch = on_batch
+        runner.on_batch = counted
         runner.run_until_caught_up(timeout_s=24 * 3600, retry_for_s=job.retry_for_s)
         runner.run_until_caught_up(timeout_s=600, retry_for_s=job.retry_for_s)
         runner.store.complete()
@@ -392,15 +479,10 @@ def _fold_share(job: _Job, index: int, counters: Any, errors: Any, parent: int) 
             write_waits=turns.waits if turns else None,
             write_waited_s=round(turns.waited_s, 3) if turns else None,
         )
-    except BaseException as exc:
-        logger.error("rebuild process failed", error=f"{type(exc).__name__}: {exc}")
-        errors.put(f"{type(exc).__name__}: {exc}")
-        sys.exit(1)
     finally:
         if runner is not None:
             runner.close()
         keys.close()
-        log.close()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -418,7 +500,8 @@ def _share_weight(weight: int, count: int) -> int:
     """Each of ``count`` processes' cache weight, so that together they hold what one
     process may: the weight split, less what each process beyond the first costs of its own
     (its interpreter, the imported code's pages as they are written, malloc arenas, SQLite
-    connections: ~45 MiB at 1M, measured as PSS), at a quarter of an even split at least."""
+    connections: ~45 MiB at 1M, measured as PSS, and a margin), at a quarter of an even
+    split at least."""
     return max(weight // (4 * count), (weight - (count - 1) * _PROCESS_WEIGHT) // count, 1)
 
 

@@ -194,13 +194,15 @@ class Settings(BaseSettings):
         description="What the customers a writer keeps folded may weigh together: touchpoints "
         "folded plus 12 a customer (~0.43 KB each); passed to the writer's store",
     )
-    rebuild_processes: StrictCount = Field(
-        default=1,
+    rebuild_processes: StrictCount | None = Field(
+        default=None,
         ge=1,
         description="Processes a rebuild folds the partitions in (each its own partitions, "
         "all into the one new store; at most one per partition); 1 folds them all in the "
-        "rebuild's own process. One by default: on a 2-core machine two gave 1.6x at 100k "
-        "but 1.1x at 1M for 36 % more CPU and 312 MiB (docs/BENCHMARKS.md)",
+        "rebuild's own process. Unset: two where the machine has two cores or more (at 1M "
+        "touchpoints 1.04-1.69x one process's rate, their memory summed within one "
+        "process's 300 MiB: docs/BENCHMARKS.md), "
+        "else one",
     )
     store: str = Field(
         default="sqlite:///journey-views.db",

@@ -400,8 +400,15 @@ class _SQLiteRecorder(SQLiteProcessRecorder):
     """eventsourcing's SQLite process recorder, plus the query tables in the same
     transaction as the tracking record."""
 
+    # The statements ``ddl`` makes that this opener leaves out (a rebuild's processes: the
+    # timeline index, which their parent builds after them).
+    leave_out: frozenset[str] = frozenset()
+
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *ddl("sqlite")]
+        return [
+            *super().construct_create_table_statements(),
+            *(s for s in ddl("sqlite") if s not in self.leave_out),
+        ]
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
@@ -457,6 +464,14 @@ class SQLiteBackend(Backend):
             rebuilding=rebuilding,
         )
         self.recorder = _SQLiteRecorder(self.datastore)
+        # The processes of a rebuild on several never make the timeline index (see below).
+        shared_rebuild = rebuilding and self.turns is not None
+        if shared_rebuild:
+            self.recorder.leave_out = frozenset({timeline_ddl("sqlite")})
+            # (eventsourcing lists them when the recorder is made)
+            self.recorder.create_table_statements = (
+                self.recorder.construct_create_table_statements()
+            )
         self.recorder.create_table()
         self._search_deferred = rebuilding
         if rebuilding:
@@ -473,10 +488,13 @@ class SQLiteBackend(Backend):
         # went down the index at a random customer's place (a rebuild reads the log in
         # offset order, customers interleaved), a fifth of a rebuild's fold and record.
         # Nothing else reads it while nobody reads the store: the batch's de-duplication
-        # goes by the event_id index, which stays. Not when several processes write the
-        # file: one opening it would drop the index another has built and reads by.
-        self._timeline_deferred = rebuilding and self.turns is None
-        if self._timeline_deferred:
+        # goes by the event_id index, which stays. When several processes write the file,
+        # the one that made it dropped the index (it opened the file alone, before them) and
+        # they never make it at their open (nor drop it: one may have built it to read a
+        # customer back, and reads by it); whoever needs it first builds it, in its write
+        # turn, and all keep it from then on; else their parent builds it after them.
+        self._timeline_deferred = rebuilding
+        if self._timeline_deferred and not shared_rebuild:
             self.execute([(f"DROP INDEX IF EXISTS {TIMELINE_INDEX}", ())])
 
     def sql(self, statement: str) -> str:
@@ -498,7 +516,8 @@ class SQLiteBackend(Backend):
         # at the end of a rebuild whose peak is counted; this way ~4 MiB, and less CPU.
         pool = self.datastore.pool
         cache_kib = pool.cache_kib if isinstance(pool, _TunedPool) else _TunedPool.cache_kib
-        with self.datastore.get_connection(commit=True) as conn:
+        turn = self.turns.turn() if self.turns is not None else contextlib.nullcontext()
+        with turn, self.datastore.get_connection(commit=True) as conn:
             cur = conn.cursor()
             cur.execute("PRAGMA temp_store=FILE")
             cur.execute("PRAGMA cache_size=-2048")
@@ -512,13 +531,16 @@ class SQLiteBackend(Backend):
     def rebuilt(self) -> None:
         """Every row is written: build the timeline index and the search index from the
         table, in one pass each, and keep them with every write from now on (the search
-        triggers back). The search index not in one of several processes writing the
-        file: the others may still be writing (their parent builds it: :meth:`index_search`)."""
-        self.timeline_wanted()
+        triggers back). Neither in one of several processes writing the file: the others
+        may still be writing (their parent builds both: :meth:`index_search`)."""
         if self.turns is None:
+            self.timeline_wanted()
             self.index_search()
 
     def index_search(self) -> None:
+        # The timeline index first, if nobody needed it before: its sort reads the table
+        # once, as the search index's pass does after it.
+        self.timeline_wanted()
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:

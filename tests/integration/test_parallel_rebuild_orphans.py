@@ -32,7 +32,8 @@ def said(done, total):
 
 directory, topic = Path(sys.argv[1]), sys.argv[2]
 log = EmbeddedLog(str(directory / "log.db"))
-rebuild(log, directory / "views.db", topic=topic, dlq_topic=topic + ".dlq", processes=2,
+# Three: the rebuild's own process folds one share, two forked ones the others.
+rebuild(log, directory / "views.db", topic=topic, dlq_topic=topic + ".dlq", processes=3,
         batch_size=20, progress=said)
 """
 

@@ -15,6 +15,7 @@ from projections.store import JourneyStore
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 TP = TopicPartition("t", 0)
+OTHER = TopicPartition("t", 1)  # another process's partition
 
 
 def _inquiry(customer_id: str, n: int) -> Touchpoint:
@@ -45,9 +46,9 @@ def _tail_plan(store: JourneyStore) -> str:
     return " ".join(str(r[-1]) for r in rows)
 
 
-def _batches() -> list[list[tuple[int, Touchpoint]]]:
+def _batches(names: str = "abc") -> list[list[tuple[int, Touchpoint]]]:
     # Three customers interleaved, as a partition of the log has them.
-    items = [(n, _inquiry(f"cust-{'abc'[n % 3]}", n)) for n in range(30)]
+    items = [(n, _inquiry(f"cust-{names[n % 3]}", n)) for n in range(30)]
     return [items[start : start + 4] for start in range(0, 30, 4)]
 
 
@@ -60,9 +61,11 @@ def _rows(store: JourneyStore) -> list[tuple[object, ...]]:
     )
 
 
-def _fill(store: JourneyStore, batches: list[list[tuple[int, Touchpoint]]]) -> None:
+def _fill(
+    store: JourneyStore, batches: list[list[tuple[int, Touchpoint]]], tp: TopicPartition = TP
+) -> None:
     for batch in batches:
-        store.process(TP, batch, batch[-1][0])
+        store.process(tp, batch, batch[-1][0])
 
 
 def _assert_same(store: JourneyStore, plain: JourneyStore) -> None:
@@ -106,4 +109,69 @@ def test_a_customer_read_back_mid_rebuild_builds_the_index_first(tmp_path: Path)
     store.complete()
     _assert_same(store, plain)
     store.close()
+    plain.close()
+
+
+def test_the_processes_of_a_rebuild_leave_the_timeline_index_to_their_parent(
+    tmp_path: Path,
+) -> None:
+    """Several processes writing one rebuild's file (``shared_writes``) neither make the
+    timeline index when they open it nor build it when they complete their customers: the
+    others may still be writing, row by row. Their parent builds it once, after them all."""
+    # Each process its own customers (its own partitions).
+    mine, theirs = _batches(), _batches("xyz")
+    plain = JourneyStore(tmp_path / "plain.db")
+    _fill(plain, mine)
+    _fill(plain, theirs, OTHER)
+    path = tmp_path / "views.db.20261202T000000000000"
+    JourneyStore(path, rebuilding=True).close()  # the parent makes the tables
+    first = JourneyStore(path, rebuilding=True, shared_writes=True)
+    second = JourneyStore(path, rebuilding=True, shared_writes=True)
+    _fill(first, mine)
+    assert not _has_timeline(first)
+    first.complete()
+    first.close()
+    assert not _has_timeline(second)  # the other may still write
+    _fill(second, theirs, OTHER)
+    second.complete()
+    second.close()
+    parent = JourneyStore(path, rebuilding=True, shared_writes=True)
+    assert not _has_timeline(parent)
+    parent.backend.index_search()  # what the rebuild's parent calls, once
+    assert _has_timeline(parent)
+    assert "touchpoints_timeline" in _tail_plan(parent)
+    parent.compact()
+    assert _rows(parent) == _rows(plain)
+    parent.close()
+    plain.close()
+
+
+def test_a_process_of_a_rebuild_reading_a_customer_back_builds_the_index_for_all(
+    tmp_path: Path,
+) -> None:
+    """One process of several reads a customer back (its cache let it go): it builds the
+    index, taking its write turn; another process opening the file then keeps it (never
+    drops what a sibling reads by), and both keep it row by row."""
+    mine, theirs = _batches(), _batches("xyz")
+    plain = JourneyStore(tmp_path / "plain.db")
+    _fill(plain, mine)
+    _fill(plain, theirs, OTHER)
+    path = tmp_path / "views.db.20261202T000000000000"
+    JourneyStore(path, rebuilding=True).close()
+    reader = JourneyStore(path, rebuilding=True, shared_writes=True, cache_size=1)
+    _fill(reader, mine[:3])
+    assert _has_timeline(reader)
+    other = JourneyStore(path, rebuilding=True, shared_writes=True)
+    assert _has_timeline(other)
+    _fill(other, theirs, OTHER)
+    _fill(reader, mine[3:])
+    assert "touchpoints_timeline" in _tail_plan(reader)
+    reader.complete()
+    other.complete()
+    reader.close()
+    other.close()
+    check = JourneyStore(path)
+    assert _rows(check) == _rows(plain)
+    assert check.query("PRAGMA integrity_check") == [("ok",)]
+    check.close()
     plain.close()

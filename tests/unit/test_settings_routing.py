@@ -116,3 +116,20 @@ def test_a_kafka_logs_fetch_size_comes_from_the_settings(
     monkeypatch.setenv("JOURNEY_KAFKA_FETCH_KIB", "0")
     with pytest.raises(ValueError, match="kafka_fetch_kib"):
         Settings()
+
+
+def test_a_rebuild_folds_on_two_processes_by_default_where_there_are_two_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, JOURNEY_REBUILD_PROCESSES leaves it to the rebuild: two processes on a machine
+    with two cores or more (never more than the topic's partitions; more would each hold
+    less of the cache budget), one on a single core; a number given is kept, 1 included."""
+    from consumers import rebuild
+
+    monkeypatch.delenv("JOURNEY_REBUILD_PROCESSES", raising=False)
+    assert Settings().rebuild_processes is None
+    monkeypatch.setenv("JOURNEY_REBUILD_PROCESSES", "1")
+    assert Settings().rebuild_processes == 1
+    for cores, partitions, expected in ((8, 6, 2), (2, 6, 2), (1, 6, 1), (8, 1, 1)):
+        monkeypatch.setattr(rebuild.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert rebuild.default_processes(partitions) == expected
