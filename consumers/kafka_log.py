@@ -102,15 +102,13 @@ _OFFSETS_TIMEOUT_S = 3.0
 # wait that long to be used again. One second keeps a reconnect well within 10 s.
 _RECONNECT_BACKOFF_MAX_MS = 1000
 
-# What a consumer asks the broker for in one fetch: per partition, and in all (8 partitions'
-# worth, not kafka-python's 50 MB). 256 KiB, not kafka-python's 1 MiB: less memory held in
-# fetched records (a 1M rebuild's peak 265 MiB against 291-301). A poll behind the head
-# fills its batch from further fetches (KafkaConsumerAdapter.poll), so a rebuild's
-# transactions are as large as with 1 MiB; it still measured 3-5 % more CPU, cause not yet
-# found (docs/BENCHMARKS.md, "Rebuild: the end's peak and a poll that fills"). A fetch
-# still returns at least one whole record batch when a batch is larger (KIP-74): nothing
-# stalls.
-DEFAULT_PARTITION_FETCH_BYTES = 256 * 1024
+# What a consumer asks the broker for in one fetch: per partition (kafka-python's default),
+# and in all (8 partitions' worth, not kafka-python's 50 MB). 256 KiB holds less in fetched
+# records (a one-process 1M rebuild peaked at 266 MiB against 291-302) but costs CPU: +5 %
+# in one process, and on the two processes of a rebuild +82 % at 0.45x the rate (271
+# against 149 CPU s at 1M, session 16, run V; docs/BENCHMARKS.md). A fetch still returns
+# at least one whole record batch when a batch is larger (KIP-74): nothing stalls.
+DEFAULT_PARTITION_FETCH_BYTES = 1024 * 1024
 _FETCH_PARTITIONS = 8  # a fetch's bound: this many partitions' worth
 # A poll behind the head gathers records from further fetches until its batch is full, for
 # at most this long (or its timeout, when longer): see KafkaConsumerAdapter.poll.

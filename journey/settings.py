@@ -263,12 +263,12 @@ class Settings(BaseSettings):
         default=None, description="Password of the client key file, if it has one; never logged"
     )
     kafka_fetch_kib: StrictCount = Field(
-        default=256,
+        default=1024,
         ge=1,
         le=1024 * 1024,
         description="KiB a consumer fetches of one partition at once (8 partitions' worth "
-        "a fetch); 1024 put 26-36 MiB on a 1M rebuild's peak memory and took 3-5 % less "
-        "CPU",
+        "a fetch); 256 took 26-36 MiB off a 1M rebuild's peak memory for 5 % more CPU in "
+        "one process and 82 % more on two (docs/BENCHMARKS.md)",
     )
     console_time_zone: str = Field(
         default="Europe/Oslo",

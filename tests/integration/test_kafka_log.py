@@ -345,9 +345,9 @@ def test_a_consumer_fetches_a_bounded_amount_and_still_reads_a_record_larger_tha
     klog: KafkaLog, unique_topic: str
 ) -> None:
     """A fetch asks for 8 partitions' worth (kafka-python's 50 MB let a consumer with many
-    partitions hold that much), 256 KiB a partition unless told otherwise
-    (JOURNEY_KAFKA_FETCH_KIB: less holds less of a rebuild's memory), and a record larger
-    than a partition's fetch is still read (the broker returns a whole batch)."""
+    partitions hold that much), 1 MiB a partition unless told otherwise (JOURNEY_KAFKA_FETCH_KIB:
+    less holds less of a rebuild's memory), and a record larger than a partition's fetch is
+    still read (the broker returns a whole batch)."""
     klog.ensure_topics([unique_topic], partitions=1)
     big = b"x" * (40 * 1024)
     klog.produce(unique_topic, [OutgoingMessage(key=b"c-1", value=big)])
@@ -357,8 +357,8 @@ def test_a_consumer_fetches_a_bounded_amount_and_still_reads_a_record_larger_tha
     try:
         assert len(_poll_until(default.poll, 2)) == 2
         config = default._consumer.config
-        assert config["max_partition_fetch_bytes"] == 256 * 1024
-        assert config["fetch_max_bytes"] == 8 * 256 * 1024
+        assert config["max_partition_fetch_bytes"] == 1024 * 1024
+        assert config["fetch_max_bytes"] == 8 * 1024 * 1024
     finally:
         default.close()
 

@@ -108,7 +108,7 @@ def test_a_kafka_logs_fetch_size_comes_from_the_settings(
     told = Settings(broker="kafka://127.0.0.1:1").open_log()
     try:
         assert isinstance(default, KafkaLog) and isinstance(told, KafkaLog)
-        assert default.partition_fetch_bytes == 256 * 1024
+        assert default.partition_fetch_bytes == 1024 * 1024
         assert told.partition_fetch_bytes == 64 * 1024
     finally:
         default.close()
