@@ -258,6 +258,8 @@ class _Checkpointer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self._idle = threading.Event()  # set: none asked for is still to run or running
+        self._idle.set()
 
     def request(self) -> None:
         with self._guard:
@@ -268,7 +270,14 @@ class _Checkpointer:
                     target=self._run, name="store-checkpoint", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()
+            self._idle.clear()
+            self._wake.set()
+
+    def settle(self, timeout_s: float) -> bool:
+        """Wait until every checkpoint asked for has run (and its witness recorded it): a
+        reader opening the store meanwhile may find the file changed and not yet vouched
+        for, and read it whole. True when settled within ``timeout_s``."""
+        return self._idle.wait(timeout_s)
 
     def _run(self) -> None:
         conn = sqlite3.connect(self._db_name, timeout=self._lock_timeout, isolation_level=None)
@@ -292,7 +301,11 @@ class _Checkpointer:
                     # The write-ahead log keeps what it holds; the next one copies it. A
                     # damaged or missing file is the writer's to find and say.
                     logger.debug("store checkpoint failed", store=self._db_name, error=str(exc))
+                with self._guard:
+                    if not self._wake.is_set():
+                        self._idle.set()
         finally:
+            self._idle.set()
             conn.close()
 
     def close(self) -> None:
@@ -380,6 +393,10 @@ class _Datastore(SQLiteDatastore):
             if self.witness is not None:
                 self.witness.after(before)
         return int(busy), int(frames), int(copied)
+
+    def checkpoints_settled(self, timeout_s: float = 10.0) -> bool:
+        """Every checkpoint asked for so far has run (see :meth:`_Checkpointer.settle`)."""
+        return self._checkpointer.settle(timeout_s)
 
     def close(self) -> None:
         # Its connection first: the pool's last connection to close checkpoints the rest.
