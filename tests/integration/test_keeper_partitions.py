@@ -15,7 +15,7 @@ moves the customer's stored partition. It goes to the stored partition instead."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,6 +76,38 @@ def turns(workers: list[Pipeline], until: object, timeout_s: float = 60) -> None
             worker.runner.step()
 
 
+def stray_decided(
+    log: Log, topic: str, workers: list[Pipeline], filler: Callable[[str], Touchpoint]
+) -> str:
+    """A customer murmur2 puts in partition 0 whose inquiry a producer put in partition 1;
+    both partitions' event clocks moved past the reply target by ``filler``'s touchpoint;
+    folded by both workers, and their keepers looked three times (the facts they produced
+    folded in between). Returns the customer."""
+    a, b = workers
+    # The group shares the two partitions out: one each.
+    turns([a, b], lambda: len(a.runner.owned_partitions()) == len(b.runner.owned_partitions()) == 1)
+    stray = customer_in(log, topic, 0, "stray")
+    put_in(
+        log, a, topic, 1, touchpoint(c.InquiryReceived(case_id="k1", channel="email"), stray, T0)
+    )
+    for partition in (0, 1):
+        a.emit([filler(customer_in(log, topic, partition, "filler"))])
+
+    def folded() -> bool:
+        positions = a.store.positions()
+        return all(
+            positions.get(TopicPartition(topic, p), -1) >= hwm - 1
+            for p, hwm in log.high_watermarks(topic).items()
+        )
+
+    turns([a, b], folded)
+    for _ in range(3):  # each keeper looks again and again; the facts are folded in between
+        a.keeper.tick()
+        b.keeper.tick()
+        turns([a, b], folded)
+    return stray
+
+
 @pytest.fixture
 def workers(kafka_log: Log, postgres_store: str, unique_topic: str) -> Iterator[list[Pipeline]]:
     kafka_log.ensure_topics([unique_topic, f"{unique_topic}.dlq"], 2)
@@ -94,37 +126,17 @@ def workers(kafka_log: Log, postgres_store: str, unique_topic: str) -> Iterator[
 def test_a_customer_put_in_another_partition_than_murmur2s_has_its_deadline_decided_once(
     kafka_log: Log, workers: list[Pipeline], unique_topic: str
 ) -> None:
-    log, topic, (a, b) = kafka_log, unique_topic, workers
-    # The group shares the two partitions out: one each.
-    turns([a, b], lambda: len(a.runner.owned_partitions()) == len(b.runner.owned_partitions()) == 1)
-
-    # Murmur2 says partition 0; the producer put the customer's inquiry in partition 1.
-    stray = customer_in(log, topic, 0, "stray")
-    put_in(
-        log, a, topic, 1, touchpoint(c.InquiryReceived(case_id="k1", channel="email"), stray, T0)
+    log, topic = kafka_log, unique_topic
+    stray = stray_decided(
+        log,
+        topic,
+        workers,
+        lambda filler: touchpoint(
+            c.IdentityLinked(kind="email", value=f"{filler}@x.test"), filler, LATER
+        ),
     )
-    # Both partitions' event clocks move well past the reply target.
-    for partition in (0, 1):
-        filler = customer_in(log, topic, partition, "filler")
-        a.emit(
-            [touchpoint(c.IdentityLinked(kind="email", value=f"{filler}@x.test"), filler, LATER)]
-        )
-    store = a.store
-
-    def folded() -> bool:
-        positions = store.positions()
-        return all(
-            positions.get(TopicPartition(topic, p), -1) >= hwm - 1
-            for p, hwm in log.high_watermarks(topic).items()
-        )
-
-    turns([a, b], folded)
+    store = workers[0].store
     assert store.query("SELECT partition FROM customers WHERE customer_id = ?", (stray,)) == [(1,)]
-
-    for _ in range(3):  # each keeper looks again and again; the facts are folded in between
-        a.keeper.tick()
-        b.keeper.tick()
-        turns([a, b], folded)
 
     decided = [
         tp
@@ -137,31 +149,14 @@ def test_a_customer_put_in_another_partition_than_murmur2s_has_its_deadline_deci
 def test_the_keepers_fact_goes_to_the_customers_partition_and_the_views_equal_one_workers(
     kafka_log: Log, workers: list[Pipeline], unique_topic: str, tmp_path: Path
 ) -> None:
-    log, topic, (a, b) = kafka_log, unique_topic, workers
-    turns([a, b], lambda: len(a.runner.owned_partitions()) == len(b.runner.owned_partitions()) == 1)
-
-    # Murmur2 says partition 0; the customer's touchpoints are in partition 1.
-    stray = customer_in(log, topic, 0, "stray")
-    put_in(
-        log, a, topic, 1, touchpoint(c.InquiryReceived(case_id="k1", channel="email"), stray, T0)
+    log, topic = kafka_log, unique_topic
+    stray = stray_decided(
+        log,
+        topic,
+        workers,
+        lambda filler: touchpoint(c.InquiryReceived(case_id="f", channel="chat"), filler, LATER),
     )
-    for partition in (0, 1):  # both partitions' clocks move past the reply target
-        filler = customer_in(log, topic, partition, "filler")
-        a.emit([touchpoint(c.InquiryReceived(case_id="f", channel="chat"), filler, LATER)])
-    store = a.store
-
-    def folded() -> bool:
-        positions = store.positions()
-        return all(
-            positions.get(TopicPartition(topic, p), -1) >= hwm - 1
-            for p, hwm in log.high_watermarks(topic).items()
-        )
-
-    turns([a, b], folded)
-    for _ in range(3):
-        a.keeper.tick()
-        b.keeper.tick()
-        turns([a, b], folded)
+    store = workers[0].store
 
     overdue = [
         (m.partition, tp.customer_id)

@@ -57,10 +57,19 @@ def _two_partitions(log: Log, topic: str) -> tuple[str, str]:
     return first, other
 
 
-def _history(pipeline: Pipeline) -> list[str]:
-    """Stories, generated customers, two customers merged across partitions (one erased,
-    which the live run cascades to the other on the log) and a poison message. Returns
-    customers whose views the dumps compare."""
+def _history(log: Log, store: Path | str, topic: str) -> list[str]:
+    """Folded live into ``store`` by a pipeline of its own, then closed: stories, generated
+    customers, two customers merged across partitions (one erased, which the live run
+    cascades to the other on the log) and a poison message. Returns customers whose views
+    the dumps compare."""
+    pipeline = Pipeline(log, store, topic=topic)
+    try:
+        return _history_through(pipeline)
+    finally:
+        pipeline.close()
+
+
+def _history_through(pipeline: Pipeline) -> list[str]:
     log, topic = pipeline.log, pipeline.topic
     web, phone = _two_partitions(log, topic)
     pipeline.emit(all_touchpoints(NOW))
@@ -94,11 +103,7 @@ def _dump(address: StoreAddress, customers: list[str]) -> dict[str, Any]:
 
 @pytest.fixture
 def history(log: Log, store_address: Path | str, unique_topic: str) -> tuple[list[str], int]:
-    pipeline = Pipeline(log, store_address, topic=unique_topic)
-    try:
-        customers = _history(pipeline)
-    finally:
-        pipeline.close()
+    customers = _history(log, store_address, unique_topic)
     return customers, sum(log.high_watermarks(unique_topic).values())
 
 
@@ -156,11 +161,7 @@ def test_a_rebuild_process_killed_half_way_fails_the_rebuild_and_nothing_is_swap
     embedded_log: Log, tmp_path: Path, unique_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log, base = embedded_log, tmp_path / "views.db"
-    pipeline = Pipeline(log, base, topic=unique_topic)
-    try:
-        _history(pipeline)
-    finally:
-        pipeline.close()
+    _history(log, base, unique_topic)
     total = sum(log.high_watermarks(unique_topic).values())
     # Slowed (the forked processes inherit it), so the kill lands while they fold.
     monkeypatch.setattr(consumers.runner, "_FOLD_DELAY_S", 0.002)
@@ -217,11 +218,7 @@ def test_rebuild_processes_write_without_wal_or_search_triggers_and_the_parent_i
     tokenised into the index row by row); their parent builds the index once after them,
     and the store swapped in is a WAL store whose search answers as one process's does."""
     log, base = embedded_log, tmp_path / "views.db"
-    pipeline = Pipeline(log, base, topic=unique_topic)
-    try:
-        customers = _history(pipeline)
-    finally:
-        pipeline.close()
+    customers = _history(log, base, unique_topic)
     monkeypatch.setattr(consumers.runner, "_FOLD_DELAY_S", 0.002)
     seen: list[tuple[set[str], set[str]]] = []
 
@@ -325,11 +322,7 @@ def test_rebuild_processes_that_read_customers_back_make_the_store_one_process_m
     the shared file, in its write turn, and the others keep it; the store is still the one
     a single process makes."""
     log, base = embedded_log, tmp_path / "views.db"
-    pipeline = Pipeline(log, base, topic=unique_topic)
-    try:
-        customers = _history(pipeline)
-    finally:
-        pipeline.close()
+    customers = _history(log, base, unique_topic)
     dlq = f"{unique_topic}.dlq"
     one, _, _ = rebuild(log, base, topic=unique_topic, dlq_topic=dlq, processes=1)
     two, _, _ = rebuild(
