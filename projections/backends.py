@@ -43,11 +43,13 @@ from projections.location import (
     schema_of,
 )
 from projections.schema import (
+    LATE_INDEXES,
     SEARCH_DDL,
     SEARCH_TRIGGERS,
     TIMELINE_INDEX,
     TRGM_SCHEMA,
     ddl,
+    late_ddl,
     timeline_ddl,
 )
 
@@ -484,7 +486,7 @@ class SQLiteBackend(Backend):
         # The processes of a rebuild on several never make the timeline index (see below).
         shared_rebuild = rebuilding and self.turns is not None
         if shared_rebuild:
-            self.recorder.leave_out = frozenset({timeline_ddl("sqlite")})
+            self.recorder.leave_out = frozenset({timeline_ddl("sqlite"), *late_ddl("sqlite")})
             # (eventsourcing lists them when the recorder is made)
             self.recorder.create_table_statements = (
                 self.recorder.construct_create_table_statements()
@@ -511,8 +513,13 @@ class SQLiteBackend(Backend):
         # customer back, and reads by it); whoever needs it first builds it, in its write
         # turn, and all keep it from then on; else their parent builds it after them.
         self._timeline_deferred = rebuilding
+        # The indexes only reads use (schema.LATE_INDEXES) likewise, and nothing needs them
+        # before the end: the rebuild's own process (or their parent) builds them then.
+        self._late_deferred = rebuilding
         if self._timeline_deferred and not shared_rebuild:
-            self.execute([(f"DROP INDEX IF EXISTS {TIMELINE_INDEX}", ())])
+            self.execute(
+                [(f"DROP INDEX IF EXISTS {name}", ()) for name in (TIMELINE_INDEX, *LATE_INDEXES)]
+            )
 
     def sql(self, statement: str) -> str:
         return statement
@@ -528,9 +535,14 @@ class SQLiteBackend(Backend):
         # One sorted pass over the rows so far; from then on it is kept row by row (a
         # rebuild that reads customers back needs it for each: a scan each would be
         # quadratic). ``IF NOT EXISTS``: another opener of the file may have made it.
-        # The sort spills to a temporary file, not memory, with a small buffer: with the
-        # pool's temp_store=MEMORY and page cache it took ~90 MiB more at 1M touchpoints,
-        # at the end of a rebuild whose peak is counted; this way ~4 MiB, and less CPU.
+        self._build_indexes([timeline_ddl("sqlite")])
+        self._timeline_deferred = False
+
+    def _build_indexes(self, statements: Sequence[str]) -> None:
+        # Each a sorted pass, spilling to a temporary file, not memory, with a small buffer:
+        # with the pool's temp_store=MEMORY and page cache the timeline index took ~90 MiB
+        # more at 1M touchpoints, at the end of a rebuild whose peak is counted; this way
+        # ~4 MiB, and less CPU.
         pool = self.datastore.pool
         cache_kib = pool.cache_kib if isinstance(pool, _TunedPool) else _TunedPool.cache_kib
         turn = self.turns.turn() if self.turns is not None else contextlib.nullcontext()
@@ -539,17 +551,17 @@ class SQLiteBackend(Backend):
             cur.execute("PRAGMA temp_store=FILE")
             cur.execute("PRAGMA cache_size=-2048")
             try:
-                cur.execute(timeline_ddl("sqlite"))
+                for statement in statements:
+                    cur.execute(statement)
             finally:
                 cur.execute(f"PRAGMA cache_size=-{cache_kib}")
                 cur.execute("PRAGMA temp_store=MEMORY")
-        self._timeline_deferred = False
 
     def rebuilt(self) -> None:
-        """Every row is written: build the timeline index and the search index from the
-        table, in one pass each, and keep them with every write from now on (the search
-        triggers back). Neither in one of several processes writing the file: the others
-        may still be writing (their parent builds both: :meth:`index_search`)."""
+        """Every row is written: build the timeline index, the late indexes and the search
+        index from the tables, in one pass each, and keep them with every write from now on
+        (the search triggers back). None in one of several processes writing the file: the
+        others may still be writing (their parent builds them: :meth:`index_search`)."""
         if self.turns is None:
             self.timeline_wanted()
             self.index_search()
@@ -558,6 +570,9 @@ class SQLiteBackend(Backend):
         # The timeline index first, if nobody needed it before: its sort reads the table
         # once, as the search index's pass does after it.
         self.timeline_wanted()
+        if self._late_deferred:
+            self._build_indexes(late_ddl("sqlite"))
+            self._late_deferred = False
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:
