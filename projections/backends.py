@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,7 +32,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from projections.integrity import WriteWitness
+from projections.integrity import Identity, WriteWitness
 from projections.location import (
     CONNECT_TIMEOUT_S,
     StoreUnreachable,
@@ -225,6 +226,10 @@ class _TunedPool(SQLiteConnectionPool):
         return conn
 
 
+# A file identity (projections.integrity.Identity) as the turns file holds it.
+_NOTE = struct.Struct("<5q")
+
+
 class WriterTurns:
     """Several processes writing one SQLite file take turns through an exclusive ``flock``
     on a file beside it, held for each write transaction. SQLite's own lock makes a second
@@ -256,6 +261,22 @@ class WriterTurns:
             yield
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def noted(self) -> Identity | None:
+        """The store file's identity the last writer vouched for (see
+        :meth:`projections.integrity.WriteWitness.hold`), read in a turn."""
+        try:
+            raw = os.pread(self._fd, _NOTE.size, 0)
+        except OSError:
+            return None
+        if len(raw) != _NOTE.size:
+            return None
+        found = _NOTE.unpack(raw)
+        return None if not any(found) else found
+
+    def note(self, identity: Identity) -> None:
+        with contextlib.suppress(OSError):
+            os.pwrite(self._fd, _NOTE.pack(*identity), 0)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -534,6 +555,12 @@ class SQLiteBackend(Backend):
             self.execute(
                 [(f"DROP INDEX IF EXISTS {name}", ()) for name in (TIMELINE_INDEX, *LATE_INDEXES)]
             )
+        if rebuilding:
+            # From here on every commit of a rebuild's file changes it, and only the
+            # processes of the rebuild open it: the marker is written by compact() (and at
+            # close), not at each commit (an opener that finds it behind reads the file
+            # whole, as it would after any unvouched write).
+            self.witness.hold(self.turns)
 
     def sql(self, statement: str) -> str:
         return statement
@@ -656,6 +683,7 @@ class SQLiteBackend(Backend):
             self.recorder = _SQLiteRecorder(self.datastore)
             self._rebuild_journal = False
         self.witness.after(before)
+        self.witness.release()  # a store like any other from now on: WAL, read, marked
 
     def _pack_into_new_file(self, conn: sqlite3.Connection) -> Path:
         """A rebuild's file, nobody else's connection on it: packed into a new file beside
@@ -695,6 +723,7 @@ class SQLiteBackend(Backend):
         before = self.witness.before()
         self.datastore.close()
         self.witness.after(before)
+        self.witness.release()
         if self.turns is not None:
             self.turns.close()
 
