@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,7 +32,7 @@ from eventsourcing.sqlite import (
     SQLiteProcessRecorder,
 )
 
-from projections.integrity import WriteWitness
+from projections.integrity import Identity, WriteWitness
 from projections.location import (
     CONNECT_TIMEOUT_S,
     StoreUnreachable,
@@ -43,11 +44,13 @@ from projections.location import (
     schema_of,
 )
 from projections.schema import (
+    LATE_INDEXES,
     SEARCH_DDL,
     SEARCH_TRIGGERS,
     TIMELINE_INDEX,
     TRGM_SCHEMA,
     ddl,
+    late_ddl,
     timeline_ddl,
 )
 
@@ -179,6 +182,20 @@ def _row(row: Any) -> tuple[Any, ...]:
 # ---------------------------------------------------------------------------- SQLite
 
 
+def _sync_directory(path: Path) -> None:
+    """A rename in ``path`` on the disk (best effort where a directory cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class _TunedPool(SQLiteConnectionPool):
     """eventsourcing's pool, with each connection tuned for a store that is disposable
     (the log is the truth): WAL with synchronous=NORMAL (a power cut may lose the last
@@ -207,6 +224,10 @@ class _TunedPool(SQLiteConnectionPool):
             cur.execute(f"PRAGMA {pragma}")
             cur.fetchall()
         return conn
+
+
+# A file identity (projections.integrity.Identity) as the turns file holds it.
+_NOTE = struct.Struct("<5q")
 
 
 class WriterTurns:
@@ -240,6 +261,22 @@ class WriterTurns:
             yield
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def noted(self) -> Identity | None:
+        """The store file's identity the last writer vouched for (see
+        :meth:`projections.integrity.WriteWitness.hold`), read in a turn."""
+        try:
+            raw = os.pread(self._fd, _NOTE.size, 0)
+        except OSError:
+            return None
+        if len(raw) != _NOTE.size:
+            return None
+        found = _NOTE.unpack(raw)
+        return None if not any(found) else found
+
+    def note(self, identity: Identity) -> None:
+        with contextlib.suppress(OSError):
+            os.pwrite(self._fd, _NOTE.pack(*identity), 0)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -484,7 +521,7 @@ class SQLiteBackend(Backend):
         # The processes of a rebuild on several never make the timeline index (see below).
         shared_rebuild = rebuilding and self.turns is not None
         if shared_rebuild:
-            self.recorder.leave_out = frozenset({timeline_ddl("sqlite")})
+            self.recorder.leave_out = frozenset({timeline_ddl("sqlite"), *late_ddl("sqlite")})
             # (eventsourcing lists them when the recorder is made)
             self.recorder.create_table_statements = (
                 self.recorder.construct_create_table_statements()
@@ -511,8 +548,19 @@ class SQLiteBackend(Backend):
         # customer back, and reads by it); whoever needs it first builds it, in its write
         # turn, and all keep it from then on; else their parent builds it after them.
         self._timeline_deferred = rebuilding
+        # The indexes only reads use (schema.LATE_INDEXES) likewise, and nothing needs them
+        # before the end: the rebuild's own process (or their parent) builds them then.
+        self._late_deferred = rebuilding
         if self._timeline_deferred and not shared_rebuild:
-            self.execute([(f"DROP INDEX IF EXISTS {TIMELINE_INDEX}", ())])
+            self.execute(
+                [(f"DROP INDEX IF EXISTS {name}", ()) for name in (TIMELINE_INDEX, *LATE_INDEXES)]
+            )
+        if rebuilding:
+            # From here on every commit of a rebuild's file changes it, and only the
+            # processes of the rebuild open it: the marker is written by compact() (and at
+            # close), not at each commit (an opener that finds it behind reads the file
+            # whole, as it would after any unvouched write).
+            self.witness.hold(self.turns)
 
     def sql(self, statement: str) -> str:
         return statement
@@ -528,9 +576,14 @@ class SQLiteBackend(Backend):
         # One sorted pass over the rows so far; from then on it is kept row by row (a
         # rebuild that reads customers back needs it for each: a scan each would be
         # quadratic). ``IF NOT EXISTS``: another opener of the file may have made it.
-        # The sort spills to a temporary file, not memory, with a small buffer: with the
-        # pool's temp_store=MEMORY and page cache it took ~90 MiB more at 1M touchpoints,
-        # at the end of a rebuild whose peak is counted; this way ~4 MiB, and less CPU.
+        self._build_indexes([timeline_ddl("sqlite")])
+        self._timeline_deferred = False
+
+    def _build_indexes(self, statements: Sequence[str]) -> None:
+        # Each a sorted pass, spilling to a temporary file, not memory, with a small buffer:
+        # with the pool's temp_store=MEMORY and page cache the timeline index took ~90 MiB
+        # more at 1M touchpoints, at the end of a rebuild whose peak is counted; this way
+        # ~4 MiB, and less CPU.
         pool = self.datastore.pool
         cache_kib = pool.cache_kib if isinstance(pool, _TunedPool) else _TunedPool.cache_kib
         turn = self.turns.turn() if self.turns is not None else contextlib.nullcontext()
@@ -539,17 +592,17 @@ class SQLiteBackend(Backend):
             cur.execute("PRAGMA temp_store=FILE")
             cur.execute("PRAGMA cache_size=-2048")
             try:
-                cur.execute(timeline_ddl("sqlite"))
+                for statement in statements:
+                    cur.execute(statement)
             finally:
                 cur.execute(f"PRAGMA cache_size=-{cache_kib}")
                 cur.execute("PRAGMA temp_store=MEMORY")
-        self._timeline_deferred = False
 
     def rebuilt(self) -> None:
-        """Every row is written: build the timeline index and the search index from the
-        table, in one pass each, and keep them with every write from now on (the search
-        triggers back). Neither in one of several processes writing the file: the others
-        may still be writing (their parent builds both: :meth:`index_search`)."""
+        """Every row is written: build the timeline index, the late indexes and the search
+        index from the tables, in one pass each, and keep them with every write from now on
+        (the search triggers back). None in one of several processes writing the file: the
+        others may still be writing (their parent builds them: :meth:`index_search`)."""
         if self.turns is None:
             self.timeline_wanted()
             self.index_search()
@@ -558,6 +611,9 @@ class SQLiteBackend(Backend):
         # The timeline index first, if nobody needed it before: its sort reads the table
         # once, as the search index's pass does after it.
         self.timeline_wanted()
+        if self._late_deferred:
+            self._build_indexes(late_ddl("sqlite"))
+            self._late_deferred = False
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:
@@ -593,18 +649,29 @@ class SQLiteBackend(Backend):
         if rebuilding:
             # Its connections were made for a rollback journal: new ones, for WAL, after.
             self.datastore.close()
+        packed: Path | None = None
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         try:
             conn.execute("PRAGMA temp_store=FILE")
             # synchronous=FULL (this connection's): the packed file is on the disk before
             # it is swapped in, whatever the rebuild's own connections skipped.
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("VACUUM")
-            # A rebuild's file was filled with a rollback journal: WAL from now on.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if rebuilding and journal != "wal":
+                packed = self._pack_into_new_file(conn)
+            else:
+                conn.execute("VACUUM")
+                # A rebuild's file was filled with a rollback journal: WAL from now on.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+        if packed is not None:
+            # Its last connection closed: the rebuild's persisted journal (emptied at each
+            # commit) goes, and the packed file takes the name.
+            Path(f"{self.path}-journal").unlink(missing_ok=True)
+            os.replace(packed, self.path)
+            _sync_directory(self.path.parent)
         if rebuilding:
             self.datastore = _Datastore(
                 str(self.path),
@@ -616,6 +683,33 @@ class SQLiteBackend(Backend):
             self.recorder = _SQLiteRecorder(self.datastore)
             self._rebuild_journal = False
         self.witness.after(before)
+        self.witness.release()  # a store like any other from now on: WAL, read, marked
+
+    def _pack_into_new_file(self, conn: sqlite3.Connection) -> Path:
+        """A rebuild's file, nobody else's connection on it: packed into a new file beside
+        it (``VACUUM INTO``), which replaces it once it is WAL and on the disk. An in-place
+        VACUUM built the same packed copy in a temporary file and then wrote it back over
+        the file through a rollback journal holding every old page: three times the store
+        written, where this writes it once (1M touchpoints: 2.8 -> 0.7 CPU s, the same
+        bytes; docs/BENCHMARKS.md, "Rebuild: the end")."""
+        packed = Path(f"{self.path}.packed")
+        packed.unlink(missing_ok=True)  # a crashed attempt's: VACUUM INTO wants none
+        conn.execute("VACUUM INTO ?", (str(packed),))
+        out = sqlite3.connect(packed, isolation_level=None, timeout=30)
+        try:
+            out.execute("PRAGMA synchronous=FULL")
+            out.execute("PRAGMA journal_mode=WAL")
+            out.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            out.close()
+        # VACUUM INTO never syncs what it wrote (SQLite's documentation says so): the
+        # packed file is on the disk before it takes the rebuild's file's place.
+        fd = os.open(packed, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return packed
 
     def size_bytes(self) -> int:
         total = 0
@@ -629,6 +723,7 @@ class SQLiteBackend(Backend):
         before = self.witness.before()
         self.datastore.close()
         self.witness.after(before)
+        self.witness.release()
         if self.turns is not None:
             self.turns.close()
 

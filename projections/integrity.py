@@ -36,6 +36,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from eventsourcing.persistence import PersistenceError
 
@@ -47,8 +48,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "STORE_KIND",
     "ForeignStore",
+    "Identity",
     "IntegrityWatch",
     "OutdatedStore",
+    "SharedIdentity",
     "StoreCorrupt",
     "StoreError",
     "WriteWitness",
@@ -216,18 +219,57 @@ def check_if_changed(path: Path) -> str | None:
     return problem
 
 
+class SharedIdentity(Protocol):
+    """Where several processes writing one file in turns pass the identity the last of them
+    vouched for (the writers' turns file: :class:`projections.backends.WriterTurns`)."""
+
+    def noted(self) -> Identity | None: ...
+
+    def note(self, identity: Identity) -> None: ...
+
+
 class WriteWitness:
     """A writer's account of its own writes to a store file it found sound: after each of
     its checkpoints (and its vacuum and close: what changes the file; a commit in WAL does
     not), the file's new identity is recorded as sound — but only when the identity before
     was the one last recorded, so a change by anyone else between two of them, a commit's
     transaction included, is never vouched for (the next open checks the file whole).
-    Thread-safe; two stats per checkpoint."""
+    Thread-safe; two stats per checkpoint.
+
+    :meth:`hold`: a file nobody opens until the writer is done with it (a rebuild's new
+    store, whose every commit changes the file): the identity each write vouches for is
+    kept in memory (and passed between the processes of a rebuild through their turns
+    file) instead of a new marker at every commit — a file written, synced and renamed,
+    ~0.15 ms of CPU and up to a millisecond or two of a loaded disk's time each, thousands
+    of times in a 1M rebuild. :meth:`release` writes the marker once."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._sound = _read_marker(path)
+        self._held = False
+        self._shared: SharedIdentity | None = None
+        self._unwritten = False  # held: vouched for something the marker does not say
+
+    def hold(self, shared: SharedIdentity | None = None) -> None:
+        """From now on keep what the writes vouch for (see the class), also in ``shared``
+        when other processes write the file in turns."""
+        with self._lock:
+            self._held = True
+            self._shared = shared
+
+    def release(self) -> None:
+        """Write the marker for what the writes vouched for last (this process's or, in
+        ``shared``, another's), if the file is still that; and a marker at every write
+        from now on."""
+        with self._lock:
+            if self._held and self._unwritten:
+                now = file_identity(self.path)
+                shared = self._shared.noted() if self._shared is not None else None
+                if now is not None and now in (self._sound, shared):
+                    _write_marker(self.path, now, "written")
+                    self._sound = now
+            self._held, self._shared, self._unwritten = False, None, False
 
     def vouch(self) -> None:
         """The file as it is now is sound: one this process has just created."""
@@ -236,6 +278,8 @@ class WriteWitness:
             with self._lock:
                 _write_marker(self.path, now, "written")
                 self._sound = now
+                if self._shared is not None:
+                    self._shared.note(now)
 
     def before(self) -> Identity | None:
         return file_identity(self.path)
@@ -246,14 +290,21 @@ class WriteWitness:
             return
         with self._lock:
             if before != self._sound:
-                # Someone else may have checked the file as it is since (a reader's open).
-                self._sound = _read_marker(self.path)
+                # Someone else may have checked the file as it is since (a reader's open),
+                # or, held, written it in its turn and vouched for it.
+                shared = self._shared.noted() if self._shared is not None else None
+                self._sound = before if shared == before else _read_marker(self.path)
                 if before != self._sound:
                     return
             now = file_identity(self.path)
             if now is not None and now != before:
-                _write_marker(self.path, now, "written")
                 self._sound = now
+                if not self._held:
+                    _write_marker(self.path, now, "written")
+                    return
+                self._unwritten = True
+                if self._shared is not None:
+                    self._shared.note(now)
 
 
 def inspect_store(path: Path, *, check_pages: bool = True) -> None:

@@ -3,7 +3,15 @@
 
 from __future__ import annotations
 
-__all__ = ["SEARCH_DDL", "SEARCH_TRIGGERS", "TIMELINE_INDEX", "ddl", "timeline_ddl"]
+__all__ = [
+    "LATE_INDEXES",
+    "SEARCH_DDL",
+    "SEARCH_TRIGGERS",
+    "TIMELINE_INDEX",
+    "ddl",
+    "late_ddl",
+    "timeline_ddl",
+]
 
 # {serial}: a row id that never changes (SQLite's search index points at it; PostgreSQL's
 # search needs none, so there is no such column there); {blob}: bytes; {compact}: on SQLite,
@@ -184,6 +192,19 @@ def timeline_ddl(kind: str) -> str:
     """The statement that creates the timeline index on ``kind`` (as ``ddl`` makes it)."""
     (statement,) = (s for s in ddl(kind) if f"INDEX IF NOT EXISTS {TIMELINE_INDEX}" in s)
     return statement
+
+
+# The indexes only reads use (lookups by a normalised identity or id, owners of a product):
+# a rebuild's new SQLite store builds them in one sorted pass once every row is written,
+# like the timeline index. Kept row by row, each insert went down a b-tree at a random
+# place: identities 5.4 -> 3.5 us a row, the customers upsert 11.4 -> 7.4 (100k bench
+# workload, docs/BENCHMARKS.md, "Rebuild: the end"), and the pages came out ~88 % full.
+LATE_INDEXES = ("identities_norm", "customers_id_norm", "owned_products_product")
+
+
+def late_ddl(kind: str) -> list[str]:
+    """The statements that create the ``LATE_INDEXES`` on ``kind`` (as ``ddl`` makes them)."""
+    return [s for s in ddl(kind) for name in LATE_INDEXES if f"INDEX IF NOT EXISTS {name} " in s]
 
 
 def ddl(kind: str) -> list[str]:
