@@ -210,7 +210,7 @@ def _marked(body: bytes, customer_id: bytes) -> bytes | None:
 
 # zstd's settings for bodies of a few hundred bytes behind a 4 KB dictionary, all given (a
 # library's level tables may change; these are what was measured): a window that holds the
-# dictionary and the body, tables of 16 K entries (~150 KB a thread), lazy matching of 4
+# dictionary and the body, tables of 16 K entries (a thread's contexts ~120 KB), lazy matching of 4
 # bytes and more (3: larger and slower). No magic number, checksum nor dictionary id: the
 # row's column says what it is; the content size is 1 byte of the header up to 255 bytes.
 _PARAMETERS = zstandard.ZstdCompressionParameters(
@@ -232,6 +232,13 @@ _PARAMETERS = zstandard.ZstdCompressionParameters(
 def _dictionary() -> zstandard.ZstdCompressionDict:
     words = zstandard.ZstdCompressionDict(FACT_DICTIONARY, dict_type=zstandard.DICT_TYPE_FULLDICT)
     words.precompute_compress(compression_params=_PARAMETERS)  # digested once, not per fact
+    # Its decompression side is digested on first use too: once here, before any thread
+    # shares it, not by two threads' first reads at once.
+    decompressor = zstandard.ZstdDecompressor(
+        dict_data=words, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+    )
+    compressor = zstandard.ZstdCompressor(dict_data=words, compression_params=_PARAMETERS)
+    decompressor.decompress(compressor.compress(_MARK))
     return words
 
 
