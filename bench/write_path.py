@@ -59,25 +59,64 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _columns(store: Any) -> list[str]:
+    if store.backend.kind == "sqlite":
+        return [str(r[1]) for r in store.query("PRAGMA table_info(touchpoints)")]
+    return [
+        str(r[0])
+        for r in store.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'touchpoints'"
+            " AND table_schema = current_schema() ORDER BY ordinal_position"
+        )
+    ]
+
+
+def _unpacked(row: dict[str, Any]) -> list[Any]:
+    """A touchpoints row with its fact and summary as they read back."""
+    from projections.facts import type_name, unpack, unpack_summary
+
+    cid = str(row["customer_id"])
+    row["summary"] = unpack_summary(row["summary"], cid)
+    if row["fact"] is not None:
+        row["fact"] = unpack(
+            row["fact"],
+            event_id=bytes(row["event_id"]),
+            type=type_name(row["type"]),
+            customer_id=cid,
+            at=row["at"],
+        )
+    return list(row.values())
+
+
 def dump_store(store: Any, customers: list[str], *, row_ids: bool = True) -> dict[str, Any]:
     """Every row of every view table (sorted), and the customer views of ``customers``.
 
     ``row_ids=False`` leaves out the touchpoints' row id (SQLite's ``id``): it numbers the
     rows in the order they were recorded, which differs between two rebuilds whose
-    partitions were read in another interleaving (or by several processes)."""
+    partitions were read in another interleaving (or by several processes).
+
+    A touchpoint's fact and summary are dumped as they read back (unpacked), not as the
+    bytes stored: two ways of storing them that read back alike dump alike."""
     from domain.rules import ServiceRules
     from projections.customer_view import build_customer_view
 
     out: dict[str, Any] = {"tables": {}, "views": {}}
     for table in _tables(store):
         select = "*"
-        if not row_ids and table == "touchpoints" and store.backend.kind == "sqlite":
-            names = [str(r[1]) for r in store.query("PRAGMA table_info(touchpoints)")]
-            select = ", ".join(f'"{n}"' for n in names if n != "id")
-        rows = sorted(
-            json.dumps([_plain(v) for v in row])
-            for row in store.query(f"SELECT {select} FROM {table}")
-        )
+        if table == "touchpoints":
+            names = _columns(store)
+            if not row_ids:
+                names = [n for n in names if n != "id"]
+            select = ", ".join(f'"{n}"' for n in names)
+            rows = sorted(
+                json.dumps([_plain(v) for v in _unpacked(dict(zip(names, row, strict=True)))])
+                for row in store.query(f"SELECT {select} FROM {table}")
+            )
+        else:
+            rows = sorted(
+                json.dumps([_plain(v) for v in row])
+                for row in store.query(f"SELECT {select} FROM {table}")
+            )
         out["tables"][table] = {
             "rows": len(rows),
             "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),

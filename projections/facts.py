@@ -1,5 +1,5 @@
 """How a touchpoint's row stores what it needs compactly: its fact (the wire envelope,
-deflated against a preset dictionary of the envelope's own words), its timeline summary
+compressed with zstd against a dictionary of the envelope's own words), its timeline summary
 (deflated against the summaries' words and the customer's id), its id and content hash
 as 16 bytes each, its type as a number, its time as microseconds since the epoch (integer
 order is time order).
@@ -12,6 +12,15 @@ random id deflates to 20 bytes); :func:`unpack` puts the head back from the row'
 byte for byte. An envelope whose head the columns would not give back exactly (an
 occurred_at with another UTC offset, a customer id JSON writes another way) is kept whole.
 
+A fact's body is compressed with zstd against a prepared dictionary (projections/
+fact_dictionary.py: the words below and what facts of synthetic journeys and the seed
+stories repeat, with entropy tables fitted to them), digested once and used by one
+compressor per thread: deflate set its 2 KB dictionary up again for every fact, most of the
+~8 us a fact took (zstd: ~2 us; a read ~0.4 us where inflating took ~0.8). The customer's id,
+which deflate took as the dictionary's last words, is replaced by one marker byte before
+compressing and put back after: JSON holds no raw control byte, and a body that does anyway
+is stored unmarked behind a byte no zstd frame starts with.
+
 The dictionaries and the head are part of the store's format: changing either needs a new
 schema version (projections/integrity.py), since rows written with one cannot be read with
 another.
@@ -19,11 +28,17 @@ another.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
+
+import zstandard
+
+from projections.fact_dictionary import FACT_DICTIONARY
 
 __all__ = [
     "at_micros",
@@ -74,6 +89,9 @@ _FIELD_NAMES = (
     b'team":"unlinked_by":"url":"value":"verified":"warranty_claim":"warranty_terms_shown":"wi'
     b'thdrawn_by":'
 )
+# The first words of the facts' zstd dictionary (bench/fact_dictionary.py made it from them
+# and from what synthetic facts repeat): read only when it is made again (and by the tests'
+# schema 11 reference, which deflated against them and the customer's id).
 _FACT_WORDS = _FIELD_NAMES + _DICTIONARY
 
 # The head as ``encode`` writes it (pydantic's field order): event_id and type, then the
@@ -165,35 +183,103 @@ def _slow_body(raw: bytes, m: re.Match[bytes]) -> bytes:
 
 def pack(raw: bytes, *, customer_id: str) -> bytes:
     """``raw`` (an envelope as ``encode`` writes it) as stored: without the head its row
-    holds as columns, deflated against the envelope's words and ``customer_id`` (the ids
-    in a body mostly repeat it: orders, cases, e-mail addresses, serials; 61 -> 50 bytes on
-    the bench workload). The row must hold the envelope's own event_id, type, customer_id
-    and at (its occurred_at in microseconds): :func:`unpack` needs them."""
-    c = zlib.compressobj(
-        6,
-        zlib.DEFLATED,
-        -15,
-        _MEM_LEVEL,
-        zlib.Z_DEFAULT_STRATEGY,
-        _FACT_WORDS + customer_id.encode(),
+    holds as columns, compressed against the facts' dictionary, ``customer_id`` (the ids in
+    a body mostly repeat it: orders, cases, e-mail addresses, serials) as one marker byte.
+    The row must hold the envelope's own event_id, type, customer_id and at (its
+    occurred_at in microseconds): :func:`unpack` needs them."""
+    body = _body(raw)
+    marked = _marked(body, customer_id.encode())
+    compressor = _contexts().compressor
+    if marked is None:
+        return _UNMARKED + compressor.compress(body)
+    return compressor.compress(marked)
+
+
+# The customer id's stand-in in a stored body: a byte JSON only ever holds escaped.
+_MARK = b"\x01"
+# Leads a stored fact whose body held the marker itself (not JSON as ``encode`` writes it):
+# its body is compressed as it is. A magicless zstd frame starts with its header's
+# descriptor, whose reserved bit 3 is always 0: never this byte.
+_UNMARKED = b"\xff"
+
+
+def _marked(body: bytes, customer_id: bytes) -> bytes | None:
+    """``body`` with ``customer_id`` replaced by the marker, or None when the body holds the
+    marker already (replacing it back would not give the body again)."""
+    if _MARK in body:
+        return None
+    return body.replace(customer_id, _MARK) if customer_id else body
+
+
+# zstd's settings for bodies of a few hundred bytes behind a 4 KB dictionary, all given (a
+# library's level tables may change; these are what was measured): a window that holds the
+# dictionary and the body, tables of 16 K entries (a thread's contexts ~120 KB), lazy matching of 4
+# bytes and more (3: larger and slower). No magic number, checksum nor dictionary id: the
+# row's column says what it is; the content size is 1 byte of the header up to 255 bytes.
+_PARAMETERS = zstandard.ZstdCompressionParameters(
+    format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+    window_log=14,
+    hash_log=14,
+    chain_log=14,
+    search_log=4,
+    min_match=4,
+    target_length=16,
+    strategy=zstandard.STRATEGY_LAZY2,
+    write_content_size=True,
+    write_checksum=False,
+    write_dict_id=False,
+)
+
+
+@functools.cache
+def _dictionary() -> zstandard.ZstdCompressionDict:
+    words = zstandard.ZstdCompressionDict(FACT_DICTIONARY, dict_type=zstandard.DICT_TYPE_FULLDICT)
+    words.precompute_compress(compression_params=_PARAMETERS)  # digested once, not per fact
+    # Its decompression side is digested on first use too: once here, before any thread
+    # shares it, not by two threads' first reads at once.
+    decompressor = zstandard.ZstdDecompressor(
+        dict_data=words, format=zstandard.FORMAT_ZSTD1_MAGICLESS
     )
-    return c.compress(_body(raw)) + c.flush()
+    compressor = zstandard.ZstdCompressor(dict_data=words, compression_params=_PARAMETERS)
+    decompressor.decompress(compressor.compress(_MARK))
+    return words
 
 
-# deflate's hash table for its matches: 2^(memLevel + 7) entries, zeroed for every fact and
-# summary. Its default (8; 9 for summaries) sized it for megabytes; for a few hundred bytes
-# behind a 2 KB dictionary 5 finds the same matches (the same bytes for every fact and
-# summary of the bench workload) and saves 0.4 us a fact, 0.7 us a summary. Inflating
-# needs no such setting: rows written with either read back alike.
-_MEM_LEVEL = 5
+class _Contexts:
+    """zstd's contexts, reused fact after fact; one per thread (a context is not thread
+    safe, and the service reads from several)."""
+
+    __slots__ = ("compressor", "decompressor")
+
+    def __init__(self) -> None:
+        words = _dictionary()
+        self.compressor = zstandard.ZstdCompressor(dict_data=words, compression_params=_PARAMETERS)
+        self.decompressor = zstandard.ZstdDecompressor(
+            dict_data=words, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+        )
+
+
+_THREAD = threading.local()
+
+
+def _contexts() -> _Contexts:
+    try:
+        return _THREAD.contexts  # type: ignore[no-any-return]
+    except AttributeError:  # this thread's first fact: made on first use, not at import
+        _THREAD.contexts = _Contexts()
+        return _THREAD.contexts  # type: ignore[no-any-return]
 
 
 def unpack(
     stored: bytes, *, event_id: bytes | str | uuid.UUID, type: str, customer_id: str, at: int
 ) -> bytes:
     """The envelope ``pack`` stored, whole again, from the row's columns."""
-    d = zlib.decompressobj(-15, _FACT_WORDS + customer_id.encode())
-    body = d.decompress(bytes(stored)) + d.flush()
+    stored = bytes(stored)
+    decompressor = _contexts().decompressor
+    if stored[:1] == _UNMARKED:
+        body = decompressor.decompress(stored[1:])
+    else:
+        body = decompressor.decompress(stored).replace(_MARK, customer_id.encode())
     if not body[:1].isdigit():
         return body
     digits = len(body) - len(body.lstrip(b"0123456789"))
@@ -205,6 +291,13 @@ def unpack(
         + _head_after(customer_id, int(at))
         + body[digits:]
     )
+
+
+# deflate's hash table for its matches: 2^(memLevel + 7) entries, zeroed for every summary.
+# Its default (9 for summaries) sized it for megabytes; for a few dozen bytes behind a 1 KB
+# dictionary 5 finds the same matches (the same bytes for every summary of the bench
+# workload) and saves 0.7 us a summary. Inflating needs no such setting.
+_MEM_LEVEL = 5
 
 
 # The words of the timeline's one-line summaries (domain/journey.py writes them), the most

@@ -92,7 +92,10 @@ STORE_KIND = "journey-views"
 # 11: clocks and stopped_clocks carry due_us, the keeper's deadline in microseconds since
 # the epoch, with a partial index of the rows it still has to decide (stopped_clocks without
 # hours, which only the keeper's old prefilter read).
-SCHEMA_VERSION = "11"
+# 12: facts compressed with zstd against a prepared dictionary, the customer's id as a marker
+# byte (projections/facts.py), where 11 deflated them against the words and the id: a row of
+# 11 cannot be read as one of 12.
+SCHEMA_VERSION = "12"
 
 REMEDY = "run `journey rebuild all` to build a new store from the log"
 

@@ -89,8 +89,8 @@ def test_an_envelope_whose_head_the_columns_cannot_give_back_is_kept_whole() -> 
 
 def test_a_fact_and_a_summary_are_deflated_against_their_customers_id() -> None:
     # The ids a body holds mostly repeat its customer's (orders, cases, e-mail addresses):
-    # the row's customer_id is the last words of the dictionary, and the same id gives the
-    # bytes back.
+    # a fact stores the row's customer_id as one marker byte, a summary deflates against it
+    # as the last words of its dictionary; the same id gives the bytes back.
     cid = "kunde-0001234"
     tp = new_touchpoint(
         c.InquiryReceived(
