@@ -129,6 +129,11 @@ def test_two_processes_fold_disjoint_partitions_into_the_store_one_process_makes
     first, second = (set(parts) for parts in stats2.shares.values())
     assert first and second and not first & second
     assert first | second == set(log.partitions(unique_topic))
+    # Dealt by size: neither share holds more than half the messages plus its largest
+    # partition (by number, 0, 2, 4 against 1, 3, 5, a share may hold far more).
+    sizes = log.high_watermarks(unique_topic)
+    for share in (first, second):
+        assert sum(sizes[p] for p in share) <= total / 2 + max(sizes[p] for p in share)
     assert list(stats1.shares.values()) == [tuple(log.partitions(unique_topic))]
     # Progress across both processes, up to every message.
     assert seen and seen[-1] == total
