@@ -74,7 +74,7 @@ def _heavy(tps: list[Any], repeat: int) -> dict[str, Any]:
         for at in range(0, len(best), _BUCKET)
     ]
     fifth = len(tps) // 5
-    by_type: dict[str, list[list[int]]] = collections.defaultdict(lambda: [[], []])
+    by_type: dict[str, list[list[float]]] = collections.defaultdict(lambda: [[], []])
     for n, tp in enumerate(tps):
         if n < fifth:
             by_type[tp.type][0].append(best[n])

@@ -420,6 +420,9 @@ for _part in (
 del _part
 
 _CONTACT_TYPES = (c.InquiryReceived, c.ComplaintFiled, c.SignupRequested)
+# Whether a data type is one of them, by type: an isinstance against pydantic's classes is
+# a Python call of their metaclass per class, three for every touchpoint (as ``_SAYS``).
+_CONTACTS: dict[type, bool] = {}
 # Identities and products are looked up by index from this many on (a heavy customer has
 # hundreds: a scan per fact grew with its history); below, a scan is as quick, and most
 # customers are small enough that an index would only cost memory in a writer's cache.
@@ -1020,7 +1023,11 @@ class Journey:
             self.last_seen = tp.occurred_at
         data = tp.data
         _share_strings(data.__dict__)
-        if isinstance(data, _CONTACT_TYPES):
+        kind = type(data)
+        contact = _CONTACTS.get(kind)
+        if contact is None:
+            contact = _CONTACTS[kind] = issubclass(kind, _CONTACT_TYPES)
+        if contact:
             self.contacts += 1
         summary, case_id = self._fold(tp, data)
         self.timeline.append(

@@ -331,3 +331,29 @@ def test_the_indexes_are_never_part_of_a_snapshot() -> None:
     assert {"_product_index", "_promise_index"} <= kept
     assert not kept & set(journey.__getstate__())
     assert journey_module.__name__ == "domain.journey"
+
+
+def test_contacts_are_counted_as_the_isinstance_check_counted_them() -> None:
+    """The contact count reads a cache by data type (``_CONTACTS``): every story's
+    customers, and this file's histories, count what ``isinstance`` counts."""
+    from journey.stories import all_touchpoints
+
+    rng = random.Random(5)  # noqa: S311 -- reproducible histories, not secrets
+    tps = [*all_touchpoints(_T0), *_history(rng, 300, "contacts")]
+    tps += [
+        new_touchpoint(
+            c.SignupRequested(case_id="s1", form="newsletter", fields={"email": "a@b.se"}),
+            customer_id="contacts",
+            occurred_at=_T0 + timedelta(days=400),
+            source="t",
+        )
+    ]
+    by_customer: dict[str, list[Touchpoint]] = {}
+    for tp in tps:
+        by_customer.setdefault(tp.customer_id, []).append(tp)
+    for customer, history in by_customer.items():
+        journey = Journey(customer)
+        for tp in history:
+            journey.apply(tp)
+        expected = sum(isinstance(tp.data, journey_module._CONTACT_TYPES) for tp in history)
+        assert journey.contacts == expected, customer
