@@ -470,14 +470,19 @@ class _PromiseIndex:
         self.by_shipment: dict[str, list[str]] = {}
 
     def add(self, promise: Promise) -> None:
-        for key, index in (
-            (promise.order_id, self.by_order),
-            (promise.shipment_id, self.by_shipment),
-        ):
-            if key is not None:
-                listed = index.setdefault(key, [])
-                if promise.promise_id not in listed:
-                    listed.append(promise.promise_id)
+        pid, order_id = promise.promise_id, promise.order_id
+        # An order's own delivery promise is found by its id (``_promises_naming``): not
+        # listed, a heavy customer's index is a fraction of the size.
+        if order_id is not None and pid != f"delivery:{order_id}":
+            _list_once(self.by_order, order_id, pid)
+        if promise.shipment_id is not None:
+            _list_once(self.by_shipment, promise.shipment_id, pid)
+
+
+def _list_once(index: dict[str, list[str]], key: str, value: str) -> None:
+    listed = index.setdefault(key, [])
+    if value not in listed:
+        listed.append(value)
 
 
 class _ShipmentIndex:
@@ -843,6 +848,7 @@ class Journey:
             self.__dict__["_promise_index"] = held
         named: dict[str, None] = {}
         if order_id is not None:
+            named[f"delivery:{order_id}"] = None
             named.update(dict.fromkeys(held.by_order.get(order_id, ())))
         for shipment_id in shipment_ids:
             named.update(dict.fromkeys(held.by_shipment.get(shipment_id, ())))
