@@ -16,6 +16,7 @@ import operator
 import pickle
 import re
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
@@ -419,6 +420,9 @@ for _part in (
 del _part
 
 _CONTACT_TYPES = (c.InquiryReceived, c.ComplaintFiled, c.SignupRequested)
+# Whether a data type is one of them, by type: an isinstance against pydantic's classes is
+# a Python call of their metaclass per class, three for every touchpoint (as ``_SAYS``).
+_CONTACTS: dict[type, bool] = {}
 # Identities and products are looked up by index from this many on (a heavy customer has
 # hundreds: a scan per fact grew with its history); below, a scan is as quick, and most
 # customers are small enough that an index would only cost memory in a writer's cache.
@@ -428,6 +432,69 @@ _INDEX_FROM = 24
 # customers a writer keeps: each decoded touchpoint brings its own copy. Folded in, they
 # share one (``_share_strings``); a snapshot's pickle keeps them shared.
 _SHARED_UP_TO = 24
+
+
+class _ProductIndex:
+    """``Journey._products_index``: where in ``products`` (the list it was made for, of
+    ``size`` products) each serial is, each name's first product, and by name those still
+    without a serial (a superset: each is checked again). Never pickled: made again after
+    a restore (``Journey.__getstate__``)."""
+
+    __slots__ = ("by_serial", "first_by_name", "products", "serialless", "size")
+
+    def __init__(
+        self,
+        products: list[Product],
+        size: int,
+        by_serial: dict[str, list[int]],
+        first_by_name: dict[str, int],
+        serialless: dict[str, deque[int]],
+    ) -> None:
+        self.products = products
+        self.size = size
+        self.by_serial = by_serial
+        self.first_by_name = first_by_name
+        self.serialless = serialless
+
+
+class _PromiseIndex:
+    """``Journey._promises_naming``: promise ids by the order and by the shipment they
+    name, for ``promises`` (the dict it was made for, of ``size`` promises). Never pickled."""
+
+    __slots__ = ("by_order", "by_shipment", "promises", "size")
+
+    def __init__(self, promises: dict[str, Promise]) -> None:
+        self.promises = promises
+        self.size = len(promises)
+        self.by_order: dict[str, list[str]] = {}
+        self.by_shipment: dict[str, list[str]] = {}
+
+    def add(self, promise: Promise) -> None:
+        pid, order_id = promise.promise_id, promise.order_id
+        # An order's own delivery promise is found by its id (``_promises_naming``): not
+        # listed, a heavy customer's index is a fraction of the size.
+        if order_id is not None and pid != f"delivery:{order_id}":
+            _list_once(self.by_order, order_id, pid)
+        if promise.shipment_id is not None:
+            _list_once(self.by_shipment, promise.shipment_id, pid)
+
+
+def _list_once(index: dict[str, list[str]], key: str, value: str) -> None:
+    listed = index.setdefault(key, [])
+    if value not in listed:
+        listed.append(value)
+
+
+class _ShipmentIndex:
+    """``Journey._shipments_of``: shipment ids by order, for ``shipments`` (the dict it
+    was made for; only ``Journey._ship_for_order`` gives a shipment its order). Never
+    pickled."""
+
+    __slots__ = ("by_order", "shipments")
+
+    def __init__(self, shipments: dict[str, Shipment]) -> None:
+        self.shipments = shipments
+        self.by_order: dict[str, list[str]] = {}
 
 
 def _share_strings(values: dict[str, object], depth: int = 1) -> None:
@@ -495,6 +562,10 @@ class Journey:
         state.pop("_derived", None)  # a reader's cache (projections.customer_view)
         state.pop("_ident_index", None)  # lookup indexes, rebuilt on first use
         state.pop("_product_index", None)
+        state.pop("_promise_index", None)
+        state.pop("_shipment_index", None)
+        state.pop("_complaint_seen", None)
+        state.pop("_linked_set", None)
         state.pop("_identity_heads", None)  # the store's (projections.rows)
         state.pop("_checkpoints", None)  # the writer's, for late facts (``_refold``)
         state.pop("_since_checkpoint", None)
@@ -559,6 +630,23 @@ class Journey:
         self.__dict__["_ident_index"] = (self.identities, len(self.identities), index)
         return index
 
+    def _linked(self, customer_id: str) -> bool:
+        """Whether ``linked_customers`` holds this id. Many links: a set kept beside the
+        list, brought up to date with what was appended since (only ``IdentityLinked``
+        appends; an unlink, an erasure and a refold replace the list, which starts it anew)."""
+        linked = self.linked_customers
+        if len(linked) < _INDEX_FROM:
+            return customer_id in linked
+        held: tuple[list[str], int, set[str]] | None = self.__dict__.get("_linked_set")
+        if held is None or held[0] is not linked or held[1] > len(linked):
+            held = (linked, 0, set())
+        known = held[2]
+        if held[1] < len(linked):
+            known.update(linked[held[1] :])
+            held = (linked, len(linked), known)
+        self.__dict__["_linked_set"] = held
+        return customer_id in known
+
     def _unlink(self, kind: str, value: str) -> bool:
         """Drop this customer's own link to the identifier; False when there was none."""
         key = same_identity(value)
@@ -587,58 +675,117 @@ class Journey:
     def _product(self, name: str, serial: str | None = None) -> Product:
         """The first product with this serial; else the first of this name that has no
         serial yet (or any of this name, without a serial to match); else a new one."""
-        if len(self.products) < _INDEX_FROM:
-            for product in self.products:
+        return self.products[self._product_at(name, serial)]
+
+    def _product_at(self, name: str, serial: str | None = None) -> int:
+        """``_product``'s position in ``products``."""
+        products = self.products
+        if len(products) < _INDEX_FROM:
+            for pos, product in enumerate(products):
                 if serial and serial in (product.serial_as_given, product.serial_corrected):
-                    return product
-            for product in self.products:
+                    return pos
+            for pos, product in enumerate(products):
                 if product.name == name and (serial is None or product.serial is None):
                     if serial and product.serial_as_given is None:
                         product.serial_as_given = serial
-                    return product
-            product = Product(name=name, serial_as_given=serial)
-            self.products.append(product)
-            return product
-        by_serial, by_name = self._products_index()
-        products = self.products
+                    return pos
+            products.append(Product(name=name, serial_as_given=serial))
+            return len(products) - 1
+        index = self._products_index()
         if serial:
             # Positions only ever grow stale (a serial erased): each is checked again.
-            for pos in by_serial.get(serial, ()):
+            for pos in index.by_serial.get(serial, ()):
                 product = products[pos]
                 if serial in (product.serial_as_given, product.serial_corrected):
-                    return product
-        for pos in by_name.get(name, ()):
-            product = products[pos]
-            if serial is None or product.serial is None:
-                if serial and product.serial_as_given is None:
-                    product.serial_as_given = serial
-                    bisect.insort(by_serial.setdefault(serial, []), pos)
-                return product
-        product = Product(name=name, serial_as_given=serial)
-        products.append(product)
-        pos = len(products) - 1
-        by_name.setdefault(name, []).append(pos)
-        if serial:
-            by_serial.setdefault(serial, []).append(pos)
-        self.__dict__["_product_index"] = (products, len(products), by_serial, by_name)
-        return product
+                    return pos
+        if serial is None:
+            first = index.first_by_name.get(name)
+            if first is not None:
+                return first
+        else:
+            # The first of this name still without a serial: those that got one since they
+            # were listed are dropped from the front as they are met (a product loses its
+            # serial only to an erasure, which drops the index).
+            waiting = index.serialless.get(name)
+            while waiting:
+                pos = waiting[0]
+                product = products[pos]
+                if product.serial is None:
+                    if serial and product.serial_as_given is None:
+                        product.serial_as_given = serial
+                        bisect.insort(index.by_serial.setdefault(serial, []), pos)
+                        waiting.popleft()
+                    return pos
+                waiting.popleft()
+        self._add_product(Product(name=name, serial_as_given=serial))
+        return len(products) - 1
 
-    def _products_index(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-        """Positions in ``products`` by serial (as given or corrected) and by name, in list
-        order. Made again when the list is not the one it was made for or grew elsewhere
-        (a replacement's product); a corrected serial drops it (``_serial_changed``)."""
-        held = self.__dict__.get("_product_index")
-        if held is not None and held[0] is self.products and held[1] == len(self.products):
-            return held[2], held[3]
-        by_serial: dict[str, list[int]] = {}
-        by_name: dict[str, list[int]] = {}
+    def _add_product(self, product: Product) -> None:
+        """Append ``product``, and list it in the index when one is kept."""
+        held: _ProductIndex | None = self.__dict__.get("_product_index")
+        products = self.products
+        products.append(product)
+        if held is None or held.products is not products or held.size != len(products) - 1:
+            return
+        held.size = len(products)
+        pos = held.size - 1
+        held.first_by_name.setdefault(product.name, pos)
+        for value in {product.serial_as_given, product.serial_corrected}:
+            if value:
+                held.by_serial.setdefault(value, []).append(pos)
+        if product.serial is None:
+            held.serialless.setdefault(product.name, deque()).append(pos)
+
+    def _products_index(self) -> _ProductIndex:
+        """Positions in ``products`` by serial (as given or corrected), the first by name,
+        and by name those still without a serial, in list order: kept beside the list (a
+        heavy customer has thousands; the walk of every product of a name, all with their
+        serials, for each new order grew with its history). Made again when the list is not
+        the one it was made for or grew elsewhere; an erasure drops it."""
+        held: _ProductIndex | None = self.__dict__.get("_product_index")
+        if held is not None and held.products is self.products and held.size == len(self.products):
+            return held
+        index = _ProductIndex(self.products, len(self.products), {}, {}, {})
         for pos, product in enumerate(self.products):
-            by_name.setdefault(product.name, []).append(pos)
+            index.first_by_name.setdefault(product.name, pos)
             for value in {product.serial_as_given, product.serial_corrected}:
                 if value:
-                    by_serial.setdefault(value, []).append(pos)
-        self.__dict__["_product_index"] = (self.products, len(self.products), by_serial, by_name)
-        return by_serial, by_name
+                    index.by_serial.setdefault(value, []).append(pos)
+            if product.serial is None:
+                index.serialless.setdefault(product.name, deque()).append(pos)
+        self.__dict__["_product_index"] = index
+        return index
+
+    def _products_with_serial(self, serial: str) -> list[Product]:
+        """Every product with this serial, as given or corrected, in list order."""
+        if len(self.products) < _INDEX_FROM or not serial:
+            return [p for p in self.products if serial in (p.serial_corrected, p.serial_as_given)]
+        products = self.products
+        return [
+            products[pos]
+            for pos in self._products_index().by_serial.get(serial, ())
+            if serial in (products[pos].serial_corrected, products[pos].serial_as_given)
+        ]
+
+    def _correct_serial(self, pos: int, corrected: str) -> None:
+        """Correct the serial of the product at ``pos``; list it under the corrected serial
+        when an index is kept."""
+        product = self.products[pos]
+        product.serial_corrected = corrected
+        held: _ProductIndex | None = self.__dict__.get("_product_index")
+        if held is None:
+            return
+        if (
+            held.products is not self.products
+            or held.size != len(self.products)
+            or product.serial is None  # an empty correction: it waits for a serial again
+        ):
+            self._serial_changed()
+            return
+        if corrected:
+            listed = held.by_serial.setdefault(corrected, [])
+            if pos not in listed:
+                bisect.insort(listed, pos)
 
     def _serial_changed(self) -> None:
         self.__dict__.pop("_product_index", None)
@@ -647,8 +794,22 @@ class Journey:
         case = self._case(tp, case_id, kind)
         if case is not None:
             case.steps.append(Step(tp.occurred_at, kind, detail))
-        elif case_id is None and not any(k.kind == "complaint" for k in self.cases.values()):
+        elif case_id is None and not self._has_complaint():
             self._anomaly(tp, f"{kind} before any complaint or case")
+
+    def _has_complaint(self) -> bool:
+        """Whether any case is a complaint. Many cases: the answer is kept beside them
+        (a heavy customer's step without a case walked every case it ever had), for the
+        dict it was made for; ``_open_case``, the only place a case is made, updates it."""
+        cases = self.cases
+        if len(cases) < _INDEX_FROM:
+            return any(k.kind == "complaint" for k in cases.values())
+        held: tuple[dict[str, Case], bool] | None = self.__dict__.get("_complaint_seen")
+        if held is not None and held[0] is cases:
+            return held[1]
+        seen = any(k.kind == "complaint" for k in cases.values())
+        self.__dict__["_complaint_seen"] = (cases, seen)
+        return seen
 
     def _fulfil(self, promise_id: str, at: datetime) -> bool:
         """Kept at ``at`` (the fulfilment's occurred_at, never its arrival); False when it
@@ -660,6 +821,68 @@ class Journey:
         promise.settle()
         return True
 
+    def _put_promise(self, promise: Promise) -> None:
+        """Every promise enters ``promises`` here, so an index kept beside them stays whole."""
+        promises = self.promises
+        before = len(promises)
+        promises[promise.promise_id] = promise
+        held: _PromiseIndex | None = self.__dict__.get("_promise_index")
+        if held is not None and held.promises is promises and held.size == before:
+            held.size = len(promises)
+            held.add(promise)
+
+    def _promises_naming(self, order_id: str | None, shipment_ids: Iterable[str]) -> list[Promise]:
+        """The promises that may name this order or one of these shipments (a superset:
+        callers check each as before). Few promises: all of them. Many (a heavy customer
+        has thousands, and every hand-over and delivery looked at each): from an index kept
+        beside them, made again when ``promises`` is not the dict it was made for or grew
+        elsewhere (``_put_promise`` keeps it whole)."""
+        promises = self.promises
+        if len(promises) < _INDEX_FROM:
+            return list(promises.values())
+        held: _PromiseIndex | None = self.__dict__.get("_promise_index")
+        if held is None or held.promises is not promises or held.size != len(promises):
+            held = _PromiseIndex(promises)
+            for promise in promises.values():
+                held.add(promise)
+            self.__dict__["_promise_index"] = held
+        named: dict[str, None] = {}
+        if order_id is not None:
+            named[f"delivery:{order_id}"] = None
+            named.update(dict.fromkeys(held.by_order.get(order_id, ())))
+        for shipment_id in shipment_ids:
+            named.update(dict.fromkeys(held.by_shipment.get(shipment_id, ())))
+        # Ids only: a promise made again under its id replaced the one listed.
+        return [promises[pid] for pid in named if pid in promises]
+
+    def _ship_for_order(self, ship: Shipment, order_id: str) -> None:
+        """The only place a shipment gets its order, so the index by order stays whole."""
+        ship.order_id = order_id
+        held: _ShipmentIndex | None = self.__dict__.get("_shipment_index")
+        if held is not None and held.shipments is self.shipments:
+            listed = held.by_order.setdefault(order_id, [])
+            if ship.shipment_id not in listed:
+                listed.append(ship.shipment_id)
+
+    def _shipments_of(self, order_id: str) -> set[str]:
+        """The ids of this order's shipments. Few shipments: a walk; many: an index kept
+        beside them (a shipment listed under an order it left is checked again)."""
+        shipments = self.shipments
+        if len(shipments) < _INDEX_FROM:
+            return {s.shipment_id for s in shipments.values() if s.order_id == order_id}
+        held: _ShipmentIndex | None = self.__dict__.get("_shipment_index")
+        if held is None or held.shipments is not shipments:
+            held = _ShipmentIndex(shipments)
+            for ship in shipments.values():
+                if ship.order_id is not None:
+                    held.by_order.setdefault(ship.order_id, []).append(ship.shipment_id)
+            self.__dict__["_shipment_index"] = held
+        return {
+            sid
+            for sid in held.by_order.get(order_id, ())
+            if (known := shipments.get(sid)) is not None and known.order_id == order_id
+        }
+
     def _open_case(self, tp: Touchpoint, case_id: str, kind: CaseKind, channel: str) -> Case:
         case = self.cases.get(case_id)
         if case is None:
@@ -667,6 +890,8 @@ class Journey:
             case.team = getattr(tp.data, "team", None)
             case.country = getattr(tp.data, "country", None)
             self.cases[case_id] = case
+            if kind == "complaint" and "_complaint_seen" in self.__dict__:
+                self.__dict__["_complaint_seen"] = (self.cases, True)
         else:
             # The customer wrote again on an existing case: a reply is owed again.
             if case.status == "resolved":
@@ -804,7 +1029,11 @@ class Journey:
             self.last_seen = tp.occurred_at
         data = tp.data
         _share_strings(data.__dict__)
-        if isinstance(data, _CONTACT_TYPES):
+        kind = type(data)
+        contact = _CONTACTS.get(kind)
+        if contact is None:
+            contact = _CONTACTS[kind] = issubclass(kind, _CONTACT_TYPES)
+        if contact:
             self.contacts += 1
         summary, case_id = self._fold(tp, data)
         self.timeline.append(
@@ -856,17 +1085,19 @@ class Journey:
                         if d.promised_delivery_date is not None
                         else ""
                     )
-                    self.promises[f"delivery:{d.order_id}"] = Promise(
-                        f"delivery:{d.order_id}",
-                        f"deliver order {d.order_id}{on_day}",
-                        "delivery",
-                        due_by,
-                        made_by="checkout",
-                        made_at=at,
-                        implied=True,
-                        order_id=d.order_id,
-                        due_date=d.promised_delivery_date,
-                        time_zone=d.time_zone,
+                    self._put_promise(
+                        Promise(
+                            f"delivery:{d.order_id}",
+                            f"deliver order {d.order_id}{on_day}",
+                            "delivery",
+                            due_by,
+                            made_by="checkout",
+                            made_at=at,
+                            implied=True,
+                            order_id=d.order_id,
+                            due_date=d.promised_delivery_date,
+                            time_zone=d.time_zone,
+                        )
                     )
                 self._handoff_promises(d, at)
                 return f"Order {d.order_id}: {items}", None
@@ -881,10 +1112,8 @@ class Journey:
                         d.reason,
                     )
                     self._order_summary(d.order_id)
-                shipments = {
-                    s.shipment_id for s in self.shipments.values() if s.order_id == d.order_id
-                }
-                for promise in self.promises.values():
+                shipments = self._shipments_of(d.order_id)
+                for promise in self._promises_naming(d.order_id, shipments):
                     if promise.cancelled is None and (
                         promise.order_id == d.order_id or promise.shipment_id in shipments
                     ):
@@ -915,14 +1144,15 @@ class Journey:
                 self.shipments[d.shipment_id] = ship
                 # Carriers' clocks disagree with ours: a delivery stamped before the
                 # hand-over is still a delivery, and keeps the order's promise.
-                ship.carrier, ship.order_id = d.carrier or ship.carrier, d.order_id
+                ship.carrier = d.carrier or ship.carrier
+                self._ship_for_order(ship, d.order_id)
                 if d.expected_delivery_date is not None and d.time_zone is not None:
                     ship.expected_by = c.end_of_day(d.expected_delivery_date, d.time_zone)
                 else:
                     ship.expected_by = d.expected_delivery_by or ship.expected_by
                 if ship.delivered_at is not None:
                     self._delivered(ship, ship.delivered_at)
-                for promise in self.promises.values():
+                for promise in self._promises_naming(d.order_id, ()):
                     if (
                         promise.kind == "handoff"
                         and promise.order_id == d.order_id
@@ -953,18 +1183,20 @@ class Journey:
                     on_day = (
                         f" by {d.deliver_on.isoformat()} ({d.time_zone})" if d.deliver_on else ""
                     )
-                    self.promises[pid] = Promise(
-                        pid,
-                        f"deliver {d.shipment_id}"
-                        + (f" to {d.new_location}" if d.new_location else "")
-                        + on_day,
-                        "delivery",
-                        deliver_by,
-                        made_by=d.agreed_by or d.carrier or "carrier",
-                        made_at=at,
-                        shipment_id=d.shipment_id,
-                        due_date=d.deliver_on,
-                        time_zone=d.time_zone,
+                    self._put_promise(
+                        Promise(
+                            pid,
+                            f"deliver {d.shipment_id}"
+                            + (f" to {d.new_location}" if d.new_location else "")
+                            + on_day,
+                            "delivery",
+                            deliver_by,
+                            made_by=d.agreed_by or d.carrier or "carrier",
+                            made_at=at,
+                            shipment_id=d.shipment_id,
+                            due_date=d.deliver_on,
+                            time_zone=d.time_zone,
+                        )
                     )
                 where = f" to {d.new_location}" if d.new_location else ""
                 return f"Delivery of {d.shipment_id} rescheduled{where}", None
@@ -994,7 +1226,7 @@ class Journey:
                     d.verified
                     and d.kind == "customer_id"
                     and d.value != self.customer_id
-                    and d.value not in self.linked_customers
+                    and not self._linked(d.value)
                 ):
                     self.linked_customers.append(d.value)
                 how = "verified" if d.verified else "unverified claim"
@@ -1127,8 +1359,10 @@ class Journey:
             case c.PromiseMade():
                 if d.case_id is not None:
                     self._case(tp, d.case_id, "promise")
-                self.promises[d.promise_id] = Promise(
-                    d.promise_id, d.what, d.kind, d.due_by, d.made_by, at, d.case_id, d.made_to
+                self._put_promise(
+                    Promise(
+                        d.promise_id, d.what, d.kind, d.due_by, d.made_by, at, d.case_id, d.made_to
+                    )
                 )
                 return (
                     f"Promise by {d.made_by}: {d.what} by {d.due_by.isoformat(timespec='minutes')}",
@@ -1201,9 +1435,9 @@ class Journey:
                 label = "first reply" if d.kind == "first_reply" else "reply"
                 return f"Missed {label} acknowledged by {d.agent}", d.ref
             case c.SerialNumberCorrected():
-                product = self._product(d.product, d.serial_number_as_given)
-                product.serial_corrected = d.corrected_serial_number
-                self._serial_changed()
+                at_pos = self._product_at(d.product, d.serial_number_as_given)
+                self._correct_serial(at_pos, d.corrected_serial_number)
+                product = self.products[at_pos]
                 product.serial_confirmed = False
                 self._identity(
                     "serial_number", d.corrected_serial_number, at, "corrected", verified=True
@@ -1216,9 +1450,8 @@ class Journey:
                     d.case_id,
                 )
             case c.SerialConfirmationRequested():
-                for product in self.products:
-                    if d.serial_number in (product.serial_corrected, product.serial_as_given):
-                        product.serial_confirmation_requested = True
+                for product in self._products_with_serial(d.serial_number):
+                    product.serial_confirmation_requested = True
                 if d.case_id:
                     case = self._case(tp, d.case_id, "serial confirmation request")
                     if case is not None:
@@ -1226,10 +1459,9 @@ class Journey:
                 return f"Asked the customer to confirm serial {d.serial_number}", d.case_id
             case c.SerialNumberConfirmed():
                 found = False
-                for product in self.products:
-                    if d.serial_number in (product.serial_corrected, product.serial_as_given):
-                        product.serial_confirmed = True
-                        found = True
+                for product in self._products_with_serial(d.serial_number):
+                    product.serial_confirmed = True
+                    found = True
                 if not found:
                     self._anomaly(tp, f"confirmed serial {d.serial_number} that we never had")
                 if d.case_id and (case := self.cases.get(d.case_id)):
@@ -1246,7 +1478,7 @@ class Journey:
                 proof = " before proof was asked" if d.before_proof else ""
                 self._step(tp, d.case_id, "replacement", f"replacement {d.product} shipped{proof}")
                 if d.serial_number:
-                    self.products.append(Product(name=d.product, serial_as_given=d.serial_number))
+                    self._add_product(Product(name=d.product, serial_as_given=d.serial_number))
                     self._identity(
                         "serial_number", d.serial_number, at, "replacement", verified=True
                     )
@@ -1333,16 +1565,18 @@ class Journey:
                 due[line.seller] = line.handoff_by if seen is None else min(seen, line.handoff_by)
         for seller, by in due.items():
             pid = f"handoff:{d.order_id}" + (f":{seller}" if seller else "")
-            self.promises[pid] = Promise(
-                pid,
-                f"hand order {d.order_id} to the carrier" + (f" ({seller})" if seller else ""),
-                "handoff",
-                by,
-                made_by=seller or "seller",
-                made_at=at,
-                implied=True,
-                order_id=d.order_id,
-                seller=seller,
+            self._put_promise(
+                Promise(
+                    pid,
+                    f"hand order {d.order_id} to the carrier" + (f" ({seller})" if seller else ""),
+                    "handoff",
+                    by,
+                    made_by=seller or "seller",
+                    made_at=at,
+                    implied=True,
+                    order_id=d.order_id,
+                    seller=seller,
+                )
             )
 
     def _feedback_answered(self, feedback_id: str, at: datetime, answer: str) -> None:
@@ -1353,7 +1587,7 @@ class Journey:
 
     def _delivered(self, ship: Shipment, at: datetime) -> None:
         """Keep the delivery promises this shipment fulfils, matched by exact ids."""
-        for promise in self.promises.values():
+        for promise in self._promises_naming(ship.order_id, (ship.shipment_id,)):
             if promise.kind != "delivery" or promise.fulfilled_at is not None:
                 continue
             if promise.shipment_id == ship.shipment_id or (
@@ -1391,6 +1625,7 @@ class Journey:
             promise.made_to = None
         for product in self.products:
             product.serial_as_given = product.serial_corrected = None
+        self._serial_changed()  # every product is without a serial now
         for ship in self.shipments.values():
             ship.delivered_location = ship.rescheduled_to = None
         self.timeline = [
