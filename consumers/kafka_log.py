@@ -175,7 +175,9 @@ class KeyHashPartitioner(Partitioner):  # type: ignore[misc]  # kafka-python is 
 
 def _refresh_metadata(producer: Any, timeout_s: float) -> None:
     """Have a producer fetch the cluster's metadata now and wait for it (kafka-python has
-    no public call for it: this is what its own wait for an unknown topic's metadata does)."""
+    no public call for it: this is what its own wait for an unknown topic's metadata does;
+    pyproject pins kafka-python to 3.0.x and tests/unit/test_kafka_python_internals.py fails
+    when these internals change)."""
     done = threading.Event()
     future = producer._metadata.request_update()
     future.add_both(lambda *_: done.set())
@@ -1189,29 +1191,31 @@ class KafkaConsumerAdapter:
         answered (kafka-python keeps the latest fetch's). By the position, not the last
         record: a transaction's commit marker after it is read (skipped) too."""
         consumer = self._consumer
-        assignment = getattr(getattr(consumer, "_subscription", None), "assignment", {})
         out: dict[Any, int] = {}
         for ktp, records in batch.items():
             try:
                 highwater = consumer.highwater(ktp)
             except kafka_errors.IllegalStateError:  # revoked meanwhile: not this member's
                 continue
-            if highwater is not None and self._read_up_to(assignment, ktp, records) < highwater:
+            if highwater is not None and self._read_up_to(ktp, records) < highwater:
                 out[ktp] = highwater
         return out
 
     def _behind(self, batch: Mapping[Any, list[Any]], backlog: Mapping[Any, int]) -> bool:
         """Whether a partition is still short of the backlog it had at the poll's first
         records (what arrived since is the next poll's: filling never chases the head)."""
-        assignment = getattr(getattr(self._consumer, "_subscription", None), "assignment", {})
         return any(
-            ktp in batch and self._read_up_to(assignment, ktp, batch[ktp]) < highwater
+            ktp in batch and self._read_up_to(ktp, batch[ktp]) < highwater
             for ktp, highwater in backlog.items()
         )
 
-    @staticmethod
-    def _read_up_to(assignment: Any, ktp: Any, records: list[Any]) -> int:
-        position = getattr(getattr(assignment.get(ktp), "position", None), "offset", None)
+    def _read_up_to(self, ktp: Any, records: list[Any]) -> int:
+        """The consumer's position in the partition (public ``position``; with no wait it
+        only reads what a poll already set), or past the last record when it has none."""
+        try:
+            position = self._consumer.position(ktp, timeout_ms=0)
+        except kafka_errors.IllegalStateError:  # revoked meanwhile
+            position = None
         return position if isinstance(position, int) else int(records[-1].offset) + 1
 
     # -- offsets -----------------------------------------------------------------------
