@@ -43,11 +43,13 @@ from projections.location import (
     schema_of,
 )
 from projections.schema import (
+    READ_SIDE_INDEXES,
     SEARCH_DDL,
     SEARCH_TRIGGERS,
     TIMELINE_INDEX,
     TRGM_SCHEMA,
     ddl,
+    index_ddl,
     timeline_ddl,
 )
 
@@ -484,7 +486,9 @@ class SQLiteBackend(Backend):
         # The processes of a rebuild on several never make the timeline index (see below).
         shared_rebuild = rebuilding and self.turns is not None
         if shared_rebuild:
-            self.recorder.leave_out = frozenset({timeline_ddl("sqlite")})
+            self.recorder.leave_out = frozenset(
+                {timeline_ddl("sqlite"), *(index_ddl("sqlite", n) for n in READ_SIDE_INDEXES)}
+            )
             # (eventsourcing lists them when the recorder is made)
             self.recorder.create_table_statements = (
                 self.recorder.construct_create_table_statements()
@@ -513,6 +517,15 @@ class SQLiteBackend(Backend):
         self._timeline_deferred = rebuilding
         if self._timeline_deferred and not shared_rebuild:
             self.execute([(f"DROP INDEX IF EXISTS {TIMELINE_INDEX}", ())])
+        # ... and so are the indexes only the query side reads (schema.READ_SIDE_INDEXES:
+        # by a normalised id or identity, by product): no writer reads by them, so they are
+        # built at the end only (:meth:`index_search`), never mid-rebuild; several processes
+        # leave them to their parent as they leave the timeline index.
+        self._read_side_deferred = rebuilding
+        if rebuilding and not shared_rebuild:
+            with self.transaction(commit=True) as cur:
+                for name in READ_SIDE_INDEXES:
+                    cur.execute(f"DROP INDEX IF EXISTS {name}")
 
     def sql(self, statement: str) -> str:
         return statement
@@ -531,6 +544,12 @@ class SQLiteBackend(Backend):
         # The sort spills to a temporary file, not memory, with a small buffer: with the
         # pool's temp_store=MEMORY and page cache it took ~90 MiB more at 1M touchpoints,
         # at the end of a rebuild whose peak is counted; this way ~4 MiB, and less CPU.
+        self._build_indexes([timeline_ddl("sqlite")])
+        self._timeline_deferred = False
+
+    def _build_indexes(self, statements: Sequence[str]) -> None:
+        """Each index of ``statements`` in one sorted pass over its table (in this process's
+        write turn when several write the file)."""
         pool = self.datastore.pool
         cache_kib = pool.cache_kib if isinstance(pool, _TunedPool) else _TunedPool.cache_kib
         turn = self.turns.turn() if self.turns is not None else contextlib.nullcontext()
@@ -539,17 +558,18 @@ class SQLiteBackend(Backend):
             cur.execute("PRAGMA temp_store=FILE")
             cur.execute("PRAGMA cache_size=-2048")
             try:
-                cur.execute(timeline_ddl("sqlite"))
+                for statement in statements:
+                    cur.execute(statement)
             finally:
                 cur.execute(f"PRAGMA cache_size=-{cache_kib}")
                 cur.execute("PRAGMA temp_store=MEMORY")
-        self._timeline_deferred = False
 
     def rebuilt(self) -> None:
-        """Every row is written: build the timeline index and the search index from the
-        table, in one pass each, and keep them with every write from now on (the search
-        triggers back). Neither in one of several processes writing the file: the others
-        may still be writing (their parent builds both: :meth:`index_search`)."""
+        """Every row is written: build the timeline index, the query side's indexes
+        (schema.READ_SIDE_INDEXES) and the search index from the tables, in one pass each,
+        and keep them with every write from now on (the search triggers back). None in
+        one of several processes writing the file: the others may still be writing (their
+        parent builds them: :meth:`index_search`)."""
         if self.turns is None:
             self.timeline_wanted()
             self.index_search()
@@ -558,6 +578,9 @@ class SQLiteBackend(Backend):
         # The timeline index first, if nobody needed it before: its sort reads the table
         # once, as the search index's pass does after it.
         self.timeline_wanted()
+        if self._read_side_deferred:
+            self._build_indexes([index_ddl("sqlite", name) for name in READ_SIDE_INDEXES])
+            self._read_side_deferred = False
         if not self._search_deferred:
             return
         with self.transaction(commit=True) as cur:

@@ -3,7 +3,15 @@
 
 from __future__ import annotations
 
-__all__ = ["SEARCH_DDL", "SEARCH_TRIGGERS", "TIMELINE_INDEX", "ddl", "timeline_ddl"]
+__all__ = [
+    "READ_SIDE_INDEXES",
+    "SEARCH_DDL",
+    "SEARCH_TRIGGERS",
+    "TIMELINE_INDEX",
+    "ddl",
+    "index_ddl",
+    "timeline_ddl",
+]
 
 # {serial}: a row id that never changes (SQLite's search index points at it; PostgreSQL's
 # search needs none, so there is no such column there); {blob}: bytes; {compact}: on SQLite,
@@ -180,10 +188,25 @@ TRGM_SCHEMA = (
 TIMELINE_INDEX = "touchpoints_timeline"
 
 
+# Indexes only the query side reads (a customer by its normalised id or an identity, the
+# owners of a product), never a writer: a rebuild's new SQLite store builds them in one
+# sorted pass each once every row is written. Row by row, each customer's rows went into
+# them at a random place (customer ids, identities), a page journalled and written back
+# per row once the tables outgrew the page cache (docs/BENCHMARKS.md, "Rebuild: the SQL a
+# touchpoint at 100k and at 1M").
+READ_SIDE_INDEXES = ("customers_id_norm", "identities_norm", "owned_products_product")
+
+
+def index_ddl(kind: str, name: str) -> str:
+    """The statement that creates the index ``name`` on ``kind`` (as ``ddl`` makes it)."""
+    made = ["CREATE", "INDEX", "IF", "NOT", "EXISTS", name]
+    (statement,) = (s for s in ddl(kind) if s.split()[:6] == made)
+    return statement
+
+
 def timeline_ddl(kind: str) -> str:
     """The statement that creates the timeline index on ``kind`` (as ``ddl`` makes it)."""
-    (statement,) = (s for s in ddl(kind) if f"INDEX IF NOT EXISTS {TIMELINE_INDEX}" in s)
-    return statement
+    return index_ddl(kind, TIMELINE_INDEX)
 
 
 def ddl(kind: str) -> list[str]:
