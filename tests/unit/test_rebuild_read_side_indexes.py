@@ -18,6 +18,7 @@ from journey.synthetic import customer_journey
 from projections.rows import norm_identity
 from projections.schema import LATE_INDEXES
 from projections.store import JourneyStore
+from tests.unit.test_rebuild_late_indexes import _indexes
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 TP = TopicPartition("t", 0)
@@ -53,15 +54,6 @@ def _fill(
 ) -> None:
     for batch in batches:
         store.process(tp, batch, batch[-1][0])
-
-
-def _indexes(store: JourneyStore) -> dict[str, str]:
-    return {
-        str(name): str(sql)
-        for name, sql in store.query(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-        )
-    }
 
 
 def _tables(store: JourneyStore) -> dict[str, list[tuple[object, ...]]]:
